@@ -1,0 +1,391 @@
+//! The cache handle and its read path (L1 → L2 → single-flight loader).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::builder::CacheBuilder;
+use crate::clock::{Clock, Random};
+use crate::error::{BoxError, Error};
+use crate::flight::{self, Flights, Leader, Role};
+use crate::key::{CacheKey, CacheValue};
+use crate::l1::{L1, Slot};
+use crate::l2::{Fetched, L2};
+use crate::metrics::Metrics;
+use crate::policy::{Entry, jittered_ttl, should_refresh_early};
+
+/// A typed cache for one namespace. Cloning is cheap (one `Arc`); hold one per namespace
+/// in the application state.
+pub struct Cache<K, V> {
+    pub(crate) inner: Arc<Inner<K, V>>,
+}
+
+impl<K, V> Clone for Cache<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// What L1 holds for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cached<V> {
+    /// A value.
+    Value(V),
+    /// A negative entry: the loader recently answered "not found".
+    Missing,
+}
+
+impl<V> Cached<V> {
+    /// The value, or `None` for a negative entry.
+    pub fn into_option(self) -> Option<V> {
+        match self {
+            Cached::Value(v) => Some(v),
+            Cached::Missing => None,
+        }
+    }
+}
+
+/// Size of L1 right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L1Stats {
+    /// Entries held (approximate until pending maintenance runs).
+    pub entries: u64,
+    /// Their total weight in (estimated) bytes.
+    pub bytes: u64,
+}
+
+/// Expiry settings; see the builder for what each one means.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub jitter: f64,
+    pub beta: f64,
+    pub l1_max_ttl: Duration,
+}
+
+pub(crate) struct Inner<K, V> {
+    pub namespace: String,
+    pub settings: Settings,
+    pub l1: L1<K, V>,
+    pub l2: Option<L2>,
+    pub flights: Flights<K, V>,
+    pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
+    pub metrics: Metrics,
+    /// Tags our invalidation messages so we ignore our own.
+    pub instance: u64,
+    pub subscribed: Arc<AtomicBool>,
+    /// Dropped (or signalled) to stop the subscriber.
+    pub shutdown: watch::Sender<()>,
+    pub subscriber: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The L2 payload. Borrowing on write avoids cloning the value to serialise it.
+#[derive(Serialize)]
+pub(crate) struct RecordRef<'a, V> {
+    pub value: Option<&'a V>,
+    pub delta_micros: u64,
+}
+
+#[derive(Deserialize)]
+struct Record<V> {
+    value: Option<V>,
+    delta_micros: u64,
+}
+
+/// Past `delta × beta × this`, the XFetch chance is below e⁻⁴⁰: skip drawing a number.
+const XFETCH_HORIZON: f64 = 40.0;
+
+enum Probe<V> {
+    Fresh(Slot<V>),
+    RefreshDue(Slot<V>),
+    Absent,
+}
+
+impl<K: CacheKey, V: CacheValue> Cache<K, V> {
+    /// Starts configuring a cache for `namespace` (`[A-Za-z0-9._-]`, e.g. `"links"`).
+    pub fn builder(namespace: &str) -> CacheBuilder<K, V> {
+        CacheBuilder::new(namespace)
+    }
+
+    pub(crate) fn from_inner(inner: Inner<K, V>) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The namespace given to the builder.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// Synchronous L1 lookup: no future, no allocation, no Redis. `None` means L1 has
+    /// nothing live for `key`; call [`Cache::get_or_load`] then.
+    pub fn peek(&self, key: &K) -> Option<Cached<V>> {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        match inner.l1.get(key) {
+            Some(entry) if is_live(&entry, now) => {
+                self.count_hit(&entry);
+                Some(to_cached(&entry))
+            }
+            _ => None,
+        }
+    }
+
+    /// Cache-aside read: L1, then L2, then `loader`, whose answer (including `Ok(None)`,
+    /// "not found", cached for the negative TTL) fills both tiers.
+    ///
+    /// Concurrent misses on one key run `loader` once; the others wait for its outcome
+    /// (an error included). A hit close to expiry may refresh early (XFetch): the one
+    /// caller that draws it reloads, everyone else keeps getting the current value, and a
+    /// failed refresh falls back to it.
+    pub async fn get_or_load<F, Fut, E>(&self, key: &K, loader: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
+        let inner = &*self.inner;
+        match self.probe(key) {
+            Probe::Fresh(entry) => {
+                self.count_hit(&entry);
+                return Ok(entry.value.clone());
+            }
+            Probe::RefreshDue(entry) => {
+                self.count_hit(&entry);
+                let Some(leader) = inner.flights.try_lead(key) else {
+                    return Ok(entry.value.clone());
+                };
+                inner.metrics.early_refreshes.increment(1);
+                return match self.load(key, leader, loader).await {
+                    Ok(value) => Ok(value),
+                    Err(error) => {
+                        tracing::warn!(namespace = %inner.namespace, %error, "early refresh failed; serving the cached value");
+                        Ok(entry.value.clone())
+                    }
+                };
+            }
+            Probe::Absent => inner.metrics.l1_misses.increment(1),
+        }
+        loop {
+            match inner.flights.join(key) {
+                Role::Leader(leader) => {
+                    // A flight may have finished between our probe and our join.
+                    if let Probe::Fresh(e) | Probe::RefreshDue(e) = self.probe(key) {
+                        leader.finish(Ok(e.value.clone()));
+                        return Ok(e.value.clone());
+                    }
+                    if let Some(found) = self.read_l2(key).await {
+                        leader.finish(Ok(found.clone()));
+                        return Ok(found);
+                    }
+                    return self.load(key, leader, loader).await;
+                }
+                Role::Waiter(rx) => {
+                    inner.metrics.coalesced.increment(1);
+                    if let Some(outcome) = flight::wait(rx).await {
+                        return outcome;
+                    }
+                    // The leader was cancelled: try again, maybe as the leader.
+                }
+            }
+        }
+    }
+
+    /// L1 then L2, without loading. `None`: neither tier has a live entry.
+    pub async fn get(&self, key: &K) -> Option<Cached<V>> {
+        if let Some(found) = self.peek(key) {
+            return Some(found);
+        }
+        self.inner.metrics.l1_misses.increment(1);
+        self.read_l2(key)
+            .await
+            .map(|v| v.map_or(Cached::Missing, Cached::Value))
+    }
+
+    /// Whether this cache uses a Redis L2.
+    pub fn has_l2(&self) -> bool {
+        self.inner.l2.is_some()
+    }
+
+    /// Whether peers' invalidations currently reach this instance: always true without an
+    /// L2, otherwise true while the pub/sub subscription is up. Useful in a readiness check.
+    pub fn is_coherent(&self) -> bool {
+        self.inner.l2.is_none() || self.inner.subscribed.load(Ordering::SeqCst)
+    }
+
+    /// The current size of L1, after applying pending maintenance.
+    pub fn l1_stats(&self) -> L1Stats {
+        self.inner.l1.sync();
+        L1Stats {
+            entries: self.inner.l1.entry_count(),
+            bytes: self.inner.l1.weighted_size(),
+        }
+    }
+
+    /// Stops the invalidation subscriber and waits for it. The cache keeps working as a
+    /// local cache with L2; dropping the last handle has the same effect without the wait.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.send_replace(());
+        let task = self
+            .inner
+            .subscriber
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(task) = task {
+            // The task only ends by returning; a join error would be a panic already logged.
+            let _ = task.await;
+        }
+    }
+
+    fn count_hit(&self, entry: &Entry<V>) {
+        self.inner.metrics.l1_hits.increment(1);
+        if entry.value.is_none() {
+            self.inner.metrics.negative_hits.increment(1);
+        }
+    }
+
+    fn probe(&self, key: &K) -> Probe<V> {
+        let inner = &*self.inner;
+        let now = inner.clock.now();
+        let Some(entry) = inner.l1.get(key) else {
+            return Probe::Absent;
+        };
+        if !is_live(&entry, now) {
+            return Probe::Absent;
+        }
+        let s = &inner.settings;
+        let horizon = entry.delta.as_secs_f64() * s.beta * XFETCH_HORIZON;
+        let left = (entry.expires_at - now).as_secs_f64();
+        if left > horizon {
+            return Probe::Fresh(entry);
+        }
+        let sample = inner.random.next_f64();
+        if should_refresh_early(now, entry.expires_at, entry.delta, s.beta, sample) {
+            Probe::RefreshDue(entry)
+        } else {
+            Probe::Fresh(entry)
+        }
+    }
+
+    /// Reads L2 and, on a hit, fills L1 for no longer than Redis keeps the entry.
+    /// `Some(None)` is a negative entry.
+    async fn read_l2(&self, key: &K) -> Option<Option<V>> {
+        let inner = &*self.inner;
+        let l2 = inner.l2.as_ref()?;
+        let (bytes, left) = match l2.get(&key.key_string()).await {
+            Fetched::Hit(bytes, left) => (bytes, left),
+            Fetched::Miss => {
+                inner.metrics.l2_misses.increment(1);
+                return None;
+            }
+            Fetched::Unavailable => return None,
+        };
+        let Ok(record) = postcard::from_bytes::<Record<V>>(&bytes) else {
+            // An old or foreign shape: a miss, and the load below overwrites it.
+            inner.metrics.decode_errors.increment(1);
+            inner.metrics.l2_misses.increment(1);
+            return None;
+        };
+        inner.metrics.l2_hits.increment(1);
+        let left = left.unwrap_or(inner.settings.ttl);
+        let now = inner.clock.now();
+        let l1_life = left.min(inner.settings.l1_max_ttl);
+        let entry = Entry {
+            value: record.value.clone(),
+            expires_at: now + left,
+            l1_until: now + l1_life,
+            delta: Duration::from_micros(record.delta_micros),
+            reclaim_after: l1_life,
+        };
+        inner.l1.insert(key.clone(), Arc::new(entry));
+        Some(record.value)
+    }
+
+    /// Runs the loader as the flight's leader and fills both tiers.
+    async fn load<F, Fut, E>(
+        &self,
+        key: &K,
+        leader: Leader<'_, K, V>,
+        loader: F,
+    ) -> Result<Option<V>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
+        let inner = &*self.inner;
+        inner.metrics.loads.increment(1);
+        let started = inner.clock.now();
+        let result = loader().await;
+        let delta = inner.clock.now().saturating_sub(started);
+        match result {
+            Ok(value) => {
+                let (entry, ttl) = self.new_entry(value.clone(), delta);
+                inner.l1.insert(key.clone(), entry.clone());
+                // Release the waiters before the Redis write: they need not wait for it.
+                leader.finish(Ok(value.clone()));
+                self.write_l2(key, &entry, ttl).await;
+                Ok(value)
+            }
+            Err(error) => {
+                inner.metrics.load_errors.increment(1);
+                let error = Error::load(error);
+                leader.finish(Err(error.clone()));
+                Err(error)
+            }
+        }
+    }
+
+    /// A fresh entry with a jittered TTL; returns it with that TTL (for L2).
+    pub(crate) fn new_entry(&self, value: Option<V>, delta: Duration) -> (Slot<V>, Duration) {
+        let inner = &*self.inner;
+        let s = &inner.settings;
+        let base = if value.is_some() { s.ttl } else { s.negative_ttl };
+        let ttl = jittered_ttl(base, s.jitter, inner.random.next_f64());
+        let now = inner.clock.now();
+        let l1_life = if inner.l2.is_some() {
+            ttl.min(s.l1_max_ttl)
+        } else {
+            ttl
+        };
+        let entry = Entry {
+            value,
+            expires_at: now + ttl,
+            l1_until: now + l1_life,
+            delta,
+            reclaim_after: l1_life,
+        };
+        (Arc::new(entry), ttl)
+    }
+
+    pub(crate) async fn write_l2(&self, key: &K, entry: &Entry<V>, ttl: Duration) {
+        let Some(l2) = &self.inner.l2 else { return };
+        let record = RecordRef {
+            value: entry.value.as_ref(),
+            delta_micros: u64::try_from(entry.delta.as_micros()).unwrap_or(u64::MAX),
+        };
+        match postcard::to_allocvec(&record) {
+            Ok(bytes) => l2.set(&key.key_string(), bytes, ttl).await,
+            Err(error) => tracing::warn!(%error, "value does not serialise; kept in L1 only"),
+        }
+    }
+}
+
+fn is_live<V>(entry: &Entry<V>, now: Duration) -> bool {
+    now < entry.expires_at && now < entry.l1_until
+}
+
+fn to_cached<V: Clone>(entry: &Entry<V>) -> Cached<V> {
+    entry.value.clone().map_or(Cached::Missing, Cached::Value)
+}
