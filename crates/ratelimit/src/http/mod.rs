@@ -1,0 +1,5 @@
+//! placeholder
+pub struct RateLimitConfig;
+pub struct RateLimitLayer;
+pub struct RateLimitService;
+pub struct RateLimitSubject;
