@@ -1,0 +1,129 @@
+//! Typed configuration, parsed once at start (from flags or `BASIS_*` variables).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+/// Deployment environment: production refuses unsafe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    /// Local work: generated secrets are allowed.
+    Development,
+    /// Real traffic.
+    Production,
+}
+
+/// Everything `basis serve` needs to know.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BASIS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory for the SQLite database and generated files (created if missing).
+    #[arg(long, env = "BASIS_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Database URL: a `sqlite:` file (default: `basis.db` in the data directory) or a
+    /// `postgres://` server.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Connections per database pool.
+    #[arg(long, env = "BASIS_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// Public origin used to build `shortUrl` (default: `http://<listen>`).
+    #[arg(long, env = "BASIS_BASE_URL")]
+    pub base_url: Option<Url>,
+
+    /// Deployment environment.
+    #[arg(
+        long = "env",
+        env = "BASIS_ENV",
+        value_enum,
+        default_value = "development"
+    )]
+    pub environment: Environment,
+
+    /// Longest accepted `longUrl`, in bytes.
+    #[arg(long, env = "BASIS_MAX_URL_LENGTH", default_value_t = 2048)]
+    pub max_url_length: usize,
+
+    /// A file of hosts (one per line, `#` comments) that links may not point to; a listed
+    /// host also blocks its subdomains.
+    #[arg(long, env = "BASIS_HOST_BLOCKLIST")]
+    pub host_blocklist: Option<PathBuf>,
+
+    /// How often aggregated clicks are written to the database, in milliseconds.
+    #[arg(long, env = "BASIS_CLICK_FLUSH_MS", default_value_t = 1000)]
+    pub click_flush_ms: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "BASIS_BODY_LIMIT", default_value_t = 64 * 1024)]
+    pub body_limit: usize,
+
+    /// Longest time a request may take before it is answered with 503, in milliseconds.
+    #[arg(long, env = "BASIS_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Most links held in the lookup cache.
+    #[arg(long, env = "BASIS_LINK_CACHE_CAPACITY", default_value_t = 100_000)]
+    pub link_cache_capacity: u64,
+
+    /// Longest time a graceful stop waits for open requests, in milliseconds.
+    #[arg(long, env = "BASIS_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Config {
+    /// A development configuration with every default, storing data in `data_dir`.
+    pub fn with_data_dir(data_dir: impl AsRef<Path>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: data_dir.as_ref().to_path_buf(),
+            database_url: None,
+            db_pool_size: 16,
+            base_url: None,
+            environment: Environment::Development,
+            max_url_length: 2048,
+            host_blocklist: None,
+            click_flush_ms: 1000,
+            body_limit: 64 * 1024,
+            request_timeout_ms: 10_000,
+            link_cache_capacity: 100_000,
+            shutdown_grace_ms: 30_000,
+        }
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| basis_store::Store::sqlite_url_in(&self.data_dir))
+    }
+
+    /// The public origin in effect for an app bound to `bound`.
+    pub fn base_url_for(&self, bound: SocketAddr) -> Url {
+        self.base_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{bound}")).expect("a socket address forms a valid URL")
+        })
+    }
+
+    /// The click flush interval.
+    pub fn click_flush_interval(&self) -> Duration {
+        Duration::from_millis(self.click_flush_ms.max(10))
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+
+    /// The graceful stop deadline.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}

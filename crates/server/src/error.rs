@@ -1,0 +1,215 @@
+//! The one place where failures become HTTP responses: RFC 9457 `application/problem+json`.
+//!
+//! Handlers return [`ApiError`]; its `IntoResponse` picks the status and writes the problem
+//! document. A 5xx never shows internals: the cause is attached to the response as an
+//! [`InternalError`] extension, and the request middleware logs it with the request id that
+//! the client sees in `x-request-id`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The media type of error bodies.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// A URI reference naming the problem type; `about:blank` means "see the status".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Short summary of the problem type.
+    pub title: &'static str,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong with this request, for a human.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Problems with individual fields of the request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+/// A problem with one field of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field's name as it appears in the request (camelCase).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl FieldError {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Problem {
+    /// A problem of `status` with its canonical title and no detail.
+    pub fn new(status: StatusCode) -> Self {
+        Self {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: None,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Adds the human-readable detail.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// The cause of a 5xx, kept out of the body and logged by the request middleware.
+#[derive(Debug, Clone)]
+pub struct InternalError(pub String);
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// One or more fields are invalid (400, with `errors`).
+    #[error("invalid request")]
+    Invalid(Vec<FieldError>),
+    /// The request is malformed in a way not tied to one field (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Authentication is required or failed (401); the challenge goes to `WWW-Authenticate`.
+    #[error("{detail}")]
+    Unauthorized {
+        /// The `WWW-Authenticate` challenge.
+        challenge: &'static str,
+        /// What the client should do.
+        detail: String,
+    },
+    /// Authenticated but not allowed (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such resource (404).
+    #[error("not found")]
+    NotFound,
+    /// The resource existed but is no longer available (410).
+    #[error("{0}")]
+    Gone(String),
+    /// The request conflicts with the current state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is not of a media type this route accepts (415).
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The body is larger than allowed (413).
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// Well-formed but semantically invalid (422).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// A dependency is down (503).
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure (500).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A 400 for a single field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<basis_store::Error> for ApiError {
+    fn from(err: basis_store::Error) -> Self {
+        match err {
+            basis_store::Error::Unavailable(_) => Self::Unavailable(err.to_string()),
+            basis_store::Error::Conflict(what) => {
+                Self::Conflict(format!("{what} is already taken"))
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = |status| Problem::new(status);
+        match self {
+            Self::Invalid(errors) => Problem {
+                errors,
+                ..problem(StatusCode::BAD_REQUEST).detail("the request has invalid fields")
+            }
+            .into_response(),
+            Self::BadRequest(detail) => problem(StatusCode::BAD_REQUEST)
+                .detail(detail)
+                .into_response(),
+            Self::Unauthorized { challenge, detail } => {
+                let mut response = problem(StatusCode::UNAUTHORIZED)
+                    .detail(detail)
+                    .into_response();
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+                response
+            }
+            Self::Forbidden(detail) => problem(StatusCode::FORBIDDEN)
+                .detail(detail)
+                .into_response(),
+            Self::NotFound => problem(StatusCode::NOT_FOUND).into_response(),
+            Self::Gone(detail) => problem(StatusCode::GONE).detail(detail).into_response(),
+            Self::Conflict(detail) => problem(StatusCode::CONFLICT).detail(detail).into_response(),
+            Self::UnsupportedMediaType(detail) => problem(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .detail(detail)
+                .into_response(),
+            Self::PayloadTooLarge => problem(StatusCode::PAYLOAD_TOO_LARGE)
+                .detail("the request body exceeds the size limit")
+                .into_response(),
+            Self::Unprocessable(detail) => problem(StatusCode::UNPROCESSABLE_ENTITY)
+                .detail(detail)
+                .into_response(),
+            Self::Unavailable(cause) => {
+                let mut response = problem(StatusCode::SERVICE_UNAVAILABLE)
+                    .detail("a dependency is unavailable; try again shortly")
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response.extensions_mut().insert(InternalError(cause));
+                response
+            }
+            Self::Internal(err) => {
+                let mut response = problem(StatusCode::INTERNAL_SERVER_ERROR)
+                    .detail("an unexpected error occurred; quote the x-request-id header when reporting it")
+                    .into_response();
+                response
+                    .extensions_mut()
+                    .insert(InternalError(format!("{err:#}")));
+                response
+            }
+        }
+    }
+}
+
+/// Shorthand for handler results.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,133 @@
+//! The middleware every request passes through, outermost first:
+//!
+//! 1. request id: reuse a sane incoming `x-request-id` or make one; echoed on the response;
+//! 2. security headers on every response;
+//! 3. [`observe`]: metrics by route and status, a log line for every 5xx with its request id
+//!    and cause, and problem documents for the bodiless errors the framework produces
+//!    (405 with `Allow`, 413, …);
+//! 4. request timeout (503) and body size limit (413, enforced by the extractors).
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::error::{InternalError, Problem};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Wraps `router` in the middleware stack.
+pub fn layer<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    body_limit: usize,
+    timeout: Duration,
+) -> Router<S> {
+    let inner = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .detail("the request took too long to process")
+                .into_response()
+        }))
+        .timeout(timeout);
+    let security = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    router
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(inner)
+        .layer(middleware::from_fn(observe))
+        .layer(security("x-content-type-options", "nosniff"))
+        .layer(security("x-frame-options", "DENY"))
+        .layer(security(
+            "referrer-policy",
+            "strict-origin-when-cross-origin",
+        ))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+fn method_label(method: &axum::http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Records metrics, logs server errors and turns bodiless error responses into problems.
+async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let request_id = request.headers().get(&REQUEST_ID).cloned();
+
+    let mut response = next.run(request).await;
+    let status = response.status();
+
+    if (status.is_client_error() || status.is_server_error())
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        response = with_problem_body(response);
+    }
+    if status.is_server_error() {
+        let cause = response
+            .extensions()
+            .get::<InternalError>()
+            .map(|e| e.0.as_str());
+        let request_id = request_id
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::error!(
+            request_id,
+            route,
+            status = status.as_u16(),
+            cause,
+            "request failed"
+        );
+    }
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = status.as_u16().to_string();
+    metrics::counter!("basis_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("basis_http_request_duration_seconds", "method" => method, "route" => route).record(elapsed);
+    response
+}
+
+/// Replaces the empty body of a framework-made error with a problem document, keeping its
+/// status and headers (such as `Allow` on a 405).
+fn with_problem_body(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    let detail = match parts.status {
+        StatusCode::METHOD_NOT_ALLOWED => {
+            "this method is not allowed on this resource; see the Allow header"
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body exceeds the size limit",
+        StatusCode::NOT_FOUND => "no resource at this path",
+        _ => "the request could not be processed",
+    };
+    let problem = Problem::new(parts.status).detail(detail).into_response();
+    let (problem_parts, body) = problem.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(problem_parts.headers);
+    Response::from_parts(parts, body)
+}

@@ -1,0 +1,260 @@
+//! The Basis HTTP application.
+//!
+//! # Where things are
+//!
+//! - [`Server`]: builds everything from a [`Config`] (database, migrations, state, routes),
+//!   binds the listener and runs until a shutdown future resolves, then drains and flushes.
+//!   `main` and the integration tests both start the application through it.
+//! - [`state::AppState`]: the shared services handlers use.
+//! - [`http`]: the middleware stack (request id, security headers, metrics, timeout, limits).
+//! - [`error`]: the one error type and its problem+json rendering.
+//! - One module per resource: [`links`] (the shortener), [`ops`] (health, readiness,
+//!   metrics), [`openapi`].
+//! - [`caller`]: who is calling, the seam for authentication.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use basis_store::ids::IdBlocks;
+use basis_store::{ConnectOptions, Store};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub mod caller;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
+pub mod links;
+pub mod openapi;
+pub mod ops;
+pub mod passwords;
+pub mod state;
+
+pub use config::{Config, Environment};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::ApiError;
+use crate::links::cache::LinkCache;
+use crate::links::clicks::ClickRecorder;
+use crate::links::code::CodeBook;
+use crate::links::input::UrlPolicy;
+use crate::passwords::Passwords;
+use crate::state::AppState;
+
+/// Ids leased per round trip to the database.
+const ID_BLOCK_SIZE: u32 = 1000;
+
+/// The process-wide Prometheus recorder (the `metrics` facade allows one per process).
+fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                    1.0, 2.5, 5.0, 10.0,
+                ])
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    let options = ConnectOptions {
+        max_connections: config.db_pool_size,
+        ..ConnectOptions::default()
+    };
+    let store = Store::connect(&url, &options)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&url)))?;
+    store
+        .migrate()
+        .await
+        .context("cannot migrate the database")?;
+    Ok(store)
+}
+
+/// A URL with any password replaced, fit for logs and error messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A built application bound to its listener, ready to run.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    config: Config,
+}
+
+impl Server {
+    /// Builds the application with the system clock.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Builds the application reading time from `clock`.
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let store = open_store(&config).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let bound = listener.local_addr()?;
+        let base_url = config.base_url_for(bound);
+
+        let code_key = store
+            .setting_or_init("code_key", || format!("{:016x}", rand::random::<u64>()))
+            .await?;
+        let code_key = u64::from_str_radix(&code_key, 16)
+            .context("the stored code_key is not a hex number")?;
+        let blocked_hosts = match &config.host_blocklist {
+            Some(path) => UrlPolicy::read_blocklist(path)
+                .with_context(|| format!("cannot read the host blocklist {}", path.display()))?,
+            None => Default::default(),
+        };
+
+        let state = AppState {
+            ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
+            codes: Arc::new(CodeBook::new(code_key)),
+            url_policy: Arc::new(UrlPolicy {
+                max_len: config.max_url_length,
+                own_origin: base_url.clone(),
+                blocked_hosts,
+            }),
+            base_url: base_url.as_str().trim_end_matches('/').into(),
+            clicks: Arc::new(ClickRecorder::new(store.clone())),
+            link_cache: LinkCache::new(config.link_cache_capacity),
+            passwords: Passwords::default(),
+            metrics: prometheus(),
+            clock,
+            store,
+        };
+        let router = app(state.clone(), &config);
+        Ok(Self {
+            listener,
+            router,
+            state,
+            config,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state (tests use it to reach the store and the clock).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets open requests finish
+    /// (for at most the configured grace period), writes every counted click and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            router,
+            state,
+            config,
+        } = self;
+        let (stop_flusher, flusher_stopped) = watch::channel(false);
+        let flusher = tokio::spawn(flush_clicks(
+            state.clone(),
+            config.click_flush_interval(),
+            flusher_stopped,
+        ));
+
+        let (stopping_tx, mut stopping_rx) = watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, draining open requests");
+            let _ = stopping_tx.send(true);
+        };
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let grace = config.shutdown_grace();
+        let deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = serve => served.context("the server failed")?,
+            () = deadline => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
+        }
+
+        let _ = stop_flusher.send(true);
+        let _ = flusher.await;
+        match state.clicks.flush().await {
+            Ok(links) => tracing::info!(links, "final click flush done"),
+            Err(err) => {
+                tracing::error!(error = %err, "final click flush failed; unflushed clicks are lost")
+            }
+        }
+        state.store.close().await;
+        Ok(())
+    }
+}
+
+/// The full router with its middleware.
+pub fn app(state: AppState, config: &Config) -> Router {
+    let routes = Router::new()
+        .merge(ops::router())
+        .merge(openapi::router())
+        .merge(links::router())
+        .fallback(|| async { ApiError::NotFound });
+    http::layer(routes, config.body_limit, config.request_timeout()).with_state(state)
+}
+
+/// Writes aggregated clicks every `interval` until told to stop.
+async fn flush_clicks(state: AppState, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                // Runs to completion once started: a flush is never cut off half-way.
+                if let Err(err) = state.clicks.flush().await {
+                    tracing::warn!(error = %err, "click flush failed; will retry");
+                }
+                state.metrics.run_upkeep();
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}

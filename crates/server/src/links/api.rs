@@ -1,0 +1,520 @@
+//! Creating and managing links: `POST /shorten`, `GET|PATCH|DELETE /links/{code}` and
+//! `GET /links/{code}/stats`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use basis_store::links::{self, LinkRow, LinkUpdate, NewLink};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::code::ShortCode;
+use super::device::Device;
+use super::input::Alias;
+use super::{LinkView, REDIRECT_TYPES};
+use crate::caller::Caller;
+use crate::clock::{day_of, to_datetime};
+use crate::error::{ApiError, ApiResult, FieldError, Problem};
+use crate::extract::ApiJson;
+use crate::passwords::MAX_PASSWORD_BYTES;
+use crate::state::AppState;
+
+/// How many times a create retries when a generated code is already held by an alias.
+const CODE_ATTEMPTS: usize = 8;
+
+/// The body of `POST /shorten`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateLink {
+    /// Where the short link should redirect: an absolute http(s) URL.
+    #[schema(example = "https://example.com/a/very/long/path")]
+    pub long_url: String,
+    /// A code of your choice: 3–64 characters of `[A-Za-z0-9_-]`.
+    pub custom_alias: Option<String>,
+    /// When the link stops redirecting (RFC 3339); must be in the future.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many human clicks the link allows (at least 1).
+    pub max_clicks: Option<i64>,
+    /// 301 (default), 302, 307 or 308.
+    pub redirect_type: Option<u16>,
+    /// A password visitors must give to follow the link.
+    pub password: Option<String>,
+    /// Return an existing plain link to the same URL instead of making a new one.
+    #[serde(default)]
+    pub reuse: bool,
+}
+
+/// The body of `PATCH /links/{code}` (a JSON Merge Patch: absent fields stay, `null` clears).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeLink {
+    /// A new target URL.
+    pub long_url: Option<String>,
+    /// A new expiry, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A new click limit, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub max_clicks: Option<Option<i64>>,
+    /// A new redirect status.
+    pub redirect_type: Option<u16>,
+}
+
+/// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn check_redirect_type(value: Option<u16>, errors: &mut Vec<FieldError>) -> i32 {
+    match value {
+        None => 301,
+        Some(status) if REDIRECT_TYPES.contains(&status) => i32::from(status),
+        Some(_) => {
+            errors.push(FieldError::new(
+                "redirectType",
+                "must be 301, 302, 307 or 308",
+            ));
+            301
+        }
+    }
+}
+
+fn check_expiry(
+    value: Option<DateTime<Utc>>,
+    now_ms: i64,
+    errors: &mut Vec<FieldError>,
+) -> Option<i64> {
+    let at = value?.timestamp_millis();
+    if at <= now_ms {
+        errors.push(FieldError::new("expiresAt", "must be in the future"));
+    }
+    Some(at)
+}
+
+fn check_max_clicks(value: Option<i64>, errors: &mut Vec<FieldError>) -> Option<i64> {
+    let max = value?;
+    if max < 1 {
+        errors.push(FieldError::new("maxClicks", "must be at least 1"));
+    }
+    Some(max)
+}
+
+/// Creates a short link.
+#[utoipa::path(
+    post, path = "/shorten", tag = "links", request_body = CreateLink,
+    responses(
+        (status = 201, description = "Created", body = LinkView, headers(("Location" = String, description = "/links/{code}"))),
+        (status = 200, description = "An existing plain link to the same URL (with `reuse`)", body = LinkView),
+        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateLink>,
+) -> ApiResult<Response> {
+    let now = state.clock.now_ms();
+    let mut errors = Vec::new();
+    let long_url = state
+        .url_policy
+        .parse(&body.long_url)
+        .map_err(|m| errors.push(FieldError::new("longUrl", m)))
+        .ok();
+    let alias = body
+        .custom_alias
+        .as_deref()
+        .map(Alias::parse)
+        .transpose()
+        .map_err(|m| errors.push(FieldError::new("customAlias", m)))
+        .ok()
+        .flatten();
+    let expires_at = check_expiry(body.expires_at, now, &mut errors);
+    let max_clicks = check_max_clicks(body.max_clicks, &mut errors);
+    let redirect_type = check_redirect_type(body.redirect_type, &mut errors);
+    if let Some(password) = &body.password {
+        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            errors.push(FieldError::new(
+                "password",
+                format!("must be 1 to {MAX_PASSWORD_BYTES} bytes"),
+            ));
+        }
+    }
+    let plain = body.custom_alias.is_none()
+        && body.password.is_none()
+        && expires_at.is_none()
+        && max_clicks.is_none()
+        && redirect_type == 301;
+    if body.reuse && !plain {
+        errors.push(FieldError::new(
+            "reuse",
+            "applies only to plain links (no alias, password, expiry, click limit or redirect type)",
+        ));
+    }
+    let Some(long_url) = long_url.filter(|_| errors.is_empty()) else {
+        return Err(ApiError::Invalid(errors));
+    };
+
+    let owner_id = caller.user_id().map(str::to_owned);
+    let url_hash = plain.then(|| long_url.hash());
+    if let (true, Some(hash)) = (body.reuse, url_hash) {
+        if let Some(row) =
+            links::find_reusable(&state.store, hash, long_url.as_str(), owner_id.as_deref()).await?
+        {
+            let unflushed = state.clicks.unflushed_humans(row.id);
+            return Ok(
+                (StatusCode::OK, Json(LinkView::new(&state, &row, unflushed))).into_response(),
+            );
+        }
+    }
+    let password_hash = match body.password {
+        Some(password) => Some(state.passwords.hash(password).await?),
+        None => None,
+    };
+
+    let mut link = NewLink {
+        id: 0,
+        code: String::new(),
+        long_url: long_url.as_str().to_owned(),
+        url_hash,
+        created_at: now,
+        expires_at,
+        max_clicks,
+        redirect_type,
+        password_hash,
+        owner_id,
+    };
+    let alias = alias.map(Alias::into_string);
+    for _ in 0..CODE_ATTEMPTS {
+        link.id = state.ids.next_id().await?;
+        link.code = match &alias {
+            Some(alias) => alias.clone(),
+            None => state.codes.encode(link.id as u64),
+        };
+        match links::insert(&state.store, &link).await {
+            Ok(()) => return Ok(created(&state, &link)),
+            Err(err) if links::is_code_conflict(&err) && alias.is_none() => {
+                // An alias already holds this generated code: skip the id.
+                tracing::info!(code = %link.code, "generated code held by an alias; taking the next id");
+            }
+            Err(err) if links::is_code_conflict(&err) => {
+                return Err(ApiError::Conflict(format!(
+                    "the alias '{}' is already taken",
+                    link.code
+                )));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::Internal(anyhow::anyhow!(
+        "no free code after {CODE_ATTEMPTS} ids"
+    )))
+}
+
+fn created(state: &AppState, link: &NewLink) -> Response {
+    state.link_cache.invalidate(&link.code);
+    let row = LinkRow {
+        id: link.id,
+        code: link.code.clone(),
+        long_url: link.long_url.clone(),
+        created_at: link.created_at,
+        expires_at: link.expires_at,
+        max_clicks: link.max_clicks,
+        redirect_type: link.redirect_type,
+        password_hash: link.password_hash.clone(),
+        owner_id: link.owner_id.clone(),
+        click_count: 0,
+    };
+    let location =
+        HeaderValue::from_str(&format!("/links/{}", link.code)).expect("codes are header-safe");
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(LinkView::new(state, &row, 0)),
+    )
+        .into_response()
+}
+
+/// Loads a link the caller may manage: 404 if unknown, 403 if owned by someone else.
+async fn managed_link(state: &AppState, caller: &Caller, code: &str) -> ApiResult<LinkRow> {
+    let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
+    let row = links::find_by_code(&state.store, code.as_str())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    caller.may_manage(row.owner_id.as_deref())?;
+    Ok(row)
+}
+
+/// Reads a link, with its click count.
+#[utoipa::path(
+    get, path = "/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "The short code")),
+    responses(
+        (status = 200, description = "The link", body = LinkView),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> ApiResult<Json<LinkView>> {
+    let row = managed_link(&state, &caller, &code).await?;
+    let unflushed = state.clicks.unflushed_humans(row.id);
+    Ok(Json(LinkView::new(&state, &row, unflushed)))
+}
+
+/// Changes a link's target, expiry, click limit or redirect type.
+#[utoipa::path(
+    patch, path = "/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "The short code")),
+    request_body(content = ChangeLink, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The changed link", body = LinkView),
+        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    ApiJson(change): ApiJson<ChangeLink>,
+) -> ApiResult<Json<LinkView>> {
+    let row = managed_link(&state, &caller, &code).await?;
+    let now = state.clock.now_ms();
+    let mut errors = Vec::new();
+    let long_url = match &change.long_url {
+        Some(raw) => state
+            .url_policy
+            .parse(raw)
+            .map_err(|m| errors.push(FieldError::new("longUrl", m)))
+            .ok(),
+        None => None,
+    };
+    let expires_at = match change.expires_at {
+        Some(value) => check_expiry(value, now, &mut errors),
+        None => row.expires_at,
+    };
+    let max_clicks = match change.max_clicks {
+        Some(value) => check_max_clicks(value, &mut errors),
+        None => row.max_clicks,
+    };
+    let redirect_type = match change.redirect_type {
+        Some(value) => check_redirect_type(Some(value), &mut errors),
+        None => row.redirect_type,
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let long_url_text = long_url
+        .as_ref()
+        .map_or(row.long_url.as_str(), |u| u.as_str());
+    let generated = state.codes.encode(row.id as u64) == row.code;
+    let plain = generated
+        && row.password_hash.is_none()
+        && expires_at.is_none()
+        && max_clicks.is_none()
+        && redirect_type == 301;
+    let url_hash = plain.then(|| match &long_url {
+        Some(url) => url.hash(),
+        None => super::input::hash_url(&row.long_url),
+    });
+    let update = LinkUpdate {
+        long_url: long_url_text.to_owned(),
+        url_hash,
+        expires_at,
+        max_clicks,
+        redirect_type,
+    };
+    if !links::update(&state.store, row.id, &update).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.link_cache.invalidate(&row.code);
+    let row = LinkRow {
+        long_url: update.long_url,
+        expires_at,
+        max_clicks,
+        redirect_type,
+        ..row
+    };
+    let unflushed = state.clicks.unflushed_humans(row.id);
+    Ok(Json(LinkView::new(&state, &row, unflushed)))
+}
+
+/// Deletes a link; its code answers 404 afterwards.
+#[utoipa::path(
+    delete, path = "/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "The short code")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> ApiResult<StatusCode> {
+    let row = managed_link(&state, &caller, &code).await?;
+    if !links::delete(&state.store, row.id).await? {
+        return Err(ApiError::NotFound);
+    }
+    state.link_cache.invalidate(&row.code);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /links/{code}/stats`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct StatsQuery {
+    /// How many recent days to list (1–366, default 30).
+    pub days: Option<i64>,
+}
+
+/// A link's analytics.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkStats {
+    /// The link's code.
+    pub short_code: String,
+    /// Human clicks.
+    pub total_clicks: i64,
+    /// Clicks by bots, crawlers and HTTP libraries (not in `totalClicks`).
+    pub bot_clicks: i64,
+    /// Human and bot clicks per UTC day, newest first.
+    pub clicks_per_day: Vec<DayClicks>,
+    /// The referring hosts with the most human clicks.
+    pub top_referrers: Vec<ReferrerClicks>,
+    /// Clicks per device class: desktop, mobile, tablet, bot.
+    pub devices: DeviceClicks,
+}
+
+/// Clicks on one day.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayClicks {
+    /// The UTC date, `YYYY-MM-DD`.
+    pub date: String,
+    /// Human clicks.
+    pub clicks: i64,
+    /// Bot clicks.
+    pub bot_clicks: i64,
+}
+
+/// Clicks from one referring host.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReferrerClicks {
+    /// The host.
+    pub host: String,
+    /// Human clicks.
+    pub clicks: i64,
+}
+
+/// Clicks per device class.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct DeviceClicks {
+    /// Desktop browsers.
+    pub desktop: i64,
+    /// Phones.
+    pub mobile: i64,
+    /// Tablets.
+    pub tablet: i64,
+    /// Bots.
+    pub bot: i64,
+}
+
+const TOP_REFERRERS: usize = 10;
+
+/// Reads a link's click statistics.
+#[utoipa::path(
+    get, path = "/links/{code}/stats", tag = "links",
+    params(("code" = String, Path, description = "The short code"), StatsQuery),
+    responses(
+        (status = 200, description = "Statistics", body = LinkStats),
+        (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn stats(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<LinkStats>> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let days = query.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(ApiError::field("days", "must be between 1 and 366"));
+    }
+    let row = managed_link(&state, &caller, &code).await?;
+    let stored = links::stats(&state.store, row.id, days, TOP_REFERRERS as i64 * 4).await?;
+    let pending = state.clicks.unflushed(row.id).unwrap_or_default();
+    let today = day_of(state.clock.now_ms());
+
+    let mut per_day = stored.days;
+    for &(day, h, b) in &pending.days {
+        match per_day.iter_mut().find(|(d, _, _)| *d == day) {
+            Some(entry) => {
+                entry.1 += h;
+                entry.2 += b;
+            }
+            None => per_day.push((day, h, b)),
+        }
+    }
+    per_day.retain(|(day, _, _)| *day > today - days);
+    per_day.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+
+    let mut referrers = stored.referrers;
+    for (host, n) in pending.referrers {
+        match referrers.iter_mut().find(|(h, _)| *h == host) {
+            Some(entry) => entry.1 += n,
+            None => referrers.push((host, n)),
+        }
+    }
+    referrers.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    referrers.truncate(TOP_REFERRERS);
+
+    let mut devices = DeviceClicks::default();
+    let stored_devices = stored.devices.iter().map(|(d, n)| (d.as_str(), *n));
+    for (name, n) in stored_devices.chain(pending.devices.iter().map(|(d, n)| (*d, *n))) {
+        match name {
+            "desktop" => devices.desktop += n,
+            "mobile" => devices.mobile += n,
+            "tablet" => devices.tablet += n,
+            _ => devices.bot += n,
+        }
+    }
+    let pending_bots = pending
+        .devices
+        .iter()
+        .find(|(d, _)| *d == Device::Bot.as_str())
+        .map_or(0, |(_, n)| *n);
+
+    Ok(Json(LinkStats {
+        short_code: row.code.clone(),
+        total_clicks: row.click_count + pending.humans,
+        bot_clicks: stored.bot_clicks + pending_bots,
+        clicks_per_day: per_day
+            .into_iter()
+            .map(|(day, clicks, bot_clicks)| DayClicks {
+                date: to_datetime(day * 86_400_000).format("%Y-%m-%d").to_string(),
+                clicks,
+                bot_clicks,
+            })
+            .collect(),
+        top_referrers: referrers
+            .into_iter()
+            .map(|(host, clicks)| ReferrerClicks { host, clicks })
+            .collect(),
+        devices,
+    }))
+}

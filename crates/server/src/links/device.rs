@@ -1,0 +1,176 @@
+//! Device classes from the `User-Agent` header, and referrer hosts from `Referer`.
+//!
+//! A small hand-written classifier: the redirect path runs it on every click, so it must
+//! cost well under a microsecond, and four classes need no full user-agent database.
+
+/// What kind of client followed a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    /// A desktop or laptop browser.
+    Desktop,
+    /// A phone.
+    Mobile,
+    /// A tablet.
+    Tablet,
+    /// A crawler, link previewer, monitor or HTTP library: counted apart from humans.
+    Bot,
+}
+
+impl Device {
+    /// Every class, in the order of [`Device::index`].
+    pub const ALL: [Device; 4] = [Device::Desktop, Device::Mobile, Device::Tablet, Device::Bot];
+
+    /// The name used in statistics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Device::Desktop => "desktop",
+            Device::Mobile => "mobile",
+            Device::Tablet => "tablet",
+            Device::Bot => "bot",
+        }
+    }
+
+    /// A dense index, for counters kept in arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Classifies a `User-Agent` value; a missing one is treated as a bot, since every
+    /// browser sends one.
+    pub fn classify(user_agent: Option<&str>) -> Device {
+        let Some(ua) = user_agent.filter(|ua| !ua.trim().is_empty()) else {
+            return Device::Bot;
+        };
+        // Lower-case into a bounded stack buffer: no allocation on the hot path.
+        let mut buf = [0u8; 512];
+        let n = ua.len().min(buf.len());
+        for (dst, src) in buf.iter_mut().zip(ua.bytes()) {
+            *dst = src.to_ascii_lowercase();
+        }
+        let ua = &buf[..n];
+        let has = |needle: &str| ua.windows(needle.len()).any(|w| w == needle.as_bytes());
+
+        const BOT_MARKERS: &[&str] = &[
+            "bot",
+            "crawl",
+            "spider",
+            "slurp",
+            "preview",
+            "facebookexternalhit",
+            "whatsapp",
+            "curl/",
+            "wget/",
+            "python-",
+            "go-http-client",
+            "okhttp",
+            "java/",
+            "libwww",
+            "httpclient",
+            "headless",
+            "monitor",
+            "scrapy",
+            "axios/",
+            "node-fetch",
+            "oha/",
+        ];
+        if BOT_MARKERS.iter().any(|m| has(m)) {
+            return Device::Bot;
+        }
+        if has("ipad")
+            || has("tablet")
+            || has("kindle")
+            || has("silk/")
+            || (has("android") && !has("mobile"))
+        {
+            return Device::Tablet;
+        }
+        if has("mobi") || has("iphone") || has("ipod") || has("windows phone") {
+            return Device::Mobile;
+        }
+        Device::Desktop
+    }
+}
+
+/// The host of a `Referer` value, lower-cased; `None` when absent or not an http(s) URL.
+pub fn referrer_host(referer: Option<&str>) -> Option<String> {
+    let referer = referer?;
+    let rest = referer
+        .strip_prefix("https://")
+        .or_else(|| referer.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit('@').next()?;
+    let host = if host_port.starts_with('[') {
+        host_port.split_inclusive(']').next()?
+    } else {
+        host_port.split(':').next()?
+    };
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+    valid.then(|| host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_common_user_agents() {
+        let cases = [
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+                Device::Desktop,
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148 Safari/604.1",
+                Device::Mobile,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) Chrome/120.0 Mobile Safari/537.36",
+                Device::Mobile,
+            ),
+            (
+                "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) Safari/604.1",
+                Device::Tablet,
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 13; SM-X700) Chrome/120.0 Safari/537.36",
+                Device::Tablet,
+            ),
+            (
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+                Device::Bot,
+            ),
+            ("facebookexternalhit/1.1", Device::Bot),
+            ("Slackbot-LinkExpanding 1.0", Device::Bot),
+            ("curl/8.5.0", Device::Bot),
+        ];
+        for (ua, expected) in cases {
+            assert_eq!(Device::classify(Some(ua)), expected, "{ua}");
+        }
+        assert_eq!(Device::classify(None), Device::Bot);
+        assert_eq!(Device::classify(Some("  ")), Device::Bot);
+    }
+
+    #[test]
+    fn extracts_referrer_hosts() {
+        assert_eq!(
+            referrer_host(Some("https://News.Example.com/a?b")),
+            Some("news.example.com".into())
+        );
+        assert_eq!(
+            referrer_host(Some("http://example.com:8080/")),
+            Some("example.com".into())
+        );
+        assert_eq!(
+            referrer_host(Some("http://u@example.com")),
+            Some("example.com".into())
+        );
+        assert_eq!(referrer_host(Some("android-app://com.x")), None);
+        assert_eq!(referrer_host(Some("https://")), None);
+        assert_eq!(referrer_host(Some("https://bad host/")), None);
+        assert_eq!(referrer_host(None), None);
+    }
+}

@@ -1,0 +1,100 @@
+//! The URL shortener: creating and managing links, following them, and their analytics.
+//!
+//! - [`api`]: `POST /shorten` and `/links/{code}` (read, change, delete, stats).
+//! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path.
+//! - [`code`]: ids → codes (keyed permutation + base62) and the code alphabet.
+//! - [`input`]: target URL and alias rules.
+//! - [`clicks`]: in-memory click aggregation flushed in batches.
+//! - [`cache`]: the code → link lookup cache.
+//! - [`device`]: device classes and referrer hosts.
+
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::clock::to_datetime;
+use crate::state::AppState;
+use basis_store::links::LinkRow;
+
+pub mod api;
+pub mod cache;
+pub mod clicks;
+pub mod code;
+pub mod device;
+pub mod input;
+pub mod redirect;
+
+/// The shortener's routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/shorten", post(api::create))
+        .route(
+            "/links/{code}",
+            get(api::read).patch(api::update).delete(api::remove),
+        )
+        .route("/links/{code}/stats", get(api::stats))
+        .route(
+            "/{code}",
+            get(redirect::follow).post(redirect::follow_with_form),
+        )
+}
+
+/// The redirect statuses a link may use.
+pub const REDIRECT_TYPES: [u16; 4] = [301, 302, 307, 308];
+
+/// A link as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkView {
+    /// The code after the service's origin.
+    pub short_code: String,
+    /// The full short URL.
+    pub short_url: String,
+    /// Where it redirects.
+    pub long_url: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops redirecting (410 afterwards).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many human clicks it allows (410 afterwards).
+    pub max_clicks: Option<i64>,
+    /// The redirect status it answers with.
+    pub redirect_type: u16,
+    /// Whether following it needs a password.
+    pub password_protected: bool,
+    /// Human clicks so far (bots are counted apart).
+    pub click_count: i64,
+}
+
+impl LinkView {
+    /// The view of `row`, with `unflushed` clicks added to the stored count.
+    pub fn new(state: &AppState, row: &LinkRow, unflushed: i64) -> Self {
+        Self {
+            short_code: row.code.clone(),
+            short_url: state.short_url(&row.code),
+            long_url: row.long_url.clone(),
+            created_at: to_datetime(row.created_at),
+            expires_at: row.expires_at.map(to_datetime),
+            max_clicks: row.max_clicks,
+            redirect_type: u16::try_from(row.redirect_type).unwrap_or(301),
+            password_protected: row.password_hash.is_some(),
+            click_count: row.click_count + unflushed,
+        }
+    }
+}
+
+/// Why a link does not redirect right now, if it does not.
+pub fn unavailable_reason(row: &LinkRow, now_ms: i64, unflushed: i64) -> Option<&'static str> {
+    if row.expires_at.is_some_and(|at| now_ms >= at) {
+        return Some("this link has expired");
+    }
+    if row
+        .max_clicks
+        .is_some_and(|max| row.click_count + unflushed >= max)
+    {
+        return Some("this link has reached its click limit");
+    }
+    None
+}

@@ -1,0 +1,238 @@
+//! Following a short link: `GET|HEAD /{code}`, and `POST /{code}` with a password form.
+//!
+//! The hot path: parse the code (a foreign character is 404 at once), look it up in the
+//! cache (the database only on a miss), check expiry, click limit and password, count the
+//! click in memory and answer with the link's redirect status. No database write happens
+//! here; `HEAD` is not counted as a click (link checkers use it).
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use base64::Engine as _;
+use basis_store::links;
+use serde::Deserialize;
+
+use super::cache::CachedLink;
+use super::clicks::Click;
+use super::code::ShortCode;
+use super::device::{Device, referrer_host};
+use super::unavailable_reason;
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::passwords::MAX_PASSWORD_BYTES;
+use crate::state::AppState;
+
+/// `Cache-Control` of a plain redirect. A 301 without it may be kept by a browser forever,
+/// after which its clicks never reach us and edits or deletions never reach the user. A
+/// private 90-second lifetime lets a browser skip us on rapid repeat visits (counted once)
+/// while changes take effect within a minute and a half, and keeps shared caches and CDNs
+/// from answering in our place.
+const PLAIN_CACHE_CONTROL: HeaderValue = HeaderValue::from_static("private, max-age=90");
+/// `Cache-Control` of a link with an expiry, a click limit or a password: every visit must
+/// reach us so that the limit is enforced and the password asked for.
+const GUARDED_CACHE_CONTROL: HeaderValue = HeaderValue::from_static("no-store");
+
+/// The header that carries a link's password.
+const PASSWORD_HEADER: &str = "x-link-password";
+
+/// Follows a short link.
+#[utoipa::path(
+    get, path = "/{code}", tag = "redirect",
+    params(
+        ("code" = String, Path, description = "The short code"),
+        ("X-Link-Password" = Option<String>, Header, description = "The password of a protected link"),
+    ),
+    responses(
+        (status = 301, description = "Moved permanently (the default redirect type); also 302, 307 or 308 as configured on the link", headers(("Location" = String, description = "The long URL"), ("Cache-Control" = String, description = "How long a client may reuse the redirect"))),
+        (status = 401, description = "The link needs a password", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Expired or out of clicks", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn follow(
+    State(state): State<AppState>,
+    method: Method,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let link = find(&state, &code).await?;
+    let offered = offered_password(&headers);
+    respond(
+        &state,
+        &link,
+        offered,
+        &headers,
+        method != Method::HEAD,
+        None,
+    )
+    .await
+}
+
+/// The password form a browser posts to a protected link.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct PasswordForm {
+    /// The link's password.
+    pub password: String,
+}
+
+/// Follows a protected link with its password posted as a form (answers 303 to the target).
+#[utoipa::path(
+    post, path = "/{code}", tag = "redirect",
+    params(("code" = String, Path, description = "The short code")),
+    request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "See the long URL", headers(("Location" = String, description = "The long URL"))),
+        (status = 401, description = "Wrong password", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Expired or out of clicks", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not a form", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn follow_with_form(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    form: Result<Form<PasswordForm>, axum::extract::rejection::FormRejection>,
+) -> ApiResult<Response> {
+    let link = find(&state, &code).await?;
+    let Form(form) = form.map_err(|rejection| match rejection.status() {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
+            "post the password as application/x-www-form-urlencoded".into(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::BadRequest(rejection.body_text()),
+    })?;
+    respond(
+        &state,
+        &link,
+        Some(form.password),
+        &headers,
+        true,
+        Some(StatusCode::SEE_OTHER),
+    )
+    .await
+}
+
+/// The link behind `code`, through the lookup cache.
+async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
+    let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
+    if let Some(entry) = state.link_cache.get(code.as_str()) {
+        return entry.ok_or(ApiError::NotFound);
+    }
+    let entry = links::find_by_code(&state.store, code.as_str())
+        .await?
+        .and_then(CachedLink::new);
+    // A link with a click limit is read fresh every time: its stored count moves with
+    // every flush, and a cached copy would let it overshoot.
+    if entry
+        .as_ref()
+        .is_none_or(|link| link.row.max_clicks.is_none())
+    {
+        state.link_cache.put(code.as_str(), entry.clone());
+    }
+    entry.ok_or(ApiError::NotFound)
+}
+
+async fn respond(
+    state: &AppState,
+    link: &CachedLink,
+    offered_password: Option<String>,
+    headers: &HeaderMap,
+    count: bool,
+    status_override: Option<StatusCode>,
+) -> ApiResult<Response> {
+    let row = &link.row;
+    let now = state.clock.now_ms();
+    let unflushed = if row.max_clicks.is_some() {
+        state.clicks.unflushed_humans(row.id)
+    } else {
+        0
+    };
+    if let Some(reason) = unavailable_reason(row, now, unflushed) {
+        return Err(ApiError::Gone(reason.into()));
+    }
+    if let Some(hash) = &row.password_hash {
+        let denied = || ApiError::Unauthorized {
+            challenge: r#"Basic realm="protected link", charset="UTF-8""#,
+            detail:
+                "this link needs its password: send it in X-Link-Password, as Basic credentials, \
+                     or post it as a form field named password"
+                    .into(),
+        };
+        let offered = offered_password
+            .filter(|p| p.len() <= MAX_PASSWORD_BYTES)
+            .ok_or_else(denied)?;
+        if !state.passwords.verify(hash.clone(), offered).await? {
+            return Err(denied());
+        }
+    }
+    if count {
+        let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        state.clicks.record(&Click {
+            link_id: row.id,
+            at_ms: now,
+            device: Device::classify(header(header::USER_AGENT)),
+            referrer: referrer_host(header(header::REFERER)),
+        });
+    }
+    metrics::counter!("basis_redirects_total").increment(1);
+
+    let status = status_override
+        .or_else(|| StatusCode::from_u16(u16::try_from(row.redirect_type).unwrap_or(301)).ok())
+        .unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    let guarded =
+        row.expires_at.is_some() || row.max_clicks.is_some() || row.password_hash.is_some();
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::LOCATION, link.location.clone());
+    response_headers.insert(
+        header::CACHE_CONTROL,
+        if guarded {
+            GUARDED_CACHE_CONTROL
+        } else {
+            PLAIN_CACHE_CONTROL
+        },
+    );
+    Ok(response)
+}
+
+/// The password offered in `X-Link-Password` or as the password of Basic credentials.
+fn offered_password(headers: &HeaderMap) -> Option<String> {
+    if let Some(value) = headers.get(PASSWORD_HEADER) {
+        return value.to_str().ok().map(str::to_owned);
+    }
+    let basic = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic.trim())
+        .ok()?;
+    let credentials = String::from_utf8(decoded).ok()?;
+    credentials
+        .split_once(':')
+        .map(|(_, password)| password.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_password_from_the_header_or_basic_credentials() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(offered_password(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpzM2NyZXQ="),
+        );
+        assert_eq!(offered_password(&headers).as_deref(), Some("s3cret"));
+        headers.insert(PASSWORD_HEADER, HeaderValue::from_static("from-header"));
+        assert_eq!(offered_password(&headers).as_deref(), Some("from-header"));
+    }
+}

@@ -1,0 +1,48 @@
+//! The OpenAPI description, served at `/openapi.json`.
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+
+use crate::error::{FieldError, Problem};
+use crate::links;
+use crate::ops;
+use crate::state::AppState;
+
+/// The API description, assembled from the handlers' annotations.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Basis", description = "URL shortener with analytics, and the rest of the Basis backend."),
+    paths(
+        links::api::create,
+        links::api::read,
+        links::api::update,
+        links::api::remove,
+        links::api::stats,
+        links::redirect::follow,
+        links::redirect::follow_with_form,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics_page,
+        openapi_json,
+    ),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "links", description = "Create and manage short links"),
+        (name = "redirect", description = "Follow short links"),
+        (name = "operations", description = "Health, readiness, metrics and this description"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The route serving the description.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(openapi_json))
+}
+
+/// This API's OpenAPI 3.1 description.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

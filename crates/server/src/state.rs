@@ -1,0 +1,52 @@
+//! The state every handler shares: cheap clones of long-lived services.
+
+use std::sync::Arc;
+
+use basis_store::Store;
+use basis_store::ids::IdBlocks;
+use metrics_exporter_prometheus::PrometheusHandle;
+use url::Url;
+
+use crate::clock::Clock;
+use crate::links::cache::LinkCache;
+use crate::links::clicks::ClickRecorder;
+use crate::links::code::CodeBook;
+use crate::links::input::UrlPolicy;
+use crate::passwords::Passwords;
+
+/// Shared application state (every field is an `Arc` or a handle, so cloning is cheap).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The source of the current time.
+    pub clock: Arc<dyn Clock>,
+    /// Unique ids for new links, leased in blocks.
+    pub ids: Arc<IdBlocks>,
+    /// The id ↔ code permutation.
+    pub codes: Arc<CodeBook>,
+    /// Which target URLs are accepted.
+    pub url_policy: Arc<UrlPolicy>,
+    /// The public origin, without a trailing slash, that short URLs start with.
+    pub base_url: Arc<str>,
+    /// In-memory click counters, flushed in batches.
+    pub clicks: Arc<ClickRecorder>,
+    /// The code → link lookup cache.
+    pub link_cache: LinkCache,
+    /// argon2id hashing with bounded concurrency.
+    pub passwords: Passwords,
+    /// Renders the Prometheus metrics page.
+    pub metrics: PrometheusHandle,
+}
+
+impl AppState {
+    /// The public URL of a short code.
+    pub fn short_url(&self, code: &str) -> String {
+        format!("{}/{code}", self.base_url)
+    }
+
+    /// The public origin as a URL.
+    pub fn base_url(&self) -> Url {
+        Url::parse(&self.base_url).expect("the base URL was validated at start")
+    }
+}

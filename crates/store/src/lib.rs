@@ -1,0 +1,309 @@
+//! Storage for Basis on two engines: SQLite (the embedded default) and PostgreSQL.
+//!
+//! # Where things are
+//!
+//! - [`Store`]: the handle every other crate holds. It owns a *write* pool and a *read* pool,
+//!   so callers always say which side they need (`db_write` / `db_read` in the guide's
+//!   primary/replica terms). On SQLite the write pool has exactly one connection: SQLite
+//!   allows one writer at a time, and queueing writers in the pool is far cheaper than
+//!   letting them collide on the file lock. On PostgreSQL both sides point at the primary
+//!   until replicas are configured.
+//! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
+//! - [`links`]: the shortener's repository (links and their click aggregates).
+//! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
+//!
+//! # One set of queries for two engines
+//!
+//! The queries are written once, in the SQL that both engines share (`$1` placeholders,
+//! `ON CONFLICT … DO UPDATE`, `RETURNING`), and run on whichever pool is configured through
+//! the [`on_pool!`] macro, which expands the same query code once per engine so each copy is
+//! fully typed by sqlx. Where the engines truly differ (full-text search, `SKIP LOCKED`),
+//! a repository matches on [`Engine`] and keeps both versions side by side. `sqlx::Any` is
+//! not used: it erases column types. Times are stored as Unix milliseconds on both engines
+//! so the rows decode into the same Rust types.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub mod ids;
+pub mod links;
+
+/// Runs one expression against the store's pool for the requested side, once per engine.
+///
+/// `on_pool!(store, read, pool => sqlx::query("…").fetch_one(pool).await)` expands to a
+/// `match` whose arms share the body, so one query text serves SQLite and PostgreSQL while
+/// each arm is type-checked against its own driver.
+#[macro_export]
+macro_rules! on_pool {
+    ($store:expr, read, $pool:ident => $body:expr) => {
+        match $store.pools() {
+            $crate::Pools::Sqlite { read: $pool, .. } => $body,
+            $crate::Pools::Postgres { read: $pool, .. } => $body,
+        }
+    };
+    ($store:expr, write, $pool:ident => $body:expr) => {
+        match $store.pools() {
+            $crate::Pools::Sqlite { write: $pool, .. } => $body,
+            $crate::Pools::Postgres { write: $pool, .. } => $body,
+        }
+    };
+}
+
+/// The errors a store operation can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database could not be reached or did not answer in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// A uniqueness constraint refused the write; the payload names the constraint's column.
+    #[error("conflict on {0}")]
+    Conflict(&'static str),
+    /// The database URL could not be understood.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
+    /// Migrations failed to apply.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Any other database error: a bug or a corrupted database, never the client's fault.
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => Error::Unavailable(err),
+            other => Error::Database(other),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which database engine a [`Store`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// A SQLite file in WAL mode.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// The pools behind a store, by engine.
+#[derive(Debug, Clone)]
+pub enum Pools {
+    /// SQLite: one writer connection, several readers, one file.
+    Sqlite {
+        /// The single-connection pool every write goes through.
+        write: SqlitePool,
+        /// Readers; WAL lets them run beside the writer.
+        read: SqlitePool,
+    },
+    /// PostgreSQL: primary for writes, the same or a replica for reads.
+    Postgres {
+        /// The primary.
+        write: PgPool,
+        /// Where reads go (the primary until replicas are configured).
+        read: PgPool,
+    },
+}
+
+/// Options for [`Store::connect`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// Connections per pool (PostgreSQL) or reader connections (SQLite).
+    pub max_connections: u32,
+    /// How long to wait for a connection before reporting the database unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The storage handle: cheap to clone, shared by every request.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pools: Pools,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite:…` or `postgres://…`) and checks that it answers.
+    pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
+        let pools = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let connect = PgConnectOptions::from_str(url)
+                .map_err(|e| Error::InvalidUrl(e.to_string()))?
+                .application_name("basis");
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect)
+                .await
+                .map_err(Error::Unavailable)?;
+            Pools::Postgres {
+                write: pool.clone(),
+                read: pool,
+            }
+        } else if url.starts_with("sqlite:") {
+            let connect = SqliteConnectOptions::from_str(url)
+                .map_err(|e| Error::InvalidUrl(e.to_string()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // In WAL mode NORMAL loses no committed transaction on an application crash,
+                // only possibly the last ones on power loss, and avoids an fsync per commit.
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+                .pragma("temp_store", "memory")
+                .pragma("cache_size", "-32768");
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.clone())
+                .await
+                .map_err(Error::Unavailable)?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(options.max_connections.max(2))
+                .acquire_timeout(options.acquire_timeout)
+                .connect_with(connect.read_only(true))
+                .await
+                .map_err(Error::Unavailable)?;
+            Pools::Sqlite { write, read }
+        } else {
+            return Err(Error::InvalidUrl(format!(
+                "expected a sqlite: or postgres:// URL, got {:?}",
+                url.split(':').next().unwrap_or_default()
+            )));
+        };
+        Ok(Self { pools })
+    }
+
+    /// The SQLite URL for a database file inside `data_dir`.
+    pub fn sqlite_url_in(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("basis.db").display())
+    }
+
+    /// Applies the migrations of this store's engine that are not applied yet.
+    pub async fn migrate(&self) -> Result<()> {
+        match &self.pools {
+            Pools::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite").run(write).await?,
+            Pools::Postgres { write, .. } => {
+                sqlx::migrate!("migrations/postgres").run(write).await?
+            }
+        }
+        Ok(())
+    }
+
+    /// The engine this store runs on.
+    pub fn engine(&self) -> Engine {
+        match self.pools {
+            Pools::Sqlite { .. } => Engine::Sqlite,
+            Pools::Postgres { .. } => Engine::Postgres,
+        }
+    }
+
+    /// The pools, for repositories (through [`on_pool!`]).
+    pub fn pools(&self) -> &Pools {
+        &self.pools
+    }
+
+    /// Checks that the read side answers a trivial query.
+    pub async fn ping(&self) -> Result<()> {
+        on_pool!(self, read, pool => sqlx::query("SELECT 1").execute(pool).await.map(drop))?;
+        Ok(())
+    }
+
+    /// Connections open and idle in the (read, write) pools, for metrics.
+    pub fn pool_usage(&self) -> PoolUsage {
+        fn usage<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> (u32, u32) {
+            (pool.size(), pool.num_idle() as u32)
+        }
+        let ((read_size, read_idle), (write_size, write_idle)) = match &self.pools {
+            Pools::Sqlite { write, read } => (usage(read), usage(write)),
+            Pools::Postgres { write, read } => (usage(read), usage(write)),
+        };
+        PoolUsage {
+            read_size,
+            read_idle,
+            write_size,
+            write_idle,
+        }
+    }
+
+    /// Reads an installation-wide setting, creating it with `init()` on first use.
+    ///
+    /// Every instance sharing the database gets the same value, whoever created it.
+    pub async fn setting_or_init(
+        &self,
+        name: &str,
+        init: impl FnOnce() -> String,
+    ) -> Result<String> {
+        let value = init();
+        on_pool!(self, write, pool => {
+            sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+                .bind(name)
+                .bind(&value)
+                .execute(pool)
+                .await
+                .map(drop)
+        })?;
+        let stored: String = on_pool!(self, write, pool => {
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                .bind(name)
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(stored)
+    }
+
+    /// Closes every pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match &self.pools {
+            Pools::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pools::Postgres { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
+        }
+    }
+}
+
+/// A snapshot of pool usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Open connections in the read pool.
+    pub read_size: u32,
+    /// Idle connections in the read pool.
+    pub read_idle: u32,
+    /// Open connections in the write pool.
+    pub write_size: u32,
+    /// Idle connections in the write pool.
+    pub write_idle: u32,
+}
+
+/// Maps a unique-constraint violation to [`Error::Conflict`] naming `what`, and anything else
+/// through the usual conversion.
+pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(what),
+        _ => err.into(),
+    }
+}

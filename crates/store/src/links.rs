@@ -1,0 +1,316 @@
+//! The shortener's repository: links and their click aggregates.
+//!
+//! Clicks never reach this module one by one. The server aggregates them in memory and
+//! hands over a [`ClickBatch`], applied in one transaction: one `UPDATE` per link plus
+//! upserts of its per-day, per-referrer and per-device counters.
+
+use crate::{Error, Result, Store, on_pool, on_unique};
+
+/// The columns every link query returns.
+const LINK_COLUMNS: &str = "id, code, long_url, created_at, expires_at, max_clicks, \
+                            redirect_type, password_hash, owner_id, click_count";
+
+/// A stored link.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LinkRow {
+    /// Internal id (the code of a generated link is derived from it).
+    pub id: i64,
+    /// The short code: generated or a custom alias.
+    pub code: String,
+    /// Where the link redirects.
+    pub long_url: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// When the link stops redirecting, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// How many human clicks the link allows.
+    pub max_clicks: Option<i64>,
+    /// The redirect status: 301, 302, 307 or 308.
+    pub redirect_type: i32,
+    /// The argon2id PHC string of the link's password, if it has one.
+    pub password_hash: Option<String>,
+    /// The owning user, if the link was created by one.
+    pub owner_id: Option<String>,
+    /// Human clicks flushed so far.
+    pub click_count: i64,
+}
+
+/// A link to insert.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    /// Internal id, from the `links` id sequence.
+    pub id: i64,
+    /// The short code.
+    pub code: String,
+    /// Where the link redirects.
+    pub long_url: String,
+    /// Hash of `long_url` when the link is plain (a candidate for reuse), else `None`.
+    pub url_hash: Option<i64>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// Click limit.
+    pub max_clicks: Option<i64>,
+    /// Redirect status.
+    pub redirect_type: i32,
+    /// Password hash (argon2id PHC string).
+    pub password_hash: Option<String>,
+    /// Owner id.
+    pub owner_id: Option<String>,
+}
+
+/// The mutable fields of a link, written as a whole by [`update`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkUpdate {
+    /// Where the link redirects.
+    pub long_url: String,
+    /// Reuse hash (see [`NewLink::url_hash`]).
+    pub url_hash: Option<i64>,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// Click limit.
+    pub max_clicks: Option<i64>,
+    /// Redirect status.
+    pub redirect_type: i32,
+}
+
+/// Inserts a link. A taken code is [`Error::Conflict`]`("code")`.
+pub async fn insert(store: &Store, link: &NewLink) -> Result<()> {
+    on_pool!(store, write, pool => {
+        sqlx::query(
+            "INSERT INTO links (id, code, long_url, url_hash, created_at, expires_at, max_clicks, \
+             redirect_type, password_hash, owner_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(link.id)
+        .bind(&link.code)
+        .bind(&link.long_url)
+        .bind(link.url_hash)
+        .bind(link.created_at)
+        .bind(link.expires_at)
+        .bind(link.max_clicks)
+        .bind(link.redirect_type)
+        .bind(&link.password_hash)
+        .bind(&link.owner_id)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .map_err(|e| on_unique(e, "code"))?;
+    Ok(())
+}
+
+/// The link with this code, if any.
+pub async fn find_by_code(store: &Store, code: &str) -> Result<Option<LinkRow>> {
+    let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE code = $1");
+    let row = on_pool!(store, read, pool => {
+        sqlx::query_as::<_, LinkRow>(&sql).bind(code).fetch_optional(pool).await
+    })?;
+    Ok(row)
+}
+
+/// A plain link of `owner` to exactly `long_url`, if one exists (for `reuse`).
+pub async fn find_reusable(
+    store: &Store,
+    url_hash: i64,
+    long_url: &str,
+    owner_id: Option<&str>,
+) -> Result<Option<LinkRow>> {
+    let sql = format!(
+        "SELECT {LINK_COLUMNS} FROM links \
+         WHERE url_hash = $1 AND long_url = $2 AND owner_id IS NOT DISTINCT FROM $3 \
+         ORDER BY id LIMIT 1"
+    );
+    let row = on_pool!(store, read, pool => {
+        sqlx::query_as::<_, LinkRow>(&sql)
+            .bind(url_hash)
+            .bind(long_url)
+            .bind(owner_id)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row)
+}
+
+/// Replaces the mutable fields of link `id`; `false` when no such link exists.
+pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool> {
+    let done = on_pool!(store, write, pool => {
+        sqlx::query(
+            "UPDATE links SET long_url = $2, url_hash = $3, expires_at = $4, max_clicks = $5, \
+             redirect_type = $6 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(&change.long_url)
+        .bind(change.url_hash)
+        .bind(change.expires_at)
+        .bind(change.max_clicks)
+        .bind(change.redirect_type)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+/// Deletes link `id` with its aggregates; `false` when no such link exists.
+pub async fn delete(store: &Store, id: i64) -> Result<bool> {
+    let done = on_pool!(store, write, pool => {
+        sqlx::query("DELETE FROM links WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+/// The counts of one flush, grouped by link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClickBatch {
+    /// One entry per link that was clicked since the last flush.
+    pub links: Vec<LinkClicks>,
+}
+
+/// The clicks of one link since the last flush.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkClicks {
+    /// The link.
+    pub link_id: i64,
+    /// Human clicks (they count towards `click_count` and `max_clicks`).
+    pub humans: i64,
+    /// `(day, human clicks, bot clicks)`, day = days since 1970-01-01 UTC.
+    pub days: Vec<(i64, i64, i64)>,
+    /// `(referrer host, human clicks)`.
+    pub referrers: Vec<(String, i64)>,
+    /// `(device class, clicks)`, bots included as their own class.
+    pub devices: Vec<(&'static str, i64)>,
+}
+
+/// Applies a batch of clicks in one transaction. Clicks of links deleted meanwhile are
+/// dropped. Returns how many links were still there.
+pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
+    if batch.links.is_empty() {
+        return Ok(0);
+    }
+    let applied = on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            let mut applied = 0;
+            for link in &batch.links {
+                let found = sqlx::query("UPDATE links SET click_count = click_count + $2 WHERE id = $1")
+                    .bind(link.link_id)
+                    .bind(link.humans)
+                    .execute(&mut *tx)
+                    .await?;
+                if found.rows_affected() == 0 {
+                    continue;
+                }
+                applied += 1;
+                for (day, humans, bots) in &link.days {
+                    sqlx::query(
+                        "INSERT INTO link_daily_clicks (link_id, day, clicks, bot_clicks) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (link_id, day) DO UPDATE SET \
+                         clicks = link_daily_clicks.clicks + excluded.clicks, \
+                         bot_clicks = link_daily_clicks.bot_clicks + excluded.bot_clicks",
+                    )
+                    .bind(link.link_id)
+                    .bind(day)
+                    .bind(humans)
+                    .bind(bots)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (host, clicks) in &link.referrers {
+                    sqlx::query(
+                        "INSERT INTO link_referrers (link_id, host, clicks) VALUES ($1, $2, $3) \
+                         ON CONFLICT (link_id, host) DO UPDATE SET \
+                         clicks = link_referrers.clicks + excluded.clicks",
+                    )
+                    .bind(link.link_id)
+                    .bind(host)
+                    .bind(clicks)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for (device, clicks) in &link.devices {
+                    sqlx::query(
+                        "INSERT INTO link_devices (link_id, device, clicks) VALUES ($1, $2, $3) \
+                         ON CONFLICT (link_id, device) DO UPDATE SET \
+                         clicks = link_devices.clicks + excluded.clicks",
+                    )
+                    .bind(link.link_id)
+                    .bind(*device)
+                    .bind(clicks)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(applied)
+        }
+        .await
+    })?;
+    Ok(applied)
+}
+
+/// The stored aggregates of one link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// `(day, human clicks, bot clicks)` for the most recent days, newest first.
+    pub days: Vec<(i64, i64, i64)>,
+    /// All bot clicks ever.
+    pub bot_clicks: i64,
+    /// The most frequent referrer hosts, most clicks first.
+    pub referrers: Vec<(String, i64)>,
+    /// Clicks per device class.
+    pub devices: Vec<(String, i64)>,
+}
+
+/// The aggregates of link `id`: the last `days` days and the top `top` referrers.
+pub async fn stats(store: &Store, id: i64, days: i64, top: i64) -> Result<LinkStats> {
+    let (days, bot_clicks, referrers, devices) = on_pool!(store, read, pool => {
+        async {
+            let per_day: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT day, clicks, bot_clicks FROM link_daily_clicks WHERE link_id = $1 \
+                 ORDER BY day DESC LIMIT $2",
+            )
+            .bind(id)
+            .bind(days)
+            .fetch_all(pool)
+            .await?;
+            let bots: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(SUM(bot_clicks) AS BIGINT) FROM link_daily_clicks WHERE link_id = $1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+            let referrers: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT host, clicks FROM link_referrers WHERE link_id = $1 \
+                 ORDER BY clicks DESC, host LIMIT $2",
+            )
+            .bind(id)
+            .bind(top)
+            .fetch_all(pool)
+            .await?;
+            let devices: Vec<(String, i64)> =
+                sqlx::query_as("SELECT device, clicks FROM link_devices WHERE link_id = $1")
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?;
+            Ok::<_, sqlx::Error>((per_day, bots.unwrap_or(0), referrers, devices))
+        }
+        .await
+    })?;
+    Ok(LinkStats {
+        days,
+        bot_clicks,
+        referrers,
+        devices,
+    })
+}
+
+/// Whether an error is the "code already taken" conflict of [`insert`].
+pub fn is_code_conflict(err: &Error) -> bool {
+    matches!(err, Error::Conflict("code"))
+}
