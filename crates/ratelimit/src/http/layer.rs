@@ -1,0 +1,174 @@
+//! The tower [`Layer`] and [`Service`] that apply the rules.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::response::Response;
+use http::Request;
+use tower::{Layer, Service};
+
+use super::RateLimitSubject;
+use super::client_ip::{IpNet, client_ip};
+use super::config::RateLimitConfig;
+use super::response::{add_headers, too_many_requests};
+use super::rules::CompiledRule;
+use crate::error::Error;
+use crate::limiter::{Limiter, OutageConfig, Source};
+use crate::metrics::{self, Outcome};
+use crate::store::{Check, MemoryConfig, RedisConfig, RedisStore};
+
+/// Applies rate-limit rules to every request of the wrapped service. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    limiter: Limiter,
+    rules: Vec<CompiledRule>,
+    trusted_proxies: Vec<IpNet>,
+    enabled: bool,
+}
+
+impl RateLimitLayer {
+    /// The layer for `config`, deciding through `limiter`.
+    pub fn new(config: &RateLimitConfig, limiter: Limiter) -> Result<Self, Error> {
+        let rules = config
+            .rules
+            .iter()
+            .map(CompiledRule::compile)
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                limiter,
+                rules,
+                trusted_proxies: config.trusted_proxies.clone(),
+                enabled: config.enabled,
+            }),
+        })
+    }
+
+    /// The layer for `config` with its store chosen by `redis_url` (`REDIS_URL`): shared
+    /// state in Redis when set, in-memory state otherwise. Does not wait for Redis (the
+    /// connection is made on first use), but must be called inside a Tokio runtime.
+    pub fn from_config(config: RateLimitConfig, redis_url: Option<&str>) -> Result<Self, Error> {
+        let s = &config.store;
+        let memory = MemoryConfig {
+            max_keys: s.max_memory_keys,
+            ..MemoryConfig::default()
+        };
+        let limiter = match redis_url.filter(|u| !u.trim().is_empty()) {
+            None => Limiter::in_memory(memory),
+            Some(url) => {
+                let store = RedisStore::connect_lazy(&RedisConfig {
+                    url: url.to_owned(),
+                    key_prefix: s.key_prefix.clone(),
+                })?;
+                let outage = OutageConfig {
+                    timeout: Duration::from_millis(s.timeout_ms.max(1)),
+                    policy: s.on_outage,
+                };
+                Limiter::redis(store, outage, memory)
+            }
+        };
+        Self::new(&config, limiter)
+    }
+
+    /// The limiter behind the layer (for periodic [`Limiter::purge_idle`]).
+    pub fn limiter(&self) -> &Limiter {
+        &self.shared.limiter
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The service produced by [`RateLimitLayer`].
+#[derive(Clone, Debug)]
+pub struct RateLimitService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request<Body>> for RateLimitService<S>
+where
+    S: Service<Request<Body>, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The clone may not be ready; call the instance that `poll_ready` prepared.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let rules: Vec<&CompiledRule> = if shared.enabled {
+                let (method, path) = (request.method(), request.uri().path());
+                shared.rules.iter().filter(|r| r.matches(method, path)).collect()
+            } else {
+                Vec::new()
+            };
+            if rules.is_empty() {
+                return inner.call(request).await;
+            }
+            let peer = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0);
+            let ip = client_ip(peer, request.headers(), &shared.trusted_proxies);
+            let who = request.extensions().get::<RateLimitSubject>();
+            let subjects: Vec<String> = rules.iter().map(|r| r.key.subject(ip, who)).collect();
+            let checks: Vec<Check<'_>> = rules
+                .iter()
+                .zip(&subjects)
+                .map(|(r, subject)| Check {
+                    policy: &r.policy,
+                    rule: &r.name,
+                    subject,
+                    cost: r.cost,
+                })
+                .collect();
+            let verdict = shared.limiter.check(&checks).await;
+            for (rule, decision) in rules.iter().zip(&verdict.decisions) {
+                let outcome = match (verdict.source, decision.allowed) {
+                    (Source::FailedOpen, _) => Outcome::FailedOpen,
+                    (Source::FailedClosed, _) => Outcome::FailedClosed,
+                    (_, true) => Outcome::Allowed,
+                    (_, false) => Outcome::Denied,
+                };
+                metrics::decision(&rule.name, outcome);
+            }
+            if !verdict.allowed() {
+                return Ok(too_many_requests(&rules, &verdict.decisions));
+            }
+            let mut response = inner.call(request).await?;
+            // Fail-open answers know nothing about the quota: better no header than a lie.
+            if verdict.source != Source::FailedOpen {
+                add_headers(response.headers_mut(), &rules, &verdict.decisions);
+            }
+            Ok(response)
+        })
+    }
+}
