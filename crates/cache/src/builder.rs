@@ -175,8 +175,13 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
                     timeout: self.redis_timeout,
                     cooldown: self.redis_cooldown,
                 };
-                let l2 = L2::new(client.clone(), settings, self.clock.clone(), metrics.clone())
-                    .map_err(|e| Error::Config(format!("Redis client: {e}")))?;
+                let l2 = L2::new(
+                    client.clone(),
+                    settings,
+                    self.clock.clone(),
+                    metrics.clone(),
+                )
+                .map_err(|e| Error::Config(format!("Redis client: {e}")))?;
                 let task = Subscriber {
                     client,
                     channel: l2.channel.clone(),

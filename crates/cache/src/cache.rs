@@ -351,7 +351,11 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     pub(crate) fn new_entry(&self, value: Option<V>, delta: Duration) -> (Slot<V>, Duration) {
         let inner = &*self.inner;
         let s = &inner.settings;
-        let base = if value.is_some() { s.ttl } else { s.negative_ttl };
+        let base = if value.is_some() {
+            s.ttl
+        } else {
+            s.negative_ttl
+        };
         let ttl = jittered_ttl(base, s.jitter, inner.random.next_f64());
         let now = inner.clock.now();
         let l1_life = if inner.l2.is_some() {

@@ -71,7 +71,9 @@ impl<K: CacheKey, V: Clone> Flights<K, V> {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Slot<V>>> {
         // The map stays consistent even if a holder panicked: every edit is one call.
-        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

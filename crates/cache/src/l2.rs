@@ -123,8 +123,13 @@ impl L2 {
     pub(crate) async fn delete(&self, key: &str) {
         let key = self.redis_key(key);
         let mut conn = self.conn.clone();
-        self.call(async move { redis::cmd("UNLINK").arg(&key).query_async::<()>(&mut conn).await })
-            .await;
+        self.call(async move {
+            redis::cmd("UNLINK")
+                .arg(&key)
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
     }
 
     /// Deletes every key of this namespace whose cache key starts with `prefix`, by SCAN:
@@ -151,7 +156,12 @@ impl L2 {
             if !keys.is_empty() {
                 let mut conn = self.conn.clone();
                 let done = self
-                    .call(async move { redis::cmd("UNLINK").arg(keys).query_async::<()>(&mut conn).await })
+                    .call(async move {
+                        redis::cmd("UNLINK")
+                            .arg(keys)
+                            .query_async::<()>(&mut conn)
+                            .await
+                    })
                     .await;
                 if done.is_none() {
                     return;

@@ -34,9 +34,7 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new(namespace: &str) -> Self {
         let ns = namespace.to_owned();
-        let tier = |name: &'static str, tier: &'static str| {
-            counter!(name, "namespace" => ns.clone(), "tier" => tier)
-        };
+        let tier = |name: &'static str, tier: &'static str| counter!(name, "namespace" => ns.clone(), "tier" => tier);
         let plain = |name: &'static str| counter!(name, "namespace" => ns.clone());
         Self {
             l1_hits: tier("basis_cache_hits_total", "l1"),

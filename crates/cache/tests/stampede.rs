@@ -8,7 +8,9 @@ use tokio::sync::Semaphore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_misses_run_the_loader_once() {
-    let cache: Cache<String, u64> = Cache::builder("stampede").build().expect("valid configuration");
+    let cache: Cache<String, u64> = Cache::builder("stampede")
+        .build()
+        .expect("valid configuration");
     let calls = Arc::new(AtomicUsize::new(0));
     // The loader blocks until every caller has been started, so they really overlap.
     let gate = Arc::new(Semaphore::new(0));
@@ -38,7 +40,9 @@ async fn a_thousand_concurrent_misses_run_the_loader_once() {
 
 #[tokio::test]
 async fn waiters_of_a_cancelled_load_retry_instead_of_hanging() {
-    let cache: Cache<String, u64> = Cache::builder("cancel").build().expect("valid configuration");
+    let cache: Cache<String, u64> = Cache::builder("cancel")
+        .build()
+        .expect("valid configuration");
     let key = "k".to_string();
     let gate = Arc::new(Semaphore::new(0));
     let leader = {
@@ -64,12 +68,18 @@ async fn waiters_of_a_cancelled_load_retry_instead_of_hanging() {
     tokio::task::yield_now().await;
     leader.abort();
     let got = waiter.await.expect("no panic").expect("loaded");
-    assert_eq!(got, Some(2), "the waiter became the leader and loaded itself");
+    assert_eq!(
+        got,
+        Some(2),
+        "the waiter became the leader and loaded itself"
+    );
 }
 
 #[tokio::test]
 async fn every_waiter_gets_the_leaders_error() {
-    let cache: Cache<String, u64> = Cache::builder("errors").build().expect("valid configuration");
+    let cache: Cache<String, u64> = Cache::builder("errors")
+        .build()
+        .expect("valid configuration");
     let calls = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Semaphore::new(0));
     let mut callers = Vec::new();

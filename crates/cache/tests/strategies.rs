@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use basis_cache::{
-    Cache, Cached, Error, Eviction, FixedRandom, ManualClock, SplitMix,
-};
+use basis_cache::{Cache, Cached, Error, Eviction, FixedRandom, ManualClock, SplitMix};
 use proptest::prelude::*;
 
 type Io = std::io::Error;
@@ -33,7 +31,12 @@ fn setup() -> Setup {
 }
 
 /// Loads `value` and counts how often it was asked to.
-async fn load(cache: &Cache<String, String>, key: &str, calls: &AtomicUsize, value: Option<&str>) -> Option<String> {
+async fn load(
+    cache: &Cache<String, String>,
+    key: &str,
+    calls: &AtomicUsize,
+    value: Option<&str>,
+) -> Option<String> {
     cache
         .get_or_load(&key.to_string(), || async {
             calls.fetch_add(1, Ordering::SeqCst);
@@ -47,14 +50,23 @@ async fn load(cache: &Cache<String, String>, key: &str, calls: &AtomicUsize, val
 async fn a_loaded_value_is_served_from_l1_until_its_ttl_ends() {
     let Setup { cache, clock, .. } = setup();
     let calls = AtomicUsize::new(0);
-    assert_eq!(load(&cache, "k", &calls, Some("v")).await.as_deref(), Some("v"));
+    assert_eq!(
+        load(&cache, "k", &calls, Some("v")).await.as_deref(),
+        Some("v")
+    );
     clock.advance(Duration::from_secs(99));
     assert_eq!(cache.peek(&"k".into()), Some(Cached::Value("v".into())));
-    assert_eq!(load(&cache, "k", &calls, Some("v2")).await.as_deref(), Some("v"));
+    assert_eq!(
+        load(&cache, "k", &calls, Some("v2")).await.as_deref(),
+        Some("v")
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     clock.advance(Duration::from_secs(1));
     assert_eq!(cache.peek(&"k".into()), None);
-    assert_eq!(load(&cache, "k", &calls, Some("v2")).await.as_deref(), Some("v2"));
+    assert_eq!(
+        load(&cache, "k", &calls, Some("v2")).await.as_deref(),
+        Some("v2")
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -68,7 +80,10 @@ async fn not_found_is_cached_for_the_negative_ttl_only() {
     assert_eq!(load(&cache, "nope", &calls, Some("late")).await, None);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     clock.advance(Duration::from_secs(1));
-    assert_eq!(load(&cache, "nope", &calls, Some("late")).await.as_deref(), Some("late"));
+    assert_eq!(
+        load(&cache, "nope", &calls, Some("late")).await.as_deref(),
+        Some("late")
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -76,7 +91,9 @@ async fn not_found_is_cached_for_the_negative_ttl_only() {
 async fn a_failed_load_is_returned_and_not_cached() {
     let Setup { cache, .. } = setup();
     let failed = cache
-        .get_or_load(&"k".to_string(), || async { Err::<Option<String>, _>(Io::other("db down")) })
+        .get_or_load(&"k".to_string(), || async {
+            Err::<Option<String>, _>(Io::other("db down"))
+        })
         .await;
     assert!(matches!(failed, Err(Error::Load(_))));
     assert_eq!(cache.peek(&"k".into()), None);
@@ -92,10 +109,16 @@ async fn write_through_caches_only_what_the_store_accepted() {
         .expect("store accepts");
     assert_eq!(cache.peek(&key), Some(Cached::Value("v1".into())));
     let rejected = cache
-        .write_through(key.clone(), "v2".into(), || async { Err::<(), _>(Io::other("constraint")) })
+        .write_through(key.clone(), "v2".into(), || async {
+            Err::<(), _>(Io::other("constraint"))
+        })
         .await;
     assert!(matches!(rejected, Err(Error::Store(_))));
-    assert_eq!(cache.peek(&key), None, "a failed store write leaves nothing cached");
+    assert_eq!(
+        cache.peek(&key),
+        None,
+        "a failed store write leaves nothing cached"
+    );
 }
 
 #[tokio::test]
@@ -177,12 +200,21 @@ fn xfetch_setup(random: Arc<dyn basis_cache::Random>) -> (Cache<String, String>,
     (cache, clock)
 }
 
-async fn slow_load(cache: &Cache<String, String>, clock: &ManualClock, calls: &AtomicUsize, ok: bool) -> Option<String> {
+async fn slow_load(
+    cache: &Cache<String, String>,
+    clock: &ManualClock,
+    calls: &AtomicUsize,
+    ok: bool,
+) -> Option<String> {
     cache
         .get_or_load(&"hot".to_string(), || async {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             clock.advance(Duration::from_secs(1));
-            if ok { Ok(Some(format!("v{n}"))) } else { Err(Io::other("refresh failed")) }
+            if ok {
+                Ok(Some(format!("v{n}")))
+            } else {
+                Err(Io::other("refresh failed"))
+            }
         })
         .await
         .expect("served")
@@ -193,15 +225,24 @@ async fn a_hot_key_is_refreshed_early_only_when_the_draw_says_so() {
     let random = Arc::new(FixedRandom::new(0.0));
     let (cache, clock) = xfetch_setup(random.clone());
     let calls = AtomicUsize::new(0);
-    assert_eq!(slow_load(&cache, &clock, &calls, true).await.as_deref(), Some("v0"));
+    assert_eq!(
+        slow_load(&cache, &clock, &calls, true).await.as_deref(),
+        Some("v0")
+    );
     // Expires at 101 s (loaded at 0 s, finished at 1 s). Move to 1 s before expiry:
     // the refresh chance is exp(−1 s / (1 s × 1)) ≈ 0.368.
     clock.advance(Duration::from_secs(99));
     random.set(0.5); // u = 0.5 > 0.368: no refresh
-    assert_eq!(slow_load(&cache, &clock, &calls, true).await.as_deref(), Some("v0"));
+    assert_eq!(
+        slow_load(&cache, &clock, &calls, true).await.as_deref(),
+        Some("v0")
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     random.set(0.7); // u = 0.3 ≤ 0.368: refresh now, before expiry
-    assert_eq!(slow_load(&cache, &clock, &calls, true).await.as_deref(), Some("v1"));
+    assert_eq!(
+        slow_load(&cache, &clock, &calls, true).await.as_deref(),
+        Some("v1")
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -227,7 +268,10 @@ async fn early_refresh_happens_with_the_xfetch_probability() {
     }
     let share = (calls.load(Ordering::SeqCst) - attempts_before) as f64 / f64::from(trials);
     let expected = (-2.0f64).exp();
-    assert!((share - expected).abs() < 0.03, "share {share}, expected {expected}");
+    assert!(
+        (share - expected).abs() < 0.03,
+        "share {share}, expected {expected}"
+    );
 }
 
 #[tokio::test]
