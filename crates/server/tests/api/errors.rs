@@ -1,0 +1,160 @@
+//! Bad input at the HTTP level: every rejection is a problem document, never a 5xx.
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use crate::helpers::{Engine, TestApp, assert_problem};
+use crate::on_both_engines;
+
+on_both_engines!(
+    malformed_json_is_400,
+    a_body_that_is_not_json_is_415,
+    an_oversized_body_is_413_and_stores_nothing,
+    an_unknown_method_is_405_with_allow,
+    an_unknown_path_is_404,
+    the_request_id_is_echoed_or_made,
+    security_headers_are_on_every_response,
+);
+
+async fn malformed_json_is_400(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    for body in ["{", "{\"longUrl\": }", "[1,2", "nul", "\"just a string\""] {
+        let response = app
+            .client
+            .post(app.url("/shorten"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(response, 400).await;
+    }
+}
+
+async fn a_body_that_is_not_json_is_415(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut request = app
+            .client
+            .post(app.url("/shorten"))
+            .body(r#"{"longUrl":"https://example.com/"}"#);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        assert_problem(request.send().await.unwrap(), 415).await;
+    }
+}
+
+async fn an_oversized_body_is_413_and_stores_nothing(engine: Engine) {
+    let app = TestApp::spawn_with(&engine, |c| c.body_limit = 1024).await;
+    let body = json!({"longUrl": "https://example.com/", "customAlias": "big", "padding": "x".repeat(4096)});
+    assert_problem(app.shorten(body).await, 413).await;
+    assert_problem(app.follow("big").await, 404).await;
+}
+
+async fn an_unknown_method_is_405_with_allow(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let response = app
+        .client
+        .put(app.url("/links/abcdefg"))
+        .send()
+        .await
+        .unwrap();
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    assert_problem(response, 405).await;
+    for method in ["GET", "PATCH", "DELETE"] {
+        assert!(allow.contains(method), "{allow}");
+    }
+    let response = app.client.get(app.url("/shorten")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_problem(response, 405).await;
+    let response = app.client.delete(app.url("/abcdefg")).send().await.unwrap();
+    assert_problem(response, 405).await;
+}
+
+async fn an_unknown_path_is_404(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    assert_problem(app.get("/no/such/path").await, 404).await;
+    assert_problem(app.get("/links/abc/nothing").await, 404).await;
+}
+
+async fn the_request_id_is_echoed_or_made(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-request-id", "trace-me-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let response = app.get("/healthz").await;
+    assert_eq!(response.headers()["x-request-id"].len(), 36, "a UUID");
+}
+
+async fn security_headers_are_on_every_response(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    for response in [app.get("/healthz").await, app.get("/nope/nope").await] {
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["x-frame-options"], "DENY");
+        assert!(response.headers().contains_key("referrer-policy"));
+    }
+}
+
+/// Random bodies and paths never produce a 5xx, and never disturb stored links.
+#[test]
+fn arbitrary_input_never_causes_a_server_error() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(TestApp::spawn(&Engine::Sqlite));
+    let code =
+        runtime.block_on(app.create(json!({"longUrl": "https://example.com/kept"})))["shortCode"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let json_value = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        ".{0,40}".prop_map(serde_json::Value::from),
+    ];
+    let fields = prop::collection::btree_map(
+        prop_oneof![
+            Just("longUrl".to_owned()),
+            Just("customAlias".to_owned()),
+            Just("expiresAt".to_owned()),
+            Just("maxClicks".to_owned()),
+            Just("redirectType".to_owned()),
+            Just("password".to_owned()),
+            Just("reuse".to_owned()),
+            "[a-z]{1,8}",
+        ],
+        json_value,
+        0..6,
+    );
+    let config = ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(body in fields, raw in ".{0,60}", path in "[ -~]{0,30}")| {
+        runtime.block_on(async {
+            let body = serde_json::Value::Object(body.into_iter().collect());
+            let statuses = [
+                app.shorten(body.clone()).await.status(),
+                app.client.post(app.url("/shorten")).header("content-type", "application/json").body(raw.clone()).send().await.unwrap().status(),
+                app.client.patch(app.url(&format!("/links/{code}"))).json(&body).send().await.unwrap().status(),
+                app.client.get(app.url(&format!("/{}", path.replace(['#', '?'], "")))).send().await.unwrap().status(),
+            ];
+            for status in statuses {
+                prop_assert!(status.as_u16() < 500, "{status} for {body} / {raw:?} / {path:?}");
+            }
+            Ok(())
+        })?;
+    });
+    // The existing link still redirects, wherever the patches pointed it.
+    let response = runtime.block_on(app.follow(&code));
+    assert!(response.status().is_redirection());
+}

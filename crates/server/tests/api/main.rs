@@ -1,0 +1,10 @@
+//! Black-box tests of the HTTP API. Every test starts its own app on port 0 with a fresh
+//! database, and runs on SQLite and (when `BASIS_TEST_POSTGRES_URL` is set) PostgreSQL.
+
+mod helpers;
+
+mod concurrency;
+mod errors;
+mod links;
+mod ops;
+mod redirect;

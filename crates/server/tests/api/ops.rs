@@ -1,0 +1,98 @@
+//! Health, readiness, metrics and the OpenAPI description.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Engine, TestApp, assert_problem};
+use crate::on_both_engines;
+
+on_both_engines!(
+    health_and_readiness_answer_while_the_database_is_up,
+    readiness_is_503_when_the_database_is_down,
+    metrics_count_requests_by_route_and_status,
+    the_openapi_document_describes_every_route,
+);
+
+async fn health_and_readiness_answer_while_the_database_is_up(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    assert_eq!(
+        app.get("/healthz").await.json::<Value>().await.unwrap(),
+        json!({"status": "ok"})
+    );
+    assert_eq!(
+        app.get("/readyz").await.json::<Value>().await.unwrap(),
+        json!({"status": "ready"})
+    );
+}
+
+async fn readiness_is_503_when_the_database_is_down(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    app.state.store.close().await;
+    let response = app.get("/readyz").await;
+    assert!(response.headers().contains_key("retry-after"));
+    let problem = assert_problem(response, 503).await;
+    assert!(
+        !problem["detail"].as_str().unwrap().contains("sqlx"),
+        "no internals leak"
+    );
+    // Liveness does not depend on the database.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    // Writes fail cleanly too.
+    assert_problem(
+        app.shorten(json!({"longUrl": "https://example.com/"}))
+            .await,
+        503,
+    )
+    .await;
+}
+
+async fn metrics_count_requests_by_route_and_status(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let code = app.create(json!({"longUrl": "https://example.com/"})).await["shortCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.follow(&code).await;
+    app.follow(&code).await;
+    let page = app.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        r#"basis_http_requests_total{method="POST",route="/shorten",status="201"}"#,
+        r#"basis_http_requests_total{method="GET",route="/{code}",status="301"}"#,
+        "basis_http_request_duration_seconds_bucket",
+        "basis_redirects_total",
+        r#"basis_link_cache_lookups_total{outcome="hit"}"#,
+        r#"basis_link_cache_lookups_total{outcome="miss"}"#,
+        "basis_db_pool_connections",
+    ] {
+        assert!(page.contains(needle), "missing {needle}");
+    }
+}
+
+async fn the_openapi_document_describes_every_route(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let doc: Value = app.get("/openapi.json").await.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/shorten", "post"),
+        ("/{code}", "get"),
+        ("/{code}", "post"),
+        ("/links/{code}", "get"),
+        ("/links/{code}", "patch"),
+        ("/links/{code}", "delete"),
+        ("/links/{code}/stats", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    let create = &paths["/shorten"]["post"]["responses"];
+    for status in ["201", "400", "409", "413", "415"] {
+        assert!(create[status].is_object(), "POST /shorten lacks {status}");
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
