@@ -170,7 +170,11 @@ impl Limiter {
                         }
                     }
                     Err(error) => {
-                        let kind = if matches!(error, Error::Timeout(_)) { "timeout" } else { "error" };
+                        let kind = if matches!(error, Error::Timeout(_)) {
+                            "timeout"
+                        } else {
+                            "error"
+                        };
                         metrics::store_error("redis", kind);
                         if !degraded.swap(true, Ordering::Relaxed) {
                             tracing::warn!(%error, policy = ?outage.policy,

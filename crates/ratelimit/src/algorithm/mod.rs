@@ -85,7 +85,9 @@ impl Policy {
     pub fn new(algorithm: Algorithm, limit: NonZeroU64, period: Duration) -> Result<Self, Error> {
         let period = to_nanos(period);
         if period < 1_000 {
-            return Err(Error::InvalidPolicy("the period must be at least 1µs".into()));
+            return Err(Error::InvalidPolicy(
+                "the period must be at least 1µs".into(),
+            ));
         }
         if limit.get() > period {
             return Err(Error::InvalidPolicy(

@@ -55,12 +55,7 @@ impl SlidingLogState {
                 }
                 at - now
             };
-            Decision::denied(
-                p.limit(),
-                p.limit() - self.total,
-                self.reset(p, now),
-                retry,
-            )
+            Decision::denied(p.limit(), p.limit() - self.total, self.reset(p, now), retry)
         }
     }
 

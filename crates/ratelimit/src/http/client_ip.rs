@@ -34,10 +34,14 @@ impl IpNet {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u128::from(net.to_bits()) << 96, u128::from(ip.to_bits()) << 96, self.prefix)
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(
+                u128::from(net.to_bits()) << 96,
+                u128::from(ip.to_bits()) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(net.to_bits(), ip.to_bits(), self.prefix)
             }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(net.to_bits(), ip.to_bits(), self.prefix),
             _ => false,
         }
     }
@@ -64,7 +68,11 @@ impl<'de> Deserialize<'de> for IpNet {
 }
 
 /// The client address for a request that came from `peer`.
-pub(crate) fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+pub(crate) fn client_ip(
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
     let peer = canonical(peer?.ip());
     let is_trusted = |ip: IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(peer) {
@@ -154,7 +162,11 @@ mod tests {
         assert!(net.contains(ip("10.200.3.4")));
         assert!(net.contains(ip("::ffff:10.1.1.1")));
         assert!(!net.contains(ip("11.0.0.1")));
-        assert!(IpNet::parse("2001:db8::/32").unwrap().contains(ip("2001:db8:ffff::1")));
+        assert!(
+            IpNet::parse("2001:db8::/32")
+                .unwrap()
+                .contains(ip("2001:db8:ffff::1"))
+        );
         assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
         assert!(IpNet::parse("10.0.0.0/33").is_none());
     }
@@ -163,24 +175,36 @@ mod tests {
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         let h = headers(&[("x-forwarded-for", "1.1.1.1")]);
         let peer = Some("203.0.113.9:5000".parse().unwrap());
-        assert_eq!(client_ip(peer, &h, &nets(&["10.0.0.0/8"])), Some(ip("203.0.113.9")));
+        assert_eq!(
+            client_ip(peer, &h, &nets(&["10.0.0.0/8"])),
+            Some(ip("203.0.113.9"))
+        );
     }
 
     #[test]
     fn a_trusted_proxy_is_believed_from_the_right() {
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
         let peer = Some("10.0.0.1:5000".parse().unwrap());
-        assert_eq!(client_ip(peer, &h, &nets(&["10.0.0.0/8"])), Some(ip("198.51.100.7")));
+        assert_eq!(
+            client_ip(peer, &h, &nets(&["10.0.0.0/8"])),
+            Some(ip("198.51.100.7"))
+        );
     }
 
     #[test]
     fn forwarded_is_preferred_and_understands_ipv6_and_ports() {
         let h = headers(&[
-            ("forwarded", "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3"),
+            (
+                "forwarded",
+                "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.3",
+            ),
             ("x-forwarded-for", "9.9.9.9"),
         ]);
         let peer = Some("10.0.0.1:5000".parse().unwrap());
-        assert_eq!(client_ip(peer, &h, &nets(&["10.0.0.0/8"])), Some(ip("2001:db8::7")));
+        assert_eq!(
+            client_ip(peer, &h, &nets(&["10.0.0.0/8"])),
+            Some(ip("2001:db8::7"))
+        );
     }
 
     #[test]
@@ -192,7 +216,11 @@ mod tests {
             ("forwarded", "for"),
         ] {
             let h = headers(&[bad]);
-            assert_eq!(client_ip(peer, &h, &nets(&["10.0.0.0/8"])), Some(ip("10.0.0.1")), "{bad:?}");
+            assert_eq!(
+                client_ip(peer, &h, &nets(&["10.0.0.0/8"])),
+                Some(ip("10.0.0.1")),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -166,13 +166,18 @@ impl RateLimitConfig {
                 reason,
             };
             if rule.name.is_empty() || rule.name.contains(['"', '\\', '{', '}']) {
-                return Err(fail("a rule name must be non-empty without quotes or braces".into()));
+                return Err(fail(
+                    "a rule name must be non-empty without quotes or braces".into(),
+                ));
             }
             if self.rules[..i].iter().any(|r| r.name == rule.name) {
                 return Err(fail(format!("rule {:?} is defined twice", rule.name)));
             }
             if rule.paths.is_empty() {
-                return Err(fail(format!("rule {:?} needs at least one path", rule.name)));
+                return Err(fail(format!(
+                    "rule {:?} needs at least one path",
+                    rule.name
+                )));
             }
             if rule.cost > rule.limit {
                 return Err(fail(format!("rule {:?}: cost exceeds limit", rule.name)));
@@ -261,7 +266,9 @@ mod tests {
     fn a_bad_value_names_its_line_and_reason() {
         let text = "[[rules]]\nname = \"x\"\npaths = [\"/a\"]\nalgorithm = \"gcra\"\nlimit = 3\nperiod = \"soon\"\n";
         let err = RateLimitConfig::parse(text).unwrap_err();
-        let Error::Config { line, reason } = err else { panic!("{err}") };
+        let Error::Config { line, reason } = err else {
+            panic!("{err}")
+        };
         assert_eq!(line, 6);
         assert!(reason.contains("not a duration"), "{reason}");
     }
@@ -269,7 +276,9 @@ mod tests {
     #[test]
     fn a_zero_limit_or_unknown_algorithm_is_refused() {
         let base = "[[rules]]\nname = \"x\"\npaths = [\"/a\"]\nperiod = \"1s\"\n";
-        assert!(RateLimitConfig::parse(&format!("{base}algorithm = \"gcra\"\nlimit = 0\n")).is_err());
+        assert!(
+            RateLimitConfig::parse(&format!("{base}algorithm = \"gcra\"\nlimit = 0\n")).is_err()
+        );
         let err = RateLimitConfig::parse(&format!("{base}algorithm = \"leaky\"\nlimit = 1\n"));
         assert!(matches!(err, Err(Error::Config { line: 5, .. })), "{err:?}");
     }

@@ -126,7 +126,11 @@ where
         Box::pin(async move {
             let rules: Vec<&CompiledRule> = if shared.enabled {
                 let (method, path) = (request.method(), request.uri().path());
-                shared.rules.iter().filter(|r| r.matches(method, path)).collect()
+                shared
+                    .rules
+                    .iter()
+                    .filter(|r| r.matches(method, path))
+                    .collect()
             } else {
                 Vec::new()
             };

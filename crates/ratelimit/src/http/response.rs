@@ -24,12 +24,23 @@ static X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining"
 static X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
 /// Adds the rate-limit headers for `rules` and their `decisions` (same order).
-pub(crate) fn add_headers(headers: &mut HeaderMap, rules: &[&CompiledRule], decisions: &[Decision]) {
+pub(crate) fn add_headers(
+    headers: &mut HeaderMap,
+    rules: &[&CompiledRule],
+    decisions: &[Decision],
+) {
     let policy: Vec<&str> = rules.iter().map(|r| r.policy_item.as_str()).collect();
     let current: Vec<String> = rules
         .iter()
         .zip(decisions)
-        .map(|(r, d)| format!("\"{}\";r={};t={}", r.name, d.remaining, seconds(d.reset_after)))
+        .map(|(r, d)| {
+            format!(
+                "\"{}\";r={};t={}",
+                r.name,
+                d.remaining,
+                seconds(d.reset_after)
+            )
+        })
         .collect();
     insert(headers, &RATELIMIT_POLICY, policy.join(", "));
     insert(headers, &RATELIMIT, current.join(", "));

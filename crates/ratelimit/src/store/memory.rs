@@ -173,7 +173,9 @@ impl<C: Clock> MemoryStore<C> {
     fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
         // A panic while holding the lock cannot leave a slot half-written in a way that
         // matters for limiting, so a poisoned shard is still usable.
-        self.shards[i].lock().unwrap_or_else(PoisonError::into_inner)
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn decide(
@@ -195,7 +197,9 @@ impl<C: Clock> MemoryStore<C> {
         if apply {
             self.make_room(shard, now);
             let idle_at = policy.idle_at(&state);
-            shard.map.insert(key.to_owned_key(), Slot { state, idle_at });
+            shard
+                .map
+                .insert(key.to_owned_key(), Slot { state, idle_at });
             metrics::memory_keys_added();
         }
         decision

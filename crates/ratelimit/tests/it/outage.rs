@@ -1,0 +1,203 @@
+//! Redis stopped in the middle: every decision still answers within the timeout,
+//! following the policy, and limiting resumes by itself once Redis is back.
+//!
+//! Each test starts its own private `redis-server` on a free port, so stopping it
+//! disturbs nobody.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use basis_ratelimit::{
+    Algorithm, Check, Limiter, MemoryConfig, OutageConfig, OutagePolicy, RedisConfig, RedisStore,
+    Source, Verdict,
+};
+
+use super::algorithms::policy;
+use super::common::{redis_url, unique_prefix};
+
+const TIMEOUT: Duration = Duration::from_millis(50);
+/// Scheduling slack on a shared two-core machine: a decision must still end near the timeout.
+const SLACK: Duration = Duration::from_millis(50);
+
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        Some(Self {
+            port,
+            child: Some(child),
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Polls `PING` (bounded) until the server answers.
+    async fn wait_ready(&self) {
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..500 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!(
+            "private redis-server on port {} never answered PING",
+            self.port
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().unwrap().port()
+}
+
+async fn decide(limiter: &Limiter, subject: &str) -> (Verdict, Duration) {
+    let p = policy(Algorithm::SlidingWindow, 3, Duration::from_secs(3_600));
+    let start = Instant::now();
+    let verdict = limiter
+        .check(&[Check {
+            policy: &p,
+            rule: "outage",
+            subject,
+            cost: 1,
+        }])
+        .await;
+    (verdict, start.elapsed())
+}
+
+async fn survives_an_outage(policy: OutagePolicy, test: &str) {
+    if redis_url(test).is_none() {
+        return;
+    }
+    let port = free_port();
+    let Some(mut redis) = PrivateRedis::start(port) else {
+        println!("skipped: {test}: redis-server is not installed");
+        return;
+    };
+    redis.wait_ready().await;
+    let store = RedisStore::connect_lazy(&RedisConfig {
+        url: redis.url(),
+        key_prefix: unique_prefix(test),
+    })
+    .unwrap();
+    let limiter = Limiter::redis(
+        store,
+        OutageConfig {
+            timeout: TIMEOUT,
+            policy,
+        },
+        MemoryConfig::default(),
+    );
+
+    // Healthy: Redis decides.
+    for expected in [true, true, true, false] {
+        let (v, _) = decide(&limiter, "before").await;
+        assert_eq!((v.source, v.allowed()), (Source::Store, expected));
+    }
+
+    redis.stop();
+    for i in 0..10 {
+        let (v, took) = decide(&limiter, "during").await;
+        assert!(took <= TIMEOUT + SLACK, "decision {i} took {took:?}");
+        match policy {
+            OutagePolicy::FailOpen => {
+                assert_eq!((v.source, v.allowed()), (Source::FailedOpen, true))
+            }
+            OutagePolicy::FailClosed => {
+                assert_eq!((v.source, v.allowed()), (Source::FailedClosed, false))
+            }
+            // The local fallback keeps limiting: three pass, then refused.
+            OutagePolicy::Fallback => {
+                assert_eq!((v.source, v.allowed()), (Source::Fallback, i < 3))
+            }
+        }
+    }
+
+    // Back on the same port: the connection manager reconnects by itself.
+    let redis = PrivateRedis::start(port).expect("redis-server restarts");
+    redis.wait_ready().await;
+    let mut recovered = false;
+    for _ in 0..200 {
+        let (v, took) = decide(&limiter, "after").await;
+        assert!(
+            took <= TIMEOUT + SLACK,
+            "decision took {took:?} while reconnecting"
+        );
+        if v.source == Source::Store {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(recovered, "limiting through Redis resumed");
+    // The restarted server is empty; the key "after" has spent one unit.
+    for expected in [true, true, false] {
+        let (v, _) = decide(&limiter, "after").await;
+        assert_eq!((v.source, v.allowed()), (Source::Store, expected));
+    }
+}
+
+#[tokio::test]
+async fn fail_open_lets_requests_through_while_redis_is_down() {
+    survives_an_outage(
+        OutagePolicy::FailOpen,
+        "fail_open_lets_requests_through_while_redis_is_down",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn fail_closed_refuses_requests_while_redis_is_down() {
+    survives_an_outage(
+        OutagePolicy::FailClosed,
+        "fail_closed_refuses_requests_while_redis_is_down",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_fallback_limits_locally_while_redis_is_down() {
+    survives_an_outage(
+        OutagePolicy::Fallback,
+        "the_fallback_limits_locally_while_redis_is_down",
+    )
+    .await;
+}
