@@ -1,0 +1,281 @@
+//! Tests of the real binary as an operator runs it: start-up failures, a SIGTERM under load,
+//! and two processes sharing one PostgreSQL database.
+
+use std::io::Write as _;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+fn postgres_admin_url() -> Option<String> {
+    match std::env::var("BASIS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: BASIS_TEST_POSTGRES_URL is not set"
+            );
+            None
+        }
+    }
+}
+
+async fn fresh_postgres_database(admin_url: &str) -> String {
+    let name = format!("basis_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("a URL with a database path");
+    format!("{base}/{name}")
+}
+
+/// A `basis serve` process.
+struct Basis {
+    child: Child,
+    address: String,
+}
+
+impl Basis {
+    /// Starts `basis serve` on a free port and waits until it logs that it listens.
+    async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_basis"));
+        command
+            .args([
+                "--log-format",
+                "json",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--click-flush-ms",
+                "200",
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let address = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("readable stderr")
+                .expect("the server logs its address before anything else ends");
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "listening" {
+                break event["address"]
+                    .as_str()
+                    .expect("an address field")
+                    .to_owned();
+            }
+        };
+        // Keep draining the log so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, address }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("a running process").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        self.child.wait().await.expect("the process ends")
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(BROWSER)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn create(client: &reqwest::Client, server: &Basis, long_url: &str) -> String {
+    let response = client
+        .post(server.url("/shorten"))
+        .json(&json!({"longUrl": long_url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    body["shortCode"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn an_unreachable_or_invalid_database_is_a_one_line_error_and_a_failed_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgres://basis@127.0.0.1:1/nothing",
+        "mysql://localhost/db",
+    ] {
+        for subcommand in [&["serve", "--listen", "127.0.0.1:0"][..], &["migrate"][..]] {
+            let output = Command::new(env!("CARGO_BIN_EXE_basis"))
+                .args(subcommand)
+                .arg("--data-dir")
+                .arg(dir.path())
+                .env("DATABASE_URL", url)
+                .output()
+                .await
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{url}: {stderr}");
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{url} {subcommand:?}: {stderr}");
+            assert!(lines[0].starts_with("error: "), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+        }
+    }
+}
+
+/// Hammers `code` until the server stops answering; returns (redirects seen, requests sent).
+async fn load(
+    client: reqwest::Client,
+    url: String,
+    stop: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
+) -> u64 {
+    let mut sent = 0;
+    while !stop.load(Ordering::Relaxed) {
+        sent += 1;
+        match client.get(&url).send().await {
+            Ok(response) if response.status() == 301 => {
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(response) => panic!("unexpected status {}", response.status()),
+            Err(_) => break, // the server has closed: this request may or may not have counted
+        }
+    }
+    sent
+}
+
+async fn sigterm_under_load_loses_no_counted_click(database_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Basis::start(dir.path(), database_url.as_deref()).await;
+    let client = client();
+    let code = create(&client, &server, "https://example.com/load").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        tasks.spawn(load(
+            client.clone(),
+            server.url(&format!("/{code}")),
+            stop.clone(),
+            seen.clone(),
+        ));
+    }
+    // Let a few flushes happen under load, then stop the server mid-stream.
+    while seen.load(Ordering::Relaxed) < 3000 {
+        tokio::task::yield_now().await;
+    }
+    let status = server.terminate().await;
+    assert!(status.success(), "a clean stop exits 0, got {status}");
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = 0;
+    while let Some(n) = tasks.join_next().await {
+        sent += n.unwrap();
+    }
+    let seen = seen.load(Ordering::Relaxed);
+
+    let server = Basis::start(dir.path(), database_url.as_deref()).await;
+    let link: Value = client
+        .get(server.url(&format!("/links/{code}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored = link["clickCount"].as_u64().unwrap();
+    assert!(
+        stored >= seen,
+        "lost clicks: {seen} redirects answered, {stored} stored"
+    );
+    assert!(
+        stored <= sent,
+        "{stored} stored but only {sent} requests sent"
+    );
+    server.terminate().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_counted_click_on_sqlite() {
+    sigterm_under_load_loses_no_counted_click(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_loses_no_counted_click_on_postgres() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    sigterm_under_load_loses_no_counted_click(Some(fresh_postgres_database(&admin).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_on_one_postgres_create_links_without_collision() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = fresh_postgres_database(&admin).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Arc::new(Basis::start(dir_a.path(), Some(&database)).await);
+    let b = Arc::new(Basis::start(dir_b.path(), Some(&database)).await);
+    let client = client();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for task in 0..8 {
+        let server = if task % 2 == 0 { a.clone() } else { b.clone() };
+        let client = client.clone();
+        tasks.spawn(async move {
+            let mut codes = Vec::new();
+            for i in 0..500 {
+                codes.push(
+                    create(&client, &server, &format!("https://example.com/{task}/{i}")).await,
+                );
+            }
+            codes
+        });
+    }
+    let mut all = std::collections::HashSet::new();
+    while let Some(codes) = tasks.join_next().await {
+        all.extend(codes.unwrap());
+    }
+    assert_eq!(all.len(), 4000, "every create got its own code");
+    // A link made through one process redirects through the other.
+    for code in all.iter().take(50) {
+        let via_a = client.get(a.url(&format!("/{code}"))).send().await.unwrap();
+        let via_b = client.get(b.url(&format!("/{code}"))).send().await.unwrap();
+        assert_eq!(via_a.status(), 301);
+        assert_eq!(via_a.headers()["location"], via_b.headers()["location"]);
+    }
+}
