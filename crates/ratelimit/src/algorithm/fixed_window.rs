@@ -20,11 +20,12 @@ pub struct FixedWindowState {
 impl FixedWindowState {
     pub(super) fn check(&mut self, p: &Policy, now: Nanos, cost: u64, apply: bool) -> Decision {
         let period = p.period_nanos();
-        let window = now / period;
+        // A clock read a hair behind the last one must not reopen an older window.
+        let window = (now / period).max(self.window);
         if window != self.window {
             *self = Self { window, count: 0 };
         }
-        let reset = (window + 1) * period - now;
+        let reset = ((window + 1) * period).saturating_sub(now);
         if self.count.saturating_add(cost) <= p.limit() {
             if apply {
                 self.count += cost;

@@ -29,7 +29,9 @@ pub struct SlidingCounterState {
 impl SlidingCounterState {
     pub(super) fn check(&mut self, p: &Policy, now: Nanos, cost: u64, apply: bool) -> Decision {
         let period = p.period_nanos();
-        let window = now / period;
+        // A clock read a hair behind the last one must not reopen an older window.
+        let window = (now / period).max(self.window);
+        let now = now.max(window * period);
         if window == self.window + 1 {
             *self = Self {
                 window,

@@ -22,6 +22,8 @@ pub struct SlidingLogState {
 impl SlidingLogState {
     pub(super) fn check(&mut self, p: &Policy, now: Nanos, cost: u64, apply: bool) -> Decision {
         let period = p.period_nanos();
+        // Keep the log ordered even if the clock was read a hair behind the last time.
+        let now = self.entries.back().map_or(now, |&(t, _)| now.max(t));
         // An entry admitted at `t` counts while `now < t + period`.
         while let Some(&(t, c)) = self.entries.front() {
             if t.saturating_add(period) > now {
