@@ -180,7 +180,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             match inner.flights.join(key) {
                 Role::Leader(leader) => {
                     // A flight may have finished between our probe and our join.
-                    if let Probe::Fresh(e) | Probe::RefreshDue(e) = self.probe(key) {
+                    if inner.l1.contains(key)
+                        && let Probe::Fresh(e) | Probe::RefreshDue(e) = self.probe(key)
+                    {
                         leader.finish(Ok(e.value.clone()));
                         return Ok(e.value.clone());
                     }
@@ -228,7 +230,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         self.inner.l1.sync();
         L1Stats {
             entries: self.inner.l1.entry_count(),
-            bytes: self.inner.l1.weighted_size(),
+            bytes: self.inner.l1.weighted_bytes(),
         }
     }
 
