@@ -1,0 +1,77 @@
+# Shared helpers of the load benchmarks. Source it from a bench script.
+# Everything targets 127.0.0.1 and every run is bounded in time.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BASIS=$TARGET_DIR/release/basis
+WRK_THREADS=${WRK_THREADS:-1}
+WRK_CONNECTIONS=${WRK_CONNECTIONS:-64}
+WRK_DURATION=${WRK_DURATION:-10s}
+BASIS_PORT=${BASIS_PORT:-18090}
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+ensure_tools() { # installs wrk and nginx from Debian's packages when missing
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v jq >/dev/null || missing+=(jq)
+  command -v sqlite3 >/dev/null || missing+=(sqlite3)
+  command -v psql >/dev/null || missing+=(postgresql-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+build_basis() {
+  (cd "$ROOT" && cargo build --release -p basis >/dev/null)
+}
+
+wait_http() { # wait_http <url>: up to 30 s for a 2xx
+  for _ in $(seq 1 300); do
+    curl -fs -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "error: $1 did not answer" >&2
+  return 1
+}
+
+start_basis() { # start_basis <data-dir> [extra serve flags…]; environment passes through
+  local dir=$1; shift
+  mkdir -p "$dir"
+  RUST_LOG=${RUST_LOG:-warn} "$BASIS" serve --listen "127.0.0.1:$BASIS_PORT" --data-dir "$dir" "$@" \
+    >"$dir/basis.log" 2>&1 &
+  PIDS+=($!)
+  BASIS_PID=$!
+  wait_http "http://127.0.0.1:$BASIS_PORT/healthz"
+}
+
+stop_basis() {
+  kill -TERM "$BASIS_PID" 2>/dev/null || true
+  wait "$BASIS_PID" 2>/dev/null || true
+}
+
+shorten() { # shorten <json body> → prints the short code
+  curl -fs "http://127.0.0.1:$BASIS_PORT/shorten" -H 'content-type: application/json' -d "$1" | jq -r .shortCode
+}
+
+# run_wrk <label> <url> [lua script]: prints "label rps p50_ms p99_ms" and appends it to $RESULTS
+run_wrk() {
+  local label=$1 url=$2 script=${3:-}
+  local args=(-t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"$WRK_DURATION" --latency)
+  [ -n "$script" ] && args+=(-s "$script")
+  local out
+  out=$(wrk "${args[@]}" "$url")
+  local rps p50 p99 non2xx
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  non2xx=$(awk '/Non-2xx or 3xx/ {print $5}' <<<"$out")
+  printf '%-40s %12s req/s   p50 %-9s p99 %-9s %s\n' "$label" "$rps" "$p50" "$p99" "${non2xx:+non-2xx/3xx: $non2xx}" | tee -a "$RESULTS"
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Starts each local service the engine suites use if it is not answering, and exports the
+# URLs the suites read. Source it: `. scripts/services.sh`.
+# Each wait is a bounded loop on a real readiness check, never a fixed sleep.
+
+wait_for() { # wait_for <what> <command…>: up to 60 s
+  local what=$1; shift
+  for _ in $(seq 1 120); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "error: $what did not become ready" >&2
+  return 1
+}
+
+ensure_postgres() {
+  if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
+    echo "starting PostgreSQL"
+    if ! command -v pg_ctlcluster >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    fi
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start
+    wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
+  fi
+  export BASIS_TEST_POSTGRES_URL=${BASIS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+  # Test databases are named basis_test_<random>; drop what earlier runs left behind.
+  psql "$BASIS_TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'basis\_test\_%'" 2>/dev/null |
+    while read -r db; do psql "$BASIS_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
+}
+
+ensure_redis() {
+  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+    echo "starting Redis"
+    if ! command -v redis-server >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    fi
+    mkdir -p /var/lib/redis /var/log/redis
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+      --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_for Redis redis-cli -h 127.0.0.1 -p 6379 ping
+  fi
+  export BASIS_TEST_REDIS_URL=${BASIS_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+}
+
+ensure_postgres
+ensure_redis
