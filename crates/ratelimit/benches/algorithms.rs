@@ -24,7 +24,12 @@ fn policy(algorithm: Algorithm) -> Policy {
         Algorithm::SlidingLog => 1_000_000,
         _ => 1_000_000_000,
     };
-    Policy::new(algorithm, NonZeroU64::new(limit).unwrap(), Duration::from_secs(1)).unwrap()
+    Policy::new(
+        algorithm,
+        NonZeroU64::new(limit).unwrap(),
+        Duration::from_secs(1),
+    )
+    .unwrap()
 }
 
 fn governor_quota() -> Quota {
@@ -32,7 +37,9 @@ fn governor_quota() -> Quota {
 }
 
 fn keys() -> Vec<String> {
-    (0..KEYS).map(|i| format!("ip:10.0.{}.{}", i / 256, i % 256)).collect()
+    (0..KEYS)
+        .map(|i| format!("ip:10.0.{}.{}", i / 256, i % 256))
+        .collect()
 }
 
 /// Runs `work(thread, iters)` on `threads` threads at once; returns the wall time.

@@ -4,8 +4,10 @@
 -- ARGV     four numbers per rule: algorithm (1..5), limit, period (µs), cost
 -- returns  four integers per rule: allowed (0|1), remaining, reset (µs), retry after (µs)
 --
--- Every rule is evaluated first; state is written only if all of them allow, so a
--- request refused by one rule costs nothing under the others. Mirrors src/algorithm/.
+-- With several rules every one is evaluated first, and state is written only if all of
+-- them allow: a request refused by one rule costs nothing under the others. Each
+-- algorithm mirrors its Rust twin in src/algorithm/. State other than the log is one
+-- string of numbers written with SET … PX, so a decision is TIME + GET + SET.
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -13,140 +15,156 @@ local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 
 -- Lua 5.1 turns large numbers into "1e+15" when converting to strings: format by hand.
 local function int(x) return string.format('%.0f', x) end
-local function expire(key, us) redis.call('PEXPIRE', key, int(max(1, ceil(us / 1000)))) end
+-- Small integers (TTLs in ms) convert exactly; only timestamps need int().
+local function ms(us) return max(1, ceil(us / 1000)) end
 
-local function token_bucket(key, limit, period, cost)
-  local cap = limit * period
-  local s = redis.call('HMGET', key, 'l', 't')
-  local level, last = tonumber(s[1]) or cap, tonumber(s[2]) or now
-  if now > last then level = min(cap, level + (now - last) * limit); last = now end
-  local need = cost * period
-  local p = { ok = cost <= limit and need <= level,
-              rem = floor(level / period), reset = ceil((cap - level) / limit) }
-  if p.ok then
-    local after = level - need
-    p.rem_after, p.reset_after = floor(after / period), ceil((cap - after) / limit)
-    p.write = function()
-      redis.call('HSET', key, 'l', int(after), 't', int(last))
-      expire(key, p.reset_after)
-    end
-  elseif cost > limit then p.retry = period
-  else p.retry = ceil((need - level) / limit) end
-  return p
+-- Reads up to three numbers stored as "a b c".
+local function load(key)
+  local s = redis.call('GET', key)
+  if not s then return nil end
+  local a, b, c = string.match(s, '^(%S+) ?(%S*) ?(%S*)$')
+  return tonumber(a), tonumber(b), tonumber(c)
 end
 
-local function gcra(key, limit, period, cost)
+local function store(key, value, ttl_us) redis.call('SET', key, value, 'PX', ms(ttl_us)) end
+
+-- Each returns: allowed (bool), remaining, reset (µs), retry (µs), writing state when
+-- `commit` and allowed; with `commit` false nothing is written.
+local function token_bucket(key, limit, period, cost, commit)
+  local cap = limit * period
+  local level, last = load(key)
+  level, last = level or cap, last or now
+  if now > last then level = min(cap, level + (now - last) * limit); last = now end
+  local need = cost * period
+  if cost > limit or need > level then
+    local retry = period
+    if cost <= limit then retry = ceil((need - level) / limit) end
+    return false, floor(level / period), ceil((cap - level) / limit), retry
+  end
+  if commit then
+    level = level - need
+    store(key, int(level) .. ' ' .. int(last), ceil((cap - level) / limit))
+  end
+  return true, floor(level / period), ceil((cap - level) / limit), 0
+end
+
+local function gcra(key, limit, period, cost, commit)
   local T = max(1, floor(period / limit))
   local tau = T * limit
   local tat = max(tonumber(redis.call('GET', key)) or 0, now)
   local new_tat = tat + cost * T
-  local p = { ok = new_tat - now <= tau, rem = floor((tau - (tat - now)) / T), reset = tat - now }
-  if p.ok then
-    p.rem_after, p.reset_after = floor((tau - (new_tat - now)) / T), new_tat - now
-    p.write = function()
-      redis.call('SET', key, int(new_tat))
-      expire(key, new_tat - now)
-    end
-  elseif cost > limit then p.retry = period
-  else p.retry = new_tat - tau - now end
-  return p
+  if new_tat - now > tau then
+    local retry = period
+    if cost <= limit then retry = new_tat - tau - now end
+    return false, floor((tau - (tat - now)) / T), tat - now, retry
+  end
+  if commit then
+    tat = new_tat
+    store(key, int(tat), tat - now)
+  end
+  return true, floor((tau - (tat - now)) / T), tat - now, 0
 end
 
-local function fixed_window(key, limit, period, cost)
-  local w = floor(now / period)
-  local s = redis.call('HMGET', key, 'w', 'c')
-  local count = 0
-  if tonumber(s[1]) == w then count = tonumber(s[2]) or 0 end
+local function fixed_window(key, limit, period, cost, commit)
+  local sw, count = load(key)
+  local w = max(floor(now / period), sw or 0) -- never reopen an older window
+  if sw ~= w then count = 0 end
   local reset = (w + 1) * period - now
-  local p = { ok = count + cost <= limit, rem = limit - count, reset = reset }
-  if p.ok then
-    p.rem_after, p.reset_after = limit - count - cost, reset
-    p.write = function()
-      redis.call('HSET', key, 'w', int(w), 'c', int(count + cost))
-      expire(key, reset)
-    end
-  elseif cost > limit then p.retry = period
-  else p.retry = reset end
-  return p
+  if count + cost > limit then
+    local retry = reset
+    if cost > limit then retry = period end
+    return false, limit - count, reset, retry
+  end
+  if commit then
+    count = count + cost
+    store(key, int(w) .. ' ' .. int(count), reset)
+  end
+  return true, limit - count, reset, 0
 end
 
-local function sliding_log(key, limit, period, cost)
+local function sliding_log(key, limit, period, cost, commit)
   -- One member per admitted unit, scored by its time; a unit counts while now < t + period.
   redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - period))
   local total = redis.call('ZCARD', key)
+  if total + cost > limit then
+    local retry = period
+    if cost <= limit then
+      local i = total + cost - limit - 1
+      retry = tonumber(redis.call('ZRANGE', key, i, i, 'WITHSCORES')[2]) + period - now
+    end
+    local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+    local reset = 0
+    if newest[2] then reset = tonumber(newest[2]) + period - now end
+    return false, limit - total, reset, retry
+  end
+  if commit then
+    -- Within one microsecond the count only grows, so these member names are unique.
+    for j = 0, cost - 1 do redis.call('ZADD', key, int(now), int(now) .. '-' .. (total + j)) end
+    redis.call('PEXPIRE', key, ms(period))
+    return true, limit - total - cost, period, 0
+  end
   local newest = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   local reset = 0
   if newest[2] then reset = tonumber(newest[2]) + period - now end
-  local p = { ok = total + cost <= limit, rem = limit - total, reset = reset }
-  if p.ok then
-    p.rem_after, p.reset_after = limit - total - cost, period
-    p.write = function()
-      -- Within one microsecond the count only grows, so these names are unique.
-      for j = 0, cost - 1 do redis.call('ZADD', key, int(now), int(now) .. '-' .. (total + j)) end
-      expire(key, period)
-    end
-  elseif cost > limit then p.retry = period
-  else
-    local oldest = redis.call('ZRANGE', key, total + cost - limit - 1, total + cost - limit - 1, 'WITHSCORES')
-    p.retry = tonumber(oldest[2]) + period - now
-  end
-  return p
+  return true, limit - total, reset, 0
 end
 
-local function sliding_window(key, limit, period, cost)
-  local w = floor(now / period)
-  local s = redis.call('HMGET', key, 'w', 'c', 'p')
-  local sw, cur, prev = tonumber(s[1]), tonumber(s[2]) or 0, tonumber(s[3]) or 0
+local function sliding_window(key, limit, period, cost, commit)
+  local sw, cur, prev = load(key)
+  local w = max(floor(now / period), sw or 0) -- never reopen an older window
   if sw == nil then cur, prev = 0, 0
   elseif w == sw + 1 then prev, cur = cur, 0
   elseif w ~= sw then prev, cur = 0, 0 end
   local start = w * period
-  local weighted = prev * (period - (now - start))
-  local function used(c) return c * period + weighted end
+  local weighted = prev * (period - max(0, now - start))
+  local room = limit * period - weighted -- in units × period
   local function reset(c)
     if c > 0 then return start + 2 * period - now elseif prev > 0 then return start + period - now end
     return 0
   end
-  local function position(count, room)
-    if count == 0 then return 0 end
-    return period - min(period, floor(room * period / count))
-  end
-  local p = { ok = used(cur + cost) <= limit * period,
-              rem = floor(max(0, limit * period - used(cur)) / period), reset = reset(cur) }
-  if p.ok then
-    p.rem_after = floor(max(0, limit * period - used(cur + cost)) / period)
-    p.reset_after = reset(cur + cost)
-    p.write = function()
-      redis.call('HSET', key, 'w', int(w), 'c', int(cur + cost), 'p', int(prev))
-      expire(key, start + 2 * period - now)
+  if (cur + cost) * period > room then
+    local retry = period
+    local function position(count, free)
+      if count == 0 then return 0 end
+      return period - min(period, floor(free * period / count))
     end
-  elseif cost > limit then p.retry = period
-  elseif cur + cost <= limit then p.retry = max(1, start + position(prev, limit - cur - cost) - now)
-  else p.retry = start + period + position(cur, limit - cost) - now end
-  return p
+    if cost > limit then retry = period
+    elseif cur + cost <= limit then retry = max(1, start + position(prev, limit - cur - cost) - now)
+    else retry = start + period + position(cur, limit - cost) - now end
+    return false, floor(max(0, room - cur * period) / period), reset(cur), retry
+  end
+  if commit then
+    cur = cur + cost
+    store(key, int(w) .. ' ' .. int(cur) .. ' ' .. int(prev), start + 2 * period - now)
+  end
+  return true, floor(max(0, room - cur * period) / period), reset(cur), 0
 end
 
 local algorithms = { token_bucket, gcra, fixed_window, sliding_log, sliding_window }
 
-local plans, all = {}, true
-for i = 1, #KEYS do
+local function run(i, commit)
   local b = (i - 1) * 4
-  local decide = algorithms[tonumber(ARGV[b + 1])]
-  local p = decide(KEYS[i], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), tonumber(ARGV[b + 4]))
-  plans[i] = p
-  all = all and p.ok
+  return algorithms[tonumber(ARGV[b + 1])](KEYS[i], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
+    tonumber(ARGV[b + 4]), commit)
 end
 
 local out = {}
-for i = 1, #KEYS do
-  local p = plans[i]
-  if all then
-    p.write()
-    for _, v in ipairs({ 1, p.rem_after, p.reset_after, 0 }) do out[#out + 1] = v end
-  else
-    local ok = 0
-    if p.ok then ok = 1 end
-    for _, v in ipairs({ ok, p.rem, p.reset, p.retry or 0 }) do out[#out + 1] = v end
-  end
+local function emit(ok, remaining, reset, retry)
+  out[#out + 1] = ok and 1 or 0
+  out[#out + 1] = remaining
+  out[#out + 1] = reset
+  out[#out + 1] = retry
 end
+
+if #KEYS == 1 then
+  emit(run(1, true))
+  return out
+end
+-- Several rules: look first, commit only if every one allows.
+local all = true
+for i = 1, #KEYS do
+  local ok = run(i, false)
+  all = all and ok
+end
+for i = 1, #KEYS do emit(run(i, all)) end
 return out

@@ -2,13 +2,14 @@
 //!
 //! * **One round trip.** All checks of a subject go to one `EVALSHA`; checks for several
 //!   subjects go out as one pipeline.
-//! * **Atomic.** The script (`check.lua`) reads, decides and writes inside Redis, so two
+//! * **Atomic.** The script (`check.lua`: `TIME`, `GET`, `SET … PX` for all but the
+//!   log) reads, decides and writes inside Redis, so two
 //!   instances can never both spend the last unit.
 //! * **Loaded once.** [`redis::Script`] sends `EVALSHA` and falls back to loading the
 //!   script when Redis answers `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`).
 //! * **One clock.** The script reads `TIME` on the server; instance clocks never matter.
 //! * **Self-cleaning.** Every key gets a TTL equal to the time until it would be fresh.
-//! * **Cluster-ready.** Keys are `<prefix>:{<subject>}:<rule>`: the hash tag puts every
+//! * **Cluster-ready.** Keys are `<prefix>:{<subject>}:<rule>:<algorithm>`: the hash tag puts every
 //!   rule of one subject in the same slot, so the script's keys never cross slots.
 //!
 //! The connection is a [`ConnectionManager`], which reconnects by itself after errors;
@@ -70,9 +71,12 @@ impl RedisStore {
         })
     }
 
-    /// The Redis key holding `rule`'s state for `subject`.
-    pub fn key(&self, rule: &str, subject: &str) -> String {
-        format!("{}:{{{subject}}}:{rule}", self.prefix)
+    /// The Redis key holding the state of `rule` (with `algorithm`) for `subject`.
+    ///
+    /// The algorithm is part of the name so that changing a rule's algorithm starts
+    /// afresh instead of meeting state of another shape.
+    pub fn key(&self, rule: &str, algorithm: Algorithm, subject: &str) -> String {
+        format!("{}:{{{subject}}}:{rule}:{}", self.prefix, algorithm.name())
     }
 
     /// Sends `PING`; `Ok` once Redis answers.
@@ -88,7 +92,7 @@ impl RedisStore {
     fn invocation<'s>(&'s self, checks: &[&Check<'_>]) -> redis::ScriptInvocation<'s> {
         let mut inv = self.script.prepare_invoke();
         for c in checks {
-            inv.key(self.key(c.rule, c.subject))
+            inv.key(self.key(c.rule, c.policy.algorithm(), c.subject))
                 .arg(algorithm_id(c.policy.algorithm()))
                 .arg(c.policy.limit())
                 .arg(micros(c.policy.period()))
@@ -109,7 +113,7 @@ impl RedisStore {
             let mut cmd = redis::cmd("EVALSHA");
             cmd.arg(self.script.get_hash()).arg(group.len());
             for c in group {
-                cmd.arg(self.key(c.rule, c.subject));
+                cmd.arg(self.key(c.rule, c.policy.algorithm(), c.subject));
             }
             for c in group {
                 cmd.arg(algorithm_id(c.policy.algorithm()))

@@ -137,7 +137,16 @@ async fn subjects_and_rules_are_independent(store: &impl Store) {
     assert!(!d[0].allowed);
 }
 
+async fn a_rule_that_changes_algorithm_starts_afresh(store: &impl Store) {
+    for algorithm in Algorithm::ALL {
+        let p = policy(algorithm, 2, HOUR);
+        let d = one(store, &p, "changed", "who", 1).await;
+        assert_eq!((d.allowed, d.remaining), (true, 1), "{algorithm:?}");
+    }
+}
+
 async fn contract(store: &impl Store) {
+    a_rule_that_changes_algorithm_starts_afresh(store).await;
     each_algorithm_admits_exactly_its_limit(store).await;
     costs_are_counted_in_units(store).await;
     rules_of_one_subject_are_all_or_nothing(store).await;
@@ -164,8 +173,8 @@ async fn redis_keys_carry_a_hash_tag_and_expire_on_their_own() {
         return;
     };
     let store = redis_store(&url, "ttl");
-    let key = store.key("login", "ip:192.0.2.1");
-    assert!(key.ends_with(":{ip:192.0.2.1}:login"), "{key}");
+    let key = store.key("login", Algorithm::Gcra, "ip:192.0.2.1");
+    assert!(key.ends_with(":{ip:192.0.2.1}:login:gcra"), "{key}");
     for algorithm in Algorithm::ALL {
         let p = policy(algorithm, 3, HOUR);
         let rule = format!("ttl-{}", algorithm.name());
@@ -173,7 +182,7 @@ async fn redis_keys_carry_a_hash_tag_and_expire_on_their_own() {
         let client = redis::Client::open(url.as_str()).unwrap();
         let mut conn = client.get_multiplexed_async_connection().await.unwrap();
         let ttl: i64 = redis::cmd("PTTL")
-            .arg(store.key(&rule, "ip:192.0.2.1"))
+            .arg(store.key(&rule, algorithm, "ip:192.0.2.1"))
             .query_async(&mut conn)
             .await
             .unwrap();

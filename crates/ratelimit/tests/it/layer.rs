@@ -216,3 +216,41 @@ async fn an_unreachable_redis_never_becomes_a_5xx() {
         assert_eq!(res.status(), expected, "{policy}");
     }
 }
+
+#[tokio::test]
+async fn two_instances_sharing_redis_enforce_one_limit() {
+    let Some(url) = super::common::redis_url("two_instances_sharing_redis_enforce_one_limit")
+    else {
+        return;
+    };
+    let text = format!(
+        "{RULES}\n[store]\nkey_prefix = \"{}\"\n",
+        super::common::unique_prefix("two_instances")
+    );
+    // Two layers with their own connections: what two `basis serve` processes hold.
+    let first = router(
+        RateLimitLayer::from_config(RateLimitConfig::parse(&text).unwrap(), Some(&url)).unwrap(),
+    );
+    let second = router(
+        RateLimitLayer::from_config(RateLimitConfig::parse(&text).unwrap(), Some(&url)).unwrap(),
+    );
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        statuses.push(
+            send(app, request("POST", "/shorten", "192.0.2.77", &[]))
+                .await
+                .status(),
+        );
+    }
+    // "create" allows 2 per hour per client, whichever instance answers.
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+}
