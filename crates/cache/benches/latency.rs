@@ -5,13 +5,14 @@
 //! BASIS_TEST_REDIS_URL=redis://127.0.0.1:6379 cargo bench -p basis-cache --bench latency
 //! ```
 //!
-//! Without `BASIS_TEST_REDIS_URL` the Redis pair is skipped (one `skipped:` line).
+//! It also measures the invalidation delay between two instances (the coherence bound).
+//! Without `BASIS_TEST_REDIS_URL` the Redis parts are skipped (`skipped:` lines).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use basis_cache::Cache;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 /// A link as the shortener caches it.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -56,7 +57,9 @@ fn l1_hit(c: &mut Criterion) {
     // For scale: moka alone, the floor under `peek`.
     let raw: moka::sync::Cache<String, std::sync::Arc<Link>> = moka::sync::Cache::new(1_000);
     raw.insert(key.clone(), link());
-    group.bench_function("moka_get_raw", |b| b.iter(|| black_box(raw.get(black_box(&key)))));
+    group.bench_function("moka_get_raw", |b| {
+        b.iter(|| black_box(raw.get(black_box(&key))))
+    });
     group.finish();
 }
 
@@ -121,4 +124,64 @@ criterion_group! {
         .measurement_time(Duration::from_secs(3));
     targets = l1_hit, l2_vs_raw_redis
 }
-criterion_main!(latency);
+/// How long after `insert` returns on instance A the old entry leaves instance B's L1:
+/// the coherence bound in practice (pub/sub delivery plus the eviction).
+fn invalidation_delay() {
+    let Ok(url) = std::env::var("BASIS_TEST_REDIS_URL") else {
+        println!("skipped: invalidation delay: BASIS_TEST_REDIS_URL is not set");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut delays = rt.block_on(async {
+        let namespace = format!("bench-coherence-{}", std::process::id());
+        let instance = || {
+            Cache::<String, u64>::builder(&namespace)
+                .redis_url(Some(&url))
+                .redis_timeout(Duration::from_secs(1))
+                .build()
+                .expect("valid configuration")
+        };
+        let (a, b) = (instance(), instance());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !(a.is_coherent() && b.is_coherent()) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let key = "k".to_string();
+        let mut delays = Vec::new();
+        for round in 0..1_000u64 {
+            a.insert(key.clone(), round).await;
+            let _ = b.get(&key).await; // B now holds `round` in L1
+            let started = std::time::Instant::now();
+            a.insert(key.clone(), round + 1).await;
+            let written = started.elapsed();
+            while b.peek(&key) == Some(basis_cache::Cached::Value(round)) {
+                if started.elapsed() > Duration::from_secs(1) {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+            delays.push(started.elapsed().saturating_sub(written));
+        }
+        a.clear().await;
+        delays
+    });
+    delays.sort();
+    let at = |p: f64| delays[((delays.len() - 1) as f64 * p) as usize];
+    println!(
+        "invalidation delay (A's insert returned -> B's L1 evicted), {} rounds: p50 {:.1?}  p99 {:.1?}  max {:.1?}",
+        delays.len(),
+        at(0.5),
+        at(0.99),
+        delays[delays.len() - 1]
+    );
+}
+
+fn main() {
+    latency();
+    invalidation_delay();
+    Criterion::default().configure_from_args().final_summary();
+}
