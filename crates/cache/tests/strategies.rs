@@ -310,3 +310,21 @@ fn a_namespace_with_separators_is_refused() {
     let built = Cache::<String, String>::builder("links:evil").build();
     assert!(matches!(built, Err(Error::Config(_))));
 }
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn the_cache_and_its_futures_can_cross_threads() {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<Cache<String, Arc<String>>>();
+    let Setup { cache, .. } = setup();
+    let key = "k".to_string();
+    // Handlers in a multi-threaded server need every call's future to be `Send`.
+    assert_send(&cache.get_or_load(&key, || async { Ok::<_, Io>(None) }));
+    assert_send(&cache.get(&key));
+    assert_send(&cache.insert(key.clone(), "v".into()));
+    assert_send(&cache.write_through(key.clone(), "v".into(), || async { Ok::<_, Io>(()) }));
+    assert_send(&cache.invalidate(&key));
+    assert_send(&cache.invalidate_prefix("k"));
+    assert_send(&cache.shutdown());
+}
