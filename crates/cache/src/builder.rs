@@ -212,6 +212,19 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     }
 }
 
+impl<K: CacheKey, V: CacheValue> Cache<K, V> {
+    /// Starts configuring a cache for `namespace` (`[A-Za-z0-9._-]`, e.g. `"links"`).
+    pub fn builder(namespace: &str) -> CacheBuilder<K, V> {
+        CacheBuilder::new(namespace)
+    }
+
+    /// A cache with every default: in-process only when `redis_url` is `None`, L1 + Redis
+    /// L2 with cross-instance invalidation when it is `Some` (pass `REDIS_URL` through).
+    pub fn new(namespace: &str, redis_url: Option<&str>) -> Result<Self, Error> {
+        Self::builder(namespace).redis_url(redis_url).build()
+    }
+}
+
 /// Namespaces become part of Redis keys and channel names: keep them plain.
 fn validate_namespace(namespace: &str) -> Result<(), Error> {
     let ok = !namespace.is_empty()

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::builder::CacheBuilder;
 use crate::clock::{Clock, Random};
 use crate::error::{BoxError, Error};
 use crate::flight::{self, Flights, Leader, Role};
@@ -111,11 +110,6 @@ enum Probe<V> {
 }
 
 impl<K: CacheKey, V: CacheValue> Cache<K, V> {
-    /// Starts configuring a cache for `namespace` (`[A-Za-z0-9._-]`, e.g. `"links"`).
-    pub fn builder(namespace: &str) -> CacheBuilder<K, V> {
-        CacheBuilder::new(namespace)
-    }
-
     pub(crate) fn from_inner(inner: Inner<K, V>) -> Self {
         Self {
             inner: Arc::new(inner),
