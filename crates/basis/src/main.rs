@@ -49,6 +49,31 @@ enum Command {
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
     },
+    /// Operator commands.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an account; the password is read from standard input (never a flag).
+    CreateUser {
+        /// The account's email.
+        #[arg(long)]
+        email: String,
+        /// The display name (default: the email).
+        #[arg(long)]
+        name: Option<String>,
+        /// `user`, `moderator` or `admin`.
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Directory of the default SQLite database.
+        #[arg(long, env = "BASIS_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Database URL (default: the SQLite file in the data directory).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -109,6 +134,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
+        Command::Admin(AdminCommand::CreateUser {
+            email,
+            name,
+            role,
+            data_dir,
+            database_url,
+        }) => create_user(email, name, &role, data_dir, database_url).await,
+    }
+}
+
+/// `basis admin create-user`: the way to make the first admin.
+async fn create_user(
+    email: String,
+    name: Option<String>,
+    role: &str,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+) -> anyhow::Result<()> {
+    use basis_server::clock::Clock as _;
+    use basis_server::error::ApiError;
+
+    let role = role.parse().map_err(anyhow::Error::msg)?;
+    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        eprint!("password for {email}: ");
+    }
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\r', '\n']).to_owned();
+    std::fs::create_dir_all(&data_dir)?;
+    let config = Config {
+        database_url,
+        ..Config::with_data_dir(&data_dir)
+    };
+    let store = basis_server::open_store(&config).await?;
+    let body = basis_server::users::api::NewUser {
+        name: name.unwrap_or_else(|| email.clone()),
+        email,
+        password,
+    };
+    let hasher = basis_server::passwords::Passwords::default();
+    let now = basis_server::clock::SystemClock.now_ms();
+    let created =
+        basis_server::users::api::insert_user(&store, hasher.hasher(), now, body, role).await;
+    store.close().await;
+    match created {
+        Ok(user) => {
+            println!("{}", user.id);
+            tracing::info!(id = %user.id, email = %user.email, role = %user.role, "account created");
+            Ok(())
+        }
+        Err(ApiError::Invalid(errors)) => {
+            let problems: Vec<_> = errors
+                .iter()
+                .map(|e| format!("{} {}", e.field, e.message))
+                .collect();
+            anyhow::bail!("{}", problems.join("; "))
+        }
+        Err(other) => Err(other.into()),
     }
 }
 

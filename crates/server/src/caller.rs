@@ -1,48 +1,275 @@
-//! Who is calling: the seam where authentication plugs in.
+//! Who is calling: authentication and the authorization checks, in one place.
 //!
-//! Every request is anonymous until accounts arrive; the extractor and the ownership check
-//! already sit on every route that will need them, so authentication only changes this file.
+//! A request is authenticated by exactly one credential, looked for in this order:
+//! `Authorization: Bearer <jwt | api key>`, `X-API-Key`, then the session cookie. A
+//! credential that is present but invalid is a 401 (never a silent fall back to
+//! anonymous), except a stale session cookie, which browsers keep sending after logout and
+//! which leaves the request anonymous. A state-changing request authenticated by the
+//! cookie must pass the CSRF check (token and same origin), else 403; bearer and API key
+//! requests are not exposed to CSRF and skip it.
+//!
+//! Handlers then ask [`Caller`] for what they need: [`Caller::require`] (401),
+//! [`Caller::require_role`], [`Caller::act_for`], [`Caller::may_manage`] and
+//! [`Caller::require_scope`] (403 when authenticated but not allowed).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use basis_auth::role::{Role, Scope};
+use basis_auth::secret::{API_KEY_PREFIX, digest};
+use basis_auth::session::{CSRF_HEADER, CsrfFailure, check_csrf, session_id_from_cookies};
+use basis_store::on_pool;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
-/// The authenticated principal of a request.
+/// The challenge sent when no credentials were presented.
+const CHALLENGE: &str = "Bearer realm=\"basis\"";
+/// The challenge sent when a presented token is unusable (RFC 6750 §3.1).
+const INVALID_TOKEN: &str = "Bearer realm=\"basis\", error=\"invalid_token\"";
+
+/// The authenticated principal of a request, or nobody.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// No credentials were presented.
     Anonymous,
+    /// A signed-in user.
+    User(Principal),
+}
+
+/// A signed-in user and how they proved it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user's id.
+    pub user_id: String,
+    /// The user's role (from the access token, or read fresh for sessions and keys).
+    pub role: Role,
+    /// The credential used.
+    pub via: Credential,
+}
+
+/// How a request was authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    /// A JWT access token.
+    AccessToken,
+    /// The session cookie.
+    Session {
+        /// The digest of the session id (its row's key).
+        id_hash: String,
+        /// The session's CSRF token.
+        csrf_token: String,
+    },
+    /// An API key, limited to its scopes.
+    ApiKey {
+        /// The key's id.
+        id: String,
+        /// What the key may do.
+        scopes: Vec<Scope>,
+    },
+}
+
+fn unauthenticated(detail: &str) -> ApiError {
+    ApiError::Unauthorized {
+        challenge: CHALLENGE,
+        detail: detail.into(),
+    }
+}
+
+fn invalid_token() -> ApiError {
+    ApiError::Unauthorized {
+        challenge: INVALID_TOKEN,
+        detail: "the credentials are invalid or expired".into(),
+    }
 }
 
 impl Caller {
-    /// The caller's user id, if authenticated.
-    pub fn user_id(&self) -> Option<&str> {
+    /// The principal, if authenticated.
+    pub fn principal(&self) -> Option<&Principal> {
         match self {
             Caller::Anonymous => None,
+            Caller::User(principal) => Some(principal),
         }
     }
 
-    /// Allows managing a resource owned by `owner` (`None`: created anonymously).
-    pub fn may_manage(&self, owner: Option<&str>) -> Result<(), ApiError> {
-        match (owner, self.user_id()) {
-            (None, _) => Ok(()),
-            (Some(owner), Some(me)) if owner == me => Ok(()),
-            (Some(_), None) => Err(ApiError::Unauthorized {
-                challenge: "Bearer",
-                detail: "sign in to manage this link".into(),
-            }),
-            (Some(_), Some(_)) => Err(ApiError::Forbidden(
-                "this link belongs to another user".into(),
+    /// The caller's user id, if authenticated.
+    pub fn user_id(&self) -> Option<&str> {
+        self.principal().map(|p| p.user_id.as_str())
+    }
+
+    /// The principal, or 401.
+    pub fn require(&self) -> Result<&Principal, ApiError> {
+        self.principal()
+            .ok_or_else(|| unauthenticated("sign in to do this"))
+    }
+
+    /// The principal signed in with a password, token or OIDC (not an API key), or 401/403:
+    /// keys act on resources within their scopes, never on the account itself.
+    pub fn require_account(&self) -> Result<&Principal, ApiError> {
+        let principal = self.require()?;
+        match principal.via {
+            Credential::ApiKey { .. } => Err(ApiError::Forbidden(
+                "API keys cannot manage accounts; sign in instead".into(),
             )),
+            _ => Ok(principal),
+        }
+    }
+
+    /// The principal if their role is at least `role`, else 401/403.
+    pub fn require_role(&self, role: Role) -> Result<&Principal, ApiError> {
+        let principal = self.require_account()?;
+        if principal.role.at_least(role) {
+            Ok(principal)
+        } else {
+            Err(ApiError::Forbidden(format!("this needs the {role} role")))
+        }
+    }
+
+    /// Checks an API key's scopes (other credentials hold every scope). Anonymous passes:
+    /// whether anonymous callers may act is the route's decision.
+    pub fn require_scope(&self, scope: Scope) -> Result<(), ApiError> {
+        match self.principal().map(|p| &p.via) {
+            Some(Credential::ApiKey { scopes, .. })
+                if !scopes.iter().any(|held| held.grants(scope)) =>
+            {
+                Err(ApiError::Forbidden(format!(
+                    "this API key lacks the {} scope",
+                    scope.as_str()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The principal if they are `user_id` or an admin, else 401/403 (no IDOR).
+    pub fn act_for(&self, user_id: &str) -> Result<&Principal, ApiError> {
+        let principal = self.require()?;
+        if principal.user_id == user_id || principal.role.at_least(Role::Admin) {
+            Ok(principal)
+        } else {
+            Err(ApiError::Forbidden("this belongs to another user".into()))
+        }
+    }
+
+    /// Allows managing a resource owned by `owner` (`None`: created anonymously, which
+    /// anyone may manage, as before accounts existed): the owner or an admin.
+    pub fn may_manage(&self, owner: Option<&str>) -> Result<(), ApiError> {
+        match owner {
+            None => Ok(()),
+            Some(owner) => self.act_for(owner).map(drop),
         }
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Caller::Anonymous)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        // Several extractors in one handler authenticate once.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
+        let caller = authenticate(&parts.method, &parts.headers, state).await?;
+        parts.extensions.insert(caller.clone());
+        Ok(caller)
     }
+}
+
+/// Finds and checks the request's credential.
+pub async fn authenticate(
+    method: &Method,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<Caller, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| invalid_token())?;
+        let (scheme, token) = value.split_once(' ').ok_or_else(invalid_token)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(invalid_token());
+        }
+        let token = token.trim();
+        return if token.starts_with(API_KEY_PREFIX) {
+            api_key(state, token).await
+        } else {
+            let now = state.clock.now_ms() / 1000;
+            let access = state.identity.keys.verify(token, now).map_err(|err| {
+                tracing::debug!(error = %err, "access token rejected");
+                invalid_token()
+            })?;
+            Ok(Caller::User(Principal {
+                user_id: access.user_id,
+                role: access.role,
+                via: Credential::AccessToken,
+            }))
+        };
+    }
+    if let Some(value) = headers.get("x-api-key") {
+        let key = value.to_str().map_err(|_| invalid_token())?;
+        return api_key(state, key.trim()).await;
+    }
+    let cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    let Some(session_id) = cookies.filter_map(session_id_from_cookies).next() else {
+        return Ok(Caller::Anonymous);
+    };
+    let Some(session) = crate::auth::session::find_live(state, session_id).await? else {
+        return Ok(Caller::Anonymous);
+    };
+    if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        check_csrf(
+            &session.csrf_token,
+            text(CSRF_HEADER),
+            text("origin"),
+            text("sec-fetch-site"),
+            &state.base_url,
+        )
+        .map_err(|failure| {
+            ApiError::Forbidden(match failure {
+                CsrfFailure::Token => "missing or wrong X-CSRF-Token for this session".into(),
+                CsrfFailure::Origin => "cross-site requests may not use the session".into(),
+            })
+        })?;
+    }
+    let role = session.role.parse().map_err(|_| invalid_token())?;
+    Ok(Caller::User(Principal {
+        user_id: session.user_id,
+        role,
+        via: Credential::Session {
+            id_hash: session.id_hash,
+            csrf_token: session.csrf_token,
+        },
+    }))
+}
+
+/// Looks up a live API key by its digest.
+async fn api_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+    if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
+        return Err(invalid_token());
+    }
+    let row = on_pool!(state.store, read, pool => {
+        sqlx::query_as::<_, (String, String, String, String)>(
+            "SELECT k.id, k.user_id, u.role, k.scopes FROM api_keys k \
+             JOIN users u ON u.id = k.user_id \
+             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
+        )
+        .bind(digest(key))
+        .fetch_optional(pool)
+        .await
+    })
+    .map_err(basis_store::Error::from)?;
+    let (id, user_id, role, scopes) = row.ok_or_else(invalid_token)?;
+    Ok(Caller::User(Principal {
+        user_id,
+        role: role.parse().map_err(|_| invalid_token())?,
+        via: Credential::ApiKey {
+            id,
+            scopes: scopes.split(' ').filter_map(|s| s.parse().ok()).collect(),
+        },
+    }))
 }

@@ -76,6 +76,10 @@ pub struct Config {
     /// Longest time a graceful stop waits for open requests, in milliseconds.
     #[arg(long, env = "BASIS_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
     pub shutdown_grace_ms: u64,
+
+    /// Identity: JWT keys, mail, OpenID Connect.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 impl Config {
@@ -95,6 +99,10 @@ impl Config {
             request_timeout_ms: 10_000,
             link_cache_capacity: 100_000,
             shutdown_grace_ms: 30_000,
+            auth: crate::auth::AuthConfig {
+                mail_from: "Basis <no-reply@localhost>".into(),
+                ..Default::default()
+            },
         }
     }
 

@@ -124,6 +124,14 @@ pub enum ApiError {
     /// Well-formed but semantically invalid (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// Too many attempts (429); `retry_after` seconds go to `Retry-After` and `retryAfter`.
+    #[error("{detail}")]
+    TooManyRequests {
+        /// Seconds until a new attempt may succeed.
+        retry_after: u64,
+        /// What was limited.
+        detail: String,
+    },
     /// A dependency is down (503).
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -145,6 +153,22 @@ impl From<basis_store::Error> for ApiError {
             basis_store::Error::Unavailable(_) => Self::Unavailable(err.to_string()),
             basis_store::Error::Conflict(what) => {
                 Self::Conflict(format!("{what} is already taken"))
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<basis_auth::Error> for ApiError {
+    fn from(err: basis_auth::Error) -> Self {
+        match err {
+            basis_auth::Error::WeakPassword(message) => Self::field("password", message),
+            basis_auth::Error::InvalidToken(_) => Self::Unauthorized {
+                challenge: "Bearer error=\"invalid_token\"",
+                detail: "the credentials are invalid or expired".into(),
+            },
+            basis_auth::Error::Oidc(cause) | basis_auth::Error::Mail(cause) => {
+                Self::Unavailable(cause)
             }
             other => Self::Internal(other.into()),
         }
@@ -188,6 +212,19 @@ impl IntoResponse for ApiError {
             Self::Unprocessable(detail) => problem(StatusCode::UNPROCESSABLE_ENTITY)
                 .detail(detail)
                 .into_response(),
+            Self::TooManyRequests {
+                retry_after,
+                detail,
+            } => {
+                let mut body = serde_json::to_value(problem(StatusCode::TOO_MANY_REQUESTS).detail(detail))
+                    .unwrap_or_default();
+                body["retryAfter"] = retry_after.into();
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                response
+            }
             Self::Unavailable(cause) => {
                 let mut response = problem(StatusCode::SERVICE_UNAVAILABLE)
                     .detail("a dependency is unavailable; try again shortly")

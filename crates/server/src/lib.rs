@@ -25,6 +25,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod admin;
+pub mod auth;
 pub mod caller;
 pub mod clock;
 pub mod config;
@@ -36,6 +38,7 @@ pub mod openapi;
 pub mod ops;
 pub mod passwords;
 pub mod state;
+pub mod users;
 
 pub use config::{Config, Environment};
 
@@ -153,6 +156,11 @@ impl Server {
             clicks: Arc::new(ClickRecorder::new(store.clone())),
             link_cache: LinkCache::new(config.link_cache_capacity),
             passwords: Passwords::default(),
+            identity: Arc::new(auth::Identity::build(
+                &config,
+                &base_url,
+                Arc::new(basis_auth::throttle::FixedWindow::default()),
+            )?),
             metrics: prometheus(),
             clock,
             store,
@@ -237,6 +245,9 @@ pub fn app(state: AppState, config: &Config) -> Router {
         .merge(ops::router())
         .merge(openapi::router())
         .merge(links::router())
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(admin::router())
         .fallback(|| async { ApiError::NotFound });
     http::layer(routes, config.body_limit, config.request_timeout()).with_state(state)
 }

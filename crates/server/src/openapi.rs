@@ -7,6 +7,7 @@ use utoipa::OpenApi;
 
 use crate::error::{FieldError, Problem};
 use crate::links;
+use crate::{admin, auth, users};
 use crate::ops;
 use crate::state::AppState;
 
@@ -26,11 +27,36 @@ use crate::state::AppState;
         ops::readyz,
         ops::metrics_page,
         openapi_json,
+        auth::tokens::login,
+        auth::tokens::refresh,
+        auth::tokens::logout,
+        auth::tokens::me,
+        auth::session::create,
+        auth::session::read,
+        auth::session::remove,
+        auth::reset::request,
+        auth::reset::confirm,
+        auth::oidc::start,
+        auth::oidc::callback,
+        users::api::create,
+        users::api::list,
+        users::api::read,
+        users::api::profile,
+        users::api::update,
+        users::api::remove,
+        users::api::change_password,
+        users::keys::create,
+        users::keys::list,
+        users::keys::revoke,
+        admin::audit::list,
     ),
     components(schemas(Problem, FieldError)),
     tags(
         (name = "links", description = "Create and manage short links"),
         (name = "redirect", description = "Follow short links"),
+        (name = "auth", description = "Sign in and out: tokens, sessions, password reset, OpenID Connect"),
+        (name = "users", description = "Accounts, profiles and API keys"),
+        (name = "admin", description = "Administration: the audit log"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]

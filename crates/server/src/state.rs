@@ -35,6 +35,8 @@ pub struct AppState {
     pub link_cache: LinkCache,
     /// argon2id hashing with bounded concurrency.
     pub passwords: Passwords,
+    /// Accounts and sign-in: keys, throttle, sessions, mail, OIDC.
+    pub identity: Arc<crate::auth::Identity>,
     /// Renders the Prometheus metrics page.
     pub metrics: PrometheusHandle,
 }

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use basis_auth::role::Scope;
 use basis_store::links::{self, LinkRow, LinkUpdate, NewLink};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -122,6 +123,10 @@ pub async fn create(
     caller: Caller,
     ApiJson(body): ApiJson<CreateLink>,
 ) -> ApiResult<Response> {
+    if state.identity.config.require_auth_for_links {
+        caller.require()?;
+    }
+    caller.require_scope(Scope::LinksWrite)?;
     let now = state.clock.now_ms();
     let mut errors = Vec::new();
     let long_url = state
@@ -243,13 +248,20 @@ fn created(state: &AppState, link: &NewLink) -> Response {
         .into_response()
 }
 
-/// Loads a link the caller may manage: 404 if unknown, 403 if owned by someone else.
-async fn managed_link(state: &AppState, caller: &Caller, code: &str) -> ApiResult<LinkRow> {
+/// Loads a link the caller may manage with `scope`: 404 if unknown, 401 if owned and the
+/// caller is anonymous, 403 if owned by someone else or the API key lacks the scope.
+async fn managed_link(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    scope: Scope,
+) -> ApiResult<LinkRow> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
     let row = links::find_by_code(&state.store, code.as_str())
         .await?
         .ok_or(ApiError::NotFound)?;
     caller.may_manage(row.owner_id.as_deref())?;
+    caller.require_scope(scope)?;
     Ok(row)
 }
 
@@ -267,7 +279,7 @@ pub async fn read(
     caller: Caller,
     Path(code): Path<String>,
 ) -> ApiResult<Json<LinkView>> {
-    let row = managed_link(&state, &caller, &code).await?;
+    let row = managed_link(&state, &caller, &code, Scope::LinksRead).await?;
     let unflushed = state.clicks.unflushed_humans(row.id);
     Ok(Json(LinkView::new(&state, &row, unflushed)))
 }
@@ -290,7 +302,7 @@ pub async fn update(
     Path(code): Path<String>,
     ApiJson(change): ApiJson<ChangeLink>,
 ) -> ApiResult<Json<LinkView>> {
-    let row = managed_link(&state, &caller, &code).await?;
+    let row = managed_link(&state, &caller, &code, Scope::LinksWrite).await?;
     let now = state.clock.now_ms();
     let mut errors = Vec::new();
     let long_url = match &change.long_url {
@@ -365,7 +377,7 @@ pub async fn remove(
     caller: Caller,
     Path(code): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let row = managed_link(&state, &caller, &code).await?;
+    let row = managed_link(&state, &caller, &code, Scope::LinksWrite).await?;
     if !links::delete(&state.store, row.id).await? {
         return Err(ApiError::NotFound);
     }
@@ -455,7 +467,7 @@ pub async fn stats(
     if !(1..=366).contains(&days) {
         return Err(ApiError::field("days", "must be between 1 and 366"));
     }
-    let row = managed_link(&state, &caller, &code).await?;
+    let row = managed_link(&state, &caller, &code, Scope::LinksRead).await?;
     let stored = links::stats(&state.store, row.id, days, TOP_REFERRERS as i64 * 4).await?;
     let pending = state.clicks.unflushed(row.id).unwrap_or_default();
     let today = day_of(state.clock.now_ms());

@@ -1,6 +1,7 @@
 //! Black-box tests of the HTTP API. Every test starts its own app on port 0 with a fresh
 //! database, and runs on SQLite and (when `BASIS_TEST_POSTGRES_URL` is set) PostgreSQL.
 
+mod accounts_support;
 mod helpers;
 
 mod concurrency;
@@ -8,3 +9,11 @@ mod errors;
 mod links;
 mod ops;
 mod redirect;
+
+// Identity.
+mod accounts;
+mod api_keys;
+mod jwt_attacks;
+mod ownership;
+mod sessions;
+mod tokens;

@@ -1,0 +1,169 @@
+//! Cookie sessions for browsers: `POST /auth/session` logs in and sets the cookie,
+//! `GET` shows the session and its CSRF token, `DELETE` logs out.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use basis_auth::secret::{digest, random_token};
+use basis_store::{Store, on_pool};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::ClientIp;
+use super::tokens::{Credentials, check_password};
+use crate::admin::audit;
+use crate::caller::{Caller, Credential};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::users::UserView;
+use crate::users::repo;
+
+/// A session as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// Send this as `X-CSRF-Token` on every state-changing request.
+    pub csrf_token: String,
+    /// The signed-in user.
+    pub user: UserView,
+}
+
+/// A live session found by its cookie.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    /// The digest of the session id.
+    pub id_hash: String,
+    /// The owner.
+    pub user_id: String,
+    /// The owner's current role.
+    pub role: String,
+    /// The CSRF token.
+    pub csrf_token: String,
+    /// Login time, Unix ms.
+    pub created_at: i64,
+    /// Last use, Unix ms.
+    pub last_seen_at: i64,
+}
+
+/// Finds the session whose id is `session_id`, if it is live at `now`; marks it used.
+pub async fn find_live(state: &AppState, session_id: &str) -> ApiResult<Option<SessionRow>> {
+    let now = state.clock.now_ms();
+    let hash = digest(session_id);
+    let row = on_pool!(state.store, read, pool => {
+        sqlx::query_as::<_, SessionRow>(
+            "SELECT s.id_hash, s.user_id, u.role, s.csrf_token, s.created_at, s.last_seen_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(pool)
+        .await
+    })
+    .map_err(basis_store::Error::from)?;
+    let Some(row) = row else { return Ok(None) };
+    let policy = state.identity.sessions;
+    if !policy.is_live(row.created_at, row.last_seen_at, now) {
+        delete(&state.store, &hash).await?;
+        return Ok(None);
+    }
+    // Writing on every request would serialise reads behind the writer; a minute of
+    // precision is plenty for a 30-minute idle timeout.
+    if now - row.last_seen_at > 60_000 {
+        on_pool!(state.store, write, pool => {
+            sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
+                .bind(&hash).bind(now).execute(pool).await.map(drop)
+        })
+        .map_err(basis_store::Error::from)?;
+    }
+    Ok(Some(row))
+}
+
+async fn delete(store: &Store, id_hash: &str) -> basis_store::Result<()> {
+    on_pool!(store, write, pool => {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash).execute(pool).await.map(drop)
+    })?;
+    Ok(())
+}
+
+/// Starts a session for `user_id`: a new id every time (no fixation), a new CSRF token.
+/// Returns the `Set-Cookie` value and the CSRF token.
+pub async fn start(state: &AppState, user_id: &str) -> ApiResult<(String, String)> {
+    let now = state.clock.now_ms();
+    let session_id = random_token();
+    let csrf = random_token();
+    on_pool!(state.store, write, pool => {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $4)",
+        )
+        .bind(digest(&session_id)).bind(user_id).bind(&csrf).bind(now)
+        .execute(pool).await.map(drop)
+    })
+    .map_err(basis_store::Error::from)?;
+    Ok((state.identity.sessions.set_cookie(&session_id), csrf))
+}
+
+/// Logs in with email and password and sets the session cookie.
+#[utoipa::path(post, path = "/auth/session", tag = "auth", request_body = Credentials,
+    responses((status = 201, body = SessionView), (status = 401), (status = 429)))]
+pub async fn create(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> ApiResult<Response> {
+    let user = check_password(&state, &ip, credentials).await?;
+    let (cookie, csrf_token) = start(&state, &user.id).await?;
+    audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("session")).await;
+    let mut response = super::tokens::no_store(
+        StatusCode::CREATED,
+        SessionView {
+            csrf_token,
+            user: UserView::from(&user),
+        },
+    );
+    let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?;
+    response.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+fn session_of(caller: &Caller) -> ApiResult<(&str, &str)> {
+    let principal = caller.require()?;
+    match &principal.via {
+        Credential::Session { csrf_token, .. } => Ok((&principal.user_id, csrf_token)),
+        _ => Err(ApiError::Unauthorized {
+            challenge: "Bearer",
+            detail: "no session cookie was sent".into(),
+        }),
+    }
+}
+
+/// The current session and its CSRF token.
+#[utoipa::path(get, path = "/auth/session", tag = "auth",
+    responses((status = 200, body = SessionView), (status = 401)))]
+pub async fn read(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    let (user_id, csrf) = session_of(&caller)?;
+    let user = repo::find(&state.store, user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(super::tokens::no_store(
+        StatusCode::OK,
+        SessionView {
+            csrf_token: csrf.to_owned(),
+            user: UserView::from(&user),
+        },
+    ))
+}
+
+/// Logs out: the session row is deleted and the cookie cleared.
+#[utoipa::path(delete, path = "/auth/session", tag = "auth",
+    responses((status = 204), (status = 401), (status = 403)))]
+pub async fn remove(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
+    session_of(&caller)?;
+    if let Some(Credential::Session { id_hash, .. }) = caller.principal().map(|p| &p.via) {
+        delete(&state.store, id_hash).await?;
+    }
+    let clear = HeaderValue::from_str(&basis_auth::session::clear_cookie())
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response())
+}

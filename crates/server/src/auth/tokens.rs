@@ -1,0 +1,272 @@
+//! Token login: a 15-minute JWT access token and a 7-day opaque refresh token that rotates
+//! on every use. Presenting a spent refresh token again is taken as theft: its whole family
+//! (every token descended from the same login) is revoked.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use basis_auth::jwt::ACCESS_TOKEN_SECONDS;
+use basis_auth::password::MAX_PASSWORD_BYTES;
+use basis_auth::role::Role;
+use basis_auth::secret::{digest, random_id, random_token};
+use basis_auth::throttle::Action;
+use basis_store::{Store, on_pool};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ClientIp, REFRESH_TTL_MS, normalise_email};
+use crate::admin::audit;
+use crate::caller::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+use crate::users::repo::{self, UserRow};
+use crate::users::UserView;
+
+/// An email and password.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Credentials {
+    /// The account's email.
+    pub email: String,
+    /// The password.
+    pub password: String,
+}
+
+/// The body of `/auth/refresh` and `/auth/logout`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    /// The refresh token from the last login or refresh.
+    pub refresh_token: String,
+}
+
+/// A token pair.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPair {
+    /// The JWT to send as `Authorization: Bearer …`.
+    pub access_token: String,
+    /// The opaque token that buys the next pair (once).
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+/// A response carrying credentials: never stored by caches.
+pub fn no_store(status: StatusCode, body: impl Serialize) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The one answer to a failed password login, whatever failed.
+pub fn bad_credentials() -> ApiError {
+    ApiError::Unauthorized {
+        challenge: "Bearer",
+        detail: "the email or password is not correct".into(),
+    }
+}
+
+/// Checks an email and password (throttled per account and address), rehashing the
+/// stored hash when its parameters are out of date. Unknown accounts cost the same time.
+pub async fn check_password(
+    state: &AppState,
+    ip: &ClientIp,
+    credentials: Credentials,
+) -> ApiResult<UserRow> {
+    if credentials.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::field(
+            "password",
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    let email = normalise_email(&credentials.email).unwrap_or_default();
+    let subject = format!("{email}|{}", ip.text());
+    if let Err(err) = state.identity.throttle(state, Action::Login, &subject).await {
+        audit::record(state, "login.throttled", None, ip, Some(&email)).await;
+        return Err(err);
+    }
+    let user = match email.is_empty() {
+        true => None,
+        false => repo::find_by_email(&state.store, &email).await?,
+    };
+    let hasher = state.passwords.hasher();
+    let verified = hasher
+        .verify(
+            user.as_ref().and_then(|u| u.password_hash.clone()),
+            credentials.password.clone(),
+        )
+        .await?;
+    let Some(user) = user.filter(|_| verified.matched) else {
+        audit::record(state, "login.failed", None, ip, Some(&email)).await;
+        return Err(bad_credentials());
+    };
+    if verified.needs_rehash {
+        let hash = hasher.hash(credentials.password).await?;
+        repo::set_password_hash(&state.store, &user.id, &hash, state.clock.now_ms()).await?;
+        tracing::info!(user = %user.id, "password rehashed with the current parameters");
+    }
+    Ok(user)
+}
+
+/// Logs in with email and password; answers a token pair.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Credentials,
+    responses((status = 200, body = TokenPair), (status = 401), (status = 429)))]
+pub async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(credentials): ApiJson<Credentials>,
+) -> ApiResult<Response> {
+    let user = check_password(&state, &ip, credentials).await?;
+    let role = parse_role(&user.role)?;
+    let pair = issue_pair(&state, &user.id, role, None).await?;
+    audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("token")).await;
+    Ok(no_store(StatusCode::OK, pair))
+}
+
+pub(crate) fn parse_role(role: &str) -> ApiResult<Role> {
+    role.parse()
+        .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))
+}
+
+/// Issues an access token and a refresh token, in `family` or a new one.
+pub async fn issue_pair(
+    state: &AppState,
+    user_id: &str,
+    role: Role,
+    family: Option<&str>,
+) -> ApiResult<TokenPair> {
+    let now = state.clock.now_ms();
+    let (access_token, _) = state.identity.keys.issue(user_id, role, now / 1000)?;
+    let refresh_token = random_token();
+    let family_id = match family {
+        Some(id) => id.to_owned(),
+        None => {
+            let id = random_id();
+            on_pool!(state.store, write, pool => {
+                sqlx::query("INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)")
+                    .bind(&id).bind(user_id).bind(now)
+                    .execute(pool).await.map(drop)
+            })
+            .map_err(basis_store::Error::from)?;
+            id
+        }
+    };
+    on_pool!(state.store, write, pool => {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(digest(&refresh_token)).bind(&family_id).bind(user_id).bind(now)
+        .bind(now + REFRESH_TTL_MS)
+        .execute(pool).await.map(drop)
+    })
+    .map_err(basis_store::Error::from)?;
+    Ok(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TOKEN_SECONDS,
+    })
+}
+
+/// Spends a live refresh token, returning `(family, user)`; `None` if it is not live.
+/// One atomic statement, so of two concurrent refreshes with one token only one wins.
+async fn spend(store: &Store, hash: &str, now: i64) -> basis_store::Result<Option<(String, String)>> {
+    Ok(on_pool!(store, write, pool => {
+        sqlx::query_as::<_, (String, String)>(
+            "UPDATE refresh_tokens SET spent_at = $2 \
+             WHERE token_hash = $1 AND spent_at IS NULL AND expires_at > $2 \
+               AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL) \
+             RETURNING family_id, user_id",
+        )
+        .bind(hash).bind(now)
+        .fetch_optional(pool).await
+    })?)
+}
+
+/// Revokes the family of the refresh token with digest `hash`; returns it and its user
+/// if the token was already spent (a reuse).
+async fn revoke_family_of(
+    store: &Store,
+    hash: &str,
+    now: i64,
+) -> basis_store::Result<Option<(String, String, bool)>> {
+    let found = on_pool!(store, write, pool => {
+        sqlx::query_as::<_, (String, String, Option<i64>)>(
+            "SELECT family_id, user_id, spent_at FROM refresh_tokens WHERE token_hash = $1",
+        )
+        .bind(hash).fetch_optional(pool).await
+    })?;
+    let Some((family, user, spent_at)) = found else {
+        return Ok(None);
+    };
+    on_pool!(store, write, pool => {
+        sqlx::query("UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+            .bind(&family).bind(now).execute(pool).await.map(drop)
+    })?;
+    Ok(Some((family, user, spent_at.is_some())))
+}
+
+fn invalid_refresh() -> ApiError {
+    ApiError::Unauthorized {
+        challenge: "Bearer error=\"invalid_token\"",
+        detail: "the refresh token is not valid; log in again".into(),
+    }
+}
+
+/// Trades a refresh token for a new pair; the presented token is spent.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> ApiResult<Response> {
+    let now = state.clock.now_ms();
+    let hash = digest(&body.refresh_token);
+    let Some((family, user_id)) = spend(&state.store, &hash, now).await? else {
+        if let Some((family, user, true)) = revoke_family_of(&state.store, &hash, now).await? {
+            tracing::warn!(%family, %user, "a spent refresh token was presented again; family revoked");
+            audit::record(&state, "refresh.reused", Some(&user), &ip, Some(&family)).await;
+        }
+        return Err(invalid_refresh());
+    };
+    let user = repo::find(&state.store, &user_id)
+        .await?
+        .ok_or_else(invalid_refresh)?;
+    let pair = issue_pair(&state, &user.id, parse_role(&user.role)?, Some(&family)).await?;
+    Ok(no_store(StatusCode::OK, pair))
+}
+
+/// Ends a token login: the refresh token's family is revoked. Always 204, so the answer
+/// says nothing about the token.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
+    responses((status = 204)))]
+pub async fn logout(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> ApiResult<StatusCode> {
+    let now = state.clock.now_ms();
+    revoke_family_of(&state.store, &digest(&body.refresh_token), now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who is calling.
+#[utoipa::path(get, path = "/auth/me", tag = "auth",
+    responses((status = 200, body = UserView), (status = 401)))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<UserView>> {
+    let principal = caller.require()?;
+    let user = repo::find(&state.store, &principal.user_id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized {
+            challenge: "Bearer",
+            detail: "the account no longer exists".into(),
+        })?;
+    Ok(Json(UserView::from(&user)))
+}

@@ -1,0 +1,338 @@
+//! `/users` handlers.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use basis_auth::password::check_policy;
+use basis_auth::role::{Role, Scope};
+use basis_auth::secret::random_id;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::repo::{self, UserRow};
+use super::{Profile, UserView};
+use crate::admin::audit;
+use crate::auth::{ClientIp, normalise_email};
+use crate::caller::{Caller, Credential};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// The body of `POST /users`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Email (normalised: trimmed, lower-case).
+    pub email: String,
+    /// 12 to 256 characters, not easily guessed.
+    pub password: String,
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+}
+
+/// The body of `PATCH /users/{id}` (merge patch).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeUser {
+    /// A new display name.
+    pub name: Option<String>,
+    /// A new email.
+    pub email: Option<String>,
+    /// New settings (a JSON object, replacing the old).
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Value>,
+    /// A new role (admins only).
+    pub role: Option<String>,
+}
+
+/// The body of `POST /users/{id}/password`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePassword {
+    /// The password in use (not needed when an admin sets another user's password).
+    pub current_password: Option<String>,
+    /// The new password.
+    pub new_password: String,
+}
+
+fn check_name(name: &str, errors: &mut Vec<FieldError>) -> String {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new("name", "must be 1 to 100 printable characters"));
+    }
+    name.to_owned()
+}
+
+fn check_email(email: &str, errors: &mut Vec<FieldError>) -> String {
+    normalise_email(email).unwrap_or_else(|| {
+        errors.push(FieldError::new("email", "must be an email address"));
+        String::new()
+    })
+}
+
+/// Checks the password policy against the user's own details.
+pub fn check_password(password: &str, email: &str, name: &str) -> Result<(), FieldError> {
+    check_policy(password, &[email, name]).map_err(|e| FieldError::new("password", e.to_string()))
+}
+
+/// Creates an account (sign-up). Anyone may; the role is always `user`.
+#[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
+    responses((status = 201, body = UserView), (status = 400), (status = 409)))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<NewUser>,
+) -> ApiResult<Response> {
+    let user = create_user(&state, body, Role::User).await?;
+    let location = HeaderValue::from_str(&format!("/users/{}", user.id))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(UserView::from(&user)),
+    )
+        .into_response())
+}
+
+/// Validates and stores a new account.
+pub async fn create_user(state: &AppState, body: NewUser, role: Role) -> ApiResult<UserRow> {
+    let now = state.clock.now_ms();
+    insert_user(&state.store, state.passwords.hasher(), now, body, role).await
+}
+
+/// Validates and stores a new account with `role` (also used by `basis admin create-user`).
+pub async fn insert_user(
+    store: &basis_store::Store,
+    hasher: &basis_auth::password::Hasher,
+    now: i64,
+    body: NewUser,
+    role: Role,
+) -> ApiResult<UserRow> {
+    let mut errors = Vec::new();
+    let email = check_email(&body.email, &mut errors);
+    let name = check_name(&body.name, &mut errors);
+    if let Err(problem) = check_password(&body.password, &email, &name) {
+        errors.push(problem);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let user = UserRow {
+        id: random_id(),
+        email,
+        name,
+        password_hash: Some(hasher.hash(body.password).await?),
+        role: role.as_str().to_owned(),
+        settings: "{}".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    repo::insert(store, &user).await.map_err(|e| match e {
+        basis_store::Error::Conflict(_) => {
+            ApiError::Conflict("an account with this email exists".into())
+        }
+        other => other.into(),
+    })?;
+    Ok(user)
+}
+
+async fn load(state: &AppState, id: &str) -> ApiResult<UserRow> {
+    repo::find(&state.store, id).await?.ok_or(ApiError::NotFound)
+}
+
+/// The public view of an account.
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    responses((status = 200, body = UserView), (status = 404)))]
+pub async fn read(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
+    Ok(Json(UserView::from(&load(&state, &id).await?)))
+}
+
+/// The owner's profile (email, settings): the owner or an admin.
+#[utoipa::path(get, path = "/users/{id}/profile", tag = "users",
+    responses((status = 200, body = Profile), (status = 401), (status = 403), (status = 404)))]
+pub async fn profile(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Profile>> {
+    caller.act_for(&id)?;
+    caller.require_scope(Scope::ProfileRead)?;
+    Ok(Json(Profile::from(&load(&state, &id).await?)))
+}
+
+/// Changes name, email or settings (owner or admin) or the role (admin).
+#[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = ChangeUser,
+    responses((status = 200, body = Profile), (status = 400), (status = 401), (status = 403), (status = 409)))]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    ApiJson(change): ApiJson<ChangeUser>,
+) -> ApiResult<Json<Profile>> {
+    caller.require_account()?;
+    let principal = caller.act_for(&id)?;
+    let mut user = load(&state, &id).await?;
+    let mut errors = Vec::new();
+    if let Some(name) = &change.name {
+        user.name = check_name(name, &mut errors);
+    }
+    if let Some(email) = &change.email {
+        user.email = check_email(email, &mut errors);
+    }
+    if let Some(settings) = &change.settings {
+        if !settings.is_object() || settings.to_string().len() > 16 * 1024 {
+            errors.push(FieldError::new("settings", "must be a JSON object of at most 16 KiB"));
+        }
+        user.settings = settings.to_string();
+    }
+    let old_role = user.role.clone();
+    if let Some(role) = &change.role {
+        match role.parse::<Role>() {
+            Ok(role) => user.role = role.as_str().to_owned(),
+            Err(message) => errors.push(FieldError::new("role", message)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    if user.role != old_role && !principal.role.at_least(Role::Admin) {
+        return Err(ApiError::Forbidden("only admins change roles".into()));
+    }
+    user.updated_at = state.clock.now_ms();
+    let actor = principal.user_id.clone();
+    match repo::update(&state.store, &user).await {
+        Ok(true) => {}
+        Ok(false) => return Err(ApiError::NotFound),
+        Err(basis_store::Error::Conflict(_)) => {
+            return Err(ApiError::Conflict("an account with this email exists".into()));
+        }
+        Err(other) => return Err(other.into()),
+    }
+    if user.role != old_role {
+        let detail = format!("{} {old_role} -> {} by {actor}", user.id, user.role);
+        audit::record(&state, "role.changed", Some(&user.id), &ip, Some(&detail)).await;
+    }
+    Ok(Json(Profile::from(&user)))
+}
+
+/// Deletes the account and everything it holds (sessions, tokens, keys, links).
+#[utoipa::path(delete, path = "/users/{id}", tag = "users",
+    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_account()?;
+    let actor = caller.act_for(&id)?.user_id.clone();
+    let codes = repo::delete(&state.store, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    for code in &codes {
+        state.link_cache.invalidate(code);
+    }
+    audit::record(&state, "user.deleted", Some(&id), &ip, Some(&format!("by {actor}"))).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of the lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Page {
+    /// Items per page (1–100, default 20).
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The checked limit.
+    pub fn limit(&self) -> ApiResult<i64> {
+        match self.limit.unwrap_or(20) {
+            n @ 1..=100 => Ok(n),
+            _ => Err(ApiError::field("limit", "must be between 1 and 100")),
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct List<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A list response with its `Link: <…>; rel="next"` header.
+pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
+    let link = list
+        .next_cursor
+        .as_ref()
+        .and_then(|c| HeaderValue::from_str(&format!("<{path}?limit={limit}&cursor={c}>; rel=\"next\"")).ok());
+    let mut response = Json(list).into_response();
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
+}
+
+/// Lists accounts (admins).
+#[utoipa::path(get, path = "/users", tag = "users", params(Page),
+    responses((status = 200, body = List<Profile>), (status = 401), (status = 403)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    caller.require_role(Role::Admin)?;
+    let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let limit = page.limit()?;
+    let after = page.cursor.unwrap_or_default();
+    let mut rows = repo::list(&state.store, &after, limit + 1).await?;
+    let next_cursor = (rows.len() as i64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|u| u.id.clone()).unwrap_or_default()
+    });
+    let items = rows.iter().map(Profile::from).collect();
+    Ok(list_response("/users", limit, List { items, next_cursor }))
+}
+
+/// Changes the password; every other session and every refresh family is revoked.
+#[utoipa::path(post, path = "/users/{id}/password", tag = "users", request_body = ChangePassword,
+    responses((status = 204), (status = 400), (status = 401), (status = 403)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ChangePassword>,
+) -> ApiResult<StatusCode> {
+    caller.require_account()?;
+    let principal = caller.act_for(&id)?;
+    let user = load(&state, &id).await?;
+    check_password(&body.new_password, &user.email, &user.name)
+        .map_err(|e| ApiError::Invalid(vec![e]))?;
+    let hasher = state.passwords.hasher();
+    // Admins may set another user's password; one's own needs the current one.
+    if principal.user_id == id && user.password_hash.is_some() {
+        let current = body.current_password.unwrap_or_default();
+        if current.len() > basis_auth::password::MAX_PASSWORD_BYTES
+            || !hasher.verify(user.password_hash.clone(), current).await?.matched
+        {
+            return Err(ApiError::Forbidden("the current password is not correct".into()));
+        }
+    }
+    let now = state.clock.now_ms();
+    let hash = hasher.hash(body.new_password).await?;
+    repo::set_password_hash(&state.store, &id, &hash, now).await?;
+    let keep = match &principal.via {
+        Credential::Session { id_hash, .. } if principal.user_id == id => Some(id_hash.as_str()),
+        _ => None,
+    };
+    repo::revoke_credentials(&state.store, &id, keep, now).await?;
+    audit::record(&state, "password.changed", Some(&id), &ip, None).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,207 @@
+//! API keys: created by their owner, shown once, stored as a digest, scoped, listed
+//! without the secret, revocable.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use basis_auth::role::Scope;
+use basis_auth::secret::{digest, new_api_key, random_id};
+use basis_store::on_pool;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::admin::audit;
+use crate::auth::ClientIp;
+use crate::caller::Caller;
+use crate::clock::to_datetime;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// Most live keys one account may hold.
+const MAX_KEYS: i64 = 50;
+
+/// The body of `POST /users/{id}/api-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewKey {
+    /// A label for the owner (1–100 characters).
+    pub name: String,
+    /// What the key may do: `links:read`, `links:write`, `profile:read`.
+    pub scopes: Vec<String>,
+}
+
+/// A key as listed (never the secret).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    /// The key's id.
+    pub id: String,
+    /// The owner's label.
+    pub name: String,
+    /// The first characters of the key, to tell keys apart.
+    pub hint: String,
+    /// The scopes.
+    pub scopes: Vec<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new key: the only response that carries the secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedKey {
+    /// The secret: send as `Authorization: Bearer …` or `X-API-Key`. Shown only now.
+    pub key: String,
+    /// The key's details.
+    #[serde(flatten)]
+    pub view: KeyView,
+}
+
+#[derive(sqlx::FromRow)]
+struct KeyRow {
+    id: String,
+    name: String,
+    key_hint: String,
+    scopes: String,
+    created_at: i64,
+}
+
+impl From<KeyRow> for KeyView {
+    fn from(row: KeyRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name,
+            hint: row.key_hint,
+            scopes: row.scopes.split(' ').map(str::to_owned).collect(),
+            created_at: to_datetime(row.created_at),
+        }
+    }
+}
+
+/// Creates an API key for user `id` (the owner or an admin).
+#[utoipa::path(post, path = "/users/{id}/api-keys", tag = "users", request_body = NewKey,
+    responses((status = 201, body = CreatedKey), (status = 400), (status = 401), (status = 403)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NewKey>,
+) -> ApiResult<Response> {
+    caller.require_account()?;
+    caller.act_for(&id)?;
+    let mut errors = Vec::new();
+    let name = body.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        errors.push(FieldError::new("name", "must be 1 to 100 characters"));
+    }
+    let mut scopes = Vec::new();
+    for raw in &body.scopes {
+        match raw.parse::<Scope>() {
+            Ok(scope) if !scopes.contains(&scope) => scopes.push(scope),
+            Ok(_) => {}
+            Err(message) => errors.push(FieldError::new("scopes", message)),
+        }
+    }
+    if body.scopes.is_empty() {
+        errors.push(FieldError::new("scopes", "name at least one scope"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let user_exists = crate::users::repo::find(&state.store, &id).await?.is_some();
+    if !user_exists {
+        return Err(ApiError::NotFound);
+    }
+    let live: i64 = on_pool!(state.store, read, pool => {
+        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(&id).fetch_one(pool).await
+    })
+    .map_err(basis_store::Error::from)?;
+    if live >= MAX_KEYS {
+        return Err(ApiError::Conflict(format!("at most {MAX_KEYS} live keys per account")));
+    }
+    let key = new_api_key();
+    let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let row = KeyRow {
+        id: random_id(),
+        name,
+        key_hint: key.chars().take(10).collect(),
+        scopes: scopes.join(" "),
+        created_at: state.clock.now_ms(),
+    };
+    on_pool!(state.store, write, pool => {
+        sqlx::query(
+            "INSERT INTO api_keys (id, user_id, name, key_hash, key_hint, scopes, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&row.id).bind(&id).bind(&row.name).bind(digest(&key)).bind(&row.key_hint)
+        .bind(&row.scopes).bind(row.created_at)
+        .execute(pool).await.map(drop)
+    })
+    .map_err(basis_store::Error::from)?;
+    let detail = format!("key {} scopes {}", row.id, row.scopes);
+    audit::record(&state, "api_key.created", Some(&id), &ip, Some(&detail)).await;
+    let location = HeaderValue::from_str(&format!("/users/{id}/api-keys/{}", row.id))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = crate::auth::tokens::no_store(
+        StatusCode::CREATED,
+        CreatedKey {
+            key,
+            view: row.into(),
+        },
+    );
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+/// Lists the live keys of user `id`, without secrets.
+#[utoipa::path(get, path = "/users/{id}/api-keys", tag = "users",
+    responses((status = 200, body = [KeyView]), (status = 401), (status = 403)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<KeyView>>> {
+    caller.require_account()?;
+    caller.act_for(&id)?;
+    let rows = on_pool!(state.store, read, pool => {
+        sqlx::query_as::<_, KeyRow>(
+            "SELECT id, name, key_hint, scopes, created_at FROM api_keys \
+             WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
+        )
+        .bind(&id).fetch_all(pool).await
+    })
+    .map_err(basis_store::Error::from)?;
+    Ok(Json(rows.into_iter().map(KeyView::from).collect()))
+}
+
+/// Revokes a key at once.
+#[utoipa::path(delete, path = "/users/{id}/api-keys/{key_id}", tag = "users",
+    responses((status = 204), (status = 401), (status = 403), (status = 404)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    Path((id, key_id)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_account()?;
+    caller.act_for(&id)?;
+    let now = state.clock.now_ms();
+    let done = on_pool!(state.store, write, pool => {
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(&key_id).bind(&id).bind(now)
+        .execute(pool).await.map(|d| d.rows_affected())
+    })
+    .map_err(basis_store::Error::from)?;
+    if done == 0 {
+        return Err(ApiError::NotFound);
+    }
+    audit::record(&state, "api_key.revoked", Some(&id), &ip, Some(&key_id)).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,96 @@
+//! Accounts: sign-up, the public view, the owner's profile, changes, deletion, the admin
+//! list, password change and API keys.
+//!
+//! - [`api`]: `/users` and `/users/{id}` (+ `/profile`, `/password`).
+//! - [`keys`]: `/users/{id}/api-keys`.
+//! - [`repo`]: the queries.
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::clock::to_datetime;
+use crate::state::AppState;
+
+pub mod api;
+pub mod keys;
+pub mod repo;
+
+/// The account routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/users", post(api::create).get(api::list))
+        .route(
+            "/users/{id}",
+            get(api::read).patch(api::update).delete(api::remove),
+        )
+        .route("/users/{id}/profile", get(api::profile))
+        .route("/users/{id}/password", post(api::change_password))
+        .route("/users/{id}/api-keys", post(keys::create).get(keys::list))
+        .route("/users/{id}/api-keys/{key_id}", delete(keys::revoke))
+}
+
+/// What anyone may see of an account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// The id.
+    pub id: String,
+    /// The display name.
+    pub name: String,
+    /// `user`, `moderator` or `admin`.
+    pub role: String,
+    /// When the account was made.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&repo::UserRow> for UserView {
+    fn from(row: &repo::UserRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            role: row.role.clone(),
+            created_at: to_datetime(row.created_at),
+        }
+    }
+}
+
+/// What the owner (or an admin) sees.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Profile {
+    /// The id.
+    pub id: String,
+    /// The normalised email.
+    pub email: String,
+    /// The display name.
+    pub name: String,
+    /// The role.
+    pub role: String,
+    /// The owner's settings (a JSON object).
+    #[schema(value_type = Object)]
+    pub settings: serde_json::Value,
+    /// Whether the account can sign in with a password.
+    pub has_password: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&repo::UserRow> for Profile {
+    fn from(row: &repo::UserRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            email: row.email.clone(),
+            name: row.name.clone(),
+            role: row.role.clone(),
+            settings: serde_json::from_str(&row.settings).unwrap_or_default(),
+            has_password: row.password_hash.is_some(),
+            created_at: to_datetime(row.created_at),
+            updated_at: to_datetime(row.updated_at),
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Queries on accounts (one SQL text for both engines, through `on_pool!`).
+
+use basis_store::{Result, Store, on_pool};
+
+/// The columns every user query returns.
+const USER_COLUMNS: &str =
+    "id, email, name, password_hash, role, settings, created_at, updated_at";
+
+/// A stored account.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UserRow {
+    /// Random id (32 hex digits).
+    pub id: String,
+    /// Normalised email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// argon2id PHC string; `None` for accounts that sign in only through OIDC.
+    pub password_hash: Option<String>,
+    /// `user`, `moderator` or `admin`.
+    pub role: String,
+    /// The owner's settings, a JSON object.
+    pub settings: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Last change, Unix ms.
+    pub updated_at: i64,
+}
+
+/// Inserts `user`. A taken email is `Error::Conflict("email")`.
+pub async fn insert(store: &Store, user: &UserRow) -> Result<()> {
+    on_pool!(store, write, pool => {
+        sqlx::query(
+            "INSERT INTO users (id, email, name, password_hash, role, settings, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.password_hash)
+        .bind(&user.role)
+        .bind(&user.settings)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .execute(pool)
+        .await
+        .map(drop)
+    })
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            basis_store::Error::Conflict("email")
+        }
+        _ => e.into(),
+    })
+}
+
+/// The user with this id.
+pub async fn find(store: &Store, id: &str) -> Result<Option<UserRow>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+    Ok(on_pool!(store, write, pool => {
+        sqlx::query_as::<_, UserRow>(&sql).bind(id).fetch_optional(pool).await
+    })?)
+}
+
+/// The user with this (normalised) email.
+pub async fn find_by_email(store: &Store, email: &str) -> Result<Option<UserRow>> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+    Ok(on_pool!(store, write, pool => {
+        sqlx::query_as::<_, UserRow>(&sql).bind(email).fetch_optional(pool).await
+    })?)
+}
+
+/// Up to `limit` users with ids after `after`, in id order.
+pub async fn list(store: &Store, after: &str, limit: i64) -> Result<Vec<UserRow>> {
+    let sql =
+        format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+    Ok(on_pool!(store, read, pool => {
+        sqlx::query_as::<_, UserRow>(&sql).bind(after).bind(limit).fetch_all(pool).await
+    })?)
+}
+
+/// Writes the mutable fields of `user` (name, email, role, settings, updated_at).
+pub async fn update(store: &Store, user: &UserRow) -> Result<bool> {
+    let done = on_pool!(store, write, pool => {
+        sqlx::query(
+            "UPDATE users SET email = $2, name = $3, role = $4, settings = $5, updated_at = $6 \
+             WHERE id = $1",
+        )
+        .bind(&user.id)
+        .bind(&user.email)
+        .bind(&user.name)
+        .bind(&user.role)
+        .bind(&user.settings)
+        .bind(user.updated_at)
+        .execute(pool)
+        .await
+        .map(|d| d.rows_affected())
+    })
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            basis_store::Error::Conflict("email")
+        }
+        _ => e.into(),
+    })?;
+    Ok(done == 1)
+}
+
+/// Stores a new password hash.
+pub async fn set_password_hash(store: &Store, id: &str, hash: &str, now: i64) -> Result<()> {
+    on_pool!(store, write, pool => {
+        sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(hash)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop)
+    })?;
+    Ok(())
+}
+
+/// Deletes the account; sessions, refresh tokens, keys and identities go with it
+/// (foreign keys), and so do the links it owns. Returns the deleted links' codes.
+pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<String>>> {
+    let codes = on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            let codes: Vec<String> =
+                sqlx::query_scalar("DELETE FROM links WHERE owner_id = $1 RETURNING code")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let gone = sqlx::query("DELETE FROM users WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((gone == 1).then_some(codes))
+        }
+        .await
+    })?;
+    Ok(codes)
+}
+
+/// Revokes every session and refresh family of `user_id`, except the session whose id
+/// digest is `keep_session`.
+pub async fn revoke_credentials(
+    store: &Store,
+    user_id: &str,
+    keep_session: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+                .bind(user_id)
+                .bind(keep_session.unwrap_or(""))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        }
+        .await
+    })?;
+    Ok(())
+}

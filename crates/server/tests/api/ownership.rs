@@ -1,0 +1,64 @@
+//! Link ownership: only the owner or an admin edits, deletes or reads an owned link and
+//! its stats; anonymous creation is allowed unless configuration requires sign-in.
+
+use basis_auth::role::Role;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::accounts_support::assert_unauthorized;
+use crate::helpers::{Engine, TestApp, assert_problem};
+use crate::on_both_engines;
+
+on_both_engines!(
+    only_the_owner_or_an_admin_manages_an_owned_link,
+    anonymous_creation_can_be_switched_off,
+);
+
+async fn only_the_owner_or_an_admin_manages_an_owned_link(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let owner = app.account("owner@example.com").await;
+    let other = app.account("other@example.com").await;
+    let admin = app.account_with_role("root@example.com", Role::Admin).await;
+    let link: Value = app
+        .bearer(Method::POST, "/shorten", &owner.access)
+        .json(&json!({"longUrl": "https://example.com/mine"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let path = format!("/links/{}", link["shortCode"].as_str().unwrap());
+    let stats = format!("{path}/stats");
+    let patch = json!({"longUrl": "https://example.com/changed"});
+
+    // Anyone may follow it.
+    assert_eq!(app.follow(link["shortCode"].as_str().unwrap()).await.status(), 301);
+    for (method, target) in [(Method::GET, &path), (Method::GET, &stats), (Method::PATCH, &path), (Method::DELETE, &path)] {
+        let anonymous = app.client.request(method.clone(), app.url(target)).json(&patch).send().await.unwrap();
+        assert_unauthorized(anonymous).await;
+        let response = app.bearer(method.clone(), target, &other.access).json(&patch).send().await.unwrap();
+        assert_problem(response, 403).await;
+    }
+    assert_eq!(app.bearer(Method::GET, &stats, &owner.access).send().await.unwrap().status(), 200);
+    let response = app.bearer(Method::PATCH, &path, &owner.access).json(&patch).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.bearer(Method::GET, &stats, &admin.access).send().await.unwrap().status(), 200);
+    assert_eq!(app.bearer(Method::DELETE, &path, &admin.access).send().await.unwrap().status(), 204);
+}
+
+async fn anonymous_creation_can_be_switched_off(engine: Engine) {
+    let open = TestApp::spawn(&engine).await;
+    assert_eq!(open.shorten(json!({"longUrl": "https://example.com/anon"})).await.status(), 201);
+
+    let closed = TestApp::spawn_with(&engine, |c| c.auth.require_auth_for_links = true).await;
+    assert_unauthorized(closed.shorten(json!({"longUrl": "https://example.com/anon"})).await).await;
+    let user = closed.account("user@example.com").await;
+    let response = closed
+        .bearer(Method::POST, "/shorten", &user.access)
+        .json(&json!({"longUrl": "https://example.com/signed-in"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
