@@ -161,6 +161,24 @@ impl Caller {
     }
 }
 
+/// A caller that must be signed in: the extractor rejects anonymous requests with 401
+/// before the body is read, so a protected route never answers 400 to a stranger.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require()?;
+        Ok(Self(caller))
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 

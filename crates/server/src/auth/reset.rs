@@ -76,7 +76,7 @@ pub async fn request(
         let body = format!(
             "Someone asked to reset the password of your Basis account.\n\n\
              To choose a new password, use this token within one hour:\n\n{token}\n\n\
-             (POST {base}/auth/password-reset/confirm with {{\"token\", \"password\"}}.)\n\n\
+             Send it with your new password to\n{base}/auth/password-reset/confirm\n\n\
              If it was not you, ignore this mail: your password stays as it is.\n",
             base = state.base_url
         );

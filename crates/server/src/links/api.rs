@@ -121,12 +121,14 @@ fn check_max_clicks(value: Option<i64>, errors: &mut Vec<FieldError>) -> Option<
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    ApiJson(body): ApiJson<CreateLink>,
+    body: Result<ApiJson<CreateLink>, ApiError>,
 ) -> ApiResult<Response> {
+    // Who may create is decided before the body is looked at.
     if state.identity.config.require_auth_for_links {
         caller.require()?;
     }
     caller.require_scope(Scope::LinksWrite)?;
+    let ApiJson(body) = body?;
     let now = state.clock.now_ms();
     let mut errors = Vec::new();
     let long_url = state
@@ -300,9 +302,10 @@ pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
-    ApiJson(change): ApiJson<ChangeLink>,
+    change: Result<ApiJson<ChangeLink>, ApiError>,
 ) -> ApiResult<Json<LinkView>> {
     let row = managed_link(&state, &caller, &code, Scope::LinksWrite).await?;
+    let ApiJson(change) = change?;
     let now = state.clock.now_ms();
     let mut errors = Vec::new();
     let long_url = match &change.long_url {

@@ -14,7 +14,7 @@ use super::repo::{self, UserRow};
 use super::{Profile, UserView};
 use crate::admin::audit;
 use crate::auth::{ClientIp, normalise_email};
-use crate::caller::{Caller, Credential};
+use crate::caller::{Authenticated, Caller, Credential};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::ApiJson;
 use crate::state::AppState;
@@ -165,7 +165,7 @@ pub async fn profile(
     responses((status = 200, body = Profile), (status = 400), (status = 401), (status = 403), (status = 409)))]
 pub async fn update(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ip: ClientIp,
     Path(id): Path<String>,
     ApiJson(change): ApiJson<ChangeUser>,
@@ -305,7 +305,7 @@ pub async fn list(
     responses((status = 204), (status = 400), (status = 401), (status = 403)))]
 pub async fn change_password(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ip: ClientIp,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<ChangePassword>,

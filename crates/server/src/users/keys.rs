@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use crate::admin::audit;
 use crate::auth::ClientIp;
-use crate::caller::Caller;
+use crate::caller::{Authenticated, Caller};
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::ApiJson;
@@ -86,7 +86,7 @@ impl From<KeyRow> for KeyView {
     responses((status = 201, body = CreatedKey), (status = 400), (status = 401), (status = 403)))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    Authenticated(caller): Authenticated,
     ip: ClientIp,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<NewKey>,

@@ -3,6 +3,7 @@
 
 mod accounts_support;
 mod helpers;
+mod smtp_sink;
 
 mod concurrency;
 mod errors;
@@ -15,5 +16,7 @@ mod accounts;
 mod api_keys;
 mod jwt_attacks;
 mod ownership;
+mod password_reset;
+mod route_table;
 mod sessions;
 mod tokens;
