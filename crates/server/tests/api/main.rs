@@ -15,6 +15,7 @@ mod redirect;
 mod accounts;
 mod api_keys;
 mod jwt_attacks;
+mod oidc;
 mod ownership;
 mod password_reset;
 mod route_table;
