@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -14,9 +13,9 @@ use crate::error::{BoxError, Error};
 use crate::flight::{self, Flights, Leader, Role};
 use crate::key::{CacheKey, CacheValue};
 use crate::l1::{L1, Slot};
-use crate::l2::{Fetched, L2};
+use crate::l2::L2;
 use crate::metrics::Metrics;
-use crate::policy::{Entry, jittered_ttl, should_refresh_early};
+use crate::policy::{Entry, should_refresh_early};
 
 /// A typed cache for one namespace. Cloning is cheap (one `Arc`); hold one per namespace
 /// in the application state.
@@ -87,19 +86,6 @@ pub(crate) struct Inner<K, V> {
     pub subscriber: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
-/// The L2 payload. Borrowing on write avoids cloning the value to serialise it.
-#[derive(Serialize)]
-pub(crate) struct RecordRef<'a, V> {
-    pub value: Option<&'a V>,
-    pub delta_micros: u64,
-}
-
-#[derive(Deserialize)]
-struct Record<V> {
-    value: Option<V>,
-    delta_micros: u64,
-}
-
 /// Past `delta × beta × this`, the XFetch chance is below e⁻⁴⁰: skip drawing a number.
 const XFETCH_HORIZON: f64 = 40.0;
 
@@ -160,6 +146,12 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                     return Ok(entry.value.clone());
                 };
                 inner.metrics.early_refreshes.increment(1);
+                // Another instance may have refreshed it already: then L2 has a younger copy.
+                let left = entry.expires_at.saturating_sub(inner.clock.now());
+                if let Some(found) = self.read_l2(key, Some(left)).await {
+                    leader.finish(Ok(found.clone()));
+                    return Ok(found);
+                }
                 return match self.load(key, leader, loader).await {
                     Ok(value) => Ok(value),
                     Err(error) => {
@@ -180,7 +172,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                         leader.finish(Ok(e.value.clone()));
                         return Ok(e.value.clone());
                     }
-                    if let Some(found) = self.read_l2(key).await {
+                    if let Some(found) = self.read_l2(key, None).await {
                         leader.finish(Ok(found.clone()));
                         return Ok(found);
                     }
@@ -203,7 +195,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             return Some(found);
         }
         self.inner.metrics.l1_misses.increment(1);
-        self.read_l2(key)
+        self.read_l2(key, None)
             .await
             .map(|v| v.map_or(Cached::Missing, Cached::Value))
     }
@@ -274,40 +266,6 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         }
     }
 
-    /// Reads L2 and, on a hit, fills L1 for no longer than Redis keeps the entry.
-    /// `Some(None)` is a negative entry.
-    async fn read_l2(&self, key: &K) -> Option<Option<V>> {
-        let inner = &*self.inner;
-        let l2 = inner.l2.as_ref()?;
-        let (bytes, left) = match l2.get(&key.key_string()).await {
-            Fetched::Hit(bytes, left) => (bytes, left),
-            Fetched::Miss => {
-                inner.metrics.l2_misses.increment(1);
-                return None;
-            }
-            Fetched::Unavailable => return None,
-        };
-        let Ok(record) = postcard::from_bytes::<Record<V>>(&bytes) else {
-            // An old or foreign shape: a miss, and the load below overwrites it.
-            inner.metrics.decode_errors.increment(1);
-            inner.metrics.l2_misses.increment(1);
-            return None;
-        };
-        inner.metrics.l2_hits.increment(1);
-        let left = left.unwrap_or(inner.settings.ttl);
-        let now = inner.clock.now();
-        let l1_life = left.min(inner.settings.l1_max_ttl);
-        let entry = Entry {
-            value: record.value.clone(),
-            expires_at: now + left,
-            l1_until: now + l1_life,
-            delta: Duration::from_micros(record.delta_micros),
-            reclaim_after: l1_life,
-        };
-        inner.l1.insert(key.clone(), Arc::new(entry));
-        Some(record.value)
-    }
-
     /// Runs the loader as the flight's leader and fills both tiers.
     async fn load<F, Fut, E>(
         &self,
@@ -342,47 +300,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             }
         }
     }
-
-    /// A fresh entry with a jittered TTL; returns it with that TTL (for L2).
-    pub(crate) fn new_entry(&self, value: Option<V>, delta: Duration) -> (Slot<V>, Duration) {
-        let inner = &*self.inner;
-        let s = &inner.settings;
-        let base = if value.is_some() {
-            s.ttl
-        } else {
-            s.negative_ttl
-        };
-        let ttl = jittered_ttl(base, s.jitter, inner.random.next_f64());
-        let now = inner.clock.now();
-        let l1_life = if inner.l2.is_some() {
-            ttl.min(s.l1_max_ttl)
-        } else {
-            ttl
-        };
-        let entry = Entry {
-            value,
-            expires_at: now + ttl,
-            l1_until: now + l1_life,
-            delta,
-            reclaim_after: l1_life,
-        };
-        (Arc::new(entry), ttl)
-    }
-
-    pub(crate) async fn write_l2(&self, key: &K, entry: &Entry<V>, ttl: Duration) {
-        let Some(l2) = &self.inner.l2 else { return };
-        let record = RecordRef {
-            value: entry.value.as_ref(),
-            delta_micros: u64::try_from(entry.delta.as_micros()).unwrap_or(u64::MAX),
-        };
-        match postcard::to_allocvec(&record) {
-            Ok(bytes) => l2.set(&key.key_string(), bytes, ttl).await,
-            Err(error) => tracing::warn!(%error, "value does not serialise; kept in L1 only"),
-        }
-    }
 }
 
-fn is_live<V>(entry: &Entry<V>, now: Duration) -> bool {
+pub(crate) fn is_live<V>(entry: &Entry<V>, now: Duration) -> bool {
     now < entry.expires_at && now < entry.l1_until
 }
 

@@ -6,6 +6,7 @@
 //! | file | what |
 //! |---|---|
 //! | `cache.rs` | [`Cache`], the handle, and the read path: L1 → L2 → single-flight loader, XFetch |
+//! | `fill.rs` | building entries (jittered TTL), reading L2 into L1, writing L2 |
 //! | `write.rs` | inserts, write-through, invalidation by key / prefix / all |
 //! | `write_behind.rs` | [`WriteBehind`]: a bounded buffer flushed by size, interval and shutdown |
 //! | `builder.rs` | [`CacheBuilder`]: TTLs, jitter, L1 budget and policy, Redis URL, clock |
@@ -43,6 +44,7 @@ mod cache;
 mod clock;
 mod coherence;
 mod error;
+mod fill;
 mod flight;
 mod key;
 mod l1;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use basis_cache::{Cache, Cached};
+use basis_cache::{Cache, Cached, FixedRandom, ManualClock};
 use common::{eventually, redis_url, unique_namespace};
 
 type Io = std::io::Error;
@@ -193,4 +193,85 @@ async fn a_new_version_never_reads_the_old_versions_entries() {
         .expect("loads");
     assert_eq!(got, Some(7));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_early_refresh_takes_a_peers_fresher_copy_from_l2_instead_of_loading() {
+    let Some(url) = redis_url("redis") else {
+        return;
+    };
+    let ns = unique_namespace("xfetch");
+    let clock = ManualClock::new();
+    // u = 0.1: due for a refresh once exp(−left / (1 s × 1)) ≥ 0.1, i.e. left ≤ 2.3 s.
+    let random = Arc::new(FixedRandom::new(0.9));
+    let build = || -> Cache<String, String> {
+        Cache::builder(&ns)
+            .redis_url(Some(&url))
+            .redis_timeout(Duration::from_millis(500))
+            .ttl(Duration::from_secs(100))
+            .l1_max_ttl(Duration::from_secs(100))
+            .ttl_jitter(0.0)
+            .early_refresh(1.0)
+            .clock(Arc::new(clock.clone()))
+            .random(random.clone())
+            .build()
+            .expect("valid configuration")
+    };
+    let (a, b) = (build(), build());
+    let key = "hot".to_string();
+    let loads = AtomicUsize::new(0);
+    let load = |value: &'static str| {
+        let (clock, loads) = (&clock, &loads);
+        move || async move {
+            loads.fetch_add(1, Ordering::SeqCst);
+            clock.advance(Duration::from_secs(1)); // the query "takes" 1 s: delta = 1 s
+            Ok::<_, Io>(Some(value.to_string()))
+        }
+    };
+    assert_eq!(
+        a.get_or_load(&key, load("v1"))
+            .await
+            .expect("loads")
+            .as_deref(),
+        Some("v1")
+    );
+    assert_eq!(
+        b.get(&key).await,
+        Some(Cached::Value("v1".into())),
+        "B copies it from L2"
+    );
+    clock.advance(Duration::from_millis(99_500)); // both copies now expire in ~0.5 s
+    // Make Redis's copy as old as A's (real clocks would agree): A must query, not reuse it.
+    let client = redis::Client::open(url.as_str()).expect("url");
+    let mut raw = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis is up");
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(format!("{ns}:v1:{key}"))
+        .arg(800)
+        .query_async(&mut raw)
+        .await
+        .expect("pexpire");
+    assert_eq!(
+        a.get_or_load(&key, load("v2"))
+            .await
+            .expect("served")
+            .as_deref(),
+        Some("v2")
+    );
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        2,
+        "A refreshed early from the loader"
+    );
+    // B is due too, but A's refresh is in L2 with a full TTL: B takes it, no query.
+    assert_eq!(
+        b.get_or_load(&key, load("v3"))
+            .await
+            .expect("served")
+            .as_deref(),
+        Some("v2")
+    );
+    assert_eq!(loads.load(Ordering::SeqCst), 2, "B reused A's refresh");
 }
