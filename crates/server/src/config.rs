@@ -80,6 +80,10 @@ pub struct Config {
     /// Identity: JWT keys, mail, OpenID Connect.
     #[command(flatten)]
     pub auth: crate::auth::AuthConfig,
+
+    /// TLS, the HTTP redirector and CORS.
+    #[command(flatten)]
+    pub transport: crate::transport::TransportConfig,
 }
 
 impl Config {
@@ -103,6 +107,7 @@ impl Config {
                 mail_from: "Basis <no-reply@localhost>".into(),
                 ..Default::default()
             },
+            transport: Default::default(),
         }
     }
 

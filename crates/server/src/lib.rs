@@ -38,6 +38,7 @@ pub mod openapi;
 pub mod ops;
 pub mod passwords;
 pub mod state;
+pub mod transport;
 pub mod users;
 
 pub use config::{Config, Environment};
@@ -107,6 +108,10 @@ fn redact(url: &str) -> String {
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    /// TLS, when `--tls-cert`/`--tls-key` are set.
+    tls: Option<transport::Tls>,
+    /// Where the plain-HTTP redirector listens, if it does.
+    redirect_addr: Option<SocketAddr>,
     router: Router,
     state: AppState,
     config: Config,
@@ -131,7 +136,24 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let bound = listener.local_addr()?;
-        let base_url = config.base_url_for(bound);
+        let tls = config.transport.tls()?;
+        let mut base_url = config.base_url_for(bound);
+        if tls.is_some() && config.base_url.is_none() {
+            let _ = base_url.set_scheme("https");
+        }
+        let redirect_addr = match config.transport.redirect_http {
+            Some(addr) if tls.is_some() => {
+                let plain = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for the HTTP redirector"))?;
+                let local = plain.local_addr()?;
+                let origin = base_url.as_str().trim_end_matches('/').to_owned();
+                tokio::spawn(transport::redirect_http(plain, origin));
+                Some(local)
+            }
+            Some(_) => anyhow::bail!("--redirect-http needs --tls-cert and --tls-key"),
+            None => None,
+        };
 
         let code_key = store
             .setting_or_init("code_key", || format!("{:016x}", rand::random::<u64>()))
@@ -165,9 +187,11 @@ impl Server {
             clock,
             store,
         };
-        let router = app(state.clone(), &config);
+        let router = app(state.clone(), &config)?;
         Ok(Self {
             listener,
+            tls,
+            redirect_addr,
             router,
             state,
             config,
@@ -179,6 +203,11 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Where the plain-HTTP redirector listens (`--redirect-http`).
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect_addr
     }
 
     /// The shared state (tests use it to reach the store and the clock).
@@ -194,9 +223,11 @@ impl Server {
     ) -> anyhow::Result<()> {
         let Self {
             listener,
+            tls,
             router,
             state,
             config,
+            ..
         } = self;
         let (stop_flusher, flusher_stopped) = watch::channel(false);
         let flusher = tokio::spawn(flush_clicks(
@@ -211,11 +242,7 @@ impl Server {
             tracing::info!("shutting down: no new connections, draining open requests");
             let _ = stopping_tx.send(true);
         };
-        let serve = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let serve = transport::serve(listener, tls, router, signal)?;
         let grace = config.shutdown_grace();
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
@@ -239,8 +266,9 @@ impl Server {
     }
 }
 
-/// The full router with its middleware.
-pub fn app(state: AppState, config: &Config) -> Router {
+/// The full router with its middleware (fails on invalid transport settings, such as a
+/// malformed CORS origin).
+pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let routes = Router::new()
         .merge(ops::router())
         .merge(openapi::router())
@@ -249,7 +277,8 @@ pub fn app(state: AppState, config: &Config) -> Router {
         .merge(users::router())
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound });
-    http::layer(routes, config.body_limit, config.request_timeout()).with_state(state)
+    let routes = http::layer(routes, config.body_limit, config.request_timeout());
+    Ok(transport::layer(routes, &config.transport)?.with_state(state))
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.

@@ -19,5 +19,7 @@ mod oidc;
 mod ownership;
 mod password_reset;
 mod route_table;
+mod secrets;
 mod sessions;
 mod tokens;
+mod transport;
