@@ -70,12 +70,6 @@ async fn run(url: String) {
         println!("skipped: redis_throughput: no Redis at {url}");
         return;
     };
-    let store = RedisStore::connect_lazy(&RedisConfig {
-        url: url.clone(),
-        key_prefix: prefix.clone(),
-    })
-    .expect("valid URL");
-    store.ping().await.expect("Redis answers");
     let gcra = policy(Algorithm::Gcra, 1_000_000);
     let window = policy(Algorithm::SlidingWindow, 1_000_000);
     let log = policy(Algorithm::SlidingLog, 100);
@@ -119,7 +113,28 @@ async fn run(url: String) {
             vec![("a", gcra, false), ("b", window, false), ("c", gcra, true)],
         ),
     ];
-    for (name, rules) in cases {
+    for coalesce in [true, false] {
+        let store = RedisStore::connect_lazy(&RedisConfig {
+            url: url.clone(),
+            key_prefix: format!("{prefix}:{coalesce}"),
+            coalesce,
+        })
+        .expect("valid URL");
+        store.ping().await.expect("Redis answers");
+        let mode = if coalesce {
+            "coalesced"
+        } else {
+            "one call per decision"
+        };
+        println!("\nRedisStore, {mode}:");
+        for (name, rules) in cases.clone() {
+            measure(&store, name, rules, set).await;
+        }
+    }
+}
+
+async fn measure(store: &RedisStore, name: &str, rules: Vec<Rule>, set: f64) {
+    {
         let store = store.clone();
         let rules = Arc::new(rules);
         let rate = throughput(move |caller, i| {

@@ -35,6 +35,10 @@ pub enum Error {
     #[error("rate-limit store did not answer within {0:?}")]
     Timeout(Duration),
 
+    /// Too many decisions are already waiting for the store.
+    #[error("rate-limit store is overloaded")]
+    Overloaded,
+
     /// The store answered something this crate did not expect.
     #[error("unexpected answer from the rate-limit store: {0}")]
     Protocol(String),

@@ -137,15 +137,10 @@ impl Limiter {
     /// Decides `checks`. Never fails: a store failure is answered by the outage policy.
     pub async fn check(&self, checks: &[Check<'_>]) -> Verdict {
         match &*self.inner {
-            Backend::Memory(store) => {
-                let start = Instant::now();
-                let decisions = store.check_many(checks);
-                metrics::store_latency("memory", start.elapsed());
-                Verdict {
-                    decisions,
-                    source: Source::Store,
-                }
-            }
+            Backend::Memory(store) => Verdict {
+                decisions: store.check_many(checks),
+                source: Source::Store,
+            },
             Backend::Redis {
                 store,
                 outage,

@@ -225,3 +225,22 @@ impl Decision {
         }
     }
 }
+
+/// `a / b` in 128 bits, through the much cheaper 64-bit division when both fit (they do
+/// for every ordinary quota; 128 bits only guard against overflow).
+#[inline]
+pub(crate) fn div(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a / b),
+        _ => a / b,
+    }
+}
+
+/// `a / b` rounded up, like [`div`].
+#[inline]
+pub(crate) fn div_ceil(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a.div_ceil(b)),
+        _ => a.div_ceil(b),
+    }
+}

@@ -15,7 +15,7 @@
 //! only when traffic is very uneven *and* late in a window. `benches/accuracy.rs`
 //! measures it against the exact log.
 
-use super::{Decision, Policy};
+use super::{Decision, Policy, div};
 use crate::clock::Nanos;
 
 /// State of one sliding window counter.
@@ -54,7 +54,7 @@ impl SlidingCounterState {
         if allowed && apply {
             self.current += cost;
         }
-        let free = (limit * per).saturating_sub(used(self.current)) / per;
+        let free = div((limit * per).saturating_sub(used(self.current)), per);
         let remaining = u64::try_from(free).unwrap_or(u64::MAX);
         let reset = self.reset(p, now);
         if allowed {
@@ -75,7 +75,7 @@ impl SlidingCounterState {
             if count == 0 {
                 0
             } else {
-                let reach = u128::from(room) * u128::from(period) / u128::from(count);
+                let reach = div(u128::from(room) * u128::from(period), u128::from(count));
                 period - u64::try_from(reach).unwrap_or(u64::MAX).min(period)
             }
         };

@@ -10,7 +10,7 @@
 //! Tokens are kept in fixed point (one token = `period` units, refill = `limit` units per
 //! nanosecond) so the arithmetic is exact: no floating point, no drift.
 
-use super::{Decision, Policy};
+use super::{Decision, Policy, div, div_ceil};
 use crate::clock::Nanos;
 
 /// State of one token bucket. A fresh bucket is full.
@@ -45,14 +45,14 @@ impl TokenBucketState {
             self.level -= need;
         }
         let after = self.level;
-        let remaining = to_u64(after / period);
-        let reset = to_u64((capacity - after).div_ceil(limit));
+        let remaining = to_u64(div(after, period));
+        let reset = to_u64(div_ceil(capacity - after, limit));
         if allowed {
             Decision::allowed(p.limit(), remaining, reset)
         } else if cost > p.limit() {
             Decision::denied(p.limit(), remaining, reset, p.period_nanos())
         } else {
-            let retry = to_u64((need - self.level).div_ceil(limit));
+            let retry = to_u64(div_ceil(need - self.level, limit));
             Decision::denied(p.limit(), remaining, reset, retry)
         }
     }
@@ -61,7 +61,7 @@ impl TokenBucketState {
         let capacity = u128::from(p.limit()) * u128::from(p.period_nanos());
         let missing = capacity.saturating_sub(self.level);
         self.last
-            .saturating_add(to_u64(missing.div_ceil(u128::from(p.limit()))))
+            .saturating_add(to_u64(div_ceil(missing, u128::from(p.limit()))))
     }
 }
 

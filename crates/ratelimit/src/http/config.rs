@@ -8,6 +8,7 @@
 //! timeout_ms = 50             # per-decision timeout for Redis
 //! on_outage = "fail_open"     # fail_open | fail_closed | fallback (local limiter)
 //! max_memory_keys = 1000000   # cap of the in-memory store (and of the fallback)
+//! coalesce = true             # batch concurrent Redis decisions; false on Redis Cluster
 //!
 //! [[rules]]
 //! name = "login"
@@ -67,6 +68,9 @@ pub struct StoreSettings {
     pub on_outage: OutagePolicy,
     /// Cap of the in-memory store (also used for the fallback limiter).
     pub max_memory_keys: usize,
+    /// Coalesce concurrent Redis decisions into one script call; turn off on Redis
+    /// Cluster (one call may only touch one slot).
+    pub coalesce: bool,
 }
 
 impl Default for StoreSettings {
@@ -76,6 +80,7 @@ impl Default for StoreSettings {
             timeout_ms: 50,
             on_outage: OutagePolicy::FailOpen,
             max_memory_keys: 1_000_000,
+            coalesce: true,
         }
     }
 }

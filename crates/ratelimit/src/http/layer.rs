@@ -20,7 +20,7 @@ use super::response::{add_headers, too_many_requests};
 use super::rules::CompiledRule;
 use crate::error::Error;
 use crate::limiter::{Limiter, OutageConfig, Source};
-use crate::metrics::{self, Outcome};
+use crate::metrics::Outcome;
 use crate::store::{Check, MemoryConfig, RedisConfig, RedisStore};
 
 /// Applies rate-limit rules to every request of the wrapped service. Cheap to clone.
@@ -70,6 +70,7 @@ impl RateLimitLayer {
                 let store = RedisStore::connect_lazy(&RedisConfig {
                     url: url.to_owned(),
                     key_prefix: s.key_prefix.clone(),
+                    coalesce: s.coalesce,
                 })?;
                 let outage = OutageConfig {
                     timeout: Duration::from_millis(s.timeout_ms.max(1)),
@@ -162,7 +163,7 @@ where
                     (_, true) => Outcome::Allowed,
                     (_, false) => Outcome::Denied,
                 };
-                metrics::decision(&rule.name, outcome);
+                rule.counters.record(outcome);
             }
             if !verdict.allowed() {
                 return Ok(too_many_requests(&rules, &verdict.decisions));

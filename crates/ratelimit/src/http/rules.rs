@@ -9,6 +9,7 @@ use super::RateLimitSubject;
 use super::config::RuleConfig;
 use crate::algorithm::Policy;
 use crate::error::Error;
+use crate::metrics::DecisionCounters;
 use crate::subject::ip_subject;
 
 /// Who a rule limits. Anything not known for a request falls back to the client IP.
@@ -127,6 +128,8 @@ pub(crate) struct CompiledRule {
     pub cost: u64,
     /// `"name";q=limit;w=seconds`, precomputed for the `RateLimit-Policy` header.
     pub policy_item: String,
+    /// This rule's decision counters.
+    pub counters: DecisionCounters,
 }
 
 impl CompiledRule {
@@ -143,6 +146,7 @@ impl CompiledRule {
         let window = rule.period.as_secs_f64().ceil() as u64;
         Ok(Self {
             policy_item: format!("\"{}\";q={};w={}", rule.name, rule.limit, window.max(1)),
+            counters: DecisionCounters::new(&rule.name),
             name: rule.name.clone(),
             methods,
             paths: rule.paths.clone(),

@@ -1,11 +1,14 @@
 -- basis-ratelimit: decide several rules atomically, on the Redis server's clock.
 --
--- KEYS[i]  the state key of rule i (all keys of one call share a {hash tag})
--- ARGV     four numbers per rule: algorithm (1..5), limit, period (µs), cost
+-- KEYS     the state key of every rule, in order
+-- ARGV     the number of groups, then per group: its rule count and, per rule, four
+--          numbers: algorithm (1..5), limit, period (µs), cost
 -- returns  four integers per rule: allowed (0|1), remaining, reset (µs), retry after (µs)
 --
--- With several rules every one is evaluated first, and state is written only if all of
--- them allow: a request refused by one rule costs nothing under the others. Each
+-- A group is one decision: the rules of one request for one subject. With several rules
+-- every one is evaluated first, and state is written only if all of them allow: a request
+-- refused by one rule costs nothing under the others. Several groups in one call are
+-- concurrent decisions coalesced by the client (see redis.rs). Each
 -- algorithm mirrors its Rust twin in src/algorithm/. State other than the log is one
 -- string of numbers written with SET … PX, so a decision is TIME + GET + SET.
 
@@ -142,10 +145,10 @@ end
 
 local algorithms = { token_bucket, gcra, fixed_window, sliding_log, sliding_window }
 
-local function run(i, commit)
-  local b = (i - 1) * 4
-  return algorithms[tonumber(ARGV[b + 1])](KEYS[i], tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]),
-    tonumber(ARGV[b + 4]), commit)
+-- Rule at KEYS[k] with its four numbers from ARGV[a].
+local function run(k, a, commit)
+  return algorithms[tonumber(ARGV[a])](KEYS[k], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]),
+    tonumber(ARGV[a + 3]), commit)
 end
 
 local out = {}
@@ -156,15 +159,23 @@ local function emit(ok, remaining, reset, retry)
   out[#out + 1] = retry
 end
 
-if #KEYS == 1 then
-  emit(run(1, true))
-  return out
+-- ARGV[1] is the number of groups (decisions); each group is its rule count n followed by
+-- 4 numbers per rule, and owns the next n KEYS. Groups are decided one after the other,
+-- each all or nothing: several rules are looked at first and committed only if all allow.
+local k, a = 1, 2
+for _ = 1, tonumber(ARGV[1]) do
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  if n == 1 then
+    emit(run(k, a, true))
+  else
+    local all = true
+    for i = 0, n - 1 do
+      local ok = run(k + i, a + 4 * i, false)
+      all = all and ok
+    end
+    for i = 0, n - 1 do emit(run(k + i, a + 4 * i, all)) end
+  end
+  k, a = k + n, a + 4 * n
 end
--- Several rules: look first, commit only if every one allows.
-local all = true
-for i = 1, #KEYS do
-  local ok = run(i, false)
-  all = all and ok
-end
-for i = 1, #KEYS do emit(run(i, all)) end
 return out

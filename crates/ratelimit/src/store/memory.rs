@@ -258,3 +258,20 @@ impl<C: Clock> std::fmt::Debug for MemoryStore<C> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_stays_small() {
+        // Documented in docs/ratelimit.md: key (hash + two boxed strs) and slot per entry.
+        let entry = size_of::<OwnedKey>() + size_of::<Slot>();
+        println!(
+            "key {} + slot {} = {entry} bytes",
+            size_of::<OwnedKey>(),
+            size_of::<Slot>()
+        );
+        assert!(entry <= 112, "{entry} bytes per entry");
+    }
+}

@@ -1,16 +1,23 @@
 //! The Redis store: one atomic Lua script per decision, on the Redis server's clock.
 //!
-//! * **One round trip.** All checks of a subject go to one `EVALSHA`; checks for several
-//!   subjects go out as one pipeline.
+//! * **One round trip.** A decision (all rules of one subject) is one group of one
+//!   `EVALSHA`; rules of several subjects travel in the same call or pipeline.
 //! * **Atomic.** The script (`check.lua`: `TIME`, `GET`, `SET … PX` for all but the
-//!   log) reads, decides and writes inside Redis, so two
-//!   instances can never both spend the last unit.
+//!   log) reads, decides and writes inside Redis, so two instances can never both spend
+//!   the last unit.
 //! * **Loaded once.** [`redis::Script`] sends `EVALSHA` and falls back to loading the
 //!   script when Redis answers `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`).
 //! * **One clock.** The script reads `TIME` on the server; instance clocks never matter.
 //! * **Self-cleaning.** Every key gets a TTL equal to the time until it would be fresh.
-//! * **Cluster-ready.** Keys are `<prefix>:{<subject>}:<rule>:<algorithm>`: the hash tag puts every
-//!   rule of one subject in the same slot, so the script's keys never cross slots.
+//! * **Cluster-ready.** Keys are `<prefix>:{<subject>}:<rule>:<algorithm>`: the hash tag
+//!   puts every rule of one subject in the same slot.
+//!
+//! **Coalescing.** Running a script costs Redis several microseconds of fixed overhead,
+//! ten times a `SET`. With [`RedisConfig::coalesce`] on (the default), decisions that
+//! arrive while a call is in flight are queued and sent together as one `EVALSHA` with
+//! one group each: every decision still takes one round trip and stays atomic, but the
+//! overhead is shared. One call may then touch keys of many subjects, which Redis Cluster
+//! refuses, so turn it off there: each call then carries a single subject.
 //!
 //! The connection is a [`ConnectionManager`], which reconnects by itself after errors;
 //! the [`crate::Limiter`] wraps every call in the decision timeout and outage policy.
@@ -18,11 +25,17 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Pipeline, Script};
+use redis::{Client, Pipeline, RedisError, Script};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Check, Store};
 use crate::algorithm::{Algorithm, Decision};
 use crate::error::Error;
+
+/// Most decisions coalesced into one script call.
+const MAX_BATCH: usize = 128;
+/// Decisions that may wait for the coalescing task before callers are refused.
+const QUEUE: usize = 4_096;
 
 /// How to reach Redis.
 #[derive(Debug, Clone)]
@@ -31,16 +44,32 @@ pub struct RedisConfig {
     pub url: String,
     /// Prefix of every key, so several applications can share one Redis.
     pub key_prefix: String,
+    /// Coalesce concurrent decisions into one script call (off for Redis Cluster).
+    pub coalesce: bool,
 }
 
 impl RedisConfig {
-    /// The given URL with the default prefix `basis:rl`.
+    /// The given URL with the default prefix `basis:rl`, coalescing on.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             key_prefix: "basis:rl".into(),
+            coalesce: true,
         }
     }
+}
+
+/// The script arguments of one decision: the rules of one subject.
+struct Group {
+    keys: Vec<String>,
+    /// Four numbers per rule: algorithm, limit, period in µs, cost.
+    args: Vec<u64>,
+}
+
+/// Decisions waiting for the coalescing task, with where to send the replies.
+struct Job {
+    groups: Vec<Group>,
+    reply: oneshot::Sender<Result<Vec<i64>, RedisError>>,
 }
 
 /// Rate-limit state in Redis, shared by every instance. Cheap to clone.
@@ -49,25 +78,36 @@ pub struct RedisStore {
     conn: ConnectionManager,
     script: Script,
     prefix: String,
+    queue: Option<mpsc::Sender<Job>>,
 }
 
 impl RedisStore {
     /// Prepares a store without waiting for Redis: the connection is made on first use
     /// and remade after failures, so a process can start while Redis is down.
     ///
-    /// Must be called inside a Tokio runtime.
+    /// Must be called inside a Tokio runtime (it spawns the coalescing task).
     pub fn connect_lazy(config: &RedisConfig) -> Result<Self, Error> {
         let client = Client::open(config.url.as_str())?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
+            // Callers give up after their own timeout; this frees the coalescing task
+            // when Redis hangs instead of failing.
+            .set_response_timeout(Some(Duration::from_secs(1)))
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, manager)?;
+        let script = Script::new(include_str!("check.lua"));
+        let queue = config.coalesce.then(|| {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            tokio::spawn(coalesce(rx, conn.clone(), script.clone()));
+            tx
+        });
         Ok(Self {
             conn,
-            script: Script::new(include_str!("check.lua")),
+            script,
             prefix: config.key_prefix.clone(),
+            queue,
         })
     }
 
@@ -89,80 +129,140 @@ impl RedisStore {
             .map_err(Error::from)
     }
 
-    fn invocation<'s>(&'s self, checks: &[&Check<'_>]) -> redis::ScriptInvocation<'s> {
-        let mut inv = self.script.prepare_invoke();
+    fn group(&self, checks: &[&Check<'_>]) -> Group {
+        let mut args = Vec::with_capacity(checks.len() * 4);
         for c in checks {
-            inv.key(self.key(c.rule, c.policy.algorithm(), c.subject))
-                .arg(algorithm_id(c.policy.algorithm()))
-                .arg(c.policy.limit())
-                .arg(micros(c.policy.period()))
-                .arg(c.cost);
+            args.extend([
+                algorithm_id(c.policy.algorithm()),
+                c.policy.limit(),
+                micros(c.policy.period()),
+                c.cost,
+            ]);
         }
-        inv
+        Group {
+            keys: checks
+                .iter()
+                .map(|c| self.key(c.rule, c.policy.algorithm(), c.subject))
+                .collect(),
+            args,
+        }
     }
 
-    async fn check_groups(&self, groups: &[Vec<&Check<'_>>]) -> Result<Vec<Vec<i64>>, Error> {
-        let mut conn = self.conn.clone();
-        if let [group] = groups {
-            let reply: Vec<i64> = self.invocation(group).invoke_async(&mut conn).await?;
-            return Ok(vec![reply]);
+    /// Sends the groups and returns the script's integers, four per rule, in order.
+    async fn run(&self, groups: Vec<Group>) -> Result<Vec<i64>, Error> {
+        if let Some(queue) = &self.queue {
+            let (reply, answer) = oneshot::channel();
+            queue
+                .try_send(Job { groups, reply })
+                .map_err(|_| Error::Overloaded)?;
+            return answer
+                .await
+                .map_err(|_| Error::Overloaded)?
+                .map_err(Error::from);
         }
-        // Several subjects: one EVALSHA each, in a single pipelined round trip.
+        let mut conn = self.conn.clone();
+        if let [group] = groups.as_slice() {
+            return Ok(invocation(&self.script, [group])
+                .invoke_async(&mut conn)
+                .await?);
+        }
+        // Cluster: one call per subject (slot), all in one pipelined round trip.
         let mut pipe = Pipeline::with_capacity(groups.len());
-        for group in groups {
+        for group in &groups {
             let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(self.script.get_hash()).arg(group.len());
-            for c in group {
-                cmd.arg(self.key(c.rule, c.policy.algorithm(), c.subject));
-            }
-            for c in group {
-                cmd.arg(algorithm_id(c.policy.algorithm()))
-                    .arg(c.policy.limit())
-                    .arg(micros(c.policy.period()))
-                    .arg(c.cost);
-            }
+            cmd.arg(self.script.get_hash()).arg(group.keys.len());
+            cmd.arg(&group.keys)
+                .arg(1)
+                .arg(group.keys.len())
+                .arg(&group.args);
             pipe.add_command(cmd);
         }
-        match pipe.query_async(&mut conn).await {
+        let replies: Vec<Vec<i64>> = match pipe.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.script.prepare_invoke().load_async(&mut conn).await?;
-                Ok(pipe.query_async(&mut conn).await?)
+                pipe.query_async(&mut conn).await?
             }
-            other => Ok(other?),
+            other => other?,
+        };
+        Ok(replies.concat())
+    }
+}
+
+/// The coalescing task: takes every queued decision, sends them as one script call and
+/// hands each its share of the answer. Callers that gave up (timeout) are skipped.
+async fn coalesce(mut rx: mpsc::Receiver<Job>, mut conn: ConnectionManager, script: Script) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        jobs.retain(|job| !job.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let result: Result<Vec<i64>, RedisError> =
+            invocation(&script, jobs.iter().flat_map(|j| &j.groups))
+                .invoke_async(&mut conn)
+                .await;
+        match result {
+            Ok(all) => {
+                let mut rest = all.as_slice();
+                for job in jobs {
+                    let n = 4 * job.groups.iter().map(|g| g.keys.len()).sum::<usize>();
+                    let (mine, tail) = rest.split_at(n.min(rest.len()));
+                    rest = tail;
+                    let _ = job.reply.send(Ok(mine.to_vec()));
+                }
+            }
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(e.clone()));
+                }
+            }
         }
     }
 }
 
+fn invocation<'s, 'g>(
+    script: &'s Script,
+    groups: impl IntoIterator<Item = &'g Group> + Clone,
+) -> redis::ScriptInvocation<'s> {
+    let mut inv = script.prepare_invoke();
+    inv.arg(groups.clone().into_iter().count());
+    for group in groups {
+        inv.key(&group.keys).arg(group.keys.len()).arg(&group.args);
+    }
+    inv
+}
+
 impl Store for RedisStore {
     async fn check(&self, checks: &[Check<'_>]) -> Result<Vec<Decision>, Error> {
-        // Group by subject (first-seen order): one script call per hash slot.
-        let mut groups: Vec<Vec<usize>> = Vec::new();
+        // One group per subject (first-seen order): one slot, one all-or-nothing decision.
+        let mut order: Vec<Vec<usize>> = Vec::new();
         for (i, c) in checks.iter().enumerate() {
-            match groups
-                .iter_mut()
-                .find(|g| checks[g[0]].subject == c.subject)
-            {
+            match order.iter_mut().find(|g| checks[g[0]].subject == c.subject) {
                 Some(g) => g.push(i),
-                None => groups.push(vec![i]),
+                None => order.push(vec![i]),
             }
         }
-        let by_group: Vec<Vec<&Check<'_>>> = groups
+        let groups = order
             .iter()
-            .map(|g| g.iter().map(|&i| &checks[i]).collect())
+            .map(|g| self.group(&g.iter().map(|&i| &checks[i]).collect::<Vec<_>>()))
             .collect();
-        let replies = self.check_groups(&by_group).await?;
+        let reply = self.run(groups).await?;
+        if reply.len() != checks.len() * 4 {
+            return Err(Error::Protocol(format!(
+                "expected {} integers, got {}",
+                checks.len() * 4,
+                reply.len()
+            )));
+        }
         let mut out = vec![None; checks.len()];
-        for (group, reply) in groups.iter().zip(&replies) {
-            if reply.len() != group.len() * 4 {
-                return Err(Error::Protocol(format!(
-                    "expected {} integers, got {}",
-                    group.len() * 4,
-                    reply.len()
-                )));
-            }
-            for (&i, r) in group.iter().zip(reply.chunks_exact(4)) {
-                out[i] = Some(decision(&checks[i], r));
-            }
+        for (&i, r) in order.iter().flatten().zip(reply.chunks_exact(4)) {
+            out[i] = Some(decision(&checks[i], r));
         }
         out.into_iter()
             .map(|d| d.ok_or_else(|| Error::Protocol("a check got no answer".into())))
@@ -175,6 +275,7 @@ impl std::fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
             .field("script", &self.script.get_hash())
+            .field("coalesce", &self.queue.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -194,7 +295,7 @@ fn decision(check: &Check<'_>, r: &[i64]) -> Decision {
     }
 }
 
-fn algorithm_id(a: Algorithm) -> u8 {
+fn algorithm_id(a: Algorithm) -> u64 {
     match a {
         Algorithm::TokenBucket => 1,
         Algorithm::Gcra => 2,

@@ -40,11 +40,17 @@ pub fn unique_prefix(test: &str) -> String {
     )
 }
 
-/// A Redis store with a unique prefix.
+/// A Redis store with a unique prefix, coalescing decisions (the default).
 pub fn redis_store(url: &str, test: &str) -> RedisStore {
+    redis_store_with(url, test, true)
+}
+
+/// A Redis store with a unique prefix.
+pub fn redis_store_with(url: &str, test: &str, coalesce: bool) -> RedisStore {
     RedisStore::connect_lazy(&RedisConfig {
         url: url.to_owned(),
         key_prefix: unique_prefix(test),
+        coalesce,
     })
     .expect("valid Redis URL")
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use basis_ratelimit::{Algorithm, Check, Decision, ManualClock, MemoryConfig, MemoryStore, Store};
 
 use super::algorithms::policy;
-use super::common::{redis_store, redis_url};
+use super::common::{redis_store, redis_store_with, redis_url};
 
 const HOUR: Duration = Duration::from_secs(3_600);
 
@@ -165,6 +165,38 @@ async fn the_redis_store_keeps_the_contract() {
         return;
     };
     contract(&redis_store(&url, "contract")).await;
+}
+
+#[tokio::test]
+async fn the_redis_store_keeps_the_contract_one_subject_per_call() {
+    let Some(url) = redis_url("the_redis_store_keeps_the_contract_one_subject_per_call") else {
+        return;
+    };
+    // The Redis Cluster configuration: no coalescing, one script call per subject.
+    contract(&redis_store_with(&url, "contract-cluster", false)).await;
+}
+
+#[tokio::test]
+async fn concurrent_decisions_coalesced_into_one_call_stay_exact() {
+    let Some(url) = redis_url("concurrent_decisions_coalesced_into_one_call_stay_exact") else {
+        return;
+    };
+    let store = std::sync::Arc::new(redis_store(&url, "coalesced"));
+    let p = policy(Algorithm::SlidingLog, 25, HOUR);
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let subject = if i % 2 == 0 { "even" } else { "odd" };
+                one(&*store, &p, "burst", subject, 1).await.allowed
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for t in tasks {
+        passed += usize::from(t.await.unwrap());
+    }
+    assert_eq!(passed, 50, "25 per subject, however the calls were batched");
 }
 
 #[tokio::test]

@@ -116,6 +116,7 @@ async fn survives_an_outage(policy: OutagePolicy, test: &str) {
     let store = RedisStore::connect_lazy(&RedisConfig {
         url: redis.url(),
         key_prefix: unique_prefix(test),
+        coalesce: true,
     })
     .unwrap();
     let limiter = Limiter::redis(
