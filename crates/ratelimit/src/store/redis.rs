@@ -5,8 +5,9 @@
 //! * **Atomic.** The script (`check.lua`: `TIME`, `GET`, `SET … PX` for all but the
 //!   log) reads, decides and writes inside Redis, so two instances can never both spend
 //!   the last unit.
-//! * **Loaded once.** [`redis::Script`] sends `EVALSHA` and falls back to loading the
-//!   script when Redis answers `NOSCRIPT` (after a restart or a `SCRIPT FLUSH`).
+//! * **Loaded once.** Decisions are sent with `EVALSHA`; when Redis answers `NOSCRIPT`
+//!   (after a restart or a `SCRIPT FLUSH`) the script is loaded with [`redis::Script`]
+//!   and the call repeated.
 //! * **One clock.** The script reads `TIME` on the server; instance clocks never matter.
 //! * **Self-cleaning.** Every key gets a TTL equal to the time until it would be fresh.
 //! * **Cluster-ready.** Keys are `<prefix>:{<subject>}:<rule>:<algorithm>`: the hash tag
@@ -25,7 +26,7 @@
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Pipeline, RedisError, Script};
+use redis::{Client, Cmd, FromRedisValue, Pipeline, RedisError, Script};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Check, Store};
@@ -162,28 +163,15 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         if let [group] = groups.as_slice() {
-            return Ok(invocation(&self.script, [group])
-                .invoke_async(&mut conn)
-                .await?);
+            let cmd = evalsha(&self.script, [group]);
+            return Ok(query(&mut conn, &self.script, &cmd).await?);
         }
         // Cluster: one call per subject (slot), all in one pipelined round trip.
         let mut pipe = Pipeline::with_capacity(groups.len());
         for group in &groups {
-            let mut cmd = redis::cmd("EVALSHA");
-            cmd.arg(self.script.get_hash()).arg(group.keys.len());
-            cmd.arg(&group.keys)
-                .arg(1)
-                .arg(group.keys.len())
-                .arg(&group.args);
-            pipe.add_command(cmd);
+            pipe.add_command(evalsha(&self.script, [group]));
         }
-        let replies: Vec<Vec<i64>> = match pipe.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.script.prepare_invoke().load_async(&mut conn).await?;
-                pipe.query_async(&mut conn).await?
-            }
-            other => other?,
-        };
+        let replies: Vec<Vec<i64>> = query(&mut conn, &self.script, &pipe).await?;
         Ok(replies.concat())
     }
 }
@@ -203,10 +191,8 @@ async fn coalesce(mut rx: mpsc::Receiver<Job>, mut conn: ConnectionManager, scri
         if jobs.is_empty() {
             continue;
         }
-        let result: Result<Vec<i64>, RedisError> =
-            invocation(&script, jobs.iter().flat_map(|j| &j.groups))
-                .invoke_async(&mut conn)
-                .await;
+        let cmd = evalsha(&script, jobs.iter().flat_map(|j| &j.groups));
+        let result: Result<Vec<i64>, RedisError> = query(&mut conn, &script, &cmd).await;
         match result {
             Ok(all) => {
                 let mut rest = all.as_slice();
@@ -226,16 +212,56 @@ async fn coalesce(mut rx: mpsc::Receiver<Job>, mut conn: ConnectionManager, scri
     }
 }
 
-fn invocation<'s, 'g>(
-    script: &'s Script,
-    groups: impl IntoIterator<Item = &'g Group> + Clone,
-) -> redis::ScriptInvocation<'s> {
-    let mut inv = script.prepare_invoke();
-    inv.arg(groups.clone().into_iter().count());
-    for group in groups {
-        inv.key(&group.keys).arg(group.keys.len()).arg(&group.args);
+/// One `EVALSHA` deciding `groups`, built as a single command buffer (cheaper than a
+/// `ScriptInvocation`, which allocates every argument separately).
+fn evalsha<'g>(script: &Script, groups: impl IntoIterator<Item = &'g Group> + Clone) -> Cmd {
+    let (count, keys) = groups
+        .clone()
+        .into_iter()
+        .fold((0, 0), |(n, k), g| (n + 1, k + g.keys.len()));
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys);
+    for group in groups.clone() {
+        cmd.arg(&group.keys);
     }
-    inv
+    cmd.arg(count);
+    for group in groups {
+        cmd.arg(group.keys.len()).arg(&group.args);
+    }
+    cmd
+}
+
+/// Sends `EVALSHA` (a command or a pipeline of them), loading the script once if Redis
+/// answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`) and trying again.
+async fn query<T: FromRedisValue>(
+    conn: &mut ConnectionManager,
+    script: &Script,
+    request: &(impl Query + ?Sized),
+) -> Result<T, RedisError> {
+    match request.send(conn).await {
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+            script.prepare_invoke().load_async(conn).await?;
+            request.send(conn).await
+        }
+        other => other,
+    }
+}
+
+/// A command or a pipeline, sent the same way.
+trait Query {
+    async fn send<T: FromRedisValue>(&self, conn: &mut ConnectionManager) -> Result<T, RedisError>;
+}
+
+impl Query for Cmd {
+    async fn send<T: FromRedisValue>(&self, conn: &mut ConnectionManager) -> Result<T, RedisError> {
+        self.query_async(conn).await
+    }
+}
+
+impl Query for Pipeline {
+    async fn send<T: FromRedisValue>(&self, conn: &mut ConnectionManager) -> Result<T, RedisError> {
+        self.query_async(conn).await
+    }
 }
 
 impl Store for RedisStore {
