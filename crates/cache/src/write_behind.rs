@@ -28,6 +28,27 @@ use crate::key::{CacheKey, CacheValue};
 use crate::metrics::Metrics;
 
 /// Where write-behind batches go: the source of truth.
+///
+/// ```no_run
+/// use basis_cache::{BoxError, Cache, WriteBehind, WriteBehindConfig, WriteSink};
+///
+/// struct ViewCounts; // would hold a database pool
+///
+/// impl WriteSink<u64, u64> for ViewCounts {
+///     async fn write_batch(&self, batch: &[(u64, u64)]) -> Result<(), BoxError> {
+///         // One upsert for the whole batch, e.g. INSERT … ON CONFLICT DO UPDATE.
+///         let _ = batch;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), basis_cache::Error> {
+/// let cache: Cache<u64, u64> = Cache::new("views", None)?;
+/// let views = WriteBehind::new(cache, ViewCounts, WriteBehindConfig::default());
+/// views.write(42, 1_000).await?; // cached now, stored within a second
+/// views.shutdown().await?;      // on graceful shutdown: flush what is left
+/// # Ok(()) }
+/// ```
 pub trait WriteSink<K, V>: Send + Sync + 'static {
     /// Writes one batch (distinct keys). An error keeps the batch pending for a retry, so
     /// the write must be idempotent (an upsert).
