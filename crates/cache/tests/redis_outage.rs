@@ -185,3 +185,46 @@ async fn with_redis_stopped_calls_pass_through_and_l2_returns_with_redis() {
         Some(Cached::Value("fresh".into()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_built_while_redis_is_down_starts_using_it_when_it_comes_up() {
+    if redis_url("redis_outage").is_none() {
+        return;
+    }
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let ns = unique_namespace("late");
+    let (a, b) = (instance(&url, &ns), instance(&url, &ns));
+    let calls = AtomicUsize::new(0);
+    assert_eq!(
+        read(&b, "early", &calls).await.as_deref(),
+        Some("loaded-early")
+    );
+    assert!(!b.is_coherent());
+
+    let Some(_redis) = PrivateRedis::start(port).await else {
+        skip("redis_outage", "redis-server is not installed");
+        return;
+    };
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            a.is_coherent() && b.is_coherent()
+        })
+        .await,
+        "both subscribe once Redis is up"
+    );
+    let mut round = 0;
+    let l2_used = eventually(Duration::from_secs(10), || {
+        round += 1;
+        let key = format!("late-{round}");
+        let (a, b, calls) = (&a, &b, &calls);
+        async move {
+            a.insert(key.clone(), "shared".into()).await;
+            let before = calls.load(Ordering::SeqCst);
+            read(b, &key, calls).await.as_deref() == Some("shared")
+                && calls.load(Ordering::SeqCst) == before
+        }
+    })
+    .await;
+    assert!(l2_used, "B reads A's value from L2");
+}
