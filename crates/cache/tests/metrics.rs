@@ -132,3 +132,46 @@ async fn an_unreachable_redis_is_passed_through_and_counted_not_raised() {
     assert_eq!(recorder.value("basis_cache_loads_total{namespace=down}"), 5);
     assert!(!cache.is_coherent());
 }
+
+#[tokio::test]
+async fn a_redis_that_never_answers_costs_one_bounded_timeout_then_is_skipped() {
+    // Accepts connections and never replies: the "slow Redis" case.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("redis://{}", listener.local_addr().expect("addr"));
+    let silent = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let recorder = Counting::default();
+    let cache: Cache<String, String> = metrics::with_local_recorder(&recorder, || {
+        Cache::builder("slow")
+            .redis_url(Some(&url))
+            .redis_timeout(Duration::from_millis(50))
+            .redis_cooldown(Duration::from_secs(60))
+            .build()
+    })
+    .expect("valid");
+    for i in 0..10 {
+        let got = cache
+            .get_or_load(&format!("k{i}"), || async {
+                Ok::<_, Io>(Some("from-db".to_string()))
+            })
+            .await
+            .expect("never an error");
+        assert_eq!(got.as_deref(), Some("from-db"));
+    }
+    // Reads and write-backs: the first call times out, the breaker skips the rest.
+    assert_eq!(
+        recorder.value("basis_cache_redis_timeouts_total{namespace=slow}"),
+        1
+    );
+    assert_eq!(
+        recorder.value("basis_cache_redis_skipped_total{namespace=slow}"),
+        19
+    );
+    silent.abort();
+}
