@@ -110,9 +110,10 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
     }
 
     /// Turns on the Redis L2 and cross-instance invalidation when `url` is `Some`
-    /// (pass `REDIS_URL` straight through). `None` keeps the cache in-process.
+    /// (pass `REDIS_URL` straight through). `None` or an empty string keeps the cache
+    /// in-process.
     pub fn redis_url(mut self, url: Option<&str>) -> Self {
-        self.redis_url = url.map(str::to_owned);
+        self.redis_url = url.filter(|u| !u.trim().is_empty()).map(str::to_owned);
         self
     }
 

@@ -328,3 +328,9 @@ fn the_cache_and_its_futures_can_cross_threads() {
     assert_send(&cache.invalidate_prefix("k"));
     assert_send(&cache.shutdown());
 }
+
+#[test]
+fn an_empty_redis_url_means_no_redis() {
+    let cache = Cache::<String, String>::new("empty-url", Some("")).expect("valid");
+    assert!(!cache.has_l2());
+}
