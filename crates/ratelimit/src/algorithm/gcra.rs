@@ -23,7 +23,7 @@ pub struct GcraState {
 impl GcraState {
     #[inline]
     pub(super) fn check(&mut self, p: &Policy, now: Nanos, cost: u64, apply: bool) -> Decision {
-        let t = emission_interval(p);
+        let t = p.emission_nanos();
         let tau = t * p.limit();
         let tat = self.tat.max(now);
         let new_tat = tat.saturating_add(cost.saturating_mul(t));
@@ -48,10 +48,4 @@ impl GcraState {
     pub(super) fn idle_at(&self) -> Nanos {
         self.tat
     }
-}
-
-/// `period / limit` in whole nanoseconds, at least one.
-#[inline]
-pub(crate) fn emission_interval(p: &Policy) -> Nanos {
-    (p.period_nanos() / p.limit()).max(1)
 }

@@ -75,6 +75,9 @@ pub struct Policy {
     algorithm: Algorithm,
     limit: u64,
     period: Nanos,
+    /// GCRA's emission interval `period / limit`, computed once (a division per check
+    /// is a measurable share of a 20 ns decision).
+    emission: Nanos,
 }
 
 impl Policy {
@@ -98,6 +101,7 @@ impl Policy {
             algorithm,
             limit: limit.get(),
             period,
+            emission: (period / limit.get()).max(1),
         })
     }
 
@@ -118,6 +122,10 @@ impl Policy {
 
     pub(crate) fn period_nanos(&self) -> Nanos {
         self.period
+    }
+
+    pub(crate) fn emission_nanos(&self) -> Nanos {
+        self.emission
     }
 
     /// The state of a key that has never been seen.

@@ -8,6 +8,7 @@
 //!   (Unix seconds) for the most restrictive rule.
 //! * On refusal: `429`, `Retry-After` in seconds and an RFC 9457 problem+json body.
 
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -29,26 +30,32 @@ pub(crate) fn add_headers(
     rules: &[&CompiledRule],
     decisions: &[Decision],
 ) {
-    let policy: Vec<&str> = rules.iter().map(|r| r.policy_item.as_str()).collect();
-    let current: Vec<String> = rules
-        .iter()
-        .zip(decisions)
-        .map(|(r, d)| {
-            format!(
-                "\"{}\";r={};t={}",
-                r.name,
-                d.remaining,
-                seconds(d.reset_after)
-            )
-        })
-        .collect();
-    insert(headers, &RATELIMIT_POLICY, policy.join(", "));
-    insert(headers, &RATELIMIT, current.join(", "));
+    headers.reserve(5);
+    let policy = match rules {
+        [rule] => Some(rule.policy_header.clone()),
+        _ => {
+            let items: Vec<&str> = rules.iter().map(|r| r.policy_item.as_str()).collect();
+            HeaderValue::try_from(items.join(", ")).ok()
+        }
+    };
+    if let Some(policy) = policy {
+        headers.insert(RATELIMIT_POLICY.clone(), policy);
+    }
+    let mut current = String::with_capacity(32 * rules.len());
+    for (i, (r, d)) in rules.iter().zip(decisions).enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        let reset = seconds(d.reset_after);
+        let _ = write!(current, "{sep}\"{}\";r={};t={reset}", r.name, d.remaining);
+    }
+    // Rule names are validated (no quotes or control characters), so this holds.
+    if let Ok(value) = HeaderValue::try_from(current) {
+        headers.insert(RATELIMIT.clone(), value);
+    }
     if let Some(d) = most_restrictive(decisions) {
         let reset = unix_now().saturating_add(seconds(d.reset_after));
-        insert(headers, &X_LIMIT, d.limit.to_string());
-        insert(headers, &X_REMAINING, d.remaining.to_string());
-        insert(headers, &X_RESET, reset.to_string());
+        headers.insert(X_LIMIT.clone(), HeaderValue::from(d.limit));
+        headers.insert(X_REMAINING.clone(), HeaderValue::from(d.remaining));
+        headers.insert(X_RESET.clone(), HeaderValue::from(reset));
     }
 }
 
@@ -93,13 +100,6 @@ fn most_restrictive(decisions: &[Decision]) -> Option<&Decision> {
         .filter(|d| !d.allowed)
         .max_by_key(|d| d.retry_after)
         .or_else(|| decisions.iter().min_by_key(|d| d.remaining))
-}
-
-fn insert(headers: &mut HeaderMap, name: &HeaderName, value: String) {
-    // Rule names are validated (no quotes or control characters), so this holds.
-    if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(name.clone(), value);
-    }
 }
 
 /// Whole seconds, rounded up: a client waiting this long is never early.

@@ -128,6 +128,8 @@ pub(crate) struct CompiledRule {
     pub cost: u64,
     /// `"name";q=limit;w=seconds`, precomputed for the `RateLimit-Policy` header.
     pub policy_item: String,
+    /// The same as a header value, for the common single-rule response.
+    pub policy_header: http::HeaderValue,
     /// This rule's decision counters.
     pub counters: DecisionCounters,
 }
@@ -144,8 +146,13 @@ impl CompiledRule {
             })
             .collect::<Result<_, _>>()?;
         let window = rule.period.as_secs_f64().ceil() as u64;
+        let policy_item = format!("\"{}\";q={};w={}", rule.name, rule.limit, window.max(1));
+        let policy_header = http::HeaderValue::try_from(policy_item.as_str()).map_err(|_| {
+            Error::InvalidPolicy(format!("rule name {:?} is not header-safe", rule.name))
+        })?;
         Ok(Self {
-            policy_item: format!("\"{}\";q={};w={}", rule.name, rule.limit, window.max(1)),
+            policy_item,
+            policy_header,
             counters: DecisionCounters::new(&rule.name),
             name: rule.name.clone(),
             methods,
