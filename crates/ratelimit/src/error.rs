@@ -35,6 +35,10 @@ pub enum Error {
     #[error("rate-limit store did not answer within {0:?}")]
     Timeout(Duration),
 
+    /// The Redis store was created outside a Tokio runtime.
+    #[error("the Redis rate-limit store must be created inside a Tokio runtime")]
+    NoRuntime,
+
     /// Too many decisions are already waiting for the store.
     #[error("rate-limit store is overloaded")]
     Overloaded,

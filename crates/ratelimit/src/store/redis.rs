@@ -88,6 +88,7 @@ impl RedisStore {
     ///
     /// Must be called inside a Tokio runtime (it spawns the coalescing task).
     pub fn connect_lazy(config: &RedisConfig) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let client = Client::open(config.url.as_str())?;
         let manager = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_millis(500)))
@@ -101,7 +102,7 @@ impl RedisStore {
         let script = Script::new(include_str!("check.lua"));
         let queue = config.coalesce.then(|| {
             let (tx, rx) = mpsc::channel(QUEUE);
-            tokio::spawn(coalesce(rx, conn.clone(), script.clone()));
+            runtime.spawn(coalesce(rx, conn.clone(), script.clone()));
             tx
         });
         Ok(Self {

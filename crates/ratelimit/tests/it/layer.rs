@@ -254,3 +254,13 @@ async fn two_instances_sharing_redis_enforce_one_limit() {
         ]
     );
 }
+
+#[test]
+fn building_a_redis_layer_outside_a_runtime_is_an_error_not_a_panic() {
+    let result =
+        RateLimitLayer::from_config(RateLimitConfig::defaults(), Some("redis://127.0.0.1:1"));
+    assert!(
+        matches!(result, Err(basis_ratelimit::Error::NoRuntime)),
+        "{result:?}"
+    );
+}
