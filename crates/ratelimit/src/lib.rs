@@ -18,15 +18,23 @@
 //! # async fn run() -> Result<(), basis_ratelimit::Error> {
 //! use basis_ratelimit::{RateLimitConfig, RateLimitLayer};
 //!
-//! // File from --rate-limit-config / BASIS_RATE_LIMIT_CONFIG (None = built-in defaults),
-//! // BASIS_RATE_LIMITS=off switch, REDIS_URL (None = in-memory).
-//! let config = RateLimitConfig::load(None, std::env::var("BASIS_RATE_LIMITS").ok().as_deref())?;
+//! // The rule file from --rate-limit-config / BASIS_RATE_LIMIT_CONFIG (None: the built-in
+//! // rules), then the BASIS_RATE_LIMITS switch (`off` disables every rule).
+//! let path: Option<std::path::PathBuf> = std::env::var_os("BASIS_RATE_LIMIT_CONFIG").map(Into::into);
+//! let switch = std::env::var("BASIS_RATE_LIMITS").ok();
+//! let config = RateLimitConfig::load(path.as_deref(), switch.as_deref())?;
+//! // REDIS_URL set: limits shared through Redis; unset: in this process.
 //! let layer = RateLimitLayer::from_config(config, std::env::var("REDIS_URL").ok().as_deref())?;
 //! let app: axum::Router = axum::Router::new().layer(layer);
-//! // Serve with `app.into_make_service_with_connect_info::<std::net::SocketAddr>()`
-//! // so the layer sees the peer address.
+//! // Serve with `app.into_make_service_with_connect_info::<std::net::SocketAddr>()` so the
+//! // layer sees the peer address. A layer that identifies the caller and inserts a
+//! // `RateLimitSubject` extension must run before this one (i.e. be added after it).
 //! # Ok(()) }
 //! ```
+//!
+//! Without a `RateLimitSubject` every rule keys by client IP (IPv6 by /64). Idle in-memory
+//! keys are swept when a shard fills up; a server may also call
+//! `layer.limiter().purge_idle()` from a periodic task.
 //!
 //! The algorithms compared, with measured figures: `docs/ratelimit.md`.
 
