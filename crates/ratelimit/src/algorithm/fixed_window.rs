@@ -1,6 +1,6 @@
 //! Fixed window counter: one counter per aligned window `[k·period, (k+1)·period)`.
 //!
-//! **Memory per key:** 16 bytes (window number and count); in Redis one integer.
+//! **Memory per key:** 16 bytes (window number and count); in Redis one string `"window count"`.
 //!
 //! **Accuracy at window edges:** within each aligned window at most `limit` units pass,
 //! but a client can spend a full quota at the end of one window and another at the start

@@ -2,7 +2,7 @@
 //!
 //! | algorithm | state per key | worst case in any window of one period |
 //! |---|---|---|
-//! | [`Algorithm::TokenBucket`] | 24 bytes | `limit` burst, then `limit` per period: ≤ 2 × limit |
+//! | [`Algorithm::TokenBucket`] | 32 bytes | `limit` burst, then `limit` per period: ≤ 2 × limit |
 //! | [`Algorithm::Gcra`] | 8 bytes | the same as the token bucket (it is the same shape) |
 //! | [`Algorithm::FixedWindow`] | 16 bytes | 2 × limit across a window boundary |
 //! | [`Algorithm::SlidingLog`] | 16 bytes per admitted request (≤ limit) | exactly limit |
@@ -250,5 +250,20 @@ pub(crate) fn div_ceil(a: u128, b: u128) -> u128 {
     match (u64::try_from(a), u64::try_from(b)) {
         (Ok(a), Ok(b)) => u128::from(a.div_ceil(b)),
         _ => a.div_ceil(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_sizes_match_the_docs() {
+        assert_eq!(size_of::<TokenBucketState>(), 32);
+        assert_eq!(size_of::<GcraState>(), 8);
+        assert_eq!(size_of::<FixedWindowState>(), 16);
+        assert_eq!(size_of::<SlidingCounterState>(), 24);
+        // The log's fixed part; each admitted request adds a 16-byte entry.
+        assert_eq!(size_of::<(Nanos, u64)>(), 16);
     }
 }

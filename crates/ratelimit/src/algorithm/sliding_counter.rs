@@ -6,7 +6,7 @@
 //! when `current + c + previous × (period − e) / period ≤ limit`, evaluated exactly in
 //! integers.
 //!
-//! **Memory per key:** 24 bytes (window number and two counts); in Redis two integers.
+//! **Memory per key:** 24 bytes (window number and two counts); in Redis one string of the three.
 //!
 //! **Accuracy at window edges:** it assumes the previous window's requests were spread
 //! evenly. In the window `(t − period, t]`, with `t` a fraction `f` into its fixed window,

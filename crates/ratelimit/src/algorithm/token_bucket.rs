@@ -1,6 +1,6 @@
 //! Token bucket: `limit` tokens, refilled continuously at `limit` tokens per period.
 //!
-//! **Memory per key:** 24 bytes (a 128-bit token level and the last refill time).
+//! **Memory per key:** 32 bytes (a 128-bit token level, the last refill time, padding).
 //!
 //! **Accuracy at window edges:** there are no windows; a full bucket admits a burst of
 //! `limit` at once and then `limit` per period. In any interval of length `d` it admits
