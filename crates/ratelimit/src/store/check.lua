@@ -1,8 +1,10 @@
 -- basis-ratelimit: decide several rules atomically, on the Redis server's clock.
 --
 -- KEYS     the state key of every rule, in order
--- ARGV     the number of groups, then per group: its rule count and, per rule, four
---          numbers: algorithm (1..5), limit, period (µs), cost
+-- ARGV     the time in µs (0: the server's TIME, as production always sends; tests pin it
+--          to compare this script with the Rust algorithms), the number of groups, then
+--          per group: its rule count and, per rule, four numbers: algorithm (1..5), limit,
+--          period (µs), cost
 -- returns  four integers per rule: allowed (0|1), remaining, reset (µs), retry after (µs)
 --
 -- A group is one decision: the rules of one request for one subject. With several rules
@@ -12,8 +14,11 @@
 -- algorithm mirrors its Rust twin in src/algorithm/. State other than the log is one
 -- string of numbers written with SET … PX, so a decision is TIME + GET + SET.
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = tonumber(ARGV[1])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local floor, ceil, max, min = math.floor, math.ceil, math.max, math.min
 
 -- Lua 5.1 turns large numbers into "1e+15" when converting to strings: format by hand.
@@ -159,11 +164,11 @@ local function emit(ok, remaining, reset, retry)
   out[#out + 1] = retry
 end
 
--- ARGV[1] is the number of groups (decisions); each group is its rule count n followed by
+-- ARGV[2] is the number of groups (decisions); each group is its rule count n followed by
 -- 4 numbers per rule, and owns the next n KEYS. Groups are decided one after the other,
 -- each all or nothing: several rules are looked at first and committed only if all allow.
-local k, a = 1, 2
-for _ = 1, tonumber(ARGV[1]) do
+local k, a = 1, 3
+for _ = 1, tonumber(ARGV[2]) do
   local n = tonumber(ARGV[a])
   a = a + 1
   if n == 1 then

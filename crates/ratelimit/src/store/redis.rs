@@ -33,6 +33,8 @@ use super::{Check, Store};
 use crate::algorithm::{Algorithm, Decision};
 use crate::error::Error;
 
+/// The script's `now` argument meaning "read Redis's clock".
+const SERVER_TIME: u64 = 0;
 /// Most decisions coalesced into one script call.
 const MAX_BATCH: usize = 128;
 /// Decisions that may wait for the coalescing task before callers are refused.
@@ -164,13 +166,13 @@ impl RedisStore {
         }
         let mut conn = self.conn.clone();
         if let [group] = groups.as_slice() {
-            let cmd = evalsha(&self.script, [group]);
+            let cmd = evalsha(&self.script, SERVER_TIME, [group]);
             return Ok(query(&mut conn, &self.script, &cmd).await?);
         }
         // Cluster: one call per subject (slot), all in one pipelined round trip.
         let mut pipe = Pipeline::with_capacity(groups.len());
         for group in &groups {
-            pipe.add_command(evalsha(&self.script, [group]));
+            pipe.add_command(evalsha(&self.script, SERVER_TIME, [group]));
         }
         let replies: Vec<Vec<i64>> = query(&mut conn, &self.script, &pipe).await?;
         Ok(replies.concat())
@@ -192,7 +194,7 @@ async fn coalesce(mut rx: mpsc::Receiver<Job>, mut conn: ConnectionManager, scri
         if jobs.is_empty() {
             continue;
         }
-        let cmd = evalsha(&script, jobs.iter().flat_map(|j| &j.groups));
+        let cmd = evalsha(&script, SERVER_TIME, jobs.iter().flat_map(|j| &j.groups));
         let result: Result<Vec<i64>, RedisError> = query(&mut conn, &script, &cmd).await;
         match result {
             Ok(all) => {
@@ -215,7 +217,13 @@ async fn coalesce(mut rx: mpsc::Receiver<Job>, mut conn: ConnectionManager, scri
 
 /// One `EVALSHA` deciding `groups`, built as a single command buffer (cheaper than a
 /// `ScriptInvocation`, which allocates every argument separately).
-fn evalsha<'g>(script: &Script, groups: impl IntoIterator<Item = &'g Group> + Clone) -> Cmd {
+/// `now_us` is 0 (Redis's own `TIME`) except in the tests that compare the script with
+/// the Rust algorithms at pinned times.
+fn evalsha<'g>(
+    script: &Script,
+    now_us: u64,
+    groups: impl IntoIterator<Item = &'g Group> + Clone,
+) -> Cmd {
     let (count, keys) = groups
         .clone()
         .into_iter()
@@ -225,7 +233,7 @@ fn evalsha<'g>(script: &Script, groups: impl IntoIterator<Item = &'g Group> + Cl
     for group in groups.clone() {
         cmd.arg(&group.keys);
     }
-    cmd.arg(count);
+    cmd.arg(now_us).arg(count);
     for group in groups {
         cmd.arg(group.keys.len()).arg(&group.args);
     }
@@ -335,3 +343,7 @@ fn algorithm_id(a: Algorithm) -> u64 {
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+#[path = "redis_twin_tests.rs"]
+mod twin_tests;
