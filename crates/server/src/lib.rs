@@ -50,7 +50,7 @@ use crate::links::clicks::ClickRecorder;
 use crate::links::code::CodeBook;
 use crate::links::input::UrlPolicy;
 use crate::passwords::Passwords;
-use crate::state::AppState;
+use crate::state::{AppServices, AppState};
 
 /// Ids leased per round trip to the database.
 const ID_BLOCK_SIZE: u32 = 1000;
@@ -166,7 +166,7 @@ impl Server {
             None => Default::default(),
         };
 
-        let state = AppState {
+        let state = AppState::new(AppServices {
             ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
             codes: Arc::new(CodeBook::new(code_key)),
             url_policy: Arc::new(UrlPolicy {
@@ -186,7 +186,7 @@ impl Server {
             metrics: prometheus(),
             clock,
             store,
-        };
+        });
         let router = app(state.clone(), &config)?;
         Ok(Self {
             listener,

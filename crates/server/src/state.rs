@@ -14,9 +14,29 @@ use crate::links::code::CodeBook;
 use crate::links::input::UrlPolicy;
 use crate::passwords::Passwords;
 
-/// Shared application state (every field is an `Arc` or a handle, so cloning is cheap).
+/// Shared application state. Handlers receive a clone per request, so it is one `Arc`:
+/// cloning costs a single atomic increment however many services it holds.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppServices>);
+
+impl AppState {
+    /// Shares `services` between all handlers.
+    pub fn new(services: AppServices) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppServices;
+
+    fn deref(&self) -> &AppServices {
+        &self.0
+    }
+}
+
+/// The long-lived services behind [`AppState`].
+#[derive(Debug)]
+pub struct AppServices {
     /// The database.
     pub store: Store,
     /// The source of the current time.
@@ -41,7 +61,7 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
 }
 
-impl AppState {
+impl AppServices {
     /// The public URL of a short code.
     pub fn short_url(&self, code: &str) -> String {
         format!("{}/{code}", self.base_url)

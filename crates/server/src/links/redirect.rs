@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
@@ -54,21 +54,14 @@ const PASSWORD_HEADER: &str = "x-link-password";
 )]
 pub async fn follow(
     State(state): State<AppState>,
-    method: Method,
     Path(code): Path<String>,
-    headers: HeaderMap,
+    request: Request,
 ) -> ApiResult<Response> {
+    // The request is taken whole rather than as a cloned `HeaderMap`: this is the hot path.
     let link = find(&state, &code).await?;
-    let offered = offered_password(&headers);
-    respond(
-        &state,
-        &link,
-        offered,
-        &headers,
-        method != Method::HEAD,
-        None,
-    )
-    .await
+    let headers = request.headers();
+    let count = request.method() != Method::HEAD;
+    respond(&state, &link, offered_password(headers), headers, count, None).await
 }
 
 /// The password form a browser posts to a protected link.

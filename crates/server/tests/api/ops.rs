@@ -96,3 +96,17 @@ async fn the_openapi_document_describes_every_route(engine: Engine) {
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
 }
+
+/// A request that outlives the configured timeout is answered 503 and stores nothing.
+#[tokio::test]
+async fn a_request_over_the_time_limit_is_503() {
+    // Hashing a link password takes tens of milliseconds, far over a 1 ms limit.
+    let app = TestApp::spawn_with(&Engine::Sqlite, |c| c.request_timeout_ms = 1).await;
+    let response = app
+        .shorten(json!({"longUrl": "https://example.com/", "customAlias": "slow", "password": "a long password"}))
+        .await;
+    let problem = assert_problem(response, 503).await;
+    assert!(problem["detail"].as_str().unwrap().contains("too long"));
+    let stored = basis_store::links::find_by_code(&app.state.store, "slow").await.unwrap();
+    assert!(stored.is_none(), "the cut-off request stored nothing");
+}
