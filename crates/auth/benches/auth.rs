@@ -7,13 +7,11 @@ use basis_auth::role::Role;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn jwt(c: &mut Criterion) {
-    let keys = KeySet::parse(
-        &KeySet::generate_spec("k1"),
-        "https://basis.test",
-        "basis",
-    )
-    .expect("a key set");
-    let (token, claims) = keys.issue("0123456789abcdef", Role::User, 1_000).expect("a token");
+    let keys = KeySet::parse(&KeySet::generate_spec("k1"), "https://basis.test", "basis")
+        .expect("a key set");
+    let (token, claims) = keys
+        .issue("0123456789abcdef", Role::User, 1_000)
+        .expect("a token");
     c.bench_function("jwt_verify_hs256", |b| {
         b.iter(|| keys.verify(std::hint::black_box(&token), claims.iat + 1))
     });

@@ -84,9 +84,9 @@ impl KeySet {
     pub fn parse(spec: &str, issuer: &str, audience: &str) -> Result<Self> {
         let mut keys = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (kid, secret) = entry
-                .split_once(':')
-                .ok_or_else(|| Error::Config("a JWT key must be written kid:base64secret".into()))?;
+            let (kid, secret) = entry.split_once(':').ok_or_else(|| {
+                Error::Config("a JWT key must be written kid:base64secret".into())
+            })?;
             let secret = STANDARD
                 .decode(secret.trim())
                 .map_err(|_| Error::Config(format!("the JWT key {kid:?} is not base64")))?;

@@ -122,7 +122,9 @@ mod tests {
     #[test]
     fn the_cookie_has_the_host_prefix_attributes() {
         let cookie = SessionPolicy::default().set_cookie("abc");
-        assert!(cookie.starts_with("__Host-basis_session=abc; Path=/; Secure; HttpOnly; SameSite=Lax"));
+        assert!(
+            cookie.starts_with("__Host-basis_session=abc; Path=/; Secure; HttpOnly; SameSite=Lax")
+        );
         assert!(!cookie.contains("Domain"));
         assert_eq!(
             session_id_from_cookies("a=b; __Host-basis_session=xyz; c=d"),
@@ -134,7 +136,10 @@ mod tests {
     #[test]
     fn csrf_needs_the_token_and_our_origin() {
         assert_eq!(check_csrf("t", Some("t"), Some(ME), None, ME), Ok(()));
-        assert_eq!(check_csrf("t", Some("t"), None, Some("same-origin"), ME), Ok(()));
+        assert_eq!(
+            check_csrf("t", Some("t"), None, Some("same-origin"), ME),
+            Ok(())
+        );
         assert_eq!(check_csrf("t", Some("t"), None, None, ME), Ok(()));
         assert_eq!(
             check_csrf("t", None, Some(ME), None, ME),

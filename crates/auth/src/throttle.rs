@@ -48,8 +48,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// comes from the server's clock.
 pub trait Throttle: Send + Sync + fmt::Debug + 'static {
     /// Counts one attempt of `action` by `subject` and decides.
-    fn attempt<'a>(&'a self, action: Action, subject: &'a str, now_ms: i64)
-    -> BoxFuture<'a, Verdict>;
+    fn attempt<'a>(
+        &'a self,
+        action: Action,
+        subject: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Verdict>;
 }
 
 /// An in-memory fixed window per (action, subject), bounded in size.

@@ -216,10 +216,12 @@ impl IntoResponse for ApiError {
                 retry_after,
                 detail,
             } => {
-                let mut body = serde_json::to_value(problem(StatusCode::TOO_MANY_REQUESTS).detail(detail))
-                    .unwrap_or_default();
+                let mut body =
+                    serde_json::to_value(problem(StatusCode::TOO_MANY_REQUESTS).detail(detail))
+                        .unwrap_or_default();
                 body["retryAfter"] = retry_after.into();
-                let mut response = (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
+                let mut response =
+                    (StatusCode::TOO_MANY_REQUESTS, body.to_string()).into_response();
                 let headers = response.headers_mut();
                 headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));

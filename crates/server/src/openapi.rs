@@ -7,9 +7,9 @@ use utoipa::OpenApi;
 
 use crate::error::{FieldError, Problem};
 use crate::links;
-use crate::{admin, auth, users};
 use crate::ops;
 use crate::state::AppState;
+use crate::{admin, auth, users};
 
 /// The API description, assembled from the handlers' annotations.
 #[derive(Debug, OpenApi)]

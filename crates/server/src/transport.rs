@@ -54,7 +54,9 @@ impl TransportConfig {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
-        let certs = read_pem(cert, |r| rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>())?;
+        let certs = read_pem(cert, |r| {
+            rustls_pemfile::certs(r).collect::<Result<Vec<_>, _>>()
+        })?;
         let key = read_pem(key, rustls_pemfile::private_key)?
             .with_context(|| format!("no private key in {}", key.display()))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -73,12 +75,18 @@ impl TransportConfig {
             return Ok(None);
         }
         let mut origins = Vec::new();
-        for origin in self.cors_origins.iter().map(|o| o.trim().trim_end_matches('/')) {
+        for origin in self
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/'))
+        {
             let parsed = url::Url::parse(origin)
                 .ok()
                 .filter(|u| origin != "*" && u.origin().ascii_serialization() == origin);
             let Some(_) = parsed else {
-                anyhow::bail!("CORS origin {origin:?} must be a scheme://host[:port] origin; `*` is never allowed with credentials");
+                anyhow::bail!(
+                    "CORS origin {origin:?} must be a scheme://host[:port] origin; `*` is never allowed with credentials"
+                );
             };
             origins.push(HeaderValue::from_str(origin)?);
         }
@@ -86,7 +94,13 @@ impl TransportConfig {
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_credentials(true)
-                .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PATCH, Method::DELETE])
+                .allow_methods([
+                    Method::GET,
+                    Method::HEAD,
+                    Method::POST,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
                 .allow_headers([
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,
@@ -108,8 +122,8 @@ fn read_pem<T>(
     path: &Path,
     parse: impl FnOnce(&mut dyn std::io::BufRead) -> std::io::Result<T>,
 ) -> anyhow::Result<T> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse(&mut std::io::BufReader::new(file))
         .with_context(|| format!("{} is not valid PEM", path.display()))
 }
@@ -183,7 +197,9 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             let _ = ready.send((tls, peer)).await;
                         }
-                        Ok(Err(err)) => tracing::debug!(%peer, error = %err, "TLS handshake failed"),
+                        Ok(Err(err)) => {
+                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
+                        }
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 });

@@ -79,7 +79,9 @@ pub async fn list(
     let limit = page.limit()?;
     let before = match page.cursor.as_deref() {
         None => i64::MAX,
-        Some(c) => c.parse().map_err(|_| ApiError::field("cursor", "is not a cursor from this list"))?,
+        Some(c) => c
+            .parse()
+            .map_err(|_| ApiError::field("cursor", "is not a cursor from this list"))?,
     };
     let mut rows = on_pool!(state.store, read, pool => {
         sqlx::query_as::<_, Row>(
@@ -103,5 +105,9 @@ pub async fn list(
             detail: r.detail,
         })
         .collect();
-    Ok(list_response("/admin/audit", limit, List { items, next_cursor }))
+    Ok(list_response(
+        "/admin/audit",
+        limit,
+        List { items, next_cursor },
+    ))
 }

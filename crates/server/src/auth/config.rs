@@ -12,7 +12,12 @@ use crate::config::Environment;
 pub struct AuthConfig {
     /// JWT signing keys, `kid:base64secret[,kid:base64secret…]` (first signs, all verify).
     /// Development generates one in the data directory when neither this nor the file is set.
-    #[arg(long = "jwt-keys", env = "BASIS_JWT_KEYS", hide_env_values = true, hide = true)]
+    #[arg(
+        long = "jwt-keys",
+        env = "BASIS_JWT_KEYS",
+        hide_env_values = true,
+        hide = true
+    )]
     pub jwt_keys: Option<String>,
 
     /// A file holding the JWT signing keys (same format as `BASIS_JWT_KEYS`).
@@ -28,7 +33,11 @@ pub struct AuthConfig {
     pub smtp_url: Option<String>,
 
     /// The sender of outgoing mail.
-    #[arg(long, env = "BASIS_MAIL_FROM", default_value = "Basis <no-reply@localhost>")]
+    #[arg(
+        long,
+        env = "BASIS_MAIL_FROM",
+        default_value = "Basis <no-reply@localhost>"
+    )]
     pub mail_from: String,
 
     /// The OpenID provider's issuer URL (enables `/auth/oidc/*`).
@@ -40,7 +49,12 @@ pub struct AuthConfig {
     pub oidc_client_id: Option<String>,
 
     /// Our client secret at the OpenID provider.
-    #[arg(long, env = "BASIS_OIDC_CLIENT_SECRET", hide_env_values = true, hide = true)]
+    #[arg(
+        long,
+        env = "BASIS_OIDC_CLIENT_SECRET",
+        hide_env_values = true,
+        hide = true
+    )]
     pub oidc_client_secret: Option<String>,
 
     /// A file holding the OIDC client secret.
@@ -56,7 +70,11 @@ pub struct AuthConfig {
 impl AuthConfig {
     /// The JWT key spec: the variable, the file, or (development only) a key generated
     /// once and kept in `data_dir/secrets/jwt-keys` with mode 0600.
-    pub fn jwt_key_spec(&self, environment: Environment, data_dir: &Path) -> anyhow::Result<String> {
+    pub fn jwt_key_spec(
+        &self,
+        environment: Environment,
+        data_dir: &Path,
+    ) -> anyhow::Result<String> {
         if let Some(spec) = self.jwt_keys.as_deref().filter(|s| !s.trim().is_empty()) {
             return Ok(spec.to_owned());
         }
@@ -99,8 +117,7 @@ fn read_secret(path: &Path) -> anyhow::Result<String> {
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

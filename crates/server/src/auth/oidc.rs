@@ -56,7 +56,12 @@ async fn provider(state: &AppState) -> ApiResult<&Provider> {
     identity
         .oidc
         .get_or_try_init(|| {
-            Provider::discover(issuer, client_id, identity.oidc_secret.as_deref(), &callback)
+            Provider::discover(
+                issuer,
+                client_id,
+                identity.oidc_secret.as_deref(),
+                &callback,
+            )
         })
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))
@@ -92,8 +97,15 @@ pub async fn start(
 ) -> ApiResult<Response> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let redirect = query.redirect.unwrap_or_else(|| "/".into());
-    if !redirect_allowed(&redirect, &state.base_url, &state.identity.config.oidc_redirect_allowlist) {
-        return Err(ApiError::field("redirect", "is not an allowed redirect target"));
+    if !redirect_allowed(
+        &redirect,
+        &state.base_url,
+        &state.identity.config.oidc_redirect_allowlist,
+    ) {
+        return Err(ApiError::field(
+            "redirect",
+            "is not an allowed redirect target",
+        ));
     }
     let provider = provider(&state).await?;
     let (url, pending) = provider.begin(query.login_hint.as_deref());
@@ -107,7 +119,14 @@ pub async fn start(
     })
     .map_err(basis_store::Error::from)?;
     let location = HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(e.into()))?;
-    Ok((StatusCode::FOUND, [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))]).into_response())
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, location),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+    )
+        .into_response())
 }
 
 /// Finishes a login: checks state, code and ID token, signs the user in.
@@ -140,7 +159,10 @@ pub async fn callback(
     })
     .map_err(basis_store::Error::from)?;
     let Some((nonce, pkce_verifier, redirect_to, expires_at)) = row else {
-        return Err(ApiError::field("state", "is unknown or was already used; start again"));
+        return Err(ApiError::field(
+            "state",
+            "is unknown or was already used; start again",
+        ));
     };
     if state.clock.now_ms() >= expires_at {
         return Err(ApiError::field("state", "has expired; start again"));
@@ -181,14 +203,18 @@ async fn link_account(state: &AppState, who: &OidcIdentity) -> ApiResult<UserRow
             .bind(&who.issuer).bind(&who.subject).fetch_optional(pool).await
     })
     .map_err(basis_store::Error::from)?;
-    if let Some(id) = linked {
-        if let Some(user) = repo::find(&state.store, &id).await? {
-            return Ok(user);
-        }
+    if let Some(id) = linked
+        && let Some(user) = repo::find(&state.store, &id).await?
+    {
+        return Ok(user);
     }
-    let email = who.email.as_deref().and_then(normalise_email).ok_or_else(|| {
-        ApiError::Unprocessable("the provider did not share an email address".into())
-    })?;
+    let email = who
+        .email
+        .as_deref()
+        .and_then(normalise_email)
+        .ok_or_else(|| {
+            ApiError::Unprocessable("the provider did not share an email address".into())
+        })?;
     let user = match repo::find_by_email(&state.store, &email).await? {
         Some(user) if who.email_verified => user,
         Some(_) => {
@@ -228,16 +254,31 @@ mod tests {
 
     #[test]
     fn only_local_paths_and_allow_listed_origins_are_redirect_targets() {
-        let allow = vec!["https://app.example.com".to_owned(), "https://docs.example.com/basis/".to_owned()];
+        let allow = vec![
+            "https://app.example.com".to_owned(),
+            "https://docs.example.com/basis/".to_owned(),
+        ];
         let me = "https://basis.test";
         assert!(redirect_allowed("/dashboard", me, &allow));
         assert!(!redirect_allowed("//evil.test/x", me, &allow));
         assert!(!redirect_allowed("/\\evil.test", me, &allow));
         assert!(redirect_allowed("https://basis.test/x", me, &allow));
         assert!(redirect_allowed("https://app.example.com/home", me, &allow));
-        assert!(redirect_allowed("https://docs.example.com/basis/page", me, &allow));
-        assert!(!redirect_allowed("https://docs.example.com/other", me, &allow));
-        assert!(!redirect_allowed("https://app.example.com.evil.test/", me, &allow));
+        assert!(redirect_allowed(
+            "https://docs.example.com/basis/page",
+            me,
+            &allow
+        ));
+        assert!(!redirect_allowed(
+            "https://docs.example.com/other",
+            me,
+            &allow
+        ));
+        assert!(!redirect_allowed(
+            "https://app.example.com.evil.test/",
+            me,
+            &allow
+        ));
         assert!(!redirect_allowed("javascript:alert(1)", me, &allow));
     }
 }

@@ -72,7 +72,14 @@ pub async fn request(
             .execute(pool).await.map(drop)
         })
         .map_err(basis_store::Error::from)?;
-        audit::record(&state, "password_reset.requested", Some(&user.id), &ip, None).await;
+        audit::record(
+            &state,
+            "password_reset.requested",
+            Some(&user.id),
+            &ip,
+            None,
+        )
+        .await;
         let body = format!(
             "Someone asked to reset the password of your Basis account.\n\n\
              To choose a new password, use this token within one hour:\n\n{token}\n\n\
@@ -83,7 +90,10 @@ pub async fn request(
         match state.identity.mailer.clone() {
             Some(mailer) => {
                 tokio::spawn(async move {
-                    if let Err(err) = mailer.send(&user.email, "Reset your Basis password", body).await {
+                    if let Err(err) = mailer
+                        .send(&user.email, "Reset your Basis password", body)
+                        .await
+                    {
                         tracing::error!(error = %err, user = %user.id, "the reset mail was not sent");
                     }
                 });
@@ -95,7 +105,10 @@ pub async fn request(
 }
 
 fn invalid_token() -> ApiError {
-    ApiError::field("token", "is invalid, used or expired; ask for a new reset mail")
+    ApiError::field(
+        "token",
+        "is invalid, used or expired; ask for a new reset mail",
+    )
 }
 
 /// Sets a new password with a reset token; the token is spent and every session and

@@ -114,7 +114,14 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let user = check_password(&state, &ip, credentials).await?;
     let (cookie, csrf_token) = start(&state, &user.id).await?;
-    audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("session")).await;
+    audit::record(
+        &state,
+        "login.succeeded",
+        Some(&user.id),
+        &ip,
+        Some("session"),
+    )
+    .await;
     let mut response = super::tokens::no_store(
         StatusCode::CREATED,
         SessionView {

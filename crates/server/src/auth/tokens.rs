@@ -21,8 +21,8 @@ use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use crate::users::repo::{self, UserRow};
 use crate::users::UserView;
+use crate::users::repo::{self, UserRow};
 
 /// An email and password.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -87,7 +87,11 @@ pub async fn check_password(
     }
     let email = normalise_email(&credentials.email).unwrap_or_default();
     let subject = format!("{email}|{}", ip.text());
-    if let Err(err) = state.identity.throttle(state, Action::Login, &subject).await {
+    if let Err(err) = state
+        .identity
+        .throttle(state, Action::Login, &subject)
+        .await
+    {
         audit::record(state, "login.throttled", None, ip, Some(&email)).await;
         return Err(err);
     }
@@ -125,7 +129,14 @@ pub async fn login(
     let user = check_password(&state, &ip, credentials).await?;
     let role = parse_role(&user.role)?;
     let pair = issue_pair(&state, &user.id, role, None).await?;
-    audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("token")).await;
+    audit::record(
+        &state,
+        "login.succeeded",
+        Some(&user.id),
+        &ip,
+        Some("token"),
+    )
+    .await;
     Ok(no_store(StatusCode::OK, pair))
 }
 
@@ -177,7 +188,11 @@ pub async fn issue_pair(
 
 /// Spends a live refresh token, returning `(family, user)`; `None` if it is not live.
 /// One atomic statement, so of two concurrent refreshes with one token only one wins.
-async fn spend(store: &Store, hash: &str, now: i64) -> basis_store::Result<Option<(String, String)>> {
+async fn spend(
+    store: &Store,
+    hash: &str,
+    now: i64,
+) -> basis_store::Result<Option<(String, String)>> {
     Ok(on_pool!(store, write, pool => {
         sqlx::query_as::<_, (String, String)>(
             "UPDATE refresh_tokens SET spent_at = $2 \

@@ -147,13 +147,13 @@ pub async fn create(
     let expires_at = check_expiry(body.expires_at, now, &mut errors);
     let max_clicks = check_max_clicks(body.max_clicks, &mut errors);
     let redirect_type = check_redirect_type(body.redirect_type, &mut errors);
-    if let Some(password) = &body.password {
-        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-            errors.push(FieldError::new(
-                "password",
-                format!("must be 1 to {MAX_PASSWORD_BYTES} bytes"),
-            ));
-        }
+    if let Some(password) = &body.password
+        && (password.is_empty() || password.len() > MAX_PASSWORD_BYTES)
+    {
+        errors.push(FieldError::new(
+            "password",
+            format!("must be 1 to {MAX_PASSWORD_BYTES} bytes"),
+        ));
     }
     let plain = body.custom_alias.is_none()
         && body.password.is_none()
@@ -172,15 +172,12 @@ pub async fn create(
 
     let owner_id = caller.user_id().map(str::to_owned);
     let url_hash = plain.then(|| long_url.hash());
-    if let (true, Some(hash)) = (body.reuse, url_hash) {
-        if let Some(row) =
+    if let (true, Some(hash)) = (body.reuse, url_hash)
+        && let Some(row) =
             links::find_reusable(&state.store, hash, long_url.as_str(), owner_id.as_deref()).await?
-        {
-            let unflushed = state.clicks.unflushed_humans(row.id);
-            return Ok(
-                (StatusCode::OK, Json(LinkView::new(&state, &row, unflushed))).into_response(),
-            );
-        }
+    {
+        let unflushed = state.clicks.unflushed_humans(row.id);
+        return Ok((StatusCode::OK, Json(LinkView::new(&state, &row, unflushed))).into_response());
     }
     let password_hash = match body.password {
         Some(password) => Some(state.passwords.hash(password).await?),
@@ -486,7 +483,7 @@ pub async fn stats(
         }
     }
     per_day.retain(|(day, _, _)| *day > today - days);
-    per_day.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    per_day.sort_unstable_by_key(|entry| std::cmp::Reverse(entry.0));
 
     let mut referrers = stored.referrers;
     for (host, n) in pending.referrers {

@@ -114,10 +114,10 @@ impl UrlPolicy {
                 "points at this service's own short links, which would redirect in a loop".into(),
             );
         }
-        if let Host::Domain(domain) = host {
-            if self.is_blocked(domain) {
-                return Err(format!("points at a blocked host ({domain})"));
-            }
+        if let Host::Domain(domain) = host
+            && self.is_blocked(domain)
+        {
+            return Err(format!("points at a blocked host ({domain})"));
         }
         // The normalised form can grow (punycode, percent-encoding): check it again.
         if url.as_str().len() > self.max_len {

@@ -59,7 +59,10 @@ pub struct ChangePassword {
 fn check_name(name: &str, errors: &mut Vec<FieldError>) -> String {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.push(FieldError::new("name", "must be 1 to 100 printable characters"));
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 100 printable characters",
+        ));
     }
     name.to_owned()
 }
@@ -137,13 +140,18 @@ pub async fn insert_user(
 }
 
 async fn load(state: &AppState, id: &str) -> ApiResult<UserRow> {
-    repo::find(&state.store, id).await?.ok_or(ApiError::NotFound)
+    repo::find(&state.store, id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 /// The public view of an account.
 #[utoipa::path(get, path = "/users/{id}", tag = "users",
     responses((status = 200, body = UserView), (status = 404)))]
-pub async fn read(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<UserView>> {
+pub async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<UserView>> {
     Ok(Json(UserView::from(&load(&state, &id).await?)))
 }
 
@@ -182,7 +190,10 @@ pub async fn update(
     }
     if let Some(settings) = &change.settings {
         if !settings.is_object() || settings.to_string().len() > 16 * 1024 {
-            errors.push(FieldError::new("settings", "must be a JSON object of at most 16 KiB"));
+            errors.push(FieldError::new(
+                "settings",
+                "must be a JSON object of at most 16 KiB",
+            ));
         }
         user.settings = settings.to_string();
     }
@@ -205,7 +216,9 @@ pub async fn update(
         Ok(true) => {}
         Ok(false) => return Err(ApiError::NotFound),
         Err(basis_store::Error::Conflict(_)) => {
-            return Err(ApiError::Conflict("an account with this email exists".into()));
+            return Err(ApiError::Conflict(
+                "an account with this email exists".into(),
+            ));
         }
         Err(other) => return Err(other.into()),
     }
@@ -233,7 +246,14 @@ pub async fn remove(
     for code in &codes {
         state.link_cache.invalidate(code);
     }
-    audit::record(&state, "user.deleted", Some(&id), &ip, Some(&format!("by {actor}"))).await;
+    audit::record(
+        &state,
+        "user.deleted",
+        Some(&id),
+        &ip,
+        Some(&format!("by {actor}")),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,10 +288,9 @@ pub struct List<T> {
 
 /// A list response with its `Link: <…>; rel="next"` header.
 pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
-    let link = list
-        .next_cursor
-        .as_ref()
-        .and_then(|c| HeaderValue::from_str(&format!("<{path}?limit={limit}&cursor={c}>; rel=\"next\"")).ok());
+    let link = list.next_cursor.as_ref().and_then(|c| {
+        HeaderValue::from_str(&format!("<{path}?limit={limit}&cursor={c}>; rel=\"next\"")).ok()
+    });
     let mut response = Json(list).into_response();
     if let Some(link) = link {
         response.headers_mut().insert(header::LINK, link);
@@ -320,9 +339,14 @@ pub async fn change_password(
     if principal.user_id == id && user.password_hash.is_some() {
         let current = body.current_password.unwrap_or_default();
         if current.len() > basis_auth::password::MAX_PASSWORD_BYTES
-            || !hasher.verify(user.password_hash.clone(), current).await?.matched
+            || !hasher
+                .verify(user.password_hash.clone(), current)
+                .await?
+                .matched
         {
-            return Err(ApiError::Forbidden("the current password is not correct".into()));
+            return Err(ApiError::Forbidden(
+                "the current password is not correct".into(),
+            ));
         }
     }
     let now = state.clock.now_ms();

@@ -122,7 +122,9 @@ pub async fn create(
     })
     .map_err(basis_store::Error::from)?;
     if live >= MAX_KEYS {
-        return Err(ApiError::Conflict(format!("at most {MAX_KEYS} live keys per account")));
+        return Err(ApiError::Conflict(format!(
+            "at most {MAX_KEYS} live keys per account"
+        )));
     }
     let key = new_api_key();
     let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();

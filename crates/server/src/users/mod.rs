@@ -1,8 +1,8 @@
 //! Accounts: sign-up, the public view, the owner's profile, changes, deletion, the admin
 //! list, password change and API keys.
 //!
-//! - [`api`]: `/users` and `/users/{id}` (+ `/profile`, `/password`).
-//! - [`keys`]: `/users/{id}/api-keys`.
+//! - [`api`]: `/users` and `/users/{id}` (and its `/profile` and `/password`).
+//! - [`keys`]: `/users/{id}/api-keys`, the API keys.
 //! - [`repo`]: the queries.
 
 use axum::Router;

@@ -3,8 +3,7 @@
 use basis_store::{Result, Store, on_pool};
 
 /// The columns every user query returns.
-const USER_COLUMNS: &str =
-    "id, email, name, password_hash, role, settings, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, name, password_hash, role, settings, created_at, updated_at";
 
 /// A stored account.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -72,8 +71,7 @@ pub async fn find_by_email(store: &Store, email: &str) -> Result<Option<UserRow>
 
 /// Up to `limit` users with ids after `after`, in id order.
 pub async fn list(store: &Store, after: &str, limit: i64) -> Result<Vec<UserRow>> {
-    let sql =
-        format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2");
     Ok(on_pool!(store, read, pool => {
         sqlx::query_as::<_, UserRow>(&sql).bind(after).bind(limit).fetch_all(pool).await
     })?)

@@ -24,7 +24,10 @@ on_both_engines!(
 async fn signing_up_returns_201_with_the_user_and_no_secret(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
     let response = app
-        .post_json("/users", json!({"email": "  Ada@Example.COM ", "password": PASSWORD, "name": "Ada"}))
+        .post_json(
+            "/users",
+            json!({"email": "  Ada@Example.COM ", "password": PASSWORD, "name": "Ada"}),
+        )
         .await;
     assert_eq!(response.status(), 201);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
@@ -38,7 +41,11 @@ async fn signing_up_returns_201_with_the_user_and_no_secret(engine: Engine) {
     // The email is normalised.
     let tokens = app.login_tokens("ada@example.com", PASSWORD).await;
     let profile: Value = app
-        .bearer(Method::GET, &format!("/users/{id}/profile"), tokens["accessToken"].as_str().unwrap())
+        .bearer(
+            Method::GET,
+            &format!("/users/{id}/profile"),
+            tokens["accessToken"].as_str().unwrap(),
+        )
         .send()
         .await
         .unwrap()
@@ -52,7 +59,10 @@ async fn a_taken_email_is_409_whatever_its_case(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
     app.sign_up("bob@example.com").await;
     let response = app
-        .post_json("/users", json!({"email": "BOB@example.com", "password": PASSWORD, "name": "Bob"}))
+        .post_json(
+            "/users",
+            json!({"email": "BOB@example.com", "password": PASSWORD, "name": "Bob"}),
+        )
         .await;
     assert_problem(response, 409).await;
 }
@@ -66,7 +76,10 @@ async fn weak_short_and_oversized_passwords_are_400(engine: Engine) {
         "x".repeat(10_000),
     ] {
         let response = app
-            .post_json("/users", json!({"email": "carol@example.com", "password": password, "name": "Carol"}))
+            .post_json(
+                "/users",
+                json!({"email": "carol@example.com", "password": password, "name": "Carol"}),
+            )
             .await;
         let body = assert_problem(response, 400).await;
         assert_eq!(body["errors"][0]["field"], "password", "{body}");
@@ -74,18 +87,37 @@ async fn weak_short_and_oversized_passwords_are_400(engine: Engine) {
     // 128+ characters and any Unicode are accepted.
     let long = "fjord ünïcødé lantern ".repeat(7);
     let response = app
-        .post_json("/users", json!({"email": "carol@example.com", "password": long, "name": "Carol"}))
+        .post_json(
+            "/users",
+            json!({"email": "carol@example.com", "password": long, "name": "Carol"}),
+        )
         .await;
     assert_eq!(response.status(), 201);
     // An oversized password at login is 400 before any hashing.
     let response = app
-        .post_json("/auth/login", json!({"email": "carol@example.com", "password": "y".repeat(5_000)}))
+        .post_json(
+            "/auth/login",
+            json!({"email": "carol@example.com", "password": "y".repeat(5_000)}),
+        )
         .await;
     assert_problem(response, 400).await;
-    let response = app.post_json("/users", json!({"email": "not-an-email", "password": PASSWORD, "name": ""})).await;
+    let response = app
+        .post_json(
+            "/users",
+            json!({"email": "not-an-email", "password": PASSWORD, "name": ""}),
+        )
+        .await;
     let body = assert_problem(response, 400).await;
-    let fields: Vec<_> = body["errors"].as_array().unwrap().iter().map(|e| e["field"].clone()).collect();
-    assert!(fields.contains(&json!("email")) && fields.contains(&json!("name")), "{body}");
+    let fields: Vec<_> = body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].clone())
+        .collect();
+    assert!(
+        fields.contains(&json!("email")) && fields.contains(&json!("name")),
+        "{body}"
+    );
 }
 
 async fn the_public_view_is_open_and_the_profile_is_for_the_owner_or_an_admin(engine: Engine) {
@@ -94,7 +126,12 @@ async fn the_public_view_is_open_and_the_profile_is_for_the_owner_or_an_admin(en
     let erin = app.account("erin@example.com").await;
     let admin = app.account_with_role("root@example.com", Role::Admin).await;
 
-    let public: Value = app.get(&format!("/users/{}", dave.id)).await.json().await.unwrap();
+    let public: Value = app
+        .get(&format!("/users/{}", dave.id))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(public["id"], dave.id.as_str());
     assert!(public.get("email").is_none());
     assert_problem(app.get("/users/0000").await, 404).await;
@@ -102,7 +139,11 @@ async fn the_public_view_is_open_and_the_profile_is_for_the_owner_or_an_admin(en
     let path = format!("/users/{}/profile", dave.id);
     assert_unauthorized(app.get(&path).await).await;
     // The guide's IDOR example: another user's profile is 403.
-    let response = app.bearer(Method::GET, &path, &erin.access).send().await.unwrap();
+    let response = app
+        .bearer(Method::GET, &path, &erin.access)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 403).await;
     for token in [&dave.access, &admin.access] {
         let response = app.bearer(Method::GET, &path, token).send().await.unwrap();
@@ -137,13 +178,25 @@ async fn owners_change_their_name_but_only_admins_change_roles(engine: Engine) {
         .unwrap();
     assert_problem(response, 403).await;
     let response = app
-        .bearer(Method::PATCH, &format!("/users/{}", admin.id), &frank.access)
+        .bearer(
+            Method::PATCH,
+            &format!("/users/{}", admin.id),
+            &frank.access,
+        )
         .json(&json!({"name": "Mallory"}))
         .send()
         .await
         .unwrap();
     assert_problem(response, 403).await;
-    assert_unauthorized(app.client.patch(app.url(&path)).json(&json!({"name": "X"})).send().await.unwrap()).await;
+    assert_unauthorized(
+        app.client
+            .patch(app.url(&path))
+            .json(&json!({"name": "X"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
 
     let response = app
         .bearer(Method::PATCH, &path, &admin.access)
@@ -167,7 +220,12 @@ async fn owners_change_their_name_but_only_admins_change_roles(engine: Engine) {
         .find(|e| e["kind"] == "role.changed")
         .expect("a role.changed event");
     assert_eq!(change["userId"], frank.id.as_str());
-    assert!(change["detail"].as_str().unwrap().contains("user -> moderator"));
+    assert!(
+        change["detail"]
+            .as_str()
+            .unwrap()
+            .contains("user -> moderator")
+    );
     let response = app
         .bearer(Method::PATCH, &path, &admin.access)
         .json(&json!({"role": "root"}))
@@ -192,14 +250,32 @@ async fn deleting_an_account_revokes_its_tokens_and_links(engine: Engine) {
         .unwrap();
     let code = link["shortCode"].as_str().unwrap();
     let path = format!("/users/{}", gina.id);
-    assert_problem(app.bearer(Method::DELETE, &path, &hank.access).send().await.unwrap(), 403).await;
-    let response = app.bearer(Method::DELETE, &path, &gina.access).send().await.unwrap();
+    assert_problem(
+        app.bearer(Method::DELETE, &path, &hank.access)
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    let response = app
+        .bearer(Method::DELETE, &path, &gina.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     assert_problem(app.get(&path).await, 404).await;
     assert_eq!(app.follow(code).await.status(), 404);
-    let response = app.post_json("/auth/refresh", json!({"refreshToken": gina.refresh})).await;
+    let response = app
+        .post_json("/auth/refresh", json!({"refreshToken": gina.refresh}))
+        .await;
     assert_unauthorized(response).await;
-    let response = app.post_json("/auth/login", json!({"email": gina.email, "password": PASSWORD})).await;
+    let response = app
+        .post_json(
+            "/auth/login",
+            json!({"email": gina.email, "password": PASSWORD}),
+        )
+        .await;
     assert_unauthorized(response).await;
 }
 
@@ -209,16 +285,36 @@ async fn only_admins_list_users_page_by_page(engine: Engine) {
     let admin = app.account_with_role("root@example.com", Role::Admin).await;
     app.sign_up("jack@example.com").await;
     assert_unauthorized(app.get("/users").await).await;
-    assert_problem(app.bearer(Method::GET, "/users", &user.access).send().await.unwrap(), 403).await;
+    assert_problem(
+        app.bearer(Method::GET, "/users", &user.access)
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
 
-    let response = app.bearer(Method::GET, "/users?limit=2", &admin.access).send().await.unwrap();
+    let response = app
+        .bearer(Method::GET, "/users?limit=2", &admin.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["link"].to_str().unwrap().contains("rel=\"next\""));
+    assert!(
+        response.headers()["link"]
+            .to_str()
+            .unwrap()
+            .contains("rel=\"next\"")
+    );
     let first: Value = response.json().await.unwrap();
     assert_eq!(first["items"].as_array().unwrap().len(), 2);
     let cursor = first["nextCursor"].as_str().unwrap();
     let second: Value = app
-        .bearer(Method::GET, &format!("/users?limit=2&cursor={cursor}"), &admin.access)
+        .bearer(
+            Method::GET,
+            &format!("/users?limit=2&cursor={cursor}"),
+            &admin.access,
+        )
         .send()
         .await
         .unwrap()
@@ -227,7 +323,11 @@ async fn only_admins_list_users_page_by_page(engine: Engine) {
         .unwrap();
     assert_eq!(second["items"].as_array().unwrap().len(), 1);
     assert_eq!(second["nextCursor"], Value::Null);
-    let response = app.bearer(Method::GET, "/users?limit=1000", &admin.access).send().await.unwrap();
+    let response = app
+        .bearer(Method::GET, "/users?limit=1000", &admin.access)
+        .send()
+        .await
+        .unwrap();
     assert_problem(response, 400).await;
 }
 
@@ -235,11 +335,18 @@ async fn stored_hashes_are_argon2id_phc_strings_and_old_ones_are_rehashed_at_log
     let app = TestApp::spawn(&engine).await;
     let id = app.sign_up("kate@example.com").await;
     let stored = app.stored_password_hash(&id).await;
-    assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stored}"
+    );
 
     // A hash made with weaker, older parameters is replaced at the next login.
     let weak = basis_auth::password::Hasher::new(
-        basis_auth::password::HashParams { memory_kib: 4096, iterations: 1, parallelism: 1 },
+        basis_auth::password::HashParams {
+            memory_kib: 4096,
+            iterations: 1,
+            parallelism: 1,
+        },
         1,
     )
     .unwrap()
@@ -249,7 +356,10 @@ async fn stored_hashes_are_argon2id_phc_strings_and_old_ones_are_rehashed_at_log
     app.set_password_hash(&id, &weak).await;
     app.login_tokens("kate@example.com", PASSWORD).await;
     let rehashed = app.stored_password_hash(&id).await;
-    assert!(rehashed.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{rehashed}");
+    assert!(
+        rehashed.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{rehashed}"
+    );
     assert_ne!(rehashed, weak);
 }
 
@@ -281,14 +391,36 @@ async fn changing_the_password_revokes_refresh_tokens_and_other_sessions(engine:
         .unwrap();
     assert_eq!(response.status(), 204);
 
-    assert_unauthorized(app.post_json("/auth/refresh", json!({"refreshToken": liam.refresh})).await).await;
+    assert_unauthorized(
+        app.post_json("/auth/refresh", json!({"refreshToken": liam.refresh}))
+            .await,
+    )
+    .await;
     let me = |cookie: String| {
         let app = &app;
-        async move { app.client.get(app.url("/auth/me")).header("cookie", cookie).send().await.unwrap() }
+        async move {
+            app.client
+                .get(app.url("/auth/me"))
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     assert_unauthorized(me(other_cookie).await).await;
-    assert_eq!(me(cookie).await.status(), 200, "the session that changed it stays");
-    assert_unauthorized(app.post_json("/auth/login", json!({"email": liam.email, "password": PASSWORD})).await).await;
+    assert_eq!(
+        me(cookie).await.status(),
+        200,
+        "the session that changed it stays"
+    );
+    assert_unauthorized(
+        app.post_json(
+            "/auth/login",
+            json!({"email": liam.email, "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
     app.login_tokens("liam@example.com", new_password).await;
 }
 

@@ -29,7 +29,12 @@ impl TestApp {
     }
 
     /// A request with `Authorization: Bearer <token>`.
-    pub fn bearer(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+    pub fn bearer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
         self.client
             .request(method, self.url(path))
             .bearer_auth(token)
@@ -38,7 +43,10 @@ impl TestApp {
     /// Signs up `email` with [`PASSWORD`], asserting 201, and returns the user's id.
     pub async fn sign_up(&self, email: &str) -> String {
         let response = self
-            .post_json("/users", json!({"email": email, "password": PASSWORD, "name": "Test User"}))
+            .post_json(
+                "/users",
+                json!({"email": email, "password": PASSWORD, "name": "Test User"}),
+            )
             .await;
         assert_eq!(response.status(), 201, "{:?}", response.text().await);
         let body: Value = response.json().await.expect("a JSON body");
@@ -74,9 +82,15 @@ impl TestApp {
             name: "Staff".into(),
         };
         let now = self.state.clock.now_ms();
-        let user = insert_user(&self.state.store, self.state.passwords.hasher(), now, body, role)
-            .await
-            .expect("an account");
+        let user = insert_user(
+            &self.state.store,
+            self.state.passwords.hasher(),
+            now,
+            body,
+            role,
+        )
+        .await
+        .expect("an account");
         let tokens = self.login_tokens(email, PASSWORD).await;
         Account {
             id: user.id,
@@ -89,7 +103,10 @@ impl TestApp {
     /// Logs in through `POST /auth/session`, returning (`Cookie` header value, CSRF token).
     pub async fn session(&self, email: &str) -> (String, String) {
         let response = self
-            .post_json("/auth/session", json!({"email": email, "password": PASSWORD}))
+            .post_json(
+                "/auth/session",
+                json!({"email": email, "password": PASSWORD}),
+            )
             .await;
         assert_eq!(response.status(), 201, "{:?}", response.text().await);
         let set_cookie = response.headers()["set-cookie"]
@@ -98,7 +115,10 @@ impl TestApp {
             .to_owned();
         let body: Value = response.json().await.expect("a JSON body");
         let pair = set_cookie.split(';').next().expect("a cookie").to_owned();
-        (pair, body["csrfToken"].as_str().expect("a token").to_owned())
+        (
+            pair,
+            body["csrfToken"].as_str().expect("a token").to_owned(),
+        )
     }
 
     /// The app's origin, as browsers send it in `Origin`.

@@ -48,13 +48,20 @@ fn install() -> &'static Result<(), String> {
             .current_dir(&dir)
             .status()
             .map_err(|e| format!("cannot run npm (Node.js is needed for the OIDC tests): {e}"))?;
-        status.success().then_some(()).ok_or_else(|| format!("npm ci failed in {}", dir.display()))
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("npm ci failed in {}", dir.display()))
     })
 }
 
 impl OidcProvider {
     async fn start() -> Self {
-        tokio::task::spawn_blocking(install).await.unwrap().as_ref().expect("the provider's packages");
+        tokio::task::spawn_blocking(install)
+            .await
+            .unwrap()
+            .as_ref()
+            .expect("the provider's packages");
         let mut child = Command::new("node")
             .arg("provider.js")
             .current_dir(provider_dir())
@@ -77,7 +84,10 @@ impl OidcProvider {
         let issuer = ready.await.expect("the provider is ready within 30 s");
         // Keep reading so the provider never writes into a closed pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { issuer, _child: child }
+        Self {
+            issuer,
+            _child: child,
+        }
     }
 }
 
@@ -99,8 +109,18 @@ struct Browser {
 
 impl Browser {
     async fn get(&mut self, app: &TestApp, url: &str) -> reqwest::Response {
-        let jar: Vec<String> = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let response = app.client.get(url).header("cookie", jar.join("; ")).send().await.unwrap();
+        let jar: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let response = app
+            .client
+            .get(url)
+            .header("cookie", jar.join("; "))
+            .send()
+            .await
+            .unwrap();
         for value in response.headers().get_all("set-cookie") {
             let pair = value.to_str().unwrap().split(';').next().unwrap();
             if let Some((name, value)) = pair.split_once('=') {
@@ -117,7 +137,13 @@ impl Browser {
         assert_eq!(start.status(), 302, "{:?}", start.text().await);
         let mut location = start.headers()["location"].to_str().unwrap().to_owned();
         assert!(location.starts_with(&provider.issuer), "{location}");
-        for param in ["code_challenge_method=S256", "code_challenge=", "state=", "nonce=", "response_type=code"] {
+        for param in [
+            "code_challenge_method=S256",
+            "code_challenge=",
+            "state=",
+            "nonce=",
+            "response_type=code",
+        ] {
             assert!(location.contains(param), "{param} in {location}");
         }
         let callback = app.url("/auth/oidc/callback");
@@ -130,7 +156,11 @@ impl Browser {
                 false => location.clone(),
             };
             let response = self.get(app, &url).await;
-            assert!(response.status().is_redirection(), "{url}: {}", response.status());
+            assert!(
+                response.status().is_redirection(),
+                "{url}: {}",
+                response.status()
+            );
             location = response.headers()["location"].to_str().unwrap().to_owned();
         }
         panic!("the provider did not send the browser back: {location}")
@@ -141,13 +171,25 @@ impl Browser {
 async fn finish(app: &TestApp, callback: &str) -> (String, String) {
     let response = app.client.get(callback).send().await.unwrap();
     assert_eq!(response.status(), 303, "{:?}", response.text().await);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     (cookie, location)
 }
 
 async fn me(app: &TestApp, cookie: &str) -> Value {
-    let response = app.client.get(app.url("/auth/me")).header("cookie", cookie).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/auth/me"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }
@@ -155,7 +197,9 @@ async fn me(app: &TestApp, cookie: &str) -> Value {
 async fn logging_in_with_the_provider_creates_and_then_reuses_one_account(engine: Engine) {
     let provider = OidcProvider::start().await;
     let app = spawn(&engine, &provider).await;
-    let callback = Browser::default().authorize(&app, &provider, "redirect=/dashboard&loginHint=alice").await;
+    let callback = Browser::default()
+        .authorize(&app, &provider, "redirect=/dashboard&loginHint=alice")
+        .await;
     let (cookie, location) = finish(&app, &callback).await;
     assert_eq!(location, "/dashboard");
     let first = me(&app, &cookie).await;
@@ -163,7 +207,9 @@ async fn logging_in_with_the_provider_creates_and_then_reuses_one_account(engine
 
     // The same subject again: the same account, and a replayed callback is refused.
     assert_problem(app.client.get(&callback).send().await.unwrap(), 400).await;
-    let callback = Browser::default().authorize(&app, &provider, "loginHint=alice").await;
+    let callback = Browser::default()
+        .authorize(&app, &provider, "loginHint=alice")
+        .await;
     let (cookie, location) = finish(&app, &callback).await;
     assert_eq!(location, "/");
     assert_eq!(me(&app, &cookie).await["id"], first["id"]);
@@ -175,11 +221,15 @@ async fn a_verified_email_links_an_existing_account_and_an_unverified_one_does_n
     let alice = app.account("alice@example.com").await;
     app.sign_up("victim@example.com").await;
 
-    let callback = Browser::default().authorize(&app, &provider, "loginHint=alice").await;
+    let callback = Browser::default()
+        .authorize(&app, &provider, "loginHint=alice")
+        .await;
     let (cookie, _) = finish(&app, &callback).await;
     assert_eq!(me(&app, &cookie).await["id"], alice.id.as_str());
 
-    let callback = Browser::default().authorize(&app, &provider, "loginHint=mallory").await;
+    let callback = Browser::default()
+        .authorize(&app, &provider, "loginHint=mallory")
+        .await;
     let response = app.client.get(&callback).send().await.unwrap();
     assert!(response.headers().get("set-cookie").is_none());
     assert_problem(response, 409).await;
@@ -189,13 +239,19 @@ async fn a_bad_state_or_a_bad_nonce_is_refused(engine: Engine) {
     let provider = OidcProvider::start().await;
     let app = spawn(&engine, &provider).await;
 
-    let callback = Browser::default().authorize(&app, &provider, "loginHint=alice").await;
+    let callback = Browser::default()
+        .authorize(&app, &provider, "loginHint=alice")
+        .await;
     let forged = url::Url::parse(&callback).unwrap();
     let mut forged_state = forged.clone();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
         .map(|(k, v)| {
-            let value = if k == "state" { "forged-state".into() } else { v.into_owned() };
+            let value = if k == "state" {
+                "forged-state".into()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), value)
         })
         .collect();
@@ -205,7 +261,9 @@ async fn a_bad_state_or_a_bad_nonce_is_refused(engine: Engine) {
     assert_problem(response, 400).await;
 
     // The ID token must carry the nonce this login stored; change the stored one.
-    let callback = Browser::default().authorize(&app, &provider, "loginHint=alice").await;
+    let callback = Browser::default()
+        .authorize(&app, &provider, "loginHint=alice")
+        .await;
     on_pool!(app.state.store, write, pool => {
         sqlx::query("UPDATE oidc_requests SET nonce = 'not-the-nonce-sent'").execute(pool).await.map(drop)
     })
@@ -218,12 +276,21 @@ async fn a_bad_state_or_a_bad_nonce_is_refused(engine: Engine) {
 async fn redirect_targets_must_be_allow_listed(engine: Engine) {
     let provider = OidcProvider::start().await;
     let app = spawn(&engine, &provider).await;
-    for target in ["https://evil.example/", "//evil.example/x", "javascript:alert(1)", "https://app.example.com.evil.example/"] {
+    for target in [
+        "https://evil.example/",
+        "//evil.example/x",
+        "javascript:alert(1)",
+        "https://app.example.com.evil.example/",
+    ] {
         let query = format!("/auth/oidc/start?redirect={}", urlencode(target));
         assert_problem(app.get(&query).await, 400).await;
     }
     let callback = Browser::default()
-        .authorize(&app, &provider, &format!("redirect={}", urlencode("https://app.example.com/home")))
+        .authorize(
+            &app,
+            &provider,
+            &format!("redirect={}", urlencode("https://app.example.com/home")),
+        )
         .await;
     let (_, location) = finish(&app, &callback).await;
     assert_eq!(location, "https://app.example.com/home");

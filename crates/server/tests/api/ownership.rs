@@ -33,26 +33,83 @@ async fn only_the_owner_or_an_admin_manages_an_owned_link(engine: Engine) {
     let patch = json!({"longUrl": "https://example.com/changed"});
 
     // Anyone may follow it.
-    assert_eq!(app.follow(link["shortCode"].as_str().unwrap()).await.status(), 301);
-    for (method, target) in [(Method::GET, &path), (Method::GET, &stats), (Method::PATCH, &path), (Method::DELETE, &path)] {
-        let anonymous = app.client.request(method.clone(), app.url(target)).json(&patch).send().await.unwrap();
+    assert_eq!(
+        app.follow(link["shortCode"].as_str().unwrap())
+            .await
+            .status(),
+        301
+    );
+    for (method, target) in [
+        (Method::GET, &path),
+        (Method::GET, &stats),
+        (Method::PATCH, &path),
+        (Method::DELETE, &path),
+    ] {
+        let anonymous = app
+            .client
+            .request(method.clone(), app.url(target))
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
         assert_unauthorized(anonymous).await;
-        let response = app.bearer(method.clone(), target, &other.access).json(&patch).send().await.unwrap();
+        let response = app
+            .bearer(method.clone(), target, &other.access)
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
         assert_problem(response, 403).await;
     }
-    assert_eq!(app.bearer(Method::GET, &stats, &owner.access).send().await.unwrap().status(), 200);
-    let response = app.bearer(Method::PATCH, &path, &owner.access).json(&patch).send().await.unwrap();
+    assert_eq!(
+        app.bearer(Method::GET, &stats, &owner.access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let response = app
+        .bearer(Method::PATCH, &path, &owner.access)
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(app.bearer(Method::GET, &stats, &admin.access).send().await.unwrap().status(), 200);
-    assert_eq!(app.bearer(Method::DELETE, &path, &admin.access).send().await.unwrap().status(), 204);
+    assert_eq!(
+        app.bearer(Method::GET, &stats, &admin.access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.bearer(Method::DELETE, &path, &admin.access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
 }
 
 async fn anonymous_creation_can_be_switched_off(engine: Engine) {
     let open = TestApp::spawn(&engine).await;
-    assert_eq!(open.shorten(json!({"longUrl": "https://example.com/anon"})).await.status(), 201);
+    assert_eq!(
+        open.shorten(json!({"longUrl": "https://example.com/anon"}))
+            .await
+            .status(),
+        201
+    );
 
     let closed = TestApp::spawn_with(&engine, |c| c.auth.require_auth_for_links = true).await;
-    assert_unauthorized(closed.shorten(json!({"longUrl": "https://example.com/anon"})).await).await;
+    assert_unauthorized(
+        closed
+            .shorten(json!({"longUrl": "https://example.com/anon"}))
+            .await,
+    )
+    .await;
     let user = closed.account("user@example.com").await;
     let response = closed
         .bearer(Method::POST, "/shorten", &user.access)

@@ -27,14 +27,21 @@ async fn spawn(engine: &Engine, sink: &SmtpSink) -> TestApp {
 fn token_in(mail: &str) -> String {
     mail.lines()
         .map(str::trim)
-        .find(|l| l.len() == 43 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .find(|l| {
+            l.len() == 43
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
         .unwrap_or_else(|| panic!("a token in {mail}"))
         .to_owned()
 }
 
 async fn confirm(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
-    app.post_json("/auth/password-reset/confirm", json!({"token": token, "password": password}))
-        .await
+    app.post_json(
+        "/auth/password-reset/confirm",
+        json!({"token": token, "password": password}),
+    )
+    .await
 }
 
 async fn a_reset_mail_carries_a_single_use_token_that_revokes_old_credentials(engine: Engine) {
@@ -43,7 +50,9 @@ async fn a_reset_mail_carries_a_single_use_token_that_revokes_old_credentials(en
     let ann = app.account("ann@example.com").await;
     let (cookie, _) = app.session("ann@example.com").await;
 
-    let response = app.post_json("/auth/password-reset", json!({"email": "ANN@example.com"})).await;
+    let response = app
+        .post_json("/auth/password-reset", json!({"email": "ANN@example.com"}))
+        .await;
     assert_eq!(response.status(), 202);
     let mail = sink.next().await;
     assert_eq!(mail.to, vec!["ann@example.com".to_owned()]);
@@ -54,12 +63,37 @@ async fn a_reset_mail_carries_a_single_use_token_that_revokes_old_credentials(en
     assert_eq!(confirm(&app, &token, NEW_PASSWORD).await.status(), 204);
     assert_problem(confirm(&app, &token, NEW_PASSWORD).await, 400).await;
 
-    assert_unauthorized(app.post_json("/auth/refresh", json!({"refreshToken": ann.refresh})).await).await;
-    let me = app.client.get(app.url("/auth/me")).header("cookie", &cookie).send().await.unwrap();
+    assert_unauthorized(
+        app.post_json("/auth/refresh", json!({"refreshToken": ann.refresh}))
+            .await,
+    )
+    .await;
+    let me = app
+        .client
+        .get(app.url("/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_unauthorized(me).await;
-    assert_unauthorized(app.post_json("/auth/login", json!({"email": "ann@example.com", "password": PASSWORD})).await).await;
+    assert_unauthorized(
+        app.post_json(
+            "/auth/login",
+            json!({"email": "ann@example.com", "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
     let tokens = app.login_tokens("ann@example.com", NEW_PASSWORD).await;
-    let me = app.bearer(Method::GET, "/auth/me", tokens["accessToken"].as_str().unwrap()).send().await.unwrap();
+    let me = app
+        .bearer(
+            Method::GET,
+            "/auth/me",
+            tokens["accessToken"].as_str().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200);
 }
 
@@ -67,10 +101,17 @@ async fn unknown_emails_get_the_same_202_and_no_mail(engine: Engine) {
     let mut sink = SmtpSink::start().await;
     let app = spawn(&engine, &sink).await;
     app.sign_up("bob@example.com").await;
-    let unknown = app.post_json("/auth/password-reset", json!({"email": "nobody@example.com"})).await;
+    let unknown = app
+        .post_json(
+            "/auth/password-reset",
+            json!({"email": "nobody@example.com"}),
+        )
+        .await;
     assert_eq!(unknown.status(), 202);
     let unknown: Value = unknown.json().await.unwrap();
-    let known = app.post_json("/auth/password-reset", json!({"email": "bob@example.com"})).await;
+    let known = app
+        .post_json("/auth/password-reset", json!({"email": "bob@example.com"}))
+        .await;
     assert_eq!(known.status(), 202);
     let known: Value = known.json().await.unwrap();
     assert_eq!(unknown, known);

@@ -15,11 +15,31 @@ on_both_engines!(every_data_changing_route_needs_authentication_unless_public_on
 const PUBLIC: &[(&str, &str, &str)] = &[
     ("POST", "/users", "sign-up"),
     ("POST", "/auth/login", "exchanges a password for tokens"),
-    ("POST", "/auth/session", "exchanges a password for a session"),
-    ("POST", "/auth/refresh", "the refresh token is the credential"),
-    ("POST", "/auth/logout", "the refresh token is the credential"),
-    ("POST", "/auth/password-reset", "for users who cannot sign in"),
-    ("POST", "/auth/password-reset/confirm", "the reset token is the credential"),
+    (
+        "POST",
+        "/auth/session",
+        "exchanges a password for a session",
+    ),
+    (
+        "POST",
+        "/auth/refresh",
+        "the refresh token is the credential",
+    ),
+    (
+        "POST",
+        "/auth/logout",
+        "the refresh token is the credential",
+    ),
+    (
+        "POST",
+        "/auth/password-reset",
+        "for users who cannot sign in",
+    ),
+    (
+        "POST",
+        "/auth/password-reset/confirm",
+        "the reset token is the credential",
+    ),
     ("POST", "/{code}", "following a password-protected link"),
 ];
 
@@ -37,7 +57,11 @@ async fn every_data_changing_route_needs_authentication_unless_public_on_purpose
         .await
         .unwrap();
     let key: Value = app
-        .bearer(Method::POST, &format!("/users/{}/api-keys", owner.id), &owner.access)
+        .bearer(
+            Method::POST,
+            &format!("/users/{}/api-keys", owner.id),
+            &owner.access,
+        )
         .json(&json!({"name": "k", "scopes": ["links:read"]}))
         .send()
         .await
@@ -64,12 +88,19 @@ async fn every_data_changing_route_needs_authentication_unless_public_on_purpose
                 .replace("{id}", &owner.id);
             let response = app
                 .client
-                .request(Method::from_bytes(upper.as_bytes()).unwrap(), app.url(&concrete))
+                .request(
+                    Method::from_bytes(upper.as_bytes()).unwrap(),
+                    app.url(&concrete),
+                )
                 .json(&json!({}))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), 401, "{upper} {path} must require authentication");
+            assert_eq!(
+                response.status(),
+                401,
+                "{upper} {path} must require authentication"
+            );
             assert_unauthorized(response).await;
             checked.push(format!("{upper} {path}"));
         }
@@ -85,11 +116,19 @@ async fn every_data_changing_route_needs_authentication_unless_public_on_purpose
         "DELETE /users/{id}/api-keys/{key_id}",
         "DELETE /auth/session",
     ] {
-        assert!(checked.iter().any(|c| c == expected), "{expected} was not in the route table: {checked:?}");
+        assert!(
+            checked.iter().any(|c| c == expected),
+            "{expected} was not in the route table: {checked:?}"
+        );
     }
     // Every public route is still in the table (a stale list would hide a removal).
     for (method, path, _) in PUBLIC {
-        let documented = paths.get(*path).and_then(|ops| ops.get(method.to_lowercase()));
-        assert!(documented.is_some(), "{method} {path} is listed public but not routed");
+        let documented = paths
+            .get(*path)
+            .and_then(|ops| ops.get(method.to_lowercase()));
+        assert!(
+            documented.is_some(),
+            "{method} {path} is listed public but not routed"
+        );
     }
 }

@@ -34,7 +34,11 @@ async fn development_keeps_one_generated_key_readable_by_the_owner_only(engine: 
     let user = app.account("kept@example.com").await;
     let app = app.restart().await;
     assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
-    let me = app.bearer(Method::GET, "/auth/me", &user.access).send().await.unwrap();
+    let me = app
+        .bearer(Method::GET, "/auth/me", &user.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200, "tokens survive a restart");
 }
 
@@ -45,16 +49,25 @@ async fn production_refuses_to_start_without_real_keys(engine: Engine) {
     config.database_url = engine.fresh_database().await;
     config.environment = Environment::Production;
     let clock: Arc<ManualClock> = ManualClock::starting_at(chrono::Utc::now());
-    let err = Server::build_with_clock(config.clone(), clock.clone()).await.expect_err("refused");
+    let err = Server::build_with_clock(config.clone(), clock.clone())
+        .await
+        .expect_err("refused");
     assert!(format!("{err:#}").contains("BASIS_JWT_KEYS"), "{err:#}");
-    assert!(!dir.path().join("secrets/jwt-keys").exists(), "nothing generated in production");
+    assert!(
+        !dir.path().join("secrets/jwt-keys").exists(),
+        "nothing generated in production"
+    );
 
     config.auth.jwt_keys = Some("prod:c2hvcnQ=".into());
-    let err = Server::build_with_clock(config.clone(), clock.clone()).await.expect_err("too short");
+    let err = Server::build_with_clock(config.clone(), clock.clone())
+        .await
+        .expect_err("too short");
     assert!(format!("{err:#}").contains("32 bytes"), "{err:#}");
 
     config.auth.jwt_keys = Some(KeySet::generate_spec("prod-1"));
-    Server::build_with_clock(config, clock).await.expect("starts with a real key");
+    Server::build_with_clock(config, clock)
+        .await
+        .expect("starts with a real key");
 }
 
 async fn keys_from_a_file_rotate_by_kid(engine: Engine) {
@@ -75,14 +88,22 @@ async fn keys_from_a_file_rotate_by_kid(engine: Engine) {
     // Rotate: the new key signs, the old one still verifies until its tokens expire.
     std::fs::write(&file, format!("{new},{old}")).unwrap();
     let app = app.restart().await;
-    let me = app.bearer(Method::GET, "/auth/me", &user.access).send().await.unwrap();
+    let me = app
+        .bearer(Method::GET, "/auth/me", &user.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 200);
-    let fresh = app.login_tokens("rotate@example.com", crate::accounts_support::PASSWORD).await;
+    let fresh = app
+        .login_tokens("rotate@example.com", crate::accounts_support::PASSWORD)
+        .await;
     let token = fresh["accessToken"].as_str().unwrap();
     let header = token.split('.').next().unwrap();
     use base64::Engine as _;
     let header: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(header["kid"], "2026-11");
@@ -91,6 +112,10 @@ async fn keys_from_a_file_rotate_by_kid(engine: Engine) {
     // Once the old key is dropped, its tokens stop working.
     std::fs::write(&file, &new).unwrap();
     let app = app.restart().await;
-    let me = app.bearer(Method::GET, "/auth/me", &user.access).send().await.unwrap();
+    let me = app
+        .bearer(Method::GET, "/auth/me", &user.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(me.status(), 401);
 }

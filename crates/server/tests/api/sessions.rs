@@ -21,14 +21,23 @@ async fn session_login_sets_a_host_prefixed_secure_http_only_lax_cookie(engine: 
     let app = TestApp::spawn(&engine).await;
     app.sign_up("amy@example.com").await;
     let response = app
-        .post_json("/auth/session", json!({"email": "amy@example.com", "password": PASSWORD}))
+        .post_json(
+            "/auth/session",
+            json!({"email": "amy@example.com", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["cache-control"], "no-store");
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(cookie.starts_with("__Host-basis_session="), "{cookie}");
     for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
-        assert!(cookie.split("; ").any(|a| a == attribute), "{attribute} in {cookie}");
+        assert!(
+            cookie.split("; ").any(|a| a == attribute),
+            "{attribute} in {cookie}"
+        );
     }
     assert!(!cookie.to_lowercase().contains("domain"));
     let body: Value = response.json().await.unwrap();
@@ -36,12 +45,23 @@ async fn session_login_sets_a_host_prefixed_secure_http_only_lax_cookie(engine: 
     assert!(csrf.len() >= 22);
 
     let pair = cookie.split(';').next().unwrap();
-    let response = app.client.get(app.url("/auth/session")).header("cookie", pair).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/auth/session"))
+        .header("cookie", pair)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let session: Value = response.json().await.unwrap();
     assert_eq!(session["csrfToken"], csrf);
     assert_eq!(session["user"]["name"], "Test User");
-    let wrong = app.post_json("/auth/session", json!({"email": "amy@example.com", "password": "no no no no no"})).await;
+    let wrong = app
+        .post_json(
+            "/auth/session",
+            json!({"email": "amy@example.com", "password": "no no no no no"}),
+        )
+        .await;
     assert!(wrong.headers().get("set-cookie").is_none());
     assert_unauthorized(wrong).await;
 }
@@ -60,7 +80,13 @@ async fn every_login_gets_a_new_session_id(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let second = response.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let second = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let body: Value = response.json().await.unwrap();
     assert_ne!(first, second);
     assert_ne!(first_csrf, body["csrfToken"].as_str().unwrap());
@@ -90,17 +116,43 @@ async fn cookie_writes_need_the_csrf_token_and_our_origin(engine: Engine) {
     let own = app.origin();
     assert_problem(shorten(None, Some(&own), None).await.unwrap(), 403).await;
     assert_problem(shorten(Some("wrong"), Some(&own), None).await.unwrap(), 403).await;
-    assert_problem(shorten(Some(&csrf), Some("https://evil.example"), None).await.unwrap(), 403).await;
-    assert_problem(shorten(Some(&csrf), None, Some("cross-site")).await.unwrap(), 403).await;
-    assert_eq!(shorten(Some(&csrf), None, Some("same-origin")).await.unwrap().status(), 201);
-    let response = shorten(Some(&csrf), Some(&own), Some("same-origin")).await.unwrap();
+    assert_problem(
+        shorten(Some(&csrf), Some("https://evil.example"), None)
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert_problem(
+        shorten(Some(&csrf), None, Some("cross-site"))
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    assert_eq!(
+        shorten(Some(&csrf), None, Some("same-origin"))
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let response = shorten(Some(&csrf), Some(&own), Some("same-origin"))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201);
     let link: Value = response.json().await.unwrap();
     // The link belongs to the session's user: anonymous callers may not manage it.
     let path = format!("/links/{}", link["shortCode"].as_str().unwrap());
     assert_unauthorized(app.client.delete(app.url(&path)).send().await.unwrap()).await;
     // Reads with the cookie need no token.
-    let read = app.client.get(app.url(&path)).header("cookie", &cookie).send().await.unwrap();
+    let read = app
+        .client
+        .get(app.url(&path))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read.status(), 200);
 }
 
@@ -134,14 +186,25 @@ async fn logging_out_ends_the_session_at_once(engine: Engine) {
     assert_eq!(response.status(), 204);
     let cleared = response.headers()["set-cookie"].to_str().unwrap();
     assert!(cleared.contains("Max-Age=0"), "{cleared}");
-    let me = app.client.get(app.url("/auth/me")).header("cookie", &cookie).send().await.unwrap();
+    let me = app
+        .client
+        .get(app.url("/auth/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_unauthorized(me).await;
 }
 
 async fn sessions_end_after_30_idle_minutes_or_12_hours(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
     app.sign_up("flo@example.com").await;
-    let me = |cookie: &str| app.client.get(app.url("/auth/me")).header("cookie", cookie).send();
+    let me = |cookie: &str| {
+        app.client
+            .get(app.url("/auth/me"))
+            .header("cookie", cookie)
+            .send()
+    };
 
     let (idle, _) = app.session("flo@example.com").await;
     app.clock.advance_ms(29 * 60 * 1000);

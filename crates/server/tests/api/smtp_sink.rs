@@ -25,7 +25,9 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts a sink on `127.0.0.1:0`.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind the sink");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the sink");
         let addr = listener.local_addr().expect("an address");
         let (tx, mail) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -59,7 +61,11 @@ async fn serve(socket: tokio::net::TcpStream, tx: mpsc::UnboundedSender<Mail>) {
     }
     let mut to = Vec::new();
     while let Ok(Some(line)) = lines.next_line().await {
-        let verb = line.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+        let verb = line
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
         let ok = match verb.as_str() {
             "EHLO" | "HELO" => reply("250-sink\r\n250 8BITMIME\r\n").await,
             "MAIL" => {
@@ -83,7 +89,10 @@ async fn serve(socket: tokio::net::TcpStream, tx: mpsc::UnboundedSender<Mail>) {
                     data.push_str(&line);
                     data.push('\n');
                 }
-                let _ = tx.send(Mail { to: to.clone(), data });
+                let _ = tx.send(Mail {
+                    to: to.clone(),
+                    data,
+                });
                 reply("250 queued\r\n").await
             }
             "RSET" | "NOOP" => reply("250 OK\r\n").await,

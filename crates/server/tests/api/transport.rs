@@ -23,14 +23,21 @@ async fn every_response_carries_the_security_headers(engine: Engine) {
         app.get("/healthz").await,
         app.get("/auth/me").await,
         app.get("/users/nobody").await,
-        app.post_json("/auth/login", json!({"email": "x@example.com", "password": "wrong password"})).await,
+        app.post_json(
+            "/auth/login",
+            json!({"email": "x@example.com", "password": "wrong password"}),
+        )
+        .await,
     ];
     for response in responses {
         let headers = response.headers();
         assert_eq!(headers["x-content-type-options"], "nosniff");
         assert_eq!(headers["x-frame-options"], "DENY");
         assert!(headers.contains_key("referrer-policy"));
-        assert!(!headers.contains_key("strict-transport-security"), "no HSTS over plain HTTP");
+        assert!(
+            !headers.contains_key("strict-transport-security"),
+            "no HSTS over plain HTTP"
+        );
     }
 }
 
@@ -60,7 +67,9 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
 
     let client = |max: reqwest::tls::Version| {
         reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+            )
             .resolve("localhost", addr)
             .max_tls_version(max)
             .redirect(reqwest::redirect::Policy::none())
@@ -68,11 +77,23 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
             .unwrap()
     };
     let url = format!("https://localhost:{}/healthz", addr.port());
-    for version in [reqwest::tls::Version::TLS_1_3, reqwest::tls::Version::TLS_1_2] {
-        let response = client(version).get(&url).send().await.expect("an HTTPS answer");
+    for version in [
+        reqwest::tls::Version::TLS_1_3,
+        reqwest::tls::Version::TLS_1_2,
+    ] {
+        let response = client(version)
+            .get(&url)
+            .send()
+            .await
+            .expect("an HTTPS answer");
         assert_eq!(response.status(), 200);
-        let hsts = response.headers()["strict-transport-security"].to_str().unwrap();
-        assert!(hsts.starts_with("max-age=") && hsts.contains("includeSubDomains"), "{hsts}");
+        let hsts = response.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap();
+        assert!(
+            hsts.starts_with("max-age=") && hsts.contains("includeSubDomains"),
+            "{hsts}"
+        );
     }
     // Plain HTTP on the TLS port is not served.
     let plain_on_tls = reqwest::get(format!("http://{addr}/healthz")).await;
@@ -87,7 +108,10 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
         .await
         .unwrap();
     assert_eq!(redirect.status(), 301);
-    assert_eq!(redirect.headers()["location"], format!("https://{addr}/links/abc?x=1").as_str());
+    assert_eq!(
+        redirect.headers()["location"],
+        format!("https://{addr}/links/abc?x=1").as_str()
+    );
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();
@@ -103,15 +127,29 @@ async fn cors_answers_allow_listed_origins_only(engine: Engine) {
             .request(Method::OPTIONS, app.url("/shorten"))
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type, x-csrf-token")
+            .header(
+                "access-control-request-headers",
+                "content-type, x-csrf-token",
+            )
             .send()
     };
     let allowed = preflight("https://app.example.com").await.unwrap();
     assert!(allowed.status().is_success());
-    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
-    assert_eq!(allowed.headers()["access-control-allow-credentials"], "true");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(
+        allowed.headers()["access-control-allow-credentials"],
+        "true"
+    );
     let denied = preflight("https://evil.example").await.unwrap();
-    assert!(denied.headers().get("access-control-allow-origin").is_none());
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
 
     for bad in ["*", "https://app.example.com/path", "not a url"] {
         let dir = tempfile::tempdir().unwrap();
@@ -119,7 +157,9 @@ async fn cors_answers_allow_listed_origins_only(engine: Engine) {
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.transport.cors_origins = vec![bad.into()];
         let clock: Arc<ManualClock> = ManualClock::starting_at(chrono::Utc::now());
-        let err = Server::build_with_clock(config, clock).await.expect_err("refused");
+        let err = Server::build_with_clock(config, clock)
+            .await
+            .expect_err("refused");
         assert!(format!("{err:#}").contains("CORS"), "{err:#}");
     }
 }
