@@ -64,6 +64,9 @@ pub struct KeySet {
     signing_kid: String,
     encoding: EncodingKey,
     decoding: HashMap<String, DecodingKey>,
+    /// The encoded header segment our own tokens carry, per key: a token starting with one
+    /// of these is known to say HS256 and that `kid` without parsing its header.
+    own_headers: HashMap<String, String>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -101,6 +104,7 @@ impl KeySet {
             return Err(Error::Config("no JWT signing key".into()));
         };
         let mut decoding = HashMap::new();
+        let mut own_headers = HashMap::new();
         for (kid, secret) in &keys {
             if kid.is_empty() || secret.len() < MIN_KEY_BYTES {
                 return Err(Error::Config(format!(
@@ -108,6 +112,7 @@ impl KeySet {
                 )));
             }
             decoding.insert(kid.clone(), DecodingKey::from_secret(secret));
+            own_headers.insert(encoded_header(kid)?, kid.clone());
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[issuer]);
@@ -120,6 +125,7 @@ impl KeySet {
             signing_kid,
             encoding: EncodingKey::from_secret(&signing_secret),
             decoding,
+            own_headers,
             validation,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
@@ -155,25 +161,14 @@ impl KeySet {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.signing_kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+        let token = jsonwebtoken::encode(&header(&self.signing_kid), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("signing failed: {e}")))?;
         Ok((token, claims))
     }
 
     /// Verifies `token` at `now` (Unix seconds).
     pub fn verify(&self, token: &str, now: i64) -> Result<AccessToken> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken("malformed"))?;
-        if header.alg != Algorithm::HS256 {
-            return Err(Error::InvalidToken("algorithm not allowed"));
-        }
-        let key = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.decoding.get(kid))
-            .ok_or(Error::InvalidToken("unknown key"))?;
+        let key = self.key_for(token)?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             Error::InvalidToken(match e.kind() {
@@ -205,6 +200,44 @@ impl KeySet {
     }
 }
 
+impl KeySet {
+    /// The verification key for `token`'s `kid`, refusing any algorithm but HS256.
+    fn key_for(&self, token: &str) -> Result<&DecodingKey> {
+        // Fast path: our own header, byte for byte (a string compare, no parsing).
+        let segment = token.split('.').next().unwrap_or_default();
+        if let Some(kid) = self.own_headers.get(segment) {
+            return self
+                .decoding
+                .get(kid)
+                .ok_or(Error::InvalidToken("unknown key"));
+        }
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| Error::InvalidToken("malformed"))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(Error::InvalidToken("algorithm not allowed"));
+        }
+        header
+            .kid
+            .as_deref()
+            .and_then(|kid| self.decoding.get(kid))
+            .ok_or(Error::InvalidToken("unknown key"))
+    }
+}
+
+/// The header of tokens signed with `kid`.
+fn header(kid: &str) -> Header {
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(kid.to_owned());
+    header
+}
+
+/// The header segment `jsonwebtoken::encode` writes for `kid`.
+fn encoded_header(kid: &str) -> Result<String> {
+    let json = serde_json::to_vec(&header(kid))
+        .map_err(|e| Error::Internal(format!("header encoding: {e}")))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +267,25 @@ mod tests {
         let (token, _) = keys(&old).issue("u1", Role::User, 0).unwrap();
         assert!(keys(&format!("{new},{old}")).verify(&token, 1).is_ok());
         assert!(keys(&new).verify(&token, 1).is_err());
+    }
+
+    #[test]
+    fn our_tokens_take_the_header_fast_path_and_others_are_still_checked() {
+        let set = keys(&KeySet::generate_spec("k1"));
+        let (token, _) = set.issue("u1", Role::User, 0).unwrap();
+        let segment = token.split('.').next().unwrap();
+        assert_eq!(set.own_headers.get(segment).map(String::as_str), Some("k1"));
+        // The same claims and signature under a hand-written header take the slow path.
+        let hs384 = format!(
+            "{}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(r#"{"alg":"HS384","kid":"k1"}"#),
+            token.split_once('.').unwrap().1
+        );
+        assert!(matches!(
+            set.verify(&hs384, 1),
+            Err(Error::InvalidToken("algorithm not allowed"))
+        ));
     }
 
     #[test]
