@@ -50,6 +50,15 @@ struct Basis {
 impl Basis {
     /// Starts `basis serve` on a free port and waits until it logs that it listens.
     async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
+        Self::start_with(data_dir, database_url, &[]).await
+    }
+
+    /// Starts `basis serve` with extra flags.
+    async fn start_with(
+        data_dir: &std::path::Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_basis"));
         command
             .args([
@@ -64,6 +73,8 @@ impl Basis {
             .arg("--data-dir")
             .arg(data_dir)
             .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env("BASIS_RATE_LIMITS", "off")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -71,6 +82,7 @@ impl Basis {
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
         }
+        command.args(extra);
         let mut child = command.spawn().expect("the binary starts");
         let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
         let address = loop {
@@ -277,5 +289,158 @@ async fn two_processes_on_one_postgres_create_links_without_collision() {
         let via_b = client.get(b.url(&format!("/{code}"))).send().await.unwrap();
         assert_eq!(via_a.status(), 301);
         assert_eq!(via_a.headers()["location"], via_b.headers()["location"]);
+    }
+}
+
+fn redis_url() -> Option<String> {
+    match std::env::var("BASIS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: BASIS_TEST_REDIS_URL is not set"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rule_file_that_does_not_parse_stops_the_server_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(&rules, "[[rules]]\nname = \"x\"\nlimit = \"many\"\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_basis"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--rate-limit-config"])
+        .arg(&rules)
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env_remove("BASIS_RATE_LIMITS")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: "), "{stderr}");
+    assert!(
+        last.contains("rules.toml") && last.contains("line 3"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_sharing_redis_enforce_one_limit() {
+    let Some(redis) = redis_url() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[store]\nkey_prefix = \"basis:test:{:016x}\"\n\n[[rules]]\nname = \"link_create\"\nmethods = [\"POST\"]\npaths = [\"/shorten\"]\nkey = \"client\"\nalgorithm = \"sliding_log\"\nlimit = 6\nperiod = \"1m\"\n",
+            rand::random::<u64>()
+        ),
+    )
+    .unwrap();
+    let rules = rules.to_str().unwrap().to_owned();
+    let flags = [
+        "--rate-limits",
+        "on",
+        "--rate-limit-config",
+        rules.as_str(),
+        "--redis-url",
+        redis.as_str(),
+    ];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Basis::start_with(dir_a.path(), None, &flags).await;
+    let b = Basis::start_with(dir_b.path(), None, &flags).await;
+    let client = client();
+    let mut allowed = 0;
+    for i in 0..12 {
+        let server = if i % 2 == 0 { &a } else { &b };
+        let response = client
+            .post(server.url("/shorten"))
+            .json(&json!({"longUrl": format!("https://example.com/{i}")}))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            201 => allowed += 1,
+            429 => assert!(response.headers().contains_key("retry-after")),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!(allowed, 6, "the two processes share one limit of 6");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_process_reaches_the_other_s_cache() {
+    let Some(redis) = redis_url() else { return };
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let database = fresh_postgres_database(&admin).await;
+    let flags = ["--redis-url", redis.as_str()];
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Basis::start_with(dir_a.path(), Some(&database), &flags).await;
+    let b = Basis::start_with(dir_b.path(), Some(&database), &flags).await;
+    let client = client();
+    let code = create(&client, &a, "https://old.example/").await;
+    let location = |server: &Basis| {
+        let request = client.get(server.url(&format!("/{code}"))).send();
+        async move {
+            request.await.unwrap().headers()["location"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // B caches the link in its own memory.
+    assert_eq!(location(&b).await, "https://old.example/");
+    assert_eq!(location(&b).await, "https://old.example/");
+
+    let response = client
+        .patch(a.url(&format!("/links/{code}")))
+        .json(&json!({"longUrl": "https://new.example/"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The invalidation travels through Redis pub/sub; docs/cache.md bounds it well under a
+    // second. Poll B until it answers with the new target, within that bound.
+    let started = std::time::Instant::now();
+    loop {
+        let seen = location(&b).await;
+        if seen == "https://new.example/" {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "B still serves {seen}"
+        );
+    }
+
+    let response = client
+        .delete(a.url(&format!("/links/{code}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let started = std::time::Instant::now();
+    loop {
+        let status = client
+            .get(b.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 404 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "B still redirects a deleted link"
+        );
     }
 }

@@ -18,16 +18,43 @@ const LOOKUPS: usize = 20_000;
 
 /// A realistic target URL of 50–110 bytes for id `i`.
 fn long_url(i: u64) -> String {
-    let words = ["launch", "pricing", "quarterly", "report", "guide", "summer", "sale", "rust", "backend", "news"];
-    let title: Vec<&str> = (0..(2 + i % 6)).map(|k| words[((i >> k) as usize + k as usize) % words.len()]).collect();
-    format!("https://www.example.com/articles/2026/{:02}/{i}/{}?utm_source=mail", 1 + i % 12, title.join("-"))
+    let words = [
+        "launch",
+        "pricing",
+        "quarterly",
+        "report",
+        "guide",
+        "summer",
+        "sale",
+        "rust",
+        "backend",
+        "news",
+    ];
+    let title: Vec<&str> = (0..(2 + i % 6))
+        .map(|k| words[((i >> k) as usize + k as usize) % words.len()])
+        .collect();
+    format!(
+        "https://www.example.com/articles/2026/{:02}/{i}/{}?utm_source=mail",
+        1 + i % 12,
+        title.join("-")
+    )
 }
 
 async fn insert_range(store: &Store, codes: &CodeBook, from: u64, to: u64) {
-    let mut sql = String::from("INSERT INTO links (id, code, long_url, url_hash, created_at, redirect_type) VALUES ");
+    let mut sql = String::from(
+        "INSERT INTO links (id, code, long_url, url_hash, created_at, redirect_type) VALUES ",
+    );
     for r in 0..ROWS_PER_INSERT {
         let p = r * 5;
-        sql.push_str(&format!("{}(${}, ${}, ${}, ${}, ${}, 301)", if r == 0 { "" } else { "," }, p + 1, p + 2, p + 3, p + 4, p + 5));
+        sql.push_str(&format!(
+            "{}(${}, ${}, ${}, ${}, ${}, 301)",
+            if r == 0 { "" } else { "," },
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5
+        ));
     }
     let now = 1_790_000_000_000i64;
     let mut id = from;
@@ -108,9 +135,15 @@ async fn lookups(store: &Store, codes: &CodeBook, n: u64) -> (f64, f64) {
 }
 
 async fn run(engine: &str, url: &str, sizes: &[u64]) {
-    let store = Store::connect(url, &ConnectOptions { max_connections: 4, ..ConnectOptions::default() })
-        .await
-        .expect("connect");
+    let store = Store::connect(
+        url,
+        &ConnectOptions {
+            max_connections: 4,
+            ..ConnectOptions::default()
+        },
+    )
+    .await
+    .expect("connect");
     store.migrate().await.expect("migrate");
     let codes = CodeBook::new(0x5eed);
     let mut have = 1;
@@ -122,7 +155,13 @@ async fn run(engine: &str, url: &str, sizes: &[u64]) {
         let load = started.elapsed();
         let bytes = bytes_used(&store).await;
         let (p50, p99) = lookups(&store, &codes, have).await;
-        let growth = first.map_or(String::new(), |f| format!("  p50 ×{:.2} vs first size (log n ×{:.2})", p50 / f, (size as f64).ln() / (sizes[0] as f64).ln()));
+        let growth = first.map_or(String::new(), |f| {
+            format!(
+                "  p50 ×{:.2} vs first size (log n ×{:.2})",
+                p50 / f,
+                (size as f64).ln() / (sizes[0] as f64).ln()
+            )
+        });
         first.get_or_insert(p50);
         println!(
             "{engine:<9} {size:>10} links  {:>6.1} bytes/link  lookup p50 {p50:>6.1} µs  p99 {p99:>7.1} µs  (load {:.0}s){growth}",
@@ -149,12 +188,21 @@ async fn main() {
         run("sqlite", &Store::sqlite_url_in(dir.path()), &sizes).await;
     }
     if engines.contains("postgres") {
-        let admin = std::env::var("BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin = std::env::var("BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("basis_bench_{}", std::process::id());
-        let pool = sqlx::PgPool::connect(&admin).await.expect("connect to PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await.expect("create database");
+        let pool = sqlx::PgPool::connect(&admin)
+            .await
+            .expect("connect to PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .expect("create database");
         let (base, _) = admin.rsplit_once('/').expect("a URL with a database");
         run("postgres", &format!("{base}/{name}"), &sizes).await;
-        sqlx::query(&format!("DROP DATABASE {name}")).execute(&pool).await.expect("drop database");
+        sqlx::query(&format!("DROP DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .expect("drop database");
     }
 }

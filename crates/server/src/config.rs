@@ -69,9 +69,22 @@ pub struct Config {
     #[arg(long, env = "BASIS_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
-    /// Most links held in the lookup cache.
-    #[arg(long, env = "BASIS_LINK_CACHE_CAPACITY", default_value_t = 100_000)]
-    pub link_cache_capacity: u64,
+    /// Memory the in-process link cache may use, in MiB.
+    #[arg(long, env = "BASIS_LINK_CACHE_MB", default_value_t = 64)]
+    pub link_cache_mb: u64,
+
+    /// Redis URL: when set, rate-limit state and the cache's second tier live in Redis,
+    /// shared by every instance.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// A TOML file of rate-limit rules (default: the built-in rules).
+    #[arg(long, env = "BASIS_RATE_LIMIT_CONFIG")]
+    pub rate_limit_config: Option<PathBuf>,
+
+    /// `off` turns every rate-limit rule off (for load tests).
+    #[arg(long, env = "BASIS_RATE_LIMITS")]
+    pub rate_limits: Option<String>,
 
     /// Longest time a graceful stop waits for open requests, in milliseconds.
     #[arg(long, env = "BASIS_SHUTDOWN_GRACE_MS", default_value_t = 30_000)]
@@ -101,7 +114,10 @@ impl Config {
             click_flush_ms: 1000,
             body_limit: 64 * 1024,
             request_timeout_ms: 10_000,
-            link_cache_capacity: 100_000,
+            link_cache_mb: 64,
+            redis_url: None,
+            rate_limit_config: None,
+            rate_limits: None,
             shutdown_grace_ms: 30_000,
             auth: crate::auth::AuthConfig {
                 mail_from: "Basis <no-reply@localhost>".into(),
@@ -109,6 +125,11 @@ impl Config {
             },
             transport: Default::default(),
         }
+    }
+
+    /// The Redis URL in effect (an empty value means none).
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url.as_deref().filter(|url| !url.is_empty())
     }
 
     /// The database URL in effect.

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use basis_ratelimit::{RateLimitConfig, RateLimitLayer};
 use basis_store::ids::IdBlocks;
 use basis_store::{ConnectOptions, Store};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -125,6 +126,8 @@ impl Server {
 
     /// Builds the application reading time from `clock`.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        // First, so that components that register their metrics when built are recorded.
+        let metrics = prometheus();
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}",
@@ -176,14 +179,15 @@ impl Server {
             }),
             base_url: base_url.as_str().trim_end_matches('/').into(),
             clicks: Arc::new(ClickRecorder::new(store.clone())),
-            link_cache: LinkCache::new(config.link_cache_capacity),
+            link_cache: LinkCache::new(config.link_cache_mb * 1024 * 1024, config.redis_url())
+                .context("cannot build the link cache")?,
             passwords: Passwords::default(),
             identity: Arc::new(auth::Identity::build(
                 &config,
                 &base_url,
                 Arc::new(basis_auth::throttle::FixedWindow::default()),
             )?),
-            metrics: prometheus(),
+            metrics,
             clock,
             store,
         });
@@ -261,6 +265,7 @@ impl Server {
                 tracing::error!(error = %err, "final click flush failed; unflushed clicks are lost")
             }
         }
+        state.link_cache.shutdown().await;
         state.store.close().await;
         Ok(())
     }
@@ -277,7 +282,21 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .merge(users::router())
         .merge(admin::router())
         .fallback(|| async { ApiError::NotFound });
-    let routes = http::layer(routes, config.body_limit, config.request_timeout());
+    let rules_file = config.rate_limit_config.as_deref();
+    let limits =
+        RateLimitConfig::load(rules_file, config.rate_limits.as_deref()).with_context(|| {
+            match rules_file {
+                Some(path) => format!("invalid rate-limit rules in {}", path.display()),
+                None => "invalid rate-limit settings".to_owned(),
+            }
+        })?;
+    let limiter = RateLimitLayer::from_config(limits, config.redis_url())
+        .context("cannot start the rate limiter")?;
+    let routes = http::layer(
+        routes.layer(limiter),
+        config.body_limit,
+        config.request_timeout(),
+    );
     Ok(transport::layer(routes, &config.transport)?.with_state(state))
 }
 

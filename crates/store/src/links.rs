@@ -11,7 +11,7 @@ const LINK_COLUMNS: &str = "id, code, long_url, created_at, expires_at, max_clic
                             redirect_type, password_hash, owner_id, click_count";
 
 /// A stored link.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct LinkRow {
     /// Internal id (the code of a generated link is derived from it).
     pub id: i64,

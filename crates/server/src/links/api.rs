@@ -204,7 +204,7 @@ pub async fn create(
             None => state.codes.encode(link.id as u64),
         };
         match links::insert(&state.store, &link).await {
-            Ok(()) => return Ok(created(&state, &link)),
+            Ok(()) => return Ok(created(&state, &link).await),
             Err(err) if links::is_code_conflict(&err) && alias.is_none() => {
                 // An alias already holds this generated code: skip the id.
                 tracing::info!(code = %link.code, "generated code held by an alias; taking the next id");
@@ -223,8 +223,8 @@ pub async fn create(
     )))
 }
 
-fn created(state: &AppState, link: &NewLink) -> Response {
-    state.link_cache.invalidate(&link.code);
+async fn created(state: &AppState, link: &NewLink) -> Response {
+    state.link_cache.invalidate(&link.code).await;
     let row = LinkRow {
         id: link.id,
         code: link.code.clone(),
@@ -351,7 +351,7 @@ pub async fn update(
     if !links::update(&state.store, row.id, &update).await? {
         return Err(ApiError::NotFound);
     }
-    state.link_cache.invalidate(&row.code);
+    state.link_cache.invalidate(&row.code).await;
     let row = LinkRow {
         long_url: update.long_url,
         expires_at,
@@ -381,7 +381,7 @@ pub async fn remove(
     if !links::delete(&state.store, row.id).await? {
         return Err(ApiError::NotFound);
     }
-    state.link_cache.invalidate(&row.code);
+    state.link_cache.invalidate(&row.code).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

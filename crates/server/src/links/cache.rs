@@ -1,22 +1,28 @@
-//! The code → link lookup cache of the redirect path.
+//! The code → link lookup of the redirect path, on the two-tier cache (`basis-cache`).
 //!
-//! A bounded in-process map (moka, TinyLFU admission) holding found links and, for a shorter
-//! time, codes that do not exist, so a scan of random codes does not reach the database.
-//! Writes through the API invalidate their entry. Entries also expire on their own, which
-//! bounds how long another instance (that did not see the write) can serve a changed link.
-//! This is the seam the two-tier cache replaces.
+//! L1 is in-process (TinyLFU, bounded in bytes); with `REDIS_URL` set, L2 is Redis, shared
+//! by every instance, and a write on one instance evicts the entry from the others' L1
+//! through Redis pub/sub. Codes that do not exist are cached too, for a shorter time, so a
+//! scan of random codes does not reach the database. Concurrent misses on one code run a
+//! single database query.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderValue;
-use basis_store::links::LinkRow;
-use moka::sync::Cache;
+use basis_cache::Cache;
+use basis_store::Store;
+use basis_store::links::{self, LinkRow};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// How long a found link is trusted.
-const FOUND_TTL: Duration = Duration::from_secs(60);
+use crate::error::ApiError;
+
+/// How long a found link is trusted without a write invalidating it.
+const FOUND_TTL: Duration = Duration::from_secs(300);
 /// How long an unknown code is remembered as unknown.
 const MISSING_TTL: Duration = Duration::from_secs(10);
+/// Bumped whenever [`LinkRow`] changes shape, so old entries in Redis are never decoded.
+const SHAPE_VERSION: u32 = 1;
 
 /// A link as the redirect path needs it, with its `Location` header value prepared once.
 #[derive(Debug)]
@@ -36,71 +42,89 @@ impl CachedLink {
     }
 }
 
-/// What the cache knows about a code.
-pub type Entry = Option<Arc<CachedLink>>;
-
-struct TtlByKind;
-
-impl moka::Expiry<String, Entry> for TtlByKind {
-    fn expire_after_create(&self, _key: &String, value: &Entry, _now: Instant) -> Option<Duration> {
-        Some(if value.is_some() {
-            FOUND_TTL
-        } else {
-            MISSING_TTL
-        })
+/// Only the row travels to Redis; the header value is rebuilt on the way back.
+impl Serialize for CachedLink {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.row.serialize(serializer)
     }
+}
 
-    fn expire_after_update(
-        &self,
-        key: &String,
-        value: &Entry,
-        now: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        self.expire_after_create(key, value, now)
+impl<'de> Deserialize<'de> for CachedLink {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let row = LinkRow::deserialize(deserializer)?;
+        let location = HeaderValue::from_str(&row.long_url).map_err(serde::de::Error::custom)?;
+        Ok(Self { row, location })
     }
 }
 
 /// The lookup cache; clones share the same entries.
 #[derive(Clone)]
 pub struct LinkCache {
-    entries: Cache<String, Entry>,
+    entries: Cache<String, Arc<CachedLink>>,
 }
 
 impl std::fmt::Debug for LinkCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LinkCache")
-            .field("entries", &self.entries.entry_count())
+            .field("namespace", &self.entries.namespace())
             .finish()
     }
 }
 
 impl LinkCache {
-    /// A cache holding at most `capacity` codes.
-    pub fn new(capacity: u64) -> Self {
-        Self {
-            entries: Cache::builder()
-                .max_capacity(capacity)
-                .expire_after(TtlByKind)
-                .build(),
+    /// A cache using at most `max_bytes` in process, and Redis as L2 when `redis_url` is set.
+    /// Must be called inside the runtime (the Redis tier starts background tasks).
+    pub fn new(max_bytes: u64, redis_url: Option<&str>) -> Result<Self, basis_cache::Error> {
+        let entries = Cache::builder("links")
+            .version(SHAPE_VERSION)
+            .ttl(FOUND_TTL)
+            .negative_ttl(MISSING_TTL)
+            .l1_max_bytes(max_bytes)
+            .weigher(|code: &String, link: &Arc<CachedLink>| {
+                let bytes = 160 + code.len() + 2 * link.row.long_url.len();
+                u32::try_from(bytes).unwrap_or(u32::MAX)
+            })
+            .redis_url(redis_url)
+            .build()?;
+        Ok(Self { entries })
+    }
+
+    /// The link behind `code`: from L1 without awaiting anything when it is there, else
+    /// from L2 or the database (one query for all concurrent callers).
+    pub async fn find(
+        &self,
+        store: &Store,
+        code: &str,
+    ) -> Result<Option<Arc<CachedLink>>, ApiError> {
+        let key = code.to_owned();
+        if let Some(hit) = self.entries.peek(&key) {
+            return Ok(hit.into_option());
         }
+        self.entries
+            .get_or_load(&key, || async {
+                let row = links::find_by_code(store, code).await?;
+                Ok::<_, basis_store::Error>(row.and_then(CachedLink::new))
+            })
+            .await
+            .map_err(|err| match err {
+                basis_cache::Error::Load(cause) => match cause.downcast_ref::<basis_store::Error>()
+                {
+                    Some(basis_store::Error::Unavailable(_)) => {
+                        ApiError::Unavailable(cause.to_string())
+                    }
+                    _ => ApiError::Internal(anyhow::anyhow!("{cause}")),
+                },
+                other => ApiError::Internal(other.into()),
+            })
     }
 
-    /// `Some(entry)` on a hit (the entry itself may say "no such code"), `None` on a miss.
-    pub fn get(&self, code: &str) -> Option<Entry> {
-        let hit = self.entries.get(code);
-        let outcome = if hit.is_some() { "hit" } else { "miss" };
-        metrics::counter!("basis_link_cache_lookups_total", "outcome" => outcome).increment(1);
-        hit
+    /// Forgets `code` here and, through Redis, on every other instance.
+    pub async fn invalidate(&self, code: &str) {
+        self.entries.invalidate(&code.to_owned()).await;
     }
 
-    /// Remembers what the database said about `code`.
-    pub fn put(&self, code: &str, entry: Entry) {
-        self.entries.insert(code.to_owned(), entry);
-    }
-
-    /// Forgets `code` after a write.
-    pub fn invalidate(&self, code: &str) {
-        self.entries.invalidate(code);
+    /// Stops the background tasks of the Redis tier.
+    pub async fn shutdown(&self) {
+        self.entries.shutdown().await;
     }
 }

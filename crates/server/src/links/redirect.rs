@@ -61,7 +61,15 @@ pub async fn follow(
     let link = find(&state, &code).await?;
     let headers = request.headers();
     let count = request.method() != Method::HEAD;
-    respond(&state, &link, offered_password(headers), headers, count, None).await
+    respond(
+        &state,
+        &link,
+        offered_password(headers),
+        headers,
+        count,
+        None,
+    )
+    .await
 }
 
 /// The password form a browser posts to a protected link.
@@ -112,21 +120,20 @@ pub async fn follow_with_form(
 /// The link behind `code`, through the lookup cache.
 async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
-    if let Some(entry) = state.link_cache.get(code.as_str()) {
-        return entry.ok_or(ApiError::NotFound);
-    }
-    let entry = links::find_by_code(&state.store, code.as_str())
+    let link = state
+        .link_cache
+        .find(&state.store, code.as_str())
         .await?
-        .and_then(CachedLink::new);
-    // A link with a click limit is read fresh every time: its stored count moves with
-    // every flush, and a cached copy would let it overshoot.
-    if entry
-        .as_ref()
-        .is_none_or(|link| link.row.max_clicks.is_none())
-    {
-        state.link_cache.put(code.as_str(), entry.clone());
+        .ok_or(ApiError::NotFound)?;
+    if link.row.max_clicks.is_none() {
+        return Ok(link);
     }
-    entry.ok_or(ApiError::NotFound)
+    // A link with a click limit is read fresh: its stored count moves with every flush,
+    // and a cached copy would let it overshoot.
+    links::find_by_code(&state.store, code.as_str())
+        .await?
+        .and_then(CachedLink::new)
+        .ok_or(ApiError::NotFound)
 }
 
 async fn respond(

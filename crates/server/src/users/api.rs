@@ -244,7 +244,7 @@ pub async fn remove(
         .await?
         .ok_or(ApiError::NotFound)?;
     for code in &codes {
-        state.link_cache.invalidate(code);
+        state.link_cache.invalidate(code).await;
     }
     audit::record(
         &state,

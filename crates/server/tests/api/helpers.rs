@@ -108,6 +108,8 @@ impl TestApp {
         // Clicks are written only by an explicit flush or a graceful stop, so counts in
         // tests never depend on timing.
         config.click_flush_ms = 3_600_000;
+        // Tests send many requests from one address; the rate-limit tests turn rules on.
+        config.rate_limits = Some("off".into());
         tweak(&mut config);
         Self::start(config, dir).await
     }

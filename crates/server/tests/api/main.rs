@@ -9,6 +9,7 @@ mod concurrency;
 mod errors;
 mod links;
 mod ops;
+mod rate_limits;
 mod redirect;
 
 // Identity.

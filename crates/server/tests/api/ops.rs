@@ -59,8 +59,9 @@ async fn metrics_count_requests_by_route_and_status(engine: Engine) {
         r#"basis_http_requests_total{method="GET",route="/{code}",status="301"}"#,
         "basis_http_request_duration_seconds_bucket",
         "basis_redirects_total",
-        r#"basis_link_cache_lookups_total{outcome="hit"}"#,
-        r#"basis_link_cache_lookups_total{outcome="miss"}"#,
+        r#"basis_cache_hits_total{namespace="links",tier="l1"}"#,
+        r#"basis_cache_misses_total{namespace="links",tier="l1"}"#,
+        r#"basis_cache_loads_total{namespace="links"}"#,
         "basis_db_pool_connections",
     ] {
         assert!(page.contains(needle), "missing {needle}");
@@ -107,6 +108,8 @@ async fn a_request_over_the_time_limit_is_503() {
         .await;
     let problem = assert_problem(response, 503).await;
     assert!(problem["detail"].as_str().unwrap().contains("too long"));
-    let stored = basis_store::links::find_by_code(&app.state.store, "slow").await.unwrap();
+    let stored = basis_store::links::find_by_code(&app.state.store, "slow")
+        .await
+        .unwrap();
     assert!(stored.is_none(), "the cut-off request stored nothing");
 }

@@ -1,0 +1,120 @@
+//! The rate limiter in front of the API: 429 with standard headers, redirects unlimited.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Engine, TestApp, assert_problem};
+
+/// Rules allowing 3 link creations per minute, kept in a unique Redis key space.
+fn three_creates_per_minute(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("rules.toml");
+    let prefix = format!("basis:test:{:016x}", rand::random::<u64>());
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[store]
+key_prefix = "{prefix}"
+
+[[rules]]
+name = "link_create"
+methods = ["POST"]
+paths = ["/shorten"]
+key = "client"
+algorithm = "gcra"
+limit = 3
+period = "1m"
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn creating_past_the_limit_is_429(redis_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = three_creates_per_minute(dir.path());
+    let app = TestApp::spawn_with(&Engine::Sqlite, |c| {
+        c.rate_limits = None;
+        c.rate_limit_config = Some(rules.clone());
+        c.redis_url = redis_url.clone();
+    })
+    .await;
+    for i in 0..3 {
+        let response = app
+            .shorten(json!({"longUrl": format!("https://example.com/{i}")}))
+            .await;
+        assert_eq!(response.status(), 201);
+        let headers = response.headers();
+        assert_eq!(headers["x-ratelimit-limit"], "3");
+        assert_eq!(
+            headers["x-ratelimit-remaining"],
+            (2 - i).to_string().as_str()
+        );
+        assert!(headers.contains_key("ratelimit-policy"));
+        assert!(headers.contains_key("ratelimit"));
+    }
+    let response = app
+        .shorten(json!({"longUrl": "https://example.com/over"}))
+        .await;
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let reset: u64 = response.headers()["x-ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reset > 1_700_000_000, "Unix seconds, got {reset}");
+    let body: Value = assert_problem(response, 429).await;
+    assert_eq!(body["error"], "Rate limit exceeded");
+    assert_eq!(body["retryAfter"], retry_after);
+    // The rejected request created nothing.
+    let stored = basis_store::links::find_reusable(
+        &app.state.store,
+        basis_server::links::input::hash_url("https://example.com/over"),
+        "https://example.com/over",
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(stored.is_none());
+}
+
+#[tokio::test]
+async fn creating_past_the_limit_is_429_with_the_memory_store() {
+    creating_past_the_limit_is_429(None).await;
+}
+
+#[tokio::test]
+async fn creating_past_the_limit_is_429_with_the_redis_store() {
+    match std::env::var("BASIS_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => creating_past_the_limit_is_429(Some(url)).await,
+        _ => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: BASIS_TEST_REDIS_URL is not set"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn redirects_carry_no_limit_under_the_default_rules() {
+    let app = TestApp::spawn_with(&Engine::Sqlite, |c| c.rate_limits = None).await;
+    let code = app.create(json!({"longUrl": "https://example.com/"})).await["shortCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..150 {
+        let response = app.follow(&code).await;
+        assert_eq!(response.status(), 301);
+        assert!(!response.headers().contains_key("ratelimit"));
+    }
+    // The API itself is limited by default.
+    let response = app.get(&format!("/links/{code}")).await;
+    assert!(response.headers().contains_key("ratelimit-policy"));
+}
