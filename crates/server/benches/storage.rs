@@ -70,12 +70,13 @@ async fn insert_range(store: &Store, codes: &CodeBook, from: u64, to: u64) {
                     for k in 0..ROWS_PER_INSERT as u64 {
                         let n = id + k;
                         let url = long_url(n);
+                        let hash = basis_server::links::input::hash_url(&url);
                         query = query
                             .bind(n as i64)
                             .bind(codes.encode(n))
-                            .bind(basis_server::links::input::hash_url(&url))
-                            .bind(now)
-                            .bind(url);
+                            .bind(url)
+                            .bind(hash)
+                            .bind(now);
                     }
                     query.execute(&mut *tx).await?;
                     id += ROWS_PER_INSERT as u64;
