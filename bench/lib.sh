@@ -1,5 +1,6 @@
 # Shared helpers of the load benchmarks. Source it from a bench script.
-# Everything targets 127.0.0.1 and every run is bounded in time.
+# Everything targets 127.0.0.1 and every run is bounded in time. Rate limits are off
+# (BASIS_RATE_LIMITS=off) unless the caller sets it: one wrk client would hit every rule.
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
@@ -45,7 +46,7 @@ wait_http() { # wait_http <url>: up to 30 s for a 2xx
 start_basis() { # start_basis <data-dir> [extra serve flags…]; environment passes through
   local dir=$1; shift
   mkdir -p "$dir"
-  RUST_LOG=${RUST_LOG:-warn} "$BASIS" serve --listen "127.0.0.1:$BASIS_PORT" --data-dir "$dir" "$@" \
+  BASIS_RATE_LIMITS=${BASIS_RATE_LIMITS:-off} RUST_LOG=${RUST_LOG:-warn} "$BASIS" serve --listen "127.0.0.1:$BASIS_PORT" --data-dir "$dir" "$@" \
     >"$dir/basis.log" 2>&1 &
   PIDS+=($!)
   BASIS_PID=$!
