@@ -7,8 +7,9 @@ use basis_auth::jwt::KeySet;
 
 use crate::config::Environment;
 
-/// Identity settings. Secrets come from the environment or a `*_FILE` path only.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// Identity settings. Secrets come from the environment or a `*_FILE` path only, and
+/// `Debug` never prints them.
+#[derive(Clone, Default, clap::Args)]
 pub struct AuthConfig {
     /// JWT signing keys, `kid:base64secret[,kid:base64secret…]` (first signs, all verify).
     /// Development generates one in the data directory when neither this nor the file is set.
@@ -65,6 +66,38 @@ pub struct AuthConfig {
     /// comma-separated (relative paths on our own origin are always allowed).
     #[arg(long, env = "BASIS_OIDC_REDIRECT_ALLOWLIST", value_delimiter = ',')]
     pub oidc_redirect_allowlist: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |set: bool| if set { "<redacted>" } else { "<unset>" };
+        f.debug_struct("AuthConfig")
+            .field("jwt_keys", &redacted(self.jwt_keys.is_some()))
+            .field("jwt_keys_file", &self.jwt_keys_file)
+            .field("require_auth_for_links", &self.require_auth_for_links)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
+            .field("oidc_issuer", &self.oidc_issuer)
+            .field("oidc_client_id", &self.oidc_client_id)
+            .field(
+                "oidc_client_secret",
+                &redacted(self.oidc_client_secret.is_some()),
+            )
+            .field("oidc_client_secret_file", &self.oidc_client_secret_file)
+            .field("oidc_redirect_allowlist", &self.oidc_redirect_allowlist)
+            .finish()
+    }
+}
+
+/// A URL without its password (SMTP URLs may carry credentials).
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl AuthConfig {
@@ -128,4 +161,23 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create the secret file {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AuthConfig;
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let config = AuthConfig {
+            jwt_keys: Some("k1:c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==".into()),
+            oidc_client_secret: Some("client-secret-value".into()),
+            smtp_url: Some("smtp://user:mail-password@mail.example:587".into()),
+            ..AuthConfig::default()
+        };
+        let text = format!("{config:?}");
+        for secret in ["c2VjcmV0", "client-secret-value", "mail-password"] {
+            assert!(!text.contains(secret), "{text}");
+        }
+    }
 }

@@ -39,8 +39,7 @@ pub const REFRESH_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Password reset tokens live this long (ms).
 pub const RESET_TTL_MS: i64 = 60 * 60 * 1000;
 
-/// The identity services every instance holds.
-#[derive(Debug)]
+/// The identity services every instance holds (`Debug` leaves the secrets out).
 pub struct Identity {
     /// Access token keys, issuer and audience.
     pub keys: KeySet,
@@ -57,6 +56,19 @@ pub struct Identity {
     pub oidc_secret: Option<String>,
     /// The configuration.
     pub config: AuthConfig,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("keys", &self.keys)
+            .field("throttle", &self.throttle)
+            .field("sessions", &self.sessions)
+            .field("mailer", &self.mailer)
+            .field("oidc", &self.oidc.get().map(|p| p.issuer()))
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Identity {
