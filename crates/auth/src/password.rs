@@ -70,6 +70,7 @@ pub struct Verified {
 #[derive(Debug, Clone)]
 pub struct Hasher {
     params: HashParams,
+    concurrency: usize,
     permits: Arc<Semaphore>,
     /// A hash of a random password, verified against when the account is unknown so that
     /// a wrong email costs the same time as a wrong password.
@@ -87,6 +88,7 @@ impl Hasher {
             .to_string();
         Ok(Self {
             params,
+            concurrency: concurrency.max(1),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy: dummy.into(),
         })
@@ -101,6 +103,11 @@ impl Hasher {
     /// The parameters new hashes use.
     pub fn params(&self) -> HashParams {
         self.params
+    }
+
+    /// How many hashes are running right now (at most the concurrency bound).
+    pub fn in_flight(&self) -> usize {
+        self.concurrency - self.permits.available_permits()
     }
 
     /// Hashes `password` into a PHC string.
@@ -255,6 +262,27 @@ mod tests {
             .await
             .unwrap();
         assert!(verified.matched && verified.needs_rehash);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn no_more_hashes_run_at_once_than_the_bound() {
+        let hasher = Hasher::new(cheap(), 2).unwrap();
+        let jobs: Vec<_> = (0..12)
+            .map(|i| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(format!("password {i}")).await })
+            })
+            .collect();
+        let mut most = 0;
+        while jobs.iter().any(|job| !job.is_finished()) {
+            most = most.max(hasher.in_flight());
+            tokio::task::yield_now().await;
+        }
+        for job in jobs {
+            job.await.unwrap().unwrap();
+        }
+        assert!(most <= 2, "{most} hashes ran at once");
+        assert_eq!(hasher.in_flight(), 0);
     }
 
     #[test]
