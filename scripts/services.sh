@@ -42,5 +42,18 @@ ensure_redis() {
   export BASIS_TEST_REDIS_URL=${BASIS_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 }
 
+ensure_node() { # the OpenID Connect tests run a real provider (npm package oidc-provider)
+  if ! command -v npm >/dev/null; then
+    echo "installing Node.js"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  local dir
+  dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/crates/server/tests/oidc
+  if [ ! -d "$dir/node_modules/oidc-provider" ]; then
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+}
+
 ensure_postgres
 ensure_redis
+ensure_node
