@@ -31,6 +31,14 @@ impl<K, V> Clone for Cache<K, V> {
     }
 }
 
+impl<K, V> std::fmt::Debug for Cache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What L1 holds for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cached<V> {

@@ -252,3 +252,16 @@ impl IntoResponse for ApiError {
 
 /// Shorthand for handler results.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<basis_cache::Error> for ApiError {
+    /// A loader's database outage stays a 503; anything else from the cache is a bug.
+    fn from(err: basis_cache::Error) -> Self {
+        match &err {
+            basis_cache::Error::Load(cause) => match cause.downcast_ref::<basis_store::Error>() {
+                Some(basis_store::Error::Unavailable(_)) => Self::Unavailable(cause.to_string()),
+                _ => Self::Internal(anyhow::anyhow!("{cause}")),
+            },
+            _ => Self::Internal(err.into()),
+        }
+    }
+}

@@ -181,6 +181,8 @@ impl Server {
             clicks: Arc::new(ClickRecorder::new(store.clone())),
             link_cache: LinkCache::new(config.link_cache_mb * 1024 * 1024, config.redis_url())
                 .context("cannot build the link cache")?,
+            user_views: users::view_cache(config.redis_url())
+                .context("cannot build the user cache")?,
             passwords: Passwords::default(),
             identity: Arc::new(auth::Identity::build(
                 &config,
@@ -266,6 +268,7 @@ impl Server {
             }
         }
         state.link_cache.shutdown().await;
+        state.user_views.shutdown().await;
         state.store.close().await;
         Ok(())
     }

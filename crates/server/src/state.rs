@@ -53,6 +53,8 @@ pub struct AppServices {
     pub clicks: Arc<ClickRecorder>,
     /// The code → link lookup cache.
     pub link_cache: LinkCache,
+    /// Public views of accounts by id, on the two-tier cache.
+    pub user_views: basis_cache::Cache<String, crate::users::UserView>,
     /// argon2id hashing with bounded concurrency.
     pub passwords: Passwords,
     /// Accounts and sign-in: keys, throttle, sessions, mail, OIDC.

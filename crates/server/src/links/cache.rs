@@ -106,16 +106,7 @@ impl LinkCache {
                 Ok::<_, basis_store::Error>(row.and_then(CachedLink::new))
             })
             .await
-            .map_err(|err| match err {
-                basis_cache::Error::Load(cause) => match cause.downcast_ref::<basis_store::Error>()
-                {
-                    Some(basis_store::Error::Unavailable(_)) => {
-                        ApiError::Unavailable(cause.to_string())
-                    }
-                    _ => ApiError::Internal(anyhow::anyhow!("{cause}")),
-                },
-                other => ApiError::Internal(other.into()),
-            })
+            .map_err(ApiError::from)
     }
 
     /// Forgets `code` here and, through Redis, on every other instance.

@@ -152,7 +152,14 @@ pub async fn read(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<UserView>> {
-    Ok(Json(UserView::from(&load(&state, &id).await?)))
+    let view = state
+        .user_views
+        .get_or_load(&id, || async {
+            let user = repo::find(&state.store, &id).await?;
+            Ok::<_, basis_store::Error>(user.as_ref().map(UserView::from))
+        })
+        .await?;
+    Ok(Json(view.ok_or(ApiError::NotFound)?))
 }
 
 /// The owner's profile (email, settings): the owner or an admin.
@@ -212,7 +219,9 @@ pub async fn update(
     }
     user.updated_at = state.clock.now_ms();
     let actor = principal.user_id.clone();
-    match repo::update(&state.store, &user).await {
+    let updated = repo::update(&state.store, &user).await;
+    state.user_views.invalidate(&user.id).await;
+    match updated {
         Ok(true) => {}
         Ok(false) => return Err(ApiError::NotFound),
         Err(basis_store::Error::Conflict(_)) => {
@@ -243,6 +252,7 @@ pub async fn remove(
     let codes = repo::delete(&state.store, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    state.user_views.invalidate(&id).await;
     for code in &codes {
         state.link_cache.invalidate(code).await;
     }

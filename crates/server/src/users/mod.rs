@@ -32,8 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}/api-keys/{key_id}", delete(keys::revoke))
 }
 
-/// What anyone may see of an account.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+/// What anyone may see of an account (also what the user cache holds: no secrets).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
     /// The id.
@@ -93,4 +93,21 @@ impl From<&repo::UserRow> for Profile {
             updated_at: to_datetime(row.updated_at),
         }
     }
+}
+
+/// The cache of public account views (`GET /users/{id}`): in process, plus Redis when
+/// `redis_url` is set. Every write to an account invalidates its entry.
+pub fn view_cache(
+    redis_url: Option<&str>,
+) -> Result<basis_cache::Cache<String, UserView>, basis_cache::Error> {
+    basis_cache::Cache::builder("users")
+        .version(1)
+        .ttl(std::time::Duration::from_secs(300))
+        .negative_ttl(std::time::Duration::from_secs(10))
+        .l1_max_bytes(16 * 1024 * 1024)
+        .weigher(|id: &String, view: &UserView| {
+            u32::try_from(96 + id.len() + view.name.len()).unwrap_or(u32::MAX)
+        })
+        .redis_url(redis_url)
+        .build()
 }

@@ -19,6 +19,7 @@ on_both_engines!(
     only_admins_list_users_page_by_page,
     stored_hashes_are_argon2id_phc_strings_and_old_ones_are_rehashed_at_login,
     changing_the_password_revokes_refresh_tokens_and_other_sessions,
+    the_cached_public_view_follows_every_change,
 );
 
 async fn signing_up_returns_201_with_the_user_and_no_secret(engine: Engine) {
@@ -439,4 +440,40 @@ impl TestApp {
             .await
             .unwrap();
     }
+}
+
+async fn the_cached_public_view_follows_every_change(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let gina = app.account("gina@example.com").await;
+    let admin = app.account_with_role("boss@example.com", Role::Admin).await;
+    let path = format!("/users/{}", gina.id);
+    let view = || async { app.get(&path).await.json::<Value>().await.unwrap() };
+    // Read twice: the second answer comes from the cache.
+    assert_eq!(view().await["name"], "Test User");
+    assert_eq!(view().await["name"], "Test User");
+
+    let rename = app
+        .bearer(Method::PATCH, &path, &gina.access)
+        .json(&json!({"name": "Gina"}))
+        .send();
+    assert_eq!(rename.await.unwrap().status(), 200);
+    assert_eq!(
+        view().await["name"],
+        "Gina",
+        "a rename invalidates the cached view"
+    );
+    let promote = app
+        .bearer(Method::PATCH, &path, &admin.access)
+        .json(&json!({"role": "moderator"}))
+        .send();
+    assert_eq!(promote.await.unwrap().status(), 200);
+    assert_eq!(view().await["role"], "moderator");
+
+    let delete = app.bearer(Method::DELETE, &path, &gina.access).send();
+    assert_eq!(delete.await.unwrap().status(), 204);
+    assert_problem(app.get(&path).await, 404).await;
+    // The miss is cached too, and a later read still answers 404.
+    assert_problem(app.get(&path).await, 404).await;
+    let page = app.get("/metrics").await.text().await.unwrap();
+    assert!(page.contains(r#"basis_cache_hits_total{namespace="users",tier="l1"}"#));
 }
