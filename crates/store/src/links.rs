@@ -187,6 +187,13 @@ pub struct LinkClicks {
     pub devices: Vec<(&'static str, i64)>,
 }
 
+/// Adds to a link's per-referrer counter: `($1 link, $2 host, $3 clicks)`.
+const REFERRER_UPSERT: &str = "INSERT INTO link_referrers (link_id, host, clicks) VALUES ($1, $2, $3) \
+     ON CONFLICT (link_id, host) DO UPDATE SET clicks = link_referrers.clicks + excluded.clicks";
+/// Adds to a link's per-device counter: `($1 link, $2 device, $3 clicks)`.
+const DEVICE_UPSERT: &str = "INSERT INTO link_devices (link_id, device, clicks) VALUES ($1, $2, $3) \
+     ON CONFLICT (link_id, device) DO UPDATE SET clicks = link_devices.clicks + excluded.clicks";
+
 /// Applies a batch of clicks in one transaction. Clicks of links deleted meanwhile are
 /// dropped. Returns how many links were still there.
 pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
@@ -221,29 +228,18 @@ pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
                     .execute(&mut *tx)
                     .await?;
                 }
-                for (host, clicks) in &link.referrers {
-                    sqlx::query(
-                        "INSERT INTO link_referrers (link_id, host, clicks) VALUES ($1, $2, $3) \
-                         ON CONFLICT (link_id, host) DO UPDATE SET \
-                         clicks = link_referrers.clicks + excluded.clicks",
-                    )
-                    .bind(link.link_id)
-                    .bind(host)
-                    .bind(clicks)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                for (device, clicks) in &link.devices {
-                    sqlx::query(
-                        "INSERT INTO link_devices (link_id, device, clicks) VALUES ($1, $2, $3) \
-                         ON CONFLICT (link_id, device) DO UPDATE SET \
-                         clicks = link_devices.clicks + excluded.clicks",
-                    )
-                    .bind(link.link_id)
-                    .bind(*device)
-                    .bind(clicks)
-                    .execute(&mut *tx)
-                    .await?;
+                let counters = link
+                    .referrers
+                    .iter()
+                    .map(|(host, n)| (REFERRER_UPSERT, host.as_str(), *n))
+                    .chain(link.devices.iter().map(|(device, n)| (DEVICE_UPSERT, *device, *n)));
+                for (upsert, key, clicks) in counters {
+                    sqlx::query(upsert)
+                        .bind(link.link_id)
+                        .bind(key)
+                        .bind(clicks)
+                        .execute(&mut *tx)
+                        .await?;
                 }
             }
             tx.commit().await?;

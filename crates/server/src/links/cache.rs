@@ -58,17 +58,9 @@ impl<'de> Deserialize<'de> for CachedLink {
 }
 
 /// The lookup cache; clones share the same entries.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LinkCache {
     entries: Cache<String, Arc<CachedLink>>,
-}
-
-impl std::fmt::Debug for LinkCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LinkCache")
-            .field("namespace", &self.entries.namespace())
-            .finish()
-    }
 }
 
 impl LinkCache {

@@ -52,14 +52,7 @@ impl Pending {
     fn add(&mut self, click: &Click) {
         let bot = click.device == Device::Bot;
         let day = day_of(click.at_ms);
-        let (h, b) = (i64::from(!bot), i64::from(bot));
-        match self.days.iter_mut().find(|(d, _, _)| *d == day) {
-            Some(entry) => {
-                entry.1 += h;
-                entry.2 += b;
-            }
-            None => self.days.push((day, h, b)),
-        }
+        self.add_day(day, i64::from(!bot), i64::from(bot));
         self.devices[click.device.index()] += 1;
         if bot {
             return;
@@ -67,6 +60,16 @@ impl Pending {
         self.humans += 1;
         if let Some(host) = &click.referrer {
             self.add_referrer(host, 1);
+        }
+    }
+
+    fn add_day(&mut self, day: i64, humans: i64, bots: i64) {
+        match self.days.iter_mut().find(|(d, _, _)| *d == day) {
+            Some(entry) => {
+                entry.1 += humans;
+                entry.2 += bots;
+            }
+            None => self.days.push((day, humans, bots)),
         }
     }
 
@@ -83,13 +86,7 @@ impl Pending {
     fn merge(&mut self, other: &LinkClicks) {
         self.humans += other.humans;
         for &(day, h, b) in &other.days {
-            match self.days.iter_mut().find(|(d, _, _)| *d == day) {
-                Some(entry) => {
-                    entry.1 += h;
-                    entry.2 += b;
-                }
-                None => self.days.push((day, h, b)),
-            }
+            self.add_day(day, h, b);
         }
         for (host, n) in &other.referrers {
             self.add_referrer(host, *n);
