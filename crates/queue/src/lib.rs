@@ -1,0 +1,122 @@
+//! Durable background work for Basis: jobs (point-to-point), topics (publish-subscribe) and
+//! request-reply, on SQLite, PostgreSQL or RabbitMQ behind one [`Backend`] trait.
+//!
+//! # Where things are
+//!
+//! - [`Backend`]: what every engine provides: enqueue, claim with a lease, heartbeat,
+//!   complete / retry / bury fenced by the attempt's token, dead letters, stats.
+//! - [`job`]: the value types that cross the trait ([`NewJob`], [`ClaimedJob`], [`Lease`],
+//!   [`JobInfo`], …).
+//! - [`handler`]: [`Handler`], the work for one job kind, and [`JobError`].
+//! - [`clock`]: the injected time source; leases, delays and backoff read it.
+//!
+//! # Delivery rules (every backend)
+//!
+//! - At least once: a job leaves the queue only when a worker that still holds its lease
+//!   completes it, or when it is moved to the dead letters.
+//! - A claim counts the attempt and hands out a fresh fencing token; `complete`, `retry`,
+//!   `bury` and `heartbeat` with an older token fail with [`Error::LeaseLost`], so a worker
+//!   whose lease expired can never finish or fail a job another worker now holds.
+//! - A lease not renewed by its deadline makes the job claimable again.
+//! - Retries are scheduled by the caller (the worker computes backoff); the next run time is
+//!   stored with the job, so a crash does not reset the schedule.
+
+pub mod clock;
+pub mod handler;
+pub mod job;
+
+use std::time::Duration;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use handler::{Handler, JobError, handler_fn};
+pub use job::{
+    ClaimedJob, DeadJob, Enqueued, JobId, JobInfo, JobStatus, Lease, NewJob, QueueStats,
+};
+
+/// The errors a queue operation can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The attempt's lease expired or was taken over: its token is stale.
+    #[error("the lease on job {0} is no longer held")]
+    LeaseLost(JobId),
+    /// The backend could not be reached or did not answer in time.
+    #[error("queue backend unavailable: {0}")]
+    Unavailable(String),
+    /// The operation is not offered by this backend.
+    #[error("not supported by the {0} backend")]
+    Unsupported(&'static str),
+    /// The input was refused (an empty queue name, a payload that does not serialise…).
+    #[error("invalid job: {0}")]
+    Invalid(String),
+    /// Anything else the backend reported.
+    #[error("queue backend error: {0}")]
+    Backend(String),
+}
+
+/// Shorthand for queue results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One queue engine. Implementations are cheap to share (`Arc<dyn Backend>`).
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    /// A short name for logs and errors (`sqlite`, `postgres`, `amqp`).
+    fn name(&self) -> &'static str;
+
+    /// Adds a job. With a deduplication key that an unfinished job already holds, nothing is
+    /// added and the existing job's id comes back with `duplicate: true`.
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+
+    /// Claims up to `limit` ready jobs of `queue` (highest priority first, then oldest run
+    /// time), each leased for `lease`. Counts the attempt and issues a new fencing token.
+    async fn claim(&self, queue: &str, lease: Duration, limit: usize) -> Result<Vec<ClaimedJob>>;
+
+    /// Extends a held lease by `lease` from now.
+    async fn heartbeat(&self, lease: &Lease, extend: Duration) -> Result<()>;
+
+    /// Finishes the attempt successfully, storing `result` for [`Backend::job`].
+    async fn complete(&self, lease: &Lease, result: Option<serde_json::Value>) -> Result<()>;
+
+    /// Fails the attempt; the job runs again at `run_at_ms` (Unix milliseconds).
+    async fn retry(&self, lease: &Lease, error: &str, run_at_ms: i64) -> Result<()>;
+
+    /// Fails the job for good: it moves to the dead letters with `error`.
+    async fn bury(&self, lease: &Lease, error: &str) -> Result<()>;
+
+    /// Gives the job back unfinished (graceful shutdown): ready again now, and the attempt
+    /// this lease counted is not held against it.
+    async fn release(&self, lease: &Lease) -> Result<()>;
+
+    /// Waits until `queue` may have ready work or `timeout` passes (a notification where the
+    /// engine has one, else the timeout).
+    async fn wait_for_work(&self, queue: &str, timeout: Duration);
+
+    /// The job's current state, if the backend keeps one.
+    async fn job(&self, id: &JobId) -> Result<Option<JobInfo>>;
+
+    /// Registers `group` as a subscriber of `topic`: from now on every message published to
+    /// the topic is also delivered to the queue [`topic_queue`]`(topic, group)`.
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<()>;
+
+    /// Publishes a message to every subscriber group of `topic`; returns how many groups.
+    async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize>;
+
+    /// Dead letters, oldest first, optionally of one queue.
+    async fn dead_letters(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadJob>>;
+
+    /// One dead letter.
+    async fn dead_letter(&self, id: &JobId) -> Result<Option<DeadJob>>;
+
+    /// Puts a dead letter back on its queue with a fresh attempt count; false if unknown.
+    async fn replay(&self, id: &JobId) -> Result<bool>;
+
+    /// Deletes dead letters (of one queue, or all); returns how many.
+    async fn purge(&self, queue: Option<&str>) -> Result<u64>;
+
+    /// Depth, oldest ready job's age and dead letters per queue.
+    async fn stats(&self) -> Result<Vec<QueueStats>>;
+}
+
+/// The queue a topic's subscriber group consumes.
+pub fn topic_queue(topic: &str, group: &str) -> String {
+    format!("{topic}.{group}")
+}
