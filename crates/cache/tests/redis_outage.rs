@@ -4,89 +4,14 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use basis_cache::{Cache, Cached};
+use basis_testkit::{PrivateRedis, free_port};
 use common::{eventually, redis_url, skip, unique_namespace};
 
 type Io = std::io::Error;
-
-/// A private Redis, killed when dropped.
-struct PrivateRedis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl PrivateRedis {
-    /// Starts `redis-server` on `port` and waits until it answers PING.
-    async fn start(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Self {
-            child: Some(child),
-            port,
-        };
-        let up = eventually(Duration::from_secs(10), || server.answers()).await;
-        assert!(up, "private redis-server on port {port} answers PING");
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn answers(&self) -> bool {
-        let Ok(client) = redis::Client::open(self.url()) else {
-            return false;
-        };
-        let Ok(Ok(mut conn)) = tokio::time::timeout(
-            Duration::from_millis(500),
-            client.get_multiplexed_async_connection(),
-        )
-        .await
-        else {
-            return false;
-        };
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .is_ok()
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
-}
 
 fn instance(url: &str, ns: &str) -> Cache<String, String> {
     Cache::builder(ns)

@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 /// The Redis to test against, or `None` after printing one visible `skipped:` line.
 pub fn redis_url(suite: &str) -> Option<String> {
@@ -40,18 +39,4 @@ pub fn unique_namespace(name: &str) -> String {
     )
 }
 
-/// Polls `condition` until it holds or `limit` passes; returns whether it held.
-pub async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if condition().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    false
-}
+pub use basis_testkit::eventually;

@@ -4,14 +4,13 @@
 //! Each test starts its own private `redis-server` on a free port, so stopping it
 //! disturbs nobody.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use basis_ratelimit::{
     Algorithm, Check, Limiter, MemoryConfig, OutageConfig, OutagePolicy, RedisConfig, RedisStore,
     Source, Verdict,
 };
+use basis_testkit::{PrivateRedis, free_port};
 
 use super::algorithms::policy;
 use super::common::{redis_url, unique_prefix};
@@ -19,75 +18,6 @@ use super::common::{redis_url, unique_prefix};
 const TIMEOUT: Duration = Duration::from_millis(50);
 /// Scheduling slack on a shared two-core machine: a decision must still end near the timeout.
 const SLACK: Duration = Duration::from_millis(50);
-
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        Some(Self {
-            port,
-            child: Some(child),
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Polls `PING` (bounded) until the server answers.
-    async fn wait_ready(&self) {
-        let client = redis::Client::open(self.url()).unwrap();
-        for _ in 0..500 {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!(
-            "private redis-server on port {} never answered PING",
-            self.port
-        );
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().unwrap().port()
-}
 
 async fn decide(limiter: &Limiter, subject: &str) -> (Verdict, Duration) {
     let p = policy(Algorithm::SlidingWindow, 3, Duration::from_secs(3_600));
@@ -108,11 +38,10 @@ async fn survives_an_outage(policy: OutagePolicy, test: &str) {
         return;
     }
     let port = free_port();
-    let Some(mut redis) = PrivateRedis::start(port) else {
+    let Some(mut redis) = PrivateRedis::start(port).await else {
         println!("skipped: {test}: redis-server is not installed");
         return;
     };
-    redis.wait_ready().await;
     let store = RedisStore::connect_lazy(&RedisConfig {
         url: redis.url(),
         key_prefix: unique_prefix(test),
@@ -153,8 +82,9 @@ async fn survives_an_outage(policy: OutagePolicy, test: &str) {
     }
 
     // Back on the same port: the connection manager reconnects by itself.
-    let redis = PrivateRedis::start(port).expect("redis-server restarts");
-    redis.wait_ready().await;
+    let _redis = PrivateRedis::start(port)
+        .await
+        .expect("redis-server restarts");
     let mut recovered = false;
     for _ in 0..200 {
         let (v, took) = decide(&limiter, "after").await;
