@@ -187,7 +187,8 @@ impl Server {
             identity: Arc::new(auth::Identity::build(
                 &config,
                 &base_url,
-                Arc::new(basis_auth::throttle::FixedWindow::default()),
+                auth::throttle::for_config(config.redis_url())
+                    .context("cannot build the login throttle")?,
             )?),
             metrics,
             clock,

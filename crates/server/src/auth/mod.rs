@@ -30,6 +30,7 @@ pub mod config;
 pub mod oidc;
 pub mod reset;
 pub mod session;
+pub mod throttle;
 pub mod tokens;
 
 pub use config::AuthConfig;

@@ -118,3 +118,46 @@ async fn redirects_carry_no_limit_under_the_default_rules() {
     let response = app.get(&format!("/links/{code}")).await;
     assert!(response.headers().contains_key("ratelimit-policy"));
 }
+
+/// A wrong-password login for `email` through `app`, answered 401 or 429.
+async fn failed_login(app: &TestApp, email: &str) -> reqwest::StatusCode {
+    app.post_json(
+        "/auth/login",
+        json!({"email": email, "password": "not the password at all"}),
+    )
+    .await
+    .status()
+}
+
+#[tokio::test]
+async fn login_attempts_are_counted_once_across_instances_sharing_redis() {
+    let Ok(redis_url) = std::env::var("BASIS_TEST_REDIS_URL") else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: BASIS_TEST_REDIS_URL is not set"
+        );
+        return;
+    };
+    // The HTTP rules are off, so only the login throttle can answer 429 here.
+    let shared = |c: &mut basis_server::Config| {
+        c.rate_limits = Some("off".into());
+        c.redis_url = Some(redis_url.clone());
+    };
+    let a = TestApp::spawn_with(&Engine::Sqlite, shared).await;
+    let b = TestApp::spawn_with(&Engine::Sqlite, shared).await;
+    // A fresh address per run, so earlier runs' counters in the shared Redis do not count.
+    let email = format!("guesser-{:016x}@example.com", rand::random::<u64>());
+
+    // The allowance is 5 attempts per window for an account and address, whichever
+    // instance receives them.
+    for app in [&a, &b, &a, &b, &a] {
+        assert_eq!(failed_login(app, &email).await, 401);
+    }
+    for app in [&b, &a] {
+        assert_eq!(failed_login(app, &email).await, 429);
+    }
+    // Another account from the same address is counted apart.
+    let other = format!("other-{email}");
+    assert_eq!(failed_login(&b, &other).await, 401);
+}
