@@ -97,7 +97,7 @@ echo "| system | worker processes | jobs/s | enqueue-to-start p50 (ms) | p99 (ms
 echo "|---|---|---|---|---|"
 for round in $(seq 1 "$ROUNDS"); do
   for procs in 1 2; do
-    for system in basis-sqlite basis-postgres graphile-worker bullmq; do
+    for system in ${SYSTEMS:-basis-sqlite basis-postgres graphile-worker bullmq}; do
       reset "$system"
       start_workers "$system" "$procs"
       elapsed=$(produce "$system" "$JOBS" burst)
