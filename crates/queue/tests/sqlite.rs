@@ -54,3 +54,28 @@ async fn the_queue_and_the_store_migrate_the_same_database_in_either_order() {
         "{versions:?}"
     );
 }
+
+#[tokio::test]
+async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists() {
+    use basis_queue::NewJob;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("basis.db").display());
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(0));
+    let queue = SqliteQueue::connect(&url, clock).await.unwrap();
+    queue.install().await.unwrap();
+    let mail = || NewJob::new("outbox", "mail", serde_json::json!({}));
+    let mut tx = queue.pool().begin().await.unwrap();
+    let gone = queue.enqueue_in(&mut tx, mail()).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert!(queue.job(&gone.id).await.unwrap().is_none());
+    let mut tx = queue.pool().begin().await.unwrap();
+    let kept = queue.enqueue_in(&mut tx, mail()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(queue.job(&kept.id).await.unwrap().is_some());
+    let waiting = queue.stats().await.unwrap();
+    assert_eq!(
+        waiting.iter().map(|s| s.depth).sum::<u64>(),
+        1,
+        "only the committed job"
+    );
+}
