@@ -21,6 +21,7 @@
 //! - Retries are scheduled by the caller (the worker computes backoff); the next run time is
 //!   stored with the job, so a crash does not reset the schedule.
 
+pub mod amqp;
 pub mod clock;
 pub mod handler;
 pub mod job;
