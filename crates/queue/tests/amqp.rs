@@ -257,6 +257,8 @@ async fn a_short_delay_is_not_held_up_behind_a_long_one() {
     q.teardown().await.expect("teardown");
 }
 
+#[path = "amqp/crash.rs"]
+mod crash;
 #[path = "amqp/dead.rs"]
 mod dead;
 #[path = "amqp/patterns.rs"]
