@@ -257,9 +257,15 @@ async fn a_short_delay_is_not_held_up_behind_a_long_one() {
     q.teardown().await.expect("teardown");
 }
 
+mod conformance;
 #[path = "amqp/crash.rs"]
 mod crash;
+
 #[path = "amqp/dead.rs"]
 mod dead;
 #[path = "amqp/patterns.rs"]
 mod patterns;
+#[path = "amqp/shared.rs"]
+mod shared;
+#[path = "amqp/workers.rs"]
+mod workers;

@@ -10,7 +10,7 @@ use lapin::types::FieldTable;
 
 use super::message::{Envelope, short};
 use super::topology::{self, broker, check_name};
-use super::{AmqpQueue, DIRECT_REPLY, Inner, Published, lock, new_id};
+use super::{AmqpQueue, DIRECT_REPLY, Inner, lock, new_id};
 use crate::{
     Backend, ClaimedJob, DeadJob, Enqueued, Error, JobId, JobInfo, Lease, NewJob, QueueStats,
     Result, topic_queue,
@@ -18,36 +18,38 @@ use crate::{
 
 /// The outcome of trying to take a deduplication key.
 enum Key {
+    /// Taken: the marker's name.
     Taken(String),
-    HeldByAnother,
+    /// An unfinished job holds it: that job's id.
+    HeldBy(String),
 }
 
 impl Inner {
-    /// Takes the marker for `key` on `queue`, or learns that an unfinished job holds it.
-    async fn take_key(&self, queue: &str, key: &str) -> Result<Key> {
+    /// Takes the marker for `key` on `queue` for job `id`, or learns which job holds it.
+    async fn take_key(&self, queue: &str, key: &str, id: &str) -> Result<Key> {
         let marker = self.names.key(queue, key);
-        // A marker can vanish between declare and publish when its job just finished; then
-        // the publish comes back unroutable and we simply try again.
-        for _ in 0..3 {
-            let link = self.link().await?;
-            topology::declare_key(
-                &link.admin,
-                &marker,
-                self.config.dedup_expiry.as_millis() as u64,
-            )
-            .await?;
-            lock(&self.created).insert((false, marker.clone()));
-            let props = lapin::BasicProperties::default().with_delivery_mode(2);
-            match self.publish_confirmed("", &marker, b"held", props).await? {
-                Published::Routed => return Ok(Key::Taken(marker)),
-                Published::Returned => continue,
-                // reject-publish: the one message the marker may hold is already there.
-                Published::Refused => return Ok(Key::HeldByAnother),
+        short("queue", &marker)?;
+        // A refused declaration closes its channel, so each attempt uses a private one.
+        let ch = self
+            .link()
+            .await?
+            .conn
+            .create_channel()
+            .await
+            .map_err(broker)?;
+        let expires = self.config.dedup_expiry.as_millis() as u64;
+        let outcome = topology::declare_key(&ch, &marker, id, expires).await;
+        let _ = ch.close(200, "key checked".into()).await;
+        match outcome {
+            Ok(()) => {
+                lock(&self.created).insert((false, marker.clone()));
+                Ok(Key::Taken(marker))
             }
+            Err(e) => match topology::marker_holder(&e) {
+                Some(holder) => Ok(Key::HeldBy(holder)),
+                None => Err(broker(e)),
+            },
         }
-        Err(Error::Unavailable(format!(
-            "deduplication key {key:?} is contended"
-        )))
     }
 
     /// Frees the job's deduplication key, if it holds one. A failure is logged: the marker's
@@ -69,9 +71,7 @@ impl Inner {
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        if job.max_attempts == 0 {
-            return Err(Error::Invalid("max_attempts must be at least 1".into()));
-        }
+        crate::validate(&job)?;
         let now = self.clock.now_ms();
         let mut env = Envelope::fresh(new_id(now), &job.queue, &job.kind, job.payload, now);
         env.priority = job.priority;
@@ -92,13 +92,11 @@ impl Inner {
         }
         self.ensure_queue(&job.queue).await?;
         if let Some(key) = &job.dedup_key {
-            // A keyed job's id follows from its key, so a duplicate can name the holder.
-            env.id = self.names.key(&job.queue, key);
-            match self.take_key(&job.queue, key).await? {
+            match self.take_key(&job.queue, key, &env.id).await? {
                 Key::Taken(marker) => env.dedup = Some(marker),
-                Key::HeldByAnother => {
+                Key::HeldBy(holder) => {
                     return Ok(Enqueued {
-                        id: JobId(env.id),
+                        id: JobId(holder),
                         duplicate: true,
                     });
                 }
@@ -152,20 +150,16 @@ impl Inner {
     }
 }
 
-impl AmqpQueue {
-    /// Request-reply over RabbitMQ's direct reply-to: enqueues a job on `queue` whose
-    /// `reply_to` is this channel's pseudo-queue and waits up to `timeout` for the reply with
-    /// the same correlation id. The worker answers by enqueuing its result to `reply_to`.
-    pub async fn request(
+impl Inner {
+    async fn request(
         &self,
         queue: &str,
         kind: &str,
         payload: serde_json::Value,
         timeout: Duration,
     ) -> Result<serde_json::Value> {
-        let inner = &self.inner;
-        inner.ensure_queue(queue).await?;
-        let link = inner.link().await?;
+        self.ensure_queue(queue).await?;
+        let link = self.link().await?;
         // Direct reply-to requires publishing on the channel that consumes the replies.
         let ch = link.conn.create_channel().await.map_err(broker)?;
         let result = async {
@@ -184,25 +178,31 @@ impl AmqpQueue {
             ch.confirm_select(ConfirmSelectOptions::default())
                 .await
                 .map_err(broker)?;
-            let now = inner.clock.now_ms();
+            let now = self.clock.now_ms();
             let correlation = new_id(now);
             let mut env = Envelope::fresh(new_id(now), queue, kind, payload, now);
             env.reply_to = Some(DIRECT_REPLY.into());
             env.correlation_id = Some(correlation.clone());
-            ch.basic_publish(
-                "".into(),
-                short("queue", &inner.names.normal(queue))?,
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &env.body(),
-                env.properties()?,
-            )
-            .await
-            .map_err(broker)?
-            .await
-            .map_err(broker)?;
+            let confirm = ch
+                .basic_publish(
+                    "".into(),
+                    short("queue", &self.names.normal(queue))?,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &env.body(),
+                    env.properties()?,
+                )
+                .await
+                .map_err(broker)?
+                .await
+                .map_err(broker)?;
+            if !matches!(confirm, lapin::Confirmation::Ack(None)) {
+                return Err(Error::Unavailable(format!(
+                    "the request to {queue} was not stored"
+                )));
+            }
             let wait = async {
                 while let Some(reply) = replies.next().await {
                     let reply = reply.map_err(broker)?;
@@ -213,19 +213,29 @@ impl AmqpQueue {
                         .map(|c| c.as_str())
                         == Some(correlation.as_str());
                     if matches {
-                        return serde_json::from_slice(&reply.data)
-                            .map_err(|e| Error::Backend(format!("reply is not JSON: {e}")));
+                        return reply_outcome(&reply.data);
                     }
                 }
                 Err(Error::Unavailable("the reply channel closed".into()))
             };
-            tokio::time::timeout(timeout, wait).await.map_err(|_| {
-                Error::Unavailable(format!("no reply from {queue} within {timeout:?}"))
-            })?
+            tokio::time::timeout(timeout, wait)
+                .await
+                .map_err(|_| Error::Timeout(timeout))?
         }
         .await;
         let _ = ch.close(200, "request done".into()).await;
         result
+    }
+}
+
+/// A worker's reply: `{"ok": result}` or `{"error": last error}`.
+fn reply_outcome(data: &[u8]) -> Result<serde_json::Value> {
+    let reply: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| Error::Backend(format!("reply is not JSON: {e}")))?;
+    match (reply.get("ok"), reply.get("error")) {
+        (Some(ok), _) => Ok(ok.clone()),
+        (None, Some(err)) => Err(Error::Remote(err.as_str().unwrap_or_default().to_owned())),
+        (None, None) => Err(Error::Backend("a reply without ok or error".into())),
     }
 }
 
@@ -298,5 +308,18 @@ impl Backend for AmqpQueue {
 
     async fn stats(&self) -> Result<Vec<QueueStats>> {
         self.inner.stats().await
+    }
+
+    /// Request-reply over RabbitMQ's direct reply-to: the job's `reply_to` is the pseudo-queue
+    /// of a private channel, so no reply queue is declared or polled; the worker's reply
+    /// (`{"ok": …}` or `{"error": …}`, see [`crate::reply`]) comes straight back to it.
+    async fn request(
+        &self,
+        queue: &str,
+        kind: &str,
+        payload: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        self.inner.request(queue, kind, payload, timeout).await
     }
 }

@@ -1,5 +1,7 @@
-//! The consuming side: one channel per job queue with a consumer on its high and normal
-//! work queues, whose deliveries wait in local buffers until `claim` takes them.
+//! The consuming side: one channel per job queue. `claim` takes what the consumers have
+//! pushed into local buffers, then pulls with `basic.get`; the consumers (on the high and the
+//! normal work queue) start at the first `wait_for_work`, so a process that only claims now
+//! and then never has deliveries pushed to it, and a claim right after an enqueue sees the job.
 //!
 //! A delivery belongs to the channel it arrived on: only that channel can ack it, and when
 //! the channel closes (worker crash, connection loss) the broker puts every unacked delivery
@@ -26,7 +28,8 @@ use crate::Result;
 struct Buffers {
     high: VecDeque<Delivery>,
     normal: VecDeque<Delivery>,
-    /// Consumers still running (2 when healthy).
+    /// Consumers started, and still running.
+    started: bool,
     running: u8,
 }
 
@@ -64,20 +67,29 @@ impl Feed {
             .basic_qos(prefetch, BasicQosOptions::default())
             .await
             .map_err(broker)?;
-        let feed = Arc::new(Feed {
+        Ok(Arc::new(Feed {
             generation,
-            channel: channel.clone(),
+            channel,
             high: names.high(queue),
             normal: names.normal(queue),
-            buffers: Mutex::new(Buffers {
-                running: 2,
-                ..Buffers::default()
-            }),
+            buffers: Mutex::new(Buffers::default()),
             notify: Notify::new(),
-        });
+        }))
+    }
+
+    /// Starts the two consumers, once.
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
+        {
+            let mut b = self.lock();
+            if b.started {
+                return Ok(());
+            }
+            (b.started, b.running) = (true, 2);
+        }
         for high in [true, false] {
-            let name = if high { &feed.high } else { &feed.normal };
-            let consumer = channel
+            let name = if high { &self.high } else { &self.normal };
+            let consumer = self
+                .channel
                 .basic_consume(
                     short("queue", name)?,
                     "".into(),
@@ -86,9 +98,9 @@ impl Feed {
                 )
                 .await
                 .map_err(broker)?;
-            tokio::spawn(pump(Arc::downgrade(&feed), consumer, high));
+            tokio::spawn(pump(Arc::downgrade(self), consumer, high));
         }
-        Ok(feed)
+        Ok(())
     }
 
     /// The next buffered delivery, high priority first.
@@ -119,9 +131,10 @@ impl Feed {
         !b.high.is_empty() || !b.normal.is_empty()
     }
 
-    /// Whether both consumers still run on an open channel.
+    /// Whether the channel is open and, once started, both consumers still run.
     pub fn alive(&self) -> bool {
-        self.lock().running == 2 && self.channel.status().connected()
+        let b = self.lock();
+        (!b.started || b.running == 2) && self.channel.status().connected()
     }
 
     /// Waits until a delivery is buffered, the feed dies, or `timeout` passes.

@@ -72,6 +72,8 @@ impl Inner {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedJob>> {
+        // Leases that ran out by the clock go back first, so this claim can already see them.
+        self.expire_leases().await;
         let feed = self.feed(queue).await?;
         let mut out = Vec::new();
         while out.len() < limit {
@@ -116,10 +118,10 @@ impl Inner {
         let attempt = env.attempts_done + Envelope::redeliveries(&delivery) + 1;
         if attempt > env.max_attempts {
             // Its last lease ran out (or the worker died) on the final attempt.
-            let reason = env
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "the lease expired on the last attempt".into());
+            let reason = match &env.last_error {
+                Some(before) => format!("lease expired on the last attempt (before: {before})"),
+                None => "lease expired on the last attempt".to_owned(),
+            };
             self.bury_env(env, attempt - 1, &reason, &delivery.acker)
                 .await?;
             return Ok(None);
@@ -306,7 +308,11 @@ impl Inner {
     }
 
     pub(super) async fn wait_for_work(&self, queue: &str, timeout: Duration) {
-        match self.feed(queue).await {
+        let feed = match self.feed(queue).await {
+            Ok(feed) => feed.start().await.map(|()| feed),
+            Err(e) => Err(e),
+        };
+        match feed {
             Ok(feed) => feed.wait(timeout).await,
             // The broker is unreachable: this is the worker's poll interval, not a test wait.
             Err(_) => tokio::time::sleep(timeout).await,

@@ -9,10 +9,10 @@
 //!   whose fixed `x-message-ttl` dead-letters messages back through the default exchange to
 //!   the work queue named by their routing key;
 //! - `ns.topic.<topic>`: a fanout exchange per topic, bound to each group's normal queue;
-//! - `ns.key.q.<key>`: a deduplication marker (see the module doc).
+//! - `ns.key.q.<key>`: a deduplication marker naming the job that holds the key.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{Channel, ExchangeKind};
 
 use super::message::short;
@@ -224,26 +224,65 @@ pub(super) async fn bind_group(
     .map_err(broker)
 }
 
-/// Declares a deduplication marker: a classic queue that holds at most one message and
-/// refuses the next publish, so "first publisher wins" is decided by the broker atomically.
-pub(super) async fn declare_key(ch: &Channel, name: &str, expires_ms: u64) -> Result<()> {
+/// Declares the deduplication marker `name` for job `holder`: an empty queue whose
+/// `x-dead-letter-routing-key` argument records the holder. Queue creation is atomic in the
+/// broker, and redeclaring with another holder fails with PRECONDITION_FAILED naming the
+/// current one, which [`marker_holder`] reads back: one round trip, nothing consumed.
+pub(super) async fn declare_key(
+    ch: &Channel,
+    name: &str,
+    holder: &str,
+    expires_ms: u64,
+) -> Result<(), lapin::Error> {
     let key_args = args(&[
         ("x-queue-type", text("classic")),
-        ("x-max-length", AMQPValue::LongLongInt(1)),
-        ("x-overflow", text("reject-publish")),
+        // The routing-key argument is only accepted next to an exchange; nothing is ever
+        // dead-lettered (the marker never holds a message).
+        ("x-dead-letter-exchange", text("")),
+        ("x-dead-letter-routing-key", text(holder)),
         // A marker whose release was lost (a crash between ack and delete) frees itself.
         (
             "x-expires",
             AMQPValue::LongLongInt(expires_ms.min(i64::MAX as u64) as i64),
         ),
     ]);
-    ch.queue_declare(short("queue", name)?, durable(), key_args)
+    let name = ShortString::try_new(name).unwrap_or_default();
+    ch.queue_declare(name, durable(), key_args)
         .await
         .map(|_| ())
-        .map_err(broker)
+}
+
+/// The holder named by a refused marker declaration ("… but current is '<id>'").
+pub(super) fn marker_holder(error: &lapin::Error) -> Option<String> {
+    let lapin::ErrorKind::ProtocolError(e) = error.kind() else {
+        return None;
+    };
+    let text = e.to_string();
+    if !text.contains("PRECONDITION_FAILED") || !text.contains("x-dead-letter-routing-key") {
+        return None;
+    }
+    let rest = &text[text.rfind("current is '")? + "current is '".len()..];
+    Some(rest[..rest.find('\'')?].to_owned())
 }
 
 /// A broker or connection failure.
 pub(super) fn broker(e: lapin::Error) -> Error {
     Error::Unavailable(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::protocol::{AMQPError, AMQPErrorKind, AMQPSoftError};
+
+    #[test]
+    fn the_holder_is_read_from_rabbitmqs_refusal() {
+        let message = "PRECONDITION_FAILED - inequivalent arg 'x-dead-letter-routing-key' for queue \
+                       'basis.key.q.k' in vhost '/': received 'new' but current is '018c2f'";
+        let error = lapin::Error::from(lapin::ErrorKind::ProtocolError(AMQPError::new(
+            AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED),
+            message.into(),
+        )));
+        assert_eq!(marker_holder(&error).as_deref(), Some("018c2f"));
+    }
 }

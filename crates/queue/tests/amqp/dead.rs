@@ -74,7 +74,10 @@ async fn a_lease_that_expires_on_the_last_attempt_dead_letters_the_job() {
     let dead = q.dead_letters(Some("work"), 10).await.expect("list");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].id, id);
-    assert_eq!(dead[0].last_error, "timeout talking to S3");
+    assert_eq!(
+        dead[0].last_error,
+        "lease expired on the last attempt (before: timeout talking to S3)"
+    );
     assert_eq!(dead[0].attempts, 2);
     assert_eq!(q.purge(Some("work")).await.expect("purge"), 1);
     assert!(
@@ -123,5 +126,43 @@ async fn a_message_that_is_not_a_job_goes_to_the_dead_letters_with_the_reason() 
         dead[0].last_error
     );
     let _ = conn.close(200, "done".into()).await;
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn dead_letters_of_every_queue_are_listed_oldest_first_and_purged() {
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    let mut buried = Vec::new();
+    for (queue, n) in [("dlq-a", 1), ("dlq-b", 2), ("dlq-a", 3)] {
+        q.enqueue(NewJob::new(queue, "work", json!(n)))
+            .await
+            .expect("enqueue");
+        let job = claim_one(&q, queue, LEASE).await;
+        q.bury(&job.lease, &format!("broken {n}"))
+            .await
+            .expect("bury");
+        buried.push(job.lease.id);
+    }
+    let all = q.dead_letters(None, 10).await.expect("list");
+    assert_eq!(
+        all.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        buried,
+        "oldest first"
+    );
+    assert_eq!(q.dead_letters(None, 2).await.expect("list").len(), 2);
+    assert_eq!(
+        q.dead_letters(Some("dlq-a"), 10).await.expect("list").len(),
+        2
+    );
+    assert!(
+        q.dead_letter(&basis_queue::JobId("no-such-job".into()))
+            .await
+            .expect("show")
+            .is_none()
+    );
+    assert_eq!(q.purge(Some("dlq-b")).await.expect("purge"), 1);
+    assert_eq!(q.purge(None).await.expect("purge"), 2);
+    assert!(q.dead_letters(None, 10).await.expect("list").is_empty());
     q.teardown().await.expect("teardown");
 }

@@ -1,11 +1,9 @@
 //! Deduplication, topics, request-reply, stats and refused input.
 
-use std::time::Duration;
-
 use basis_queue::{Backend, Error, NewJob};
 use serde_json::json;
 
-use super::{LEASE, amqp_url, backend, claim_one, namespace};
+use super::{LEASE, amqp_url, assert_nothing_for, backend, claim_one, namespace};
 
 #[tokio::test]
 async fn a_deduplication_key_admits_one_unfinished_job_at_a_time() {
@@ -49,12 +47,16 @@ async fn concurrent_enqueues_with_one_key_add_exactly_one_job() {
         }
     });
     let results = futures_util::future::join_all(tries).await;
-    assert_eq!(results.iter().filter(|r| !r.duplicate).count(), 1);
-    assert_eq!(
-        q.stats().await.expect("stats")[0].depth
-            + q.claim("work", LEASE, 10).await.expect("claim").len() as u64,
-        1
+    let winners: Vec<_> = results.iter().filter(|r| !r.duplicate).collect();
+    assert_eq!(winners.len(), 1);
+    assert!(
+        results.iter().all(|r| r.id == winners[0].id),
+        "every duplicate names the holder"
     );
+    let claimed = q.claim("work", LEASE, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "one job in the queue");
+    assert_eq!(claimed[0].lease.id, winners[0].id);
+    assert_nothing_for(&q, "work", std::time::Duration::from_millis(200)).await;
     q.teardown().await.expect("teardown");
 }
 
@@ -90,53 +92,45 @@ async fn a_topic_message_reaches_every_subscriber_group_once() {
 }
 
 #[tokio::test]
-async fn a_request_gets_the_reply_that_carries_its_correlation_id() {
+async fn a_released_job_comes_back_without_losing_an_attempt() {
     let Some(url) = amqp_url() else { return };
-    let ns = namespace();
-    let client = backend(&url, &ns).await;
-    let server = backend(&url, &ns).await;
-    let answer = tokio::spawn({
-        let server = server.clone();
-        async move {
-            let job = claim_one(&server, "math", LEASE).await;
-            let sum =
-                job.payload["a"].as_i64().unwrap_or(0) + job.payload["b"].as_i64().unwrap_or(0);
-            let mut reply = NewJob::new(
-                job.reply_to.clone().expect("reply_to"),
-                "reply",
-                json!({"sum": sum}),
-            );
-            reply.correlation_id = job.correlation_id.clone();
-            server.enqueue(reply).await.expect("reply");
-            server.complete(&job.lease, None).await.expect("complete");
-        }
-    });
-    let got = client
-        .request(
-            "math",
-            "add",
-            json!({"a": 2, "b": 3}),
-            Duration::from_secs(10),
-        )
+    let q = backend(&url, &namespace()).await;
+    q.enqueue(NewJob::new("work", "k", json!(1)))
         .await
-        .expect("reply");
-    assert_eq!(got, json!({"sum": 5}));
-    answer.await.expect("server task");
-    client.teardown().await.expect("teardown");
+        .expect("enqueue");
+    let first = claim_one(&q, "work", LEASE).await;
+    q.release(&first.lease).await.expect("release");
+    let again = claim_one(&q, "work", LEASE).await;
+    assert_eq!(
+        (again.lease.id.clone(), again.attempt),
+        (first.lease.id.clone(), 1)
+    );
+    assert!(again.lease.token > first.lease.token);
+    q.complete(&again.lease, None).await.expect("complete");
+    q.teardown().await.expect("teardown");
 }
 
 #[tokio::test]
-async fn a_request_nobody_answers_times_out() {
+async fn stats_count_waiting_running_and_dead_jobs() {
     let Some(url) = amqp_url() else { return };
     let q = backend(&url, &namespace()).await;
-    let err = q
-        .request("nobody", "ping", json!({}), Duration::from_millis(200))
+    for n in 0..3 {
+        q.enqueue(NewJob::new("stats", "k", json!(n)))
+            .await
+            .expect("enqueue");
+    }
+    let running = claim_one(&q, "stats", LEASE).await;
+    let dead = claim_one(&q, "stats", LEASE).await;
+    q.bury(&dead.lease, "no").await.expect("bury");
+    let s = q
+        .stats()
         .await
-        .expect_err("timeout");
-    assert!(
-        matches!(err, Error::Unavailable(ref m) if m.contains("no reply")),
-        "{err}"
-    );
+        .expect("stats")
+        .into_iter()
+        .find(|s| s.queue == "stats")
+        .expect("listed");
+    assert_eq!((s.depth, s.running, s.dead), (1, 1, 1));
+    q.complete(&running.lease, None).await.expect("complete");
     q.teardown().await.expect("teardown");
 }
 
