@@ -13,8 +13,8 @@
 //!   dead-letters a message whose `x-delivery-limit` (a backstop against crash loops) is
 //!   exceeded, at least once (`x-dead-letter-strategy`).
 //! - **Topics**: a fanout exchange per topic, bound to one queue per subscriber group.
-//! - **Request-reply**: [`AmqpQueue::request`] uses RabbitMQ's direct reply-to pseudo-queue
-//!   with `reply_to` and `correlation_id` properties.
+//! - **Request-reply**: [`Backend::request`] uses RabbitMQ's direct reply-to pseudo-queue
+//!   with `reply_to` and `correlation_id` properties: no reply queue is declared or polled.
 //!
 //! # What is built on top (RabbitMQ does not do it)
 //!
@@ -25,7 +25,8 @@
 //!   late by at most the smallest level. Fixed TTLs per queue mean no head-of-line blocking.
 //! - **Priorities**: quorum queues have none (3.10), so each job queue is two queues: `hi`
 //!   (priority > 0) and normal (priority ≤ 0); `claim` takes high first. Order holds within
-//!   each queue (FIFO by arrival); across the two only "high before normal among what this
+//!   each queue (FIFO by arrival, so a job enqueued with a past `run_at` queues behind earlier
+//!   ones rather than ahead of them); across the two only "high before normal among what this
 //!   worker has been delivered" holds, and finer priority values are not ordered.
 //! - **Lease expiry and fencing**: the fencing token is the delivery tag with the channel's
 //!   generation in its high bits. The backend keeps each claimed delivery with its deadline;
@@ -33,11 +34,13 @@
 //!   counts as a redelivery). An ack whose token is no longer held here, or whose channel has
 //!   closed, is [`Error::LeaseLost`]. Lease expiry thus needs the worker's process to be alive;
 //!   when it is not, its connection closing returns the deliveries.
-//! - **Deduplication keys**: a marker per key, `<ns>.key.<q>.<key>`: a classic queue holding
-//!   at most one message with `x-overflow: reject-publish`, so of two concurrent publishers
-//!   the broker confirms one and refuses the other. The marker is deleted when the job
-//!   completes or is buried (`x-expires` frees a marker whose deletion was lost). A keyed
-//!   job's id derives from its queue and key, so a duplicate can name it without a lookup.
+//! - **Deduplication keys**: a marker per held key, `<ns>.key.<q>.<key>`: an empty queue
+//!   whose `x-dead-letter-routing-key` argument names the holding job. Queue creation is
+//!   atomic in the broker; a second declaration with another holder is refused with
+//!   PRECONDITION_FAILED, and RabbitMQ's refusal names the current value, so the duplicate
+//!   learns the holder's id in the same round trip without consuming anything. The marker is
+//!   deleted when the job completes or is buried (`x-expires` frees one whose deletion was
+//!   lost). Reading the holder from the error text is the price of doing it inside the broker.
 //! - **Job status**: RabbitMQ keeps no per-message state; [`Backend::job`] is
 //!   [`Error::Unsupported`] (the server records product-job status itself).
 //!
@@ -59,6 +62,7 @@ mod consume;
 mod dead;
 mod lease;
 mod message;
+mod publish;
 mod topology;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -66,14 +70,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
-};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Channel, Connection, ConnectionProperties};
 
 use self::consume::Feed;
 use self::lease::Held;
-use self::message::{Envelope, short};
+use self::message::short;
 use self::topology::{Names, broker, check_name};
 use crate::{Clock, Error, Result};
 
@@ -318,120 +320,6 @@ impl Inner {
         lock(&self.known).insert(queue.to_owned());
         Ok(())
     }
-
-    /// Where a job goes now: straight to its work queue, or through a wait level.
-    async fn route(&self, env: &Envelope) -> Result<(String, String)> {
-        let target = if env.priority > 0 {
-            self.names.high(&env.queue)
-        } else {
-            self.names.normal(&env.queue)
-        };
-        let remaining = env.run_at_ms.saturating_sub(self.clock.now_ms());
-        if remaining <= 0 {
-            return Ok((String::new(), target));
-        }
-        // The largest level that does not overshoot, else the smallest (late by less than it).
-        let remaining = remaining as u64;
-        let level = self
-            .levels
-            .iter()
-            .rev()
-            .find(|l| **l <= remaining)
-            .unwrap_or(&self.levels[0]);
-        let key = format!("wait:{level}");
-        if !self.is_declared(&key) {
-            let link = self.link().await?;
-            topology::declare_wait_level(&link.admin, &self.names, *level).await?;
-            self.remember(
-                &key,
-                &[
-                    (false, self.names.wait(*level)),
-                    (true, self.names.delay(*level)),
-                ],
-            );
-        }
-        Ok((self.names.delay(*level), target))
-    }
-
-    /// Publishes and waits for the broker's confirm.
-    async fn publish_confirmed(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: &[u8],
-        props: BasicProperties,
-    ) -> Result<Published> {
-        let link = self.link().await?;
-        // Replies to a direct reply-to queue whose requester is gone are simply dropped.
-        let mandatory = !routing_key.starts_with(DIRECT_REPLY);
-        let confirm = link
-            .publisher
-            .basic_publish(
-                short("exchange", exchange)?,
-                short("routing key", routing_key)?,
-                BasicPublishOptions {
-                    mandatory,
-                    ..Default::default()
-                },
-                body,
-                props,
-            )
-            .await
-            .map_err(broker)?
-            .await
-            .map_err(broker)?;
-        match confirm {
-            Confirmation::Ack(None) => Ok(Published::Routed),
-            Confirmation::Ack(Some(_)) => Ok(Published::Returned),
-            Confirmation::Nack(_) => Ok(Published::Refused),
-            Confirmation::NotRequested => Err(Error::Backend("publisher confirms are off".into())),
-        }
-    }
-
-    /// [`Inner::publish_confirmed`] where a refusal is an error; `Ok(false)` when the
-    /// message was returned unroutable.
-    async fn publish_raw(
-        &self,
-        exchange: &str,
-        routing_key: &str,
-        body: &[u8],
-        props: BasicProperties,
-    ) -> Result<bool> {
-        match self
-            .publish_confirmed(exchange, routing_key, body, props)
-            .await?
-        {
-            Published::Routed => Ok(true),
-            Published::Returned => Ok(false),
-            Published::Refused => Err(Error::Unavailable("the broker refused the message".into())),
-        }
-    }
-
-    /// Publishes a job to where it belongs now (its queue, or a wait level).
-    async fn publish_job(&self, env: &Envelope) -> Result<()> {
-        let (exchange, key) = self.route(env).await?;
-        if self
-            .publish_raw(&exchange, &key, &env.body(), env.properties()?)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(Error::Backend(format!(
-                "no queue took job {} (queue {})",
-                env.id, env.queue
-            )))
-        }
-    }
-}
-
-/// What the broker said about a publish.
-enum Published {
-    /// Stored in at least one queue.
-    Routed,
-    /// Returned: no queue was bound (mandatory publish).
-    Returned,
-    /// Refused (a full queue with `reject-publish`).
-    Refused,
 }
 
 async fn confirm_channel(conn: &Connection) -> Result<Channel> {
