@@ -2,43 +2,14 @@
 //! `BASIS_TEST_POSTGRES_URL` names (skipped, with a visible line, without it).
 
 mod conformance;
+mod pg_util;
+
+use pg_util::fresh_database;
 
 use std::sync::Arc;
 
 use basis_queue::postgres::PostgresQueue;
 use basis_queue::{Backend, Clock, ManualClock};
-
-/// Creates an empty database and returns its URL.
-async fn fresh_database() -> Option<String> {
-    let Ok(admin) = std::env::var("BASIS_TEST_POSTGRES_URL") else {
-        println!("skipped: BASIS_TEST_POSTGRES_URL is not set");
-        return None;
-    };
-    let name = format!("basis_test_{:016x}", rand_id());
-    let pool = sqlx::PgPool::connect(&admin)
-        .await
-        .expect("connect to the test server");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .expect("create database");
-    pool.close().await;
-    let mut url = url::Url::parse(&admin).expect("a URL");
-    url.set_path(&name);
-    Some(url.to_string())
-}
-
-fn rand_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.finish()
-}
 
 async fn open(url: &str, clock: Arc<ManualClock>) -> Arc<dyn Backend> {
     let clock: Arc<dyn Clock> = clock;
