@@ -120,9 +120,10 @@ pub async fn follow_with_form(
 /// The link behind `code`, through the lookup cache.
 async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
+    let key = state.codes.key_of(code.as_str());
     let link = state
         .link_cache
-        .find(&state.store, code.as_str())
+        .find(&state.store, code.as_str(), key)
         .await?
         .ok_or(ApiError::NotFound)?;
     if link.row.max_clicks.is_none() {
@@ -130,7 +131,7 @@ async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
     }
     // A link with a click limit is read fresh: its stored count moves with every flush,
     // and a cached copy would let it overshoot.
-    links::find_by_code(&state.store, code.as_str())
+    links::find(&state.store, key)
         .await?
         .and_then(CachedLink::new)
         .ok_or(ApiError::NotFound)
