@@ -297,11 +297,7 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
-    let routes = http::layer(
-        routes.layer(limiter),
-        config.body_limit,
-        config.request_timeout(),
-    );
+    let routes = http::layer(routes, limiter, config.body_limit, config.request_timeout());
     Ok(transport::layer(routes, &config.transport)?.with_state(state))
 }
 
