@@ -62,17 +62,52 @@ shorten() { # shorten <json body> → prints the short code
   curl -fs "http://127.0.0.1:$BASIS_PORT/shorten" -H 'content-type: application/json' -d "$1" | jq -r .shortCode
 }
 
-# run_wrk <label> <url> [lua script]: prints "label rps p50_ms p99_ms" and appends it to $RESULTS
+# cpu_ticks <pid>…: user + system clock ticks used so far by these processes (all threads)
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$@"; do
+    # Fields 14 and 15 of /proc/<pid>/stat, counted after the ")" that ends the command name.
+    total=$((total + $(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$total"
+}
+
+# run_wrk <label> <url> [lua script]: prints "label rps p50_ms p99_ms" and appends it to
+# $RESULTS. With CPU_PIDS set, also the CPU time those processes spent per request. Leaves
+# the figures in WRK_RPS, WRK_P99 (ms), WRK_CPU_US.
 run_wrk() {
   local label=$1 url=$2 script=${3:-}
   local args=(-t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"$WRK_DURATION" --latency)
   [ -n "$script" ] && args+=(-s "$script")
-  local out
+  local out before=0 after=0
+  # shellcheck disable=SC2086
+  [ -n "${CPU_PIDS:-}" ] && before=$(cpu_ticks $CPU_PIDS)
   out=$(wrk "${args[@]}" "$url")
-  local rps p50 p99 non2xx
+  # shellcheck disable=SC2086
+  [ -n "${CPU_PIDS:-}" ] && after=$(cpu_ticks $CPU_PIDS)
+  local rps p50 p99 non2xx requests
   rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx or 3xx/ {print $5}' <<<"$out")
-  printf '%-40s %12s req/s   p50 %-9s p99 %-9s %s\n' "$label" "$rps" "$p50" "$p99" "${non2xx:+non-2xx/3xx: $non2xx}" | tee -a "$RESULTS"
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  WRK_RPS=$rps
+  WRK_P99=$(to_ms "$p99")
+  WRK_CPU_US=
+  [ -n "${CPU_PIDS:-}" ] && WRK_CPU_US=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN {printf "%.2f", t / hz * 1e6 / n}')
+  printf '%-40s %12s req/s   p50 %-9s p99 %-9s %s%s\n' "$label" "$rps" "$p50" "$p99" \
+    "${WRK_CPU_US:+server CPU ${WRK_CPU_US} µs/req  }" "${non2xx:+non-2xx/3xx: $non2xx}" | tee -a "$RESULTS"
+}
+
+to_ms() { # wrk's "812.00us" / "1.20ms" / "2.01s" → milliseconds
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+    else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+    else print v }'
+}
+
+median() { # median of the numbers given as arguments
+  printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }

@@ -1,10 +1,23 @@
 //! Storage per link and uncached lookup latency at 1M and 10M links, on SQLite and PostgreSQL.
 //!
-//! `cargo bench -p basis-server --bench storage` (set `BENCH_POSTGRES_URL`, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`, to a server where a scratch database may
-//! be created; `BENCH_SIZES=1000000,10000000` to change the sizes; `BENCH_ENGINES=sqlite`
-//! to run one engine). Lookups go straight to the repository, past the lookup cache, with
-//! random codes, one at a time.
+//! `cargo bench -p basis-server --bench storage`
+//!
+//! - `BENCH_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`): a server
+//!   where scratch databases may be created; `BENCH_ENGINES=sqlite` runs one engine.
+//! - `BENCH_SIZES=1000000,10000000`: one database per size, each loaded separately.
+//! - `BENCH_ROUNDS=7`, `BENCH_LOOKUPS=20000`: lookups are made in rounds that alternate
+//!   between the sizes (small, large, small, large, …) after a warm-up, so a burst of load
+//!   from another process on this shared machine hits both sizes alike. Each round prints
+//!   its percentiles and the load average; the summary takes the median of the rounds.
+//! - `BENCH_REUSE_EVERY=n`, `BENCH_ALIAS_EVERY=n`: make every n-th link a reuse candidate
+//!   (it gets a `url_hash` and a reuse-index entry) or give it an alias (default: none; the
+//!   marginal cost of each is reported by running with `1`).
+//!
+//! Rows are written in the shape of migration 0004: a generated code is not stored, so a
+//! plain link is its id, target, creation time and counters. Lookups go through the same
+//! repository call as the redirect path (`links::find` with the key the code book derives
+//! from the code), past the lookup cache, one at a time, for random existing codes. Each
+//! round also times `SELECT 1`, the driver's round trip, which is most of a lookup.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +27,14 @@ use basis_store::{ConnectOptions, Engine, Store, on_pool};
 use rand::Rng;
 
 const ROWS_PER_INSERT: usize = 1000;
-const LOOKUPS: usize = 20_000;
+const WARM_UP: usize = 5_000;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
 
 /// A realistic target URL of 50–110 bytes for id `i`.
 fn long_url(i: u64) -> String {
@@ -40,9 +60,25 @@ fn long_url(i: u64) -> String {
     )
 }
 
-async fn insert_range(store: &Store, codes: &CodeBook, from: u64, to: u64) {
+/// Which links of the load get a reuse hash or an alias.
+#[derive(Clone, Copy)]
+struct Mix {
+    reuse_every: u64,
+    alias_every: u64,
+}
+
+impl Mix {
+    fn reuse(&self, id: u64) -> bool {
+        self.reuse_every > 0 && id.is_multiple_of(self.reuse_every)
+    }
+    fn alias(&self, id: u64) -> bool {
+        self.alias_every > 0 && id.is_multiple_of(self.alias_every)
+    }
+}
+
+async fn insert_range(store: &Store, mix: Mix, from: u64, to: u64) {
     let mut sql = String::from(
-        "INSERT INTO links (id, code, long_url, url_hash, created_at, redirect_type) VALUES ",
+        "INSERT INTO links (id, created_at, long_url, alias, url_hash, redirect_type) VALUES ",
     );
     for r in 0..ROWS_PER_INSERT {
         let p = r * 5;
@@ -70,13 +106,9 @@ async fn insert_range(store: &Store, codes: &CodeBook, from: u64, to: u64) {
                     for k in 0..ROWS_PER_INSERT as u64 {
                         let n = id + k;
                         let url = long_url(n);
-                        let hash = basis_server::links::input::hash_url(&url);
-                        query = query
-                            .bind(n as i64)
-                            .bind(codes.encode(n))
-                            .bind(url)
-                            .bind(hash)
-                            .bind(now);
+                        let hash = mix.reuse(n).then(|| basis_server::links::input::hash_url(&url));
+                        let alias = mix.alias(n).then(|| format!("campaign-{n}"));
+                        query = query.bind(n as i64).bind(now).bind(url).bind(alias).bind(hash);
                     }
                     query.execute(&mut *tx).await?;
                     id += ROWS_PER_INSERT as u64;
@@ -116,26 +148,74 @@ async fn bytes_used(store: &Store) -> i64 {
     }
 }
 
+/// Percentiles in microseconds of one round.
+#[derive(Clone, Copy, Default)]
+struct Round {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    p999: f64,
+    trip_p50: f64,
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e6
 }
 
-async fn lookups(store: &Store, codes: &CodeBook, n: u64) -> (f64, f64) {
+/// `count` lookups of random existing codes; returns their sorted latencies.
+async fn lookups(store: &Store, codes: &CodeBook, mix: Mix, n: u64, count: usize) -> Vec<Duration> {
     let mut rng = rand::rng();
-    let mut times = Vec::with_capacity(LOOKUPS);
-    for _ in 0..LOOKUPS {
-        let code = codes.encode(rng.random_range(1..n));
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = rng.random_range(1..=n);
+        let code = if mix.alias(id) {
+            format!("campaign-{id}")
+        } else {
+            codes.encode(id)
+        };
         let started = Instant::now();
-        let row = links::find_by_code(store, &code).await.expect("lookup");
+        let row = links::find(store, codes.key_of(&code))
+            .await
+            .expect("lookup");
         times.push(started.elapsed());
-        assert!(row.is_some());
+        assert_eq!(row.map(|r| r.id), Some(id as i64), "{code}");
     }
     times.sort_unstable();
-    (percentile(&times, 0.5), percentile(&times, 0.99))
+    times
 }
 
-async fn run(engine: &str, url: &str, sizes: &[u64]) {
+/// The median of `SELECT 1` round trips, in microseconds.
+async fn round_trip(store: &Store, count: usize) -> f64 {
+    let mut times = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        store.ping().await.expect("ping");
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    percentile(&times, 0.5)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+struct Loaded {
+    size: u64,
+    store: Store,
+    bytes: i64,
+    rounds: Vec<Round>,
+}
+
+async fn open(url: &str) -> Store {
     let store = Store::connect(
         url,
         &ConnectOptions {
@@ -146,31 +226,84 @@ async fn run(engine: &str, url: &str, sizes: &[u64]) {
     .await
     .expect("connect");
     store.migrate().await.expect("migrate");
+    store
+}
+
+async fn run(engine: &str, urls: &[String], sizes: &[u64], mix: Mix) {
     let codes = CodeBook::new(0x5eed);
-    let mut have = 1;
-    let mut first: Option<f64> = None;
-    for &size in sizes {
+    let rounds: usize = env_or("BENCH_ROUNDS", 7);
+    let count: usize = env_or("BENCH_LOOKUPS", 20_000);
+    let mut loaded = Vec::new();
+    for (&size, url) in sizes.iter().zip(urls) {
+        let store = open(url).await;
         let started = Instant::now();
-        insert_range(&store, &codes, have, size + 1).await;
-        have = size + 1;
+        insert_range(&store, mix, 1, size + 1).await;
         let load = started.elapsed();
         let bytes = bytes_used(&store).await;
-        let (p50, p99) = lookups(&store, &codes, have).await;
-        let growth = first.map_or(String::new(), |f| {
-            format!(
-                "  p50 ×{:.2} vs first size (log n ×{:.2})",
-                p50 / f,
-                (size as f64).ln() / (sizes[0] as f64).ln()
-            )
-        });
-        first.get_or_insert(p50);
         println!(
-            "{engine:<9} {size:>10} links  {:>6.1} bytes/link  lookup p50 {p50:>6.1} µs  p99 {p99:>7.1} µs  (load {:.0}s){growth}",
+            "{engine:<9} {size:>10} links loaded in {:.0} s, {:.1} bytes/link (load avg {})",
+            load.as_secs_f64(),
             bytes as f64 / size as f64,
-            load.as_secs_f64()
+            load_average()
+        );
+        lookups(&store, &codes, mix, size, WARM_UP).await;
+        loaded.push(Loaded {
+            size,
+            store,
+            bytes,
+            rounds: Vec::new(),
+        });
+    }
+    for round in 0..rounds {
+        // Alternate the order too, so neither size always runs first.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..loaded.len()).collect()
+        } else {
+            (0..loaded.len()).rev().collect()
+        };
+        for i in order {
+            let db = &mut loaded[i];
+            let times = lookups(&db.store, &codes, mix, db.size, count).await;
+            let r = Round {
+                p50: percentile(&times, 0.5),
+                p90: percentile(&times, 0.9),
+                p99: percentile(&times, 0.99),
+                p999: percentile(&times, 0.999),
+                trip_p50: round_trip(&db.store, count / 4).await,
+            };
+            println!(
+                "  round {round} {:>10}: p50 {:>6.1} p90 {:>6.1} p99 {:>7.1} p99.9 {:>7.1} µs; SELECT 1 p50 {:>5.1} µs (load avg {})",
+                db.size,
+                r.p50,
+                r.p90,
+                r.p99,
+                r.p999,
+                r.trip_p50,
+                load_average()
+            );
+            db.rounds.push(r);
+        }
+    }
+    let first_p50 = median(loaded[0].rounds.iter().map(|r| r.p50).collect());
+    let first_net = first_p50 - median(loaded[0].rounds.iter().map(|r| r.trip_p50).collect());
+    for db in &loaded {
+        let m = |f: fn(&Round) -> f64| median(db.rounds.iter().map(f).collect());
+        let (p50, trip) = (m(|r| r.p50), m(|r| r.trip_p50));
+        println!(
+            "{engine:<9} {:>10} links  {:>6.1} bytes/link  median of {rounds} rounds: p50 {p50:>6.1} p90 {:>6.1} p99 {:>7.1} p99.9 {:>7.1} µs, SELECT 1 {trip:>5.1} µs  p50 ×{:.2}, p50 − round trip ×{:.2} (log n ×{:.2})",
+            db.size,
+            db.bytes as f64 / db.size as f64,
+            m(|r| r.p90),
+            m(|r| r.p99),
+            m(|r| r.p999),
+            p50 / first_p50,
+            (p50 - trip) / first_net,
+            (db.size as f64).ln() / (loaded[0].size as f64).ln(),
         );
     }
-    store.close().await;
+    for db in loaded {
+        db.store.close().await;
+    }
 }
 
 #[tokio::main]
@@ -181,29 +314,55 @@ async fn main() {
         .map(|s| s.trim().parse().expect("sizes are numbers"))
         .collect();
     let engines = std::env::var("BENCH_ENGINES").unwrap_or_else(|_| "sqlite,postgres".into());
+    let mix = Mix {
+        reuse_every: env_or("BENCH_REUSE_EVERY", 0),
+        alias_every: env_or("BENCH_ALIAS_EVERY", 0),
+    };
     let avg_url: f64 = (0..10_000).map(|i| long_url(i).len() as f64).sum::<f64>() / 10_000.0;
-    println!("average long URL: {avg_url:.0} bytes; code: 7 bytes");
+    println!(
+        "average long URL: {avg_url:.0} bytes; reuse candidates: every {}; aliases: every {} (0 = none); {} cores, load avg {}",
+        mix.reuse_every,
+        mix.alias_every,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
+    );
 
     if engines.contains("sqlite") {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        run("sqlite", &Store::sqlite_url_in(dir.path()), &sizes).await;
+        let urls: Vec<String> = sizes
+            .iter()
+            .map(|size| {
+                let sub = dir.path().join(size.to_string());
+                std::fs::create_dir_all(&sub).expect("a directory");
+                Store::sqlite_url_in(&sub)
+            })
+            .collect();
+        run("sqlite", &urls, &sizes, mix).await;
     }
     if engines.contains("postgres") {
         let admin = std::env::var("BENCH_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("basis_bench_{}", std::process::id());
         let pool = sqlx::PgPool::connect(&admin)
             .await
             .expect("connect to PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .expect("create database");
         let (base, _) = admin.rsplit_once('/').expect("a URL with a database");
-        run("postgres", &format!("{base}/{name}"), &sizes).await;
-        sqlx::query(&format!("DROP DATABASE {name}"))
-            .execute(&pool)
-            .await
-            .expect("drop database");
+        let names: Vec<String> = sizes
+            .iter()
+            .map(|size| format!("basis_bench_{}_{size}", std::process::id()))
+            .collect();
+        for name in &names {
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .expect("create database");
+        }
+        let urls: Vec<String> = names.iter().map(|n| format!("{base}/{n}")).collect();
+        run("postgres", &urls, &sizes, mix).await;
+        for name in &names {
+            sqlx::query(&format!("DROP DATABASE {name}"))
+                .execute(&pool)
+                .await
+                .expect("drop database");
+        }
     }
 }

@@ -48,7 +48,6 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ApiError;
 use crate::links::cache::LinkCache;
 use crate::links::clicks::ClickRecorder;
-use crate::links::code::CodeBook;
 use crate::links::input::UrlPolicy;
 use crate::passwords::Passwords;
 use crate::state::{AppServices, AppState};
@@ -163,6 +162,9 @@ impl Server {
             .await?;
         let code_key = u64::from_str_radix(&code_key, 16)
             .context("the stored code_key is not a hex number")?;
+        let codes = links::legacy::code_book(&store, code_key)
+            .await
+            .context("cannot settle the link codes stored before migration 0004")?;
         let blocked_hosts = match &config.host_blocklist {
             Some(path) => UrlPolicy::read_blocklist(path)
                 .with_context(|| format!("cannot read the host blocklist {}", path.display()))?,
@@ -171,7 +173,7 @@ impl Server {
 
         let state = AppState::new(AppServices {
             ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
-            codes: Arc::new(CodeBook::new(code_key)),
+            codes: Arc::new(codes),
             url_policy: Arc::new(UrlPolicy {
                 max_len: config.max_url_length,
                 own_origin: base_url.clone(),
@@ -296,11 +298,7 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
-    let routes = http::layer(
-        routes.layer(limiter),
-        config.body_limit,
-        config.request_timeout(),
-    );
+    let routes = http::layer(routes, limiter, config.body_limit, config.request_timeout());
     Ok(transport::layer(routes, &config.transport)?.with_state(state))
 }
 

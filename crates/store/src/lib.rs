@@ -9,7 +9,8 @@
 //!   letting them collide on the file lock. On PostgreSQL both sides point at the primary
 //!   until replicas are configured.
 //! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
-//! - [`links`]: the shortener's repository (links and their click aggregates).
+//! - [`links`]: the shortener's repository (links and their click aggregates; generated
+//!   codes are not stored, see the module's doc).
 //! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
 //!
 //! # One set of queries for two engines
@@ -216,6 +217,29 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// Applies only the migrations numbered below `version`: a database in an older shape,
+    /// for tests that prove a later migration carries existing rows over.
+    pub async fn migrate_before(&self, version: i64) -> Result<()> {
+        use sqlx::migrate::{Migrate, Migrator};
+        async fn apply<C: Migrate>(conn: &mut C, set: &Migrator, version: i64) -> Result<()> {
+            conn.ensure_migrations_table().await?;
+            for migration in set.iter().filter(|m| m.version < version) {
+                conn.apply(migration).await?;
+            }
+            Ok(())
+        }
+        match &self.pools {
+            Pools::Sqlite { write, .. } => {
+                let mut conn = write.acquire().await?;
+                apply(&mut *conn, &sqlx::migrate!("migrations/sqlite"), version).await
+            }
+            Pools::Postgres { write, .. } => {
+                let mut conn = write.acquire().await?;
+                apply(&mut *conn, &sqlx::migrate!("migrations/postgres"), version).await
+            }
+        }
     }
 
     /// The engine this store runs on.

@@ -1,5 +1,13 @@
 //! The shortener's repository: links and their click aggregates.
 //!
+//! # How a link is found
+//!
+//! A generated code is not stored: it is the link's id through a keyed permutation, and the
+//! server decodes it back to the id ([`LinkKey::Id`]), so that lookup is a primary-key
+//! lookup. A custom alias is stored in `alias`, under a partial unique index that holds
+//! aliased links only ([`LinkKey::Alias`]). [`LinkKey::IdOrAlias`] serves the few aliases
+//! made before migration 0004 that have the shape of a generated code.
+//!
 //! Clicks never reach this module one by one. The server aggregates them in memory and
 //! hands over a [`ClickBatch`], applied in one transaction: one `UPDATE` per link plus
 //! upserts of its per-day, per-referrer and per-device counters.
@@ -7,16 +15,16 @@
 use crate::{Error, Result, Store, on_pool, on_unique};
 
 /// The columns every link query returns.
-const LINK_COLUMNS: &str = "id, code, long_url, created_at, expires_at, max_clicks, \
+const LINK_COLUMNS: &str = "id, alias, long_url, created_at, expires_at, max_clicks, \
                             redirect_type, password_hash, owner_id, click_count";
 
 /// A stored link.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct LinkRow {
-    /// Internal id (the code of a generated link is derived from it).
+    /// Internal id; a link without an alias is reached by the code derived from it.
     pub id: i64,
-    /// The short code: generated or a custom alias.
-    pub code: String,
+    /// The custom alias, if the link was created with one.
+    pub alias: Option<String>,
     /// Where the link redirects.
     pub long_url: String,
     /// Creation time, Unix milliseconds.
@@ -35,16 +43,28 @@ pub struct LinkRow {
     pub click_count: i64,
 }
 
+/// How a lookup names a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKey<'a> {
+    /// A generated code, decoded to its id: only links without an alias match.
+    Id(i64),
+    /// A custom alias.
+    Alias(&'a str),
+    /// Either of the two: for a code that decodes to an id held back for an old alias of
+    /// the same shape (see the server's `links::legacy`).
+    IdOrAlias(i64, &'a str),
+}
+
 /// A link to insert.
 #[derive(Debug, Clone)]
 pub struct NewLink {
     /// Internal id, from the `links` id sequence.
     pub id: i64,
-    /// The short code.
-    pub code: String,
+    /// The custom alias, or `None` for a generated code.
+    pub alias: Option<String>,
     /// Where the link redirects.
     pub long_url: String,
-    /// Hash of `long_url` when the link is plain (a candidate for reuse), else `None`.
+    /// Hash of `long_url` when the link is a reuse candidate (plain, created with `reuse`).
     pub url_hash: Option<i64>,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
@@ -65,8 +85,8 @@ pub struct NewLink {
 pub struct LinkUpdate {
     /// Where the link redirects.
     pub long_url: String,
-    /// Reuse hash (see [`NewLink::url_hash`]).
-    pub url_hash: Option<i64>,
+    /// Hash of the new `long_url`; stored only if the link is a reuse candidate already.
+    pub url_hash: i64,
     /// Expiry, Unix milliseconds.
     pub expires_at: Option<i64>,
     /// Click limit.
@@ -75,16 +95,16 @@ pub struct LinkUpdate {
     pub redirect_type: i32,
 }
 
-/// Inserts a link. A taken code is [`Error::Conflict`]`("code")`.
+/// Inserts a link. A taken alias is [`Error::Conflict`]`("alias")`.
 pub async fn insert(store: &Store, link: &NewLink) -> Result<()> {
     on_pool!(store, write, pool => {
         sqlx::query(
-            "INSERT INTO links (id, code, long_url, url_hash, created_at, expires_at, max_clicks, \
+            "INSERT INTO links (id, alias, long_url, url_hash, created_at, expires_at, max_clicks, \
              redirect_type, password_hash, owner_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(link.id)
-        .bind(&link.code)
+        .bind(&link.alias)
         .bind(&link.long_url)
         .bind(link.url_hash)
         .bind(link.created_at)
@@ -97,20 +117,49 @@ pub async fn insert(store: &Store, link: &NewLink) -> Result<()> {
         .await
         .map(|done| done.rows_affected())
     })
-    .map_err(|e| on_unique(e, "code"))?;
+    .map_err(|e| on_unique(e, "alias"))?;
     Ok(())
 }
 
-/// The link with this code, if any.
-pub async fn find_by_code(store: &Store, code: &str) -> Result<Option<LinkRow>> {
-    let sql = format!("SELECT {LINK_COLUMNS} FROM links WHERE code = $1");
+/// The link named by `key`, if any: one indexed query.
+pub async fn find(store: &Store, key: LinkKey<'_>) -> Result<Option<LinkRow>> {
+    let (id, alias, sql) = match key {
+        LinkKey::Id(id) => (
+            Some(id),
+            None,
+            format!("SELECT {LINK_COLUMNS} FROM links WHERE id = $1 AND alias IS NULL"),
+        ),
+        LinkKey::Alias(alias) => (
+            None,
+            Some(alias),
+            format!("SELECT {LINK_COLUMNS} FROM links WHERE alias = $1"),
+        ),
+        // An old alias wins over a generated code of the same text; the server never hands
+        // out such an id while the alias exists, so both cannot match at once.
+        LinkKey::IdOrAlias(id, alias) => (
+            Some(id),
+            Some(alias),
+            format!(
+                "SELECT {LINK_COLUMNS} FROM links WHERE (id = $1 AND alias IS NULL) OR alias = $2 \
+                 ORDER BY alias IS NULL LIMIT 1"
+            ),
+        ),
+    };
     let row = on_pool!(store, read, pool => {
-        sqlx::query_as::<_, LinkRow>(&sql).bind(code).fetch_optional(pool).await
+        let mut query = sqlx::query_as::<_, LinkRow>(&sql);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        if let Some(alias) = alias {
+            query = query.bind(alias);
+        }
+        query.fetch_optional(pool).await
     })?;
     Ok(row)
 }
 
-/// A plain link of `owner` to exactly `long_url`, if one exists (for `reuse`).
+/// A reuse candidate of `owner` for exactly `long_url`, if one exists: a link created with
+/// `reuse` that is still plain (no alias, password, expiry, click limit or redirect type).
 pub async fn find_reusable(
     store: &Store,
     url_hash: i64,
@@ -120,6 +169,8 @@ pub async fn find_reusable(
     let sql = format!(
         "SELECT {LINK_COLUMNS} FROM links \
          WHERE url_hash = $1 AND long_url = $2 AND owner_id IS NOT DISTINCT FROM $3 \
+         AND alias IS NULL AND password_hash IS NULL AND expires_at IS NULL \
+         AND max_clicks IS NULL AND redirect_type = 301 \
          ORDER BY id LIMIT 1"
     );
     let row = on_pool!(store, read, pool => {
@@ -137,8 +188,9 @@ pub async fn find_reusable(
 pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool> {
     let done = on_pool!(store, write, pool => {
         sqlx::query(
-            "UPDATE links SET long_url = $2, url_hash = $3, expires_at = $4, max_clicks = $5, \
-             redirect_type = $6 WHERE id = $1",
+            "UPDATE links SET long_url = $2, \
+             url_hash = CASE WHEN url_hash IS NULL THEN NULL ELSE $3 END, \
+             expires_at = $4, max_clicks = $5, redirect_type = $6 WHERE id = $1",
         )
         .bind(id)
         .bind(&change.long_url)
@@ -163,6 +215,61 @@ pub async fn delete(store: &Store, id: i64) -> Result<bool> {
             .map(|done| done.rows_affected())
     })?;
     Ok(done == 1)
+}
+
+/// Up to `limit` codes stored before migration 0004 that SQL could not classify (seven
+/// letters and digits: generated, or an alias of that shape), as `(link id, code)`.
+pub async fn pending_codes(store: &Store, limit: i64) -> Result<Vec<(i64, String)>> {
+    let rows = on_pool!(store, write, pool => {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT link_id, code FROM links_pending_codes ORDER BY link_id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows)
+}
+
+/// Settles pending codes: each `(link id, alias)` of `aliases` gets its alias back, and
+/// every pending code of a link up to `through` is forgotten, in one transaction.
+pub async fn settle_pending_codes(
+    store: &Store,
+    aliases: &[(i64, String)],
+    through: i64,
+) -> Result<()> {
+    on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            for (id, alias) in aliases {
+                sqlx::query("UPDATE links SET alias = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(alias)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM links_pending_codes WHERE link_id <= $1")
+                .bind(through)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await
+        }
+        .await
+    })?;
+    Ok(())
+}
+
+/// Every alias of exactly `len` characters, with its link's id.
+pub async fn aliases_of_length(store: &Store, len: i64) -> Result<Vec<(i64, String)>> {
+    let rows = on_pool!(store, read, pool => {
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT id, alias FROM links WHERE alias IS NOT NULL AND length(alias) = $1",
+        )
+        .bind(len)
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(rows)
 }
 
 /// The counts of one flush, grouped by link.
@@ -306,7 +413,7 @@ pub async fn stats(store: &Store, id: i64, days: i64, top: i64) -> Result<LinkSt
     })
 }
 
-/// Whether an error is the "code already taken" conflict of [`insert`].
-pub fn is_code_conflict(err: &Error) -> bool {
-    matches!(err, Error::Conflict("code"))
+/// Whether an error is the "alias already taken" conflict of [`insert`].
+pub fn is_alias_conflict(err: &Error) -> bool {
+    matches!(err, Error::Conflict("alias"))
 }

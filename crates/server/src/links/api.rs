@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::code::ShortCode;
+use super::code::{CODE_SPACE, ShortCode};
 use super::device::Device;
 use super::input::Alias;
 use super::{LinkView, REDIRECT_TYPES};
@@ -21,9 +21,6 @@ use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::extract::ApiJson;
 use crate::passwords::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
-
-/// How many times a create retries when a generated code is already held by an alias.
-const CODE_ATTEMPTS: usize = 8;
 
 /// The body of `POST /shorten`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -42,7 +39,9 @@ pub struct CreateLink {
     pub redirect_type: Option<u16>,
     /// A password visitors must give to follow the link.
     pub password: Option<String>,
-    /// Return an existing plain link to the same URL instead of making a new one.
+    /// Return an existing plain link to the same URL, made with `reuse` too, instead of
+    /// making a new one; a link made this way is found by later `reuse` requests. (Links made
+    /// without `reuse` were asked to be distinct, and cost no reuse-index entry.)
     #[serde(default)]
     pub reuse: bool,
 }
@@ -171,8 +170,10 @@ pub async fn create(
     };
 
     let owner_id = caller.user_id().map(str::to_owned);
-    let url_hash = plain.then(|| long_url.hash());
-    if let (true, Some(hash)) = (body.reuse, url_hash)
+    // Only links created with `reuse` are reuse candidates: the reuse index then holds the
+    // links that asked for it, not every plain link (about 30 bytes a link on PostgreSQL).
+    let url_hash = (plain && body.reuse).then(|| long_url.hash());
+    if let Some(hash) = url_hash
         && let Some(row) =
             links::find_reusable(&state.store, hash, long_url.as_str(), owner_id.as_deref()).await?
     {
@@ -186,7 +187,7 @@ pub async fn create(
 
     let mut link = NewLink {
         id: 0,
-        code: String::new(),
+        alias: alias.map(Alias::into_string),
         long_url: long_url.as_str().to_owned(),
         url_hash,
         created_at: now,
@@ -196,49 +197,47 @@ pub async fn create(
         password_hash,
         owner_id,
     };
-    let alias = alias.map(Alias::into_string);
-    for _ in 0..CODE_ATTEMPTS {
-        link.id = state.ids.next_id().await?;
-        link.code = match &alias {
-            Some(alias) => alias.clone(),
-            None => state.codes.encode(link.id as u64),
-        };
-        match links::insert(&state.store, &link).await {
-            Ok(()) => return Ok(created(&state, &link).await),
-            Err(err) if links::is_code_conflict(&err) && alias.is_none() => {
-                // An alias already holds this generated code: skip the id.
-                tracing::info!(code = %link.code, "generated code held by an alias; taking the next id");
-            }
-            Err(err) if links::is_code_conflict(&err) => {
-                return Err(ApiError::Conflict(format!(
-                    "the alias '{}' is already taken",
-                    link.code
-                )));
-            }
-            Err(err) => return Err(err.into()),
+    link.id = loop {
+        let id = state.ids.next_id().await?;
+        // The generated code of a held id is an old alias's text: never hand it out.
+        if !state.codes.is_held(id as u64) {
+            break id;
         }
+        tracing::info!(id, "skipped an id whose code is an old alias");
+    };
+    if link.alias.is_none() && link.id as u64 >= CODE_SPACE {
+        // 3.5 trillion links: longer codes would need a rule to tell them from aliases.
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "the 7-character code space is exhausted"
+        )));
     }
-    Err(ApiError::Internal(anyhow::anyhow!(
-        "no free code after {CODE_ATTEMPTS} ids"
-    )))
+    match links::insert(&state.store, &link).await {
+        Ok(()) => Ok(created(&state, link).await),
+        Err(err) if links::is_alias_conflict(&err) => Err(ApiError::Conflict(format!(
+            "the alias '{}' is already taken",
+            link.alias.unwrap_or_default()
+        ))),
+        Err(err) => Err(err.into()),
+    }
 }
 
-async fn created(state: &AppState, link: &NewLink) -> Response {
-    state.link_cache.invalidate(&link.code).await;
+async fn created(state: &AppState, link: NewLink) -> Response {
     let row = LinkRow {
         id: link.id,
-        code: link.code.clone(),
-        long_url: link.long_url.clone(),
+        alias: link.alias,
+        long_url: link.long_url,
         created_at: link.created_at,
         expires_at: link.expires_at,
         max_clicks: link.max_clicks,
         redirect_type: link.redirect_type,
-        password_hash: link.password_hash.clone(),
-        owner_id: link.owner_id.clone(),
+        password_hash: link.password_hash,
+        owner_id: link.owner_id,
         click_count: 0,
     };
-    let location =
-        HeaderValue::from_str(&format!("/links/{}", link.code)).expect("codes are header-safe");
+    let code = state.codes.code_of(&row);
+    // A negative entry for this code may be cached from before it existed.
+    state.link_cache.invalidate(&code).await;
+    let location = HeaderValue::from_str(&format!("/links/{code}")).expect("codes are header-safe");
     (
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -256,7 +255,7 @@ async fn managed_link(
     scope: Scope,
 ) -> ApiResult<LinkRow> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
-    let row = links::find_by_code(&state.store, code.as_str())
+    let row = links::find(&state.store, state.codes.key_of(code.as_str()))
         .await?
         .ok_or(ApiError::NotFound)?;
     caller.may_manage(row.owner_id.as_deref())?;
@@ -331,16 +330,12 @@ pub async fn update(
     let long_url_text = long_url
         .as_ref()
         .map_or(row.long_url.as_str(), |u| u.as_str());
-    let generated = state.codes.encode(row.id as u64) == row.code;
-    let plain = generated
-        && row.password_hash.is_none()
-        && expires_at.is_none()
-        && max_clicks.is_none()
-        && redirect_type == 301;
-    let url_hash = plain.then(|| match &long_url {
+    // Stored only if the link is a reuse candidate; whether it is still plain is checked
+    // when a reuse request looks for it.
+    let url_hash = match &long_url {
         Some(url) => url.hash(),
         None => super::input::hash_url(&row.long_url),
-    });
+    };
     let update = LinkUpdate {
         long_url: long_url_text.to_owned(),
         url_hash,
@@ -351,7 +346,10 @@ pub async fn update(
     if !links::update(&state.store, row.id, &update).await? {
         return Err(ApiError::NotFound);
     }
-    state.link_cache.invalidate(&row.code).await;
+    state
+        .link_cache
+        .invalidate(&state.codes.code_of(&row))
+        .await;
     let row = LinkRow {
         long_url: update.long_url,
         expires_at,
@@ -381,7 +379,10 @@ pub async fn remove(
     if !links::delete(&state.store, row.id).await? {
         return Err(ApiError::NotFound);
     }
-    state.link_cache.invalidate(&row.code).await;
+    state
+        .link_cache
+        .invalidate(&state.codes.code_of(&row))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -512,7 +513,7 @@ pub async fn stats(
         .map_or(0, |(_, n)| *n);
 
     Ok(Json(LinkStats {
-        short_code: row.code.clone(),
+        short_code: state.codes.code_of(&row),
         total_clicks: row.click_count + pending.humans,
         bot_clicks: stored.bot_clicks + pending_bots,
         clicks_per_day: per_day

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::HeaderValue;
 use basis_cache::Cache;
 use basis_store::Store;
-use basis_store::links::{self, LinkRow};
+use basis_store::links::{self, LinkKey, LinkRow};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ApiError;
@@ -22,7 +22,7 @@ const FOUND_TTL: Duration = Duration::from_secs(300);
 /// How long an unknown code is remembered as unknown.
 const MISSING_TTL: Duration = Duration::from_secs(10);
 /// Bumped whenever [`LinkRow`] changes shape, so old entries in Redis are never decoded.
-const SHAPE_VERSION: u32 = 1;
+const SHAPE_VERSION: u32 = 2;
 
 /// A link as the redirect path needs it, with its `Location` header value prepared once.
 #[derive(Debug)]
@@ -81,12 +81,14 @@ impl LinkCache {
         Ok(Self { entries })
     }
 
-    /// The link behind `code`: from L1 without awaiting anything when it is there, else
-    /// from L2 or the database (one query for all concurrent callers).
+    /// The link behind `code` (found in the database by `key`): from L1 without awaiting
+    /// anything when it is there, else from L2 or the database (one query for all
+    /// concurrent callers).
     pub async fn find(
         &self,
         store: &Store,
         code: &str,
+        lookup: LinkKey<'_>,
     ) -> Result<Option<Arc<CachedLink>>, ApiError> {
         let key = code.to_owned();
         if let Some(hit) = self.entries.peek(&key) {
@@ -94,7 +96,7 @@ impl LinkCache {
         }
         self.entries
             .get_or_load(&key, || async {
-                let row = links::find_by_code(store, code).await?;
+                let row = links::find(store, lookup).await?;
                 Ok::<_, basis_store::Error>(row.and_then(CachedLink::new))
             })
             .await

@@ -15,8 +15,22 @@
 //! restricted to `[0, 62^7)` by cycle walking: a value that lands outside the range is
 //! permuted again until it lands inside. Because 62^7 is 80 % of 2^42, a walk takes 1.25
 //! steps on average. The key lives in the database so every instance agrees on it.
+//!
+//! # Codes are computed, not stored
+//!
+//! Because the permutation can be inverted, a generated code is never stored: a request for
+//! a 7-character code decodes it to the id and reads the row by primary key. Only custom
+//! aliases are stored. To keep the two apart, a new alias may not have the shape of a
+//! generated code (exactly seven letters and digits; see `input::Alias`), so the shape of
+//! a code alone says which lookup to make ([`CodeBook::key_of`]). Aliases of that shape made
+//! before this rule (migration 0004) are *held*: the id each one decodes to is never handed
+//! to a new link while the alias exists, and a request for it looks up both the alias and
+//! the id, alias first ([`LinkKey::IdOrAlias`]).
 
+use std::collections::HashSet;
 use std::fmt;
+
+use basis_store::links::{LinkKey, LinkRow};
 
 /// The base62 alphabet, in the order that makes id 125 encode as `cb`.
 const ALPHABET: &[u8; 62] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -60,10 +74,12 @@ pub fn base62_decode(s: &str) -> Option<u64> {
     })
 }
 
-/// The keyed bijection between ids and codes.
+/// The keyed bijection between ids and codes, and the ids held back for old aliases.
 #[derive(Clone)]
 pub struct CodeBook {
     round_keys: [u64; ROUNDS],
+    /// Ids whose generated code equals an alias made before migration 0004.
+    held: HashSet<u64>,
 }
 
 impl fmt::Debug for CodeBook {
@@ -87,7 +103,49 @@ impl CodeBook {
             state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
             mix(state)
         });
-        Self { round_keys }
+        Self {
+            round_keys,
+            held: HashSet::new(),
+        }
+    }
+
+    /// This code book, holding back the ids that `aliases` (code-shaped aliases made before
+    /// migration 0004) decode to. Other aliases are ignored.
+    pub fn holding<'a>(mut self, aliases: impl IntoIterator<Item = &'a str>) -> Self {
+        let held: Vec<u64> = aliases
+            .into_iter()
+            .filter(|a| is_code_shaped(a))
+            .filter_map(|a| self.decode(a))
+            .collect();
+        self.held.extend(held);
+        self
+    }
+
+    /// Whether `id` must not be given to a new link (its code is an old alias).
+    pub fn is_held(&self, id: u64) -> bool {
+        self.held.contains(&id)
+    }
+
+    /// How to look up the link behind `code`: by id for the shape of a generated code, by
+    /// alias otherwise, and both for a held id.
+    pub fn key_of<'a>(&self, code: &'a str) -> LinkKey<'a> {
+        let id = is_code_shaped(code)
+            .then(|| self.decode(code))
+            .flatten()
+            .and_then(|id| i64::try_from(id).ok());
+        match id {
+            Some(id) if self.held.contains(&(id as u64)) => LinkKey::IdOrAlias(id, code),
+            Some(id) => LinkKey::Id(id),
+            None => LinkKey::Alias(code),
+        }
+    }
+
+    /// The code that reaches `row`: its alias, or the code generated from its id.
+    pub fn code_of(&self, row: &LinkRow) -> String {
+        match &row.alias {
+            Some(alias) => alias.clone(),
+            None => self.encode(row.id as u64),
+        }
     }
 
     fn round(&self, half: u64, i: usize) -> u64 {
@@ -156,6 +214,11 @@ impl CodeBook {
         }
         base62_decode(code).map(|v| self.unpermute(v))
     }
+}
+
+/// Whether `s` has the shape of a generated code: exactly seven letters and digits.
+pub fn is_code_shaped(s: &str) -> bool {
+    s.len() == CODE_LEN && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// A string that can be a short code: 1 to 64 characters of `[A-Za-z0-9_-]`. Anything else
@@ -233,6 +296,30 @@ mod tests {
         let code = book.encode(CODE_SPACE + 5);
         assert!(code.len() > CODE_LEN);
         assert_eq!(book.decode(&code), Some(CODE_SPACE + 5));
+    }
+
+    #[test]
+    fn the_shape_of_a_code_decides_the_lookup() {
+        let book = CodeBook::new(7);
+        let code = book.encode(1234);
+        assert_eq!(book.key_of(&code), LinkKey::Id(1234));
+        for alias in ["my-link", "abc_123", "short", "eightchr", "a-b"] {
+            assert_eq!(book.key_of(alias), LinkKey::Alias(alias), "{alias}");
+        }
+    }
+
+    #[test]
+    fn an_old_code_shaped_alias_holds_back_its_id() {
+        let plain = CodeBook::new(7);
+        let id = plain.decode("Promo26").unwrap();
+        let book = plain.holding(["Promo26", "not-code-shaped", "Abcdefgh"]);
+        assert!(book.is_held(id));
+        assert_eq!(book.held.len(), 1, "only code-shaped aliases hold an id");
+        assert_eq!(
+            book.key_of("Promo26"),
+            LinkKey::IdOrAlias(id as i64, "Promo26")
+        );
+        assert_eq!(book.key_of(&book.encode(5)), LinkKey::Id(5));
     }
 
     #[test]

@@ -59,6 +59,15 @@ impl Alias {
         if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(s)) {
             return Err(format!("'{s}' is reserved for the service's own routes"));
         }
+        // Seven letters and digits is the shape of a generated code, which is looked up by
+        // the id it decodes to; an alias of that shape could never be told apart from one.
+        if super::code::is_code_shaped(s) {
+            return Err(
+                "seven letters and digits is the shape of a generated code: use another \
+                 length, or add '-' or '_'"
+                    .into(),
+            );
+        }
         Ok(Self(s.to_owned()))
     }
 
@@ -256,6 +265,11 @@ mod tests {
         assert!(Alias::parse("Links").is_err());
         assert!(Alias::parse("healthz").is_err());
         assert!(Alias::parse(&"a".repeat(65)).is_err());
+        assert!(
+            Alias::parse("Promo26").is_err(),
+            "the shape of a generated code"
+        );
+        assert!(Alias::parse("Promo-26").is_ok());
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //!
 //! - [`api`]: `POST /shorten` and `/links/{code}` (read, change, delete, stats).
 //! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path.
-//! - [`code`]: ids → codes (keyed permutation + base62) and the code alphabet.
+//! - [`code`]: ids ↔ codes (keyed permutation + base62), the code alphabet, and which
+//!   lookup a code needs (generated codes are not stored).
+//! - [`legacy`]: settling codes stored before migration 0004.
 //! - [`input`]: target URL and alias rules.
 //! - [`clicks`]: in-memory click aggregation flushed in batches.
 //! - [`cache`]: the code → link lookup cache.
@@ -24,6 +26,7 @@ pub mod clicks;
 pub mod code;
 pub mod device;
 pub mod input;
+pub mod legacy;
 pub mod redirect;
 
 /// The shortener's routes.
@@ -71,9 +74,10 @@ pub struct LinkView {
 impl LinkView {
     /// The view of `row`, with `unflushed` clicks added to the stored count.
     pub fn new(state: &AppState, row: &LinkRow, unflushed: i64) -> Self {
+        let code = state.codes.code_of(row);
         Self {
-            short_code: row.code.clone(),
-            short_url: state.short_url(&row.code),
+            short_url: state.short_url(&code),
+            short_code: code,
             long_url: row.long_url.clone(),
             created_at: to_datetime(row.created_at),
             expires_at: row.expires_at.map(to_datetime),

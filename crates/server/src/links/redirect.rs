@@ -35,6 +35,12 @@ const PLAIN_CACHE_CONTROL: HeaderValue = HeaderValue::from_static("private, max-
 /// reach us so that the limit is enforced and the password asked for.
 const GUARDED_CACHE_CONTROL: HeaderValue = HeaderValue::from_static("no-store");
 
+thread_local! {
+    /// The redirect counter's handle, registered once per thread rather than looked up in
+    /// the registry on every redirect.
+    static REDIRECTS: metrics::Counter = metrics::counter!("basis_redirects_total");
+}
+
 /// The header that carries a link's password.
 const PASSWORD_HEADER: &str = "x-link-password";
 
@@ -120,9 +126,10 @@ pub async fn follow_with_form(
 /// The link behind `code`, through the lookup cache.
 async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
+    let key = state.codes.key_of(code.as_str());
     let link = state
         .link_cache
-        .find(&state.store, code.as_str())
+        .find(&state.store, code.as_str(), key)
         .await?
         .ok_or(ApiError::NotFound)?;
     if link.row.max_clicks.is_none() {
@@ -130,7 +137,7 @@ async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
     }
     // A link with a click limit is read fresh: its stored count moves with every flush,
     // and a cached copy would let it overshoot.
-    links::find_by_code(&state.store, code.as_str())
+    links::find(&state.store, key)
         .await?
         .and_then(CachedLink::new)
         .ok_or(ApiError::NotFound)
@@ -178,7 +185,7 @@ async fn respond(
             referrer: referrer_host(header(header::REFERER)),
         });
     }
-    metrics::counter!("basis_redirects_total").increment(1);
+    REDIRECTS.with(|redirects| redirects.increment(1));
 
     let status = status_override
         .or_else(|| StatusCode::from_u16(u16::try_from(row.redirect_type).unwrap_or(301)).ok())

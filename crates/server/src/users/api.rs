@@ -249,12 +249,13 @@ pub async fn remove(
 ) -> ApiResult<StatusCode> {
     caller.require_account()?;
     let actor = caller.act_for(&id)?.user_id.clone();
-    let codes = repo::delete(&state.store, &id)
+    let links = repo::delete(&state.store, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     state.user_views.invalidate(&id).await;
-    for code in &codes {
-        state.link_cache.invalidate(code).await;
+    for (link_id, alias) in links {
+        let code = alias.unwrap_or_else(|| state.codes.encode(link_id as u64));
+        state.link_cache.invalidate(&code).await;
     }
     audit::record(
         &state,

@@ -118,13 +118,14 @@ pub async fn set_password_hash(store: &Store, id: &str, hash: &str, now: i64) ->
 }
 
 /// Deletes the account; sessions, refresh tokens, keys and identities go with it
-/// (foreign keys), and so do the links it owns. Returns the deleted links' codes.
-pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<String>>> {
+/// (foreign keys), and so do the links it owns. Returns the deleted links as
+/// `(id, alias)` (a link without an alias is reached by the code generated from its id).
+pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<(i64, Option<String>)>>> {
     let codes = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
-            let codes: Vec<String> =
-                sqlx::query_scalar("DELETE FROM links WHERE owner_id = $1 RETURNING code")
+            let codes: Vec<(i64, Option<String>)> =
+                sqlx::query_as("DELETE FROM links WHERE owner_id = $1 RETURNING id, alias")
                     .bind(id)
                     .fetch_all(&mut *tx)
                     .await?;

@@ -51,9 +51,14 @@ async fn creating_a_link_returns_201_with_location_and_the_link(engine: Engine) 
 
 async fn reuse_returns_the_existing_plain_link_with_200(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
-    let first = app
+    // A link made without `reuse` was asked to be distinct: it is not handed out again.
+    let distinct = app
         .create(json!({"longUrl": "https://example.com/reuse"}))
         .await;
+    let first = app
+        .create(json!({"longUrl": "https://example.com/reuse", "reuse": true}))
+        .await;
+    assert_ne!(first["shortCode"], distinct["shortCode"]);
     // A protected link to the same URL is not a reuse candidate.
     app.create(json!({"longUrl": "https://example.com/other", "password": "pw"}))
         .await;
@@ -64,6 +69,39 @@ async fn reuse_returns_the_existing_plain_link_with_200(engine: Engine) {
     assert_eq!(response.status(), 200);
     let reused: Value = response.json().await.unwrap();
     assert_eq!(reused["shortCode"], first["shortCode"]);
+
+    // A candidate that stops being plain is not reused; once plain again, it is.
+    let code = first["shortCode"].as_str().unwrap();
+    let patch = |body: Value| {
+        app.client
+            .patch(app.url(&format!("/links/{code}")))
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(
+        patch(json!({"redirectType": 302})).await.unwrap().status(),
+        200
+    );
+    let response = app
+        .shorten(json!({"longUrl": "https://example.com/reuse", "reuse": true}))
+        .await;
+    assert_eq!(response.status(), 201, "a 302 link is not plain");
+    let second: Value = response.json().await.unwrap();
+    assert_eq!(
+        patch(json!({"redirectType": 301})).await.unwrap().status(),
+        200
+    );
+    let response = app
+        .shorten(json!({"longUrl": "https://example.com/reuse", "reuse": true}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let reused: Value = response.json().await.unwrap();
+    assert_eq!(
+        reused["shortCode"], first["shortCode"],
+        "the oldest candidate wins"
+    );
+    assert_ne!(second["shortCode"], first["shortCode"]);
 
     let response = app
         .shorten(json!({"longUrl": "https://example.com/other", "reuse": true}))

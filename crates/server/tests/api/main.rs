@@ -7,6 +7,7 @@ mod smtp_sink;
 
 mod concurrency;
 mod errors;
+mod link_codes;
 mod links;
 mod ops;
 mod rate_limits;

@@ -108,8 +108,9 @@ async fn a_request_over_the_time_limit_is_503() {
         .await;
     let problem = assert_problem(response, 503).await;
     assert!(problem["detail"].as_str().unwrap().contains("too long"));
-    let stored = basis_store::links::find_by_code(&app.state.store, "slow")
-        .await
-        .unwrap();
+    let stored =
+        basis_store::links::find(&app.state.store, basis_store::links::LinkKey::Alias("slow"))
+            .await
+            .unwrap();
     assert!(stored.is_none(), "the cut-off request stored nothing");
 }

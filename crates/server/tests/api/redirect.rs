@@ -225,7 +225,7 @@ async fn the_link_password_is_stored_as_an_argon2id_hash(engine: Engine) {
         .as_str()
         .unwrap()
         .to_owned();
-    let row = basis_store::links::find_by_code(&app.state.store, &code)
+    let row = basis_store::links::find(&app.state.store, app.state.codes.key_of(&code))
         .await
         .unwrap()
         .unwrap();
