@@ -11,6 +11,8 @@
 //! - One module per resource: [`links`] (the shortener), [`ops`] (health, readiness,
 //!   metrics), [`openapi`].
 //! - [`caller`]: who is calling, the seam for authentication.
+//! - [`jobs`]: background work on the queue (click batches, mail, thumbnails, exports),
+//!   job status, and the workers `serve` runs in-process unless `--workers off`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -34,6 +36,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod jobs;
 pub mod links;
 pub mod openapi;
 pub mod ops;
@@ -135,6 +138,7 @@ impl Server {
             )
         })?;
         let store = open_store(&config).await?;
+        let queue = jobs::runtime::open_backend(&config, &store, clock.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -178,7 +182,7 @@ impl Server {
                 blocked_hosts,
             }),
             base_url: base_url.as_str().trim_end_matches('/').into(),
-            clicks: Arc::new(ClickRecorder::new(store.clone())),
+            clicks: Arc::new(ClickRecorder::new(store.clone(), queue.clone())),
             link_cache: LinkCache::new(config.link_cache_mb * 1024 * 1024, config.redis_url())
                 .context("cannot build the link cache")?,
             user_views: users::view_cache(config.redis_url())
@@ -190,6 +194,7 @@ impl Server {
                 Arc::new(basis_auth::throttle::FixedWindow::default()),
             )?),
             metrics,
+            jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
             clock,
             store,
         });
@@ -235,6 +240,18 @@ impl Server {
             config,
             ..
         } = self;
+        let (stop_workers, workers_stopped) = watch::channel(false);
+        let workers = jobs::runtime::spawn_in_process(
+            &config,
+            state.jobs.backend().clone(),
+            Arc::new(jobs::runtime::JobContext {
+                store: state.store.clone(),
+                clock: state.clock.clone(),
+                mailer: state.identity.mailer.clone(),
+                clicks: Some(state.clicks.clone()),
+            }),
+            workers_stopped,
+        );
         let (stop_flusher, flusher_stopped) = watch::channel(false);
         let flusher = tokio::spawn(flush_clicks(
             state.clone(),
@@ -262,9 +279,21 @@ impl Server {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         match state.clicks.flush().await {
-            Ok(links) => tracing::info!(links, "final click flush done"),
+            Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
                 tracing::error!(error = %err, "final click flush failed; unflushed clicks are lost")
+            }
+        }
+        if let Some(workers) = workers {
+            // One process does everything in the embedded mode: store the last batches
+            // before the workers stop, so a restart shows every counted click at once.
+            if !state.clicks.drain(grace).await {
+                tracing::warn!("click batches still queued at shutdown; a worker will apply them");
+            }
+            let _ = stop_workers.send(true);
+            match workers.await {
+                Ok(report) => tracing::info!(released = report.released, "workers stopped"),
+                Err(err) => tracing::error!(error = %err, "the workers failed"),
             }
         }
         state.link_cache.shutdown().await;
@@ -284,6 +313,7 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .merge(auth::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(jobs::router())
         .fallback(|| async { ApiError::NotFound });
     let rules_file = config.rate_limit_config.as_deref();
     let limits =

@@ -9,7 +9,7 @@ use crate::error::{FieldError, Problem};
 use crate::links;
 use crate::ops;
 use crate::state::AppState;
-use crate::{admin, auth, users};
+use crate::{admin, auth, jobs, users};
 
 /// The API description, assembled from the handlers' annotations.
 #[derive(Debug, OpenApi)]
@@ -49,6 +49,16 @@ use crate::{admin, auth, users};
         users::keys::list,
         users::keys::revoke,
         admin::audit::list,
+        admin::queues::stats,
+        admin::queues::list,
+        admin::queues::show,
+        admin::queues::replay,
+        admin::queues::purge,
+        jobs::status::read,
+        users::avatar::upload,
+        users::avatar::read,
+        links::exports::create,
+        links::exports::download,
     ),
     components(schemas(Problem, FieldError)),
     tags(
@@ -56,7 +66,8 @@ use crate::{admin, auth, users};
         (name = "redirect", description = "Follow short links"),
         (name = "auth", description = "Sign in and out: tokens, sessions, password reset, OpenID Connect"),
         (name = "users", description = "Accounts, profiles and API keys"),
-        (name = "admin", description = "Administration: the audit log"),
+        (name = "admin", description = "Administration: the audit log and the job queue"),
+        (name = "jobs", description = "Background jobs: status of work answered with 202"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]

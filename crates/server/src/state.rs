@@ -61,6 +61,8 @@ pub struct AppServices {
     pub identity: Arc<crate::auth::Identity>,
     /// Renders the Prometheus metrics page.
     pub metrics: PrometheusHandle,
+    /// The job queue: background work and its status.
+    pub jobs: crate::jobs::Jobs,
 }
 
 impl AppServices {
