@@ -3,6 +3,7 @@
 
 mod accounts_support;
 mod helpers;
+mod jobs_support;
 mod smtp_sink;
 
 mod concurrency;
@@ -24,3 +25,8 @@ mod secrets;
 mod sessions;
 mod tokens;
 mod transport;
+
+// Background jobs.
+mod avatars;
+mod exports;
+mod jobs;
