@@ -9,6 +9,18 @@
 //!   [`JobInfo`], …).
 //! - [`handler`]: [`Handler`], the work for one job kind, and [`JobError`].
 //! - [`clock`]: the injected time source; leases, delays and backoff read it.
+//! - [`sqlite`] and [`postgres`]: the SQL engines; [`connect`] picks one by URL.
+//! - [`worker`]: the runtime that claims, heartbeats, retries with backoff and shuts down
+//!   gracefully; [`reply`]: request-reply on top of any backend; [`metrics`]: the gauges.
+//!
+//! # Schema and migrations
+//!
+//! The queue owns its tables (`queue_jobs`, `queue_done`, `queue_dead`,
+//! `queue_subscriptions`) and creates them with its own sqlx migrator (`migrations/<engine>/`,
+//! versions from 1001) in the same database as the store. Both migrators share sqlx's
+//! `_sqlx_migrations` table and run with `ignore_missing`, so each tolerates the other's
+//! rows; the version ranges keep them apart. One bookkeeping table instead of two keeps
+//! `sqlx migrate info` and backups telling the whole story of the database.
 //!
 //! # Delivery rules (every backend)
 //!
@@ -20,11 +32,20 @@
 //! - A lease not renewed by its deadline makes the job claimable again.
 //! - Retries are scheduled by the caller (the worker computes backoff); the next run time is
 //!   stored with the job, so a crash does not reset the schedule.
+//! - A job whose lease expires on its last allowed attempt goes to the dead letters at the
+//!   next claim instead of running once more.
 
 pub mod clock;
 pub mod handler;
 pub mod job;
+pub mod metrics;
+pub mod postgres;
+pub mod reply;
+pub mod sqlite;
+mod wake;
+pub mod worker;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -51,6 +72,30 @@ pub enum Error {
     /// Anything else the backend reported.
     #[error("queue backend error: {0}")]
     Backend(String),
+    /// Request-reply: no reply came within the timeout.
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    /// Request-reply: the handler failed the request for good; its last error.
+    #[error("the request failed: {0}")]
+    Remote(String),
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => Error::Unavailable(e.to_string()),
+            other => Error::Backend(other.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for Error {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        Error::Backend(format!("queue migration failed: {e}"))
+    }
 }
 
 /// Shorthand for queue results.
@@ -114,9 +159,67 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Depth, oldest ready job's age and dead letters per queue.
     async fn stats(&self) -> Result<Vec<QueueStats>>;
+
+    /// Request-reply: enqueues a `kind` job on `queue` and waits up to `timeout` for its
+    /// handler's result. The default goes through a reply queue and a correlation id
+    /// ([`reply::request_via_queue`]); an engine with a native way may override it.
+    async fn request(
+        &self,
+        queue: &str,
+        kind: &str,
+        payload: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        reply::request_via_queue(self, queue, kind, payload, timeout).await
+    }
 }
 
 /// The queue a topic's subscriber group consumes.
 pub fn topic_queue(topic: &str, group: &str) -> String {
     format!("{topic}.{group}")
+}
+
+/// Opens the backend a URL names and installs its tables: `sqlite:` (the embedded default,
+/// the data's own file), `postgres://` / `postgresql://`. `amqp://` is answered by the
+/// RabbitMQ backend where it is built in.
+pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn Backend>> {
+    if url.starts_with("sqlite:") {
+        let queue = sqlite::SqliteQueue::connect(url, clock).await?;
+        queue.install().await?;
+        Ok(Arc::new(queue))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let queue = postgres::PostgresQueue::connect(url, clock).await?;
+        queue.install().await?;
+        Ok(Arc::new(queue))
+    } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        Err(Error::Unsupported("amqp"))
+    } else {
+        Err(Error::Invalid(format!(
+            "expected a sqlite:, postgres:// or amqp:// queue URL, got {:?}",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}
+
+/// Checks what every backend refuses alike.
+pub(crate) fn validate(job: &NewJob) -> Result<()> {
+    if job.queue.trim().is_empty() || job.queue.len() > 200 {
+        return Err(Error::Invalid(
+            "the queue name must have 1 to 200 characters".into(),
+        ));
+    }
+    if job.kind.trim().is_empty() || job.kind.len() > 200 {
+        return Err(Error::Invalid(
+            "the job kind must have 1 to 200 characters".into(),
+        ));
+    }
+    if job.max_attempts == 0 {
+        return Err(Error::Invalid("max_attempts must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Parses a SQL engine's job id; `None` for text that cannot be one of ours.
+pub(crate) fn sql_id(id: &JobId) -> Option<i64> {
+    id.0.parse().ok()
 }

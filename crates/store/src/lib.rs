@@ -199,11 +199,20 @@ impl Store {
     }
 
     /// Applies the migrations of this store's engine that are not applied yet.
+    ///
+    /// Other crates keep their own migrators in the same database (the queue's versions start
+    /// at 1001), so versions this store does not know are ignored, not refused.
     pub async fn migrate(&self) -> Result<()> {
         match &self.pools {
-            Pools::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite").run(write).await?,
+            Pools::Sqlite { write, .. } => {
+                let mut migrator = sqlx::migrate!("migrations/sqlite");
+                migrator.set_ignore_missing(true);
+                migrator.run(write).await?
+            }
             Pools::Postgres { write, .. } => {
-                sqlx::migrate!("migrations/postgres").run(write).await?
+                let mut migrator = sqlx::migrate!("migrations/postgres");
+                migrator.set_ignore_missing(true);
+                migrator.run(write).await?
             }
         }
         Ok(())
