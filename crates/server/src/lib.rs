@@ -9,7 +9,8 @@
 //! - [`http`]: the middleware stack (request id, security headers, metrics, timeout, limits).
 //! - [`error`]: the one error type and its problem+json rendering.
 //! - One module per resource: [`links`] (the shortener), [`ops`] (health, readiness,
-//!   metrics), [`openapi`].
+//!   metrics), [`openapi`], [`posts`] and [`comments`] (the blog, with the HTTP rules they
+//!   share in [`rest`] and [`idempotency`]).
 //! - [`caller`]: who is calling, the seam for authentication.
 
 use std::future::Future;
@@ -30,14 +31,18 @@ pub mod admin;
 pub mod auth;
 pub mod caller;
 pub mod clock;
+pub mod comments;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod idempotency;
 pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod passwords;
+pub mod posts;
+pub mod rest;
 pub mod state;
 pub mod transport;
 pub mod users;
@@ -192,6 +197,7 @@ impl Server {
             metrics,
             clock,
             store,
+            comment_notifier: Arc::new(comments::NoNotifications),
         });
         let router = app(state.clone(), &config)?;
         Ok(Self {
@@ -284,6 +290,8 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .merge(auth::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(posts::router())
+        .merge(comments::router())
         .fallback(|| async { ApiError::NotFound });
     let rules_file = config.rate_limit_config.as_deref();
     let limits =

@@ -9,7 +9,7 @@ use crate::error::{FieldError, Problem};
 use crate::links;
 use crate::ops;
 use crate::state::AppState;
-use crate::{admin, auth, users};
+use crate::{admin, auth, comments, posts, users};
 
 /// The API description, assembled from the handlers' annotations.
 #[derive(Debug, OpenApi)]
@@ -49,6 +49,19 @@ use crate::{admin, auth, users};
         users::keys::list,
         users::keys::revoke,
         admin::audit::list,
+        posts::api::list,
+        posts::api::create,
+        posts::api::read,
+        posts::api::replace,
+        posts::api::patch,
+        posts::api::remove,
+        posts::api::by_author,
+        comments::api::list,
+        comments::api::create,
+        comments::api::read,
+        comments::api::replace,
+        comments::api::patch,
+        comments::api::remove,
     ),
     components(schemas(Problem, FieldError)),
     tags(
@@ -56,6 +69,8 @@ use crate::{admin, auth, users};
         (name = "redirect", description = "Follow short links"),
         (name = "auth", description = "Sign in and out: tokens, sessions, password reset, OpenID Connect"),
         (name = "users", description = "Accounts, profiles and API keys"),
+        (name = "posts", description = "The blog's posts: conditional requests, merge patch, idempotency keys, search"),
+        (name = "comments", description = "Comments on posts"),
         (name = "admin", description = "Administration: the audit log"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )

@@ -209,13 +209,21 @@ fn list_sql(engine: Engine, query: &PostQuery) -> Option<Sql> {
         After::Date { created_at, id } => {
             let c = sql.bind(Bind::Int(*created_at));
             let i = sql.bind(Bind::Int(*id));
-            let op = if query.sort == Sort::OldestFirst { ">" } else { "<" };
+            let op = if query.sort == Sort::OldestFirst {
+                ">"
+            } else {
+                "<"
+            };
             sql.push(&format!(" AND (p.created_at, p.id) {op} ({c}, {i})"));
         }
         After::Title { title, id } => {
             let t = sql.bind(Bind::Text(title.clone()));
             let i = sql.bind(Bind::Int(*id));
-            let op = if query.sort == Sort::TitleDesc { "<" } else { ">" };
+            let op = if query.sort == Sort::TitleDesc {
+                "<"
+            } else {
+                ">"
+            };
             sql.push(&format!(" AND (p.title, p.id) {op} ({t}, {i})"));
         }
     }
@@ -283,8 +291,9 @@ pub async fn explain_list(store: &Store, query: &PostQuery) -> Result<Vec<String
     let lines = match store.pools() {
         crate::Pools::Sqlite { read, .. } => {
             let text = format!("EXPLAIN QUERY PLAN {}", sql.text);
-            let rows: Vec<(i64, i64, i64, String)> =
-                bind_all!(sqlx::query_as(&text), sql).fetch_all(read).await?;
+            let rows: Vec<(i64, i64, i64, String)> = bind_all!(sqlx::query_as(&text), sql)
+                .fetch_all(read)
+                .await?;
             rows.into_iter().map(|r| r.3).collect()
         }
         crate::Pools::Postgres { read, .. } => {
