@@ -197,9 +197,7 @@ fn list_sql(engine: Engine, query: &PostQuery) -> Option<Sql> {
                 sql.push(&format!(" AND posts_fts MATCH {p}"));
             }
             Engine::Postgres => {
-                sql.push(&format!(
-                    " AND p.search @@ websearch_to_tsquery('english', {p})"
-                ));
+                sql.push(&format!(" AND p.search @@ plainto_tsquery('english', {p})"));
                 tsquery = Some(p);
             }
         }
@@ -236,9 +234,9 @@ fn list_sql(engine: Engine, query: &PostQuery) -> Option<Sql> {
         (Sort::Relevance, Engine::Sqlite, _) => {
             " ORDER BY bm25(posts_fts, 10.0, 1.0), p.id DESC".to_owned()
         }
-        (Sort::Relevance, Engine::Postgres, Some(p)) => format!(
-            " ORDER BY ts_rank(p.search, websearch_to_tsquery('english', {p})) DESC, p.id DESC"
-        ),
+        (Sort::Relevance, Engine::Postgres, Some(p)) => {
+            format!(" ORDER BY ts_rank(p.search, plainto_tsquery('english', {p})) DESC, p.id DESC")
+        }
         (Sort::Relevance, Engine::Postgres, None) => {
             " ORDER BY p.created_at DESC, p.id DESC".to_owned()
         }

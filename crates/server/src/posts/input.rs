@@ -10,7 +10,7 @@ use crate::error::{ApiError, FieldError};
 /// Longest title, in characters.
 pub const MAX_TITLE_CHARS: usize = 200;
 /// Longest body, in bytes.
-pub const MAX_BODY_BYTES: usize = 100_000;
+pub const MAX_BODY_BYTES: usize = 50_000;
 /// Most tags on one post.
 pub const MAX_TAGS: usize = 10;
 /// Longest category or tag name, in characters.
@@ -45,7 +45,7 @@ pub struct PostInput {
     /// Plain text, 1–200 characters.
     #[schema(example = "Designing a REST API")]
     pub title: String,
-    /// Markdown, 1–100,000 bytes; rendered to sanitised HTML in `bodyHtml`.
+    /// Markdown, 1–50,000 bytes; rendered to sanitised HTML in `bodyHtml`.
     #[schema(example = "Resources are *nouns*.")]
     pub body: String,
     /// A category name (letters, digits, `-`; stored lower-case), or `null` for none.
@@ -56,7 +56,8 @@ pub struct PostInput {
     pub tags: Vec<String>,
     /// `draft` (the default) or `published`.
     #[serde(default)]
-    pub status: Status,
+    #[schema(value_type = Option<Status>)]
+    pub status: Option<String>,
 }
 
 /// A category or tag name in its stored form, or why it is not one.
@@ -108,6 +109,14 @@ impl PostInput {
         if tags.len() > MAX_TAGS {
             errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
         }
+        let status = match self.status.as_deref() {
+            None | Some("draft") => Status::Draft,
+            Some("published") => Status::Published,
+            Some(_) => {
+                errors.push(FieldError::new("status", "must be draft or published"));
+                Status::Draft
+            }
+        };
         if !errors.is_empty() {
             return Err(ApiError::UnprocessableFields(errors));
         }
@@ -119,7 +128,7 @@ impl PostInput {
             body_html,
             category,
             tags,
-            status: self.status.as_str().to_owned(),
+            status: status.as_str().to_owned(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! database, and runs on SQLite and (when `BASIS_TEST_POSTGRES_URL` is set) PostgreSQL.
 
 mod accounts_support;
+mod blog_support;
 mod helpers;
 mod smtp_sink;
 
@@ -24,3 +25,10 @@ mod secrets;
 mod sessions;
 mod tokens;
 mod transport;
+
+// The blog.
+mod comments;
+mod posts;
+mod posts_http;
+mod posts_lists;
+mod posts_plans;
