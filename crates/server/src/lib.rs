@@ -9,7 +9,8 @@
 //! - [`http`]: the middleware stack (request id, security headers, metrics, timeout, limits).
 //! - [`error`]: the one error type and its problem+json rendering.
 //! - One module per resource: [`links`] (the shortener), [`ops`] (health, readiness,
-//!   metrics), [`openapi`].
+//!   metrics), [`openapi`], [`posts`] and [`comments`] (the blog, with the HTTP rules they
+//!   share in [`rest`] and [`idempotency`]).
 //! - [`caller`]: who is calling, the seam for authentication.
 //! - [`jobs`]: background work on the queue (click batches, mail, thumbnails, exports),
 //!   job status, and the workers `serve` runs in-process unless `--workers off`.
@@ -32,15 +33,19 @@ pub mod admin;
 pub mod auth;
 pub mod caller;
 pub mod clock;
+pub mod comments;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
 pub mod jobs;
+pub mod idempotency;
 pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod passwords;
+pub mod posts;
+pub mod rest;
 pub mod state;
 pub mod transport;
 pub mod users;
@@ -194,6 +199,10 @@ impl Server {
                 Arc::new(basis_auth::throttle::FixedWindow::default()),
             )?),
             metrics,
+            comment_notifier: Arc::new(jobs::mail::QueuedCommentMail {
+                jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
+                base_url: base_url.as_str().trim_end_matches('/').to_owned(),
+            }),
             jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
             clock,
             store,
@@ -314,6 +323,8 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .merge(users::router())
         .merge(admin::router())
         .merge(jobs::router())
+        .merge(posts::router())
+        .merge(comments::router())
         .fallback(|| async { ApiError::NotFound });
     let rules_file = config.rate_limit_config.as_deref();
     let limits =

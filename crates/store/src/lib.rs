@@ -10,6 +10,8 @@
 //!   until replicas are configured.
 //! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
 //! - [`links`]: the shortener's repository (links and their click aggregates).
+//! - [`posts`], [`comments`]: the blog's repositories; [`idempotency`]: stored responses of
+//!   POSTs retried with an `Idempotency-Key`.
 //! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
 //!
 //! # One set of queries for two engines
@@ -30,8 +32,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub mod comments;
+pub mod idempotency;
 pub mod ids;
 pub mod links;
+pub mod posts;
+mod sql;
 
 /// Runs one expression against the store's pool for the requested side, once per engine.
 ///
@@ -40,18 +46,22 @@ pub mod links;
 /// each arm is type-checked against its own driver.
 #[macro_export]
 macro_rules! on_pool {
-    ($store:expr, read, $pool:ident => $body:expr) => {
-        match $store.pools() {
+    ($store:expr, read, $pool:ident => $body:expr) => {{
+        let store: &$crate::Store = &$store;
+        store.count_round_trip();
+        match store.pools() {
             $crate::Pools::Sqlite { read: $pool, .. } => $body,
             $crate::Pools::Postgres { read: $pool, .. } => $body,
         }
-    };
-    ($store:expr, write, $pool:ident => $body:expr) => {
-        match $store.pools() {
+    }};
+    ($store:expr, write, $pool:ident => $body:expr) => {{
+        let store: &$crate::Store = &$store;
+        store.count_round_trip();
+        match store.pools() {
             $crate::Pools::Sqlite { write: $pool, .. } => $body,
             $crate::Pools::Postgres { write: $pool, .. } => $body,
         }
-    };
+    }};
 }
 
 /// The errors a store operation can end in.
@@ -140,6 +150,8 @@ impl Default for ConnectOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pools: Pools,
+    /// Database round trips made through [`on_pool!`] (one statement, or one transaction).
+    round_trips: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -190,7 +202,23 @@ impl Store {
                 url.split(':').next().unwrap_or_default()
             )));
         };
-        Ok(Self { pools })
+        Ok(Self {
+            pools,
+            round_trips: Default::default(),
+        })
+    }
+
+    /// Counts one round trip (called by [`on_pool!`]).
+    #[doc(hidden)]
+    pub fn count_round_trip(&self) {
+        self.round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many round trips every clone of this store has made through [`on_pool!`] so far:
+    /// the "no N+1" tests read it before and after a request.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The SQLite URL for a database file inside `data_dir`.

@@ -218,3 +218,31 @@ pub async fn new_comment(
     let subject = format!("New comment on \"{title}\"");
     send_once(&ctx, &mail.mail_id, &row.author_email, &subject, body).await
 }
+
+/// The blog's comment seam, wired to the queue: each new comment on someone else's post
+/// enqueues one "new comment" mail job. Enqueueing cannot fail the request (the comment is
+/// stored already), so a failure is logged.
+#[derive(Debug)]
+pub struct QueuedCommentMail {
+    /// Where the job goes.
+    pub jobs: super::Jobs,
+    /// Our public origin, for the link in the mail.
+    pub base_url: String,
+}
+
+impl crate::comments::CommentNotifier for QueuedCommentMail {
+    fn comment_added(
+        &self,
+        event: crate::comments::CommentAdded,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if event.post_author_id == event.comment_author_id {
+                return;
+            }
+            let job = new_comment_job(event.comment_id, &self.base_url);
+            if let Err(err) = self.jobs.enqueue(job).await {
+                tracing::error!(error = %err, comment = event.comment_id, "cannot enqueue the new-comment mail");
+            }
+        })
+    }
+}

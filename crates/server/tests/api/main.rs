@@ -2,6 +2,7 @@
 //! database, and runs on SQLite and (when `BASIS_TEST_POSTGRES_URL` is set) PostgreSQL.
 
 mod accounts_support;
+mod blog_support;
 mod helpers;
 mod jobs_support;
 mod smtp_sink;
@@ -28,5 +29,12 @@ mod transport;
 
 // Background jobs.
 mod avatars;
+mod comment_mail;
 mod exports;
 mod jobs;
+// The blog.
+mod comments;
+mod posts;
+mod posts_http;
+mod posts_lists;
+mod posts_plans;
