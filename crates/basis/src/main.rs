@@ -139,9 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(config) => {
             basis_server::jobs::runtime::run_workers(*config, stop_signal()).await
         }
-        Command::Queue { target, command } => {
-            basis_server::jobs::cli::run(target, command).await
-        }
+        Command::Queue { target, command } => basis_server::jobs::cli::run(target, command).await,
         Command::Migrate {
             data_dir,
             database_url,

@@ -216,7 +216,11 @@ pub async fn apply_clicks_once(
     apply(store, Some((batch_id, now_ms)), batch).await
 }
 
-async fn apply(store: &Store, once: Option<(&str, i64)>, batch: &ClickBatch) -> Result<Option<usize>> {
+async fn apply(
+    store: &Store,
+    once: Option<(&str, i64)>,
+    batch: &ClickBatch,
+) -> Result<Option<usize>> {
     let applied = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;

@@ -14,7 +14,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/audit", get(audit::list))
         .route("/admin/queues", get(queues::stats))
-        .route("/admin/queues/dead", get(queues::list).delete(queues::purge))
+        .route(
+            "/admin/queues/dead",
+            get(queues::list).delete(queues::purge),
+        )
         .route("/admin/queues/dead/{id}", get(queues::show))
         .route("/admin/queues/dead/{id}/replay", post(queues::replay))
 }

@@ -98,7 +98,10 @@ impl ClickBatchJob {
 }
 
 /// Applies one batch, once.
-pub async fn apply(ctx: Arc<JobContext>, job: ClaimedJob) -> Result<Option<serde_json::Value>, JobError> {
+pub async fn apply(
+    ctx: Arc<JobContext>,
+    job: ClaimedJob,
+) -> Result<Option<serde_json::Value>, JobError> {
     let payload: ClickBatchJob =
         serde_json::from_value(job.payload).map_err(JobError::bad_payload)?;
     let batch_id = payload.batch.clone();
@@ -112,7 +115,9 @@ pub async fn apply(ctx: Arc<JobContext>, job: ClaimedJob) -> Result<Option<serde
     }
     if applied.is_some() && rand::random::<u8>() == 0 {
         // Now and then, so the record table stays small without a scheduler.
-        if let Err(err) = links::prune_applied_batches(&ctx.store, now - APPLIED_RECORD_TTL_MS).await {
+        if let Err(err) =
+            links::prune_applied_batches(&ctx.store, now - APPLIED_RECORD_TTL_MS).await
+        {
             tracing::warn!(error = %err, "cannot prune applied click batch records");
         }
     }

@@ -135,10 +135,7 @@ pub async fn password_reset(
     if already_sent(&ctx.store, &mail.mail_id).await? {
         return skipped("already sent");
     }
-    let Some(user) = repo::find(&ctx.store, &mail.user_id)
-        .await
-        .map_err(retry)?
-    else {
+    let Some(user) = repo::find(&ctx.store, &mail.user_id).await.map_err(retry)? else {
         return skipped("the account no longer exists");
     };
     let now = ctx.clock.now_ms();
@@ -214,7 +211,12 @@ pub async fn new_comment(
         base = mail.base_url,
         post = row.post_id,
     );
-    let title: String = row.title.chars().filter(|c| !c.is_control()).take(80).collect();
+    let title: String = row
+        .title
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(80)
+        .collect();
     let subject = format!("New comment on \"{title}\"");
     send_once(&ctx, &mail.mail_id, &row.author_email, &subject, body).await
 }

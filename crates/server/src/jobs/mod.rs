@@ -18,10 +18,10 @@
 
 use std::sync::Arc;
 
-use axum::routing::get;
-use axum::{Json, Router};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use basis_queue::{Backend, Enqueued, NewJob};
 use basis_store::Store;
 use serde::Serialize;

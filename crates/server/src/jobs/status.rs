@@ -157,9 +157,17 @@ pub fn tracked(store: Store, clock: Arc<dyn Clock>, inner: Arc<dyn Handler>) -> 
                 return inner.run(&job).await;
             };
             let retry = |e: basis_store::Error| JobError::Retry(e.to_string());
-            set(&store, &id, "running", Some(job.attempt), None, None, clock.now_ms())
-                .await
-                .map_err(retry)?;
+            set(
+                &store,
+                &id,
+                "running",
+                Some(job.attempt),
+                None,
+                None,
+                clock.now_ms(),
+            )
+            .await
+            .map_err(retry)?;
             let last = job.attempt >= job.max_attempts;
             let (attempt, run) = (job.clone(), inner.clone());
             let outcome = tokio::spawn(async move { run.run(&attempt).await }).await;

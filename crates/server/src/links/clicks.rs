@@ -18,9 +18,9 @@
 //! how far `maxClicks` can be overshot across instances.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -242,7 +242,8 @@ impl ClickRecorder {
         self.begin_move();
         let mut in_flight = self.in_flight();
         if in_flight.remove(batch_id).is_some() {
-            self.in_flight_count.store(in_flight.len(), Ordering::Release);
+            self.in_flight_count
+                .store(in_flight.len(), Ordering::Release);
             self.applied.notify_waiters();
         }
         drop(in_flight);
@@ -341,7 +342,8 @@ impl ClickRecorder {
                 "click batches still unapplied after {IN_FLIGHT_TTL:?}; are workers running?"
             );
         }
-        self.in_flight_count.store(in_flight.len(), Ordering::Release);
+        self.in_flight_count
+            .store(in_flight.len(), Ordering::Release);
         drop(in_flight);
         self.end_move();
     }
@@ -379,7 +381,8 @@ impl ClickRecorder {
                     },
                 );
             }
-            self.in_flight_count.store(in_flight.len(), Ordering::Release);
+            self.in_flight_count
+                .store(in_flight.len(), Ordering::Release);
         }
         self.end_move();
 
@@ -397,7 +400,8 @@ impl ClickRecorder {
                         }
                     }
                 }
-                self.in_flight_count.store(in_flight.len(), Ordering::Release);
+                self.in_flight_count
+                    .store(in_flight.len(), Ordering::Release);
                 drop(in_flight);
                 self.end_move();
                 return Err(err);

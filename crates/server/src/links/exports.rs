@@ -96,11 +96,9 @@ pub async fn download(
     })
     .map_err(basis_store::Error::from)?;
     let csv = csv.ok_or(ApiError::NotFound)?;
-    let disposition = HeaderValue::from_str(&format!(
-        "attachment; filename=\"{}-clicks.csv\"",
-        row.code
-    ))
-    .map_err(|e| ApiError::Internal(e.into()))?;
+    let disposition =
+        HeaderValue::from_str(&format!("attachment; filename=\"{}-clicks.csv\"", row.code))
+            .map_err(|e| ApiError::Internal(e.into()))?;
     let mut response = csv.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -108,7 +106,10 @@ pub async fn download(
         HeaderValue::from_static("text/csv; charset=utf-8"),
     );
     headers.insert(header::CONTENT_DISPOSITION, disposition);
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
     Ok(response)
 }
 

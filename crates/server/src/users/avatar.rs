@@ -144,7 +144,14 @@ pub async fn upload(
     let owner = principal.user_id.clone();
     let submitted = state
         .jobs
-        .submit(crate::jobs::MEDIA_QUEUE, THUMBNAILS, &owner, Some(job_id), payload, 5)
+        .submit(
+            crate::jobs::MEDIA_QUEUE,
+            THUMBNAILS,
+            &owner,
+            Some(job_id),
+            payload,
+            5,
+        )
         .await;
     if submitted.is_err() {
         let _ = on_pool!(state.store, write, pool => {
@@ -187,7 +194,8 @@ pub async fn read(
     })
     .map_err(basis_store::Error::from)?;
     let (image, etag) = row.ok_or(ApiError::NotFound)?;
-    let etag = HeaderValue::from_str(&format!("\"{etag}\"")).map_err(|e| ApiError::Internal(e.into()))?;
+    let etag =
+        HeaderValue::from_str(&format!("\"{etag}\"")).map_err(|e| ApiError::Internal(e.into()))?;
     let fresh = headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|offered| offered == etag);
@@ -205,7 +213,10 @@ pub async fn read(
     let headers = response.headers_mut();
     headers.insert(header::ETAG, etag);
     // Shared caches may keep it briefly; a new avatar shows within a minute.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
     Ok(response)
 }
 
@@ -292,11 +303,23 @@ mod tests {
 
     #[test]
     fn the_type_comes_from_the_content_not_the_name() {
-        assert_eq!(sniff(&encoded(ImageFormat::Png, 4, 4)), Ok(ImageFormat::Png));
-        assert_eq!(sniff(&encoded(ImageFormat::Jpeg, 4, 4)), Ok(ImageFormat::Jpeg));
-        assert_eq!(sniff(&encoded(ImageFormat::WebP, 4, 4)), Ok(ImageFormat::WebP));
+        assert_eq!(
+            sniff(&encoded(ImageFormat::Png, 4, 4)),
+            Ok(ImageFormat::Png)
+        );
+        assert_eq!(
+            sniff(&encoded(ImageFormat::Jpeg, 4, 4)),
+            Ok(ImageFormat::Jpeg)
+        );
+        assert_eq!(
+            sniff(&encoded(ImageFormat::WebP, 4, 4)),
+            Ok(ImageFormat::WebP)
+        );
         assert_eq!(sniff(b"GIF89a......"), Err(ImageProblem::UnsupportedType));
-        assert_eq!(sniff(b"<svg xmlns=...>"), Err(ImageProblem::UnsupportedType));
+        assert_eq!(
+            sniff(b"<svg xmlns=...>"),
+            Err(ImageProblem::UnsupportedType)
+        );
     }
 
     #[test]

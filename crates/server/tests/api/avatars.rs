@@ -45,7 +45,16 @@ async fn thumbnail(app: &TestApp, user: &str, size: u32) -> reqwest::Response {
 async fn an_uploaded_avatar_becomes_64_and_256_pixel_thumbnails(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
     let ann = app.account("ann@example.com").await;
-    let job = accepted(upload(&app, &ann.id, &ann.access, picture(ImageFormat::Png, 640, 480)).await).await;
+    let job = accepted(
+        upload(
+            &app,
+            &ann.id,
+            &ann.access,
+            picture(ImageFormat::Png, 640, 480),
+        )
+        .await,
+    )
+    .await;
     let done = app.finished_job(&job, &ann.access).await;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["kind"], "avatar.thumbnails");
@@ -73,7 +82,16 @@ async fn an_uploaded_avatar_becomes_64_and_256_pixel_thumbnails(engine: Engine) 
 
     // A newer upload replaces the thumbnails.
     let old = thumbnail(&app, &ann.id, 64).await.bytes().await.unwrap();
-    let job = accepted(upload(&app, &ann.id, &ann.access, picture(ImageFormat::Png, 50, 90)).await).await;
+    let job = accepted(
+        upload(
+            &app,
+            &ann.id,
+            &ann.access,
+            picture(ImageFormat::Png, 50, 90),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(app.finished_job(&job, &ann.access).await["status"], "done");
     let new = thumbnail(&app, &ann.id, 64).await.bytes().await.unwrap();
     assert_ne!(old, new);
@@ -122,7 +140,11 @@ async fn uploads_that_are_not_usable_images_are_refused_before_any_job(engine: E
     huge.resize(5 * 1024 * 1024 + 1, 0);
     assert_problem(upload(&app, &cy.id, &cy.access, huge).await, 413).await;
     assert_problem(upload(&app, &cy.id, &cy.access, Vec::new()).await, 415).await;
-    assert_eq!(app.depth(MEDIA_QUEUE).await, 0, "no job for a refused upload");
+    assert_eq!(
+        app.depth(MEDIA_QUEUE).await,
+        0,
+        "no job for a refused upload"
+    );
 }
 
 async fn the_avatar_is_404_until_a_worker_has_made_it(engine: Engine) {
@@ -132,7 +154,16 @@ async fn the_avatar_is_404_until_a_worker_has_made_it(engine: Engine) {
     })
     .await;
     let di = app.account("di@example.com").await;
-    let job = accepted(upload(&app, &di.id, &di.access, picture(ImageFormat::Jpeg, 300, 300)).await).await;
+    let job = accepted(
+        upload(
+            &app,
+            &di.id,
+            &di.access,
+            picture(ImageFormat::Jpeg, 300, 300),
+        )
+        .await,
+    )
+    .await;
     let queued = app.job_status(&job, &di.access).await;
     assert_eq!(queued["status"], "queued");
     assert_eq!(queued["attempts"], 0);
@@ -167,7 +198,10 @@ async fn only_the_owner_or_an_admin_may_change_an_avatar(engine: Engine) {
         .unwrap();
     assert_unauthorized(anonymous).await;
     let job = accepted(upload(&app, &ed.id, &admin.access, png()).await).await;
-    assert_eq!(app.finished_job(&job, &admin.access).await["status"], "done");
+    assert_eq!(
+        app.finished_job(&job, &admin.access).await["status"],
+        "done"
+    );
     assert_eq!(thumbnail(&app, &ed.id, 64).await.status(), 200);
     // The job belongs to whoever asked: others cannot even see that it exists.
     let hidden = app

@@ -20,14 +20,19 @@ async fn a_comment_mails_the_post_s_author_once_and_never_for_their_own(engine: 
     let created = app.new_post(&cast.author, post("Queues in practice")).await;
     let post_id = created["id"].as_str().unwrap();
 
-    app.new_comment(&cast.author, post_id, "Replying to myself").await;
+    app.new_comment(&cast.author, post_id, "Replying to myself")
+        .await;
     let comment = app
         .new_comment(&cast.other, post_id, "Which backend did you pick?")
         .await;
     // The first mail is about the other user's comment: the author's own made none.
     let delivered = sink.next().await;
     assert_eq!(delivered.to, vec!["author@example.com".to_owned()]);
-    assert!(delivered.data.contains("Subject: New comment on \"Queues in practice\""));
+    assert!(
+        delivered
+            .data
+            .contains("Subject: New comment on \"Queues in practice\"")
+    );
     assert!(delivered.data.contains("Which backend did you pick?"));
     assert!(!delivered.data.contains("Replying to myself"));
 

@@ -58,7 +58,12 @@ async fn an_export_job_serves_the_link_s_clicks_as_csv_to_its_owner(engine: Engi
         .unwrap();
     assert_eq!(crawl.status(), 301);
     app.state.clicks.flush().await.unwrap();
-    assert!(app.state.clicks.drain(std::time::Duration::from_secs(20)).await);
+    assert!(
+        app.state
+            .clicks
+            .drain(std::time::Duration::from_secs(20))
+            .await
+    );
 
     let response = start_export(&app, &code, &ann.access).await;
     assert_eq!(response.status(), 202);
@@ -72,9 +77,16 @@ async fn an_export_job_serves_the_link_s_clicks_as_csv_to_its_owner(engine: Engi
     let url = done["result"]["downloadUrl"].as_str().unwrap().to_owned();
     assert_eq!(url, format!("/links/{code}/exports/{id}"));
 
-    let response = app.bearer(Method::GET, &url, &ann.access).send().await.unwrap();
+    let response = app
+        .bearer(Method::GET, &url, &ann.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
     assert!(
         response.headers()["content-disposition"]
             .to_str()
@@ -85,7 +97,10 @@ async fn an_export_job_serves_the_link_s_clicks_as_csv_to_its_owner(engine: Engi
     let today = app.clock_now().format("%Y-%m-%d").to_string();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "dimension,key,clicks,bot_clicks");
-    assert!(lines.contains(&format!("day,{today},4,1").as_str()), "{csv}");
+    assert!(
+        lines.contains(&format!("day,{today},4,1").as_str()),
+        "{csv}"
+    );
     assert!(lines.contains(&"referrer,news.example,1,"), "{csv}");
     assert!(lines.contains(&"device,desktop,3,"), "{csv}");
     assert!(lines.contains(&"device,mobile,1,"), "{csv}");
@@ -112,7 +127,9 @@ async fn nobody_but_the_owner_or_an_admin_can_export_or_download(engine: Engine)
     assert_unauthorized(anonymous).await;
     assert_problem(start_export(&app, "nosuchcode", &ann.access).await, 404).await;
     // A link made anonymously has no owner who could receive its export.
-    let anonymous_link = app.create(json!({"longUrl": "https://example.com/anon"})).await;
+    let anonymous_link = app
+        .create(json!({"longUrl": "https://example.com/anon"}))
+        .await;
     let anonymous_code = anonymous_link["shortCode"].as_str().unwrap();
     assert_problem(start_export(&app, anonymous_code, &bob.access).await, 404).await;
 
@@ -123,7 +140,11 @@ async fn nobody_but_the_owner_or_an_admin_can_export_or_download(engine: Engine)
         .to_owned();
     let done = app.finished_job(&id, &ann.access).await;
     let url = done["result"]["downloadUrl"].as_str().unwrap().to_owned();
-    let bobs = app.bearer(Method::GET, &url, &bob.access).send().await.unwrap();
+    let bobs = app
+        .bearer(Method::GET, &url, &bob.access)
+        .send()
+        .await
+        .unwrap();
     assert_problem(bobs, 404).await;
     let hidden = app
         .bearer(Method::GET, &format!("/jobs/{id}"), &bob.access)
@@ -132,14 +153,22 @@ async fn nobody_but_the_owner_or_an_admin_can_export_or_download(engine: Engine)
         .unwrap();
     assert_problem(hidden, 404).await;
     assert_unauthorized(app.get(&url).await).await;
-    let admins = app.bearer(Method::GET, &url, &admin.access).send().await.unwrap();
+    let admins = app
+        .bearer(Method::GET, &url, &admin.access)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(admins.status(), 200);
     assert_eq!(app.job_status(&id, &admin.access).await["status"], "done");
     assert_problem(
-        app.bearer(Method::GET, &format!("/links/{code}/exports/made-up"), &ann.access)
-            .send()
-            .await
-            .unwrap(),
+        app.bearer(
+            Method::GET,
+            &format!("/links/{code}/exports/made-up"),
+            &ann.access,
+        )
+        .send()
+        .await
+        .unwrap(),
         404,
     )
     .await;

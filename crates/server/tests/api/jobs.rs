@@ -56,7 +56,12 @@ async fn a_click_batch_delivered_twice_is_counted_once(engine: Engine) {
             .unwrap();
         assert_eq!(app.backend_job_finished(&job.id).await, JobStatus::Done);
     }
-    let stats: Value = app.get(&format!("/links/{code}/stats")).await.json().await.unwrap();
+    let stats: Value = app
+        .get(&format!("/links/{code}/stats"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["totalClicks"], 5);
     assert_eq!(stats["botClicks"], 2);
     assert_eq!(stats["clicksPerDay"][0]["clicks"], 5);
@@ -84,7 +89,12 @@ async fn clicks_are_counted_exactly_while_their_batch_waits_for_a_worker(engine:
     assert_eq!(app.depth(CLICKS_QUEUE).await, 1);
     assert_eq!(app.link(&code).await["clickCount"], 3);
     let worker = app.start_worker();
-    assert!(app.state.clicks.drain(std::time::Duration::from_secs(20)).await);
+    assert!(
+        app.state
+            .clicks
+            .drain(std::time::Duration::from_secs(20))
+            .await
+    );
     worker.stop().await;
     assert_eq!(app.link(&code).await["clickCount"], 3);
     assert_eq!(app.follow(&code).await.status(), 301);
@@ -100,11 +110,18 @@ async fn a_mail_job_delivered_twice_sends_one_mail(engine: Engine) {
     let job = mail::reset_job(&ann.id, "http://basis.example");
     for _ in 0..2 {
         let enqueued = backend(&app).enqueue(job.clone()).await.unwrap();
-        assert_eq!(app.backend_job_finished(&enqueued.id).await, JobStatus::Done);
+        assert_eq!(
+            app.backend_job_finished(&enqueued.id).await,
+            JobStatus::Done
+        );
     }
     let delivered = sink.next().await;
     assert_eq!(delivered.to, vec!["ann@example.com".to_owned()]);
-    assert!(delivered.data.contains("http://basis.example/auth/password-reset/confirm"));
+    assert!(
+        delivered
+            .data
+            .contains("http://basis.example/auth/password-reset/confirm")
+    );
     assert!(sink.mail.try_recv().is_err(), "a second mail was sent");
 }
 
@@ -141,7 +158,11 @@ async fn a_job_s_status_is_for_its_owner_and_admins_only(engine: Engine) {
     }
     assert_eq!(app.job_status(&id, &admin.access).await["status"], "done");
     let path = format!("/jobs/{id}");
-    let others = app.bearer(Method::GET, &path, &bob.access).send().await.unwrap();
+    let others = app
+        .bearer(Method::GET, &path, &bob.access)
+        .send()
+        .await
+        .unwrap();
     assert_problem(others, 404).await;
     assert_unauthorized(app.get(&path).await).await;
     let unknown = app
@@ -160,7 +181,12 @@ async fn the_queue_s_metrics_are_on_the_metrics_page(engine: Engine) {
         .to_owned();
     assert_eq!(app.follow(&code).await.status(), 301);
     app.state.clicks.flush().await.unwrap();
-    assert!(app.state.clicks.drain(std::time::Duration::from_secs(20)).await);
+    assert!(
+        app.state
+            .clicks
+            .drain(std::time::Duration::from_secs(20))
+            .await
+    );
     let page = app.get("/metrics").await.text().await.unwrap();
     assert!(
         page.contains("queue_jobs_total{") && page.contains("queue=\"clicks\""),
@@ -178,7 +204,11 @@ async fn admins_list_show_replay_and_purge_dead_letters(engine: Engine) {
     let user = app.account("user@example.com").await;
     // A payload the handler cannot read: a poison message goes to the dead letters at once.
     let poison = backend(&app)
-        .enqueue(NewJob::new(CLICKS_QUEUE, APPLY_CLICKS, json!({"not": "a batch"})))
+        .enqueue(NewJob::new(
+            CLICKS_QUEUE,
+            APPLY_CLICKS,
+            json!({"not": "a batch"}),
+        ))
         .await
         .unwrap();
     assert_eq!(app.backend_job_finished(&poison.id).await, JobStatus::Dead);
@@ -187,7 +217,12 @@ async fn admins_list_show_replay_and_purge_dead_letters(engine: Engine) {
     assert_problem(get("/admin/queues/dead", &user.access).await.unwrap(), 403).await;
     assert_unauthorized(app.get("/admin/queues").await).await;
 
-    let queues: Value = get("/admin/queues", &admin.access).await.unwrap().json().await.unwrap();
+    let queues: Value = get("/admin/queues", &admin.access)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let clicks = queues["queues"]
         .as_array()
         .unwrap()
@@ -207,7 +242,12 @@ async fn admins_list_show_replay_and_purge_dead_letters(engine: Engine) {
     assert_eq!(items.len(), 1);
     let id = items[0]["id"].as_str().unwrap().to_owned();
     assert_eq!(id, poison.id.0);
-    assert!(items[0]["lastError"].as_str().unwrap().contains("deserialise"));
+    assert!(
+        items[0]["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("deserialise")
+    );
 
     let shown: Value = get(&format!("/admin/queues/dead/{id}"), &admin.access)
         .await
@@ -217,11 +257,27 @@ async fn admins_list_show_replay_and_purge_dead_letters(engine: Engine) {
         .unwrap();
     assert_eq!(shown["payload"], json!({"not": "a batch"}));
     assert_eq!(shown["kind"], APPLY_CLICKS);
-    assert_problem(get("/admin/queues/dead/999999", &admin.access).await.unwrap(), 404).await;
-    assert_problem(get("/admin/queues/dead?limit=0", &admin.access).await.unwrap(), 400).await;
+    assert_problem(
+        get("/admin/queues/dead/999999", &admin.access)
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    assert_problem(
+        get("/admin/queues/dead?limit=0", &admin.access)
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
 
     let replay = app
-        .bearer(Method::POST, &format!("/admin/queues/dead/{id}/replay"), &admin.access)
+        .bearer(
+            Method::POST,
+            &format!("/admin/queues/dead/{id}/replay"),
+            &admin.access,
+        )
         .send()
         .await
         .unwrap();
@@ -230,7 +286,11 @@ async fn admins_list_show_replay_and_purge_dead_letters(engine: Engine) {
     assert_eq!(app.backend_job_finished(&poison.id).await, JobStatus::Dead);
 
     let purge = app
-        .bearer(Method::DELETE, "/admin/queues/dead?queue=clicks", &admin.access)
+        .bearer(
+            Method::DELETE,
+            "/admin/queues/dead?queue=clicks",
+            &admin.access,
+        )
         .send()
         .await
         .unwrap();
