@@ -42,6 +42,22 @@ ensure_redis() {
   export BASIS_TEST_REDIS_URL=${BASIS_TEST_REDIS_URL:-redis://127.0.0.1:6379}
 }
 
+ensure_rabbitmq() { # the RabbitMQ queue backend's suite (quorum queues need 3.8+; 3.10 for TTLs)
+  if ! rabbitmq-diagnostics -q check_port_connectivity >/dev/null 2>&1; then
+    echo "starting RabbitMQ"
+    if ! command -v rabbitmq-server >/dev/null; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
+    rabbitmq-server -detached
+    # Ready means the node booted and its AMQP listener accepts connections.
+    wait_for RabbitMQ rabbitmq-diagnostics -q check_port_connectivity
+  fi
+  export BASIS_TEST_AMQP_URL=${BASIS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
+  # Each test declares under basis-test-<random> and deletes it; drop what failed runs left.
+  rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null | grep '^basis-test-' |
+    while read -r q; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done
+}
+
 ensure_node() { # the OpenID Connect tests run a real provider (npm package oidc-provider)
   if ! command -v npm >/dev/null; then
     echo "installing Node.js"
@@ -56,4 +72,5 @@ ensure_node() { # the OpenID Connect tests run a real provider (npm package oidc
 
 ensure_postgres
 ensure_redis
+ensure_rabbitmq
 ensure_node

@@ -35,6 +35,7 @@
 //! - A job whose lease expires on its last allowed attempt goes to the dead letters at the
 //!   next claim instead of running once more.
 
+pub mod amqp;
 pub mod clock;
 pub mod handler;
 pub mod job;
@@ -191,8 +192,11 @@ pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn Backend
         let queue = postgres::PostgresQueue::connect(url, clock).await?;
         queue.install().await?;
         Ok(Arc::new(queue))
-    } else if url.starts_with("amqp://") || url.starts_with("amqps://") {
-        Err(Error::Unsupported("amqp"))
+    } else if url.starts_with("amqp://") {
+        Ok(Arc::new(amqp::AmqpQueue::connect(url, clock).await?))
+    } else if url.starts_with("amqps://") {
+        // lapin is built without TLS (see the workspace Cargo.toml).
+        Err(Error::Unsupported("amqps"))
     } else {
         Err(Error::Invalid(format!(
             "expected a sqlite:, postgres:// or amqp:// queue URL, got {:?}",

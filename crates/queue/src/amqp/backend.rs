@@ -1,0 +1,325 @@
+//! The [`Backend`] trait on RabbitMQ, plus deduplication markers and request-reply.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+
+use super::message::{Envelope, short};
+use super::topology::{self, broker, check_name};
+use super::{AmqpQueue, DIRECT_REPLY, Inner, lock, new_id};
+use crate::{
+    Backend, ClaimedJob, DeadJob, Enqueued, Error, JobId, JobInfo, Lease, NewJob, QueueStats,
+    Result, topic_queue,
+};
+
+/// The outcome of trying to take a deduplication key.
+enum Key {
+    /// Taken: the marker's name.
+    Taken(String),
+    /// An unfinished job holds it: that job's id.
+    HeldBy(String),
+}
+
+impl Inner {
+    /// Takes the marker for `key` on `queue` for job `id`, or learns which job holds it.
+    async fn take_key(&self, queue: &str, key: &str, id: &str) -> Result<Key> {
+        let marker = self.names.key(queue, key);
+        short("queue", &marker)?;
+        // A refused declaration closes its channel, so each attempt uses a private one.
+        let ch = self
+            .link()
+            .await?
+            .conn
+            .create_channel()
+            .await
+            .map_err(broker)?;
+        let expires = self.config.dedup_expiry.as_millis() as u64;
+        let outcome = topology::declare_key(&ch, &marker, id, expires).await;
+        let _ = ch.close(200, "key checked".into()).await;
+        match outcome {
+            Ok(()) => {
+                lock(&self.created).insert((false, marker.clone()));
+                Ok(Key::Taken(marker))
+            }
+            Err(e) => match topology::marker_holder(&e) {
+                Some(holder) => Ok(Key::HeldBy(holder)),
+                None => Err(broker(e)),
+            },
+        }
+    }
+
+    /// Frees the job's deduplication key, if it holds one. A failure is logged: the marker's
+    /// `x-expires` frees it later.
+    pub(super) async fn release_key(&self, env: &Envelope) {
+        let Some(marker) = &env.dedup else { return };
+        let done = match (self.link().await, short("queue", marker)) {
+            (Ok(link), Ok(name)) => link
+                .admin
+                .queue_delete(name, QueueDeleteOptions::default())
+                .await
+                .map(|_| ())
+                .map_err(broker),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if let Err(error) = done {
+            tracing::warn!(%error, marker, "deduplication key not released");
+        }
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        crate::validate(&job)?;
+        let now = self.clock.now_ms();
+        let mut env = Envelope::fresh(new_id(now), &job.queue, &job.kind, job.payload, now);
+        env.priority = job.priority;
+        env.run_at_ms = job.run_at_ms.unwrap_or(now);
+        env.max_attempts = job.max_attempts;
+        env.owner = job.owner;
+        env.reply_to = job.reply_to;
+        env.correlation_id = job.correlation_id;
+        env.properties()?; // refuse over-long kinds and ids before anything is declared
+        if job.queue.starts_with(DIRECT_REPLY) {
+            // A reply to a waiting `request`: straight to its pseudo-queue, nothing to declare.
+            self.publish_raw("", &job.queue, &env.body(), env.properties()?)
+                .await?;
+            return Ok(Enqueued {
+                id: JobId(env.id),
+                duplicate: false,
+            });
+        }
+        self.ensure_queue(&job.queue).await?;
+        if let Some(key) = &job.dedup_key {
+            match self.take_key(&job.queue, key, &env.id).await? {
+                Key::Taken(marker) => env.dedup = Some(marker),
+                Key::HeldBy(holder) => {
+                    return Ok(Enqueued {
+                        id: JobId(holder),
+                        duplicate: true,
+                    });
+                }
+            }
+        }
+        if let Err(e) = self.publish_job(&env).await {
+            self.release_key(&env).await;
+            return Err(e);
+        }
+        Ok(Enqueued {
+            id: JobId(env.id),
+            duplicate: false,
+        })
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<()> {
+        check_name("topic", topic)?;
+        check_name("group", group)?;
+        let queue = topic_queue(topic, group);
+        self.ensure_queue(&queue).await?;
+        let link = self.link().await?;
+        topology::declare_topic(&link.admin, &self.names, topic).await?;
+        topology::bind_group(&link.admin, &self.names, topic, &queue).await?;
+        self.remember(
+            &format!("topic:{topic}"),
+            &[(true, self.names.topic(topic))],
+        );
+        lock(&self.groups)
+            .entry(topic.to_owned())
+            .or_default()
+            .insert(group.to_owned());
+        Ok(())
+    }
+
+    async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize> {
+        check_name("topic", topic)?;
+        let key = format!("topic:{topic}");
+        if !self.is_declared(&key) {
+            // Publishing to a missing exchange would close the channel; declaring is idempotent.
+            let link = self.link().await?;
+            topology::declare_topic(&link.admin, &self.names, topic).await?;
+            self.remember(&key, &[(true, self.names.topic(topic))]);
+        }
+        let now = self.clock.now_ms();
+        let env = Envelope::fresh(new_id(now), "", kind, payload, now);
+        let routed = self
+            .publish_raw(&self.names.topic(topic), "", &env.body(), env.properties()?)
+            .await?;
+        let known = lock(&self.groups).get(topic).map_or(0, |g| g.len());
+        Ok(if routed { known.max(1) } else { 0 })
+    }
+}
+
+impl Inner {
+    async fn request(
+        &self,
+        queue: &str,
+        kind: &str,
+        payload: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        self.ensure_queue(queue).await?;
+        let link = self.link().await?;
+        // Direct reply-to requires publishing on the channel that consumes the replies.
+        let ch = link.conn.create_channel().await.map_err(broker)?;
+        let result = async {
+            let mut replies = ch
+                .basic_consume(
+                    DIRECT_REPLY.into(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(broker)?;
+            ch.confirm_select(ConfirmSelectOptions::default())
+                .await
+                .map_err(broker)?;
+            let now = self.clock.now_ms();
+            let correlation = new_id(now);
+            let mut env = Envelope::fresh(new_id(now), queue, kind, payload, now);
+            env.reply_to = Some(DIRECT_REPLY.into());
+            env.correlation_id = Some(correlation.clone());
+            let confirm = ch
+                .basic_publish(
+                    "".into(),
+                    short("queue", &self.names.normal(queue))?,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &env.body(),
+                    env.properties()?,
+                )
+                .await
+                .map_err(broker)?
+                .await
+                .map_err(broker)?;
+            if !matches!(confirm, lapin::Confirmation::Ack(None)) {
+                return Err(Error::Unavailable(format!(
+                    "the request to {queue} was not stored"
+                )));
+            }
+            let wait = async {
+                while let Some(reply) = replies.next().await {
+                    let reply = reply.map_err(broker)?;
+                    let matches = reply
+                        .properties
+                        .correlation_id()
+                        .as_ref()
+                        .map(|c| c.as_str())
+                        == Some(correlation.as_str());
+                    if matches {
+                        return reply_outcome(&reply.data);
+                    }
+                }
+                Err(Error::Unavailable("the reply channel closed".into()))
+            };
+            tokio::time::timeout(timeout, wait)
+                .await
+                .map_err(|_| Error::Timeout(timeout))?
+        }
+        .await;
+        let _ = ch.close(200, "request done".into()).await;
+        result
+    }
+}
+
+/// A worker's reply: `{"ok": result}` or `{"error": last error}`.
+fn reply_outcome(data: &[u8]) -> Result<serde_json::Value> {
+    let reply: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| Error::Backend(format!("reply is not JSON: {e}")))?;
+    match (reply.get("ok"), reply.get("error")) {
+        (Some(ok), _) => Ok(ok.clone()),
+        (None, Some(err)) => Err(Error::Remote(err.as_str().unwrap_or_default().to_owned())),
+        (None, None) => Err(Error::Backend("a reply without ok or error".into())),
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for AmqpQueue {
+    fn name(&self) -> &'static str {
+        "amqp"
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
+        self.inner.enqueue(job).await
+    }
+
+    async fn claim(&self, queue: &str, lease: Duration, limit: usize) -> Result<Vec<ClaimedJob>> {
+        self.inner.claim(queue, lease, limit).await
+    }
+
+    async fn heartbeat(&self, lease: &Lease, extend: Duration) -> Result<()> {
+        self.inner.heartbeat(lease, extend)
+    }
+
+    async fn complete(&self, lease: &Lease, _result: Option<serde_json::Value>) -> Result<()> {
+        // No per-job state to store the result in (see `job`); request-reply sends it.
+        self.inner.complete(lease).await
+    }
+
+    async fn retry(&self, lease: &Lease, error: &str, run_at_ms: i64) -> Result<()> {
+        self.inner.retry(lease, error, run_at_ms).await
+    }
+
+    async fn bury(&self, lease: &Lease, error: &str) -> Result<()> {
+        self.inner.bury(lease, error).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        self.inner.release(lease).await
+    }
+
+    async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+
+    async fn job(&self, _id: &JobId) -> Result<Option<JobInfo>> {
+        Err(Error::Unsupported("amqp"))
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<()> {
+        self.inner.subscribe(topic, group).await
+    }
+
+    async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize> {
+        self.inner.publish(topic, kind, payload).await
+    }
+
+    async fn dead_letters(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadJob>> {
+        self.inner.dead_letters(queue, limit).await
+    }
+
+    async fn dead_letter(&self, id: &JobId) -> Result<Option<DeadJob>> {
+        self.inner.dead_letter(id).await
+    }
+
+    async fn replay(&self, id: &JobId) -> Result<bool> {
+        self.inner.replay(id).await
+    }
+
+    async fn purge(&self, queue: Option<&str>) -> Result<u64> {
+        self.inner.purge(queue).await
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        self.inner.stats().await
+    }
+
+    /// Request-reply over RabbitMQ's direct reply-to: the job's `reply_to` is the pseudo-queue
+    /// of a private channel, so no reply queue is declared or polled; the worker's reply
+    /// (`{"ok": …}` or `{"error": …}`, see [`crate::reply`]) comes straight back to it.
+    async fn request(
+        &self,
+        queue: &str,
+        kind: &str,
+        payload: serde_json::Value,
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
+        self.inner.request(queue, kind, payload, timeout).await
+    }
+}

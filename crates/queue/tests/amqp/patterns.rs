@@ -1,0 +1,158 @@
+//! Deduplication, topics, request-reply, stats and refused input.
+
+use basis_queue::{Backend, Error, NewJob};
+use serde_json::json;
+
+use super::{LEASE, amqp_url, assert_nothing_for, backend, claim_one, namespace};
+
+#[tokio::test]
+async fn a_deduplication_key_admits_one_unfinished_job_at_a_time() {
+    let Some(url) = amqp_url() else { return };
+    let ns = namespace();
+    let q = backend(&url, &ns).await;
+    let other = backend(&url, &ns).await;
+    let keyed = |n| {
+        let mut job = NewJob::new("work", "export", json!(n));
+        job.dedup_key = Some("link-42".into());
+        job
+    };
+    let first = q.enqueue(keyed(1)).await.expect("enqueue");
+    assert!(!first.duplicate);
+    // Another process sees the same key held.
+    let dup = other.enqueue(keyed(2)).await.expect("enqueue");
+    assert!(dup.duplicate);
+    assert_eq!(dup.id, first.id);
+    let job = claim_one(&q, "work", LEASE).await;
+    assert_eq!(job.payload, json!(1));
+    // Still unfinished while running.
+    assert!(other.enqueue(keyed(3)).await.expect("enqueue").duplicate);
+    q.complete(&job.lease, None).await.expect("complete");
+    let after = other.enqueue(keyed(4)).await.expect("enqueue");
+    assert!(!after.duplicate, "the key is free once the job finished");
+    assert_eq!(claim_one(&q, "work", LEASE).await.payload, json!(4));
+    q.teardown().await.expect("teardown");
+    other.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn concurrent_enqueues_with_one_key_add_exactly_one_job() {
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    let tries = (0..8).map(|n| {
+        let q = q.clone();
+        async move {
+            let mut job = NewJob::new("work", "once", json!(n));
+            job.dedup_key = Some("k".into());
+            q.enqueue(job).await.expect("enqueue")
+        }
+    });
+    let results = futures_util::future::join_all(tries).await;
+    let winners: Vec<_> = results.iter().filter(|r| !r.duplicate).collect();
+    assert_eq!(winners.len(), 1);
+    assert!(
+        results.iter().all(|r| r.id == winners[0].id),
+        "every duplicate names the holder"
+    );
+    let claimed = q.claim("work", LEASE, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "one job in the queue");
+    assert_eq!(claimed[0].lease.id, winners[0].id);
+    assert_nothing_for(&q, "work", std::time::Duration::from_millis(200)).await;
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn a_topic_message_reaches_every_subscriber_group_once() {
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    q.subscribe("clicks", "analytics").await.expect("subscribe");
+    q.subscribe("clicks", "audit").await.expect("subscribe");
+    assert_eq!(
+        q.publish("nobody-listens", "x", json!(0))
+            .await
+            .expect("publish"),
+        0
+    );
+    assert_eq!(
+        q.publish("clicks", "click", json!({"code": "abc"}))
+            .await
+            .expect("publish"),
+        2
+    );
+    for group in ["analytics", "audit"] {
+        let queue = basis_queue::topic_queue("clicks", group);
+        let job = claim_one(&q, &queue, LEASE).await;
+        assert_eq!(
+            (job.kind.as_str(), job.payload.clone()),
+            ("click", json!({"code": "abc"}))
+        );
+        q.complete(&job.lease, None).await.expect("complete");
+        assert!(q.claim(&queue, LEASE, 10).await.expect("claim").is_empty());
+    }
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn a_released_job_comes_back_without_losing_an_attempt() {
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    q.enqueue(NewJob::new("work", "k", json!(1)))
+        .await
+        .expect("enqueue");
+    let first = claim_one(&q, "work", LEASE).await;
+    q.release(&first.lease).await.expect("release");
+    let again = claim_one(&q, "work", LEASE).await;
+    assert_eq!(
+        (again.lease.id.clone(), again.attempt),
+        (first.lease.id.clone(), 1)
+    );
+    assert!(again.lease.token > first.lease.token);
+    q.complete(&again.lease, None).await.expect("complete");
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn stats_count_waiting_running_and_dead_jobs() {
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    for n in 0..3 {
+        q.enqueue(NewJob::new("stats", "k", json!(n)))
+            .await
+            .expect("enqueue");
+    }
+    let running = claim_one(&q, "stats", LEASE).await;
+    let dead = claim_one(&q, "stats", LEASE).await;
+    q.bury(&dead.lease, "no").await.expect("bury");
+    let s = q
+        .stats()
+        .await
+        .expect("stats")
+        .into_iter()
+        .find(|s| s.queue == "stats")
+        .expect("listed");
+    assert_eq!((s.depth, s.running, s.dead), (1, 1, 1));
+    q.complete(&running.lease, None).await.expect("complete");
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn bad_names_and_attempt_counts_are_refused_before_anything_is_sent() {
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    for job in [
+        NewJob::new("", "k", json!(0)),
+        NewJob::new("q".repeat(200), "k", json!(0)),
+        NewJob::new("work", "k".repeat(300), json!(0)),
+        NewJob {
+            max_attempts: 0,
+            ..NewJob::new("work", "k", json!(0))
+        },
+    ] {
+        assert!(matches!(q.enqueue(job).await, Err(Error::Invalid(_))));
+    }
+    assert!(matches!(q.subscribe("t", "").await, Err(Error::Invalid(_))));
+    assert!(matches!(
+        q.job(&basis_queue::JobId("x".into())).await,
+        Err(Error::Unsupported("amqp"))
+    ));
+    q.teardown().await.expect("teardown");
+}
