@@ -64,11 +64,50 @@ pub async fn open_backend(
                 .context("cannot install the queue's tables")?;
             Arc::new(queue)
         }
+        _ if url.starts_with("amqp://") => {
+            let (url, namespace) = amqp_namespace(&url)?;
+            let config = basis_queue::amqp::AmqpConfig {
+                namespace: namespace.unwrap_or_else(|| "basis".into()),
+                // So stats and dead letters cover every product queue, even in a process
+                // (the CLI, a server with `--workers off`) that never touched some of them.
+                queues: QUEUES.iter().map(|q| (*q).to_owned()).collect(),
+                ..Default::default()
+            };
+            Arc::new(
+                basis_queue::amqp::AmqpQueue::connect_with(&url, clock, config)
+                    .await
+                    .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?,
+            )
+        }
         _ => basis_queue::connect(&url, clock)
             .await
             .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?,
     };
     Ok(backend)
+}
+
+/// Splits an optional `namespace` query parameter off a RabbitMQ URL: the prefix of every
+/// broker object, so several installations (or test runs) can share one broker and vhost.
+fn amqp_namespace(url: &str) -> anyhow::Result<(String, Option<String>)> {
+    let mut parsed = url::Url::parse(url).context("the queue URL is not a valid URL")?;
+    let mut namespace = None;
+    let rest: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(key, value)| {
+            if key == "namespace" {
+                namespace = Some(value.into_owned());
+                None
+            } else {
+                Some((key.into_owned(), value.into_owned()))
+            }
+        })
+        .collect();
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    Ok((parsed.to_string(), namespace))
 }
 
 /// Wraps an async function of the context into a handler.
@@ -170,4 +209,21 @@ pub async fn run_workers(
     );
     store.close().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amqp_namespace;
+
+    #[test]
+    fn the_namespace_parameter_is_taken_off_the_amqp_url() {
+        let (url, ns) =
+            amqp_namespace("amqp://guest:guest@127.0.0.1:5672/%2f?namespace=run1&heartbeat=10")
+                .unwrap();
+        assert_eq!(url, "amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=10");
+        assert_eq!(ns.as_deref(), Some("run1"));
+        let (url, ns) = amqp_namespace("amqp://127.0.0.1/%2f").unwrap();
+        assert_eq!(url, "amqp://127.0.0.1/%2f");
+        assert_eq!(ns, None);
+    }
 }

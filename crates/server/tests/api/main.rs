@@ -32,6 +32,7 @@ mod avatars;
 mod comment_mail;
 mod exports;
 mod jobs;
+mod jobs_amqp;
 // The blog.
 mod comments;
 mod posts;
