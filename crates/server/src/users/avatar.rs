@@ -36,6 +36,8 @@ pub const THUMBNAILS: &str = "avatar.thumbnails";
 pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
 /// The largest accepted width or height, pixels.
 pub const MAX_SIDE: u32 = 8192;
+/// Uploads decoded at the same time in one process (each can need `MAX_SIDE`² × 4 bytes).
+static UPLOAD_DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 /// The thumbnail sizes, pixels (square).
 pub const SIZES: [u32; 2] = [64, 256];
 
@@ -116,6 +118,11 @@ pub async fn upload(
         .await?
         .ok_or(ApiError::NotFound)?;
     let checked = bytes.clone();
+    // A decode may take hundreds of MB for a large photo: a few at a time per process.
+    let _permit = UPLOAD_DECODES
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
     tokio::task::spawn_blocking(move || decode(&checked).map(drop))
         .await
         .map_err(|e| ApiError::Internal(e.into()))?
