@@ -26,6 +26,8 @@ pub const CHANNEL: &str = "basis_queue";
 #[derive(Debug, Clone)]
 pub struct PostgresQueue {
     pool: PgPool,
+    /// Claims and acknowledgements (see [`PostgresQueue::with_ack_pool`]).
+    acks: PgPool,
     clock: Arc<dyn Clock>,
     wakers: Arc<Wakers>,
     listener: Arc<OnceCell<()>>,
@@ -37,6 +39,7 @@ impl PostgresQueue {
     /// The queue on `pool` (the store's pool, for enqueues inside its transactions).
     pub fn new(pool: PgPool, clock: Arc<dyn Clock>) -> Self {
         Self {
+            acks: pool.clone(),
             pool,
             clock,
             wakers: Arc::default(),
@@ -52,11 +55,26 @@ impl PostgresQueue {
             .map_err(|e| Error::Invalid(e.to_string()))?
             .application_name("basis-queue");
         let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await?;
+        let acks = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.options([("synchronous_commit", "off")]))
             .await?;
-        Ok(Self::new(pool, clock))
+        Ok(Self::new(pool, clock).with_ack_pool(acks))
+    }
+
+    /// Runs claims, heartbeats and acknowledgements on `acks`, typically a pool whose
+    /// sessions set `synchronous_commit = off` ([`PostgresQueue::connect`] does so). Safe for
+    /// at-least-once delivery: a database crash may forget the last moments of acks, and
+    /// those jobs simply run again; enqueues stay on the main pool and are durable when
+    /// they return. It takes the per-job fsync off the workers' path, so enqueues flush faster.
+    pub fn with_ack_pool(mut self, acks: PgPool) -> Self {
+        self.acks = acks;
+        self
     }
 
     /// How long finished jobs stay readable through [`Backend::job`].
@@ -175,7 +193,7 @@ impl PostgresQueue {
             .bind(lease.token)
             .bind(a)
             .bind(b)
-            .execute(&self.pool)
+            .execute(&self.acks)
             .await?
             .rows_affected();
         if done == 1 {
@@ -245,7 +263,7 @@ impl Backend for PostgresQueue {
         .bind(now)
         .bind(limit as i64)
         .bind(now + lease.as_millis() as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.acks)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
         let mut expired = 0u64;

@@ -362,3 +362,39 @@ async fn finish_dead(ctx: &Ctx, job: &ClaimedJob, why: &str) {
         Err(e) => tracing::warn!(job = %job.lease.id, error = %e, "bury refused"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_stops_at_the_cap() {
+        let b = Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        };
+        let ceilings: Vec<u64> = (1..=8).map(|n| b.ceiling(n).as_secs()).collect();
+        assert_eq!(ceilings, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(
+            b.ceiling(u32::MAX),
+            Duration::from_secs(60),
+            "no overflow far out"
+        );
+    }
+
+    #[test]
+    fn backoff_jitter_stays_between_half_and_all_of_the_ceiling_and_varies() {
+        let b = Backoff {
+            base: Duration::from_millis(1000),
+            max: Duration::from_secs(3600),
+        };
+        let delays: Vec<Duration> = (0..200).map(|_| b.delay(3)).collect();
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_millis(2000) && *d <= Duration::from_millis(4000))
+        );
+        let distinct: std::collections::HashSet<_> = delays.iter().collect();
+        assert!(distinct.len() > 20, "jitter spreads retries apart");
+    }
+}

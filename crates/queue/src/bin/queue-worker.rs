@@ -5,7 +5,8 @@
 //! - `effect`: applies an idempotent effect keyed by job id (a row in `chaos_effects` and, the
 //!   first time only, `n` added to `chaos_total`), after noting the run in `chaos_runs`;
 //! - `noop`: does nothing but note how late the job started (`payload.t`, Unix µs); on
-//!   SIGTERM the process prints `latencies_us <n> <p50> <p99>` and exits.
+//!   SIGTERM the process prints `latencies_us <n> <p50> <p99>`, appends each latency to
+//!   `$LATENCY_FILE` if set, and exits.
 //!
 //! Stops gracefully on SIGTERM or Ctrl-C.
 
@@ -161,6 +162,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .handle("effect", handler.clone())
         .handle("noop", handler);
     let worker = Worker::new(backend, clock, config, registry);
+    println!("ready");
     let report = worker
         .run(async {
             let mut term =
@@ -181,5 +183,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         percentile(&seen, 0.5),
         percentile(&seen, 0.99)
     );
+    if let (Ok(path), false) = (std::env::var("LATENCY_FILE"), seen.is_empty()) {
+        use std::io::Write;
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let lines: Vec<String> = seen.iter().map(i64::to_string).collect();
+        writeln!(out, "{}", lines.join("\n"))?;
+    }
     Ok(())
 }

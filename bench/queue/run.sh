@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The queue benchmark: basis-queue on SQLite and PostgreSQL beside graphile-worker (same
+# PostgreSQL) and BullMQ (same Redis), in one run, with 1 and 2 worker processes each.
+#
+# - throughput: $JOBS no-op jobs enqueued by 8 concurrent producers (one job per
+#   transaction) while the workers run; jobs/s = jobs / (first enqueue → nothing left);
+# - latency: $LAT_JOBS jobs enqueued one every 2 ms (a light load); enqueue-to-start p50/p99
+#   as each worker saw it (payload timestamp → handler start).
+#
+# Usage: bench/queue/run.sh   (JOBS=10000 LAT_JOBS=1000 CONC=16 ROUNDS=1 by default)
+# Everything targets loopback and stops by itself.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+# Start PostgreSQL and Redis only if they are down (services.sh also drops leftover test
+# databases, which would disturb test runs going on beside the benchmark).
+export BASIS_TEST_POSTGRES_URL=${BASIS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+export BASIS_TEST_REDIS_URL=${BASIS_TEST_REDIS_URL:-redis://127.0.0.1:6379}
+if ! pg_isready -q -h 127.0.0.1 -p 5432 || ! redis-cli -u "$BASIS_TEST_REDIS_URL" ping >/dev/null 2>&1; then
+  . scripts/services.sh >/dev/null
+fi
+command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+JOBS=${JOBS:-10000}
+LAT_JOBS=${LAT_JOBS:-1000}
+CONC=${CONC:-16}
+ROUNDS=${ROUNDS:-1}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --release -q -p basis-queue --bin queue-worker --example bench_produce
+BIN=$CARGO_TARGET_DIR/release
+[ -d bench/queue/node_modules/graphile-worker ] ||
+  npm ci --prefix bench/queue --no-audit --no-fund --loglevel=error >/dev/null
+
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+PG_ADMIN=$BASIS_TEST_POSTGRES_URL
+PG_BENCH=${PG_ADMIN%/*}/basis_bench_queue
+REDIS=$BASIS_TEST_REDIS_URL
+
+fresh_pg() {
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS basis_bench_queue WITH (FORCE)" >/dev/null
+  psql "$PG_ADMIN" -qc "CREATE DATABASE basis_bench_queue" >/dev/null
+}
+
+url_of() { case $1 in
+  basis-sqlite) echo "sqlite://$TMP/bench.db" ;;
+  basis-postgres | graphile-worker) echo "$PG_BENCH" ;;
+  bullmq) echo "$REDIS" ;;
+esac; }
+
+reset() { # a clean store for each run; basis installs its tables before its workers start
+  case $1 in
+    basis-sqlite) rm -f "$TMP"/bench.db*; "$BIN/examples/bench_produce" "$(url_of "$1")" 0 burst >/dev/null ;;
+    basis-postgres) fresh_pg; "$BIN/examples/bench_produce" "$PG_BENCH" 0 burst >/dev/null ;;
+    graphile-worker) fresh_pg ;;
+    bullmq) redis-cli -u "$REDIS" --no-raw eval "for _,k in ipairs(redis.call('keys','bull:bench:*')) do redis.call('del',k) end" 0 >/dev/null ;;
+  esac
+}
+
+start_workers() { # start_workers <system> <processes>
+  PIDS=()
+  : >"$TMP/lat"
+  for i in $(seq 1 "$2"); do
+    local out=$TMP/worker$i.out
+    case $1 in
+      basis-*) LATENCY_FILE=$TMP/lat "$BIN/queue-worker" "$(url_of "$1")" bench noop "$CONC" >"$out" 2>&1 & ;;
+      graphile-worker) LATENCY_FILE=$TMP/lat node bench/queue/anchors.mjs worker graphile "$PG_BENCH" "$CONC" >"$out" 2>&1 & ;;
+      bullmq) LATENCY_FILE=$TMP/lat node bench/queue/anchors.mjs worker bullmq "$REDIS" "$CONC" >"$out" 2>&1 & ;;
+    esac
+    PIDS+=($!)
+    for _ in $(seq 1 600); do grep -qs ready "$out" && break; sleep 0.05; done
+    grep -qs ready "$out" || { echo "worker for $1 did not start:" >&2; cat "$out" >&2; exit 1; }
+  done
+}
+
+stop_workers() {
+  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+
+produce() { # produce <system> <jobs> <mode>
+  case $1 in
+    basis-*) "$BIN/examples/bench_produce" "$(url_of "$1")" "$2" "$3" 8 ;;
+    graphile-worker) node bench/queue/anchors.mjs produce graphile "$PG_BENCH" "$2" "$3" 8 ;;
+    bullmq) node bench/queue/anchors.mjs produce bullmq "$REDIS" "$2" "$3" 8 ;;
+  esac | awk '/^elapsed_ms/ { print $2 }'
+}
+
+pct() { sort -n "$TMP/lat" | awk -v p="$1" '{ a[NR] = $1 } END { i = int((NR - 1) * p + 0.5) + 1; printf "%.1f", a[i] / 1000 }'; }
+
+echo "queue benchmark: $(date -u +%F), commit $(git rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "jobs=$JOBS latency_jobs=$LAT_JOBS concurrency/process=$CONC"
+echo
+echo "| system | worker processes | jobs/s | enqueue-to-start p50 (ms) | p99 (ms) |"
+echo "|---|---|---|---|---|"
+for round in $(seq 1 "$ROUNDS"); do
+  for procs in 1 2; do
+    for system in ${SYSTEMS:-basis-sqlite basis-postgres graphile-worker bullmq}; do
+      reset "$system"
+      start_workers "$system" "$procs"
+      elapsed=$(produce "$system" "$JOBS" burst)
+      stop_workers
+      reset "$system"
+      start_workers "$system" "$procs"
+      produce "$system" "$LAT_JOBS" paced >/dev/null
+      stop_workers
+      rate=$(awk -v n="$JOBS" -v ms="$elapsed" 'BEGIN { printf "%d", n * 1000 / ms }')
+      echo "| $system | $procs | $rate | $(pct 0.5) | $(pct 0.99) |"
+    done
+  done
+done
