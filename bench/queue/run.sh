@@ -47,6 +47,7 @@ url_of() { case $1 in
   basis-sqlite) echo "sqlite://$TMP/bench.db" ;;
   basis-postgres | graphile-worker) echo "$PG_BENCH" ;;
   bullmq) echo "$REDIS" ;;
+  basis-amqp) echo "${BASIS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}" ;;
 esac; }
 
 reset() { # a clean store for each run; basis installs its tables before its workers start
@@ -54,6 +55,7 @@ reset() { # a clean store for each run; basis installs its tables before its wor
     basis-sqlite) rm -f "$TMP"/bench.db*; "$BIN/examples/bench_produce" "$(url_of "$1")" 0 burst >/dev/null ;;
     basis-postgres) fresh_pg; "$BIN/examples/bench_produce" "$PG_BENCH" 0 burst >/dev/null ;;
     graphile-worker) fresh_pg ;;
+    basis-amqp) for q in basis.q.bench basis.hi.bench basis.dlq.bench; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done ;;
     bullmq) redis-cli -u "$REDIS" --no-raw eval "for _,k in ipairs(redis.call('keys','bull:bench:*')) do redis.call('del',k) end" 0 >/dev/null ;;
   esac
 }
@@ -97,7 +99,7 @@ echo "| system | worker processes | jobs/s | enqueue-to-start p50 (ms) | p99 (ms
 echo "|---|---|---|---|---|"
 for round in $(seq 1 "$ROUNDS"); do
   for procs in 1 2; do
-    for system in ${SYSTEMS:-basis-sqlite basis-postgres graphile-worker bullmq}; do
+    for system in ${SYSTEMS:-basis-sqlite basis-postgres basis-amqp graphile-worker bullmq}; do
       reset "$system"
       start_workers "$system" "$procs"
       elapsed=$(produce "$system" "$JOBS" burst)

@@ -34,6 +34,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let q = SqliteQueue::connect(url, clock).await?;
         q.install().await?;
         Arc::new(q)
+    } else if url.starts_with("amqp://") {
+        basis_queue::connect(url, clock).await?
     } else {
         let q = PostgresQueue::connect(url, clock).await?;
         q.install().await?;

@@ -28,6 +28,8 @@ use crate::Result;
 struct Buffers {
     high: VecDeque<Delivery>,
     normal: VecDeque<Delivery>,
+    /// Messages pulled with `basic.get` so far.
+    pulled: u32,
     /// Consumers started, and still running.
     started: bool,
     running: u8,
@@ -37,6 +39,8 @@ struct Buffers {
 pub(super) struct Feed {
     pub generation: u32,
     pub channel: Channel,
+    /// Pulls after which the consumers take over.
+    pull_limit: u32,
     high: String,
     normal: String,
     buffers: Mutex<Buffers>,
@@ -70,6 +74,7 @@ impl Feed {
         Ok(Arc::new(Feed {
             generation,
             channel,
+            pull_limit: prefetch.into(),
             high: names.high(queue),
             normal: names.normal(queue),
             buffers: Mutex::new(Buffers::default()),
@@ -109,9 +114,23 @@ impl Feed {
         b.high.pop_front().or_else(|| b.normal.pop_front())
     }
 
-    /// Fetches one message the consumers have not pushed yet (high first), on this channel so
-    /// it is acked and fenced like a pushed one. `None` when both queues are empty.
-    pub async fn get(&self) -> Result<Option<Delivery>> {
+    /// Fetches one message (high first) on this channel, so it is acked and fenced like a
+    /// pushed one; `None` when both queues are empty. Once the consumers run it fetches
+    /// nothing: they are fed by push, and on a quorum queue each `basic.get` is a replicated
+    /// log entry (milliseconds), which would throttle a busy worker. A worker that starts on
+    /// a backlog never goes idle, so after `prefetch` pulls the consumers take over too.
+    pub async fn get(self: &Arc<Self>) -> Result<Option<Delivery>> {
+        let pulled = {
+            let b = self.lock();
+            if b.started {
+                return Ok(None);
+            }
+            b.pulled
+        };
+        if pulled >= self.pull_limit {
+            self.start().await?;
+            return Ok(None);
+        }
         for name in [&self.high, &self.normal] {
             let got = self
                 .channel
@@ -119,6 +138,7 @@ impl Feed {
                 .await
                 .map_err(broker)?;
             if let Some(message) = got {
+                self.lock().pulled += 1;
                 return Ok(Some(message.delivery));
             }
         }

@@ -1,6 +1,8 @@
 //! Dead letters and stats. AMQP 0-9-1 has no "browse": dead letters are taken with
 //! `basic.get` on a private channel and given back by closing it, except the one a replay
-//! moves, which is acked once its replacement is confirmed.
+//! moves, which is acked once its replacement is confirmed. The broker requeues what a closed
+//! channel held asynchronously, so each browse waits (bounded) until the queue's count is
+//! back, and the next call sees every dead letter again.
 
 use lapin::Channel;
 use lapin::message::Delivery;
@@ -41,6 +43,39 @@ impl Inner {
         Ok(out)
     }
 
+    /// Ready dead letters of `queue`, as the broker counts them.
+    async fn dead_count(&self, queue: &str) -> Result<u64> {
+        let link = self.link().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        link.admin
+            .queue_declare(
+                short("queue", &self.names.dlq(queue))?,
+                passive,
+                FieldTable::default(),
+            )
+            .await
+            .map(|q| u64::from(q.message_count()))
+            .map_err(broker)
+    }
+
+    /// Closes a browsing channel and waits up to 2 s until `queue` counts `expected` dead
+    /// letters again (more is fine: new ones arrived; less after 2 s: someone purged).
+    async fn give_back(&self, ch: Channel, queue: &str, expected: u64) {
+        let _ = ch.close(200, "browsed".into()).await;
+        let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+        while tokio::time::Instant::now() < until {
+            match self.dead_count(queue).await {
+                Ok(n) if n < expected => {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
     async fn private_channel(&self) -> Result<Channel> {
         self.link()
             .await?
@@ -57,9 +92,11 @@ impl Inner {
     ) -> Result<Vec<DeadJob>> {
         let mut out = Vec::new();
         for q in self.queues(queue) {
+            self.ensure_queue(&q).await?;
+            let before = self.dead_count(&q).await?;
             let ch = self.private_channel().await?;
             let taken = self.take_dead(&ch, &q, limit).await;
-            let _ = ch.close(200, "browsed".into()).await;
+            self.give_back(ch, &q, before).await;
             out.extend(taken?.iter().map(|d| dead_job(&q, d)));
         }
         out.sort_by_key(|d| d.died_at_ms);
@@ -69,9 +106,11 @@ impl Inner {
 
     pub(super) async fn dead_letter(&self, id: &JobId) -> Result<Option<DeadJob>> {
         for q in self.queues(None) {
+            self.ensure_queue(&q).await?;
+            let before = self.dead_count(&q).await?;
             let ch = self.private_channel().await?;
             let taken = self.take_dead(&ch, &q, SCAN_LIMIT).await;
-            let _ = ch.close(200, "browsed".into()).await;
+            self.give_back(ch, &q, before).await;
             if let Some(d) = taken?.iter().find(|d| message_id(d) == Some(id.0.as_str())) {
                 return Ok(Some(dead_job(&q, d)));
             }
@@ -81,9 +120,12 @@ impl Inner {
 
     pub(super) async fn replay(&self, id: &JobId) -> Result<bool> {
         for q in self.queues(None) {
+            self.ensure_queue(&q).await?;
+            let before = self.dead_count(&q).await?;
             let ch = self.private_channel().await?;
             let result = self.replay_from(&ch, &q, id).await;
-            let _ = ch.close(200, "replayed".into()).await;
+            let moved = matches!(result, Ok(true)) as u64;
+            self.give_back(ch, &q, before.saturating_sub(moved)).await;
             if result? {
                 return Ok(true);
             }

@@ -128,6 +128,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let q = SqliteQueue::connect(url, clock.clone()).await?;
         let h = sqlite_effect(q.pool().clone());
         (Arc::new(q), h)
+    } else if url.starts_with("amqp://") {
+        // RabbitMQ runs the no-op handler only: the effect handler writes to a SQL database.
+        let q = basis_queue::connect(url, clock.clone()).await?;
+        let h = handler_fn(|_| async { Err(JobError::Fatal("effect needs a SQL backend".into())) });
+        (q, h)
     } else {
         let q = PostgresQueue::connect(url, clock.clone()).await?;
         let h = postgres_effect(q.pool().clone());

@@ -156,3 +156,54 @@ async fn bad_names_and_attempt_counts_are_refused_before_anything_is_sent() {
     ));
     q.teardown().await.expect("teardown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claimers_in_two_processes_never_share_a_job() {
+    let Some(url) = amqp_url() else { return };
+    let ns = namespace();
+    let (a, b) = (backend(&url, &ns).await, backend(&url, &ns).await);
+    for n in 0..300 {
+        a.enqueue(NewJob::new("race", "k", json!(n)))
+            .await
+            .expect("enqueue");
+    }
+    let mut claimers = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let q = if i % 2 == 0 { a.clone() } else { b.clone() };
+        claimers.spawn(async move {
+            let mut mine = Vec::new();
+            let deadline = std::time::Instant::now() + super::PATIENCE;
+            // Until the queue is drained: an empty claim may only mean "still being pushed".
+            while std::time::Instant::now() < deadline {
+                let got = q.claim("race", LEASE, 7).await.expect("claim");
+                let idle = got.is_empty();
+                for job in got {
+                    q.complete(&job.lease, None).await.expect("complete");
+                    mine.push(job.lease.id);
+                }
+                if idle {
+                    let drained = q.stats().await.expect("stats")[0].depth == 0;
+                    q.wait_for_work("race", std::time::Duration::from_millis(100))
+                        .await;
+                    let last = q.claim("race", LEASE, 7).await.expect("claim");
+                    if drained && last.is_empty() {
+                        break;
+                    }
+                    for job in last {
+                        q.complete(&job.lease, None).await.expect("complete");
+                        mine.push(job.lease.id);
+                    }
+                }
+            }
+            mine
+        });
+    }
+    let mut seen = std::collections::HashSet::new();
+    while let Some(mine) = claimers.join_next().await {
+        for id in mine.expect("claimer") {
+            assert!(seen.insert(id.clone()), "{id} handed out twice");
+        }
+    }
+    assert_eq!(seen.len(), 300);
+    a.teardown().await.expect("teardown");
+}
