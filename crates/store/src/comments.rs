@@ -1,6 +1,6 @@
 //! Comments on posts: plain text, listed oldest first with keyset pagination.
 
-use crate::{Result, Store, on_pool};
+use crate::{Result, Store, on_foreign_key, on_pool};
 
 /// The columns of a comment; `c` is `comments`.
 const COMMENT_COLUMNS: &str = "c.id, c.post_id, c.author_id, \
@@ -59,7 +59,8 @@ pub async fn find(store: &Store, id: i64) -> Result<Option<CommentRow>> {
     })?)
 }
 
-/// Inserts a comment, returning its id, or `None` when the post is gone.
+/// Inserts a comment, returning its id, or `None` when the post is gone. An author that no
+/// longer exists is `MissingReference("author")`.
 pub async fn insert(
     store: &Store,
     post_id: i64,
@@ -79,7 +80,8 @@ pub async fn insert(
         .bind(now)
         .fetch_optional(pool)
         .await
-    })?)
+    })
+    .map_err(|e| on_foreign_key(e, "author"))?)
 }
 
 /// Replaces the body of comment `id` if it is still at `version`.
