@@ -69,7 +69,7 @@ pub async fn insert(
     now: i64,
 ) -> Result<Option<i64>> {
     // Inserting from a SELECT of the post makes "the post still exists" part of the write.
-    Ok(on_pool!(store, write, pool => {
+    on_pool!(store, write, pool => {
         sqlx::query_scalar::<_, i64>(
             "INSERT INTO comments (post_id, author_id, body, created_at, updated_at) \
              SELECT p.id, $2, $3, $4, $4 FROM posts p WHERE p.id = $1 RETURNING id",
@@ -81,7 +81,7 @@ pub async fn insert(
         .fetch_optional(pool)
         .await
     })
-    .map_err(|e| on_foreign_key(e, "author"))?)
+    .map_err(|e| on_foreign_key(e, "author"))
 }
 
 /// Replaces the body of comment `id` if it is still at `version`.
