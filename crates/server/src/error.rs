@@ -163,6 +163,12 @@ impl From<basis_store::Error> for ApiError {
             basis_store::Error::Conflict(what) => {
                 Self::Conflict(format!("{what} is already taken"))
             }
+            // The only references a client can break are to accounts deleted while their
+            // access token is still valid: the credential no longer names anyone.
+            basis_store::Error::MissingReference(_) => Self::Unauthorized {
+                challenge: "Bearer realm=\"basis\", error=\"invalid_token\"",
+                detail: "the signed-in account no longer exists".into(),
+            },
             other => Self::Internal(other.into()),
         }
     }

@@ -101,6 +101,25 @@ where
     }
 }
 
+/// Deletes expired keys every ten minutes until told to stop, so the table holds about a
+/// day of keys. (Expiry itself does not depend on this: an expired key is never replayed.)
+pub async fn purge_periodically(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(600));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                match idempotency::purge_expired(&state.store, state.clock.now_ms()).await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::debug!(purged, "expired idempotency keys deleted"),
+                    Err(err) => tracing::warn!(error = %err, "purging idempotency keys failed; will retry"),
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// The stored first response, marked as a replay.
 fn replay(row: idempotency::KeyRow) -> Response {
     let status = row

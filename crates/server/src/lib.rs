@@ -265,6 +265,10 @@ impl Server {
         let flusher = tokio::spawn(flush_clicks(
             state.clone(),
             config.click_flush_interval(),
+            flusher_stopped.clone(),
+        ));
+        let purger = tokio::spawn(idempotency::purge_periodically(
+            state.clone(),
             flusher_stopped,
         ));
 
@@ -287,6 +291,7 @@ impl Server {
 
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
+        let _ = purger.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {

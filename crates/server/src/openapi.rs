@@ -72,6 +72,11 @@ use crate::{admin, auth, comments, jobs, posts, users};
         comments::api::replace,
         comments::api::patch,
         comments::api::remove,
+        posts::options_posts,
+        posts::options_post,
+        posts::options_author_posts,
+        comments::options_comments,
+        comments::options_comment,
     ),
     components(schemas(Problem, FieldError)),
     tags(

@@ -1,6 +1,6 @@
 //! Comments on posts: plain text, listed oldest first with keyset pagination.
 
-use crate::{Result, Store, on_pool};
+use crate::{Result, Store, on_foreign_key, on_pool};
 
 /// The columns of a comment; `c` is `comments`.
 const COMMENT_COLUMNS: &str = "c.id, c.post_id, c.author_id, \
@@ -59,7 +59,8 @@ pub async fn find(store: &Store, id: i64) -> Result<Option<CommentRow>> {
     })?)
 }
 
-/// Inserts a comment, returning its id, or `None` when the post is gone.
+/// Inserts a comment, returning its id, or `None` when the post is gone. An author that no
+/// longer exists is `MissingReference("author")`.
 pub async fn insert(
     store: &Store,
     post_id: i64,
@@ -68,7 +69,7 @@ pub async fn insert(
     now: i64,
 ) -> Result<Option<i64>> {
     // Inserting from a SELECT of the post makes "the post still exists" part of the write.
-    Ok(on_pool!(store, write, pool => {
+    on_pool!(store, write, pool => {
         sqlx::query_scalar::<_, i64>(
             "INSERT INTO comments (post_id, author_id, body, created_at, updated_at) \
              SELECT p.id, $2, $3, $4, $4 FROM posts p WHERE p.id = $1 RETURNING id",
@@ -79,7 +80,8 @@ pub async fn insert(
         .bind(now)
         .fetch_optional(pool)
         .await
-    })?)
+    })
+    .map_err(|e| on_foreign_key(e, "author"))
 }
 
 /// Replaces the body of comment `id` if it is still at `version`.

@@ -1,7 +1,7 @@
 //! Stored responses of POSTs that carried an `Idempotency-Key`, so a retry with the same key
 //! gets the first response instead of a second resource. Kept in the database, so a retry
 //! that reaches another instance is answered the same way; expired keys are reclaimed by
-//! the next request that uses them (and by [`purge_expired`]).
+//! the next request that uses them, and deleted in bulk by [`purge_expired`].
 
 use crate::{Result, Store, on_pool};
 

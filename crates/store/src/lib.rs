@@ -73,6 +73,9 @@ pub enum Error {
     /// A uniqueness constraint refused the write; the payload names the constraint's column.
     #[error("conflict on {0}")]
     Conflict(&'static str),
+    /// A row the write refers to does not exist (a foreign key failed); names the reference.
+    #[error("the referenced {0} does not exist")]
+    MissingReference(&'static str),
     /// The database URL could not be understood.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
@@ -334,6 +337,15 @@ pub struct PoolUsage {
     pub write_size: u32,
     /// Idle connections in the write pool.
     pub write_idle: u32,
+}
+
+/// Maps a foreign-key violation to [`Error::MissingReference`] naming `what`, and anything
+/// else through the usual conversion.
+pub(crate) fn on_foreign_key(err: sqlx::Error, what: &'static str) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::MissingReference(what),
+        _ => err.into(),
+    }
 }
 
 /// Maps a unique-constraint violation to [`Error::Conflict`] naming `what`, and anything else

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use crate::sql::{Bind, Sql, bind_all};
-use crate::{Engine, Result, Store, on_pool};
+use crate::{Engine, Result, Store, on_foreign_key, on_pool};
 
 /// The columns of a full post; `p` is `posts`.
 const POST_COLUMNS: &str = "p.id, p.author_id, \
@@ -344,7 +344,8 @@ pub async fn find(store: &Store, id: i64) -> Result<Option<PostRow>> {
     Ok(Some(row))
 }
 
-/// Inserts a post by `author_id` at `now`, returning its id.
+/// Inserts a post by `author_id` at `now`, returning its id. An author that no longer exists
+/// (an account deleted while its access token lives on) is `MissingReference("author")`.
 pub async fn insert(store: &Store, author_id: &str, fields: &PostFields, now: i64) -> Result<i64> {
     let id = on_pool!(store, write, pool => {
         async {
@@ -383,7 +384,8 @@ pub async fn insert(store: &Store, author_id: &str, fields: &PostFields, now: i6
             Ok::<_, sqlx::Error>(id)
         }
         .await
-    })?;
+    })
+    .map_err(|e| on_foreign_key(e, "author"))?;
     Ok(id)
 }
 

@@ -46,7 +46,7 @@ const ACCEPTED: ResetAccepted = ResetAccepted {
 /// Asks for a reset mail. Always 202 with the same body; the mail is a queued job, so the
 /// answer takes about the same time either way.
 #[utoipa::path(post, path = "/auth/password-reset", tag = "auth", request_body = ResetRequest,
-    responses((status = 202, body = ResetAccepted), (status = 429)))]
+    responses((status = 202, body = ResetAccepted), (status = 400, description = "Malformed JSON or invalid fields"), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 429)))]
 pub async fn request(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -90,7 +90,7 @@ fn invalid_token() -> ApiError {
 /// Sets a new password with a reset token; the token is spent and every session and
 /// refresh family of the account is revoked.
 #[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
-    responses((status = 204), (status = 400)))]
+    responses((status = 204), (status = 400, description = "Malformed JSON or invalid fields"), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
 pub async fn confirm(
     State(state): State<AppState>,
     ip: ClientIp,

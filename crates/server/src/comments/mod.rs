@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::Router;
+use axum::response::Response;
 use axum::routing::get;
 use basis_store::comments::CommentRow;
 use chrono::{DateTime, Utc};
@@ -29,9 +30,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/posts/{id}/comments",
-            get(api::list)
-                .post(api::create)
-                .options(|| async { options(ALLOW_COLLECTION) }),
+            get(api::list).post(api::create).options(options_comments),
         )
         .route(
             "/comments/{id}",
@@ -39,8 +38,22 @@ pub fn router() -> Router<AppState> {
                 .put(api::replace)
                 .patch(api::patch)
                 .delete(api::remove)
-                .options(|| async { options(ALLOW_ITEM) }),
+                .options(options_comment),
         )
+}
+
+/// The methods `/posts/{id}/comments` allows.
+#[utoipa::path(options, path = "/posts/{id}/comments", tag = "comments", params(("id" = String, Path, description = "The post id")),
+    responses((status = 204, description = "The allowed methods", headers(("Allow" = String)))))]
+pub async fn options_comments() -> Response {
+    options(ALLOW_COLLECTION)
+}
+
+/// The methods `/comments/{id}` allows (and `Accept-Patch`).
+#[utoipa::path(options, path = "/comments/{id}", tag = "comments", params(("id" = String, Path, description = "The comment id")),
+    responses((status = 204, description = "The allowed methods", headers(("Allow" = String), ("Accept-Patch" = String)))))]
+pub async fn options_comment() -> Response {
+    options(ALLOW_ITEM)
 }
 
 /// A comment was committed. Carries what a notification needs to look up the rest.

@@ -8,6 +8,7 @@
 //! 415, merge patch) in [`crate::rest`].
 
 use axum::Router;
+use axum::response::Response;
 use axum::routing::get;
 use basis_store::posts::{PostRow, PostSummaryRow};
 use chrono::{DateTime, Utc};
@@ -34,9 +35,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/posts",
-            get(api::list)
-                .post(api::create)
-                .options(|| async { options(ALLOW_COLLECTION) }),
+            get(api::list).post(api::create).options(options_posts),
         )
         .route(
             "/posts/{id}",
@@ -44,12 +43,33 @@ pub fn router() -> Router<AppState> {
                 .put(api::replace)
                 .patch(api::patch)
                 .delete(api::remove)
-                .options(|| async { options(ALLOW_ITEM) }),
+                .options(options_post),
         )
         .route(
             "/users/{id}/posts",
-            get(api::by_author).options(|| async { options(ALLOW_READ) }),
+            get(api::by_author).options(options_author_posts),
         )
+}
+
+/// The methods `/posts` allows.
+#[utoipa::path(options, path = "/posts", tag = "posts",
+    responses((status = 204, description = "The allowed methods", headers(("Allow" = String)))))]
+pub async fn options_posts() -> Response {
+    options(ALLOW_COLLECTION)
+}
+
+/// The methods `/posts/{id}` allows (and `Accept-Patch`).
+#[utoipa::path(options, path = "/posts/{id}", tag = "posts", params(("id" = String, Path, description = "The post id")),
+    responses((status = 204, description = "The allowed methods", headers(("Allow" = String), ("Accept-Patch" = String)))))]
+pub async fn options_post() -> Response {
+    options(ALLOW_ITEM)
+}
+
+/// The methods `/users/{id}/posts` allows.
+#[utoipa::path(options, path = "/users/{id}/posts", tag = "posts", params(("id" = String, Path, description = "The author's user id")),
+    responses((status = 204, description = "The allowed methods", headers(("Allow" = String)))))]
+pub async fn options_author_posts() -> Response {
+    options(ALLOW_READ)
 }
 
 /// A post as `GET /posts/{id}` shows it.

@@ -22,6 +22,7 @@ on_both_engines!(
     an_unsupported_accept_is_406_and_a_wrong_content_type_is_415,
     an_oversized_post_is_413_and_nothing_is_stored,
     invalid_fields_are_422_naming_each_field_and_change_nothing,
+    a_deleted_accounts_live_token_cannot_write_and_gets_401,
 );
 
 async fn creating_a_post_answers_201_with_location_and_the_rendered_body(engine: Engine) {
@@ -491,4 +492,39 @@ async fn invalid_fields_are_422_naming_each_field_and_change_nothing(engine: Eng
     }
     let (_, drafts) = app.get_json("/posts?status=draft", Some(&author)).await;
     assert_eq!(drafts["items"], json!([]));
+}
+
+async fn a_deleted_accounts_live_token_cannot_write_and_gets_401(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let author = app.account("author@example.com").await;
+    let created = app.new_post(&author, post("Orphan-to-be")).await;
+    let other = app.account("leaver@example.com").await;
+    let response = app
+        .bearer(
+            Method::DELETE,
+            &format!("/users/{}", other.id),
+            &other.access,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    // The access token is still valid for minutes, but names no account any more.
+    let response = app
+        .bearer(Method::POST, "/posts", &other.access)
+        .json(&post("Ghost"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 401).await;
+    let path = format!("/posts/{}/comments", created["id"].as_str().unwrap());
+    let response = app
+        .bearer(Method::POST, &path, &other.access)
+        .json(&json!({"body": "boo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(response, 401).await;
+    let (_, comments) = app.get_json(&path, None).await;
+    assert_eq!(comments["items"], json!([]));
 }
