@@ -43,8 +43,19 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the HTTP server (migrating the database first).
+    /// Run the HTTP server (migrating the database first), with in-process workers unless
+    /// `--workers off`.
     Serve(Box<Config>),
+    /// Run only the job workers (same configuration as `serve`); SIGTERM stops claiming,
+    /// lets running jobs finish within the grace period and releases the rest.
+    Worker(Box<Config>),
+    /// Operator commands for the job queue (`basis queue dlq list|show|replay|purge`).
+    Queue {
+        #[command(flatten)]
+        target: basis_server::jobs::cli::QueueTarget,
+        #[command(subcommand)]
+        command: basis_server::jobs::cli::QueueCommand,
+    },
     /// Apply pending database migrations and exit.
     Migrate {
         /// Directory of the default SQLite database.
@@ -125,6 +136,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(address = %server.local_addr(), "listening");
             server.run(stop_signal()).await
         }
+        Command::Worker(config) => {
+            basis_server::jobs::runtime::run_workers(*config, stop_signal()).await
+        }
+        Command::Queue { target, command } => basis_server::jobs::cli::run(target, command).await,
         Command::Migrate {
             data_dir,
             database_url,

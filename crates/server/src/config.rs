@@ -97,6 +97,10 @@ pub struct Config {
     /// TLS, the HTTP redirector and CORS.
     #[command(flatten)]
     pub transport: crate::transport::TransportConfig,
+
+    /// The job queue and its workers.
+    #[command(flatten)]
+    pub jobs: crate::jobs::JobsConfig,
 }
 
 impl Config {
@@ -124,6 +128,7 @@ impl Config {
                 ..Default::default()
             },
             transport: Default::default(),
+            jobs: Default::default(),
         }
     }
 

@@ -124,6 +124,15 @@ pub enum ApiError {
     /// Well-formed but semantically invalid (422).
     #[error("{0}")]
     Unprocessable(String),
+    /// Well-formed, but fields are missing or invalid (422, with `errors`).
+    #[error("invalid fields")]
+    UnprocessableFields(Vec<FieldError>),
+    /// No representation matches the request's `Accept` (406).
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// An `If-Match` precondition failed: the resource changed since the client read it (412).
+    #[error("{0}")]
+    PreconditionFailed(String),
     /// Too many attempts (429); `retry_after` seconds go to `Retry-After` and `retryAfter`.
     #[error("{detail}")]
     TooManyRequests {
@@ -154,6 +163,12 @@ impl From<basis_store::Error> for ApiError {
             basis_store::Error::Conflict(what) => {
                 Self::Conflict(format!("{what} is already taken"))
             }
+            // The only references a client can break are to accounts deleted while their
+            // access token is still valid: the credential no longer names anyone.
+            basis_store::Error::MissingReference(_) => Self::Unauthorized {
+                challenge: "Bearer realm=\"basis\", error=\"invalid_token\"",
+                detail: "the signed-in account no longer exists".into(),
+            },
             other => Self::Internal(other.into()),
         }
     }
@@ -210,6 +225,18 @@ impl IntoResponse for ApiError {
                 .detail("the request body exceeds the size limit")
                 .into_response(),
             Self::Unprocessable(detail) => problem(StatusCode::UNPROCESSABLE_ENTITY)
+                .detail(detail)
+                .into_response(),
+            Self::UnprocessableFields(errors) => Problem {
+                errors,
+                ..problem(StatusCode::UNPROCESSABLE_ENTITY)
+                    .detail("the request has missing or invalid fields")
+            }
+            .into_response(),
+            Self::NotAcceptable(detail) => problem(StatusCode::NOT_ACCEPTABLE)
+                .detail(detail)
+                .into_response(),
+            Self::PreconditionFailed(detail) => problem(StatusCode::PRECONDITION_FAILED)
                 .detail(detail)
                 .into_response(),
             Self::TooManyRequests {

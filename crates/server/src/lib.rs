@@ -9,8 +9,11 @@
 //! - [`http`]: the middleware stack (request id, security headers, metrics, timeout, limits).
 //! - [`error`]: the one error type and its problem+json rendering.
 //! - One module per resource: [`links`] (the shortener), [`ops`] (health, readiness,
-//!   metrics), [`openapi`].
+//!   metrics), [`openapi`], [`posts`] and [`comments`] (the blog, with the HTTP rules they
+//!   share in [`rest`] and [`idempotency`]).
 //! - [`caller`]: who is calling, the seam for authentication.
+//! - [`jobs`]: background work on the queue (click batches, mail, thumbnails, exports),
+//!   job status, and the workers `serve` runs in-process unless `--workers off`.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,14 +33,19 @@ pub mod admin;
 pub mod auth;
 pub mod caller;
 pub mod clock;
+pub mod comments;
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod idempotency;
+pub mod jobs;
 pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod passwords;
+pub mod posts;
+pub mod rest;
 pub mod state;
 pub mod transport;
 pub mod users;
@@ -134,6 +142,7 @@ impl Server {
             )
         })?;
         let store = open_store(&config).await?;
+        let queue = jobs::runtime::open_backend(&config, &store, clock.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -180,7 +189,7 @@ impl Server {
                 blocked_hosts,
             }),
             base_url: base_url.as_str().trim_end_matches('/').into(),
-            clicks: Arc::new(ClickRecorder::new(store.clone())),
+            clicks: Arc::new(ClickRecorder::new(store.clone(), queue.clone())),
             link_cache: LinkCache::new(config.link_cache_mb * 1024 * 1024, config.redis_url())
                 .context("cannot build the link cache")?,
             user_views: users::view_cache(config.redis_url())
@@ -193,6 +202,11 @@ impl Server {
                     .context("cannot build the login throttle")?,
             )?),
             metrics,
+            comment_notifier: Arc::new(jobs::mail::QueuedCommentMail {
+                jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
+                base_url: base_url.as_str().trim_end_matches('/').to_owned(),
+            }),
+            jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
             clock,
             store,
         });
@@ -238,10 +252,26 @@ impl Server {
             config,
             ..
         } = self;
+        let (stop_workers, workers_stopped) = watch::channel(false);
+        let workers = jobs::runtime::spawn_in_process(
+            &config,
+            state.jobs.backend().clone(),
+            Arc::new(jobs::runtime::JobContext {
+                store: state.store.clone(),
+                clock: state.clock.clone(),
+                mailer: state.identity.mailer.clone(),
+                clicks: Some(state.clicks.clone()),
+            }),
+            workers_stopped,
+        );
         let (stop_flusher, flusher_stopped) = watch::channel(false);
         let flusher = tokio::spawn(flush_clicks(
             state.clone(),
             config.click_flush_interval(),
+            flusher_stopped.clone(),
+        ));
+        let purger = tokio::spawn(idempotency::purge_periodically(
+            state.clone(),
             flusher_stopped,
         ));
 
@@ -264,10 +294,23 @@ impl Server {
 
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
+        let _ = purger.await;
         match state.clicks.flush().await {
-            Ok(links) => tracing::info!(links, "final click flush done"),
+            Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
                 tracing::error!(error = %err, "final click flush failed; unflushed clicks are lost")
+            }
+        }
+        if let Some(workers) = workers {
+            // One process does everything in the embedded mode: store the last batches
+            // before the workers stop, so a restart shows every counted click at once.
+            if !state.clicks.drain(grace).await {
+                tracing::warn!("click batches still queued at shutdown; a worker will apply them");
+            }
+            let _ = stop_workers.send(true);
+            match workers.await {
+                Ok(report) => tracing::info!(released = report.released, "workers stopped"),
+                Err(err) => tracing::error!(error = %err, "the workers failed"),
             }
         }
         state.link_cache.shutdown().await;
@@ -287,6 +330,9 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .merge(auth::router())
         .merge(users::router())
         .merge(admin::router())
+        .merge(jobs::router())
+        .merge(posts::router())
+        .merge(comments::router())
         .fallback(|| async { ApiError::NotFound });
     let rules_file = config.rate_limit_config.as_deref();
     let limits =

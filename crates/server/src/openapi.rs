@@ -9,7 +9,7 @@ use crate::error::{FieldError, Problem};
 use crate::links;
 use crate::ops;
 use crate::state::AppState;
-use crate::{admin, auth, users};
+use crate::{admin, auth, comments, jobs, posts, users};
 
 /// The API description, assembled from the handlers' annotations.
 #[derive(Debug, OpenApi)]
@@ -49,6 +49,34 @@ use crate::{admin, auth, users};
         users::keys::list,
         users::keys::revoke,
         admin::audit::list,
+        admin::queues::stats,
+        admin::queues::list,
+        admin::queues::show,
+        admin::queues::replay,
+        admin::queues::purge,
+        jobs::status::read,
+        users::avatar::upload,
+        users::avatar::read,
+        links::exports::create,
+        links::exports::download,
+        posts::api::list,
+        posts::api::create,
+        posts::api::read,
+        posts::api::replace,
+        posts::api::patch,
+        posts::api::remove,
+        posts::api::by_author,
+        comments::api::list,
+        comments::api::create,
+        comments::api::read,
+        comments::api::replace,
+        comments::api::patch,
+        comments::api::remove,
+        posts::options_posts,
+        posts::options_post,
+        posts::options_author_posts,
+        comments::options_comments,
+        comments::options_comment,
     ),
     components(schemas(Problem, FieldError)),
     tags(
@@ -56,7 +84,10 @@ use crate::{admin, auth, users};
         (name = "redirect", description = "Follow short links"),
         (name = "auth", description = "Sign in and out: tokens, sessions, password reset, OpenID Connect"),
         (name = "users", description = "Accounts, profiles and API keys"),
-        (name = "admin", description = "Administration: the audit log"),
+        (name = "posts", description = "The blog's posts: conditional requests, merge patch, idempotency keys, search"),
+        (name = "comments", description = "Comments on posts"),
+        (name = "admin", description = "Administration: the audit log and the job queue"),
+        (name = "jobs", description = "Background jobs: status of work answered with 202"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]

@@ -61,6 +61,11 @@ pub struct AppServices {
     pub identity: Arc<crate::auth::Identity>,
     /// Renders the Prometheus metrics page.
     pub metrics: PrometheusHandle,
+    /// The job queue: background work and its status.
+    pub jobs: crate::jobs::Jobs,
+    /// Told about every new comment (the "new comment on your post" mail); a no-op until
+    /// the queue provides one.
+    pub comment_notifier: Arc<dyn crate::comments::CommentNotifier>,
 }
 
 impl AppServices {

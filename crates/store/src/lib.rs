@@ -11,6 +11,8 @@
 //! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
 //! - [`links`]: the shortener's repository (links and their click aggregates; generated
 //!   codes are not stored, see the module's doc).
+//! - [`posts`], [`comments`]: the blog's repositories; [`idempotency`]: stored responses of
+//!   POSTs retried with an `Idempotency-Key`.
 //! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
 //!
 //! # One set of queries for two engines
@@ -31,8 +33,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub mod comments;
+pub mod idempotency;
 pub mod ids;
 pub mod links;
+pub mod posts;
+mod sql;
 
 /// Runs one expression against the store's pool for the requested side, once per engine.
 ///
@@ -41,18 +47,22 @@ pub mod links;
 /// each arm is type-checked against its own driver.
 #[macro_export]
 macro_rules! on_pool {
-    ($store:expr, read, $pool:ident => $body:expr) => {
-        match $store.pools() {
+    ($store:expr, read, $pool:ident => $body:expr) => {{
+        let store: &$crate::Store = &$store;
+        store.count_round_trip();
+        match store.pools() {
             $crate::Pools::Sqlite { read: $pool, .. } => $body,
             $crate::Pools::Postgres { read: $pool, .. } => $body,
         }
-    };
-    ($store:expr, write, $pool:ident => $body:expr) => {
-        match $store.pools() {
+    }};
+    ($store:expr, write, $pool:ident => $body:expr) => {{
+        let store: &$crate::Store = &$store;
+        store.count_round_trip();
+        match store.pools() {
             $crate::Pools::Sqlite { write: $pool, .. } => $body,
             $crate::Pools::Postgres { write: $pool, .. } => $body,
         }
-    };
+    }};
 }
 
 /// The errors a store operation can end in.
@@ -64,6 +74,9 @@ pub enum Error {
     /// A uniqueness constraint refused the write; the payload names the constraint's column.
     #[error("conflict on {0}")]
     Conflict(&'static str),
+    /// A row the write refers to does not exist (a foreign key failed); names the reference.
+    #[error("the referenced {0} does not exist")]
+    MissingReference(&'static str),
     /// The database URL could not be understood.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
@@ -141,6 +154,8 @@ impl Default for ConnectOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pools: Pools,
+    /// Database round trips made through [`on_pool!`] (one statement, or one transaction).
+    round_trips: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Store {
@@ -191,7 +206,23 @@ impl Store {
                 url.split(':').next().unwrap_or_default()
             )));
         };
-        Ok(Self { pools })
+        Ok(Self {
+            pools,
+            round_trips: Default::default(),
+        })
+    }
+
+    /// Counts one round trip (called by [`on_pool!`]).
+    #[doc(hidden)]
+    pub fn count_round_trip(&self) {
+        self.round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many round trips every clone of this store has made through [`on_pool!`] so far:
+    /// the "no N+1" tests read it before and after a request.
+    pub fn round_trips(&self) -> u64 {
+        self.round_trips.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The SQLite URL for a database file inside `data_dir`.
@@ -330,6 +361,15 @@ pub struct PoolUsage {
     pub write_size: u32,
     /// Idle connections in the write pool.
     pub write_idle: u32,
+}
+
+/// Maps a foreign-key violation to [`Error::MissingReference`] naming `what`, and anything
+/// else through the usual conversion.
+pub(crate) fn on_foreign_key(err: sqlx::Error, what: &'static str) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::MissingReference(what),
+        _ => err.into(),
+    }
 }
 
 /// Maps a unique-constraint violation to [`Error::Conflict`] naming `what`, and anything else

@@ -307,9 +307,45 @@ pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
     if batch.links.is_empty() {
         return Ok(0);
     }
+    Ok(apply(store, None, batch).await?.unwrap_or(0))
+}
+
+/// Applies a batch at most once: `batch_id` is recorded in the same transaction as the
+/// counts, so a second delivery of the batch (a queue redelivers after a crash or a lost
+/// lease) changes nothing and returns `None`. Otherwise returns how many links were still
+/// there.
+pub async fn apply_clicks_once(
+    store: &Store,
+    batch_id: &str,
+    now_ms: i64,
+    batch: &ClickBatch,
+) -> Result<Option<usize>> {
+    apply(store, Some((batch_id, now_ms)), batch).await
+}
+
+async fn apply(
+    store: &Store,
+    once: Option<(&str, i64)>,
+    batch: &ClickBatch,
+) -> Result<Option<usize>> {
     let applied = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
+            if let Some((batch_id, now_ms)) = once {
+                // Concurrent deliveries of one batch wait here on the key; the loser skips.
+                let fresh = sqlx::query(
+                    "INSERT INTO click_batches_applied (batch_id, applied_at) VALUES ($1, $2) \
+                     ON CONFLICT (batch_id) DO NOTHING",
+                )
+                .bind(batch_id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                if fresh.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
             let mut applied = 0;
             for link in &batch.links {
                 let found = sqlx::query("UPDATE links SET click_count = click_count + $2 WHERE id = $1")
@@ -350,11 +386,46 @@ pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
                 }
             }
             tx.commit().await?;
-            Ok::<_, sqlx::Error>(applied)
+            Ok::<_, sqlx::Error>(Some(applied))
         }
         .await
     })?;
     Ok(applied)
+}
+
+/// Which of `batch_ids` have been applied (at most 100 are asked about per query).
+pub async fn applied_batches(store: &Store, batch_ids: &[String]) -> Result<Vec<String>> {
+    let mut applied = Vec::new();
+    for chunk in batch_ids.chunks(100) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT batch_id FROM click_batches_applied WHERE batch_id IN ({})",
+            marks.join(", ")
+        );
+        // The same side as link reads, so a count and its applied batches agree.
+        let found: Vec<String> = on_pool!(store, read, pool => {
+            let mut query = sqlx::query_scalar(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })?;
+        applied.extend(found);
+    }
+    Ok(applied)
+}
+
+/// Forgets applied-batch records older than `before_ms` (a batch is redelivered within
+/// minutes, never weeks, so old records only take space).
+pub async fn prune_applied_batches(store: &Store, before_ms: i64) -> Result<u64> {
+    let done = on_pool!(store, write, pool => {
+        sqlx::query("DELETE FROM click_batches_applied WHERE applied_at < $1")
+            .bind(before_ms)
+            .execute(pool)
+            .await
+            .map(|d| d.rows_affected())
+    })?;
+    Ok(done)
 }
 
 /// The stored aggregates of one link.

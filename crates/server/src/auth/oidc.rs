@@ -133,7 +133,7 @@ pub async fn start(
 #[utoipa::path(get, path = "/auth/oidc/callback", tag = "auth",
     params(("code" = Option<String>, Query, description = "The authorization code"),
            ("state" = Option<String>, Query, description = "The state sent at start")),
-    responses((status = 303, description = "Signed in; to the redirect target"), (status = 400), (status = 401)))]
+    responses((status = 303, description = "Signed in; to the redirect target"), (status = 400), (status = 401), (status = 404, description = "OIDC is not configured")))]
 pub async fn callback(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -106,7 +106,7 @@ pub async fn start(state: &AppState, user_id: &str) -> ApiResult<(String, String
 
 /// Logs in with email and password and sets the session cookie.
 #[utoipa::path(post, path = "/auth/session", tag = "auth", request_body = Credentials,
-    responses((status = 201, body = SessionView), (status = 401), (status = 429)))]
+    responses((status = 201, body = SessionView), (status = 400, description = "Malformed JSON or invalid fields"), (status = 401), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 429)))]
 pub async fn create(
     State(state): State<AppState>,
     ip: ClientIp,

@@ -120,7 +120,7 @@ pub async fn check_password(
 
 /// Logs in with email and password; answers a token pair.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = TokenPair), (status = 401), (status = 429)))]
+    responses((status = 200, body = TokenPair), (status = 400, description = "Malformed JSON or invalid fields"), (status = 401), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 429)))]
 pub async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -237,7 +237,7 @@ fn invalid_refresh() -> ApiError {
 
 /// Trades a refresh token for a new pair; the presented token is spent.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenPair), (status = 401)))]
+    responses((status = 200, body = TokenPair), (status = 400, description = "Malformed JSON or invalid fields"), (status = 401), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
 pub async fn refresh(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -262,7 +262,7 @@ pub async fn refresh(
 /// Ends a token login: the refresh token's family is revoked. Always 204, so the answer
 /// says nothing about the token.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", request_body = RefreshRequest,
-    responses((status = 204)))]
+    responses((status = 204), (status = 400, description = "Malformed JSON or invalid fields"), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
 pub async fn logout(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshRequest>,

@@ -177,6 +177,7 @@ pub async fn create(
         && let Some(row) =
             links::find_reusable(&state.store, hash, long_url.as_str(), owner_id.as_deref()).await?
     {
+        state.clicks.settle_or_warn().await;
         let unflushed = state.clicks.unflushed_humans(row.id);
         return Ok((StatusCode::OK, Json(LinkView::new(&state, &row, unflushed))).into_response());
     }
@@ -277,8 +278,13 @@ pub async fn read(
     caller: Caller,
     Path(code): Path<String>,
 ) -> ApiResult<Json<LinkView>> {
-    let row = managed_link(&state, &caller, &code, Scope::LinksRead).await?;
-    let unflushed = state.clicks.unflushed_humans(row.id);
+    let (row, unflushed) = state
+        .clicks
+        .read_with_unstored(
+            || managed_link(&state, &caller, &code, Scope::LinksRead),
+            |clicks, row| clicks.unflushed_humans(row.id),
+        )
+        .await?;
     Ok(Json(LinkView::new(&state, &row, unflushed)))
 }
 
@@ -357,6 +363,7 @@ pub async fn update(
         redirect_type,
         ..row
     };
+    state.clicks.settle_or_warn().await;
     let unflushed = state.clicks.unflushed_humans(row.id);
     Ok(Json(LinkView::new(&state, &row, unflushed)))
 }
@@ -468,9 +475,18 @@ pub async fn stats(
     if !(1..=366).contains(&days) {
         return Err(ApiError::field("days", "must be between 1 and 366"));
     }
-    let row = managed_link(&state, &caller, &code, Scope::LinksRead).await?;
-    let stored = links::stats(&state.store, row.id, days, TOP_REFERRERS as i64 * 4).await?;
-    let pending = state.clicks.unflushed(row.id).unwrap_or_default();
+    let ((row, stored), pending) = state
+        .clicks
+        .read_with_unstored(
+            || async {
+                let row = managed_link(&state, &caller, &code, Scope::LinksRead).await?;
+                let stored =
+                    links::stats(&state.store, row.id, days, TOP_REFERRERS as i64 * 4).await?;
+                Ok::<_, ApiError>((row, stored))
+            },
+            |clicks, (row, _)| clicks.unflushed(row.id).unwrap_or_default(),
+        )
+        .await?;
     let today = day_of(state.clock.now_ms());
 
     let mut per_day = stored.days;

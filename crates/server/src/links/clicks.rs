@@ -1,25 +1,44 @@
 //! Click counting without a database write per redirect.
 //!
 //! A redirect only adds to in-memory counters (one short, uncontended-in-practice mutex per
-//! shard). A background task hands everything gathered to the database every flush interval
-//! as one transaction, so a hot link costs one `UPDATE` per interval instead of one per
-//! click, and never serialises requests on its row. A graceful stop flushes what is left.
+//! shard). Every flush interval the aggregates gathered are handed to the job queue as
+//! click-batch jobs (at most [`MAX_LINKS_PER_BATCH`] links each); a worker applies each
+//! batch in one transaction together with a record of its id, so a hot link costs one
+//! `UPDATE` per interval, never serialises requests on its row, and a batch delivered
+//! twice is counted once (`crate::jobs::clicks`). A graceful stop enqueues what is left.
 //!
-//! Counts read through the API add the pending counters to the stored ones, so they are
-//! exact on one instance. With several instances each adds only its own pending clicks, so a
-//! count can lag by at most one flush interval of the other instances' traffic; the same
-//! bound applies to how far `maxClicks` can be overshot across instances.
+//! Counts read through the API add the clicks not yet stored: the pending counters, and
+//! the batches enqueued but not yet applied ("in flight"). An in-flight batch is dropped
+//! from the count when its application is seen: at once when this process's worker applies
+//! it, otherwise by [`ClickRecorder::settle`], which asks the database and is called after
+//! the stored count is read, so a count is never doubled (it may lag for an instant).
+//! Batches in flight longer than [`IN_FLIGHT_TTL`] (workers down) stop being counted, so
+//! memory stays bounded. With several instances each adds only its own unstored clicks,
+//! so a count can lag by the other instances' unstored traffic; the same bound applies to
+//! how far `maxClicks` can be overshot across instances.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
+use basis_queue::{Backend, NewJob};
 use basis_store::Store;
-use basis_store::links::{self, ClickBatch, LinkClicks};
+use basis_store::links::{self, LinkClicks};
 
 use super::device::Device;
 use crate::clock::day_of;
+use crate::jobs::clicks::{APPLY_CLICKS, ClickBatchJob};
 
+/// Links per click-batch job, so one job stays small whatever the traffic.
+pub const MAX_LINKS_PER_BATCH: usize = 500;
+/// How long an enqueued batch is counted while not yet applied.
+pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(15 * 60);
+/// Attempts of a click batch before it is dead-lettered (retries back off exponentially,
+/// so this covers a long database outage).
+const BATCH_ATTEMPTS: u32 = 20;
 const SHARDS: usize = 16;
 /// Distinct referrer hosts kept per link between flushes; the rest are counted as "other",
 /// so a client inventing referrers cannot grow memory without bound.
@@ -113,32 +132,58 @@ impl Pending {
     }
 }
 
-/// Gathers clicks in memory and writes them in batches.
+/// A batch enqueued and not yet seen applied.
+#[derive(Debug)]
+struct InFlight {
+    links: HashMap<i64, LinkClicks>,
+    since: Instant,
+}
+
+/// Gathers clicks in memory and hands them to the queue in batches.
 #[derive(Debug)]
 pub struct ClickRecorder {
     store: Store,
+    queue: Arc<dyn Backend>,
     // std mutexes: held only for a few map operations, never across an await.
     shards: Box<[Mutex<HashMap<i64, Pending>>]>,
-    /// Human clicks taken by a flush that has not committed yet, so counts read meanwhile
+    /// Batches enqueued and not yet seen applied, by batch id, so counts read meanwhile
     /// still include them.
-    in_flight: Mutex<HashMap<i64, i64>>,
+    in_flight: Mutex<HashMap<String, InFlight>>,
+    /// How many batches are in flight (a lock-free "none" for the hot path).
+    in_flight_count: AtomicUsize,
+    /// Woken when a batch is seen applied.
+    applied: tokio::sync::Notify,
+    /// Bumped each time clicks finish moving (pending → in flight, in flight → stored or
+    /// back to pending), and the number of moves under way: a reader that saw neither
+    /// change read a consistent picture (see [`Self::read_with_unstored`]).
+    moves: AtomicU64,
+    moving: AtomicUsize,
     /// One flush at a time.
     flush_lock: tokio::sync::Mutex<()>,
 }
 
 impl ClickRecorder {
-    /// A recorder writing to `store`.
-    pub fn new(store: Store) -> Self {
+    /// A recorder enqueueing on `queue`; `store` is where applied batches are looked up.
+    pub fn new(store: Store, queue: Arc<dyn Backend>) -> Self {
         Self {
             store,
+            queue,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             in_flight: Mutex::default(),
+            in_flight_count: AtomicUsize::new(0),
+            applied: tokio::sync::Notify::new(),
+            moves: AtomicU64::new(0),
+            moving: AtomicUsize::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
         }
     }
 
     fn shard(&self, link_id: i64) -> &Mutex<HashMap<i64, Pending>> {
         &self.shards[(link_id as u64 % SHARDS as u64) as usize]
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts a click.
@@ -158,69 +203,239 @@ impl ClickRecorder {
             .unwrap_or_else(|p| p.into_inner())
             .get(&link_id)
             .map_or(0, |p| p.humans);
-        let in_flight = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&link_id)
-            .copied()
-            .unwrap_or(0);
+        if self.in_flight_count.load(Ordering::Acquire) == 0 {
+            return pending;
+        }
+        let in_flight: i64 = self
+            .in_flight()
+            .values()
+            .filter_map(|batch| batch.links.get(&link_id))
+            .map(|link| link.humans)
+            .sum();
         pending + in_flight
     }
 
-    /// The not-yet-flushed aggregates of `link_id` (for statistics).
+    /// The not-yet-stored aggregates of `link_id` (for statistics).
     pub fn unflushed(&self, link_id: i64) -> Option<LinkClicks> {
-        let shard = self
+        let mut total = self
             .shard(link_id)
             .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        shard
+            .unwrap_or_else(|p| p.into_inner())
             .get(&link_id)
-            .cloned()
-            .map(|p| p.into_link_clicks(link_id))
+            .cloned();
+        for batch in self.in_flight().values() {
+            if let Some(link) = batch.links.get(&link_id) {
+                total.get_or_insert_with(Pending::default).merge(link);
+            }
+        }
+        total.map(|p| p.into_link_clicks(link_id))
     }
 
-    /// Writes every pending click to the database. On failure the clicks go back to the
-    /// pending counters and the next flush tries again. Returns the links written.
-    pub async fn flush(&self) -> Result<usize, basis_store::Error> {
+    /// Whether batches are waiting to be seen applied.
+    pub fn has_in_flight(&self) -> bool {
+        self.in_flight_count.load(Ordering::Acquire) > 0
+    }
+
+    /// Stops counting batch `batch_id` as unstored: it has been applied (called by this
+    /// process's worker right after the batch's transaction commits).
+    pub fn forget(&self, batch_id: &str) {
+        self.begin_move();
+        let mut in_flight = self.in_flight();
+        if in_flight.remove(batch_id).is_some() {
+            self.in_flight_count
+                .store(in_flight.len(), Ordering::Release);
+            self.applied.notify_waiters();
+        }
+        drop(in_flight);
+        self.end_move();
+    }
+
+    fn begin_move(&self) {
+        self.moving.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end_move(&self) {
+        self.moves.fetch_add(1, Ordering::SeqCst);
+        self.moving.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Reads stored figures with `read`, then adds what is not stored yet with `unstored`,
+    /// so that no click is counted twice or missed while batches move to the database: the
+    /// read is retried (a few times at most) when clicks moved while it ran. Batches
+    /// applied by other processes are found by [`Self::settle`] within the read.
+    pub async fn read_with_unstored<T, U, E, R, Fut>(
+        &self,
+        mut read: R,
+        unstored: impl Fn(&Self, &T) -> U,
+    ) -> Result<(T, U), E>
+    where
+        R: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let moves = self.moves.load(Ordering::SeqCst);
+            let quiet = self.moving.load(Ordering::SeqCst) == 0;
+            let stored = read().await?;
+            self.settle_or_warn().await;
+            let extra = unstored(self, &stored);
+            let still = self.moving.load(Ordering::SeqCst) == 0
+                && self.moves.load(Ordering::SeqCst) == moves;
+            if (quiet && still) || tries >= 5 {
+                return Ok((stored, extra));
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Asks the database which in-flight batches have been applied (by any worker) and
+    /// stops counting those. Call it after reading a stored count, never before.
+    pub async fn settle(&self) -> Result<(), basis_store::Error> {
+        if !self.has_in_flight() {
+            return Ok(());
+        }
+        let ids: Vec<String> = self.in_flight().keys().cloned().collect();
+        for id in links::applied_batches(&self.store, &ids).await? {
+            self.forget(&id);
+        }
+        Ok(())
+    }
+
+    /// [`Self::settle`], logging a failure (the count then includes a batch that may be
+    /// stored already, until the next settle).
+    pub async fn settle_or_warn(&self) {
+        if let Err(err) = self.settle().await {
+            tracing::warn!(error = %err, "cannot check applied click batches");
+        }
+    }
+
+    /// Waits until every batch this process enqueued has been applied, or `timeout`
+    /// passes; true when none is left. A graceful stop of `serve` with in-process workers
+    /// uses it so the last batch is stored before the process exits.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let woken = self.applied.notified();
+            self.settle_or_warn().await;
+            if !self.has_in_flight() {
+                return true;
+            }
+            // Woken by this process's worker; the short tick covers workers elsewhere.
+            let tick = (deadline - tokio::time::Instant::now()).min(Duration::from_millis(50));
+            if tick.is_zero() {
+                return false;
+            }
+            let _ = tokio::time::timeout(tick, woken).await;
+        }
+    }
+
+    /// Drops batches in flight for longer than [`IN_FLIGHT_TTL`] from the counts.
+    fn expire_in_flight(&self) {
+        self.begin_move();
+        let mut in_flight = self.in_flight();
+        let before = in_flight.len();
+        in_flight.retain(|_, batch| batch.since.elapsed() < IN_FLIGHT_TTL);
+        if in_flight.len() < before {
+            tracing::warn!(
+                expired = before - in_flight.len(),
+                "click batches still unapplied after {IN_FLIGHT_TTL:?}; are workers running?"
+            );
+        }
+        self.in_flight_count
+            .store(in_flight.len(), Ordering::Release);
+        drop(in_flight);
+        self.end_move();
+    }
+
+    /// Enqueues every pending click as click-batch jobs. If the queue refuses a batch, its
+    /// clicks (and those of the batches after it) go back to the pending counters and the
+    /// next flush tries again. Returns the links enqueued.
+    pub async fn flush(&self) -> Result<usize, basis_queue::Error> {
         let _one_at_a_time = self.flush_lock.lock().await;
-        let mut batch = ClickBatch::default();
+        self.expire_in_flight();
+        self.settle_or_warn().await;
+        // Taken from pending and counted in flight in one move, before any job exists.
+        self.begin_move();
+        let mut taken: Vec<LinkClicks> = Vec::new();
         for shard in self.shards.iter() {
-            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
-            batch.links.extend(
-                taken
+            let pending = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            taken.extend(
+                pending
                     .into_iter()
                     .map(|(id, pending)| pending.into_link_clicks(id)),
             );
         }
-        if batch.links.is_empty() {
-            return Ok(0);
+        let batches: Vec<ClickBatchJob> = taken
+            .chunks(MAX_LINKS_PER_BATCH)
+            .map(|links| ClickBatchJob::new(crate::jobs::new_id(), links))
+            .collect();
+        {
+            let mut in_flight = self.in_flight();
+            for (job, links) in batches.iter().zip(taken.chunks(MAX_LINKS_PER_BATCH)) {
+                in_flight.insert(
+                    job.batch.clone(),
+                    InFlight {
+                        links: links.iter().map(|l| (l.link_id, l.clone())).collect(),
+                        since: Instant::now(),
+                    },
+                );
+            }
+            self.in_flight_count
+                .store(in_flight.len(), Ordering::Release);
         }
-        *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) =
-            batch.links.iter().map(|l| (l.link_id, l.humans)).collect();
+        self.end_move();
 
         let started = Instant::now();
-        let result = links::apply_clicks(&self.store, &batch).await;
-        metrics::histogram!("basis_click_flush_seconds").record(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            metrics::counter!("basis_click_flush_errors_total").increment(1);
-            for link in &batch.links {
-                self.shard(link.link_id)
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(link.link_id)
-                    .or_default()
-                    .merge(link);
+        let mut enqueued = 0;
+        for (i, job) in batches.iter().enumerate() {
+            if let Err(err) = self.enqueue(job).await {
+                metrics::counter!("basis_click_flush_errors_total").increment(1);
+                self.begin_move();
+                let mut in_flight = self.in_flight();
+                for failed in &batches[i..] {
+                    if let Some(batch) = in_flight.remove(&failed.batch) {
+                        for link in batch.links.values() {
+                            self.restore(link);
+                        }
+                    }
+                }
+                self.in_flight_count
+                    .store(in_flight.len(), Ordering::Release);
+                drop(in_flight);
+                self.end_move();
+                return Err(err);
             }
-        } else {
-            let clicks: i64 = batch.links.iter().map(|l| l.humans).sum();
+            enqueued += job.links.len();
+        }
+        if enqueued > 0 {
+            metrics::histogram!("basis_click_flush_seconds")
+                .record(started.elapsed().as_secs_f64());
+            let clicks: i64 = taken.iter().map(|l| l.humans).sum();
             metrics::counter!("basis_clicks_flushed_total").increment(clicks as u64);
         }
-        self.in_flight
+        Ok(enqueued)
+    }
+
+    /// Enqueues one batch (already counted in flight).
+    async fn enqueue(&self, job: &ClickBatchJob) -> Result<(), basis_queue::Error> {
+        let payload =
+            serde_json::to_value(job).map_err(|e| basis_queue::Error::Invalid(e.to_string()))?;
+        let job = NewJob {
+            dedup_key: Some(format!("clicks:{}", job.batch)),
+            max_attempts: BATCH_ATTEMPTS,
+            ..NewJob::new(crate::jobs::CLICKS_QUEUE, APPLY_CLICKS, payload)
+        };
+        self.queue.enqueue(job).await.map(drop)
+    }
+
+    fn restore(&self, link: &LinkClicks) {
+        self.shard(link.link_id)
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear();
-        result
+            .entry(link.link_id)
+            .or_default()
+            .merge(link);
     }
 }
 

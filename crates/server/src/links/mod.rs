@@ -9,6 +9,7 @@
 //! - [`clicks`]: in-memory click aggregation flushed in batches.
 //! - [`cache`]: the code → link lookup cache.
 //! - [`device`]: device classes and referrer hosts.
+//! - [`exports`]: `POST /links/{code}/exports`, CSV exports of the clicks, made by a job.
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod clicks;
 pub mod code;
 pub mod device;
+pub mod exports;
 pub mod input;
 pub mod legacy;
 pub mod redirect;
@@ -38,6 +40,8 @@ pub fn router() -> Router<AppState> {
             get(api::read).patch(api::update).delete(api::remove),
         )
         .route("/links/{code}/stats", get(api::stats))
+        .route("/links/{code}/exports", post(exports::create))
+        .route("/links/{code}/exports/{id}", get(exports::download))
         .route(
             "/{code}",
             get(redirect::follow).post(redirect::follow_with_form),

@@ -69,7 +69,7 @@ pub async fn follow(
     let count = request.method() != Method::HEAD;
     respond(
         &state,
-        &link,
+        link,
         offered_password(headers),
         headers,
         count,
@@ -114,7 +114,7 @@ pub async fn follow_with_form(
     })?;
     respond(
         &state,
-        &link,
+        link,
         Some(form.password),
         &headers,
         true,
@@ -123,8 +123,9 @@ pub async fn follow_with_form(
     .await
 }
 
-/// The link behind `code`, through the lookup cache.
-async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
+/// The link behind `code`, through the lookup cache, with its human clicks not stored yet
+/// (counted only for links with a click limit).
+async fn find(state: &AppState, code: &str) -> ApiResult<(Arc<CachedLink>, i64)> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
     let key = state.codes.key_of(code.as_str());
     let link = state
@@ -133,19 +134,24 @@ async fn find(state: &AppState, code: &str) -> ApiResult<Arc<CachedLink>> {
         .await?
         .ok_or(ApiError::NotFound)?;
     if link.row.max_clicks.is_none() {
-        return Ok(link);
+        return Ok((link, 0));
     }
-    // A link with a click limit is read fresh: its stored count moves with every flush,
-    // and a cached copy would let it overshoot.
-    links::find(&state.store, key)
-        .await?
-        .and_then(CachedLink::new)
-        .ok_or(ApiError::NotFound)
+    // A link with a click limit is read fresh, with the clicks not stored yet: its stored
+    // count moves with every batch applied, and a cached copy would let it overshoot.
+    let (row, unflushed) = state
+        .clicks
+        .read_with_unstored(
+            || links::find(&state.store, key),
+            |clicks, row| row.as_ref().map_or(0, |r| clicks.unflushed_humans(r.id)),
+        )
+        .await?;
+    let link = row.and_then(CachedLink::new).ok_or(ApiError::NotFound)?;
+    Ok((link, unflushed))
 }
 
 async fn respond(
     state: &AppState,
-    link: &CachedLink,
+    (link, unflushed): (Arc<CachedLink>, i64),
     offered_password: Option<String>,
     headers: &HeaderMap,
     count: bool,
@@ -153,11 +159,6 @@ async fn respond(
 ) -> ApiResult<Response> {
     let row = &link.row;
     let now = state.clock.now_ms();
-    let unflushed = if row.max_clicks.is_some() {
-        state.clicks.unflushed_humans(row.id)
-    } else {
-        0
-    };
     if let Some(reason) = unavailable_reason(row, now, unflushed) {
         return Err(ApiError::Gone(reason.into()));
     }

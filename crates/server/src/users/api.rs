@@ -81,7 +81,7 @@ pub fn check_password(password: &str, email: &str, name: &str) -> Result<(), Fie
 
 /// Creates an account (sign-up). Anyone may; the role is always `user`.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
-    responses((status = 201, body = UserView), (status = 400), (status = 409)))]
+    responses((status = 201, body = UserView), (status = 400), (status = 409), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewUser>,
@@ -177,7 +177,7 @@ pub async fn profile(
 
 /// Changes name, email or settings (owner or admin) or the role (admin).
 #[utoipa::path(patch, path = "/users/{id}", tag = "users", request_body = ChangeUser,
-    responses((status = 200, body = Profile), (status = 400), (status = 401), (status = 403), (status = 409)))]
+    responses((status = 200, body = Profile), (status = 400), (status = 401), (status = 403), (status = 404), (status = 409), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
 pub async fn update(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -332,7 +332,7 @@ pub async fn list(
 
 /// Changes the password; every other session and every refresh family is revoked.
 #[utoipa::path(post, path = "/users/{id}/password", tag = "users", request_body = ChangePassword,
-    responses((status = 204), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
 pub async fn change_password(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -83,7 +83,7 @@ impl From<KeyRow> for KeyView {
 
 /// Creates an API key for user `id` (the owner or an admin).
 #[utoipa::path(post, path = "/users/{id}/api-keys", tag = "users", request_body = NewKey,
-    responses((status = 201, body = CreatedKey), (status = 400), (status = 401), (status = 403)))]
+    responses((status = 201, body = CreatedKey), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
 pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

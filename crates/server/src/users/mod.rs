@@ -3,10 +3,12 @@
 //!
 //! - [`api`]: `/users` and `/users/{id}` (and its `/profile` and `/password`).
 //! - [`keys`]: `/users/{id}/api-keys`, the API keys.
+//! - [`avatar`]: `/users/{id}/avatar`, uploads and thumbnails (made by a job).
 //! - [`repo`]: the queries.
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -15,6 +17,7 @@ use crate::clock::to_datetime;
 use crate::state::AppState;
 
 pub mod api;
+pub mod avatar;
 pub mod keys;
 pub mod repo;
 
@@ -30,6 +33,13 @@ pub fn router() -> Router<AppState> {
         .route("/users/{id}/password", post(api::change_password))
         .route("/users/{id}/api-keys", post(keys::create).get(keys::list))
         .route("/users/{id}/api-keys/{key_id}", delete(keys::revoke))
+        .route(
+            "/users/{id}/avatar",
+            put(avatar::upload)
+                .get(avatar::read)
+                // This route's own limit: images are far larger than JSON bodies.
+                .layer(DefaultBodyLimit::max(avatar::MAX_UPLOAD_BYTES)),
+        )
 }
 
 /// What anyone may see of an account (also what the user cache holds: no secrets).

@@ -2,7 +2,9 @@
 //! database, and runs on SQLite and (when `BASIS_TEST_POSTGRES_URL` is set) PostgreSQL.
 
 mod accounts_support;
+mod blog_support;
 mod helpers;
+mod jobs_support;
 mod smtp_sink;
 
 mod concurrency;
@@ -25,3 +27,16 @@ mod secrets;
 mod sessions;
 mod tokens;
 mod transport;
+
+// Background jobs.
+mod avatars;
+mod comment_mail;
+mod exports;
+mod jobs;
+mod jobs_amqp;
+// The blog.
+mod comments;
+mod posts;
+mod posts_http;
+mod posts_lists;
+mod posts_plans;

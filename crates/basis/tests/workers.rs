@@ -1,0 +1,320 @@
+//! The job queue as an operator runs it: `basis serve --workers off` beside a separate
+//! `basis worker` (stopped by SIGTERM), and the dead letters through `basis queue dlq`.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::Connection as _;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+fn basis(data_dir: &Path, database_url: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_basis"));
+    command
+        .args(["--log-format", "json"])
+        .env("BASIS_DATA_DIR", data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("BASIS_QUEUE_URL")
+        .env_remove("BASIS_WORKERS")
+        .env_remove("BASIS_SMTP_URL")
+        .env("BASIS_RATE_LIMITS", "off")
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    command
+}
+
+/// A running `basis serve` or `basis worker`.
+struct Process {
+    child: Child,
+    address: Option<String>,
+}
+
+impl Process {
+    /// `basis serve` on a free port, once it logs its address.
+    async fn serve(data_dir: &Path, database_url: Option<&str>, workers: &str) -> Self {
+        let mut child = basis(data_dir, database_url)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--click-flush-ms",
+                "200",
+            ])
+            .args(["--workers", workers])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let address = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("readable stderr")
+                .expect("the server logs its address before anything else ends");
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "listening" {
+                break event["address"].as_str().expect("an address").to_owned();
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            address: Some(address),
+        }
+    }
+
+    /// `basis worker`.
+    fn worker(data_dir: &Path, database_url: Option<&str>) -> Self {
+        let child = basis(data_dir, database_url)
+            .arg("worker")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        Self {
+            child,
+            address: None,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.address.as_deref().expect("a server")
+        )
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("a running process").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        self.child.wait().await.expect("the process ends")
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(BROWSER)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn postgres_database() -> Option<String> {
+    let Some(admin_url) = std::env::var("BASIS_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: BASIS_TEST_POSTGRES_URL is not set"
+        );
+        return None;
+    };
+    let name = format!("basis_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').expect("a database path");
+    Some(format!("{base}/{name}"))
+}
+
+/// Polls `check` every 50 ms for at most 30 s.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted(
+    database_url: Option<String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = database_url.as_deref();
+    let client = client();
+    let server = Process::serve(dir.path(), url, "off").await;
+    let link: Value = client
+        .post(server.url("/shorten"))
+        .json(&json!({"longUrl": "https://example.com/worker"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = link["shortCode"].as_str().unwrap().to_owned();
+    for _ in 0..20 {
+        let response = client
+            .get(server.url(&format!("/{code}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 301);
+    }
+    // The server enqueues its last batch on the way out; nobody has applied it yet.
+    assert!(server.terminate().await.success());
+
+    let worker = Process::worker(dir.path(), url);
+    let server = Process::serve(dir.path(), url, "off").await;
+    let read = server.url(&format!("/links/{code}"));
+    eventually("the worker to store the clicks", || async {
+        let link: Value = client
+            .get(&read)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        link["clickCount"] == 20
+    })
+    .await;
+    let status = worker.terminate().await;
+    assert!(
+        status.success(),
+        "a worker stops cleanly on SIGTERM, got {status}"
+    );
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted_on_sqlite() {
+    a_separate_worker_stores_the_clicks_a_server_without_workers_counted(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted_on_postgres() {
+    if let Some(url) = postgres_database().await {
+        a_separate_worker_stores_the_clicks_a_server_without_workers_counted(Some(url)).await;
+    }
+}
+
+/// Runs `basis queue …` and returns its standard output, asserting success.
+async fn queue_cli(data_dir: &Path, args: &[&str]) -> String {
+    let output = basis(data_dir, None)
+        .arg("queue")
+        .args(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .await
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "basis queue {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+async fn ask_for_a_reset_mail(server: &Process, client: &reqwest::Client) {
+    let response = client
+        .post(server.url("/auth/password-reset"))
+        .json(&json!({"email": "ann@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dlq_commands_list_show_replay_and_purge_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = client();
+    // Without --smtp-url a mail job cannot succeed: it goes to the dead letters at once.
+    let server = Process::serve(dir.path(), None, "on").await;
+    let signed_up = client
+        .post(server.url("/users"))
+        .json(&json!({"email": "ann@example.com", "password": "velvet otter juggles nine lanterns", "name": "Ann"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_up.status(), 201);
+    ask_for_a_reset_mail(&server, &client).await;
+    assert!(server.terminate().await.success());
+
+    let list = queue_cli(dir.path(), &["dlq", "list"]).await;
+    let rows: Vec<&str> = list.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{list}");
+    let fields: Vec<&str> = rows[0].split('\t').collect();
+    let id = fields[0].to_owned();
+    assert_eq!(&fields[1..3], ["mail", "mail.password_reset"]);
+    assert!(rows[0].contains("no SMTP server"), "{list}");
+
+    let shown: Value =
+        serde_json::from_str(&queue_cli(dir.path(), &["dlq", "show", &id]).await).expect("JSON");
+    assert_eq!(shown["kind"], "mail.password_reset");
+    assert!(shown["payload"]["userId"].is_string());
+
+    assert_eq!(
+        queue_cli(dir.path(), &["dlq", "replay", &id]).await.trim(),
+        format!("replayed {id}")
+    );
+    assert_eq!(
+        queue_cli(dir.path(), &["dlq", "list"])
+            .await
+            .lines()
+            .count(),
+        1
+    );
+    let stats = queue_cli(dir.path(), &["stats"]).await;
+    assert!(stats.lines().any(|l| l.starts_with("mail\t1\t")), "{stats}");
+
+    // Run again, it dies again; then purge.
+    let server = Process::serve(dir.path(), None, "on").await;
+    eventually("the replayed job to die again", || async {
+        queue_cli(dir.path(), &["dlq", "list", "--queue", "mail"])
+            .await
+            .lines()
+            .count()
+            == 2
+    })
+    .await;
+    assert!(server.terminate().await.success());
+    assert_eq!(
+        queue_cli(dir.path(), &["dlq", "purge", "--queue", "mail"])
+            .await
+            .trim(),
+        "purged 1"
+    );
+    assert_eq!(
+        queue_cli(dir.path(), &["dlq", "list"])
+            .await
+            .lines()
+            .count(),
+        1
+    );
+    let unknown = basis(dir.path(), None)
+        .args(["queue", "dlq", "show", "999999"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no dead letter 999999"));
+}

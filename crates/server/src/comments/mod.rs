@@ -1,0 +1,143 @@
+//! Comments: `/posts/{id}/comments` and `/comments/{id}`, plain text.
+//!
+//! - [`api`]: the handlers.
+//! - [`CommentNotifier`]: the seam through which "new comment on your post" mail is sent.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::Router;
+use axum::response::Response;
+use axum::routing::get;
+use basis_store::comments::CommentRow;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::clock::to_datetime;
+use crate::posts::{ALLOW_COLLECTION, ALLOW_ITEM};
+use crate::rest::options;
+use crate::state::AppState;
+
+pub mod api;
+
+/// Longest comment, in characters.
+pub const MAX_COMMENT_CHARS: usize = 5_000;
+
+/// The comment routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/posts/{id}/comments",
+            get(api::list).post(api::create).options(options_comments),
+        )
+        .route(
+            "/comments/{id}",
+            get(api::read)
+                .put(api::replace)
+                .patch(api::patch)
+                .delete(api::remove)
+                .options(options_comment),
+        )
+}
+
+/// The methods `/posts/{id}/comments` allows.
+#[utoipa::path(options, path = "/posts/{id}/comments", tag = "comments", params(("id" = String, Path, description = "The post id")),
+    responses((status = 204, description = "The allowed methods", headers(("Allow" = String)))))]
+pub async fn options_comments() -> Response {
+    options(ALLOW_COLLECTION)
+}
+
+/// The methods `/comments/{id}` allows (and `Accept-Patch`).
+#[utoipa::path(options, path = "/comments/{id}", tag = "comments", params(("id" = String, Path, description = "The comment id")),
+    responses((status = 204, description = "The allowed methods", headers(("Allow" = String), ("Accept-Patch" = String)))))]
+pub async fn options_comment() -> Response {
+    options(ALLOW_ITEM)
+}
+
+/// A comment was committed. Carries what a notification needs to look up the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentAdded {
+    /// The post commented on.
+    pub post_id: i64,
+    /// Its author (the one to notify).
+    pub post_author_id: String,
+    /// The new comment.
+    pub comment_id: i64,
+    /// Who wrote it (a notifier may skip authors commenting on their own posts).
+    pub comment_author_id: String,
+}
+
+/// Called once for every comment, after its transaction has committed, before the
+/// response is sent. The default ([`NoNotifications`]) does nothing; the job queue plugs
+/// in an implementation that enqueues the "new comment on your post" email (set
+/// `AppServices::comment_notifier`). It cannot fail the request: the comment is already
+/// stored, so an implementation logs its own errors (and should only enqueue, not send).
+pub trait CommentNotifier: Send + Sync + fmt::Debug + 'static {
+    /// Reacts to a new comment.
+    fn comment_added(&self, event: CommentAdded) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The notifier that notifies nobody.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotifications;
+
+impl CommentNotifier for NoNotifications {
+    fn comment_added(&self, _event: CommentAdded) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
+
+/// The body of `POST /posts/{id}/comments` and `PUT /comments/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CommentInput {
+    /// Plain text, 1–5,000 characters (shown as text, never as HTML).
+    #[schema(example = "Thanks, this helped.")]
+    pub body: String,
+}
+
+/// A comment as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentView {
+    /// The id.
+    pub id: String,
+    /// The post it belongs to.
+    pub post_id: String,
+    /// The author's user id.
+    pub author_id: String,
+    /// The author's display name.
+    pub author_name: String,
+    /// Plain text.
+    pub body: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&CommentRow> for CommentView {
+    fn from(row: &CommentRow) -> Self {
+        Self {
+            id: row.id.to_string(),
+            post_id: row.post_id.to_string(),
+            author_id: row.author_id.clone(),
+            author_name: row.author_name.clone(),
+            body: row.body.clone(),
+            created_at: to_datetime(row.created_at),
+            updated_at: to_datetime(row.updated_at),
+        }
+    }
+}
+
+/// One page of comments, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentPage {
+    /// The comments of this page.
+    pub items: Vec<CommentView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}

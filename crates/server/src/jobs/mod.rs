@@ -1,0 +1,151 @@
+//! The product's background work on the queue (`basis-queue`).
+//!
+//! # Where things are
+//!
+//! - [`Jobs`]: the queue as request handlers use it: [`Jobs::submit`] enqueues work a user
+//!   asked for and can follow at `GET /jobs/{id}`; [`Jobs::enqueue`] adds internal work.
+//! - [`status`]: the status table behind `GET /jobs/{id}` and the handler wrapper that
+//!   keeps it current. The server records status itself, so it reads the same on every
+//!   backend (RabbitMQ keeps no per-job state).
+//! - [`runtime`]: the backend chosen by `--queue-url`, the registry of product handlers,
+//!   in-process workers for `basis serve` and [`runtime::run_workers`] for `basis worker`.
+//! - [`config`]: the flags.
+//! - The handlers, each idempotent (a second delivery has the effect of one):
+//!   [`clicks`] (click batches → aggregates), [`mail`] (password reset, new comment),
+//!   [`crate::users::avatar`] (thumbnails), [`crate::links::exports`] (CSV exports).
+//! - Dead letters and queue figures for admins: [`crate::admin::queues`]; for operators:
+//!   [`cli`] (`basis queue dlq …`).
+
+use std::sync::Arc;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use basis_queue::{Backend, Enqueued, NewJob};
+use basis_store::Store;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::clock::Clock;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+pub mod cli;
+pub mod clicks;
+pub mod config;
+pub mod mail;
+pub mod runtime;
+pub mod status;
+
+pub use config::JobsConfig;
+
+/// Queue of click batches (many small jobs; kept apart so slow work never delays counts).
+pub const CLICKS_QUEUE: &str = "clicks";
+/// Queue of outgoing mail.
+pub const MAIL_QUEUE: &str = "mail";
+/// Queue of image work.
+pub const MEDIA_QUEUE: &str = "media";
+/// Queue of data exports.
+pub const EXPORTS_QUEUE: &str = "exports";
+/// Every queue the product's workers consume.
+pub const QUEUES: [&str; 4] = [CLICKS_QUEUE, MAIL_QUEUE, MEDIA_QUEUE, EXPORTS_QUEUE];
+
+/// The job status route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/jobs/{id}", get(status::read))
+}
+
+/// The queue as the request side uses it.
+#[derive(Debug, Clone)]
+pub struct Jobs {
+    backend: Arc<dyn Backend>,
+    store: Store,
+    clock: Arc<dyn Clock>,
+}
+
+impl Jobs {
+    /// Jobs on `backend`, with their status in `store`.
+    pub fn new(backend: Arc<dyn Backend>, store: Store, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            backend,
+            store,
+            clock,
+        }
+    }
+
+    /// The backend (admin API, metrics).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Enqueues internal work (no status row).
+    pub async fn enqueue(&self, job: NewJob) -> Result<Enqueued, basis_queue::Error> {
+        self.backend.enqueue(job).await
+    }
+
+    /// Enqueues work that `owner` asked for and may follow at `GET /jobs/{id}`. The payload
+    /// gets the job's id as `jobId`; returns that id. `id` is chosen by the caller when it
+    /// must be known before (rows that name the job); otherwise pass `None`.
+    pub async fn submit(
+        &self,
+        queue: &str,
+        kind: &str,
+        owner: &str,
+        id: Option<String>,
+        mut payload: serde_json::Map<String, serde_json::Value>,
+        max_attempts: u32,
+    ) -> ApiResult<String> {
+        let id = id.unwrap_or_else(new_id);
+        let now = self.clock.now_ms();
+        status::create(&self.store, &id, kind, Some(owner), now).await?;
+        payload.insert("jobId".into(), id.clone().into());
+        let job = NewJob {
+            owner: Some(owner.to_owned()),
+            max_attempts,
+            // A retried request never makes the same job twice.
+            dedup_key: Some(format!("job:{id}")),
+            ..NewJob::new(queue, kind, payload.into())
+        };
+        if let Err(err) = self.backend.enqueue(job).await {
+            let _ = status::forget(&self.store, &id).await;
+            return Err(err.into());
+        }
+        metrics::counter!("basis_jobs_submitted_total", "kind" => kind.to_owned()).increment(1);
+        Ok(id)
+    }
+}
+
+/// A fresh job id: 128 random bits in hex (unguessable, so ids reveal nothing).
+pub fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The body of a `202 Accepted` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobAccepted {
+    /// Follow it at `/jobs/{jobId}`.
+    pub job_id: String,
+}
+
+/// `202 Accepted`, `Location: /jobs/{id}` and `{"jobId"}`.
+pub fn accepted(job_id: String) -> Response {
+    let location = HeaderValue::from_str(&format!("/jobs/{job_id}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("/jobs"));
+    let mut response = (StatusCode::ACCEPTED, Json(JobAccepted { job_id })).into_response();
+    response.headers_mut().insert(header::LOCATION, location);
+    response
+}
+
+impl From<basis_queue::Error> for ApiError {
+    fn from(err: basis_queue::Error) -> Self {
+        match err {
+            basis_queue::Error::Unavailable(_) => {
+                tracing::warn!(error = %err, "the queue is unavailable");
+                ApiError::Unavailable("the job queue is unavailable; try again shortly".into())
+            }
+            other => ApiError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}

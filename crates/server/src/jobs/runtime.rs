@@ -1,0 +1,229 @@
+//! Running the product's jobs: the backend `--queue-url` names, the handler registry, the
+//! workers inside `basis serve` and the `basis worker` process.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use basis_auth::mail::Mailer;
+use basis_queue::worker::{Registry, Worker, WorkerConfig, WorkerReport};
+use basis_queue::{Backend, ClaimedJob, Handler, JobError, handler_fn};
+use basis_store::{Pools, Store};
+
+use super::{QUEUES, clicks, config::Workers, mail, status};
+use crate::clock::{Clock, SystemClock};
+use crate::links::clicks::ClickRecorder;
+use crate::{Config, links, users};
+
+/// What handlers need, whether they run in `serve` or in `basis worker`.
+#[derive(Debug)]
+pub struct JobContext {
+    /// The database.
+    pub store: Store,
+    /// The time source (the app's clock, so tests are exact).
+    pub clock: Arc<dyn Clock>,
+    /// Outgoing mail, when `--smtp-url` is set.
+    pub mailer: Option<Mailer>,
+    /// This process's click recorder, told at once when one of its batches is applied
+    /// (`None` in `basis worker`: servers then learn it from the database).
+    pub clicks: Option<Arc<ClickRecorder>>,
+}
+
+/// The app's clock as the queue's time source.
+#[derive(Debug)]
+struct QueueClock(Arc<dyn Clock>);
+
+impl basis_queue::Clock for QueueClock {
+    fn now_ms(&self) -> i64 {
+        self.0.now_ms()
+    }
+}
+
+/// The app's clock for the queue crate.
+pub fn queue_clock(clock: Arc<dyn Clock>) -> Arc<dyn basis_queue::Clock> {
+    Arc::new(QueueClock(clock))
+}
+
+/// Opens the queue `--queue-url` names (default: the database in use) and installs its
+/// tables. On the default SQLite database the queue shares the store's single writer
+/// connection, so queue and data writes take turns instead of colliding on the file lock.
+pub async fn open_backend(
+    config: &Config,
+    store: &Store,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<dyn Backend>> {
+    let database_url = config.database_url();
+    let url = config.jobs.queue_url(&database_url);
+    let clock = queue_clock(clock);
+    let backend: Arc<dyn Backend> = match store.pools() {
+        Pools::Sqlite { write, .. } if url == database_url => {
+            let queue = basis_queue::sqlite::SqliteQueue::new(write.clone(), clock);
+            queue
+                .install()
+                .await
+                .context("cannot install the queue's tables")?;
+            Arc::new(queue)
+        }
+        _ if url.starts_with("amqp://") => {
+            let (url, namespace) = amqp_namespace(&url)?;
+            let config = basis_queue::amqp::AmqpConfig {
+                namespace: namespace.unwrap_or_else(|| "basis".into()),
+                // So stats and dead letters cover every product queue, even in a process
+                // (the CLI, a server with `--workers off`) that never touched some of them.
+                queues: QUEUES.iter().map(|q| (*q).to_owned()).collect(),
+                ..Default::default()
+            };
+            Arc::new(
+                basis_queue::amqp::AmqpQueue::connect_with(&url, clock, config)
+                    .await
+                    .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?,
+            )
+        }
+        _ => basis_queue::connect(&url, clock)
+            .await
+            .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?,
+    };
+    Ok(backend)
+}
+
+/// Splits an optional `namespace` query parameter off a RabbitMQ URL: the prefix of every
+/// broker object, so several installations (or test runs) can share one broker and vhost.
+fn amqp_namespace(url: &str) -> anyhow::Result<(String, Option<String>)> {
+    let mut parsed = url::Url::parse(url).context("the queue URL is not a valid URL")?;
+    let mut namespace = None;
+    let rest: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(key, value)| {
+            if key == "namespace" {
+                namespace = Some(value.into_owned());
+                None
+            } else {
+                Some((key.into_owned(), value.into_owned()))
+            }
+        })
+        .collect();
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    Ok((parsed.to_string(), namespace))
+}
+
+/// Wraps an async function of the context into a handler.
+fn handler<F, Fut>(ctx: &Arc<JobContext>, f: F) -> Arc<dyn Handler>
+where
+    F: Fn(Arc<JobContext>, ClaimedJob) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
+{
+    let ctx = ctx.clone();
+    handler_fn(move |job| f(ctx.clone(), job))
+}
+
+/// Every product job kind and its handler; jobs users follow keep their status row.
+pub fn registry(ctx: &Arc<JobContext>) -> Registry {
+    let tracked = |inner| status::tracked(ctx.store.clone(), ctx.clock.clone(), inner);
+    Registry::new()
+        .handle(clicks::APPLY_CLICKS, handler(ctx, clicks::apply))
+        .handle(mail::PASSWORD_RESET, handler(ctx, mail::password_reset))
+        .handle(mail::NEW_COMMENT, handler(ctx, mail::new_comment))
+        .handle(
+            users::avatar::THUMBNAILS,
+            tracked(handler(ctx, users::avatar::thumbnails)),
+        )
+        .handle(
+            links::exports::EXPORT,
+            tracked(handler(ctx, links::exports::export)),
+        )
+}
+
+/// How the product's workers run.
+pub fn worker_config(config: &Config) -> WorkerConfig {
+    let lease = config.jobs.lease();
+    WorkerConfig {
+        concurrency: config.jobs.worker_concurrency.max(1),
+        lease,
+        heartbeat: lease / 3,
+        shutdown_grace: config.shutdown_grace(),
+        ..WorkerConfig::new(QUEUES)
+    }
+}
+
+/// Starts the workers of `basis serve`, unless `--workers off`; they stop when `stop`
+/// turns true.
+pub fn spawn_in_process(
+    config: &Config,
+    backend: Arc<dyn Backend>,
+    ctx: Arc<JobContext>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<WorkerReport>> {
+    if config.jobs.workers == Workers::Off {
+        return None;
+    }
+    let worker = Worker::new(
+        backend,
+        queue_clock(ctx.clock.clone()),
+        worker_config(config),
+        registry(&ctx),
+    );
+    Some(tokio::spawn(worker.run(async move {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    })))
+}
+
+/// `basis worker`: runs the product's workers (and nothing else) until `shutdown`
+/// resolves, then stops claiming, lets running jobs finish within the grace period and
+/// releases the rest.
+pub async fn run_workers(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    crate::prometheus();
+    let store = crate::open_store(&config).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let backend = open_backend(&config, &store, clock.clone()).await?;
+    let mailer = config
+        .auth
+        .smtp_url
+        .as_deref()
+        .map(|url| Mailer::new(url, &config.auth.mail_from))
+        .transpose()?;
+    let ctx = Arc::new(JobContext {
+        store: store.clone(),
+        clock: clock.clone(),
+        mailer,
+        clicks: None,
+    });
+    let worker = Worker::new(
+        backend.clone(),
+        queue_clock(clock),
+        worker_config(&config),
+        registry(&ctx),
+    );
+    tracing::info!(queue = backend.name(), queues = ?QUEUES, "worker running");
+    let report = worker.run(shutdown).await;
+    tracing::info!(
+        claimed = report.claimed,
+        released = report.released,
+        "worker stopped"
+    );
+    store.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amqp_namespace;
+
+    #[test]
+    fn the_namespace_parameter_is_taken_off_the_amqp_url() {
+        let (url, ns) =
+            amqp_namespace("amqp://guest:guest@127.0.0.1:5672/%2f?namespace=run1&heartbeat=10")
+                .unwrap();
+        assert_eq!(url, "amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=10");
+        assert_eq!(ns.as_deref(), Some("run1"));
+        let (url, ns) = amqp_namespace("amqp://127.0.0.1/%2f").unwrap();
+        assert_eq!(url, "amqp://127.0.0.1/%2f");
+        assert_eq!(ns, None);
+    }
+}

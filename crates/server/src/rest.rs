@@ -1,0 +1,326 @@
+//! HTTP semantics shared by the blog's resources: content negotiation (406), media types of
+//! bodies (415), strong ETags and conditional requests (304, 412), cache headers, JSON Merge
+//! Patch (RFC 7396) and `OPTIONS`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::clock::to_datetime;
+use crate::error::{ApiError, FieldError};
+
+/// The media type of JSON Merge Patch bodies.
+pub const MERGE_PATCH: &str = "application/merge-patch+json";
+
+/// How a representation may be cached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// The same for everyone: shared caches may keep it briefly.
+    Public,
+    /// Personal or unpublished: no cache may store it.
+    Private,
+}
+
+impl Caching {
+    fn header(self) -> HeaderValue {
+        match self {
+            Caching::Public => HeaderValue::from_static("public, max-age=60"),
+            Caching::Private => HeaderValue::from_static("private, no-store"),
+        }
+    }
+}
+
+/// 406 unless the client accepts JSON (no `Accept` header accepts anything).
+pub fn negotiate(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut ranges = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .peekable();
+    if ranges.peek().is_none() {
+        return Ok(());
+    }
+    let accepted = ranges.any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim();
+            p.strip_prefix("q=")
+                .and_then(|q| q.trim().parse::<f32>().ok())
+                .is_some_and(|q| q <= 0.0)
+        });
+        !refused && matches!(media.as_str(), "*/*" | "application/*" | "application/json")
+    });
+    if accepted {
+        Ok(())
+    } else {
+        Err(ApiError::NotAcceptable(
+            "this resource is only available as application/json".into(),
+        ))
+    }
+}
+
+/// The body's media type without parameters, lower-cased.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+/// The body as bytes, after checking its media type is `expected` (415 otherwise).
+pub fn body_of(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    expected: &str,
+) -> Result<Bytes, ApiError> {
+    if media_type(headers).as_deref() != Some(expected) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body must be {expected}"
+        )));
+    }
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })
+}
+
+/// Parses JSON text: malformed JSON is 400.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|err| ApiError::BadRequest(format!("malformed JSON: {err}")))
+}
+
+/// Reads a well-formed JSON document as `T`: a missing field, an unknown one or a value of
+/// the wrong type is 422, naming the field where serde can.
+pub fn from_document<T: DeserializeOwned>(document: Value) -> Result<T, ApiError> {
+    if !document.is_object() {
+        return Err(ApiError::UnprocessableFields(vec![FieldError::new(
+            "",
+            "the body must be a JSON object",
+        )]));
+    }
+    serde_json::from_value(document).map_err(|err| {
+        let message = err.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field"))
+            .unwrap_or("")
+            .to_owned();
+        ApiError::UnprocessableFields(vec![FieldError::new(field, message)])
+    })
+}
+
+/// Applies a JSON Merge Patch (RFC 7396) to `target`: members set to `null` are removed,
+/// objects merge recursively, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Value::Object(target) = target {
+        for (name, value) in patch {
+            if value.is_null() {
+                target.remove(name);
+            } else {
+                merge_patch(target.entry(name.clone()).or_insert(Value::Null), value);
+            }
+        }
+    }
+}
+
+/// The strong entity tag of a representation: a digest of its exact bytes.
+pub fn etag_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    format!(
+        "\"{}\"",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..18])
+    )
+}
+
+/// The entity tags listed in a conditional header (`*` is returned as is).
+fn listed_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Vec<String>> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    Some(
+        values
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect(),
+    )
+}
+
+/// Whether `If-None-Match` matches `etag` (weak comparison, RFC 9110 §13.1.2).
+fn none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
+    listed_tags(headers, header::IF_NONE_MATCH).is_some_and(|tags| {
+        tags.iter()
+            .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+    })
+}
+
+/// 412 unless `If-Match` is absent or lists `etag` (strong comparison) or `*`.
+pub fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), ApiError> {
+    match listed_tags(headers, header::IF_MATCH) {
+        None => Ok(()),
+        Some(tags) if tags.iter().any(|t| t == "*" || t == etag) => Ok(()),
+        Some(_) => Err(ApiError::PreconditionFailed(
+            "the resource changed since you read it; fetch it again and reapply your change".into(),
+        )),
+    }
+}
+
+/// Whether the request made a precondition on the current state (then a concurrent change
+/// is a 412, not a retry).
+pub fn has_if_match(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::IF_MATCH)
+}
+
+/// Unix milliseconds as an HTTP date.
+pub fn http_date(ms: i64) -> String {
+    to_datetime(ms)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
+}
+
+/// A serialised JSON representation with its validators.
+#[derive(Debug)]
+pub struct Representation {
+    /// The body.
+    pub bytes: Vec<u8>,
+    /// Its strong ETag.
+    pub etag: String,
+}
+
+impl Representation {
+    /// Serialises `value`.
+    pub fn of<T: Serialize>(value: &T) -> Result<Self, ApiError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| ApiError::Internal(e.into()))?;
+        let etag = etag_of(&bytes);
+        Ok(Self { bytes, etag })
+    }
+
+    /// The response: `status` with the body, or 304 with no body when `If-None-Match`
+    /// matches (only for reads). Validators and cache headers go on both.
+    pub fn respond(
+        self,
+        request: &HeaderMap,
+        status: StatusCode,
+        caching: Caching,
+        last_modified: Option<i64>,
+    ) -> Response {
+        let not_modified = status == StatusCode::OK && none_match_hits(request, &self.etag);
+        let mut response = if not_modified {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let mut response = (status, self.bytes).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        };
+        let headers = response.headers_mut();
+        if let Ok(etag) = HeaderValue::from_str(&self.etag) {
+            headers.insert(header::ETAG, etag);
+        }
+        if let Some(ms) = last_modified
+            && let Ok(date) = HeaderValue::from_str(&http_date(ms))
+        {
+            headers.insert(header::LAST_MODIFIED, date);
+        }
+        headers.insert(header::CACHE_CONTROL, caching.header());
+        // Drafts differ by caller, and the representation by negotiation.
+        headers.insert(
+            header::VARY,
+            HeaderValue::from_static("Accept, Authorization, Cookie"),
+        );
+        response
+    }
+}
+
+/// The answer to `OPTIONS`: 204 with `Allow` (and `Accept-Patch` where PATCH is allowed).
+pub fn options(allow: &'static str) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+    if allow.contains("PATCH") {
+        headers.insert("accept-patch", HeaderValue::from_static(MERGE_PATCH));
+    }
+    response
+}
+
+/// Parses a numeric resource id from a path segment; anything else names no resource (404).
+pub fn parse_id(segment: &str) -> Result<i64, ApiError> {
+    if segment.is_empty() || segment.len() > 18 || !segment.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::NotFound);
+    }
+    segment
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or(ApiError::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn accept(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn merge_patch_follows_the_rfc_examples() {
+        let mut target = json!({"a": "b", "c": {"d": "e", "f": "g"}});
+        merge_patch(&mut target, &json!({"a": "z", "c": {"f": null}}));
+        assert_eq!(target, json!({"a": "z", "c": {"d": "e"}}));
+        let mut target = json!({"a": ["b"]});
+        merge_patch(&mut target, &json!({"a": ["c"]}));
+        assert_eq!(target, json!({"a": ["c"]}));
+        let mut target = json!({"a": "foo"});
+        merge_patch(&mut target, &json!("bar"));
+        assert_eq!(target, json!("bar"));
+    }
+
+    #[test]
+    fn json_is_acceptable_through_wildcards_and_refused_by_q_zero() {
+        assert!(negotiate(&HeaderMap::new()).is_ok());
+        assert!(negotiate(&accept("text/html, application/*;q=0.5")).is_ok());
+        assert!(negotiate(&accept("*/*")).is_ok());
+        assert!(negotiate(&accept("text/html")).is_err());
+        assert!(negotiate(&accept("application/json;q=0")).is_err());
+    }
+
+    #[test]
+    fn ids_are_positive_decimal_numbers() {
+        assert_eq!(parse_id("42").ok(), Some(42));
+        for bad in ["0", "-1", "1e3", "abc", "99999999999999999999", "", " 1"] {
+            assert!(parse_id(bad).is_err(), "{bad}");
+        }
+    }
+}

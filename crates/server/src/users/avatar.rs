@@ -1,0 +1,348 @@
+//! Avatars: `PUT /users/{id}/avatar` takes an image and answers 202 with a job; a worker
+//! makes 64 px and 256 px PNG thumbnails; `GET /users/{id}/avatar?size=64|256` serves them.
+//!
+//! An upload is checked before any job exists: its first bytes must be those of PNG, JPEG
+//! or WebP (else 415, whatever the name or `Content-Type` say), and it must decode within
+//! [`MAX_SIDE`] pixels a side (else 422), so a worker never receives a file it cannot use
+//! and a small file cannot unpack into gigabytes. The upload waits in the database, and the
+//! thumbnails live there too, so every instance and every worker can reach them.
+//!
+//! The job is idempotent: thumbnails are upserted by `(user, size)` and the upload row is
+//! deleted in the same transaction; a second delivery finds the upload gone and the avatar
+//! made from it. An older upload processed late never replaces a newer avatar (uploads are
+//! ordered by id).
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use basis_queue::{ClaimedJob, JobError};
+use basis_store::on_pool;
+use image::{DynamicImage, ImageFormat, ImageReader};
+use serde::Deserialize;
+
+use crate::caller::Authenticated;
+use crate::error::{ApiError, ApiResult};
+use crate::jobs::runtime::JobContext;
+use crate::state::AppState;
+
+/// The job kind.
+pub const THUMBNAILS: &str = "avatar.thumbnails";
+/// The largest upload, bytes (413 beyond).
+pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
+/// The largest accepted width or height, pixels.
+pub const MAX_SIDE: u32 = 8192;
+/// Uploads decoded at the same time in one process (each can need `MAX_SIDE`² × 4 bytes).
+static UPLOAD_DECODES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// The thumbnail sizes, pixels (square).
+pub const SIZES: [u32; 2] = [64, 256];
+
+/// Why an upload is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ImageProblem {
+    /// Not PNG, JPEG or WebP by content.
+    UnsupportedType,
+    /// Claims a supported type but does not decode (or is too large).
+    Undecodable(String),
+}
+
+/// The upload's format, by its first bytes.
+pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, ImageProblem> {
+    match image::guess_format(bytes) {
+        Ok(format @ (ImageFormat::Png | ImageFormat::Jpeg | ImageFormat::WebP)) => Ok(format),
+        _ => Err(ImageProblem::UnsupportedType),
+    }
+}
+
+/// Decodes an upload, refusing anything beyond [`MAX_SIDE`] (CPU-heavy: blocking pool).
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageProblem> {
+    let format = sniff(bytes)?;
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(512 * 1024 * 1024);
+    reader.limits(limits);
+    reader
+        .decode()
+        .map_err(|e| ImageProblem::Undecodable(e.to_string()))
+}
+
+/// The square PNG thumbnails of an upload, centre-cropped (CPU-heavy: blocking pool).
+pub fn thumbnails_of(bytes: &[u8]) -> Result<Vec<(u32, Vec<u8>)>, ImageProblem> {
+    let image = decode(bytes)?;
+    SIZES
+        .iter()
+        .map(|&side| {
+            let thumb = image.resize_to_fill(side, side, image::imageops::FilterType::CatmullRom);
+            let mut png = Vec::new();
+            thumb
+                .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+                .map_err(|e| ImageProblem::Undecodable(e.to_string()))?;
+            Ok((side, png))
+        })
+        .collect()
+}
+
+/// Uploads a new avatar (owner or admin): 202 with the thumbnail job.
+#[utoipa::path(put, path = "/users/{id}/avatar", tag = "users",
+    params(("id" = String, Path, description = "The account's id")),
+    request_body(content = Vec<u8>, description = "A PNG, JPEG or WebP image, at most 5 MB", content_type = "image/*"),
+    responses(
+        (status = 202, body = crate::jobs::JobAccepted, headers(("Location" = String, description = "The job: /jobs/{id}"))),
+        (status = 401), (status = 403), (status = 404),
+        (status = 413, description = "Larger than 5 MB", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not PNG, JPEG or WebP", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a decodable image", body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn upload(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    caller.require_account()?;
+    let principal = caller.act_for(&id)?;
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    super::repo::find(&state.store, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let checked = bytes.clone();
+    // A decode may take hundreds of MB for a large photo: a few at a time per process.
+    let _permit = UPLOAD_DECODES
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(move || decode(&checked).map(drop))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?
+        .map_err(|problem| match problem {
+            ImageProblem::UnsupportedType => ApiError::UnsupportedMediaType(
+                "the avatar must be a PNG, JPEG or WebP image".into(),
+            ),
+            ImageProblem::Undecodable(_) => ApiError::Unprocessable(format!(
+                "the image cannot be decoded (or is over {MAX_SIDE} pixels a side)"
+            )),
+        })?;
+
+    let job_id = crate::jobs::new_id();
+    let now = state.clock.now_ms();
+    let upload_id: i64 = on_pool!(state.store, write, pool => {
+        sqlx::query_scalar(
+            "INSERT INTO avatar_uploads (user_id, job_id, image, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(&id).bind(&job_id).bind(bytes.as_ref()).bind(now)
+        .fetch_one(pool).await
+    })
+    .map_err(basis_store::Error::from)?;
+    let mut payload = serde_json::Map::new();
+    payload.insert("uploadId".into(), upload_id.into());
+    payload.insert("userId".into(), id.clone().into());
+    let owner = principal.user_id.clone();
+    let submitted = state
+        .jobs
+        .submit(
+            crate::jobs::MEDIA_QUEUE,
+            THUMBNAILS,
+            &owner,
+            Some(job_id),
+            payload,
+            5,
+        )
+        .await;
+    if submitted.is_err() {
+        let _ = on_pool!(state.store, write, pool => {
+            sqlx::query("DELETE FROM avatar_uploads WHERE id = $1").bind(upload_id).execute(pool).await.map(drop)
+        });
+    }
+    Ok(crate::jobs::accepted(submitted?))
+}
+
+/// Which thumbnail to serve.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct AvatarQuery {
+    /// 64 or 256 (the default).
+    pub size: Option<u32>,
+}
+
+/// Serves an avatar thumbnail (404 until the first one is ready).
+#[utoipa::path(get, path = "/users/{id}/avatar", tag = "users",
+    params(("id" = String, Path, description = "The account's id"), AvatarQuery),
+    responses(
+        (status = 200, description = "The PNG thumbnail", content_type = "image/png"),
+        (status = 304, description = "Not modified"),
+        (status = 400, body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<AvatarQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let size = query.size.unwrap_or(256);
+    if !SIZES.contains(&size) {
+        return Err(ApiError::field("size", "must be 64 or 256"));
+    }
+    let row: Option<(Vec<u8>, String)> = on_pool!(state.store, read, pool => {
+        sqlx::query_as("SELECT image, etag FROM avatars WHERE user_id = $1 AND size = $2")
+            .bind(&id).bind(i64::from(size)).fetch_optional(pool).await
+    })
+    .map_err(basis_store::Error::from)?;
+    let (image, etag) = row.ok_or(ApiError::NotFound)?;
+    let etag =
+        HeaderValue::from_str(&format!("\"{etag}\"")).map_err(|e| ApiError::Internal(e.into()))?;
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|offered| offered == etag);
+    let mut response = if fresh {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        let mut response = Response::new(Body::from(image));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+        response
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::ETAG, etag);
+    // Shared caches may keep it briefly; a new avatar shows within a minute.
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=60"),
+    );
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ThumbnailJob {
+    upload_id: i64,
+    user_id: String,
+}
+
+fn retry(err: impl std::fmt::Display) -> JobError {
+    JobError::Retry(err.to_string())
+}
+
+/// The worker side: makes and stores the thumbnails of one upload.
+pub async fn thumbnails(
+    ctx: Arc<JobContext>,
+    job: ClaimedJob,
+) -> Result<Option<serde_json::Value>, JobError> {
+    let task: ThumbnailJob = serde_json::from_value(job.payload).map_err(JobError::bad_payload)?;
+    let done = serde_json::json!({
+        "sizes": SIZES,
+        "urls": SIZES.iter().map(|s| format!("/users/{}/avatar?size={s}", task.user_id)).collect::<Vec<_>>(),
+    });
+    let upload: Option<Vec<u8>> = on_pool!(ctx.store, read, pool => {
+        sqlx::query_scalar("SELECT image FROM avatar_uploads WHERE id = $1")
+            .bind(task.upload_id).fetch_optional(pool).await
+    })
+    .map_err(retry)?;
+    let Some(upload) = upload else {
+        // Done by an earlier delivery (the upload goes with the thumbnails' commit), or the
+        // account is gone.
+        let made: Option<i64> = on_pool!(ctx.store, read, pool => {
+            sqlx::query_scalar("SELECT upload_id FROM avatars WHERE user_id = $1 AND upload_id >= $2 LIMIT 1")
+                .bind(&task.user_id).bind(task.upload_id).fetch_optional(pool).await
+        })
+        .map_err(retry)?;
+        return match made {
+            Some(_) => Ok(Some(done)),
+            None => Err(JobError::Fatal("the upload no longer exists".into())),
+        };
+    };
+    let thumbs = tokio::task::spawn_blocking(move || thumbnails_of(&upload))
+        .await
+        .map_err(retry)?
+        .map_err(|_| JobError::Fatal("the image cannot be decoded".into()))?;
+    let now = ctx.clock.now_ms();
+    on_pool!(ctx.store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            for (side, png) in &thumbs {
+                sqlx::query(
+                    "INSERT INTO avatars (user_id, size, image, etag, upload_id, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, size) DO UPDATE SET \
+                     image = excluded.image, etag = excluded.etag, upload_id = excluded.upload_id, \
+                     updated_at = excluded.updated_at WHERE avatars.upload_id <= excluded.upload_id",
+                )
+                .bind(&task.user_id).bind(i64::from(*side)).bind(png.as_slice())
+                .bind(format!("{}-{side}", task.upload_id)).bind(task.upload_id).bind(now)
+                .execute(&mut *tx).await?;
+            }
+            sqlx::query("DELETE FROM avatar_uploads WHERE id = $1")
+                .bind(task.upload_id).execute(&mut *tx).await?;
+            tx.commit().await
+        }
+        .await
+    })
+    .map_err(retry)?;
+    Ok(Some(done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(format: ImageFormat, width: u32, height: u32) -> Vec<u8> {
+        let image = DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        }));
+        let mut out = Vec::new();
+        image.write_to(&mut Cursor::new(&mut out), format).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_type_comes_from_the_content_not_the_name() {
+        assert_eq!(
+            sniff(&encoded(ImageFormat::Png, 4, 4)),
+            Ok(ImageFormat::Png)
+        );
+        assert_eq!(
+            sniff(&encoded(ImageFormat::Jpeg, 4, 4)),
+            Ok(ImageFormat::Jpeg)
+        );
+        assert_eq!(
+            sniff(&encoded(ImageFormat::WebP, 4, 4)),
+            Ok(ImageFormat::WebP)
+        );
+        assert_eq!(sniff(b"GIF89a......"), Err(ImageProblem::UnsupportedType));
+        assert_eq!(
+            sniff(b"<svg xmlns=...>"),
+            Err(ImageProblem::UnsupportedType)
+        );
+    }
+
+    #[test]
+    fn a_truncated_image_is_undecodable() {
+        let png = encoded(ImageFormat::Png, 32, 32);
+        assert!(matches!(
+            decode(&png[..png.len() / 2]),
+            Err(ImageProblem::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn thumbnails_are_square_at_each_size() {
+        for (side, png) in thumbnails_of(&encoded(ImageFormat::Jpeg, 300, 120)).unwrap() {
+            let thumb = image::load_from_memory(&png).unwrap();
+            assert_eq!((thumb.width(), thumb.height()), (side, side));
+        }
+    }
+}

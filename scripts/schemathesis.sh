@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Property-based API testing: runs schemathesis (PyPI) against a real `basis serve` and its
+# own /openapi.json, over every operation, and fails on any 5xx or any response that breaks
+# the spec (status code, content type, headers, body schema).
+#
+# Usage: scripts/schemathesis.sh [extra `st run` options]   (SCHEMATHESIS_EXAMPLES=n)
+# Loopback only; bounded in time; the server and its temporary data dir are removed at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Run as a module of the same python3 that pip installs into, so PATH does not matter.
+if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
+  echo "installing schemathesis"
+  python3 -m pip install -q --disable-pip-version-check "schemathesis>=4.3,<5"
+fi
+
+cargo build -q -p basis
+BASIS=${CARGO_TARGET_DIR:-target}/debug/basis
+DATA=$(mktemp -d)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+BASE=http://127.0.0.1:$PORT
+BASIS_RATE_LIMITS=off RUST_LOG=${RUST_LOG:-warn} "$BASIS" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
+  >"$DATA/basis.log" 2>&1 &
+SERVER=$!
+cleanup() {
+  kill -TERM "$SERVER" 2>/dev/null || true
+  wait "$SERVER" 2>/dev/null || true
+  rm -rf "$DATA"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do # up to 20 s for the server to answer
+  curl -fs -o /dev/null "$BASE/healthz" && break
+  sleep 0.2
+done
+curl -fs -o /dev/null "$BASE/healthz" || { cat "$DATA/basis.log"; exit 1; }
+
+# A signed-in caller, so operations behind authentication are exercised past the 401,
+# and one published post with a comment for the reads to find.
+PASSWORD="correct horse battery staple 42"
+curl -fs -o /dev/null -H 'content-type: application/json' \
+  -d "{\"email\":\"fuzz@example.com\",\"password\":\"$PASSWORD\",\"name\":\"Fuzz\"}" "$BASE/users"
+TOKEN=$(curl -fs -H 'content-type: application/json' \
+  -d "{\"email\":\"fuzz@example.com\",\"password\":\"$PASSWORD\"}" "$BASE/auth/login" |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["accessToken"])')
+curl -fs -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"title":"Seed","body":"Seed *post*","tags":["seed"],"status":"published"}' "$BASE/posts"
+curl -fs -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"body":"Seed comment"}' "$BASE/posts/1/comments"
+
+status=0
+python3 -m schemathesis.cli run "$BASE/openapi.json" \
+  --header "Authorization: Bearer $TOKEN" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+  --phases examples,coverage,fuzzing \
+  --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
+  --max-time 150 \
+  --request-timeout 10 \
+  --seed "${SCHEMATHESIS_SEED:-1}" \
+  --generation-database none \
+  --no-color \
+  --report-dir "$DATA/report" \
+  "$@" || status=$?
+if [ "$status" -ne 0 ]; then
+  echo "schemathesis failed (exit $status); server log:" >&2
+  grep -E 'ERROR|panicked' "$DATA/basis.log" | tail -20 >&2 || true
+fi
+exit "$status"
