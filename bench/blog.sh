@@ -2,7 +2,8 @@
 # The blog's read path over 100,000 posts, on SQLite and on PostgreSQL:
 #   1. GET /posts?limit=20 (the 200 path: query, serialise, hash for the ETag);
 #   2. the same request with a matching If-None-Match (the 304 path: same work, no body);
-#   3. full-text search, 100 different words each matching 1,000 posts (p50/p99 latency).
+#   3. full-text search, 100 different words each matching 1,000 posts (p50/p99 latency),
+#      with 64 connections and with one.
 # Usage: bench/blog.sh   (BENCH_POSTGRES_URL: where a scratch database may be made;
 #                         BLOG_POSTS: how many posts, default 100000)
 set -euo pipefail
@@ -55,6 +56,8 @@ measure() { # measure <engine>
   run_wrk "$1: GET /posts?limit=20 (200)" "$BASE/posts?limit=20"
   run_wrk "$1: same, If-None-Match (304)" "$BASE/posts?limit=20" "$BENCH_DIR/tmp/inm.lua"
   run_wrk "$1: search q=topicN (200)" "$BASE" "$BENCH_DIR/tmp/search.lua"
+  # Latency without queueing behind 63 other clients.
+  WRK_CONNECTIONS=1 run_wrk "$1: search q=topicN, 1 connection" "$BASE" "$BENCH_DIR/tmp/search.lua"
 }
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); $POSTS posts; wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d$WRK_DURATION" | tee -a "$RESULTS"
