@@ -53,9 +53,11 @@ ensure_rabbitmq() { # the RabbitMQ queue backend's suite (quorum queues need 3.8
     wait_for RabbitMQ rabbitmq-diagnostics -q check_port_connectivity
   fi
   export BASIS_TEST_AMQP_URL=${BASIS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
-  # Each test declares under basis-test-<random> and deletes it; drop what failed runs left.
-  rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null | grep '^basis-test-' |
-    while read -r q; do rabbitmqctl -q delete_queue "$q" >/dev/null 2>&1 || true; done
+  # Tests declare under basis-test-<random> or basis_test_<random>; drop what earlier runs left.
+  # (`|| true`: finding none is the usual case, and pipefail would make it an error.)
+  { rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null || true; } |
+    { grep -E '^basis[-_]test[-_]' || true; } |
+    while read -r q; do rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true; done
 }
 
 ensure_node() { # the OpenID Connect tests run a real provider (npm package oidc-provider)
