@@ -205,6 +205,18 @@ impl Worker {
                         Vec::new()
                     }
                 };
+                // A stop that arrived while the claim was on its way: nothing claimed now
+                // starts; it goes back unstarted, its attempt given back.
+                if (&mut shutdown).now_or_never().is_some() {
+                    for job in jobs {
+                        match ctx.backend.release(&job.lease).await {
+                            Ok(()) => report.released += 1,
+                            Err(e) => tracing::warn!(job = %job.lease.id, error = %e,
+                                "release at shutdown failed; the lease will expire"),
+                        }
+                    }
+                    break 'run;
+                }
                 for job in jobs {
                     // Only this loop takes permits, and it asked for no more than were free.
                     let Ok(permit) = sem.clone().try_acquire_owned() else {

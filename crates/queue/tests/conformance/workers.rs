@@ -257,7 +257,12 @@ pub async fn graceful_shutdown(h: Harness) {
         .id;
     gate.notify_one();
     let report = w.done.await.unwrap();
-    assert_eq!(report.released, 1);
+    // `endless` is released; so is `late` if a claim already on its way picked it up.
+    assert!(
+        (1..=2).contains(&report.released),
+        "released {}",
+        report.released
+    );
     assert_eq!(status(&h, &brief).await, JobStatus::Done);
     let info = h.backend.job(&endless).await.unwrap().unwrap();
     assert_eq!(
@@ -265,5 +270,10 @@ pub async fn graceful_shutdown(h: Harness) {
         (JobStatus::Queued, 0),
         "released, attempt given back"
     );
-    assert_eq!(status(&h, &late).await, JobStatus::Queued);
+    let late = h.backend.job(&late).await.unwrap().unwrap();
+    assert_eq!(
+        (late.status, late.attempts),
+        (JobStatus::Queued, 0),
+        "never started after the stop"
+    );
 }
