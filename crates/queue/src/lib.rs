@@ -227,3 +227,14 @@ pub(crate) fn validate(job: &NewJob) -> Result<()> {
 pub(crate) fn sql_id(id: &JobId) -> Option<i64> {
     id.0.parse().ok()
 }
+
+/// The SQL id a lease is for; a lease on an id that cannot be ours holds nothing.
+pub(crate) fn lease_id(lease: &Lease) -> Result<i64> {
+    sql_id(&lease.id).ok_or_else(|| Error::LeaseLost(lease.id.clone()))
+}
+
+/// A stored JSON column. Only this crate writes these columns, always valid JSON; odd text
+/// is kept visible as a string rather than lost.
+pub(crate) fn stored_json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+}

@@ -16,7 +16,7 @@ use crate::sqlite::DEFAULT_DONE_RETENTION;
 use crate::wake::Wakers;
 use crate::{
     Backend, ClaimedJob, Clock, DeadJob, Enqueued, Error, JobId, JobInfo, JobStatus, Lease, NewJob,
-    QueueStats, Result, sql_id, validate,
+    QueueStats, Result, lease_id, sql_id, stored_json, validate,
 };
 
 /// The NOTIFY channel; the payload is the queue name.
@@ -204,20 +204,12 @@ impl PostgresQueue {
     }
 }
 
-fn lease_id(lease: &Lease) -> Result<i64> {
-    sql_id(&lease.id).ok_or_else(|| Error::LeaseLost(lease.id.clone()))
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
-}
-
 fn dead_job(row: &PgRow) -> Result<DeadJob> {
     Ok(DeadJob {
         id: JobId(row.try_get::<i64, _>("id")?.to_string()),
         queue: row.try_get("queue")?,
         kind: row.try_get("kind")?,
-        payload: json(&row.try_get::<String, _>("payload")?),
+        payload: stored_json(&row.try_get::<String, _>("payload")?),
         attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
         last_error: row.try_get("last_error")?,
         died_at_ms: row.try_get("died_at")?,
@@ -290,7 +282,7 @@ impl Backend for PostgresQueue {
                 ClaimedJob {
                     lease,
                     kind: row.try_get("kind")?,
-                    payload: json(&row.try_get::<String, _>("payload")?),
+                    payload: stored_json(&row.try_get::<String, _>("payload")?),
                     attempt,
                     max_attempts,
                     enqueued_at_ms: row.try_get("enqueued_at")?,
@@ -397,7 +389,7 @@ impl Backend for PostgresQueue {
             attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
             result: row
                 .try_get::<Option<String>, _>("result")?
-                .map(|r| json(&r)),
+                .map(|r| stored_json(&r)),
             last_error: row.try_get("last_error")?,
             owner: row.try_get("owner")?,
         }))

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use crate::wake::Wakers;
 use crate::{
     Backend, ClaimedJob, Clock, DeadJob, Enqueued, Error, JobId, JobInfo, JobStatus, Lease, NewJob,
-    QueueStats, Result, sql_id, validate,
+    QueueStats, Result, lease_id, sql_id, stored_json, validate,
 };
 
 /// How long finished jobs stay readable in `queue_done` by default.
@@ -196,21 +196,12 @@ impl SqliteQueue {
     }
 }
 
-fn lease_id(lease: &Lease) -> Result<i64> {
-    sql_id(&lease.id).ok_or_else(|| Error::LeaseLost(lease.id.clone()))
-}
-
-fn json(text: &str) -> serde_json::Value {
-    // Only this crate writes the column, always valid JSON; keep odd text visible anyway.
-    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
-}
-
 fn dead_job(row: &SqliteRow) -> Result<DeadJob> {
     Ok(DeadJob {
         id: JobId(row.try_get::<i64, _>("id")?.to_string()),
         queue: row.try_get("queue")?,
         kind: row.try_get("kind")?,
-        payload: json(&row.try_get::<String, _>("payload")?),
+        payload: stored_json(&row.try_get::<String, _>("payload")?),
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         last_error: row.try_get("last_error")?,
         died_at_ms: row.try_get("died_at")?,
@@ -275,7 +266,7 @@ impl Backend for SqliteQueue {
             claimed.push(ClaimedJob {
                 lease,
                 kind: row.try_get("kind")?,
-                payload: json(&row.try_get::<String, _>("payload")?),
+                payload: stored_json(&row.try_get::<String, _>("payload")?),
                 attempt,
                 max_attempts,
                 enqueued_at_ms: row.try_get("enqueued_at")?,
@@ -386,7 +377,7 @@ impl Backend for SqliteQueue {
             attempts: row.try_get::<i64, _>("attempts")? as u32,
             result: row
                 .try_get::<Option<String>, _>("result")?
-                .map(|r| json(&r)),
+                .map(|r| stored_json(&r)),
             last_error: row.try_get("last_error")?,
             owner: row.try_get("owner")?,
         }))
