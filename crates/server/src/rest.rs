@@ -101,6 +101,32 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
         .map_err(|err| ApiError::BadRequest(format!("malformed JSON: {err}")))
 }
 
+/// A whole-resource JSON body (`application/json`) read as `T`: 415, 413, 400 for
+/// malformed JSON and 422 for missing or invalid fields, as [`body_of`], [`parse_json`] and
+/// [`from_document`] decide.
+pub fn json_document<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    from_document(parse_json(&body_of(headers, body, "application/json")?)?)
+}
+
+/// A JSON Merge Patch body (`application/merge-patch+json`), which must be an object; a
+/// patch of anything else is 400 naming the `resource`.
+pub fn merge_patch_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    resource: &str,
+) -> Result<Value, ApiError> {
+    let patch = parse_json(&body_of(headers, body, MERGE_PATCH)?)?;
+    if !patch.is_object() {
+        return Err(ApiError::BadRequest(format!(
+            "a merge patch of a {resource} must be a JSON object"
+        )));
+    }
+    Ok(patch)
+}
+
 /// Reads a well-formed JSON document as `T`: a missing field, an unknown one or a value of
 /// the wrong type is 422, naming the field where serde can.
 pub fn from_document<T: DeserializeOwned>(document: Value) -> Result<T, ApiError> {

@@ -17,8 +17,8 @@ use crate::idempotency;
 use crate::posts::api::{lost_race, visible_post};
 use crate::posts::list::{self, PageParams};
 use crate::rest::{
-    Caching, MERGE_PATCH, Representation, body_of, check_if_match, from_document, merge_patch,
-    negotiate, parse_id, parse_json,
+    Caching, Representation, body_of, check_if_match, from_document, json_document, merge_patch,
+    merge_patch_body, negotiate, parse_id, parse_json,
 };
 use crate::state::AppState;
 
@@ -286,8 +286,7 @@ pub async fn replace(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let bytes = body_of(&headers, body, "application/json")?;
-    let input = from_document::<CommentInput>(parse_json(&bytes)?)?;
+    let input = json_document::<CommentInput>(&headers, body)?;
     let (row, post_status) = editable(&state, &caller, &headers, id).await?;
     write(&state, &headers, &row, &post_status, input).await
 }
@@ -321,13 +320,7 @@ pub async fn patch(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let bytes = body_of(&headers, body, MERGE_PATCH)?;
-    let patch = parse_json(&bytes)?;
-    if !patch.is_object() {
-        return Err(ApiError::BadRequest(
-            "a merge patch of a comment must be a JSON object".into(),
-        ));
-    }
+    let patch = merge_patch_body(&headers, body, "comment")?;
     let (row, post_status) = editable(&state, &caller, &headers, id).await?;
     let mut document = json!({ "body": row.body });
     merge_patch(&mut document, &patch);

@@ -18,8 +18,8 @@ use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::idempotency;
 use crate::rest::{
-    Caching, MERGE_PATCH, Representation, body_of, check_if_match, from_document, has_if_match,
-    merge_patch, negotiate, parse_id, parse_json,
+    Caching, Representation, body_of, check_if_match, from_document, has_if_match, json_document,
+    merge_patch, merge_patch_body, negotiate, parse_id, parse_json,
 };
 use crate::state::AppState;
 
@@ -353,8 +353,7 @@ pub async fn replace(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let bytes = body_of(&headers, body, "application/json")?;
-    let input = from_document::<PostInput>(parse_json(&bytes)?)?;
+    let input = json_document::<PostInput>(&headers, body)?;
     let row = editable(&state, &caller, &headers, id).await?;
     write(&state, &headers, &row, input).await
 }
@@ -389,13 +388,7 @@ pub async fn patch(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let bytes = body_of(&headers, body, MERGE_PATCH)?;
-    let patch = parse_json(&bytes)?;
-    if !patch.is_object() {
-        return Err(ApiError::BadRequest(
-            "a merge patch of a post must be a JSON object".into(),
-        ));
-    }
+    let patch = merge_patch_body(&headers, body, "post")?;
     let row = editable(&state, &caller, &headers, id).await?;
     let mut document = json!({
         "title": row.title,
