@@ -2,133 +2,15 @@
 //! and two processes sharing one PostgreSQL database.
 
 use std::io::Write as _;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::{Value, json};
-use sqlx::Connection as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+mod support;
 
-fn postgres_admin_url() -> Option<String> {
-    match std::env::var("BASIS_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: BASIS_TEST_POSTGRES_URL is not set"
-            );
-            None
-        }
-    }
-}
-
-async fn fresh_postgres_database(admin_url: &str) -> String {
-    let name = format!("basis_test_{:016x}", rand::random::<u64>());
-    let mut admin = sqlx::PgConnection::connect(admin_url)
-        .await
-        .expect("connect to PostgreSQL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create a database");
-    let (base, _) = admin_url
-        .rsplit_once('/')
-        .expect("a URL with a database path");
-    format!("{base}/{name}")
-}
-
-/// A `basis serve` process.
-struct Basis {
-    child: Child,
-    address: String,
-}
-
-impl Basis {
-    /// Starts `basis serve` on a free port and waits until it logs that it listens.
-    async fn start(data_dir: &std::path::Path, database_url: Option<&str>) -> Self {
-        Self::start_with(data_dir, database_url, &[]).await
-    }
-
-    /// Starts `basis serve` with extra flags.
-    async fn start_with(
-        data_dir: &std::path::Path,
-        database_url: Option<&str>,
-        extra: &[&str],
-    ) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_basis"));
-        command
-            .args([
-                "--log-format",
-                "json",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--click-flush-ms",
-                "200",
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env("BASIS_RATE_LIMITS", "off")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        if let Some(url) = database_url {
-            command.args(["--database-url", url]);
-        }
-        command.args(extra);
-        let mut child = command.spawn().expect("the binary starts");
-        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-        let address = loop {
-            let line = lines
-                .next_line()
-                .await
-                .expect("readable stderr")
-                .expect("the server logs its address before anything else ends");
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "listening" {
-                break event["address"]
-                    .as_str()
-                    .expect("an address field")
-                    .to_owned();
-            }
-        };
-        // Keep draining the log so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, address }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("a running process").to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-        self.child.wait().await.expect("the process ends")
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(BROWSER)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client")
-}
+use support::{Basis, client, fresh_postgres_database, postgres_admin_url};
 
 async fn create(client: &reqwest::Client, server: &Basis, long_url: &str) -> String {
     let response = client
@@ -191,7 +73,7 @@ async fn load(
 
 async fn sigterm_under_load_loses_no_counted_click(database_url: Option<String>) {
     let dir = tempfile::tempdir().unwrap();
-    let server = Basis::start(dir.path(), database_url.as_deref()).await;
+    let server = Basis::serve(dir.path(), database_url.as_deref(), &[]).await;
     let client = client();
     let code = create(&client, &server, "https://example.com/load").await;
 
@@ -219,7 +101,7 @@ async fn sigterm_under_load_loses_no_counted_click(database_url: Option<String>)
     }
     let seen = seen.load(Ordering::Relaxed);
 
-    let server = Basis::start(dir.path(), database_url.as_deref()).await;
+    let server = Basis::serve(dir.path(), database_url.as_deref(), &[]).await;
     let link: Value = client
         .get(server.url(&format!("/links/{code}")))
         .send()
@@ -260,8 +142,8 @@ async fn two_processes_on_one_postgres_create_links_without_collision() {
     };
     let database = fresh_postgres_database(&admin).await;
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Arc::new(Basis::start(dir_a.path(), Some(&database)).await);
-    let b = Arc::new(Basis::start(dir_b.path(), Some(&database)).await);
+    let a = Arc::new(Basis::serve(dir_a.path(), Some(&database), &[]).await);
+    let b = Arc::new(Basis::serve(dir_b.path(), Some(&database), &[]).await);
     let client = client();
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -353,8 +235,8 @@ async fn two_processes_sharing_redis_enforce_one_limit() {
         redis.as_str(),
     ];
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Basis::start_with(dir_a.path(), None, &flags).await;
-    let b = Basis::start_with(dir_b.path(), None, &flags).await;
+    let a = Basis::serve(dir_a.path(), None, &flags).await;
+    let b = Basis::serve(dir_b.path(), None, &flags).await;
     let client = client();
     let mut allowed = 0;
     for i in 0..12 {
@@ -383,8 +265,8 @@ async fn a_change_through_one_process_reaches_the_other_s_cache() {
     let database = fresh_postgres_database(&admin).await;
     let flags = ["--redis-url", redis.as_str()];
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Basis::start_with(dir_a.path(), Some(&database), &flags).await;
-    let b = Basis::start_with(dir_b.path(), Some(&database), &flags).await;
+    let a = Basis::serve(dir_a.path(), Some(&database), &flags).await;
+    let b = Basis::serve(dir_b.path(), Some(&database), &flags).await;
     let client = client();
     let code = create(&client, &a, "https://old.example/").await;
     let location = |server: &Basis| {

@@ -1,140 +1,18 @@
 //! The job queue as an operator runs it: `basis serve --workers off` beside a separate
 //! `basis worker` (stopped by SIGTERM), and the dead letters through `basis queue dlq`.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sqlx::Connection as _;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+mod support;
 
-fn basis(data_dir: &Path, database_url: Option<&str>) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_basis"));
-    command
-        .args(["--log-format", "json"])
-        .env("BASIS_DATA_DIR", data_dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("REDIS_URL")
-        .env_remove("BASIS_QUEUE_URL")
-        .env_remove("BASIS_WORKERS")
-        .env_remove("BASIS_SMTP_URL")
-        .env("BASIS_RATE_LIMITS", "off")
-        .env("RUST_LOG", "info")
-        .kill_on_drop(true);
-    if let Some(url) = database_url {
-        command.env("DATABASE_URL", url);
-    }
-    command
-}
-
-/// A running `basis serve` or `basis worker`.
-struct Process {
-    child: Child,
-    address: Option<String>,
-}
-
-impl Process {
-    /// `basis serve` on a free port, once it logs its address.
-    async fn serve(data_dir: &Path, database_url: Option<&str>, workers: &str) -> Self {
-        let mut child = basis(data_dir, database_url)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--click-flush-ms",
-                "200",
-            ])
-            .args(["--workers", workers])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
-        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
-        let address = loop {
-            let line = lines
-                .next_line()
-                .await
-                .expect("readable stderr")
-                .expect("the server logs its address before anything else ends");
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if event["message"] == "listening" {
-                break event["address"].as_str().expect("an address").to_owned();
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            child,
-            address: Some(address),
-        }
-    }
-
-    /// `basis worker`.
-    fn worker(data_dir: &Path, database_url: Option<&str>) -> Self {
-        let child = basis(data_dir, database_url)
-            .arg("worker")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        Self {
-            child,
-            address: None,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!(
-            "http://{}{path}",
-            self.address.as_deref().expect("a server")
-        )
-    }
-
-    /// Sends SIGTERM and waits for the exit status.
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("a running process").to_string();
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-        self.child.wait().await.expect("the process ends")
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(BROWSER)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("an HTTP client")
-}
+use support::{Basis, basis, client, fresh_postgres_database, postgres_admin_url};
 
 async fn postgres_database() -> Option<String> {
-    let Some(admin_url) = std::env::var("BASIS_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: BASIS_TEST_POSTGRES_URL is not set"
-        );
-        return None;
-    };
-    let name = format!("basis_test_{:016x}", rand::random::<u64>());
-    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').expect("a database path");
-    Some(format!("{base}/{name}"))
+    Some(fresh_postgres_database(&postgres_admin_url()?).await)
 }
 
 /// Polls `check` every 50 ms for at most 30 s.
@@ -158,7 +36,7 @@ async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted(
     let dir = tempfile::tempdir().unwrap();
     let url = database_url.as_deref();
     let client = client();
-    let server = Process::serve(dir.path(), url, "off").await;
+    let server = Basis::serve(dir.path(), url, &["--workers", "off"]).await;
     let link: Value = client
         .post(server.url("/shorten"))
         .json(&json!({"longUrl": "https://example.com/worker"}))
@@ -180,8 +58,8 @@ async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted(
     // The server enqueues its last batch on the way out; nobody has applied it yet.
     assert!(server.terminate().await.success());
 
-    let worker = Process::worker(dir.path(), url);
-    let server = Process::serve(dir.path(), url, "off").await;
+    let worker = Basis::worker(dir.path(), url);
+    let server = Basis::serve(dir.path(), url, &["--workers", "off"]).await;
     let read = server.url(&format!("/links/{code}"));
     eventually("the worker to store the clicks", || async {
         let link: Value = client
@@ -233,7 +111,7 @@ async fn queue_cli(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(output.stdout).expect("UTF-8")
 }
 
-async fn ask_for_a_reset_mail(server: &Process, client: &reqwest::Client) {
+async fn ask_for_a_reset_mail(server: &Basis, client: &reqwest::Client) {
     let response = client
         .post(server.url("/auth/password-reset"))
         .json(&json!({"email": "ann@example.com"}))
@@ -248,7 +126,7 @@ async fn the_dlq_commands_list_show_replay_and_purge_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let client = client();
     // Without --smtp-url a mail job cannot succeed: it goes to the dead letters at once.
-    let server = Process::serve(dir.path(), None, "on").await;
+    let server = Basis::serve(dir.path(), None, &["--workers", "on"]).await;
     let signed_up = client
         .post(server.url("/users"))
         .json(&json!({"email": "ann@example.com", "password": "velvet otter juggles nine lanterns", "name": "Ann"}))
@@ -287,7 +165,7 @@ async fn the_dlq_commands_list_show_replay_and_purge_dead_letters() {
     assert!(stats.lines().any(|l| l.starts_with("mail\t1\t")), "{stats}");
 
     // Run again, it dies again; then purge.
-    let server = Process::serve(dir.path(), None, "on").await;
+    let server = Basis::serve(dir.path(), None, &["--workers", "on"]).await;
     eventually("the replayed job to die again", || async {
         queue_cli(dir.path(), &["dlq", "list", "--queue", "mail"])
             .await

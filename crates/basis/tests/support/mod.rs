@@ -1,0 +1,155 @@
+//! Running the real `basis` binary in tests: commands with a clean environment, `serve`
+//! and `worker` processes, a browser-like client and fresh PostgreSQL databases.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+
+use serde_json::Value;
+use sqlx::Connection as _;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+
+/// `basis` with logs as JSON, rate limits off and none of the developer's own settings:
+/// the data dir and database are the test's.
+pub fn basis(data_dir: &Path, database_url: Option<&str>) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_basis"));
+    command
+        .args(["--log-format", "json"])
+        .env("BASIS_DATA_DIR", data_dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("BASIS_QUEUE_URL")
+        .env_remove("BASIS_WORKERS")
+        .env_remove("BASIS_SMTP_URL")
+        .env("BASIS_RATE_LIMITS", "off")
+        .env("RUST_LOG", "info")
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    command
+}
+
+/// A running `basis serve` (with its address) or `basis worker` (without).
+pub struct Basis {
+    child: Child,
+    address: Option<String>,
+}
+
+impl Basis {
+    /// `basis serve` on a free port, clicks flushed every 200 ms, once it logs its address.
+    pub async fn serve(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Self {
+        let mut child = basis(data_dir, database_url)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--click-flush-ms",
+                "200",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+        let address = loop {
+            let line = lines
+                .next_line()
+                .await
+                .expect("readable stderr")
+                .expect("the server logs its address before anything else ends");
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "listening" {
+                break event["address"]
+                    .as_str()
+                    .expect("an address field")
+                    .to_owned();
+            }
+        };
+        // Keep draining the log so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            address: Some(address),
+        }
+    }
+
+    /// `basis worker`.
+    pub fn worker(data_dir: &Path, database_url: Option<&str>) -> Self {
+        let child = basis(data_dir, database_url)
+            .arg("worker")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        Self {
+            child,
+            address: None,
+        }
+    }
+
+    /// The URL of `path` on this server.
+    pub fn url(&self, path: &str) -> String {
+        let address = self.address.as_deref().expect("a serve process");
+        format!("http://{address}{path}")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("a running process").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        self.child.wait().await.expect("the process ends")
+    }
+}
+
+/// An HTTP client that looks like a browser (so clicks count as human) and never follows
+/// redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(BROWSER)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The PostgreSQL server to test against, or `None` after one visible `skipped:` line.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("BASIS_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "skipped: BASIS_TEST_POSTGRES_URL is not set"
+            );
+            None
+        }
+    }
+}
+
+/// The URL of a new, empty database on that server.
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
+    let name = format!("basis_test_{:016x}", rand::random::<u64>());
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("a URL with a database path");
+    format!("{base}/{name}")
+}
