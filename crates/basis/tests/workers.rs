@@ -135,6 +135,15 @@ async fn the_dlq_commands_list_show_replay_and_purge_dead_letters() {
         .unwrap();
     assert_eq!(signed_up.status(), 201);
     ask_for_a_reset_mail(&server, &client).await;
+    // The stop must not race the worker's one attempt: a job not yet claimed is left queued.
+    eventually("the mail job to be dead-lettered", || async {
+        queue_cli(dir.path(), &["dlq", "list"])
+            .await
+            .lines()
+            .count()
+            > 1
+    })
+    .await;
     assert!(server.terminate().await.success());
 
     let list = queue_cli(dir.path(), &["dlq", "list"]).await;

@@ -18,7 +18,12 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        Utc::now().timestamp_millis()
+        // Read straight from the system time: this runs on every redirect, and a calendar
+        // date-time would be built only to be turned back into a number.
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
     }
 }
 

@@ -1,32 +1,41 @@
 //! The middleware every request passes through, outermost first:
 //!
-//! 1. [`observe`], in one function so the redirect path pays for one layer, not six: the
+//! 1. [`Observe`], in one service so the redirect path pays for one layer, not six: the
 //!    request id (a sane incoming `x-request-id` is reused, else one is made; echoed on the
 //!    response), security headers on every response, metrics by route and status, a log
 //!    line for every 5xx with its request id and cause, and problem documents for the
 //!    bodiless errors the framework produces (405 with `Allow`, 413, …);
-//! 2. request timeout (503) and body size limit (413, enforced by the extractors);
-//! 3. the rate limiter's rules (429).
+//! 2. [`Deadline`], the request timeout (503);
+//! 3. the body size limit (413, enforced by the extractors);
+//! 4. the rate limiter's rules (429).
 //!
 //! The layers are composed into one stack and applied to the routes once. Each
 //! `Router::layer` call boxes the routes again, and a boxed route is cloned (allocated) on
 //! every request, so one stack instead of four saves three allocations and three dynamic
-//! calls per request on the redirect path.
+//! calls per request on the redirect path. `Observe` and `Deadline` are hand-written
+//! services with named futures rather than `from_fn` closures and tower's `Timeout`: a
+//! closure middleware boxes its future and the rest of the stack on every request, and a
+//! timeout armed up front registers a timer for every request, even the many (a cached
+//! redirect) that finish on their first poll.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::convert::Infallible;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use basis_ratelimit::RateLimitLayer;
+use foldhash::fast::RandomState;
 use metrics::{Counter, Histogram};
-use tower::ServiceBuilder;
+use tokio::time::Sleep;
+use tower::{Layer, Service, ServiceBuilder};
 
 use crate::error::{InternalError, Problem};
 
@@ -40,13 +49,8 @@ pub fn layer<S: Clone + Send + Sync + 'static>(
     timeout: Duration,
 ) -> Router<S> {
     let stack = ServiceBuilder::new()
-        .layer(middleware::from_fn(observe))
-        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE)
-                .detail("the request took too long to process")
-                .into_response()
-        }))
-        .timeout(timeout)
+        .layer(ObserveLayer)
+        .layer(DeadlineLayer(timeout))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(limiter);
     router.layer(stack)
@@ -65,32 +69,104 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
-/// Records metrics, logs server errors and turns bodiless error responses into problems.
-async fn observe(mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    // A clone of the router's `Arc<str>`, not a copy of the text.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let request_id = match request.headers().get(&REQUEST_ID) {
-        Some(id) if is_sane_request_id(id) => id.clone(),
-        _ => {
-            let id = new_request_id();
-            request.headers_mut().insert(REQUEST_ID, id.clone());
-            id
-        }
-    };
+/// Applies [`Observe`].
+#[derive(Debug, Clone, Copy)]
+pub struct ObserveLayer;
 
-    let mut response = next.run(request).await;
+impl<S> Layer<S> for ObserveLayer {
+    type Service = Observe<S>;
+
+    fn layer(&self, inner: S) -> Observe<S> {
+        Observe { inner }
+    }
+}
+
+/// Records metrics, logs server errors and turns bodiless error responses into problems.
+#[derive(Debug, Clone)]
+pub struct Observe<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Observe<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Observed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = method_label(request.method());
+        // A clone of the router's `Arc<str>`, not a copy of the text.
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let request_id = match request.headers().get(&REQUEST_ID) {
+            Some(id) if is_sane_request_id(id) => id.clone(),
+            _ => {
+                let id = new_request_id();
+                request.headers_mut().insert(REQUEST_ID, id.clone());
+                id
+            }
+        };
+        Observed {
+            inner: self.inner.call(request),
+            seen: Some(Seen {
+                started,
+                method,
+                route,
+                request_id,
+            }),
+        }
+    }
+}
+
+/// What [`Observe`] noted of a request before passing it on.
+struct Seen {
+    started: Instant,
+    method: &'static str,
+    route: Option<MatchedPath>,
+    request_id: HeaderValue,
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Observe`].
+    pub struct Observed<F> {
+        #[pin]
+        inner: F,
+        seen: Option<Seen>,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for Observed<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.inner.poll(cx));
+        let seen = this
+            .seen
+            .take()
+            .expect("an observed future is not polled after it ends");
+        Poll::Ready(Ok(finish(response, seen)))
+    }
+}
+
+/// Completes a response on its way out, and counts it.
+fn finish(mut response: Response, seen: Seen) -> Response {
     let status = response.status();
     let headers = response.headers_mut();
-    headers.insert(REQUEST_ID, request_id.clone());
+    headers.insert(REQUEST_ID, seen.request_id.clone());
     for (name, value) in SECURITY_HEADERS {
         if !headers.contains_key(&name) {
             headers.insert(name, value);
         }
     }
 
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route = seen.route.as_ref().map_or("unmatched", MatchedPath::as_str);
     if (status.is_client_error() || status.is_server_error())
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {
@@ -101,7 +177,7 @@ async fn observe(mut request: Request, next: Next) -> Response {
             .extensions()
             .get::<InternalError>()
             .map(|e| e.0.as_str());
-        let request_id = request_id.to_str().unwrap_or("-");
+        let request_id = seen.request_id.to_str().unwrap_or("-");
         tracing::error!(
             request_id,
             route,
@@ -110,8 +186,85 @@ async fn observe(mut request: Request, next: Next) -> Response {
             "request failed"
         );
     }
-    record_request(method, route, status.as_u16(), started.elapsed());
+    record_request(seen.method, route, status.as_u16(), seen.started.elapsed());
     response
+}
+
+/// Applies [`Deadline`].
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer(pub Duration);
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline {
+            inner,
+            limit: self.0,
+        }
+    }
+}
+
+/// Answers 503 when a request takes longer than its limit. The timer is armed only when
+/// the request first has to wait, so a request answered on its first poll (no I/O, as a
+/// cached redirect) never touches the timer wheel; the limit then runs from that first
+/// wait, which is later than the arrival by the request's own CPU time only.
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S> Service<Request> for Deadline<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = WithDeadline<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        WithDeadline {
+            inner: self.inner.call(request),
+            limit: self.limit,
+            timer: None,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of [`Deadline`].
+    pub struct WithDeadline<F> {
+        #[pin]
+        inner: F,
+        limit: Duration,
+        #[pin]
+        timer: Option<Sleep>,
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for WithDeadline<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(response) = this.inner.poll(cx) {
+            return Poll::Ready(response);
+        }
+        if this.timer.is_none() {
+            this.timer.set(Some(tokio::time::sleep(*this.limit)));
+        }
+        match this.timer.as_pin_mut().map(|timer| timer.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Ok(Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+                .detail("the request took too long to process")
+                .into_response())),
+            _ => Poll::Pending,
+        }
+    }
 }
 
 /// The metric handles of one (method, route, status).
@@ -129,7 +282,7 @@ thread_local! {
     /// takes the registry's lock; a handle found here is an atomic add. The label sets are
     /// bounded: routes are the router's templates (or "unmatched") and statuses are few.
     static REQUEST_METRICS: RefCell<(RandomState, HashMap<u64, Vec<RequestMetrics>>)> =
-        RefCell::new((RandomState::new(), HashMap::new()));
+        RefCell::new((RandomState::default(), HashMap::new()));
 }
 
 /// Counts a request and records its duration, by method, route and status.
@@ -219,6 +372,65 @@ fn new_request_id() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    /// A service that answers 200 after `wait` (at once for zero).
+    fn answering_after(
+        wait: Duration,
+    ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone {
+        tower::service_fn(move |_: Request| async move {
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+            Ok::<_, Infallible>(StatusCode::OK.into_response())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_answers_503_only_past_its_limit() {
+        let limit = Duration::from_secs(2);
+        let deadline = |wait| DeadlineLayer(limit).layer(answering_after(wait));
+        let request = || Request::new(Body::empty());
+
+        let at_once = deadline(Duration::ZERO).oneshot(request()).await.unwrap();
+        assert_eq!(at_once.status(), StatusCode::OK);
+        let within = deadline(Duration::from_millis(1_999))
+            .oneshot(request())
+            .await
+            .unwrap();
+        assert_eq!(within.status(), StatusCode::OK);
+        let started = tokio::time::Instant::now();
+        let late = deadline(Duration::from_secs(60))
+            .oneshot(request())
+            .await
+            .unwrap();
+        assert_eq!(late.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            started.elapsed(),
+            limit,
+            "cut off at the limit, not when the work ends"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_request_that_waits_arms_the_timer() {
+        let mut context = Context::from_waker(std::task::Waker::noop());
+        let mut quick =
+            DeadlineLayer(Duration::from_secs(1)).layer(answering_after(Duration::ZERO));
+        let mut answered = std::pin::pin!(quick.call(Request::new(Body::empty())));
+        assert!(answered.as_mut().poll(&mut context).is_ready());
+        assert!(
+            answered.timer.is_none(),
+            "answered on the first poll: no timer"
+        );
+
+        let mut slow =
+            DeadlineLayer(Duration::from_secs(1)).layer(answering_after(Duration::from_millis(5)));
+        let mut waiting = std::pin::pin!(slow.call(Request::new(Body::empty())));
+        assert!(waiting.as_mut().poll(&mut context).is_pending());
+        assert!(waiting.timer.is_some(), "waiting: the deadline is armed");
+    }
 
     #[test]
     fn request_ids_are_version_4_uuids() {

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
+
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::response::Response;
@@ -113,31 +115,36 @@ where
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+    /// Requests no rule covers (most of them: redirects, reads outside the rules) go
+    /// straight to the inner service's future, neither boxed nor wrapped.
+    type Future =
+        Either<S::Future, Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // Matched before anything is allocated: the indices of the rules that apply.
+        let matched: Vec<usize> = if self.shared.enabled {
+            let (method, path) = (request.method(), request.uri().path());
+            let first = first_segment(path);
+            (self.shared.rules.iter().enumerate())
+                .filter(|(_, r)| r.matches(method, path, first))
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if matched.is_empty() {
+            return Either::Left(self.inner.call(request));
+        }
         // The clone may not be ready; call the instance that `poll_ready` prepared.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
-        Box::pin(async move {
-            let rules: Vec<&CompiledRule> = if shared.enabled {
-                let (method, path) = (request.method(), request.uri().path());
-                shared
-                    .rules
-                    .iter()
-                    .filter(|r| r.matches(method, path))
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if rules.is_empty() {
-                return inner.call(request).await;
-            }
+        Either::Right(Box::pin(async move {
+            let rules: Vec<&CompiledRule> = matched.iter().map(|&i| &shared.rules[i]).collect();
             let peer = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
@@ -174,6 +181,13 @@ where
                 add_headers(response.headers_mut(), &rules, &verdict.decisions);
             }
             Ok(response)
-        })
+        }))
     }
+}
+
+/// The first non-empty segment of `path` (`""` for `/`), found once per request so that
+/// rules can reject a path by its first segment without splitting it again.
+fn first_segment(path: &str) -> &str {
+    let rest = path.trim_start_matches('/');
+    rest.split_once('/').map_or(rest, |(first, _)| first)
 }

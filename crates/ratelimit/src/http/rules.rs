@@ -123,6 +123,9 @@ pub(crate) struct CompiledRule {
     pub name: String,
     pub methods: Vec<Method>,
     pub paths: Vec<PathPattern>,
+    /// The first segment of every path pattern, when each starts with a literal: a path
+    /// whose first segment is not among them cannot match, which most requests show at once.
+    pub first_segments: Option<Vec<String>>,
     pub key: KeyKind,
     pub policy: Policy,
     pub cost: u64,
@@ -157,14 +160,28 @@ impl CompiledRule {
             name: rule.name.clone(),
             methods,
             paths: rule.paths.clone(),
+            first_segments: rule
+                .paths
+                .iter()
+                .map(|p| match p.segments.first() {
+                    Some(Segment::Literal(first)) => Some(first.clone()),
+                    _ => None,
+                })
+                .collect(),
             key: rule.key,
             policy,
             cost: rule.cost.get(),
         })
     }
 
-    pub fn matches(&self, method: &Method, path: &str) -> bool {
+    /// Whether the rule covers `method` and `path`, whose first non-empty segment is
+    /// `first_segment`.
+    pub fn matches(&self, method: &Method, path: &str, first_segment: &str) -> bool {
         (self.methods.is_empty() || self.methods.contains(method))
+            && self
+                .first_segments
+                .as_ref()
+                .is_none_or(|firsts| firsts.iter().any(|f| f == first_segment))
             && self.paths.iter().any(|p| p.matches(path))
     }
 }
@@ -189,6 +206,35 @@ mod tests {
         assert!(matches("/links/**", "/links/abc/stats"));
         assert!(!matches("/links/**", "/linksx"));
         assert!(matches("/**", "/"));
+    }
+
+    #[test]
+    fn rules_reject_by_first_segment_only_when_every_pattern_starts_with_a_literal() {
+        let rule = |paths: &str| {
+            let text = format!(
+                "[[rules]]\nname = \"r\"\npaths = {paths}\nalgorithm = \"gcra\"\nlimit = 1\nperiod = \"1s\"\n"
+            );
+            let config = crate::http::RateLimitConfig::parse(&text).unwrap();
+            CompiledRule::compile(&config.rules[0]).unwrap()
+        };
+        let covers = |rule: &CompiledRule, path: &str| {
+            let first = path.trim_start_matches('/');
+            let first = first.split_once('/').map_or(first, |(f, _)| f);
+            rule.matches(&Method::GET, path, first)
+        };
+        let literal = rule(r#"["/links/**", "/shorten"]"#);
+        assert!(literal.first_segments.is_some());
+        for path in ["/links", "/links/abc/stats", "//links//abc", "/shorten"] {
+            assert!(covers(&literal, path), "{path}");
+        }
+        for path in ["/", "/abc1234", "/linksx", "/shorten/x"] {
+            assert!(!covers(&literal, path), "{path}");
+        }
+        let open = rule(r#"["/links/**", "/{code}/stats"]"#);
+        assert!(open.first_segments.is_none());
+        assert!(covers(&open, "/abc1234/stats"));
+        assert!(!covers(&open, "/abc1234"));
+        assert!(covers(&rule(r#"["/**"]"#), "/abc1234"));
     }
 
     #[test]
