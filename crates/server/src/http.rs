@@ -99,18 +99,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
+    fn call(&mut self, request: Request) -> Self::Future {
         let started = Instant::now();
         let method = method_label(request.method());
         // A clone of the router's `Arc<str>`, not a copy of the text.
         let route = request.extensions().get::<MatchedPath>().cloned();
+        // Only the response and the error log carry the id; nothing downstream reads it
+        // from the request.
         let request_id = match request.headers().get(&REQUEST_ID) {
             Some(id) if is_sane_request_id(id) => id.clone(),
-            _ => {
-                let id = new_request_id();
-                request.headers_mut().insert(REQUEST_ID, id.clone());
-                id
-            }
+            _ => new_request_id(),
         };
         Observed {
             inner: self.inner.call(request),

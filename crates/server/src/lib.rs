@@ -46,7 +46,6 @@ pub mod ops;
 pub mod passwords;
 pub mod posts;
 pub mod rest;
-pub mod serving;
 pub mod state;
 pub mod transport;
 pub mod users;
@@ -282,16 +281,14 @@ impl Server {
             tracing::info!("shutting down: no new connections, draining open requests");
             let _ = stopping_tx.send(true);
         };
-        let threads = (config.transport.http_threads).unwrap_or_else(serving::default_threads);
-        // Dropped last: the serving threads' event loops drive what was opened on them.
-        let mut serving = serving::serve(listener, tls, router, threads, signal)?;
+        let serve = transport::serve(listener, tls, router, signal)?;
         let grace = config.shutdown_grace();
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
             tokio::time::sleep(grace).await;
         };
         tokio::select! {
-            served = &mut serving.finished => served.context("the server failed")?,
+            served = serve => served.context("the server failed")?,
             () = deadline => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
         }
 
@@ -319,7 +316,6 @@ impl Server {
         state.link_cache.shutdown().await;
         state.user_views.shutdown().await;
         state.store.close().await;
-        drop(serving);
         Ok(())
     }
 }

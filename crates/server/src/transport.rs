@@ -1,10 +1,9 @@
 //! Transport security: HTTPS with rustls (TLS 1.2 and 1.3 only), the plain-HTTP redirector,
 //! HSTS, and CORS from an allowlist.
 //!
-//! TLS handshakes run in their own tasks (with a deadline) on the serving thread that got
-//! the connection (`crate::serving`), and finished connections are handed to axum through
-//! [`TlsListener`], so a slow or hostile client stalls nobody else and graceful shutdown
-//! works as it does over plain TCP.
+//! TLS handshakes run in their own tasks (with a deadline) and finished connections are
+//! handed to axum through [`TlsListener`], so a slow or hostile client stalls nobody else
+//! and graceful shutdown works as it does over plain TCP.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -47,11 +46,6 @@ pub struct TransportConfig {
     /// e.g. `https://app.example.com`). Empty: same origin only. `*` is refused.
     #[arg(long, env = "BASIS_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
-
-    /// Threads that serve HTTP connections, each with its own single-threaded event loop
-    /// (default: one per CPU).
-    #[arg(long, env = "BASIS_HTTP_THREADS")]
-    pub http_threads: Option<std::num::NonZeroUsize>,
 }
 
 impl TransportConfig {
@@ -71,7 +65,9 @@ impl TransportConfig {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .context("the TLS certificate and key do not form a usable pair")?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // HTTP/1.1 only: the server speaks no HTTP/2, so offering `h2` would let a client
+        // pick a protocol the connection then cannot serve.
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Some(Tls(TlsAcceptor::from(Arc::new(config)))))
     }
 
@@ -162,6 +158,19 @@ impl std::fmt::Debug for Tls {
     }
 }
 
+/// The peer of a TLS connection, turned into the usual `ConnectInfo<SocketAddr>` before
+/// routing so extractors see the same thing over TLS and plain TCP.
+#[derive(Debug, Clone, Copy)]
+struct TlsPeer(SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 /// A listener that yields connections whose TLS handshake has completed.
 #[derive(Debug)]
 pub struct TlsListener {
@@ -170,18 +179,20 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Takes connections from `tcp`, handshaking each in its own task.
-    pub fn new<L>(mut tcp: L, acceptor: TlsAcceptor) -> Self
-    where
-        L: axum::serve::Listener<Io = TcpStream, Addr = SocketAddr>,
-    {
-        let local = tcp
-            .local_addr()
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    /// Accepts on `tcp`, handshaking each connection in its own task.
+    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let (stream, peer) = tcp.accept().await;
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
                 let (acceptor, ready) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
@@ -199,7 +210,7 @@ impl TlsListener {
                 }
             }
         });
-        Self { ready, local }
+        Ok(Self { ready, local })
     }
 }
 
@@ -237,4 +248,47 @@ fn to_https(origin: &str, uri: &Uri) -> Response {
     // 308 keeps the method; the issue asks for a classic 301.
     *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
     response
+}
+
+/// A boxed server future.
+pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>;
+
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `signal` resolves,
+/// then drains open connections.
+pub fn serve(
+    listener: TcpListener,
+    tls: Option<Tls>,
+    router: Router,
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<Serving> {
+    use axum::extract::{ConnectInfo, Request};
+    use std::future::IntoFuture as _;
+    Ok(match tls {
+        None => Box::pin(
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(signal)
+            .into_future(),
+        ),
+        Some(Tls(acceptor)) => {
+            let router = router.layer(axum::middleware::map_request(
+                |mut request: Request| async move {
+                    if let Some(ConnectInfo(TlsPeer(peer))) = request.extensions().get().copied() {
+                        request.extensions_mut().insert(ConnectInfo(peer));
+                    }
+                    request
+                },
+            ));
+            Box::pin(
+                axum::serve(
+                    TlsListener::new(listener, acceptor)?,
+                    router.into_make_service_with_connect_info::<TlsPeer>(),
+                )
+                .with_graceful_shutdown(signal)
+                .into_future(),
+            )
+        }
+    })
 }

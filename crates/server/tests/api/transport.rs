@@ -95,6 +95,11 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
             "{hsts}"
         );
     }
+    assert_eq!(
+        negotiated_protocol(addr, certified.cert.pem().as_bytes()).await,
+        b"http/1.1",
+        "a client offering h2 first still gets the one protocol served"
+    );
     // Plain HTTP on the TLS port is not served.
     let plain_on_tls = reqwest::get(format!("http://{addr}/healthz")).await;
     assert!(plain_on_tls.is_err() || plain_on_tls.unwrap().status() != 200);
@@ -115,6 +120,29 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
 
     let _ = stop.send(());
     task.await.unwrap().unwrap();
+}
+
+/// The ALPN protocol the server picks for a client that offers HTTP/2 and HTTP/1.1.
+async fn negotiated_protocol(addr: std::net::SocketAddr, ca_pem: &[u8]) -> Vec<u8> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("the handshake completes");
+    tls.get_ref().1.alpn_protocol().unwrap_or_default().to_vec()
 }
 
 async fn cors_answers_allow_listed_origins_only(engine: Engine) {
