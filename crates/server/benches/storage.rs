@@ -9,24 +9,28 @@
 //!   between the sizes (small, large, small, large, …) after a warm-up, so a burst of load
 //!   from another process on this shared machine hits both sizes alike. Each round prints
 //!   its percentiles and the load average; the summary takes the median of the rounds.
-//! - `BENCH_REUSE_EVERY=n`, `BENCH_ALIAS_EVERY=n`: make every n-th link a reuse candidate
-//!   (it gets a `url_hash` and a reuse-index entry) or give it an alias (default: none; the
-//!   marginal cost of each is reported by running with `1`).
+//! - `BENCH_ALIAS_EVERY=n`: give every n-th link an alias (default: none; the marginal cost
+//!   is reported by running with `1`).
 //!
-//! Rows are written in the shape of migration 0004: a generated code is not stored, so a
-//! plain link is its id, target, creation time and counters. Lookups go through the same
-//! repository call as the redirect path (`links::find` with the key the code book derives
-//! from the code), past the lookup cache, one at a time, for random existing codes. Each
-//! round also times `SELECT 1`, the driver's round trip, which is most of a lookup.
+//! Rows are written by `links::insert_many`, the code behind the server's `links::insert`,
+//! so they have the shape the server writes (migration 0006): a generated code is not
+//! stored, so a plain link is its id, creation time, redirect type and target, and every
+//! link without an alias is in the reuse index (a reuse candidate). The space counted is
+//! `links` and `link_guards` with all their indexes (PostgreSQL), or the whole database
+//! file (SQLite). Lookups go through the same repository call as the redirect path
+//! (`links::find` with the key the code book derives from the code), past the lookup
+//! cache, one at a time, for random existing codes. Each round also times `SELECT 1`, the
+//! driver's round trip, which is most of a lookup.
 
 use std::time::{Duration, Instant};
 
 use basis_server::links::code::CodeBook;
-use basis_store::links::{self};
+use basis_store::links::{self, NewLink};
 use basis_store::{ConnectOptions, Engine, Store, on_pool};
 use rand::Rng;
 
-const ROWS_PER_INSERT: usize = 1000;
+/// Links per `insert_many` call: one transaction of 1,000-row statements.
+const LINKS_PER_TRANSACTION: u64 = 20_000;
 const WARM_UP: usize = 5_000;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -60,68 +64,44 @@ fn long_url(i: u64) -> String {
     )
 }
 
-/// Which links of the load get a reuse hash or an alias.
+/// Which links of the load get an alias.
 #[derive(Clone, Copy)]
 struct Mix {
-    reuse_every: u64,
     alias_every: u64,
 }
 
 impl Mix {
-    fn reuse(&self, id: u64) -> bool {
-        self.reuse_every > 0 && id.is_multiple_of(self.reuse_every)
-    }
     fn alias(&self, id: u64) -> bool {
         self.alias_every > 0 && id.is_multiple_of(self.alias_every)
     }
 }
 
 async fn insert_range(store: &Store, mix: Mix, from: u64, to: u64) {
-    let mut sql = String::from(
-        "INSERT INTO links (id, created_at, long_url, alias, url_hash, redirect_type) VALUES ",
-    );
-    for r in 0..ROWS_PER_INSERT {
-        let p = r * 5;
-        sql.push_str(&format!(
-            "{}(${}, ${}, ${}, ${}, ${}, 301)",
-            if r == 0 { "" } else { "," },
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5
-        ));
-    }
     let now = 1_790_000_000_000i64;
     let mut id = from;
     while id < to {
-        on_pool!(store, write, pool => {
-            async {
-                let mut tx = pool.begin().await?;
-                for _ in 0..20 {
-                    if id >= to {
-                        break;
-                    }
-                    let mut query = sqlx::query(&sql);
-                    for k in 0..ROWS_PER_INSERT as u64 {
-                        let n = id + k;
-                        let url = long_url(n);
-                        let hash = mix.reuse(n).then(|| basis_server::links::input::hash_url(&url));
-                        let alias = mix.alias(n).then(|| format!("campaign-{n}"));
-                        query = query.bind(n as i64).bind(now).bind(url).bind(alias).bind(hash);
-                    }
-                    query.execute(&mut *tx).await?;
-                    id += ROWS_PER_INSERT as u64;
-                }
-                tx.commit().await
-            }
+        let end = to.min(id + LINKS_PER_TRANSACTION);
+        let batch: Vec<NewLink> = (id..end)
+            .map(|n| NewLink {
+                id: n as i64,
+                alias: mix.alias(n).then(|| format!("campaign-{n}")),
+                long_url: long_url(n),
+                created_at: now,
+                expires_at: None,
+                max_clicks: None,
+                redirect_type: 301,
+                password_hash: None,
+                owner_id: None,
+            })
+            .collect();
+        links::insert_many(store, &batch)
             .await
-        })
-        .expect("bulk insert");
+            .expect("bulk insert");
+        id = end;
     }
 }
 
-/// Bytes used by the links table and its indexes.
+/// Bytes used by the links (with their guards) and every index on them.
 async fn bytes_used(store: &Store) -> i64 {
     match store.engine() {
         Engine::Sqlite => on_pool!(store, write, pool => {
@@ -139,8 +119,12 @@ async fn bytes_used(store: &Store) -> i64 {
         .expect("sqlite size"),
         Engine::Postgres => on_pool!(store, write, pool => {
             async {
-                sqlx::query("VACUUM ANALYZE links").execute(pool).await?;
-                sqlx::query_scalar::<_, i64>("SELECT pg_total_relation_size('links')").fetch_one(pool).await
+                sqlx::query("VACUUM ANALYZE links, link_guards").execute(pool).await?;
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT pg_total_relation_size('links') + pg_total_relation_size('link_guards')",
+                )
+                .fetch_one(pool)
+                .await
             }
             .await
         })
@@ -315,13 +299,11 @@ async fn main() {
         .collect();
     let engines = std::env::var("BENCH_ENGINES").unwrap_or_else(|_| "sqlite,postgres".into());
     let mix = Mix {
-        reuse_every: env_or("BENCH_REUSE_EVERY", 0),
         alias_every: env_or("BENCH_ALIAS_EVERY", 0),
     };
     let avg_url: f64 = (0..10_000).map(|i| long_url(i).len() as f64).sum::<f64>() / 10_000.0;
     println!(
-        "average long URL: {avg_url:.0} bytes; reuse candidates: every {}; aliases: every {} (0 = none); {} cores, load avg {}",
-        mix.reuse_every,
+        "average long URL: {avg_url:.0} bytes; every link without an alias is a reuse candidate; aliases: every {} (0 = none); {} cores, load avg {}",
         mix.alias_every,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         load_average()

@@ -9,8 +9,8 @@
 //!   letting them collide on the file lock. On PostgreSQL both sides point at the primary
 //!   until replicas are configured.
 //! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
-//! - [`links`]: the shortener's repository (links and their click aggregates; generated
-//!   codes are not stored, see the module's doc).
+//! - [`links`]: the shortener's repository (links, their guards and click aggregates;
+//!   generated codes and click counts are not stored, see the module's doc).
 //! - [`posts`], [`comments`]: the blog's repositories; [`idempotency`]: stored responses of
 //!   POSTs retried with an `Idempotency-Key`.
 //! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
@@ -230,7 +230,8 @@ impl Store {
         format!("sqlite://{}", data_dir.join("basis.db").display())
     }
 
-    /// Applies the migrations of this store's engine that are not applied yet.
+    /// Applies the migrations of this store's engine that are not applied yet, then the
+    /// one step SQL cannot do: hashing the URLs SQLite's migration 0006 left unhashed.
     ///
     /// Other crates keep their own migrators in the same database (the queue's versions start
     /// at 1001), so versions this store does not know are ignored, not refused.
@@ -246,6 +247,13 @@ impl Store {
                 migrator.set_ignore_missing(true);
                 migrator.run(write).await?
             }
+        }
+        let hashed = links::fill_pending_hashes(self).await?;
+        if hashed > 0 {
+            tracing::info!(
+                links = hashed,
+                "hashed the URLs of links made before migration 0006"
+            );
         }
         Ok(())
     }

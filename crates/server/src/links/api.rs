@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::role::Scope;
-use basis_store::links::{self, LinkRow, LinkUpdate, NewLink};
+use basis_store::links::{self, CountedLink, LinkRow, LinkUpdate, NewLink};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -39,9 +39,12 @@ pub struct CreateLink {
     pub redirect_type: Option<u16>,
     /// A password visitors must give to follow the link.
     pub password: Option<String>,
-    /// Return an existing plain link to the same URL, made with `reuse` too, instead of
-    /// making a new one; a link made this way is found by later `reuse` requests. (Links made
-    /// without `reuse` were asked to be distinct, and cost no reuse-index entry.)
+    /// Return an existing plain link to the same URL with the same owner (you, or no one
+    /// when not signed in) with 200, instead of making a new one (201); the oldest wins. A
+    /// plain link has no alias, password, expiry or click limit and redirects with 301.
+    /// Every plain link counts, whether or not it was made with `reuse`, until it gets a
+    /// password, expiry or click limit, another redirect type, or is deleted. Only for
+    /// plain requests: with any of those options it is 400.
     #[serde(default)]
     pub reuse: bool,
 }
@@ -62,6 +65,10 @@ pub struct ChangeLink {
     pub max_clicks: Option<Option<i64>>,
     /// A new redirect status.
     pub redirect_type: Option<u16>,
+    /// A new password visitors must give, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub password: Option<Option<String>>,
 }
 
 /// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
@@ -71,10 +78,10 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
-fn check_redirect_type(value: Option<u16>, errors: &mut Vec<FieldError>) -> i32 {
+fn check_redirect_type(value: Option<u16>, errors: &mut Vec<FieldError>) -> i16 {
     match value {
         None => 301,
-        Some(status) if REDIRECT_TYPES.contains(&status) => i32::from(status),
+        Some(status) if REDIRECT_TYPES.contains(&status) => status as i16,
         Some(_) => {
             errors.push(FieldError::new(
                 "redirectType",
@@ -97,6 +104,17 @@ fn check_expiry(
     Some(at)
 }
 
+fn check_password(value: Option<&str>, errors: &mut Vec<FieldError>) {
+    if let Some(password) = value
+        && (password.is_empty() || password.len() > MAX_PASSWORD_BYTES)
+    {
+        errors.push(FieldError::new(
+            "password",
+            format!("must be 1 to {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+}
+
 fn check_max_clicks(value: Option<i64>, errors: &mut Vec<FieldError>) -> Option<i64> {
     let max = value?;
     if max < 1 {
@@ -110,7 +128,7 @@ fn check_max_clicks(value: Option<i64>, errors: &mut Vec<FieldError>) -> Option<
     post, path = "/shorten", tag = "links", request_body = CreateLink,
     responses(
         (status = 201, description = "Created", body = LinkView, headers(("Location" = String, description = "/links/{code}"))),
-        (status = 200, description = "An existing plain link to the same URL (with `reuse`)", body = LinkView),
+        (status = 200, description = "With `reuse`: the oldest plain link (no alias, password, expiry or click limit; redirect 301) to the same URL with the same owner, however it was made", body = LinkView),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
@@ -146,14 +164,7 @@ pub async fn create(
     let expires_at = check_expiry(body.expires_at, now, &mut errors);
     let max_clicks = check_max_clicks(body.max_clicks, &mut errors);
     let redirect_type = check_redirect_type(body.redirect_type, &mut errors);
-    if let Some(password) = &body.password
-        && (password.is_empty() || password.len() > MAX_PASSWORD_BYTES)
-    {
-        errors.push(FieldError::new(
-            "password",
-            format!("must be 1 to {MAX_PASSWORD_BYTES} bytes"),
-        ));
-    }
+    check_password(body.password.as_deref(), &mut errors);
     let plain = body.custom_alias.is_none()
         && body.password.is_none()
         && expires_at.is_none()
@@ -170,16 +181,23 @@ pub async fn create(
     };
 
     let owner_id = caller.user_id().map(str::to_owned);
-    // Only links created with `reuse` are reuse candidates: the reuse index then holds the
-    // links that asked for it, not every plain link (about 30 bytes a link on PostgreSQL).
-    let url_hash = (plain && body.reuse).then(|| long_url.hash());
-    if let Some(hash) = url_hash
-        && let Some(row) =
-            links::find_reusable(&state.store, hash, long_url.as_str(), owner_id.as_deref()).await?
-    {
-        state.clicks.settle_or_warn().await;
-        let unflushed = state.clicks.unflushed_humans(row.id);
-        return Ok((StatusCode::OK, Json(LinkView::new(&state, &row, unflushed))).into_response());
+    // Every plain link is a reuse candidate, however it was made: the store indexes them all.
+    if body.reuse {
+        let (found, unflushed) = state
+            .clicks
+            .read_with_unstored(
+                || links::find_reusable(&state.store, long_url.as_str(), owner_id.as_deref()),
+                |clicks, found| {
+                    found
+                        .as_ref()
+                        .map_or(0, |f| clicks.unflushed_humans(f.row.id))
+                },
+            )
+            .await?;
+        if let Some(found) = found {
+            let view = LinkView::new(&state, &found.row, found.clicks + unflushed);
+            return Ok((StatusCode::OK, Json(view)).into_response());
+        }
     }
     let password_hash = match body.password {
         Some(password) => Some(state.passwords.hash(password).await?),
@@ -190,7 +208,6 @@ pub async fn create(
         id: 0,
         alias: alias.map(Alias::into_string),
         long_url: long_url.as_str().to_owned(),
-        url_hash,
         created_at: now,
         expires_at,
         max_clicks,
@@ -233,7 +250,6 @@ async fn created(state: &AppState, link: NewLink) -> Response {
         redirect_type: link.redirect_type,
         password_hash: link.password_hash,
         owner_id: link.owner_id,
-        click_count: 0,
     };
     let code = state.codes.code_of(&row);
     // A negative entry for this code may be cached from before it existed.
@@ -247,21 +263,22 @@ async fn created(state: &AppState, link: NewLink) -> Response {
         .into_response()
 }
 
-/// Loads a link the caller may manage with `scope`: 404 if unknown, 401 if owned and the
-/// caller is anonymous, 403 if owned by someone else or the API key lacks the scope.
+/// Loads a link the caller may manage with `scope`, with its stored clicks: 404 if unknown,
+/// 401 if owned and the caller is anonymous, 403 if owned by someone else or the API key
+/// lacks the scope.
 async fn managed_link(
     state: &AppState,
     caller: &Caller,
     code: &str,
     scope: Scope,
-) -> ApiResult<LinkRow> {
+) -> ApiResult<CountedLink> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
-    let row = links::find(&state.store, state.codes.key_of(code.as_str()))
+    let link = links::find_counted(&state.store, state.codes.key_of(code.as_str()))
         .await?
         .ok_or(ApiError::NotFound)?;
-    caller.may_manage(row.owner_id.as_deref())?;
+    caller.may_manage(link.row.owner_id.as_deref())?;
     caller.require_scope(scope)?;
-    Ok(row)
+    Ok(link)
 }
 
 /// Reads a link, with its click count.
@@ -278,17 +295,21 @@ pub async fn read(
     caller: Caller,
     Path(code): Path<String>,
 ) -> ApiResult<Json<LinkView>> {
-    let (row, unflushed) = state
+    let (link, unflushed) = state
         .clicks
         .read_with_unstored(
             || managed_link(&state, &caller, &code, Scope::LinksRead),
-            |clicks, row| clicks.unflushed_humans(row.id),
+            |clicks, link| clicks.unflushed_humans(link.row.id),
         )
         .await?;
-    Ok(Json(LinkView::new(&state, &row, unflushed)))
+    Ok(Json(LinkView::new(
+        &state,
+        &link.row,
+        link.clicks + unflushed,
+    )))
 }
 
-/// Changes a link's target, expiry, click limit or redirect type.
+/// Changes a link's target, expiry, click limit, redirect type or password.
 #[utoipa::path(
     patch, path = "/links/{code}", tag = "links",
     params(("code" = String, Path, description = "The short code")),
@@ -306,7 +327,8 @@ pub async fn update(
     Path(code): Path<String>,
     change: Result<ApiJson<ChangeLink>, ApiError>,
 ) -> ApiResult<Json<LinkView>> {
-    let row = managed_link(&state, &caller, &code, Scope::LinksWrite).await?;
+    let CountedLink { row, clicks } =
+        managed_link(&state, &caller, &code, Scope::LinksWrite).await?;
     let ApiJson(change) = change?;
     let now = state.clock.now_ms();
     let mut errors = Vec::new();
@@ -330,24 +352,28 @@ pub async fn update(
         Some(value) => check_redirect_type(Some(value), &mut errors),
         None => row.redirect_type,
     };
+    if let Some(password) = &change.password {
+        check_password(password.as_deref(), &mut errors);
+    }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
     let long_url_text = long_url
         .as_ref()
         .map_or(row.long_url.as_str(), |u| u.as_str());
-    // Stored only if the link is a reuse candidate; whether it is still plain is checked
-    // when a reuse request looks for it.
-    let url_hash = match &long_url {
-        Some(url) => url.hash(),
-        None => super::input::hash_url(&row.long_url),
+    let password_hash = match change.password {
+        Some(Some(password)) => Some(state.passwords.hash(password).await?),
+        Some(None) => None,
+        None => row.password_hash.clone(),
     };
+    // A password, expiry or click limit takes the link out of reuse (the store looks for
+    // plain links only), and clearing them all puts it back.
     let update = LinkUpdate {
         long_url: long_url_text.to_owned(),
-        url_hash,
         expires_at,
         max_clicks,
         redirect_type,
+        password_hash,
     };
     if !links::update(&state.store, row.id, &update).await? {
         return Err(ApiError::NotFound);
@@ -361,11 +387,12 @@ pub async fn update(
         expires_at,
         max_clicks,
         redirect_type,
+        password_hash: update.password_hash,
         ..row
     };
     state.clicks.settle_or_warn().await;
     let unflushed = state.clicks.unflushed_humans(row.id);
-    Ok(Json(LinkView::new(&state, &row, unflushed)))
+    Ok(Json(LinkView::new(&state, &row, clicks + unflushed)))
 }
 
 /// Deletes a link; its code answers 404 afterwards.
@@ -382,7 +409,9 @@ pub async fn remove(
     caller: Caller,
     Path(code): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let row = managed_link(&state, &caller, &code, Scope::LinksWrite).await?;
+    let row = managed_link(&state, &caller, &code, Scope::LinksWrite)
+        .await?
+        .row;
     if !links::delete(&state.store, row.id).await? {
         return Err(ApiError::NotFound);
     }
@@ -475,16 +504,16 @@ pub async fn stats(
     if !(1..=366).contains(&days) {
         return Err(ApiError::field("days", "must be between 1 and 366"));
     }
-    let ((row, stored), pending) = state
+    let ((link, stored), pending) = state
         .clicks
         .read_with_unstored(
             || async {
-                let row = managed_link(&state, &caller, &code, Scope::LinksRead).await?;
+                let link = managed_link(&state, &caller, &code, Scope::LinksRead).await?;
                 let stored =
-                    links::stats(&state.store, row.id, days, TOP_REFERRERS as i64 * 4).await?;
-                Ok::<_, ApiError>((row, stored))
+                    links::stats(&state.store, link.row.id, days, TOP_REFERRERS as i64 * 4).await?;
+                Ok::<_, ApiError>((link, stored))
             },
-            |clicks, (row, _)| clicks.unflushed(row.id).unwrap_or_default(),
+            |clicks, (link, _)| clicks.unflushed(link.row.id).unwrap_or_default(),
         )
         .await?;
     let today = day_of(state.clock.now_ms());
@@ -529,8 +558,8 @@ pub async fn stats(
         .map_or(0, |(_, n)| *n);
 
     Ok(Json(LinkStats {
-        short_code: state.codes.code_of(&row),
-        total_clicks: row.click_count + pending.humans,
+        short_code: state.codes.code_of(&link.row),
+        total_clicks: link.clicks + pending.humans,
         bot_clicks: stored.bot_clicks + pending_bots,
         clicks_per_day: per_day
             .into_iter()

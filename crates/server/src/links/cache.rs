@@ -22,7 +22,7 @@ const FOUND_TTL: Duration = Duration::from_secs(300);
 /// How long an unknown code is remembered as unknown.
 const MISSING_TTL: Duration = Duration::from_secs(10);
 /// Bumped whenever [`LinkRow`] changes shape, so old entries in Redis are never decoded.
-const SHAPE_VERSION: u32 = 2;
+const SHAPE_VERSION: u32 = 3;
 
 /// A link as the redirect path needs it, with its `Location` header value prepared once.
 #[derive(Debug)]

@@ -170,22 +170,6 @@ impl LongUrl {
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
-
-    /// The reuse-index hash of this URL (see [`hash_url`]).
-    pub fn hash(&self) -> i64 {
-        hash_url(self.as_str())
-    }
-}
-
-/// A stable 64-bit FNV-1a hash of URL text, for the reuse index. Stable across releases and
-/// machines (unlike `std`'s hasher), since it is stored.
-pub fn hash_url(url: &str) -> i64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in url.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h as i64
 }
 
 #[cfg(test)]
@@ -270,13 +254,5 @@ mod tests {
             "the shape of a generated code"
         );
         assert!(Alias::parse("Promo-26").is_ok());
-    }
-
-    #[test]
-    fn the_url_hash_is_stable() {
-        let p = policy();
-        let a = p.parse("https://example.com/x").unwrap();
-        assert_eq!(a.hash(), p.parse("https://example.com/x").unwrap().hash());
-        assert_ne!(a.hash(), p.parse("https://example.com/y").unwrap().hash());
     }
 }

@@ -76,8 +76,8 @@ pub struct LinkView {
 }
 
 impl LinkView {
-    /// The view of `row`, with `unflushed` clicks added to the stored count.
-    pub fn new(state: &AppState, row: &LinkRow, unflushed: i64) -> Self {
+    /// The view of `row` with `clicks` human clicks (stored and not yet stored).
+    pub fn new(state: &AppState, row: &LinkRow, clicks: i64) -> Self {
         let code = state.codes.code_of(row);
         Self {
             short_url: state.short_url(&code),
@@ -88,20 +88,18 @@ impl LinkView {
             max_clicks: row.max_clicks,
             redirect_type: u16::try_from(row.redirect_type).unwrap_or(301),
             password_protected: row.password_hash.is_some(),
-            click_count: row.click_count + unflushed,
+            click_count: clicks,
         }
     }
 }
 
-/// Why a link does not redirect right now, if it does not.
-pub fn unavailable_reason(row: &LinkRow, now_ms: i64, unflushed: i64) -> Option<&'static str> {
+/// Why a link does not redirect right now, if it does not; `clicks` are its human clicks so
+/// far, stored and not (needed only when it has a click limit).
+pub fn unavailable_reason(row: &LinkRow, now_ms: i64, clicks: i64) -> Option<&'static str> {
     if row.expires_at.is_some_and(|at| now_ms >= at) {
         return Some("this link has expired");
     }
-    if row
-        .max_clicks
-        .is_some_and(|max| row.click_count + unflushed >= max)
-    {
+    if row.max_clicks.is_some_and(|max| clicks >= max) {
         return Some("this link has reached its click limit");
     }
     None

@@ -123,8 +123,8 @@ pub async fn follow_with_form(
     .await
 }
 
-/// The link behind `code`, through the lookup cache, with its human clicks not stored yet
-/// (counted only for links with a click limit).
+/// The link behind `code`, through the lookup cache, with its human clicks so far, stored
+/// and not (counted only for links with a click limit; 0 for the others).
 async fn find(state: &AppState, code: &str) -> ApiResult<(Arc<CachedLink>, i64)> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
     let key = state.codes.key_of(code.as_str());
@@ -136,22 +136,29 @@ async fn find(state: &AppState, code: &str) -> ApiResult<(Arc<CachedLink>, i64)>
     if link.row.max_clicks.is_none() {
         return Ok((link, 0));
     }
-    // A link with a click limit is read fresh, with the clicks not stored yet: its stored
+    // A link with a click limit is read fresh, with its stored clicks (the sum of its
+    // per-day rows, read in the same statement) and the clicks not stored yet: the stored
     // count moves with every batch applied, and a cached copy would let it overshoot.
-    let (row, unflushed) = state
+    let (found, unflushed) = state
         .clicks
         .read_with_unstored(
-            || links::find(&state.store, key),
-            |clicks, row| row.as_ref().map_or(0, |r| clicks.unflushed_humans(r.id)),
+            || links::find_counted(&state.store, key),
+            |clicks, found| {
+                found
+                    .as_ref()
+                    .map_or(0, |f| clicks.unflushed_humans(f.row.id))
+            },
         )
         .await?;
-    let link = row.and_then(CachedLink::new).ok_or(ApiError::NotFound)?;
-    Ok((link, unflushed))
+    let found = found.ok_or(ApiError::NotFound)?;
+    let clicks = found.clicks + unflushed;
+    let link = CachedLink::new(found.row).ok_or(ApiError::NotFound)?;
+    Ok((link, clicks))
 }
 
 async fn respond(
     state: &AppState,
-    (link, unflushed): (Arc<CachedLink>, i64),
+    (link, clicks): (Arc<CachedLink>, i64),
     offered_password: Option<String>,
     headers: &HeaderMap,
     count: bool,
@@ -159,7 +166,7 @@ async fn respond(
 ) -> ApiResult<Response> {
     let row = &link.row;
     let now = state.clock.now_ms();
-    if let Some(reason) = unavailable_reason(row, now, unflushed) {
+    if let Some(reason) = unavailable_reason(row, now, clicks) {
         return Err(ApiError::Gone(reason.into()));
     }
     if let Some(hash) = &row.password_hash {
@@ -191,8 +198,7 @@ async fn respond(
     let status = status_override
         .or_else(|| StatusCode::from_u16(u16::try_from(row.redirect_type).unwrap_or(301)).ok())
         .unwrap_or(StatusCode::MOVED_PERMANENTLY);
-    let guarded =
-        row.expires_at.is_some() || row.max_clicks.is_some() || row.password_hash.is_some();
+    let guarded = row.is_guarded();
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     let response_headers = response.headers_mut();

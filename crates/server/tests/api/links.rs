@@ -1,5 +1,6 @@
 //! Creating, reading, changing and deleting links, and their statistics.
 
+use basis_store::on_pool;
 use serde_json::{Value, json};
 
 use crate::helpers::{CRAWLER, DESKTOP, Engine, PHONE, TestApp, assert_problem};
@@ -7,7 +8,10 @@ use crate::on_both_engines;
 
 on_both_engines!(
     creating_a_link_returns_201_with_location_and_the_link,
-    reuse_returns_the_existing_plain_link_with_200,
+    reuse_returns_a_plain_link_made_without_reuse_with_200,
+    reuse_compares_the_full_url_after_the_hash,
+    links_with_an_alias_password_expiry_limit_or_redirect_type_are_not_reused,
+    a_link_stops_being_reused_when_it_gets_a_guard_and_after_delete,
     reuse_with_options_is_refused,
     a_custom_alias_becomes_the_code_and_a_taken_alias_is_409,
     reserved_and_malformed_aliases_are_400,
@@ -49,64 +53,169 @@ async fn creating_a_link_returns_201_with_location_and_the_link(engine: Engine) 
     assert_ne!(again["shortCode"], body["shortCode"]);
 }
 
-async fn reuse_returns_the_existing_plain_link_with_200(engine: Engine) {
+/// `POST /shorten` with `reuse`, asserting `status`; returns the link's code.
+async fn reuse(app: &TestApp, url: &str, status: u16) -> String {
+    let response = app.shorten(json!({"longUrl": url, "reuse": true})).await;
+    assert_eq!(response.status(), status, "reuse of {url}");
+    let body: Value = response.json().await.unwrap();
+    body["shortCode"].as_str().unwrap().to_owned()
+}
+
+/// `PATCH /links/{code}` with `body`, asserting 200.
+async fn patch(app: &TestApp, code: &str, body: Value) -> Value {
+    let response = app
+        .client
+        .patch(app.url(&format!("/links/{code}")))
+        .header("content-type", "application/merge-patch+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn reuse_returns_a_plain_link_made_without_reuse_with_200(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
-    // A link made without `reuse` was asked to be distinct: it is not handed out again.
-    let distinct = app
-        .create(json!({"longUrl": "https://example.com/reuse"}))
-        .await;
-    let first = app
-        .create(json!({"longUrl": "https://example.com/reuse", "reuse": true}))
-        .await;
-    assert_ne!(first["shortCode"], distinct["shortCode"]);
-    // A protected link to the same URL is not a reuse candidate.
-    app.create(json!({"longUrl": "https://example.com/other", "password": "pw"}))
-        .await;
-
-    let response = app
-        .shorten(json!({"longUrl": "https://example.com/reuse", "reuse": true}))
-        .await;
-    assert_eq!(response.status(), 200);
-    let reused: Value = response.json().await.unwrap();
-    assert_eq!(reused["shortCode"], first["shortCode"]);
-
-    // A candidate that stops being plain is not reused; once plain again, it is.
+    let url = "https://example.com/reuse";
+    // Made without `reuse`, and clicked: flushed clicks and pending ones.
+    let first = app.create(json!({"longUrl": url})).await;
     let code = first["shortCode"].as_str().unwrap();
-    let patch = |body: Value| {
-        app.client
-            .patch(app.url(&format!("/links/{code}")))
-            .header("content-type", "application/merge-patch+json")
-            .body(body.to_string())
-            .send()
-    };
-    assert_eq!(
-        patch(json!({"redirectType": 302})).await.unwrap().status(),
-        200
+    app.follow(code).await;
+    app.follow(code).await;
+    app.state.clicks.flush().await.unwrap();
+    assert!(
+        app.state
+            .clicks
+            .drain(std::time::Duration::from_secs(10))
+            .await
     );
-    let response = app
-        .shorten(json!({"longUrl": "https://example.com/reuse", "reuse": true}))
-        .await;
-    assert_eq!(response.status(), 201, "a 302 link is not plain");
-    let second: Value = response.json().await.unwrap();
-    assert_eq!(
-        patch(json!({"redirectType": 301})).await.unwrap().status(),
-        200
-    );
-    let response = app
-        .shorten(json!({"longUrl": "https://example.com/reuse", "reuse": true}))
-        .await;
-    assert_eq!(response.status(), 200);
-    let reused: Value = response.json().await.unwrap();
-    assert_eq!(
-        reused["shortCode"], first["shortCode"],
-        "the oldest candidate wins"
-    );
-    assert_ne!(second["shortCode"], first["shortCode"]);
+    app.follow(code).await;
 
+    let response = app.shorten(json!({"longUrl": url, "reuse": true})).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("location").is_none());
+    let reused: Value = response.json().await.unwrap();
+    assert_eq!(reused["shortCode"], code);
+    assert_eq!(reused["longUrl"], url);
+    assert_eq!(reused["clickCount"], 3);
+
+    // A second plain link to the URL (made without `reuse`, so a new one): the oldest wins.
+    let second = app.create(json!({"longUrl": url})).await;
+    assert_ne!(second["shortCode"], code);
+    assert_eq!(reuse(&app, url, 200).await, code);
+    let made = reuse(&app, "https://example.com/other", 201).await;
+    assert_eq!(reuse(&app, "https://example.com/other", 200).await, made);
+}
+
+/// On SQLite, stores the hash of `hash_of` as the reuse hash of the links to `url`.
+async fn set_sqlite_hash(app: &TestApp, url: &str, hash_of: &str) {
+    if app.state.store.engine() == basis_store::Engine::Sqlite {
+        on_pool!(app.state.store, write, pool => {
+            sqlx::query("UPDATE links SET url_hash = $1 WHERE long_url = $2")
+                .bind(basis_store::links::url_hash(hash_of))
+                .bind(url)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+    }
+}
+
+async fn reuse_compares_the_full_url_after_the_hash(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    // The same `hashtext` on PostgreSQL; SQLite's 64-bit hash is made to collide by hand.
+    let (stored, asked) = ("https://example.com/10009", "https://example.com/81191");
+    let code = app.create(json!({"longUrl": stored})).await["shortCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    set_sqlite_hash(&app, stored, asked).await;
+    assert_ne!(reuse(&app, asked, 201).await, code);
+    set_sqlite_hash(&app, stored, stored).await;
+    assert_eq!(reuse(&app, stored, 200).await, code);
+}
+
+async fn links_with_an_alias_password_expiry_limit_or_redirect_type_are_not_reused(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let url = "https://example.com/guarded";
+    let later = (app.clock_now() + chrono::Duration::days(1)).to_rfc3339();
+    let mut codes = Vec::new();
+    for options in [
+        json!({"customAlias": "my-guarded"}),
+        json!({"password": "pw"}),
+        json!({"expiresAt": later}),
+        json!({"maxClicks": 5}),
+        json!({"redirectType": 302}),
+    ] {
+        let mut body = options.clone();
+        body["longUrl"] = json!(url);
+        codes.push(app.create(body).await["shortCode"].clone());
+    }
+    let made = reuse(&app, url, 201).await;
+    assert!(!codes.contains(&json!(made)), "{made} is one of {codes:?}");
+    assert_eq!(reuse(&app, url, 200).await, made);
+}
+
+async fn a_link_stops_being_reused_when_it_gets_a_guard_and_after_delete(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let url = "https://example.com/changing";
+    let a = app.create(json!({"longUrl": url})).await["shortCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(reuse(&app, url, 200).await, a);
+
+    // A password added by PATCH: `a` is protected and no longer handed out.
+    let body = patch(&app, &a, json!({"password": "open sesame"})).await;
+    assert_eq!(body["passwordProtected"], true);
+    assert_problem(app.follow(&a).await, 401).await;
+    let with_password = app
+        .client
+        .get(app.url(&format!("/{a}")))
+        .header("x-link-password", "open sesame")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_password.status(), 301);
+    let b = reuse(&app, url, 201).await;
+    assert_ne!(b, a);
+
+    // Without its password `a` is plain again, and the oldest.
+    let body = patch(&app, &a, json!({"password": null})).await;
+    assert_eq!(body["passwordProtected"], false);
+    assert_eq!(app.follow(&a).await.status(), 301);
+    assert_eq!(reuse(&app, url, 200).await, a);
+
+    // An expiry on `a`, a click limit on `b`: neither is handed out.
+    let later = (app.clock_now() + chrono::Duration::days(1)).to_rfc3339();
+    patch(&app, &a, json!({"expiresAt": later})).await;
+    assert_eq!(reuse(&app, url, 200).await, b);
+    patch(&app, &b, json!({"maxClicks": 10})).await;
+    let c = reuse(&app, url, 201).await;
+    assert!(c != a && c != b);
+
+    // A deleted link is not handed out.
     let response = app
-        .shorten(json!({"longUrl": "https://example.com/other", "reuse": true}))
-        .await;
-    assert_eq!(response.status(), 201, "only plain links are reused");
+        .client
+        .delete(app.url(&format!("/links/{c}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let d = reuse(&app, url, 201).await;
+    assert!(d != a && d != b && d != c);
+
+    // Nor is a link that redirects with another status, even with its expiry gone.
+    patch(&app, &a, json!({"expiresAt": null, "redirectType": 302})).await;
+    assert_eq!(reuse(&app, url, 200).await, d);
+    patch(&app, &a, json!({"redirectType": 301})).await;
+    assert_eq!(reuse(&app, url, 200).await, a);
+
+    // A link whose target changes is found under its new URL only.
+    patch(&app, &a, json!({"longUrl": "https://example.com/moved"})).await;
+    assert_eq!(reuse(&app, url, 200).await, d);
+    assert_eq!(reuse(&app, "https://example.com/moved", 200).await, a);
 }
 
 async fn reuse_with_options_is_refused(engine: Engine) {
@@ -371,6 +480,13 @@ async fn patching_rejects_unknown_fields_and_invalid_values(engine: Engine) {
     )
     .await;
     assert_problem(
+        send(r#"{"password": ""}"#, "application/json")
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert_problem(
         send(r#"{"longUrl": "#, "application/json").await.unwrap(),
         400,
     )
@@ -385,6 +501,7 @@ async fn patching_rejects_unknown_fields_and_invalid_values(engine: Engine) {
     // Nothing was changed by the rejected requests.
     assert_eq!(app.link(&code).await["longUrl"], "https://example.com/");
     assert_eq!(app.link(&code).await["redirectType"], 301);
+    assert_eq!(app.link(&code).await["passwordProtected"], false);
 }
 
 async fn deleting_a_link_makes_its_code_404(engine: Engine) {

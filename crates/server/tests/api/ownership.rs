@@ -11,6 +11,7 @@ use crate::on_both_engines;
 
 on_both_engines!(
     only_the_owner_or_an_admin_manages_an_owned_link,
+    reuse_hands_out_only_the_callers_own_links,
     anonymous_creation_can_be_switched_off,
 );
 
@@ -92,6 +93,40 @@ async fn only_the_owner_or_an_admin_manages_an_owned_link(engine: Engine) {
             .status(),
         204
     );
+}
+
+async fn reuse_hands_out_only_the_callers_own_links(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let owner = app.account("owner@example.com").await;
+    let other = app.account("other@example.com").await;
+    let url = "https://example.com/shared";
+    let shorten = |access: Option<&str>, reuse: bool| {
+        let body = json!({"longUrl": url, "reuse": reuse});
+        let request = match access {
+            Some(access) => app.bearer(Method::POST, "/shorten", access),
+            None => app.client.post(app.url("/shorten")),
+        };
+        async move {
+            let response = request.json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body["shortCode"].as_str().unwrap().to_owned())
+        }
+    };
+    // The owner's plain link, made without `reuse`.
+    let (status, mine) = shorten(Some(&owner.access), false).await;
+    assert_eq!(status, 201);
+    // Neither another user nor an anonymous caller gets it back.
+    let (status, theirs) = shorten(Some(&other.access), true).await;
+    assert_eq!(status, 201);
+    assert_ne!(theirs, mine);
+    let (status, anonymous) = shorten(None, true).await;
+    assert_eq!(status, 201);
+    assert!(anonymous != mine && anonymous != theirs);
+    // Each gets their own.
+    assert_eq!(shorten(Some(&owner.access), true).await, (200, mine));
+    assert_eq!(shorten(Some(&other.access), true).await, (200, theirs));
+    assert_eq!(shorten(None, true).await, (200, anonymous));
 }
 
 async fn anonymous_creation_can_be_switched_off(engine: Engine) {

@@ -1,0 +1,234 @@
+//! A link's click aggregates: per day (human and bot clicks), per referrer host and per
+//! device class, and the record of the click batches applied.
+//!
+//! Clicks never reach the store one by one. The server aggregates them in memory and hands
+//! over a [`ClickBatch`], applied in one transaction: upserts of each link's counters. A
+//! link's click count is the sum of its per-day human clicks (see [`super::find_counted`]).
+
+use std::collections::HashSet;
+
+use crate::{Result, Store, on_pool};
+
+/// The counts of one flush, grouped by link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClickBatch {
+    /// One entry per link that was clicked since the last flush.
+    pub links: Vec<LinkClicks>,
+}
+
+/// The clicks of one link since the last flush.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkClicks {
+    /// The link.
+    pub link_id: i64,
+    /// Human clicks (the sum of the human clicks of `days`; they count towards `max_clicks`).
+    pub humans: i64,
+    /// `(day, human clicks, bot clicks)`, day = days since 1970-01-01 UTC.
+    pub days: Vec<(i64, i64, i64)>,
+    /// `(referrer host, human clicks)`.
+    pub referrers: Vec<(String, i64)>,
+    /// `(device class, clicks)`, bots included as their own class.
+    pub devices: Vec<(&'static str, i64)>,
+}
+
+/// Link ids asked about per existence query when a batch is applied.
+const EXISTENCE_CHUNK: usize = 500;
+
+/// Adds to a link's per-referrer counter: `($1 link, $2 host, $3 clicks)`.
+const REFERRER_UPSERT: &str = "INSERT INTO link_referrers (link_id, host, clicks) VALUES ($1, $2, $3) \
+     ON CONFLICT (link_id, host) DO UPDATE SET clicks = link_referrers.clicks + excluded.clicks";
+/// Adds to a link's per-device counter: `($1 link, $2 device, $3 clicks)`.
+const DEVICE_UPSERT: &str = "INSERT INTO link_devices (link_id, device, clicks) VALUES ($1, $2, $3) \
+     ON CONFLICT (link_id, device) DO UPDATE SET clicks = link_devices.clicks + excluded.clicks";
+
+/// Applies a batch of clicks in one transaction. Clicks of links deleted meanwhile are
+/// dropped. Returns how many links were still there.
+pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
+    if batch.links.is_empty() {
+        return Ok(0);
+    }
+    Ok(apply(store, None, batch).await?.unwrap_or(0))
+}
+
+/// Applies a batch at most once: `batch_id` is recorded in the same transaction as the
+/// counts, so a second delivery of the batch (a queue redelivers after a crash or a lost
+/// lease) changes nothing and returns `None`. Otherwise returns how many links were still
+/// there.
+pub async fn apply_clicks_once(
+    store: &Store,
+    batch_id: &str,
+    now_ms: i64,
+    batch: &ClickBatch,
+) -> Result<Option<usize>> {
+    apply(store, Some((batch_id, now_ms)), batch).await
+}
+
+async fn apply(
+    store: &Store,
+    once: Option<(&str, i64)>,
+    batch: &ClickBatch,
+) -> Result<Option<usize>> {
+    let applied = on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            if let Some((batch_id, now_ms)) = once {
+                // Concurrent deliveries of one batch wait here on the key; the loser skips.
+                let fresh = sqlx::query(
+                    "INSERT INTO click_batches_applied (batch_id, applied_at) VALUES ($1, $2) \
+                     ON CONFLICT (batch_id) DO NOTHING",
+                )
+                .bind(batch_id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                if fresh.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+            }
+            // Clicks of links deleted since are dropped. A link deleted between this read
+            // and the upserts below fails their foreign key: the transaction, batch record
+            // included, rolls back and the batch is retried, without that link.
+            let mut present = HashSet::new();
+            for chunk in batch.links.chunks(EXISTENCE_CHUNK) {
+                let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                let sql = format!("SELECT id FROM links WHERE id IN ({})", marks.join(", "));
+                let mut query = sqlx::query_scalar::<_, i64>(&sql);
+                for link in chunk {
+                    query = query.bind(link.link_id);
+                }
+                present.extend(query.fetch_all(&mut *tx).await?);
+            }
+            let mut applied = 0;
+            for link in &batch.links {
+                if !present.contains(&link.link_id) {
+                    continue;
+                }
+                applied += 1;
+                for (day, humans, bots) in &link.days {
+                    sqlx::query(
+                        "INSERT INTO link_daily_clicks (link_id, day, clicks, bot_clicks) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (link_id, day) DO UPDATE SET \
+                         clicks = link_daily_clicks.clicks + excluded.clicks, \
+                         bot_clicks = link_daily_clicks.bot_clicks + excluded.bot_clicks",
+                    )
+                    .bind(link.link_id)
+                    .bind(day)
+                    .bind(humans)
+                    .bind(bots)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let counters = link
+                    .referrers
+                    .iter()
+                    .map(|(host, n)| (REFERRER_UPSERT, host.as_str(), *n))
+                    .chain(link.devices.iter().map(|(device, n)| (DEVICE_UPSERT, *device, *n)));
+                for (upsert, key, clicks) in counters {
+                    sqlx::query(upsert)
+                        .bind(link.link_id)
+                        .bind(key)
+                        .bind(clicks)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some(applied))
+        }
+        .await
+    })?;
+    Ok(applied)
+}
+
+/// Which of `batch_ids` have been applied (at most 100 are asked about per query).
+pub async fn applied_batches(store: &Store, batch_ids: &[String]) -> Result<Vec<String>> {
+    let mut applied = Vec::new();
+    for chunk in batch_ids.chunks(100) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT batch_id FROM click_batches_applied WHERE batch_id IN ({})",
+            marks.join(", ")
+        );
+        // The same side as link reads, so a count and its applied batches agree.
+        let found: Vec<String> = on_pool!(store, read, pool => {
+            let mut query = sqlx::query_scalar(&sql);
+            for id in chunk {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })?;
+        applied.extend(found);
+    }
+    Ok(applied)
+}
+
+/// Forgets applied-batch records older than `before_ms` (a batch is redelivered within
+/// minutes, never weeks, so old records only take space).
+pub async fn prune_applied_batches(store: &Store, before_ms: i64) -> Result<u64> {
+    let done = on_pool!(store, write, pool => {
+        sqlx::query("DELETE FROM click_batches_applied WHERE applied_at < $1")
+            .bind(before_ms)
+            .execute(pool)
+            .await
+            .map(|d| d.rows_affected())
+    })?;
+    Ok(done)
+}
+
+/// The stored aggregates of one link.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// `(day, human clicks, bot clicks)` for the most recent days, newest first (never
+    /// [`super::CARRIED_DAY`]).
+    pub days: Vec<(i64, i64, i64)>,
+    /// All bot clicks ever.
+    pub bot_clicks: i64,
+    /// The most frequent referrer hosts, most clicks first.
+    pub referrers: Vec<(String, i64)>,
+    /// Clicks per device class.
+    pub devices: Vec<(String, i64)>,
+}
+
+/// The aggregates of link `id`: the last `days` days and the top `top` referrers.
+pub async fn stats(store: &Store, id: i64, days: i64, top: i64) -> Result<LinkStats> {
+    let (days, bot_clicks, referrers, devices) = on_pool!(store, read, pool => {
+        async {
+            let per_day: Vec<(i64, i64, i64)> = sqlx::query_as(
+                "SELECT day, clicks, bot_clicks FROM link_daily_clicks \
+                 WHERE link_id = $1 AND day >= 0 ORDER BY day DESC LIMIT $2",
+            )
+            .bind(id)
+            .bind(days)
+            .fetch_all(pool)
+            .await?;
+            let bots: Option<i64> = sqlx::query_scalar(
+                "SELECT CAST(SUM(bot_clicks) AS BIGINT) FROM link_daily_clicks WHERE link_id = $1",
+            )
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+            let referrers: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT host, clicks FROM link_referrers WHERE link_id = $1 \
+                 ORDER BY clicks DESC, host LIMIT $2",
+            )
+            .bind(id)
+            .bind(top)
+            .fetch_all(pool)
+            .await?;
+            let devices: Vec<(String, i64)> =
+                sqlx::query_as("SELECT device, clicks FROM link_devices WHERE link_id = $1")
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?;
+            Ok::<_, sqlx::Error>((per_day, bots.unwrap_or(0), referrers, devices))
+        }
+        .await
+    })?;
+    Ok(LinkStats {
+        days,
+        bot_clicks,
+        referrers,
+        devices,
+    })
+}

@@ -1,0 +1,468 @@
+//! The shortener's repository: links and their click aggregates.
+//!
+//! # Where a link's fields live
+//!
+//! `links` holds what every link has: id, creation time, redirect type, URL, alias and
+//! owner. Expiry, click limit and password, which few links have, live in `link_guards`
+//! (a row only while one of them is set), joined on every read. The click count is not
+//! stored on the link: it is the sum of the link's per-day rows in `link_daily_clicks`
+//! (human clicks; bots are counted apart), read by [`find_counted`]. So a `links` row is
+//! written once and changed only by an edit. Migration 0006 gives the reasons, in bytes:
+//! with every plain link in the reuse index, a PostgreSQL row must stay under 200.
+//!
+//! # How a link is found
+//!
+//! A generated code is not stored: it is the link's id through a keyed permutation, and the
+//! server decodes it back to the id ([`LinkKey::Id`]), so that lookup is a primary-key
+//! lookup. A custom alias is stored in `alias`, under a partial unique index that holds
+//! aliased links only ([`LinkKey::Alias`]). [`LinkKey::IdOrAlias`] serves the few aliases
+//! made before migration 0004 that have the shape of a generated code.
+//!
+//! # Reuse
+//!
+//! Every plain link (no alias, no guard, redirect type 301) is a reuse candidate for a
+//! later request with the same URL and owner, however it was created ([`find_reusable`]).
+//! The reuse index holds every link without an alias, keyed by a hash of the URL; a match
+//! is checked against the full URL and the guards. PostgreSQL indexes the expression
+//! `hashtext(long_url)`, which it computes itself. SQLite has no hash function, so this
+//! module writes [`url_hash`] into a `url_hash` column whenever it writes a URL.
+//!
+//! # Elsewhere
+//!
+//! The per-day, per-referrer and per-device counters are in `clicks`, and the rows a
+//! migration could not finish in SQL (codes of 0004, URL hashes of 0006) in `migrated`;
+//! both are re-exported here.
+
+use crate::{Engine, Error, Result, Store, on_pool, on_unique};
+
+mod clicks;
+mod migrated;
+pub use clicks::{
+    ClickBatch, LinkClicks, LinkStats, applied_batches, apply_clicks, apply_clicks_once,
+    prune_applied_batches, stats,
+};
+pub(crate) use migrated::fill_pending_hashes;
+pub use migrated::{aliases_of_length, pending_codes, settle_pending_codes};
+
+/// The columns every link query returns; `l` is `links` and `g` its `link_guards` row.
+const LINK_COLUMNS: &str = "l.id, l.alias, l.long_url, l.created_at, g.expires_at, g.max_clicks, \
+                            l.redirect_type, g.password_hash, l.owner_id";
+/// Links with their guards, if any.
+const LINKS_AND_GUARDS: &str = "links l LEFT JOIN link_guards g ON g.link_id = l.id";
+/// The stored human clicks of link `l`, as the column `clicks` of a [`CountedLink`].
+const STORED_CLICKS: &str = "(SELECT CAST(COALESCE(SUM(d.clicks), 0) AS BIGINT) \
+                             FROM link_daily_clicks d WHERE d.link_id = l.id) AS clicks";
+/// Rows inserted per statement by [`insert_many`] (7 parameters each, far below either
+/// engine's limit).
+const ROWS_PER_INSERT: usize = 1000;
+
+/// The day row (`day = -1`) that holds the clicks migration 0006 carried over from a stored
+/// count that its per-day rows did not add up to: counted in a link's total, left out of
+/// every per-day list. Real days are never negative.
+pub const CARRIED_DAY: i64 = -1;
+
+/// A stored link.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct LinkRow {
+    /// Internal id; a link without an alias is reached by the code derived from it.
+    pub id: i64,
+    /// The custom alias, if the link was created with one.
+    pub alias: Option<String>,
+    /// Where the link redirects.
+    pub long_url: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// When the link stops redirecting, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// How many human clicks the link allows.
+    pub max_clicks: Option<i64>,
+    /// The redirect status: 301, 302, 307 or 308.
+    pub redirect_type: i16,
+    /// The argon2id PHC string of the link's password, if it has one.
+    pub password_hash: Option<String>,
+    /// The owning user, if the link was created by one.
+    pub owner_id: Option<String>,
+}
+
+impl LinkRow {
+    /// Whether the link has an expiry, a click limit or a password (a `link_guards` row).
+    pub fn is_guarded(&self) -> bool {
+        guarded(self.expires_at, self.max_clicks, &self.password_hash)
+    }
+}
+
+/// A link with its stored human clicks, read in one statement so the two agree.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CountedLink {
+    /// The link.
+    #[sqlx(flatten)]
+    pub row: LinkRow,
+    /// Human clicks stored so far: the sum of the link's per-day rows.
+    pub clicks: i64,
+}
+
+/// How a lookup names a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKey<'a> {
+    /// A generated code, decoded to its id: only links without an alias match.
+    Id(i64),
+    /// A custom alias.
+    Alias(&'a str),
+    /// Either of the two: for a code that decodes to an id held back for an old alias of
+    /// the same shape (see the server's `links::legacy`).
+    IdOrAlias(i64, &'a str),
+}
+
+/// A link to insert.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    /// Internal id, from the `links` id sequence.
+    pub id: i64,
+    /// The custom alias, or `None` for a generated code.
+    pub alias: Option<String>,
+    /// Where the link redirects.
+    pub long_url: String,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// Click limit.
+    pub max_clicks: Option<i64>,
+    /// Redirect status.
+    pub redirect_type: i16,
+    /// Password hash (argon2id PHC string).
+    pub password_hash: Option<String>,
+    /// Owner id.
+    pub owner_id: Option<String>,
+}
+
+/// The mutable fields of a link, written as a whole by [`update`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkUpdate {
+    /// Where the link redirects.
+    pub long_url: String,
+    /// Expiry, Unix milliseconds.
+    pub expires_at: Option<i64>,
+    /// Click limit.
+    pub max_clicks: Option<i64>,
+    /// Redirect status.
+    pub redirect_type: i16,
+    /// Password hash (argon2id PHC string).
+    pub password_hash: Option<String>,
+}
+
+fn guarded(expires_at: Option<i64>, max_clicks: Option<i64>, password: &Option<String>) -> bool {
+    expires_at.is_some() || max_clicks.is_some() || password.is_some()
+}
+
+/// The hash of a URL that SQLite's reuse index is keyed by: 64-bit FNV-1a of the URL's
+/// bytes. Stable across releases and machines (unlike `std`'s hasher), since it is stored.
+pub fn url_hash(url: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in url.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
+/// Whether this store writes [`url_hash`] next to each URL (SQLite; PostgreSQL hashes in
+/// its index).
+fn stores_url_hash(store: &Store) -> bool {
+    store.engine() == Engine::Sqlite
+}
+
+/// `(…), (…)` with `rows` groups of `columns` numbered placeholders.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let marks: Vec<String> = (1..=columns)
+                .map(|c| format!("${}", r * columns + c))
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `INSERT INTO links …` for `rows` links.
+fn links_insert(rows: usize, hashed: bool) -> String {
+    let (columns, count) = if hashed {
+        (
+            "id, created_at, redirect_type, long_url, alias, owner_id, url_hash",
+            7,
+        )
+    } else {
+        (
+            "id, created_at, redirect_type, long_url, alias, owner_id",
+            6,
+        )
+    };
+    format!(
+        "INSERT INTO links ({columns}) VALUES {}",
+        placeholders(rows, count)
+    )
+}
+
+/// `INSERT INTO link_guards …` for `rows` links.
+fn guards_insert(rows: usize) -> String {
+    format!(
+        "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash) VALUES {}",
+        placeholders(rows, 4)
+    )
+}
+
+/// Binds the `links` columns of each link of `$chunk`, in [`links_insert`]'s order.
+macro_rules! bind_links {
+    ($query:expr, $chunk:expr, $hashed:expr) => {{
+        let mut query = $query;
+        for link in $chunk {
+            query = query
+                .bind(link.id)
+                .bind(link.created_at)
+                .bind(link.redirect_type)
+                .bind(&link.long_url)
+                .bind(&link.alias)
+                .bind(&link.owner_id);
+            if $hashed {
+                query = query.bind(url_hash(&link.long_url));
+            }
+        }
+        query
+    }};
+}
+
+/// Binds the `link_guards` columns of each link of `$chunk`, in [`guards_insert`]'s order.
+macro_rules! bind_guards {
+    ($query:expr, $chunk:expr) => {{
+        let mut query = $query;
+        for link in $chunk {
+            query = query
+                .bind(link.id)
+                .bind(link.expires_at)
+                .bind(link.max_clicks)
+                .bind(&link.password_hash);
+        }
+        query
+    }};
+}
+
+/// Inserts a link. A taken alias is [`Error::Conflict`]`("alias")`.
+pub async fn insert(store: &Store, link: &NewLink) -> Result<()> {
+    insert_many(store, std::slice::from_ref(link)).await
+}
+
+/// Inserts links: one statement for up to 1,000 plain links, otherwise every statement in
+/// one transaction. A taken alias is [`Error::Conflict`]`("alias")` and inserts nothing.
+/// [`insert`] is this for one link, so a bulk load (the storage bench) writes exactly the
+/// rows the server writes.
+pub async fn insert_many(store: &Store, links: &[NewLink]) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let hashed = stores_url_hash(store);
+    let guarded: Vec<&NewLink> = links
+        .iter()
+        .filter(|l| guarded(l.expires_at, l.max_clicks, &l.password_hash))
+        .collect();
+    on_pool!(store, write, pool => {
+        async {
+            if links.len() <= ROWS_PER_INSERT && guarded.is_empty() {
+                let sql = links_insert(links.len(), hashed);
+                bind_links!(sqlx::query(&sql), links, hashed).execute(pool).await?;
+                return Ok(());
+            }
+            let mut tx = pool.begin().await?;
+            for chunk in links.chunks(ROWS_PER_INSERT) {
+                let sql = links_insert(chunk.len(), hashed);
+                bind_links!(sqlx::query(&sql), chunk, hashed).execute(&mut *tx).await?;
+            }
+            for chunk in guarded.chunks(ROWS_PER_INSERT) {
+                let sql = guards_insert(chunk.len());
+                bind_guards!(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        .await
+    })
+    .map_err(|e| on_unique(e, "alias"))
+}
+
+/// What follows `WHERE` in a lookup by `key` (conditions, and an order where two rows could
+/// match), with the id and alias to bind, in that order.
+fn lookup(key: LinkKey<'_>) -> (&'static str, Option<i64>, Option<&str>) {
+    match key {
+        LinkKey::Id(id) => ("l.id = $1 AND l.alias IS NULL", Some(id), None),
+        LinkKey::Alias(alias) => ("l.alias = $1", None, Some(alias)),
+        // An old alias wins over a generated code of the same text; the server never hands
+        // out such an id while the alias exists, so both cannot match at once.
+        LinkKey::IdOrAlias(id, alias) => (
+            "(l.id = $1 AND l.alias IS NULL) OR l.alias = $2 ORDER BY l.alias IS NULL LIMIT 1",
+            Some(id),
+            Some(alias),
+        ),
+    }
+}
+
+/// The link named by `key`, if any: one indexed query (the redirect path's lookup).
+pub async fn find(store: &Store, key: LinkKey<'_>) -> Result<Option<LinkRow>> {
+    let (filter, id, alias) = lookup(key);
+    let sql = format!("SELECT {LINK_COLUMNS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
+    let row = on_pool!(store, read, pool => {
+        let mut query = sqlx::query_as::<_, LinkRow>(&sql);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        if let Some(alias) = alias {
+            query = query.bind(alias);
+        }
+        query.fetch_optional(pool).await
+    })?;
+    Ok(row)
+}
+
+/// The link named by `key` with its stored human clicks, in one statement: what a click
+/// limit is checked against, and what the API shows.
+pub async fn find_counted(store: &Store, key: LinkKey<'_>) -> Result<Option<CountedLink>> {
+    let (filter, id, alias) = lookup(key);
+    let sql =
+        format!("SELECT {LINK_COLUMNS}, {STORED_CLICKS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
+    let row = on_pool!(store, read, pool => {
+        let mut query = sqlx::query_as::<_, CountedLink>(&sql);
+        if let Some(id) = id {
+            query = query.bind(id);
+        }
+        if let Some(alias) = alias {
+            query = query.bind(alias);
+        }
+        query.fetch_optional(pool).await
+    })?;
+    Ok(row)
+}
+
+/// The oldest plain link of `owner` to exactly `long_url`, with its stored clicks, if one
+/// exists: no alias, no expiry, click limit or password, redirect type 301. How the link
+/// was created does not matter.
+pub async fn find_reusable(
+    store: &Store,
+    long_url: &str,
+    owner_id: Option<&str>,
+) -> Result<Option<CountedLink>> {
+    // The index finds the hash; the full URL is compared on the rows it finds.
+    let (by_hash, hash) = if stores_url_hash(store) {
+        ("l.url_hash = $3", Some(url_hash(long_url)))
+    } else {
+        ("hashtext(l.long_url) = hashtext($1)", None)
+    };
+    let sql = format!(
+        "SELECT {LINK_COLUMNS}, {STORED_CLICKS} FROM {LINKS_AND_GUARDS} \
+         WHERE {by_hash} AND l.long_url = $1 AND l.alias IS NULL AND l.redirect_type = 301 \
+         AND l.owner_id IS NOT DISTINCT FROM $2 \
+         AND g.expires_at IS NULL AND g.max_clicks IS NULL AND g.password_hash IS NULL \
+         ORDER BY l.id LIMIT 1"
+    );
+    let row = on_pool!(store, read, pool => {
+        let mut query = sqlx::query_as::<_, CountedLink>(&sql)
+            .bind(long_url)
+            .bind(owner_id);
+        if let Some(hash) = hash {
+            query = query.bind(hash);
+        }
+        query.fetch_optional(pool).await
+    })?;
+    Ok(row)
+}
+
+/// Replaces the mutable fields of link `id` in one transaction (its guards row is written,
+/// or deleted when no guard is left); `false` when no such link exists.
+pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool> {
+    let hash = stores_url_hash(store).then(|| url_hash(&change.long_url));
+    let sql = if hash.is_some() {
+        "UPDATE links SET long_url = $2, redirect_type = $3, url_hash = $4 WHERE id = $1"
+    } else {
+        "UPDATE links SET long_url = $2, redirect_type = $3 WHERE id = $1"
+    };
+    let guarded = guarded(change.expires_at, change.max_clicks, &change.password_hash);
+    let found = on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            let mut query = sqlx::query(sql)
+                .bind(id)
+                .bind(&change.long_url)
+                .bind(change.redirect_type);
+            if let Some(hash) = hash {
+                query = query.bind(hash);
+            }
+            if query.execute(&mut *tx).await?.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            if guarded {
+                sqlx::query(
+                    "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (link_id) DO UPDATE SET \
+                     expires_at = excluded.expires_at, max_clicks = excluded.max_clicks, \
+                     password_hash = excluded.password_hash",
+                )
+                .bind(id)
+                .bind(change.expires_at)
+                .bind(change.max_clicks)
+                .bind(&change.password_hash)
+                .execute(&mut *tx)
+                .await?;
+            } else {
+                sqlx::query("DELETE FROM link_guards WHERE link_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(true)
+        }
+        .await
+    })?;
+    Ok(found)
+}
+
+/// Deletes link `id` with its guards and aggregates; `false` when no such link exists.
+pub async fn delete(store: &Store, id: i64) -> Result<bool> {
+    let done = on_pool!(store, write, pool => {
+        sqlx::query("DELETE FROM links WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
+    Ok(done == 1)
+}
+
+/// Whether an error is the "alias already taken" conflict of [`insert`].
+pub fn is_alias_conflict(err: &Error) -> bool {
+    matches!(err, Error::Conflict("alias"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_hash_is_64_bit_fnv_1a_and_never_changes() {
+        // Stored values: a change here would hide every SQLite link from reuse.
+        assert_eq!(url_hash(""), 0xcbf2_9ce4_8422_2325_u64 as i64);
+        assert_eq!(url_hash("a"), 0xaf63_dc4c_8601_ec8c_u64 as i64);
+        assert_ne!(
+            url_hash("https://example.com/x"),
+            url_hash("https://example.com/y")
+        );
+    }
+
+    #[test]
+    fn placeholders_number_every_row_on() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(
+            links_insert(1, false),
+            "INSERT INTO links (id, created_at, redirect_type, long_url, alias, owner_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        );
+    }
+}
