@@ -23,8 +23,12 @@ ensure_postgres() {
     wait_for PostgreSQL pg_isready -h 127.0.0.1 -p 5432
   fi
   export BASIS_TEST_POSTGRES_URL=${BASIS_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-  # Test databases are named basis_test_<random>; drop what earlier runs left behind.
-  psql "$BASIS_TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'basis\_test\_%'" 2>/dev/null |
+  # Test databases are named basis_test_<random>; drop what earlier runs left behind. Only
+  # those created over an hour ago: a run going on beside this one may be between two
+  # connections to a database it still needs (a server restart in a process test).
+  psql "$BASIS_TEST_POSTGRES_URL" -Atqc "SELECT datname FROM pg_database
+      WHERE datname LIKE 'basis\_test\_%'
+        AND (pg_stat_file('base/' || oid || '/PG_VERSION')).modification < now() - interval '1 hour'" 2>/dev/null |
     while read -r db; do psql "$BASIS_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true; done
 }
 
