@@ -116,8 +116,13 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     }
 
     /// Synchronous L1 lookup: no future, no allocation, no Redis. `None` means L1 has
-    /// nothing live for `key`; call [`Cache::get_or_load`] then.
-    pub fn peek(&self, key: &K) -> Option<Cached<V>> {
+    /// nothing live for `key`; call [`Cache::get_or_load`] then. The key may be given in
+    /// a borrowed form (`&str` for a `String` key), so a hit needs no owned key at all.
+    pub fn peek<Q>(&self, key: &Q) -> Option<Cached<V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         let inner = &*self.inner;
         let now = inner.clock.now();
         match inner.l1.get(key) {

@@ -99,7 +99,11 @@ impl<K: CacheKey, V: Send + Sync + 'static> L1<K, V> {
         Self { cache }
     }
 
-    pub(crate) fn get(&self, key: &K) -> Option<Slot<V>> {
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<Slot<V>>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
         self.cache.get(key)
     }
 

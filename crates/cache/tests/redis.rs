@@ -55,7 +55,7 @@ async fn a_value_written_by_one_instance_is_read_from_l2_by_another() {
         "served by L2, not the loader"
     );
     assert_eq!(
-        b.peek(&"k".into()),
+        b.peek("k"),
         Some(Cached::Value("shared".into())),
         "and now in B's L1"
     );
@@ -125,12 +125,12 @@ async fn a_prefix_invalidation_reaches_every_tier_and_instance() {
     }
     a.invalidate_prefix("user:1:").await;
     let gone = eventually(Duration::from_secs(2), || async {
-        b.peek(&"user:1:a".into()).is_none() && b.peek(&"user:1:b".into()).is_none()
+        b.peek("user:1:a").is_none() && b.peek("user:1:b").is_none()
     })
     .await;
     assert!(gone);
     assert_eq!(b.get(&"user:1:a".into()).await, None, "gone from L2 too");
-    assert!(b.peek(&"user:2:a".into()).is_some(), "other prefixes stay");
+    assert!(b.peek("user:2:a").is_some(), "other prefixes stay");
 }
 
 #[tokio::test]

@@ -55,14 +55,14 @@ async fn a_loaded_value_is_served_from_l1_until_its_ttl_ends() {
         Some("v")
     );
     clock.advance(Duration::from_secs(99));
-    assert_eq!(cache.peek(&"k".into()), Some(Cached::Value("v".into())));
+    assert_eq!(cache.peek("k"), Some(Cached::Value("v".into())));
     assert_eq!(
         load(&cache, "k", &calls, Some("v2")).await.as_deref(),
         Some("v")
     );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     clock.advance(Duration::from_secs(1));
-    assert_eq!(cache.peek(&"k".into()), None);
+    assert_eq!(cache.peek("k"), None);
     assert_eq!(
         load(&cache, "k", &calls, Some("v2")).await.as_deref(),
         Some("v2")
@@ -75,7 +75,7 @@ async fn not_found_is_cached_for_the_negative_ttl_only() {
     let Setup { cache, clock, .. } = setup();
     let calls = AtomicUsize::new(0);
     assert_eq!(load(&cache, "nope", &calls, None).await, None);
-    assert_eq!(cache.peek(&"nope".into()), Some(Cached::Missing));
+    assert_eq!(cache.peek("nope"), Some(Cached::Missing));
     clock.advance(Duration::from_secs(9));
     assert_eq!(load(&cache, "nope", &calls, Some("late")).await, None);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -96,7 +96,7 @@ async fn a_failed_load_is_returned_and_not_cached() {
         })
         .await;
     assert!(matches!(failed, Err(Error::Load(_))));
-    assert_eq!(cache.peek(&"k".into()), None);
+    assert_eq!(cache.peek("k"), None);
 }
 
 #[tokio::test]
@@ -128,13 +128,13 @@ async fn invalidation_by_key_prefix_and_all_empties_l1() {
         cache.insert(key.to_string(), "x".into()).await;
     }
     cache.invalidate(&"post:9".to_string()).await;
-    assert_eq!(cache.peek(&"post:9".into()), None);
+    assert_eq!(cache.peek("post:9"), None);
     cache.invalidate_prefix("user:1:").await;
-    assert_eq!(cache.peek(&"user:1:profile".into()), None);
-    assert_eq!(cache.peek(&"user:1:posts".into()), None);
-    assert!(cache.peek(&"user:2:profile".into()).is_some());
+    assert_eq!(cache.peek("user:1:profile"), None);
+    assert_eq!(cache.peek("user:1:posts"), None);
+    assert!(cache.peek("user:2:profile").is_some());
     cache.clear().await;
-    assert_eq!(cache.peek(&"user:2:profile".into()), None);
+    assert_eq!(cache.peek("user:2:profile"), None);
 }
 
 #[tokio::test]
@@ -151,9 +151,9 @@ async fn jitter_shortens_the_ttl_by_the_drawn_fraction() {
     cache.insert("k".into(), "v".into()).await;
     // 100 s × (1 − 0.2 × 0.5) = 90 s.
     clock.advance(Duration::from_millis(89_999));
-    assert!(cache.peek(&"k".into()).is_some());
+    assert!(cache.peek("k").is_some());
     clock.advance(Duration::from_millis(1));
-    assert_eq!(cache.peek(&"k".into()), None);
+    assert_eq!(cache.peek("k"), None);
 }
 
 proptest! {

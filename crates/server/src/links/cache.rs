@@ -90,12 +90,11 @@ impl LinkCache {
         code: &str,
         lookup: LinkKey<'_>,
     ) -> Result<Option<Arc<CachedLink>>, ApiError> {
-        let key = code.to_owned();
-        if let Some(hit) = self.entries.peek(&key) {
+        if let Some(hit) = self.entries.peek(code) {
             return Ok(hit.into_option());
         }
         self.entries
-            .get_or_load(&key, || async {
+            .get_or_load(&code.to_owned(), || async {
                 let row = links::find(store, lookup).await?;
                 Ok::<_, basis_store::Error>(row.and_then(CachedLink::new))
             })

@@ -224,27 +224,27 @@ pub fn is_code_shaped(s: &str) -> bool {
 /// A string that can be a short code: 1 to 64 characters of `[A-Za-z0-9_-]`. Anything else
 /// cannot name a link, so it is answered with 404 before any lookup.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ShortCode(String);
+pub struct ShortCode<'a>(&'a str);
 
-impl ShortCode {
-    /// Parses a path segment.
-    pub fn parse(s: &str) -> Option<Self> {
+impl<'a> ShortCode<'a> {
+    /// Parses a path segment (borrowed: checking a code copies nothing).
+    pub fn parse(s: &'a str) -> Option<Self> {
         let ok = !s.is_empty()
             && s.len() <= MAX_CODE_LEN
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        ok.then(|| Self(s.to_owned()))
+        ok.then_some(Self(s))
     }
 
     /// The code.
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'a str {
+        self.0
     }
 }
 
-impl fmt::Display for ShortCode {
+impl fmt::Display for ShortCode<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 
