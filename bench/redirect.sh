@@ -7,6 +7,7 @@
 #     NGINX_WORKERS    nginx worker processes (default: the config's, `auto` = one per core)
 #     TOKIO_WORKER_THREADS   basis's runtime threads (default: one per core)
 #     TIERS=0          skip the cache-tier rows
+#     WARMUP=5s        an unmeasured run against each server before the pairs
 #     NGINX_CONF       the anchor's config (default: shared/bench/nginx-redirect.conf, looked
 #                      for beside the repository and beside its parent directory)
 #     REDIS_URL        default redis://127.0.0.1:6379, for the L2 rows
@@ -69,6 +70,10 @@ make_links() {
 # redirects, but every request is matched against them.
 BASIS_RATE_LIMITS=on start_basis "$DATA/hot"
 code=$(shorten '{"longUrl": "https://example.com/very/long/path/for/the/anchor"}')
+# Warm both servers up, unmeasured, so that no pair pays for a cold start (the allocator
+# growing its pools, caches and metric handles filling, the first connections' setup).
+wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${WARMUP:-5s}" http://127.0.0.1:18080/abc123 >/dev/null
+wrk -t"$WRK_THREADS" -c"$WRK_CONNECTIONS" -d"${WARMUP:-5s}" "http://127.0.0.1:$BASIS_PORT/$code" >/dev/null
 ratios=() p99s=() cpu_ratios=()
 for pair in $(seq 1 "$PAIRS"); do
   echo "pair $pair (load $(cut -d' ' -f1 /proc/loadavg))" | tee -a "$RESULTS"
