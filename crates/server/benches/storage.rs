@@ -25,7 +25,7 @@
 use std::time::{Duration, Instant};
 
 use basis_server::links::code::CodeBook;
-use basis_store::links::{self, NewLink};
+use basis_store::links::{self, LinkRow};
 use basis_store::{ConnectOptions, Engine, Store, on_pool};
 use rand::Rng;
 
@@ -81,8 +81,8 @@ async fn insert_range(store: &Store, mix: Mix, from: u64, to: u64) {
     let mut id = from;
     while id < to {
         let end = to.min(id + LINKS_PER_TRANSACTION);
-        let batch: Vec<NewLink> = (id..end)
-            .map(|n| NewLink {
+        let batch: Vec<LinkRow> = (id..end)
+            .map(|n| LinkRow {
                 id: n as i64,
                 alias: mix.alias(n).then(|| format!("campaign-{n}")),
                 long_url: long_url(n),

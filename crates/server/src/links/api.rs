@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::role::Scope;
-use basis_store::links::{self, CountedLink, LinkRow, LinkUpdate, NewLink};
+use basis_store::links::{self, CountedLink, LinkRow, LinkUpdate};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -204,7 +204,7 @@ pub async fn create(
         None => None,
     };
 
-    let mut link = NewLink {
+    let mut link = LinkRow {
         id: 0,
         alias: alias.map(Alias::into_string),
         long_url: long_url.as_str().to_owned(),
@@ -239,18 +239,7 @@ pub async fn create(
     }
 }
 
-async fn created(state: &AppState, link: NewLink) -> Response {
-    let row = LinkRow {
-        id: link.id,
-        alias: link.alias,
-        long_url: link.long_url,
-        created_at: link.created_at,
-        expires_at: link.expires_at,
-        max_clicks: link.max_clicks,
-        redirect_type: link.redirect_type,
-        password_hash: link.password_hash,
-        owner_id: link.owner_id,
-    };
+async fn created(state: &AppState, row: LinkRow) -> Response {
     let code = state.codes.code_of(&row);
     // A negative entry for this code may be cached from before it existed.
     state.link_cache.invalidate(&code).await;

@@ -40,26 +40,33 @@ async fn count(store: &Store, sql: &str) -> i64 {
     on_pool!(store, read, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.expect(sql))
 }
 
-async fn links_made_before_migration_0004_resolve_by_code_and_by_alias(engine: Engine) {
-    // A database in the shape it had before migration 0004, with rows written the old way:
-    // every code in a `code` column, generated or not.
-    let dir = tempfile::tempdir().unwrap();
+/// A fresh database (PostgreSQL, or SQLite in `dir`) migrated up to, not including,
+/// `version`, with the code key the tests' code book uses; its URL and an open store.
+async fn database_before(engine: &Engine, dir: &std::path::Path, version: i64) -> (String, Store) {
     let url = match engine.fresh_database().await {
         Some(url) => url,
-        None => Store::sqlite_url_in(dir.path()),
+        None => Store::sqlite_url_in(dir),
     };
-    let old = Store::connect(&url, &ConnectOptions::default())
+    let store = Store::connect(&url, &ConnectOptions::default())
         .await
         .unwrap();
-    old.migrate_before(4).await.unwrap();
-    let book = CodeBook::new(KEY);
-    let held = book.decode("Promo26").unwrap() as i64;
+    store.migrate_before(version).await.unwrap();
     exec(
-        &old,
+        &store,
         "INSERT INTO settings (name, value) VALUES ('code_key', $1)",
         &[json!(format!("{KEY:016x}"))],
     )
     .await;
+    (url, store)
+}
+
+async fn links_made_before_migration_0004_resolve_by_code_and_by_alias(engine: Engine) {
+    // A database in the shape it had before migration 0004, with rows written the old way:
+    // every code in a `code` column, generated or not.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, old) = database_before(&engine, dir.path(), 4).await;
+    let book = CodeBook::new(KEY);
+    let held = book.decode("Promo26").unwrap() as i64;
     let insert = "INSERT INTO links (id, code, long_url, url_hash, created_at, redirect_type, \
                   click_count) VALUES ($1, $2, $3, $4, $5, $6, $7)";
     let plain_url = "https://example.com/plain";
@@ -294,21 +301,8 @@ impl OldLink {
 
 async fn links_made_before_migration_0006_keep_their_options_owners_and_counts(engine: Engine) {
     let dir = tempfile::tempdir().unwrap();
-    let url = match engine.fresh_database().await {
-        Some(url) => url,
-        None => Store::sqlite_url_in(dir.path()),
-    };
-    let old = Store::connect(&url, &ConnectOptions::default())
-        .await
-        .unwrap();
-    old.migrate_before(6).await.unwrap();
+    let (url, old) = database_before(&engine, dir.path(), 6).await;
     let book = CodeBook::new(KEY);
-    exec(
-        &old,
-        "INSERT INTO settings (name, value) VALUES ('code_key', $1)",
-        &[json!(format!("{KEY:016x}"))],
-    )
-    .await;
     let now = chrono::Utc::now().timestamp_millis();
     let today = now.div_euclid(86_400_000);
     let password_hash = Passwords::default()

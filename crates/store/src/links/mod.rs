@@ -61,7 +61,7 @@ const ROWS_PER_INSERT: usize = 1000;
 /// every per-day list. Real days are never negative.
 pub const CARRIED_DAY: i64 = -1;
 
-/// A stored link.
+/// A link, as stored and as inserted.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct LinkRow {
     /// Internal id; a link without an alias is reached by the code derived from it.
@@ -111,29 +111,6 @@ pub enum LinkKey<'a> {
     /// Either of the two: for a code that decodes to an id held back for an old alias of
     /// the same shape (see the server's `links::legacy`).
     IdOrAlias(i64, &'a str),
-}
-
-/// A link to insert.
-#[derive(Debug, Clone)]
-pub struct NewLink {
-    /// Internal id, from the `links` id sequence.
-    pub id: i64,
-    /// The custom alias, or `None` for a generated code.
-    pub alias: Option<String>,
-    /// Where the link redirects.
-    pub long_url: String,
-    /// Creation time, Unix milliseconds.
-    pub created_at: i64,
-    /// Expiry, Unix milliseconds.
-    pub expires_at: Option<i64>,
-    /// Click limit.
-    pub max_clicks: Option<i64>,
-    /// Redirect status.
-    pub redirect_type: i16,
-    /// Password hash (argon2id PHC string).
-    pub password_hash: Option<String>,
-    /// Owner id.
-    pub owner_id: Option<String>,
 }
 
 /// The mutable fields of a link, written as a whole by [`update`].
@@ -248,7 +225,7 @@ macro_rules! bind_guards {
 }
 
 /// Inserts a link. A taken alias is [`Error::Conflict`]`("alias")`.
-pub async fn insert(store: &Store, link: &NewLink) -> Result<()> {
+pub async fn insert(store: &Store, link: &LinkRow) -> Result<()> {
     insert_many(store, std::slice::from_ref(link)).await
 }
 
@@ -256,12 +233,12 @@ pub async fn insert(store: &Store, link: &NewLink) -> Result<()> {
 /// one transaction. A taken alias is [`Error::Conflict`]`("alias")` and inserts nothing.
 /// [`insert`] is this for one link, so a bulk load (the storage bench) writes exactly the
 /// rows the server writes.
-pub async fn insert_many(store: &Store, links: &[NewLink]) -> Result<()> {
+pub async fn insert_many(store: &Store, links: &[LinkRow]) -> Result<()> {
     if links.is_empty() {
         return Ok(());
     }
     let hashed = stores_url_hash(store);
-    let guarded: Vec<&NewLink> = links
+    let guarded: Vec<&LinkRow> = links
         .iter()
         .filter(|l| guarded(l.expires_at, l.max_clicks, &l.password_hash))
         .collect();
