@@ -19,7 +19,7 @@ use super::RateLimitSubject;
 use super::client_ip::{IpNet, client_ip};
 use super::config::RateLimitConfig;
 use super::response::{add_headers, too_many_requests};
-use super::rules::CompiledRule;
+use super::rules::{CompiledRule, first_segment};
 use crate::error::Error;
 use crate::limiter::{Limiter, OutageConfig, Source};
 use crate::metrics::Outcome;
@@ -183,11 +183,4 @@ where
             Ok(response)
         }))
     }
-}
-
-/// The first non-empty segment of `path` (`""` for `/`), found once per request so that
-/// rules can reject a path by its first segment without splitting it again.
-fn first_segment(path: &str) -> &str {
-    let rest = path.trim_start_matches('/');
-    rest.split_once('/').map_or(rest, |(first, _)| first)
 }

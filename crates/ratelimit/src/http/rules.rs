@@ -175,15 +175,22 @@ impl CompiledRule {
     }
 
     /// Whether the rule covers `method` and `path`, whose first non-empty segment is
-    /// `first_segment`.
-    pub fn matches(&self, method: &Method, path: &str, first_segment: &str) -> bool {
+    /// `first` (see [`first_segment`]).
+    pub fn matches(&self, method: &Method, path: &str, first: &str) -> bool {
         (self.methods.is_empty() || self.methods.contains(method))
             && self
                 .first_segments
                 .as_ref()
-                .is_none_or(|firsts| firsts.iter().any(|f| f == first_segment))
+                .is_none_or(|firsts| firsts.iter().any(|f| f == first))
             && self.paths.iter().any(|p| p.matches(path))
     }
+}
+
+/// The first non-empty segment of `path` (`""` for `/`), found once per request so that
+/// rules can reject a path by its first segment without splitting it again.
+pub(crate) fn first_segment(path: &str) -> &str {
+    let rest = path.trim_start_matches('/');
+    rest.split_once('/').map_or(rest, |(first, _)| first)
 }
 
 #[cfg(test)]
@@ -217,11 +224,8 @@ mod tests {
             let config = crate::http::RateLimitConfig::parse(&text).unwrap();
             CompiledRule::compile(&config.rules[0]).unwrap()
         };
-        let covers = |rule: &CompiledRule, path: &str| {
-            let first = path.trim_start_matches('/');
-            let first = first.split_once('/').map_or(first, |(f, _)| f);
-            rule.matches(&Method::GET, path, first)
-        };
+        let covers =
+            |rule: &CompiledRule, path: &str| rule.matches(&Method::GET, path, first_segment(path));
         let literal = rule(r#"["/links/**", "/shorten"]"#);
         assert!(literal.first_segments.is_some());
         for path in ["/links", "/links/abc/stats", "//links//abc", "/shorten"] {
