@@ -240,16 +240,9 @@ async fn deleting_an_account_revokes_its_tokens_and_links(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
     let gina = app.account("gina@example.com").await;
     let hank = app.account("hank@example.com").await;
-    let link: Value = app
-        .bearer(Method::POST, "/shorten", &gina.access)
-        .json(&json!({"longUrl": "https://example.com/gina"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = link["shortCode"].as_str().unwrap();
+    let code = app
+        .create_as(&gina.access, "https://example.com/gina")
+        .await;
     let path = format!("/users/{}", gina.id);
     assert_problem(
         app.bearer(Method::DELETE, &path, &hank.access)
@@ -266,7 +259,7 @@ async fn deleting_an_account_revokes_its_tokens_and_links(engine: Engine) {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert_problem(app.get(&path).await, 404).await;
-    assert_eq!(app.follow(code).await.status(), 404);
+    assert_eq!(app.follow(&code).await.status(), 404);
     let response = app
         .post_json("/auth/refresh", json!({"refreshToken": gina.refresh}))
         .await;

@@ -40,6 +40,20 @@ impl TestApp {
             .bearer_auth(token)
     }
 
+    /// Creates a link to `long_url` as the holder of the access token `token`, asserting
+    /// 201, and returns its short code.
+    pub async fn create_as(&self, token: &str, long_url: &str) -> String {
+        let response = self
+            .bearer(reqwest::Method::POST, "/shorten", token)
+            .json(&json!({"longUrl": long_url}))
+            .send()
+            .await
+            .expect("a response");
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        let link: Value = response.json().await.expect("JSON");
+        link["shortCode"].as_str().expect("a short code").to_owned()
+    }
+
     /// Signs up `email` with [`PASSWORD`], asserting 201, and returns the user's id.
     pub async fn sign_up(&self, email: &str) -> String {
         let response = self

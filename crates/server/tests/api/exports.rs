@@ -14,16 +14,7 @@ on_both_engines!(
 );
 
 async fn owned_link(app: &TestApp, token: &str) -> String {
-    let link: Value = app
-        .bearer(Method::POST, "/shorten", token)
-        .json(&json!({"longUrl": "https://example.com/export"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    link["shortCode"].as_str().unwrap().to_owned()
+    app.create_as(token, "https://example.com/export").await
 }
 
 async fn start_export(app: &TestApp, code: &str, token: &str) -> reqwest::Response {

@@ -132,16 +132,7 @@ async fn a_job_s_status_is_for_its_owner_and_admins_only(engine: Engine) {
     let admin = app
         .account_with_role("root@example.com", basis_auth::role::Role::Admin)
         .await;
-    let link: Value = app
-        .bearer(Method::POST, "/shorten", &ann.access)
-        .json(&json!({"longUrl": "https://example.com/mine"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = link["shortCode"].as_str().unwrap();
+    let code = app.create_as(&ann.access, "https://example.com/mine").await;
     let started = app
         .bearer(Method::POST, &format!("/links/{code}/exports"), &ann.access)
         .send()

@@ -54,16 +54,7 @@ async fn thumbnails_and_exports_run_through_rabbitmq_with_their_status() {
     let thumb = app.get(&format!("/users/{}/avatar?size=64", ann.id)).await;
     assert_eq!(thumb.status(), 200);
 
-    let link: Value = app
-        .bearer(Method::POST, "/shorten", &ann.access)
-        .json(&json!({"longUrl": "https://example.com/amqp"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = link["shortCode"].as_str().unwrap().to_owned();
+    let code = app.create_as(&ann.access, "https://example.com/amqp").await;
     for _ in 0..2 {
         assert_eq!(app.follow(&code).await.status(), 301);
     }

@@ -20,26 +20,15 @@ async fn only_the_owner_or_an_admin_manages_an_owned_link(engine: Engine) {
     let owner = app.account("owner@example.com").await;
     let other = app.account("other@example.com").await;
     let admin = app.account_with_role("root@example.com", Role::Admin).await;
-    let link: Value = app
-        .bearer(Method::POST, "/shorten", &owner.access)
-        .json(&json!({"longUrl": "https://example.com/mine"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let path = format!("/links/{}", link["shortCode"].as_str().unwrap());
+    let code = app
+        .create_as(&owner.access, "https://example.com/mine")
+        .await;
+    let path = format!("/links/{code}");
     let stats = format!("{path}/stats");
     let patch = json!({"longUrl": "https://example.com/changed"});
 
     // Anyone may follow it.
-    assert_eq!(
-        app.follow(link["shortCode"].as_str().unwrap())
-            .await
-            .status(),
-        301
-    );
+    assert_eq!(app.follow(&code).await.status(), 301);
     for (method, target) in [
         (Method::GET, &path),
         (Method::GET, &stats),

@@ -47,15 +47,9 @@ async fn every_data_changing_route_needs_authentication_unless_public_on_purpose
     // With anonymous link creation switched off, `/shorten` must be protected too.
     let app = TestApp::spawn_with(&engine, |c| c.auth.require_auth_for_links = true).await;
     let owner = app.account("owner@example.com").await;
-    let link: Value = app
-        .bearer(Method::POST, "/shorten", &owner.access)
-        .json(&json!({"longUrl": "https://example.com/owned"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let code = app
+        .create_as(&owner.access, "https://example.com/owned")
+        .await;
     let key: Value = app
         .bearer(
             Method::POST,
@@ -83,7 +77,7 @@ async fn every_data_changing_route_needs_authentication_unless_public_on_purpose
                 continue;
             }
             let concrete = path
-                .replace("{code}", link["shortCode"].as_str().unwrap())
+                .replace("{code}", &code)
                 .replace("{key_id}", key["id"].as_str().unwrap())
                 .replace("{id}", &owner.id);
             let response = app
