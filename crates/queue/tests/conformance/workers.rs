@@ -15,6 +15,9 @@ fn config(queue: &str) -> WorkerConfig {
     c.concurrency = 4;
     c.poll = Duration::from_millis(20);
     c.heartbeat = Duration::from_millis(50);
+    // The tests move the manual clock in steps of up to two minutes to make retries due; a
+    // lease shorter than a step could expire under a job that is still running.
+    c.lease = Duration::from_secs(3600);
     c.shutdown_grace = Duration::from_secs(5);
     c.backoff = Backoff {
         base: Duration::from_secs(1),
