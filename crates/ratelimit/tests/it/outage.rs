@@ -15,7 +15,8 @@ use basis_testkit::{PrivateRedis, free_port};
 use super::algorithms::policy;
 use super::common::{redis_url, unique_prefix};
 
-const TIMEOUT: Duration = Duration::from_millis(50);
+/// Long enough that a healthy Redis answers in time on a loaded CI machine.
+const TIMEOUT: Duration = Duration::from_millis(200);
 /// Scheduling slack on a shared two-core machine: a decision must still end near the timeout.
 const SLACK: Duration = Duration::from_millis(50);
 
@@ -99,9 +100,11 @@ async fn survives_an_outage(policy: OutagePolicy, test: &str) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(recovered, "limiting through Redis resumed");
-    // The restarted server is empty; the key "after" has spent one unit.
-    for expected in [true, true, false] {
-        let (v, _) = decide(&limiter, "after").await;
+    // A fresh key, because "after" may have spent more than the one unit its
+    // Store verdict shows: a command that timed out while the connection came
+    // back can still have run on the server after the fallback answered.
+    for expected in [true, true, true, false] {
+        let (v, _) = decide(&limiter, "resumed").await;
         assert_eq!((v.source, v.allowed()), (Source::Store, expected));
     }
 }
