@@ -16,7 +16,8 @@ type Io = std::io::Error;
 fn instance(url: &str, ns: &str) -> Cache<String, String> {
     Cache::builder(ns)
         .redis_url(Some(url))
-        .redis_timeout(Duration::from_millis(50))
+        // Generous, so a healthy Redis on a loaded CI machine is never taken for a dead one.
+        .redis_timeout(Duration::from_millis(250))
         .redis_cooldown(Duration::from_millis(100))
         .build()
         .expect("valid configuration")
