@@ -182,22 +182,10 @@ pub async fn create(
 
     let owner_id = caller.user_id().map(str::to_owned);
     // Every plain link is a reuse candidate, however it was made: the store indexes them all.
-    if body.reuse {
-        let (found, unflushed) = state
-            .clicks
-            .read_with_unstored(
-                || links::find_reusable(&state.store, long_url.as_str(), owner_id.as_deref()),
-                |clicks, found| {
-                    found
-                        .as_ref()
-                        .map_or(0, |f| clicks.unflushed_humans(f.row.id))
-                },
-            )
-            .await?;
-        if let Some(found) = found {
-            let view = LinkView::new(&state, &found.row, found.clicks + unflushed);
-            return Ok((StatusCode::OK, Json(view)).into_response());
-        }
+    if body.reuse
+        && let Some(found) = reused(&state, long_url.as_str(), owner_id.as_deref()).await?
+    {
+        return Ok(found);
     }
     let password_hash = match body.password {
         Some(password) => Some(state.passwords.hash(password).await?),
@@ -229,6 +217,16 @@ pub async fn create(
             "the 7-character code space is exhausted"
         )));
     }
+    if body.reuse {
+        // The store looks again and inserts in one step; a link that a concurrent request
+        // made since the look above is answered as that look would have answered it.
+        while !links::insert_unless_reusable(&state.store, &link).await? {
+            if let Some(found) = reused(&state, &link.long_url, link.owner_id.as_deref()).await? {
+                return Ok(found);
+            }
+        }
+        return Ok(created(&state, link).await);
+    }
     match links::insert(&state.store, &link).await {
         Ok(()) => Ok(created(&state, link).await),
         Err(err) if links::is_alias_conflict(&err) => Err(ApiError::Conflict(format!(
@@ -237,6 +235,30 @@ pub async fn create(
         ))),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The 200 answer of a `reuse` request: the oldest plain link of `owner_id` to `long_url`
+/// with its clicks, stored and not yet stored, if there is one.
+async fn reused(
+    state: &AppState,
+    long_url: &str,
+    owner_id: Option<&str>,
+) -> Result<Option<Response>, ApiError> {
+    let (found, unflushed) = state
+        .clicks
+        .read_with_unstored(
+            || links::find_reusable(&state.store, long_url, owner_id),
+            |clicks, found| {
+                found
+                    .as_ref()
+                    .map_or(0, |f| clicks.unflushed_humans(f.row.id))
+            },
+        )
+        .await?;
+    Ok(found.map(|found| {
+        let view = LinkView::new(state, &found.row, found.clicks + unflushed);
+        (StatusCode::OK, Json(view)).into_response()
+    }))
 }
 
 async fn created(state: &AppState, row: LinkRow) -> Response {

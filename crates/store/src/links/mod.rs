@@ -22,6 +22,8 @@
 //!
 //! Every plain link (no alias, no guard, redirect type 301) is a reuse candidate for a
 //! later request with the same URL and owner, however it was created ([`find_reusable`]).
+//! A reuse request that finds none inserts through [`insert_unless_reusable`], which looks
+//! again and inserts as one step, so simultaneous requests for a new URL share one link.
 //! The reuse index holds every link without an alias, keyed by a hash of the URL; a match
 //! is checked against the full URL and the guards. PostgreSQL indexes the expression
 //! `hashtext(long_url)`, which it computes itself. SQLite has no hash function, so this
@@ -224,6 +226,17 @@ macro_rules! bind_guards {
     }};
 }
 
+/// Binds [`reusable_query`]'s parameters: the URL, the owner and, on SQLite, the hash.
+macro_rules! bind_reusable {
+    ($query:expr, $url:expr, $owner:expr, $hash:expr) => {{
+        let query = $query.bind($url).bind($owner);
+        match $hash {
+            Some(hash) => query.bind(hash),
+            None => query,
+        }
+    }};
+}
+
 /// Inserts a link. A taken alias is [`Error::Conflict`]`("alias")`.
 pub async fn insert(store: &Store, link: &LinkRow) -> Result<()> {
     insert_many(store, std::slice::from_ref(link)).await
@@ -325,6 +338,58 @@ pub async fn find_reusable(
     long_url: &str,
     owner_id: Option<&str>,
 ) -> Result<Option<CountedLink>> {
+    let (sql, hash) = reusable_query(store, long_url);
+    let row = on_pool!(store, read, pool => {
+        bind_reusable!(sqlx::query_as::<_, CountedLink>(&sql), long_url, owner_id, hash)
+            .fetch_optional(pool)
+            .await
+    })?;
+    Ok(row)
+}
+
+/// The advisory lock class under which PostgreSQL serialises [`insert_unless_reusable`]
+/// per URL hash (the two-key form, so it shares no key with a one-key lock).
+const REUSE_LOCK_CLASS: i32 = 0x6C69_6E6B;
+
+/// Inserts the plain link `link` unless [`find_reusable`] finds one for its URL and owner;
+/// `false` when it found one and inserted nothing. The look and the insert are one step:
+/// two requests for a URL that has no link yet agree on one link rather than making two.
+/// SQLite has a single writer; PostgreSQL takes a transaction-scoped advisory lock on the
+/// URL's hash, so only requests for the same URL wait for each other.
+pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<bool> {
+    debug_assert!(link.alias.is_none() && !link.is_guarded() && link.redirect_type == 301);
+    let hashed = stores_url_hash(store);
+    let (find_sql, hash) = reusable_query(store, &link.long_url);
+    let insert_sql = links_insert(1, hashed);
+    let (url, owner) = (link.long_url.as_str(), link.owner_id.as_deref());
+    let inserted = on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            if !hashed {
+                sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                    .bind(REUSE_LOCK_CLASS)
+                    .bind(url)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let found = bind_reusable!(sqlx::query_as::<_, CountedLink>(&find_sql), url, owner, hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                bind_links!(sqlx::query(&insert_sql), [link], hashed)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(found.is_none())
+        }
+        .await
+    })?;
+    Ok(inserted)
+}
+
+/// [`find_reusable`]'s statement, and the URL hash it binds on SQLite.
+fn reusable_query(store: &Store, long_url: &str) -> (String, Option<i64>) {
     // The index finds the hash; the full URL is compared on the rows it finds.
     let (by_hash, hash) = if stores_url_hash(store) {
         ("l.url_hash = $3", Some(url_hash(long_url)))
@@ -338,16 +403,7 @@ pub async fn find_reusable(
          AND g.expires_at IS NULL AND g.max_clicks IS NULL AND g.password_hash IS NULL \
          ORDER BY l.id LIMIT 1"
     );
-    let row = on_pool!(store, read, pool => {
-        let mut query = sqlx::query_as::<_, CountedLink>(&sql)
-            .bind(long_url)
-            .bind(owner_id);
-        if let Some(hash) = hash {
-            query = query.bind(hash);
-        }
-        query.fetch_optional(pool).await
-    })?;
-    Ok(row)
+    (sql, hash)
 }
 
 /// Replaces the mutable fields of link `id` in one transaction (its guards row is written,
