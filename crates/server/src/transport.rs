@@ -1,6 +1,10 @@
 //! Transport security: HTTPS with rustls (TLS 1.2 and 1.3 only), the plain-HTTP redirector,
 //! HSTS, and CORS from an allowlist.
 //!
+//! Every listener serves HTTP/1.1 and HTTP/2: over TLS the client picks with ALPN; over
+//! plain TCP a client with prior knowledge (a proxy, a load balancer) opens with the
+//! HTTP/2 preface, and anything else is HTTP/1.1.
+//!
 //! TLS handshakes run in their own tasks (with a deadline) and finished connections are
 //! handed to axum through [`TlsListener`], so a slow or hostile client stalls nobody else
 //! and graceful shutdown works as it does over plain TCP.
@@ -65,9 +69,10 @@ impl TransportConfig {
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .context("the TLS certificate and key do not form a usable pair")?;
-        // HTTP/1.1 only: the server speaks no HTTP/2, so offering `h2` would let a client
-        // pick a protocol the connection then cannot serve.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // HTTP/2 first: one connection multiplexes a page's requests. HTTP/1.1 for the rest.
+        // A client that offers neither still gets HTTP/1.1, which the server tells apart
+        // from HTTP/2 by the connection preface.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Some(Tls(TlsAcceptor::from(Arc::new(config)))))
     }
 

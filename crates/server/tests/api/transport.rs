@@ -1,5 +1,5 @@
-//! Transport: security headers everywhere, HTTPS with HSTS, the HTTP→HTTPS redirector,
-//! and CORS from an allowlist.
+//! Transport: security headers everywhere, HTTPS with HSTS, HTTP/2 beside HTTP/1.1, the
+//! HTTP→HTTPS redirector, and CORS from an allowlist.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use crate::on_both_engines;
 on_both_engines!(
     every_response_carries_the_security_headers,
     https_serves_tls_with_hsts_and_plain_http_is_redirected,
+    http2_with_prior_knowledge_is_served_beside_http1_on_plain_tcp,
     cors_answers_allow_listed_origins_only,
 );
 
@@ -39,6 +40,62 @@ async fn every_response_carries_the_security_headers(engine: Engine) {
             "no HSTS over plain HTTP"
         );
     }
+}
+
+async fn http2_with_prior_knowledge_is_served_beside_http1_on_plain_tcp(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    // Several requests at once share the one HTTP/2 connection.
+    let mut creates = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let create = h2
+            .post(app.url("/shorten"))
+            .json(&json!({"longUrl": format!("https://example.com/h2/{i}")}))
+            .send();
+        creates.spawn(create);
+    }
+    let mut codes = Vec::new();
+    for response in creates.join_all().await {
+        let response = response.expect("an HTTP/2 answer");
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        assert_eq!(response.status(), 201);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body: serde_json::Value = response.json().await.unwrap();
+        codes.push(body["shortCode"].as_str().unwrap().to_owned());
+    }
+    codes.sort();
+    codes.dedup();
+    assert_eq!(codes.len(), 8);
+    let code = &codes[3];
+    let link: serde_json::Value = h2
+        .get(app.url(&format!("/links/{code}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let redirect = h2.get(app.url(&format!("/{code}"))).send().await.unwrap();
+    assert_eq!(
+        (redirect.version(), redirect.status().as_u16()),
+        (reqwest::Version::HTTP_2, 301)
+    );
+    assert_eq!(
+        redirect.headers()["location"],
+        link["longUrl"].as_str().unwrap()
+    );
+    let problem = h2.post(app.url("/shorten")).body("{").send().await.unwrap();
+    assert_eq!(problem.status(), 415, "the same rules as over HTTP/1.1");
+    // HTTP/1.1 on the same port, as before.
+    let h1 = app.follow(code).await;
+    assert_eq!(
+        (h1.version(), h1.status().as_u16()),
+        (reqwest::Version::HTTP_11, 301)
+    );
 }
 
 async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine) {
@@ -96,10 +153,26 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
         );
     }
     assert_eq!(
-        negotiated_protocol(addr, certified.cert.pem().as_bytes()).await,
-        b"http/1.1",
-        "a client offering h2 first still gets the one protocol served"
+        negotiated_protocol(addr, certified.cert.pem().as_bytes(), &[b"h2", b"http/1.1"]).await,
+        b"h2",
+        "a client offering h2 gets it"
     );
+    assert_eq!(
+        negotiated_protocol(addr, certified.cert.pem().as_bytes(), &[b"http/1.1"]).await,
+        b"http/1.1",
+        "a client offering only HTTP/1.1 gets it"
+    );
+    // A client that picked h2 is answered over HTTP/2, with the same headers.
+    let h2 = client(reqwest::tls::Version::TLS_1_3)
+        .get(&url)
+        .send()
+        .await
+        .expect("an HTTP/2 answer");
+    assert_eq!(
+        (h2.version(), h2.status().as_u16()),
+        (reqwest::Version::HTTP_2, 200)
+    );
+    assert!(h2.headers().contains_key("strict-transport-security"));
     // Plain HTTP on the TLS port is not served.
     let plain_on_tls = reqwest::get(format!("http://{addr}/healthz")).await;
     assert!(plain_on_tls.is_err() || plain_on_tls.unwrap().status() != 200);
@@ -122,8 +195,12 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
     task.await.unwrap().unwrap();
 }
 
-/// The ALPN protocol the server picks for a client that offers HTTP/2 and HTTP/1.1.
-async fn negotiated_protocol(addr: std::net::SocketAddr, ca_pem: &[u8]) -> Vec<u8> {
+/// The ALPN protocol the server picks for a client that offers `offered`.
+async fn negotiated_protocol(
+    addr: std::net::SocketAddr,
+    ca_pem: &[u8],
+    offered: &[&[u8]],
+) -> Vec<u8> {
     use tokio_rustls::rustls;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
@@ -135,7 +212,7 @@ async fn negotiated_protocol(addr: std::net::SocketAddr, ca_pem: &[u8]) -> Vec<u
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.alpn_protocols = offered.iter().map(|p| p.to_vec()).collect();
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
