@@ -48,7 +48,7 @@ enum Command {
     Serve(Box<Config>),
     /// Run only the job workers (same configuration as `serve`); SIGTERM stops claiming,
     /// lets running jobs finish within the grace period and releases the rest.
-    Worker(Box<Config>),
+    Worker(Box<WorkerArgs>),
     /// Operator commands for the job queue (`basis queue dlq list|show|replay|purge`).
     Queue {
         #[command(flatten)]
@@ -68,6 +68,17 @@ enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+}
+
+/// `basis worker`'s flags: those of `serve`, and where to answer probes and scrapes.
+#[derive(Debug, clap::Args)]
+struct WorkerArgs {
+    /// Serve `/healthz`, `/readyz` and `/metrics` on this address (off when unset; `serve`'s
+    /// `--listen` is not used, so a worker can run beside a server with the same settings).
+    #[arg(long, env = "BASIS_WORKER_OPS_LISTEN")]
+    ops_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    config: Config,
 }
 
 #[derive(Debug, Subcommand)]
@@ -136,8 +147,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(address = %server.local_addr(), "listening");
             server.run(stop_signal()).await
         }
-        Command::Worker(config) => {
-            basis_server::jobs::runtime::run_workers(*config, stop_signal()).await
+        Command::Worker(args) => {
+            let WorkerArgs { ops_listen, config } = *args;
+            basis_server::jobs::runtime::run_workers(config, ops_listen, stop_signal()).await
         }
         Command::Queue { target, command } => basis_server::jobs::cli::run(target, command).await,
         Command::Migrate {

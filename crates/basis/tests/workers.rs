@@ -1,5 +1,6 @@
 //! The job queue as an operator runs it: `basis serve --workers off` beside a separate
-//! `basis worker` (stopped by SIGTERM), and the dead letters through `basis queue dlq`.
+//! `basis worker` (with its probes and metrics, stopped by SIGTERM), and the dead letters
+//! through `basis queue dlq`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -58,7 +59,7 @@ async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted(
     // The server enqueues its last batch on the way out; nobody has applied it yet.
     assert!(server.terminate().await.success());
 
-    let worker = Basis::worker(dir.path(), url);
+    let worker = Basis::worker_with_ops(dir.path(), url).await;
     let server = Basis::serve(dir.path(), url, &["--workers", "off"]).await;
     let read = server.url(&format!("/links/{code}"));
     eventually("the worker to store the clicks", || async {
@@ -73,10 +74,46 @@ async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted(
         link["clickCount"] == 20
     })
     .await;
+    // The worker's own port: probes, and the jobs it ran in its metrics.
+    for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let health: Value = client
+            .get(worker.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], status, "{path}");
+    }
+    let metrics = client
+        .get(worker.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let processed = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("queue_jobs_total{")
+                && l.contains(r#"queue="clicks""#)
+                && l.contains(r#"outcome="processed""#)
+        })
+        .unwrap_or_else(|| panic!("no processed click jobs in:\n{metrics}"));
+    let count: f64 = processed.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 1.0, "{processed}");
+    assert!(metrics.contains("basis_db_pool_connections"), "{metrics}");
+    let ops = worker.url("/healthz");
     let status = worker.terminate().await;
     assert!(
         status.success(),
         "a worker stops cleanly on SIGTERM, got {status}"
+    );
+    assert!(
+        client.get(&ops).send().await.is_err(),
+        "the port closes with the worker"
     );
     assert!(server.terminate().await.success());
 }

@@ -1,15 +1,19 @@
-//! Operations endpoints: liveness, readiness and Prometheus metrics.
+//! Operations endpoints: liveness, readiness and Prometheus metrics, served by `basis serve`
+//! beside the API and by `basis worker` on its own port ([`serve_worker_ops`]).
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use utoipa::ToSchema;
+
+use basis_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -17,8 +21,30 @@ use crate::state::AppState;
 /// How long readiness waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The operations routes.
-pub fn router() -> Router<AppState> {
+/// What the operations endpoints read: the database they check and the metrics they render.
+#[derive(Debug, Clone)]
+pub struct Ops {
+    /// The database readiness pings and whose pool usage is reported.
+    pub store: Store,
+    /// The process's Prometheus recorder.
+    pub metrics: PrometheusHandle,
+}
+
+impl FromRef<AppState> for Ops {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            store: state.store.clone(),
+            metrics: state.metrics.clone(),
+        }
+    }
+}
+
+/// The operations routes, on any state they can be read from.
+pub fn router<S>() -> Router<S>
+where
+    Ops: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -46,7 +72,7 @@ pub async fn healthz() -> Json<Health> {
         (status = 503, description = "The database is unreachable", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+pub async fn readyz(State(state): State<Ops>) -> Result<Json<Health>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
         Ok(Ok(())) => Ok(Json(Health { status: "ready" })),
         Ok(Err(err)) => Err(ApiError::Unavailable(err.to_string())),
@@ -61,7 +87,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, ApiEr
     get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"))
 )]
-pub async fn metrics_page(State(state): State<AppState>) -> Response {
+pub async fn metrics_page(State(state): State<Ops>) -> Response {
     let usage = state.store.pool_usage();
     for (pool, size, idle) in [
         ("read", usage.read_size, usage.read_idle),
@@ -80,4 +106,18 @@ pub async fn metrics_page(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// Serves the operations routes of a `basis worker` on `listener` until `stop` resolves:
+/// what a process supervisor probes and Prometheus scrapes, without the API.
+pub async fn serve_worker_ops(
+    listener: tokio::net::TcpListener,
+    ops: Ops,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Request metrics, request ids and problem bodies, as on the API port.
+    let app = router().layer(crate::http::ObserveLayer).with_state(ops);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
 }

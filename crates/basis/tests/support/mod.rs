@@ -35,7 +35,7 @@ pub fn basis(data_dir: &Path, database_url: Option<&str>) -> Command {
     command
 }
 
-/// A running `basis serve` (with its address) or `basis worker` (without).
+/// A running `basis serve` or `basis worker`, with the address it listens on, if any.
 pub struct Basis {
     child: Child,
     address: Option<String>,
@@ -44,7 +44,8 @@ pub struct Basis {
 impl Basis {
     /// `basis serve` on a free port, clicks flushed every 200 ms, once it logs its address.
     pub async fn serve(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Self {
-        let mut child = basis(data_dir, database_url)
+        let mut command = basis(data_dir, database_url);
+        command
             .args([
                 "serve",
                 "--listen",
@@ -52,7 +53,34 @@ impl Basis {
                 "--click-flush-ms",
                 "200",
             ])
-            .args(extra)
+            .args(extra);
+        Self::listening(command).await
+    }
+
+    /// `basis worker`.
+    pub fn worker(data_dir: &Path, database_url: Option<&str>) -> Self {
+        let child = basis(data_dir, database_url)
+            .arg("worker")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        Self {
+            child,
+            address: None,
+        }
+    }
+
+    /// `basis worker` with its operations port on a free port, once it logs the address.
+    pub async fn worker_with_ops(data_dir: &Path, database_url: Option<&str>) -> Self {
+        let mut command = basis(data_dir, database_url);
+        command.args(["worker", "--ops-listen", "127.0.0.1:0"]);
+        Self::listening(command).await
+    }
+
+    /// Starts `command` and waits for its `listening` log line.
+    async fn listening(mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -63,7 +91,7 @@ impl Basis {
                 .next_line()
                 .await
                 .expect("readable stderr")
-                .expect("the server logs its address before anything else ends");
+                .expect("the process logs its address before anything else ends");
             let Ok(event) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
@@ -82,23 +110,9 @@ impl Basis {
         }
     }
 
-    /// `basis worker`.
-    pub fn worker(data_dir: &Path, database_url: Option<&str>) -> Self {
-        let child = basis(data_dir, database_url)
-            .arg("worker")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        Self {
-            child,
-            address: None,
-        }
-    }
-
-    /// The URL of `path` on this server.
+    /// The URL of `path` on this process.
     pub fn url(&self, path: &str) -> String {
-        let address = self.address.as_deref().expect("a serve process");
+        let address = self.address.as_deref().expect("a process that listens");
         format!("http://{address}{path}")
     }
 

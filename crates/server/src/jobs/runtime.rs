@@ -2,6 +2,7 @@
 //! workers inside `basis serve` and the `basis worker` process.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -13,6 +14,7 @@ use basis_store::{Pools, Store};
 use super::{QUEUES, clicks, config::Workers, mail, status};
 use crate::clock::{Clock, SystemClock};
 use crate::links::clicks::ClickRecorder;
+use crate::ops::{Ops, serve_worker_ops};
 use crate::{Config, links, users};
 
 /// What handlers need, whether they run in `serve` or in `basis worker`.
@@ -171,15 +173,28 @@ pub fn spawn_in_process(
     })))
 }
 
-/// `basis worker`: runs the product's workers (and nothing else) until `shutdown`
-/// resolves, then stops claiming, lets running jobs finish within the grace period and
-/// releases the rest.
+/// How often `basis worker` drains its metrics recorder's histogram samples.
+const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `basis worker`: runs the product's workers (and no API) until `shutdown` resolves, then
+/// stops claiming, lets running jobs finish within the grace period and releases the rest.
+/// With `ops_listen`, `/healthz`, `/readyz` and `/metrics` are served there meanwhile.
 pub async fn run_workers(
     config: Config,
+    ops_listen: Option<SocketAddr>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    crate::prometheus();
+    let metrics = crate::prometheus();
     let store = crate::open_store(&config).await?;
+    // Bound before the worker starts, so a taken port is an error at once.
+    let ops_listener = match ops_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for /metrics and probes"))?,
+        ),
+        None => None,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let backend = open_backend(&config, &store, clock.clone()).await?;
     let mailer = config
@@ -200,6 +215,33 @@ pub async fn run_workers(
         worker_config(&config),
         registry(&ctx),
     );
+    // Histogram samples pile up in the recorder until a render or an upkeep drains them,
+    // and a worker may never be scraped.
+    let upkeep = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            let mut ticks = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                ticks.tick().await;
+                metrics.run_upkeep();
+            }
+        }
+    });
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops = ops_listener.map(|listener| {
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        tracing::info!(%address, "listening");
+        let ops = Ops {
+            store: store.clone(),
+            metrics,
+        };
+        tokio::spawn(serve_worker_ops(listener, ops, async move {
+            let _ = ops_stopped.await;
+        }))
+    });
     tracing::info!(queue = backend.name(), queues = ?QUEUES, "worker running");
     let report = worker.run(shutdown).await;
     tracing::info!(
@@ -207,6 +249,16 @@ pub async fn run_workers(
         released = report.released,
         "worker stopped"
     );
+    // Probes and scrapes are answered until the last job has been handed back.
+    let _ = stop_ops.send(());
+    if let Some(ops) = ops {
+        match ops.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "the operations port failed"),
+            Err(err) => tracing::warn!(error = %err, "the operations port failed"),
+        }
+    }
+    upkeep.abort();
     store.close().await;
     Ok(())
 }
