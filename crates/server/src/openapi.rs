@@ -103,3 +103,100 @@ pub fn router() -> Router<AppState> {
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use utoipa::OpenApi as _;
+
+    use super::ApiDoc;
+
+    /// The first value of `key` anywhere inside `value` (a property's limits sit beside its
+    /// type, or inside the non-null branch of an optional one).
+    fn find<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
+        match value {
+            Value::Object(map) => map
+                .get(key)
+                .or_else(|| map.values().find_map(|v| find(v, key))),
+            Value::Array(items) => items.iter().find_map(|v| find(v, key)),
+            _ => None,
+        }
+    }
+
+    /// The limits the document states are the ones the handlers enforce, so a client that
+    /// follows the document is never refused for a limit it could not know.
+    #[test]
+    fn documented_limits_are_the_enforced_ones() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let limit = |schema: &str, field: &str, key: &str| {
+            let property = &doc["components"]["schemas"][schema]["properties"][field];
+            find(property, key)
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| panic!("{schema}.{field} states no {key}: {property}"))
+                as usize
+        };
+        let defaults = crate::Config::with_data_dir("unused");
+        for schema in ["CreateLink", "ChangeLink"] {
+            assert_eq!(
+                limit(schema, "longUrl", "maxLength"),
+                defaults.max_url_length
+            );
+            assert_eq!(
+                limit(schema, "password", "maxLength"),
+                basis_auth::password::MAX_PASSWORD_BYTES
+            );
+            assert_eq!(limit(schema, "maxClicks", "minimum"), 1);
+            let lowest = *crate::links::REDIRECT_TYPES.iter().min().unwrap();
+            let highest = *crate::links::REDIRECT_TYPES.iter().max().unwrap();
+            assert_eq!(
+                limit(schema, "redirectType", "minimum"),
+                usize::from(lowest)
+            );
+            assert_eq!(
+                limit(schema, "redirectType", "maximum"),
+                usize::from(highest)
+            );
+        }
+        use basis_auth::password::{MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS};
+        assert_eq!(
+            limit("NewUser", "password", "minLength"),
+            MIN_PASSWORD_CHARS
+        );
+        assert_eq!(
+            limit("NewUser", "password", "maxLength"),
+            MAX_PASSWORD_CHARS
+        );
+        use crate::posts::input::{MAX_BODY_BYTES, MAX_TAGS, MAX_TITLE_CHARS};
+        assert_eq!(limit("PostInput", "title", "maxLength"), MAX_TITLE_CHARS);
+        assert_eq!(limit("PostInput", "body", "maxLength"), MAX_BODY_BYTES);
+        assert_eq!(limit("PostInput", "tags", "maxItems"), MAX_TAGS);
+        assert_eq!(
+            limit("CommentInput", "body", "maxLength"),
+            crate::comments::MAX_COMMENT_CHARS
+        );
+    }
+
+    /// The alias pattern accepts exactly the aliases that parse (reserved names aside).
+    #[test]
+    fn the_documented_alias_pattern_is_the_parser_s_rule() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let property = &doc["components"]["schemas"]["CreateLink"]["properties"]["customAlias"];
+        let pattern = find(property, "pattern").and_then(Value::as_str).unwrap();
+        let pattern = regex::Regex::new(pattern).unwrap();
+        for alias in [
+            "abc",
+            "my_link-2",
+            &"x".repeat(64),
+            "ab",
+            &"x".repeat(65),
+            "a b!",
+            "é-é",
+        ] {
+            assert_eq!(
+                pattern.is_match(alias),
+                crate::links::input::Alias::parse(alias).is_ok(),
+                "{alias:?}"
+            );
+        }
+    }
+}

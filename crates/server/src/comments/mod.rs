@@ -94,7 +94,7 @@ impl CommentNotifier for NoNotifications {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommentInput {
     /// Plain text, 1–5,000 characters (shown as text, never as HTML).
-    #[schema(example = "Thanks, this helped.")]
+    #[schema(example = "Thanks, this helped.", min_length = 1, max_length = 5000)]
     pub body: String,
 }
 

@@ -26,18 +26,27 @@ use crate::state::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateLink {
-    /// Where the short link should redirect: an absolute http(s) URL.
-    #[schema(example = "https://example.com/a/very/long/path")]
+    /// Where the short link should redirect: an absolute http(s) URL with a host, at most
+    /// 2048 bytes by default (`--max-url-length`).
+    #[schema(
+        example = "https://example.com/a/very/long/path",
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+    )]
     pub long_url: String,
-    /// A code of your choice: 3–64 characters of `[A-Za-z0-9_-]`.
+    /// A code of your choice: 3–64 characters of `[A-Za-z0-9_-]`, not a route's name.
+    #[schema(pattern = "^[A-Za-z0-9_-]{3,64}$")]
     pub custom_alias: Option<String>,
     /// When the link stops redirecting (RFC 3339); must be in the future.
     pub expires_at: Option<DateTime<Utc>>,
     /// How many human clicks the link allows (at least 1).
+    #[schema(minimum = 1)]
     pub max_clicks: Option<i64>,
     /// 301 (default), 302, 307 or 308.
+    #[schema(minimum = 301, maximum = 308)]
     pub redirect_type: Option<u16>,
-    /// A password visitors must give to follow the link.
+    /// A password visitors must give to follow the link (1 to 1024 bytes).
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: Option<String>,
     /// Return an existing plain link to the same URL with the same owner (you, or no one
     /// when not signed in) with 200, instead of making a new one (201); the oldest wins. A
@@ -53,7 +62,8 @@ pub struct CreateLink {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangeLink {
-    /// A new target URL.
+    /// A new target URL (the rules of `POST /shorten`).
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub long_url: Option<String>,
     /// A new expiry, or `null` for none.
     #[serde(default, deserialize_with = "present")]
@@ -61,13 +71,14 @@ pub struct ChangeLink {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// A new click limit, or `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub max_clicks: Option<Option<i64>>,
-    /// A new redirect status.
+    /// A new redirect status: 301, 302, 307 or 308.
+    #[schema(minimum = 301, maximum = 308)]
     pub redirect_type: Option<u16>,
     /// A new password visitors must give, or `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 1024)]
     pub password: Option<Option<String>>,
 }
 

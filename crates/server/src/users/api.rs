@@ -24,10 +24,13 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     /// Email (normalised: trimmed, lower-case).
+    #[schema(format = Email)]
     pub email: String,
     /// 12 to 256 characters, not easily guessed.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
     /// Display name, 1 to 100 characters.
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
 }
 
