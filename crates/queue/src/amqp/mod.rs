@@ -225,25 +225,41 @@ impl AmqpQueue {
 
     /// Deletes every queue and exchange this instance declared (tests, decommissioning).
     pub async fn teardown(&self) -> Result<()> {
-        let link = self.inner.link().await?;
         for feed in self.inner.feeds.lock().await.drain().map(|(_, f)| f) {
             feed.close().await;
         }
         let created = std::mem::take(&mut *lock(&self.inner.created));
         for (exchange, name) in created {
-            let name = short("name", &name)?;
-            let done = if exchange {
-                link.admin
-                    .exchange_delete(name, ExchangeDeleteOptions::default())
-                    .await
-                    .map(|_| ())
-            } else {
-                link.admin
-                    .queue_delete(name, QueueDeleteOptions::default())
-                    .await
-                    .map(|_| ())
-            };
-            done.map_err(broker)?;
+            // Another task's failed operation on the shared admin channel (a passive
+            // declare of a queue deleted here, say) makes the broker close it, and the
+            // notice can arrive after `link` checked it. Deleting is idempotent, so the
+            // deletion is tried again on the fresh channel `link` then opens.
+            let mut attempts = 0;
+            loop {
+                let link = self.inner.link().await?;
+                let short_name = short("name", &name)?;
+                let done = if exchange {
+                    link.admin
+                        .exchange_delete(short_name, ExchangeDeleteOptions::default())
+                        .await
+                        .map(|_| ())
+                } else {
+                    link.admin
+                        .queue_delete(short_name, QueueDeleteOptions::default())
+                        .await
+                        .map(|_| ())
+                };
+                attempts += 1;
+                match done {
+                    Err(e) if attempts < 3 && !link.admin.status().connected() => {
+                        tracing::debug!(error = %e, name, "admin channel closed; deleting again");
+                    }
+                    done => {
+                        done.map_err(broker)?;
+                        break;
+                    }
+                }
+            }
         }
         lock(&self.inner.declared).clear();
         Ok(())
