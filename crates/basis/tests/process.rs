@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 mod support;
 
-use support::{Basis, client, fresh_postgres_database, postgres_admin_url};
+use support::{Basis, client, fresh_postgres_database, get_json, postgres_admin_url};
 
 async fn create(client: &reqwest::Client, server: &Basis, long_url: &str) -> String {
     let response = client
@@ -102,14 +102,7 @@ async fn sigterm_under_load_loses_no_counted_click(database_url: Option<String>)
     let seen = seen.load(Ordering::Relaxed);
 
     let server = Basis::serve(dir.path(), database_url.as_deref(), &[]).await;
-    let link: Value = client
-        .get(server.url(&format!("/links/{code}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link = get_json(&client, &server.url(&format!("/links/{code}"))).await;
     let stored = link["clickCount"].as_u64().unwrap();
     assert!(
         stored >= seen,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{Basis, basis, client, fresh_postgres_database, postgres_admin_url};
+use support::{Basis, basis, client, fresh_postgres_database, get_json, postgres_admin_url};
 
 async fn postgres_database() -> Option<String> {
     Some(fresh_postgres_database(&postgres_admin_url()?).await)
@@ -63,27 +63,12 @@ async fn a_separate_worker_stores_the_clicks_a_server_without_workers_counted(
     let server = Basis::serve(dir.path(), url, &["--workers", "off"]).await;
     let read = server.url(&format!("/links/{code}"));
     eventually("the worker to store the clicks", || async {
-        let link: Value = client
-            .get(&read)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        link["clickCount"] == 20
+        get_json(&client, &read).await["clickCount"] == 20
     })
     .await;
     // The worker's own port: probes, and the jobs it ran in its metrics.
     for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
-        let health: Value = client
-            .get(worker.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = get_json(&client, &worker.url(path)).await;
         assert_eq!(health["status"], status, "{path}");
     }
     let metrics = client

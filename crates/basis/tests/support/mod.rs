@@ -138,6 +138,12 @@ pub fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// `GET url` as JSON, whatever the status.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client.get(url).send().await.expect("a response");
+    response.json().await.expect("a JSON body")
+}
+
 /// The PostgreSQL server to test against, or `None` after one visible `skipped:` line.
 pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("BASIS_TEST_POSTGRES_URL") {
