@@ -56,16 +56,18 @@ impl Inner {
     /// `x-expires` frees it later.
     pub(super) async fn release_key(&self, env: &Envelope) {
         let Some(marker) = &env.dedup else { return };
-        let done = match (self.link().await, short("queue", marker)) {
-            (Ok(link), Ok(name)) => link
-                .admin
-                .queue_delete(name, QueueDeleteOptions::default())
-                .await
-                .map(|_| ())
-                .map_err(broker),
-            (Err(e), _) | (_, Err(e)) => Err(e),
+        let done = async {
+            let name = short("queue", marker)?;
+            self.on_admin(|admin| {
+                let name = name.clone();
+                async move {
+                    let deleted = admin.queue_delete(name, QueueDeleteOptions::default());
+                    deleted.await.map(|_| ())
+                }
+            })
+            .await
         };
-        if let Err(error) = done {
+        if let Err(error) = done.await {
             tracing::warn!(%error, marker, "deduplication key not released");
         }
     }

@@ -230,36 +230,24 @@ impl AmqpQueue {
         }
         let created = std::mem::take(&mut *lock(&self.inner.created));
         for (exchange, name) in created {
-            // Another task's failed operation on the shared admin channel (a passive
-            // declare of a queue deleted here, say) makes the broker close it, and the
-            // notice can arrive after `link` checked it. Deleting is idempotent, so the
-            // deletion is tried again on the fresh channel `link` then opens.
-            let mut attempts = 0;
-            loop {
-                let link = self.inner.link().await?;
-                let short_name = short("name", &name)?;
-                let done = if exchange {
-                    link.admin
-                        .exchange_delete(short_name, ExchangeDeleteOptions::default())
-                        .await
-                        .map(|_| ())
-                } else {
-                    link.admin
-                        .queue_delete(short_name, QueueDeleteOptions::default())
-                        .await
-                        .map(|_| ())
-                };
-                attempts += 1;
-                match done {
-                    Err(e) if attempts < 3 && !link.admin.status().connected() => {
-                        tracing::debug!(error = %e, name, "admin channel closed; deleting again");
+            let name = short("name", &name)?;
+            self.inner
+                .on_admin(|admin| {
+                    let name = name.clone();
+                    async move {
+                        if exchange {
+                            admin
+                                .exchange_delete(name, ExchangeDeleteOptions::default())
+                                .await
+                        } else {
+                            admin
+                                .queue_delete(name, QueueDeleteOptions::default())
+                                .await
+                                .map(|_| ())
+                        }
                     }
-                    done => {
-                        done.map_err(broker)?;
-                        break;
-                    }
-                }
-            }
+                })
+                .await?;
         }
         lock(&self.inner.declared).clear();
         Ok(())
@@ -274,6 +262,28 @@ impl AmqpQueue {
 }
 
 impl Inner {
+    /// Runs `op`, which must be idempotent, on the shared admin channel. Another task's
+    /// refused operation makes the broker close that channel, and the notice can arrive
+    /// after [`Inner::link`] checked it; `op` then runs again on the fresh channel `link`
+    /// opens (three attempts at most).
+    async fn on_admin<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = lapin::Result<T>>,
+    {
+        let mut attempts = 0;
+        loop {
+            let admin = self.link().await?.admin;
+            attempts += 1;
+            match op(admin.clone()).await {
+                Err(error) if attempts < 3 && !admin.status().connected() => {
+                    tracing::debug!(%error, "admin channel closed under an operation; again");
+                }
+                done => return done.map_err(broker),
+            }
+        }
+    }
+
     /// The live connection, reconnecting if it dropped.
     async fn link(&self) -> Result<Link> {
         let mut slot = self.link.lock().await;
