@@ -365,7 +365,7 @@ pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<boo
     let inserted = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
-            if !hashed {
+            if store.engine() == Engine::Postgres {
                 sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
                     .bind(REUSE_LOCK_CLASS)
                     .bind(url)
