@@ -251,12 +251,10 @@ pub async fn run_workers(
     );
     // Probes and scrapes are answered until the last job has been handed back.
     let _ = stop_ops.send(());
-    if let Some(ops) = ops {
-        match ops.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "the operations port failed"),
-            Err(err) => tracing::warn!(error = %err, "the operations port failed"),
-        }
+    if let Some(ops) = ops
+        && let Err(err) = ops.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    {
+        tracing::warn!(error = %err, "the operations port failed");
     }
     upkeep.abort();
     store.close().await;
