@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::cache::{Cache, Inner, Settings};
-use crate::clock::{Clock, Random, SplitMix, SystemClock};
 use crate::coherence::Subscriber;
 use crate::error::Error;
 use crate::flight::Flights;
@@ -16,6 +15,8 @@ use crate::key::{CacheKey, CacheValue};
 use crate::l1::{Eviction, L1, Weigher};
 use crate::l2::{L2, L2Settings};
 use crate::metrics::Metrics;
+use crate::random::{Random, SplitMix};
+use basis_clock::{Clock, SystemClock};
 
 /// Builds a [`Cache`]; start from [`Cache::builder`]. Every setting has a production default.
 pub struct CacheBuilder<K, V> {
@@ -51,7 +52,7 @@ impl<K: CacheKey, V: CacheValue> CacheBuilder<K, V> {
             redis_url: None,
             redis_timeout: Duration::from_millis(50),
             redis_cooldown: Duration::from_secs(1),
-            clock: Arc::new(SystemClock::new()),
+            clock: Arc::new(SystemClock),
             random: Arc::new(SplitMix::from_entropy()),
             _types: PhantomData,
         }

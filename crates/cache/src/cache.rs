@@ -8,7 +8,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::clock::{Clock, Random};
 use crate::error::{BoxError, Error};
 use crate::flight::{self, Flights, Leader, Role};
 use crate::key::{CacheKey, CacheValue};
@@ -16,6 +15,8 @@ use crate::l1::{L1, Slot};
 use crate::l2::L2;
 use crate::metrics::Metrics;
 use crate::policy::{Entry, should_refresh_early};
+use crate::random::Random;
+use basis_clock::Clock;
 
 /// A typed cache for one namespace. Cloning is cheap (one `Arc`); hold one per namespace
 /// in the application state.
@@ -124,7 +125,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         Q: std::hash::Hash + Eq + ?Sized,
     {
         let inner = &*self.inner;
-        let now = inner.clock.now();
+        let now = inner.clock.monotonic();
         match inner.l1.get(key) {
             Some(entry) if is_live(&entry, now) => {
                 self.count_hit(&entry);
@@ -160,7 +161,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
                 };
                 inner.metrics.early_refreshes.increment(1);
                 // Another instance may have refreshed it already: then L2 has a younger copy.
-                let left = entry.expires_at.saturating_sub(inner.clock.now());
+                let left = entry.expires_at.saturating_sub(inner.clock.monotonic());
                 if let Some(found) = self.read_l2(key, Some(left)).await {
                     leader.finish(Ok(found.clone()));
                     return Ok(found);
@@ -258,7 +259,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     fn probe(&self, key: &K) -> Probe<V> {
         let inner = &*self.inner;
-        let now = inner.clock.now();
+        let now = inner.clock.monotonic();
         let Some(entry) = inner.l1.get(key) else {
             return Probe::Absent;
         };
@@ -293,9 +294,9 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     {
         let inner = &*self.inner;
         inner.metrics.loads.increment(1);
-        let started = inner.clock.now();
+        let started = inner.clock.monotonic();
         let result = loader().await;
-        let delta = inner.clock.now().saturating_sub(started);
+        let delta = inner.clock.monotonic().saturating_sub(started);
         match result {
             Ok(value) => {
                 let (entry, ttl) = self.new_entry(value.clone(), delta);

@@ -53,7 +53,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             return None;
         }
         inner.metrics.l2_hits.increment(1);
-        let now = inner.clock.now();
+        let now = inner.clock.monotonic();
         let l1_life = left.min(inner.settings.l1_max_ttl);
         let entry = Entry {
             value: record.value.clone(),
@@ -76,7 +76,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
             s.negative_ttl
         };
         let ttl = jittered_ttl(base, s.jitter, inner.random.next_f64());
-        let now = inner.clock.now();
+        let now = inner.clock.monotonic();
         let l1_life = if inner.l2.is_some() {
             ttl.min(s.l1_max_ttl)
         } else {

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::clock::{Clock, saturating_nanos};
 use crate::metrics::Metrics;
+use crate::random::saturating_nanos;
+use basis_clock::Clock;
 
 /// What an L2 read found.
 pub(crate) enum Fetched {
@@ -191,7 +192,7 @@ impl L2 {
 
     /// Runs one Redis call under the timeout and the breaker; `None` means "treat as absent".
     async fn call<T>(&self, op: impl Future<Output = redis::RedisResult<T>>) -> Option<T> {
-        let now = saturating_nanos(self.clock.now());
+        let now = saturating_nanos(self.clock.monotonic());
         if now < self.open_until.load(Ordering::Relaxed) {
             self.metrics.redis_skipped.increment(1);
             return None;
@@ -214,7 +215,7 @@ impl L2 {
     }
 
     fn trip(&self) {
-        let until = saturating_nanos(self.clock.now() + self.cooldown);
+        let until = saturating_nanos(self.clock.monotonic() + self.cooldown);
         self.open_until.store(until, Ordering::Relaxed);
     }
 }

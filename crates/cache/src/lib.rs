@@ -15,7 +15,7 @@
 //! | `l1.rs` | moka, bounded by bytes, LRU or TinyLFU ([`Eviction`]) |
 //! | `l2.rs` | Redis with a timeout per call and a circuit breaker (pass-through when down) |
 //! | `coherence.rs` | pub/sub invalidation between instances, resubscription with backoff |
-//! | `clock.rs` | injected time and randomness ([`ManualClock`], [`FixedRandom`]) |
+//! | `random.rs` | injected randomness ([`FixedRandom`]); time is `basis_clock`'s ([`ManualClock`]) |
 //! | `metrics.rs` | counters (`basis_cache_*`), labelled by namespace |
 //!
 //! # Use
@@ -41,7 +41,6 @@
 
 mod builder;
 mod cache;
-mod clock;
 mod coherence;
 mod error;
 mod fill;
@@ -51,13 +50,15 @@ mod l1;
 mod l2;
 mod metrics;
 mod policy;
+mod random;
 mod write;
 mod write_behind;
 
+pub use basis_clock::{Clock, ManualClock, SystemClock};
 pub use builder::CacheBuilder;
 pub use cache::{Cache, Cached, L1Stats};
-pub use clock::{Clock, FixedRandom, ManualClock, Random, SplitMix, SystemClock};
 pub use error::{BoxError, Error, SharedError};
 pub use key::{CacheKey, CacheValue};
 pub use l1::{Eviction, Weigher};
+pub use random::{FixedRandom, Random, SplitMix};
 pub use write_behind::{WriteBehind, WriteBehindConfig, WriteSink};

@@ -59,7 +59,7 @@ proptest! {
     #[test]
     fn the_cache_answers_like_a_map_with_expiry(ops in proptest::collection::vec(op(), 1..60)) {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let clock = ManualClock::new();
+        let clock = ManualClock::default();
         let cache: Cache<u32, u32> = Cache::builder("model")
             .ttl(Duration::from_secs(TTL))
             .negative_ttl(Duration::from_secs(NEGATIVE_TTL))

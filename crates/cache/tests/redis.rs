@@ -201,7 +201,7 @@ async fn an_early_refresh_takes_a_peers_fresher_copy_from_l2_instead_of_loading(
         return;
     };
     let ns = unique_namespace("xfetch");
-    let clock = ManualClock::new();
+    let clock = ManualClock::default();
     // u = 0.1: due for a refresh once exp(−left / (1 s × 1)) ≥ 0.1, i.e. left ≤ 2.3 s.
     let random = Arc::new(FixedRandom::new(0.9));
     let build = || -> Cache<String, String> {

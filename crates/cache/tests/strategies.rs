@@ -17,7 +17,7 @@ struct Setup {
 
 /// A cache on a manual clock with TTL 100 s, negative TTL 10 s, no jitter, no XFetch.
 fn setup() -> Setup {
-    let clock = ManualClock::new();
+    let clock = ManualClock::default();
     let cache = Cache::builder("test")
         .ttl(Duration::from_secs(100))
         .negative_ttl(Duration::from_secs(10))
@@ -139,7 +139,7 @@ async fn invalidation_by_key_prefix_and_all_empties_l1() {
 
 #[tokio::test]
 async fn jitter_shortens_the_ttl_by_the_drawn_fraction() {
-    let clock = ManualClock::new();
+    let clock = ManualClock::default();
     let cache: Cache<String, String> = Cache::builder("jitter")
         .ttl(Duration::from_secs(100))
         .ttl_jitter(0.2)
@@ -165,7 +165,7 @@ proptest! {
         jitter in 0.0f64..=0.5,
         sample in 0.0f64..1.0,
     ) {
-        let clock = ManualClock::new();
+        let clock = ManualClock::default();
         let cache: Cache<u32, u32> = Cache::builder("jitter-prop")
             .ttl(Duration::from_secs(ttl_s))
             .ttl_jitter(jitter)
@@ -188,7 +188,7 @@ proptest! {
 
 /// A cache whose loads "take" one second of clock time, with TTL 100 s and beta 1.
 fn xfetch_setup(random: Arc<dyn basis_cache::Random>) -> (Cache<String, String>, ManualClock) {
-    let clock = ManualClock::new();
+    let clock = ManualClock::default();
     let cache = Cache::builder("xfetch")
         .ttl(Duration::from_secs(100))
         .ttl_jitter(0.0)

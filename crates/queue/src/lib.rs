@@ -8,7 +8,7 @@
 //! - [`job`]: the value types that cross the trait ([`NewJob`], [`ClaimedJob`], [`Lease`],
 //!   [`JobInfo`], …).
 //! - [`handler`]: [`Handler`], the work for one job kind, and [`JobError`].
-//! - [`clock`]: the injected time source; leases, delays and backoff read it.
+//! - [`Clock`] (from `basis-clock`): the injected time source; leases, delays and backoff read it.
 //! - [`sqlite`] and [`postgres`]: the SQL engines; [`connect`] picks one by URL.
 //! - [`worker`]: the runtime that claims, heartbeats, retries with backoff and shuts down
 //!   gracefully; [`reply`]: request-reply on top of any backend; [`metrics`]: the gauges.
@@ -36,7 +36,6 @@
 //!   next claim instead of running once more.
 
 pub mod amqp;
-pub mod clock;
 pub mod handler;
 pub mod job;
 pub mod metrics;
@@ -49,7 +48,7 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use basis_clock::{Clock, ManualClock, SystemClock};
 pub use handler::{Handler, JobError, handler_fn};
 pub use job::{
     ClaimedJob, DeadJob, Enqueued, JobId, JobInfo, JobStatus, Lease, NewJob, QueueStats,

@@ -1,57 +1,9 @@
-//! Time as a dependency, so behaviour that depends on it is tested exactly.
-
-use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+//! Time as a dependency: the workspace's one [`Clock`] (from `basis-clock`), and the
+//! conversions the server makes from its Unix milliseconds.
 
 use chrono::{DateTime, TimeZone, Utc};
 
-/// Where the application reads the current time.
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// Now, in Unix milliseconds.
-    fn now_ms(&self) -> i64;
-}
-
-/// The system's wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        // Read straight from the system time: this runs on every redirect, and a calendar
-        // date-time would be built only to be turned back into a number.
-        let since_epoch = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
-    }
-}
-
-/// A clock that moves only when told to (for tests).
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    now_ms: AtomicI64,
-}
-
-impl ManualClock {
-    /// A clock standing at `start`.
-    pub fn starting_at(start: DateTime<Utc>) -> Arc<Self> {
-        Arc::new(Self {
-            now_ms: AtomicI64::new(start.timestamp_millis()),
-        })
-    }
-
-    /// Moves the clock forward by `ms` milliseconds.
-    pub fn advance_ms(&self, ms: i64) {
-        self.now_ms.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.now_ms.load(Ordering::SeqCst)
-    }
-}
+pub use basis_clock::{Clock, ManualClock, SystemClock};
 
 /// Unix milliseconds as a UTC time (clamped into chrono's range).
 pub fn to_datetime(ms: i64) -> DateTime<Utc> {

@@ -51,6 +51,34 @@ impl FieldError {
     }
 }
 
+/// Collects the problems of a request's fields while each is parsed, so a client hears of
+/// all of them at once.
+#[derive(Debug, Default)]
+pub struct FieldProblems(Vec<FieldError>);
+
+impl FieldProblems {
+    /// The parsed value of `field`, or `None` with its problem noted.
+    pub fn check<T, M: Into<String>>(&mut self, field: &str, parsed: Result<T, M>) -> Option<T> {
+        parsed
+            .map_err(|message| self.0.push(FieldError::new(field, message)))
+            .ok()
+    }
+
+    /// Notes a problem found outside a parse.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, message));
+    }
+
+    /// `Ok(())` when no field had a problem, else every problem.
+    pub fn finish(self) -> Result<(), Vec<FieldError>> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}
+
 impl Problem {
     /// A problem of `status` with its canonical title and no detail.
     pub fn new(status: StatusCode) -> Self {
@@ -161,7 +189,7 @@ impl From<basis_store::Error> for ApiError {
         match err {
             basis_store::Error::Unavailable(_) => Self::Unavailable(err.to_string()),
             basis_store::Error::Conflict(what) => {
-                Self::Conflict(format!("{what} is already taken"))
+                Self::Conflict(format!("this {what} is already taken"))
             }
             // The only references a client can break are to accounts deleted while their
             // access token is still valid: the credential no longer names anyone.
@@ -290,5 +318,24 @@ impl From<basis_cache::Error> for ApiError {
             },
             _ => Self::Internal(err.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_problems_gather_every_refusal() {
+        let mut problems = FieldProblems::default();
+        assert_eq!(problems.check("a", Ok::<_, &str>(1)), Some(1));
+        assert_eq!(problems.check::<i32, _>("b", Err("bad")), None);
+        problems.add("c", "worse");
+        let errors = problems.finish().unwrap_err();
+        assert_eq!(
+            errors,
+            vec![FieldError::new("b", "bad"), FieldError::new("c", "worse")]
+        );
+        assert!(FieldProblems::default().finish().is_ok());
     }
 }

@@ -16,11 +16,11 @@ use crate::{admin, auth, comments, jobs, posts, users};
 #[openapi(
     info(title = "Basis", description = "URL shortener with analytics, and the rest of the Basis backend."),
     paths(
-        links::api::create,
-        links::api::read,
-        links::api::update,
-        links::api::remove,
-        links::api::stats,
+        links::create::create,
+        links::manage::read,
+        links::manage::update,
+        links::manage::remove,
+        links::analytics::stats,
         links::redirect::follow,
         links::redirect::follow_with_form,
         ops::healthz,
@@ -146,8 +146,9 @@ mod tests {
                 basis_auth::password::MAX_PASSWORD_BYTES
             );
             assert_eq!(limit(schema, "maxClicks", "minimum"), 1);
-            let lowest = *crate::links::REDIRECT_TYPES.iter().min().unwrap();
-            let highest = *crate::links::REDIRECT_TYPES.iter().max().unwrap();
+            let statuses = crate::links::link::RedirectType::ALL.map(|t| t.status());
+            let lowest = *statuses.iter().min().unwrap();
+            let highest = *statuses.iter().max().unwrap();
             assert_eq!(
                 limit(schema, "redirectType", "minimum"),
                 usize::from(lowest)

@@ -136,16 +136,7 @@ pub fn from_document<T: DeserializeOwned>(document: Value) -> Result<T, ApiError
             "the body must be a JSON object",
         )]));
     }
-    serde_json::from_value(document).map_err(|err| {
-        let message = err.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .unwrap_or("")
-            .to_owned();
-        ApiError::UnprocessableFields(vec![FieldError::new(field, message)])
-    })
+    crate::extract::from_value(document).map_err(|error| ApiError::UnprocessableFields(vec![error]))
 }
 
 /// Applies a JSON Merge Patch (RFC 7396) to `target`: members set to `null` are removed,

@@ -31,21 +31,6 @@ pub struct JobContext {
     pub clicks: Option<Arc<ClickRecorder>>,
 }
 
-/// The app's clock as the queue's time source.
-#[derive(Debug)]
-struct QueueClock(Arc<dyn Clock>);
-
-impl basis_queue::Clock for QueueClock {
-    fn now_ms(&self) -> i64 {
-        self.0.now_ms()
-    }
-}
-
-/// The app's clock for the queue crate.
-pub fn queue_clock(clock: Arc<dyn Clock>) -> Arc<dyn basis_queue::Clock> {
-    Arc::new(QueueClock(clock))
-}
-
 /// Opens the queue `--queue-url` names (default: the database in use) and installs its
 /// tables. On the default SQLite database the queue shares the store's single writer
 /// connection, so queue and data writes take turns instead of colliding on the file lock.
@@ -56,7 +41,6 @@ pub async fn open_backend(
 ) -> anyhow::Result<Arc<dyn Backend>> {
     let database_url = config.database_url();
     let url = config.jobs.queue_url(&database_url);
-    let clock = queue_clock(clock);
     let backend: Arc<dyn Backend> = match store.pools() {
         Pools::Sqlite { write, .. } if url == database_url => {
             let queue = basis_queue::sqlite::SqliteQueue::new(write.clone(), clock);
@@ -164,7 +148,7 @@ pub fn spawn_in_process(
     }
     let worker = Worker::new(
         backend,
-        queue_clock(ctx.clock.clone()),
+        ctx.clock.clone(),
         worker_config(config),
         registry(&ctx),
     );
@@ -211,7 +195,7 @@ pub async fn run_workers(
     });
     let worker = Worker::new(
         backend.clone(),
-        queue_clock(clock),
+        clock,
         worker_config(&config),
         registry(&ctx),
     );

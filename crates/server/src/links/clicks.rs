@@ -83,13 +83,7 @@ impl Pending {
     }
 
     fn add_day(&mut self, day: i64, humans: i64, bots: i64) {
-        match self.days.iter_mut().find(|(d, _, _)| *d == day) {
-            Some(entry) => {
-                entry.1 += humans;
-                entry.2 += bots;
-            }
-            None => self.days.push((day, humans, bots)),
-        }
+        links::add_to_day(&mut self.days, day, humans, bots);
     }
 
     fn add_referrer(&mut self, host: &str, n: i64) {

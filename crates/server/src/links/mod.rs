@@ -1,6 +1,11 @@
 //! The URL shortener: creating and managing links, following them, and their analytics.
 //!
-//! - [`api`]: `POST /shorten` and `/links/{code}` (read, change, delete, stats).
+//! - [`create`]: `POST /shorten`; [`manage`]: `GET|PATCH|DELETE /links/{code}`;
+//!   [`analytics`]: `GET /links/{code}/stats`. Handlers parse and answer;
+//! - [`service`]: the rules they call (id allocation, reuse, who may manage a link, cache
+//!   invalidation, stored plus unstored clicks);
+//! - [`link`]: the parsed options of a link ([`link::RedirectType`], [`link::Expiry`],
+//!   [`link::ClickLimit`], [`link::LinkPassword`]) and the create and change they make up.
 //! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path.
 //! - [`code`]: ids ↔ codes (keyed permutation + base62), the code alphabet, and which
 //!   lookup a code needs (generated codes are not stored).
@@ -21,25 +26,31 @@ use crate::clock::to_datetime;
 use crate::state::AppState;
 use basis_store::links::LinkRow;
 
-pub mod api;
+pub mod analytics;
 pub mod cache;
 pub mod clicks;
 pub mod code;
+pub mod create;
 pub mod device;
 pub mod exports;
 pub mod input;
 pub mod legacy;
+pub mod link;
+pub mod manage;
 pub mod redirect;
+pub mod service;
 
 /// The shortener's routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/shorten", post(api::create))
+        .route("/shorten", post(create::create))
         .route(
             "/links/{code}",
-            get(api::read).patch(api::update).delete(api::remove),
+            get(manage::read)
+                .patch(manage::update)
+                .delete(manage::remove),
         )
-        .route("/links/{code}/stats", get(api::stats))
+        .route("/links/{code}/stats", get(analytics::stats))
         .route("/links/{code}/exports", post(exports::create))
         .route("/links/{code}/exports/{id}", get(exports::download))
         .route(
@@ -47,9 +58,6 @@ pub fn router() -> Router<AppState> {
             get(redirect::follow).post(redirect::follow_with_form),
         )
 }
-
-/// The redirect statuses a link may use.
-pub const REDIRECT_TYPES: [u16; 4] = [301, 302, 307, 308];
 
 /// A link as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -86,7 +94,7 @@ impl LinkView {
             created_at: to_datetime(row.created_at),
             expires_at: row.expires_at.map(to_datetime),
             max_clicks: row.max_clicks,
-            redirect_type: u16::try_from(row.redirect_type).unwrap_or(301),
+            redirect_type: link::RedirectType::from_stored(row.redirect_type).status(),
             password_protected: row.password_hash.is_some(),
             click_count: clicks,
         }

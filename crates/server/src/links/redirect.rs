@@ -20,6 +20,7 @@ use super::cache::CachedLink;
 use super::clicks::Click;
 use super::code::ShortCode;
 use super::device::{Device, referrer_host};
+use super::link::RedirectType;
 use super::unavailable_reason;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::passwords::MAX_PASSWORD_BYTES;
@@ -196,7 +197,9 @@ async fn respond(
     REDIRECTS.with(|redirects| redirects.increment(1));
 
     let status = status_override
-        .or_else(|| StatusCode::from_u16(u16::try_from(row.redirect_type).unwrap_or(301)).ok())
+        .or_else(|| {
+            StatusCode::from_u16(RedirectType::from_stored(row.redirect_type).status()).ok()
+        })
         .unwrap_or(StatusCode::MOVED_PERMANENTLY);
     let guarded = row.is_guarded();
     let mut response = Response::new(Body::empty());

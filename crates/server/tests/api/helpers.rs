@@ -115,7 +115,7 @@ impl TestApp {
     }
 
     async fn start(config: Config, dir: Arc<TempDir>) -> Self {
-        let clock = ManualClock::starting_at(chrono::Utc::now());
+        let clock = Arc::new(ManualClock::starting_now());
         let server = Server::build_with_clock(config.clone(), clock.clone())
             .await
             .expect("the app starts");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basis_queue::{Backend, JobId, JobStatus};
-use basis_server::jobs::runtime::{JobContext, queue_clock, registry, worker_config};
+use basis_server::jobs::runtime::{JobContext, registry, worker_config};
 use image::{DynamicImage, ImageFormat};
 use reqwest::Method;
 use serde_json::Value;
@@ -77,7 +77,7 @@ impl TestApp {
         });
         let worker = basis_queue::worker::Worker::new(
             self.state.jobs.backend().clone(),
-            queue_clock(self.state.clock.clone()),
+            self.state.clock.clone(),
             worker_config(&self.config),
             registry(&ctx),
         );

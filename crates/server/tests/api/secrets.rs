@@ -48,7 +48,7 @@ async fn production_refuses_to_start_without_real_keys(engine: Engine) {
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.database_url = engine.fresh_database().await;
     config.environment = Environment::Production;
-    let clock: Arc<ManualClock> = ManualClock::starting_at(chrono::Utc::now());
+    let clock: Arc<ManualClock> = Arc::new(ManualClock::starting_now());
     let err = Server::build_with_clock(config.clone(), clock.clone())
         .await
         .expect_err("refused");

@@ -102,7 +102,7 @@ async fn https_serves_tls_with_hsts_and_plain_http_is_redirected(engine: Engine)
     config.transport.tls_cert = Some(cert_path);
     config.transport.tls_key = Some(key_path);
     config.transport.redirect_http = Some("127.0.0.1:0".parse().unwrap());
-    let server = Server::build_with_clock(config, ManualClock::starting_at(chrono::Utc::now()))
+    let server = Server::build_with_clock(config, Arc::new(ManualClock::starting_now()))
         .await
         .expect("the app starts with TLS");
     let addr = server.local_addr();
@@ -251,7 +251,7 @@ async fn cors_answers_allow_listed_origins_only(engine: Engine) {
         let mut config = Config::with_data_dir(dir.path());
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.transport.cors_origins = vec![bad.into()];
-        let clock: Arc<ManualClock> = ManualClock::starting_at(chrono::Utc::now());
+        let clock: Arc<ManualClock> = Arc::new(ManualClock::starting_now());
         let err = Server::build_with_clock(config, clock)
             .await
             .expect_err("refused");

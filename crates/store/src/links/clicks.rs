@@ -190,6 +190,49 @@ pub struct LinkStats {
     pub devices: Vec<(String, i64)>,
 }
 
+impl LinkStats {
+    /// Adds clicks not yet stored (of the same link), keeping each list's order: days
+    /// newest first, referrers by clicks then host.
+    pub fn add(&mut self, unstored: &LinkClicks) {
+        for &(day, humans, bots) in &unstored.days {
+            add_to_day(&mut self.days, day, humans, bots);
+        }
+        self.days
+            .sort_unstable_by_key(|&(day, _, _)| std::cmp::Reverse(day));
+        for (host, n) in &unstored.referrers {
+            match self.referrers.iter_mut().find(|(h, _)| h == host) {
+                Some(entry) => entry.1 += n,
+                None => self.referrers.push((host.clone(), *n)),
+            }
+        }
+        self.referrers
+            .sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for &(device, n) in &unstored.devices {
+            match self.devices.iter_mut().find(|(d, _)| d == device) {
+                Some(entry) => entry.1 += n,
+                None => self.devices.push((device.to_owned(), n)),
+            }
+            if device == BOT_DEVICE {
+                self.bot_clicks += n;
+            }
+        }
+    }
+}
+
+/// The device class under which bot clicks are counted.
+pub const BOT_DEVICE: &str = "bot";
+
+/// Adds clicks to `day`'s entry of a `(day, humans, bots)` list, or appends one.
+pub fn add_to_day(days: &mut Vec<(i64, i64, i64)>, day: i64, humans: i64, bots: i64) {
+    match days.iter_mut().find(|(d, _, _)| *d == day) {
+        Some(entry) => {
+            entry.1 += humans;
+            entry.2 += bots;
+        }
+        None => days.push((day, humans, bots)),
+    }
+}
+
 /// The aggregates of link `id`: the last `days` days and the top `top` referrers.
 pub async fn stats(store: &Store, id: i64, days: i64, top: i64) -> Result<LinkStats> {
     let (days, bot_clicks, referrers, devices) = on_pool!(store, read, pool => {
@@ -231,4 +274,44 @@ pub async fn stats(store: &Store, id: i64, days: i64, top: i64) -> Result<LinkSt
         referrers,
         devices,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unstored_clicks_add_to_stored_statistics_in_order() {
+        let mut stats = LinkStats {
+            days: vec![(10, 5, 1), (9, 2, 0)],
+            bot_clicks: 1,
+            referrers: vec![("a.example".into(), 4), ("b.example".into(), 3)],
+            devices: vec![("desktop".into(), 7), ("bot".into(), 1)],
+        };
+        stats.add(&LinkClicks {
+            link_id: 1,
+            humans: 4,
+            days: vec![(11, 1, 0), (10, 3, 2)],
+            referrers: vec![("b.example".into(), 2), ("c.example".into(), 1)],
+            devices: vec![("mobile", 4), ("bot", 2)],
+        });
+        assert_eq!(stats.days, vec![(11, 1, 0), (10, 8, 3), (9, 2, 0)]);
+        assert_eq!(stats.bot_clicks, 3);
+        assert_eq!(
+            stats.referrers,
+            vec![
+                ("b.example".to_owned(), 5),
+                ("a.example".to_owned(), 4),
+                ("c.example".to_owned(), 1)
+            ]
+        );
+        assert_eq!(
+            stats.devices,
+            vec![
+                ("desktop".to_owned(), 7),
+                ("bot".to_owned(), 3),
+                ("mobile".to_owned(), 4)
+            ]
+        );
+    }
 }

@@ -35,13 +35,13 @@
 //! migration could not finish in SQL (codes of 0004, URL hashes of 0006) in `migrated`;
 //! both are re-exported here.
 
-use crate::{Engine, Error, Result, Store, on_pool, on_unique};
+use crate::{Engine, Result, Store, on_pool, on_unique};
 
 mod clicks;
 mod migrated;
 pub use clicks::{
-    ClickBatch, LinkClicks, LinkStats, applied_batches, apply_clicks, apply_clicks_once,
-    prune_applied_batches, stats,
+    BOT_DEVICE, ClickBatch, LinkClicks, LinkStats, add_to_day, applied_batches, apply_clicks,
+    apply_clicks_once, prune_applied_batches, stats,
 };
 pub(crate) use migrated::fill_pending_hashes;
 pub use migrated::{aliases_of_length, pending_codes, settle_pending_codes};
@@ -467,11 +467,6 @@ pub async fn delete(store: &Store, id: i64) -> Result<bool> {
             .map(|done| done.rows_affected())
     })?;
     Ok(done == 1)
-}
-
-/// Whether an error is the "alias already taken" conflict of [`insert`].
-pub fn is_alias_conflict(err: &Error) -> bool {
-    matches!(err, Error::Conflict("alias"))
 }
 
 #[cfg(test)]

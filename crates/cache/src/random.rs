@@ -1,70 +1,11 @@
-//! Injected time and randomness.
+//! Injected randomness.
 //!
-//! Everything in this crate that depends on "now" (TTL expiry, XFetch early refresh,
-//! the Redis circuit breaker) or on chance (TTL jitter, XFetch) reads it through the two
-//! traits below, so tests use [`ManualClock`] and [`FixedRandom`] and are exact without
-//! sleeping.
+//! Everything in this crate that depends on chance (TTL jitter, XFetch's early refresh) reads
+//! it through [`Random`], so tests pass a [`FixedRandom`] and are exact. Time comes from
+//! `basis_clock::Clock` (its monotonic side).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-/// A monotonic clock, as a duration since an arbitrary origin fixed for its lifetime.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time since this clock's origin.
-    fn now(&self) -> Duration;
-}
-
-/// The real monotonic clock ([`Instant`]).
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock {
-    origin: Instant,
-}
-
-impl SystemClock {
-    /// A clock whose origin is the moment of the call.
-    pub fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Duration {
-        self.origin.elapsed()
-    }
-}
-
-/// A clock that only moves when told to; clones share the same time.
-#[derive(Debug, Clone, Default)]
-pub struct ManualClock {
-    nanos: Arc<AtomicU64>,
-}
-
-impl ManualClock {
-    /// A clock at time zero.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        self.nanos.fetch_add(saturating_nanos(by), Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.nanos.load(Ordering::SeqCst))
-    }
-}
+use std::time::Duration;
 
 /// A source of uniform numbers in `[0, 1)`.
 pub trait Random: Send + Sync + 'static {
@@ -159,15 +100,6 @@ pub(crate) fn saturating_nanos(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manual_clock_moves_only_when_advanced_and_clones_share_time() {
-        let clock = ManualClock::new();
-        let other = clock.clone();
-        assert_eq!(clock.now(), Duration::ZERO);
-        other.advance(Duration::from_secs(3));
-        assert_eq!(clock.now(), Duration::from_secs(3));
-    }
 
     #[test]
     fn splitmix_samples_stay_in_the_unit_interval_and_look_uniform() {

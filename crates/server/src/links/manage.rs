@@ -1,0 +1,140 @@
+//! `GET|PATCH|DELETE /links/{code}`: reading, changing and deleting a link. Who may do so
+//! is decided before a body is read; the rules are in [`super::service`].
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use basis_auth::role::Scope;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer};
+use utoipa::ToSchema;
+
+use super::LinkView;
+use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, RedirectType};
+use super::service;
+use crate::caller::Caller;
+use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
+use crate::extract::ApiJson;
+use crate::state::AppState;
+
+/// The body of `PATCH /links/{code}` (a JSON Merge Patch: absent fields stay, `null` clears).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeLink {
+    /// A new target URL (the rules of `POST /shorten`).
+    #[schema(max_length = 2048, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
+    pub long_url: Option<String>,
+    /// A new expiry, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A new click limit, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub max_clicks: Option<Option<i64>>,
+    /// A new redirect status: 301, 302, 307 or 308.
+    #[schema(minimum = 301, maximum = 308)]
+    pub redirect_type: Option<u16>,
+    /// A new password visitors must give, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 1024)]
+    pub password: Option<Option<String>>,
+}
+
+/// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
+fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Reads a link, with its click count.
+#[utoipa::path(
+    get, path = "/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "The short code")),
+    responses(
+        (status = 200, description = "The link", body = LinkView),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> ApiResult<Json<LinkView>> {
+    let link = service::find_managed(&state, &caller, &code, Scope::LinksRead).await?;
+    Ok(Json(LinkView::new(&state, &link.row, link.clicks)))
+}
+
+/// Changes a link's target, expiry, click limit, redirect type or password.
+#[utoipa::path(
+    patch, path = "/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "The short code")),
+    request_body(content = ChangeLink, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The changed link", body = LinkView),
+        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    change: Result<ApiJson<ChangeLink>, ApiError>,
+) -> ApiResult<Json<LinkView>> {
+    let link = service::managed(&state, &caller, &code, Scope::LinksWrite).await?;
+    let ApiJson(change) = change?;
+    let change = parse(&state, change).map_err(ApiError::Invalid)?;
+    let link = service::change(&state, link, change).await?;
+    Ok(Json(LinkView::new(&state, &link.row, link.clicks)))
+}
+
+/// Parses every field a change gives, reporting all the problems at once.
+fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldError>> {
+    let now = state.clock.now_ms();
+    let mut problems = FieldProblems::default();
+    let long_url = change
+        .long_url
+        .map(|raw| problems.check("longUrl", state.url_policy.parse(&raw)));
+    let expiry = change
+        .expires_at
+        .map(|at| at.and_then(|at| problems.check("expiresAt", Expiry::parse(at, now))));
+    let click_limit = change
+        .max_clicks
+        .map(|max| max.and_then(|max| problems.check("maxClicks", ClickLimit::parse(max))));
+    let redirect_type = change
+        .redirect_type
+        .map(|status| problems.check("redirectType", RedirectType::parse(status)));
+    let password = change.password.map(|password| {
+        password.and_then(|password| problems.check("password", LinkPassword::parse(password)))
+    });
+    problems.finish()?;
+    // With no problem found, every given field parsed: the inner `None`s are "clear it".
+    Ok(LinkChange {
+        long_url: long_url.flatten(),
+        expiry,
+        click_limit,
+        redirect_type: redirect_type.flatten(),
+        password,
+    })
+}
+
+/// Deletes a link; its code answers 404 afterwards.
+#[utoipa::path(
+    delete, path = "/links/{code}", tag = "links",
+    params(("code" = String, Path, description = "The short code")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn remove(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+) -> ApiResult<StatusCode> {
+    service::remove(&state, &caller, &code).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

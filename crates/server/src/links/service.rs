@@ -1,0 +1,244 @@
+//! The shortener's rules, between the handlers (which parse and answer) and the store
+//! (which holds the SQL): choosing a new link's id, sharing a plain link with `reuse`,
+//! who may manage a link, keeping the link cache true after a change, and adding the
+//! clicks not yet stored to what the database holds.
+
+use basis_auth::role::Scope;
+use basis_store::links::{self, CountedLink, LinkRow, LinkStats};
+
+use super::code::{CODE_SPACE, ShortCode};
+use super::link::{LinkChange, NewLink};
+use crate::caller::Caller;
+use crate::clock::day_of;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// What a create ended in.
+#[derive(Debug)]
+pub enum Creation {
+    /// A new link.
+    Created(LinkRow),
+    /// With `reuse`: an existing plain link of the same owner to the same URL, with its
+    /// human clicks so far.
+    Reused(CountedLink),
+}
+
+/// Creates `link` for `owner_id`; with `reuse`, answers with an existing plain link to the
+/// same URL instead when there is one (the caller has checked that `link` is plain).
+pub async fn create(
+    state: &AppState,
+    owner_id: Option<String>,
+    link: NewLink,
+    reuse: bool,
+) -> ApiResult<Creation> {
+    // Every plain link is a reuse candidate, however it was made: the store indexes them all.
+    if reuse && let Some(found) = reusable(state, link.long_url.as_str(), &owner_id).await? {
+        return Ok(Creation::Reused(found));
+    }
+    let password_hash = match link.password.clone() {
+        Some(password) => Some(state.passwords.hash(password.into_string()).await?),
+        None => None,
+    };
+    let generated = link.alias.is_none();
+    let id = next_id(state, generated).await?;
+    let row = link.into_row(id, state.clock.now_ms(), password_hash, owner_id);
+    if reuse {
+        // The store looks again and inserts in one step; a link that a concurrent request
+        // made since the look above is answered as that look would have answered it.
+        while !links::insert_unless_reusable(&state.store, &row).await? {
+            if let Some(found) = reusable(state, &row.long_url, &row.owner_id).await? {
+                return Ok(Creation::Reused(found));
+            }
+        }
+    } else {
+        links::insert(&state.store, &row)
+            .await
+            .map_err(|err| match (err, &row.alias) {
+                (basis_store::Error::Conflict("alias"), Some(alias)) => {
+                    ApiError::Conflict(format!("the alias '{alias}' is already taken"))
+                }
+                (other, _) => other.into(),
+            })?;
+    }
+    // A negative entry for this code may be cached from before it existed.
+    state
+        .link_cache
+        .invalidate(&state.codes.code_of(&row))
+        .await;
+    Ok(Creation::Created(row))
+}
+
+/// The next free id; `generated` when the link will be reached by the code derived from it.
+async fn next_id(state: &AppState, generated: bool) -> ApiResult<i64> {
+    let id = loop {
+        let id = state.ids.next_id().await?;
+        // The generated code of a held id is an old alias's text: never hand it out.
+        if !state.codes.is_held(id as u64) {
+            break id;
+        }
+        tracing::info!(id, "skipped an id whose code is an old alias");
+    };
+    if generated && id as u64 >= CODE_SPACE {
+        // 3.5 trillion links: longer codes would need a rule to tell them from aliases.
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "the 7-character code space is exhausted"
+        )));
+    }
+    Ok(id)
+}
+
+/// The oldest plain link of `owner_id` to `long_url`, with its human clicks stored and not
+/// yet stored, if there is one.
+async fn reusable(
+    state: &AppState,
+    long_url: &str,
+    owner_id: &Option<String>,
+) -> ApiResult<Option<CountedLink>> {
+    let (found, unstored) = state
+        .clicks
+        .read_with_unstored(
+            || links::find_reusable(&state.store, long_url, owner_id.as_deref()),
+            |clicks, found| {
+                found
+                    .as_ref()
+                    .map_or(0, |f| clicks.unflushed_humans(f.row.id))
+            },
+        )
+        .await?;
+    Ok(found.map(|found| CountedLink {
+        clicks: found.clicks + unstored,
+        ..found
+    }))
+}
+
+/// Loads the link `code` names for a caller who wants to use `scope` on it, with its
+/// stored human clicks: 404 if unknown, 401 if owned and the caller is anonymous, 403 if
+/// owned by someone else or the API key lacks the scope. Handlers call it before they look
+/// at a request's body, so a stranger learns nothing from a 400.
+pub async fn managed(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    scope: Scope,
+) -> ApiResult<CountedLink> {
+    let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
+    let link = links::find_counted(&state.store, state.codes.key_of(code.as_str()))
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    caller.may_manage(link.row.owner_id.as_deref())?;
+    caller.require_scope(scope)?;
+    Ok(link)
+}
+
+/// A link the caller may manage with `scope`, with all its human clicks (stored and not).
+pub async fn find_managed(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    scope: Scope,
+) -> ApiResult<CountedLink> {
+    let (link, unstored) = state
+        .clicks
+        .read_with_unstored(
+            || managed(state, caller, code, scope),
+            |clicks, link| clicks.unflushed_humans(link.row.id),
+        )
+        .await?;
+    Ok(CountedLink {
+        clicks: link.clicks + unstored,
+        ..link
+    })
+}
+
+/// Applies `change` to `link` (from [`managed`] with [`Scope::LinksWrite`]); answers the
+/// changed link with all its human clicks.
+pub async fn change(
+    state: &AppState,
+    link: CountedLink,
+    change: LinkChange,
+) -> ApiResult<CountedLink> {
+    let CountedLink { row, clicks } = link;
+    let password_hash = match &change.password {
+        Some(Some(password)) => Some(state.passwords.hash(password.clone().into_string()).await?),
+        _ => None,
+    };
+    // A password, expiry or click limit takes the link out of reuse (the store looks for
+    // plain links only), and clearing them all puts it back.
+    let update = change.applied_to(&row, password_hash);
+    if !links::update(&state.store, row.id, &update).await? {
+        return Err(ApiError::NotFound);
+    }
+    state
+        .link_cache
+        .invalidate(&state.codes.code_of(&row))
+        .await;
+    let row = LinkRow {
+        long_url: update.long_url,
+        expires_at: update.expires_at,
+        max_clicks: update.max_clicks,
+        redirect_type: update.redirect_type,
+        password_hash: update.password_hash,
+        ..row
+    };
+    state.clicks.settle_or_warn().await;
+    let unstored = state.clicks.unflushed_humans(row.id);
+    Ok(CountedLink {
+        row,
+        clicks: clicks + unstored,
+    })
+}
+
+/// Deletes the link `code` names, for a caller allowed to.
+pub async fn remove(state: &AppState, caller: &Caller, code: &str) -> ApiResult<()> {
+    let row = managed(state, caller, code, Scope::LinksWrite).await?.row;
+    if !links::delete(&state.store, row.id).await? {
+        return Err(ApiError::NotFound);
+    }
+    state
+        .link_cache
+        .invalidate(&state.codes.code_of(&row))
+        .await;
+    Ok(())
+}
+
+/// A link's analytics, stored and not yet stored together.
+#[derive(Debug)]
+pub struct Analytics {
+    /// The link, with all its human clicks.
+    pub link: CountedLink,
+    /// Its aggregates over the asked days (newest first) and its top `top` referrers.
+    pub stats: LinkStats,
+}
+
+/// The analytics of the link `code` names over the last `days` days (1–366), with its
+/// `top` most frequent referrers.
+pub async fn analytics(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+    days: i64,
+    top: usize,
+) -> ApiResult<Analytics> {
+    // More referrers are read than shown, so a host with unstored clicks can still rank.
+    let read_top = top as i64 * 4;
+    let ((link, mut stats), unstored) = state
+        .clicks
+        .read_with_unstored(
+            || async {
+                let link = managed(state, caller, code, Scope::LinksRead).await?;
+                let stored = links::stats(&state.store, link.row.id, days, read_top).await?;
+                Ok::<_, ApiError>((link, stored))
+            },
+            |clicks, (link, _)| clicks.unflushed(link.row.id),
+        )
+        .await?;
+    let mut link = link;
+    if let Some(unstored) = unstored {
+        link.clicks += unstored.humans;
+        stats.add(&unstored);
+    }
+    let today = day_of(state.clock.now_ms());
+    stats.days.retain(|(day, _, _)| *day > today - days);
+    stats.referrers.truncate(top);
+    Ok(Analytics { link, stats })
+}
