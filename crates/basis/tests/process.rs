@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 mod support;
 
-use support::{Basis, client, fresh_postgres_database, get_json, postgres_admin_url};
+use support::{Basis, client, fresh_postgres_database, get_json, metric, postgres_admin_url};
 
 async fn create(client: &reqwest::Client, server: &Basis, long_url: &str) -> String {
     let response = client
@@ -271,9 +271,32 @@ async fn a_change_through_one_process_reaches_the_other_s_cache() {
                 .to_owned()
         }
     };
-    // B caches the link in its own memory.
+    let l1_hits = || {
+        metric(
+            &client,
+            &b.url("/metrics"),
+            "basis_cache_hits_total",
+            &[r#"namespace="links""#, r#"tier="l1""#],
+        )
+    };
+    let invalidations = || {
+        metric(
+            &client,
+            &b.url("/metrics"),
+            "basis_cache_invalidations_received_total",
+            &[r#"namespace="links""#],
+        )
+    };
+    // B caches the link in its own memory: its second redirect is an L1 hit.
     assert_eq!(location(&b).await, "https://old.example/");
+    let hits = l1_hits().await;
     assert_eq!(location(&b).await, "https://old.example/");
+    assert_eq!(
+        l1_hits().await,
+        hits + 1.0,
+        "B served the link from its memory"
+    );
+    let received = invalidations().await;
 
     let response = client
         .patch(a.url(&format!("/links/{code}")))
@@ -295,6 +318,10 @@ async fn a_change_through_one_process_reaches_the_other_s_cache() {
             "B still serves {seen}"
         );
     }
+    assert!(
+        invalidations().await > received,
+        "the change reached B as an invalidation, not through an expiry"
+    );
 
     let response = client
         .delete(a.url(&format!("/links/{code}")))

@@ -46,6 +46,7 @@ pub mod ops;
 pub mod passwords;
 pub mod posts;
 pub mod rest;
+pub mod routes;
 pub mod state;
 pub mod transport;
 pub mod users;
@@ -58,6 +59,7 @@ use crate::links::cache::LinkCache;
 use crate::links::clicks::ClickRecorder;
 use crate::links::input::UrlPolicy;
 use crate::passwords::Passwords;
+use crate::routes::Routes;
 use crate::state::{AppServices, AppState};
 
 /// Ids leased per round trip to the database.
@@ -323,16 +325,8 @@ impl Server {
 /// The full router with its middleware (fails on invalid transport settings, such as a
 /// malformed CORS origin).
 pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
-    let routes = Router::new()
-        .merge(ops::router())
-        .merge(openapi::router())
-        .merge(links::router())
-        .merge(auth::router())
-        .merge(users::router())
-        .merge(admin::router())
-        .merge(jobs::router())
-        .merge(posts::router())
-        .merge(comments::router())
+    let routes = routes()
+        .into_router()
         .fallback(|| async { ApiError::NotFound });
     let rules_file = config.rate_limit_config.as_deref();
     let limits =
@@ -346,6 +340,20 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         .context("cannot start the rate limiter")?;
     let routes = http::layer(routes, limiter, config.body_limit, config.request_timeout());
     Ok(transport::layer(routes, &config.transport)?.with_state(state))
+}
+
+/// Every resource's routes.
+pub fn routes() -> Routes<AppState> {
+    Routes::new()
+        .merge(ops::router())
+        .merge(openapi::router())
+        .merge(links::router())
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(admin::router())
+        .merge(jobs::router())
+        .merge(posts::router())
+        .merge(comments::router())
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.

@@ -1,8 +1,7 @@
 //! The OpenAPI description, served at `/openapi.json`.
 
+use crate::routes::Routes;
 use axum::Json;
-use axum::Router;
-use axum::routing::get;
 use utoipa::OpenApi;
 
 use crate::error::{FieldError, Problem};
@@ -94,8 +93,8 @@ use crate::{admin, auth, comments, jobs, posts, users};
 pub struct ApiDoc;
 
 /// The route serving the description.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(openapi_json))
+pub fn router() -> Routes<AppState> {
+    Routes::new().get("/openapi.json", openapi_json)
 }
 
 /// This API's OpenAPI 3.1 description.

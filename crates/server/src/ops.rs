@@ -1,14 +1,13 @@
 //! Operations endpoints: liveness, readiness and Prometheus metrics, served by `basis serve`
 //! beside the API and by `basis worker` on its own port ([`serve_worker_ops`]).
 
+use crate::routes::Routes;
 use std::time::Duration;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{FromRef, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -40,15 +39,15 @@ impl FromRef<AppState> for Ops {
 }
 
 /// The operations routes, on any state they can be read from.
-pub fn router<S>() -> Router<S>
+pub fn router<S>() -> Routes<S>
 where
     Ops: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_page))
+    Routes::new()
+        .get("/healthz", healthz)
+        .get("/readyz", readyz)
+        .get("/metrics", metrics_page)
 }
 
 /// A health answer.
@@ -116,7 +115,10 @@ pub async fn serve_worker_ops(
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Request metrics, request ids and problem bodies, as on the API port.
-    let app = router().layer(crate::http::ObserveLayer).with_state(ops);
+    let app = router()
+        .into_router()
+        .layer(crate::http::ObserveLayer)
+        .with_state(ops);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await

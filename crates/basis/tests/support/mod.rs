@@ -144,6 +144,32 @@ pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     response.json().await.expect("a JSON body")
 }
 
+/// The value of the Prometheus series `name` whose labels include every one of `labels`
+/// (`key="value"` pairs) on `server`'s `/metrics`, or 0 when it has none yet.
+pub async fn metric(
+    client: &reqwest::Client,
+    metrics_url: &str,
+    name: &str,
+    labels: &[&str],
+) -> f64 {
+    let text = client
+        .get(metrics_url)
+        .send()
+        .await
+        .expect("a response")
+        .text()
+        .await
+        .expect("a text body");
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next())
+        .map_or(0.0, |value| value.parse().expect("a number"))
+}
+
 /// The PostgreSQL server to test against, or `None` after one visible `skipped:` line.
 pub fn postgres_admin_url() -> Option<String> {
     match std::env::var("BASIS_TEST_POSTGRES_URL") {

@@ -1,23 +1,19 @@
 //! Administration: the audit log (`GET /admin/audit`) and the job queue
 //! (`/admin/queues…`: figures and dead letters).
 
-use axum::Router;
-use axum::routing::{get, post};
-
+use crate::routes::Routes;
 use crate::state::AppState;
 
 pub mod audit;
 pub mod queues;
 
 /// The admin routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/audit", get(audit::list))
-        .route("/admin/queues", get(queues::stats))
-        .route(
-            "/admin/queues/dead",
-            get(queues::list).delete(queues::purge),
-        )
-        .route("/admin/queues/dead/{id}", get(queues::show))
-        .route("/admin/queues/dead/{id}/replay", post(queues::replay))
+pub fn router() -> Routes<AppState> {
+    Routes::new()
+        .get("/admin/audit", audit::list)
+        .get("/admin/queues", queues::stats)
+        .get("/admin/queues/dead", queues::list)
+        .delete("/admin/queues/dead", queues::purge)
+        .get("/admin/queues/dead/{id}", queues::show)
+        .post("/admin/queues/dead/{id}/replay", queues::replay)
 }

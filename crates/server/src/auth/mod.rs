@@ -10,13 +10,12 @@
 //! The primitives (hashing, JWT, secrets, CSRF rules) are in the `basis-auth` crate; who is
 //! calling is decided in [`crate::caller`].
 
+use crate::routes::Routes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
 use basis_auth::jwt::KeySet;
 use basis_auth::mail::Mailer;
 use basis_auth::session::SessionPolicy;
@@ -118,22 +117,19 @@ impl Identity {
 }
 
 /// The identity routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/auth/login", post(tokens::login))
-        .route("/auth/refresh", post(tokens::refresh))
-        .route("/auth/logout", post(tokens::logout))
-        .route("/auth/me", get(tokens::me))
-        .route(
-            "/auth/session",
-            post(session::create)
-                .get(session::read)
-                .delete(session::remove),
-        )
-        .route("/auth/password-reset", post(reset::request))
-        .route("/auth/password-reset/confirm", post(reset::confirm))
-        .route("/auth/oidc/start", get(oidc::start))
-        .route("/auth/oidc/callback", get(oidc::callback))
+pub fn router() -> Routes<AppState> {
+    Routes::new()
+        .post("/auth/login", tokens::login)
+        .post("/auth/refresh", tokens::refresh)
+        .post("/auth/logout", tokens::logout)
+        .get("/auth/me", tokens::me)
+        .post("/auth/session", session::create)
+        .get("/auth/session", session::read)
+        .delete("/auth/session", session::remove)
+        .post("/auth/password-reset", reset::request)
+        .post("/auth/password-reset/confirm", reset::confirm)
+        .get("/auth/oidc/start", oidc::start)
+        .get("/auth/oidc/callback", oidc::callback)
 }
 
 /// The client's address (the TCP peer; a trusted proxy's header is the rate limiter's

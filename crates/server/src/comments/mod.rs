@@ -3,13 +3,12 @@
 //! - [`api`]: the handlers.
 //! - [`CommentNotifier`]: the seam through which "new comment on your post" mail is sent.
 
+use crate::routes::Routes;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use axum::Router;
 use axum::response::Response;
-use axum::routing::get;
 use basis_store::comments::CommentRow;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -26,20 +25,16 @@ pub mod api;
 pub const MAX_COMMENT_CHARS: usize = 5_000;
 
 /// The comment routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/posts/{id}/comments",
-            get(api::list).post(api::create).options(options_comments),
-        )
-        .route(
-            "/comments/{id}",
-            get(api::read)
-                .put(api::replace)
-                .patch(api::patch)
-                .delete(api::remove)
-                .options(options_comment),
-        )
+pub fn router() -> Routes<AppState> {
+    Routes::new()
+        .get("/posts/{id}/comments", api::list)
+        .post("/posts/{id}/comments", api::create)
+        .options("/posts/{id}/comments", options_comments)
+        .get("/comments/{id}", api::read)
+        .put("/comments/{id}", api::replace)
+        .patch("/comments/{id}", api::patch)
+        .delete("/comments/{id}", api::remove)
+        .options("/comments/{id}", options_comment)
 }
 
 /// The methods `/posts/{id}/comments` allows.

@@ -16,12 +16,12 @@
 //! - Dead letters and queue figures for admins: [`crate::admin::queues`]; for operators:
 //!   [`cli`] (`basis queue dlq …`).
 
+use crate::routes::Routes;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use basis_queue::{Backend, Enqueued, NewJob};
 use basis_store::Store;
 use serde::Serialize;
@@ -52,8 +52,8 @@ pub const EXPORTS_QUEUE: &str = "exports";
 pub const QUEUES: [&str; 4] = [CLICKS_QUEUE, MAIL_QUEUE, MEDIA_QUEUE, EXPORTS_QUEUE];
 
 /// The job status route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/jobs/{id}", get(status::read))
+pub fn router() -> Routes<AppState> {
+    Routes::new().get("/jobs/{id}", status::read)
 }
 
 /// The queue as the request side uses it.

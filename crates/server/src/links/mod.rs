@@ -16,8 +16,7 @@
 //! - [`device`]: device classes and referrer hosts.
 //! - [`exports`]: `POST /links/{code}/exports`, CSV exports of the clicks, made by a job.
 
-use axum::Router;
-use axum::routing::{get, post};
+use crate::routes::Routes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -41,22 +40,17 @@ pub mod redirect;
 pub mod service;
 
 /// The shortener's routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/shorten", post(create::create))
-        .route(
-            "/links/{code}",
-            get(manage::read)
-                .patch(manage::update)
-                .delete(manage::remove),
-        )
-        .route("/links/{code}/stats", get(analytics::stats))
-        .route("/links/{code}/exports", post(exports::create))
-        .route("/links/{code}/exports/{id}", get(exports::download))
-        .route(
-            "/{code}",
-            get(redirect::follow).post(redirect::follow_with_form),
-        )
+pub fn router() -> Routes<AppState> {
+    Routes::new()
+        .post("/shorten", create::create)
+        .get("/links/{code}", manage::read)
+        .patch("/links/{code}", manage::update)
+        .delete("/links/{code}", manage::remove)
+        .get("/links/{code}/stats", analytics::stats)
+        .post("/links/{code}/exports", exports::create)
+        .get("/links/{code}/exports/{id}", exports::download)
+        .get("/{code}", redirect::follow)
+        .post("/{code}", redirect::follow_with_form)
 }
 
 /// A link as the API shows it.

@@ -7,9 +7,8 @@
 //! Comments live in [`crate::comments`]; the HTTP rules both share (ETags, 304/412, 406,
 //! 415, merge patch) in [`crate::rest`].
 
-use axum::Router;
+use crate::routes::Routes;
 use axum::response::Response;
-use axum::routing::get;
 use basis_store::posts::{PostRow, PostSummaryRow};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -31,24 +30,18 @@ pub const ALLOW_ITEM: &str = "GET, HEAD, PUT, PATCH, DELETE, OPTIONS";
 pub const ALLOW_READ: &str = "GET, HEAD, OPTIONS";
 
 /// The post routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/posts",
-            get(api::list).post(api::create).options(options_posts),
-        )
-        .route(
-            "/posts/{id}",
-            get(api::read)
-                .put(api::replace)
-                .patch(api::patch)
-                .delete(api::remove)
-                .options(options_post),
-        )
-        .route(
-            "/users/{id}/posts",
-            get(api::by_author).options(options_author_posts),
-        )
+pub fn router() -> Routes<AppState> {
+    Routes::new()
+        .get("/posts", api::list)
+        .post("/posts", api::create)
+        .options("/posts", options_posts)
+        .get("/posts/{id}", api::read)
+        .put("/posts/{id}", api::replace)
+        .patch("/posts/{id}", api::patch)
+        .delete("/posts/{id}", api::remove)
+        .options("/posts/{id}", options_post)
+        .get("/users/{id}/posts", api::by_author)
+        .options("/users/{id}/posts", options_author_posts)
 }
 
 /// The methods `/posts` allows.

@@ -6,9 +6,10 @@
 //! - [`avatar`]: `/users/{id}/avatar`, uploads and thumbnails (made by a job).
 //! - [`repo`]: the queries.
 
-use axum::Router;
+use axum::handler::Handler as _;
+
+use crate::routes::Routes;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -22,24 +23,22 @@ pub mod keys;
 pub mod repo;
 
 /// The account routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", post(api::create).get(api::list))
-        .route(
-            "/users/{id}",
-            get(api::read).patch(api::update).delete(api::remove),
-        )
-        .route("/users/{id}/profile", get(api::profile))
-        .route("/users/{id}/password", post(api::change_password))
-        .route("/users/{id}/api-keys", post(keys::create).get(keys::list))
-        .route("/users/{id}/api-keys/{key_id}", delete(keys::revoke))
-        .route(
-            "/users/{id}/avatar",
-            put(avatar::upload)
-                .get(avatar::read)
-                // This route's own limit: images are far larger than JSON bodies.
-                .layer(DefaultBodyLimit::max(avatar::MAX_UPLOAD_BYTES)),
-        )
+pub fn router() -> Routes<AppState> {
+    // The avatar upload's own limit: images are far larger than JSON bodies.
+    let upload = avatar::upload.layer(DefaultBodyLimit::max(avatar::MAX_UPLOAD_BYTES));
+    Routes::new()
+        .post("/users", api::create)
+        .get("/users", api::list)
+        .get("/users/{id}", api::read)
+        .patch("/users/{id}", api::update)
+        .delete("/users/{id}", api::remove)
+        .get("/users/{id}/profile", api::profile)
+        .post("/users/{id}/password", api::change_password)
+        .post("/users/{id}/api-keys", keys::create)
+        .get("/users/{id}/api-keys", keys::list)
+        .delete("/users/{id}/api-keys/{key_id}", keys::revoke)
+        .put("/users/{id}/avatar", upload)
+        .get("/users/{id}/avatar", avatar::read)
 }
 
 /// What anyone may see of an account (also what the user cache holds: no secrets).

@@ -387,10 +387,20 @@ async fn patching_changes_the_target_the_redirect_follows(engine: Engine) {
         .as_str()
         .unwrap()
         .to_owned();
-    // Warm the lookup cache with the old target.
+    // Warm the lookup cache with the old target; the next redirect reads no database.
     assert_eq!(
         app.follow(&code).await.headers()["location"],
         "https://old.example/"
+    );
+    let reads = app.state.store.round_trips();
+    assert_eq!(
+        app.follow(&code).await.headers()["location"],
+        "https://old.example/"
+    );
+    assert_eq!(
+        app.state.store.round_trips(),
+        reads,
+        "served from the cache"
     );
 
     let response = app

@@ -69,7 +69,15 @@ async fn head_redirects_without_counting_a_click(engine: Engine) {
 async fn unknown_codes_are_404(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
     assert_problem(app.follow("aaaaaaa").await, 404).await;
-    // The negative answer is cached, and a later link with that alias is still found.
+    // The negative answer is cached: asking again reads nothing from the database.
+    let reads = app.state.store.round_trips();
+    assert_problem(app.follow("aaaaaaa").await, 404).await;
+    assert_eq!(
+        app.state.store.round_trips(),
+        reads,
+        "the 404 came from the cache"
+    );
+    // A later link with a negatively cached alias is still found.
     assert_problem(app.follow("later-alias").await, 404).await;
     app.create(json!({"longUrl": "https://example.com/", "customAlias": "later-alias"}))
         .await;
