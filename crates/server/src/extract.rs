@@ -84,9 +84,13 @@ pub fn field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> Field
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(said, _)| said);
     let quoted = |s: &str| s.split('`').nth(1).map(str::to_owned);
+    // The path stops at the object for a missing field, and may or may not include an
+    // unknown field's own key.
     let join = |parent: &str, child: &str| {
         if parent.is_empty() {
             child.to_owned()
+        } else if parent == child || parent.ends_with(&format!(".{child}")) {
+            parent.to_owned()
         } else {
             format!("{parent}.{child}")
         }
@@ -225,7 +229,10 @@ mod tests {
             FieldError::new("colour", "is not a field of this request")
         );
         let error = error_of(r#"{"productId": "p", "quantity": 1, "items": [], "kind": "x"}"#);
-        assert_eq!(error, FieldError::new("kind", "must be one of plain, gift"));
+        assert_eq!(
+            error,
+            FieldError::new("kind", "must be one of plain or gift")
+        );
     }
 
     #[test]

@@ -286,8 +286,9 @@ pub async fn replace(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let input = json_document::<CommentInput>(&headers, body)?;
+    // Who may change the comment is settled before its body is read.
     let (row, post_status) = editable(&state, &caller, &headers, id).await?;
+    let input = json_document::<CommentInput>(&headers, body)?;
     write(&state, &headers, &row, &post_status, input).await
 }
 
@@ -320,8 +321,8 @@ pub async fn patch(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let patch = merge_patch_body(&headers, body, "comment")?;
     let (row, post_status) = editable(&state, &caller, &headers, id).await?;
+    let patch = merge_patch_body(&headers, body, "comment")?;
     let mut document = json!({ "body": row.body });
     merge_patch(&mut document, &patch);
     write(

@@ -353,8 +353,9 @@ pub async fn replace(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let input = json_document::<PostInput>(&headers, body)?;
+    // Who may change the post is settled before its body is read.
     let row = editable(&state, &caller, &headers, id).await?;
+    let input = json_document::<PostInput>(&headers, body)?;
     write(&state, &headers, &row, input).await
 }
 
@@ -388,8 +389,8 @@ pub async fn patch(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let patch = merge_patch_body(&headers, body, "post")?;
     let row = editable(&state, &caller, &headers, id).await?;
+    let patch = merge_patch_body(&headers, body, "post")?;
     let mut document = json!({
         "title": row.title,
         "body": row.body,

@@ -14,7 +14,36 @@ on_both_engines!(
     an_unknown_path_is_404,
     the_request_id_is_echoed_or_made,
     security_headers_are_on_every_response,
+    a_body_of_the_wrong_shape_names_the_field_in_plain_words,
 );
+
+/// The `errors` of a problem, as `(field, message)` pairs, after checking that nothing in
+/// it speaks of our parser (Rust types, serde, line and column).
+fn field_errors(problem: &serde_json::Value) -> Vec<(String, String)> {
+    let text = problem.to_string();
+    for internal in [
+        "deserialize",
+        "line 1",
+        "column",
+        "`",
+        "u16",
+        "i64",
+        "struct",
+    ] {
+        assert!(!text.contains(internal), "{internal} in {text}");
+    }
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors in {problem}"))
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
 
 async fn malformed_json_is_400(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
@@ -165,4 +194,52 @@ fn arbitrary_input_never_causes_a_server_error() {
     assert_eq!(cleared.unwrap().status(), 200);
     let response = runtime.block_on(app.follow(&code));
     assert!(response.status().is_redirection());
+}
+
+async fn a_body_of_the_wrong_shape_names_the_field_in_plain_words(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let error = |field: &str, message: &str| vec![(field.to_owned(), message.to_owned())];
+    let problem = assert_problem(app.shorten(json!({"longUrl": 5})).await, 400).await;
+    assert_eq!(field_errors(&problem), error("longUrl", "must be a string"));
+    let problem = assert_problem(app.shorten(json!({})).await, 400).await;
+    assert_eq!(field_errors(&problem), error("longUrl", "is required"));
+    let problem = assert_problem(
+        app.shorten(json!({"longUrl": "https://example.com/", "redirectType": 70000}))
+            .await,
+        400,
+    )
+    .await;
+    assert_eq!(
+        field_errors(&problem),
+        error("redirectType", "must be an integer from 0 to 65535")
+    );
+
+    let code = app.create(json!({"longUrl": "https://example.com/"})).await["shortCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = app
+        .client
+        .patch(app.url(&format!("/links/{code}")))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"colour": "blue"}"#)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 400).await;
+    assert_eq!(
+        field_errors(&problem),
+        error("colour", "is not a field of this request")
+    );
+
+    // The blog answers 422 for fields, with the same words.
+    let author = app.account("writer@example.com").await;
+    let response = app
+        .bearer(reqwest::Method::POST, "/posts", &author.access)
+        .json(&json!({"title": 5, "body": "text"}))
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 422).await;
+    assert_eq!(field_errors(&problem), error("title", "must be a string"));
 }
