@@ -39,6 +39,7 @@ pub mod ids;
 pub mod links;
 pub mod posts;
 mod sql;
+pub mod users;
 
 /// Runs one expression against the store's pool for the requested side, once per engine.
 ///
