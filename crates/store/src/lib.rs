@@ -38,6 +38,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod links;
 pub mod posts;
+pub mod refresh_tokens;
 pub mod sessions;
 mod sql;
 pub mod users;
