@@ -37,6 +37,7 @@ pub mod comments;
 pub mod idempotency;
 pub mod ids;
 pub mod links;
+pub mod oidc_logins;
 pub mod password_resets;
 pub mod posts;
 pub mod refresh_tokens;
