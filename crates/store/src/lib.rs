@@ -38,6 +38,7 @@ pub mod avatars;
 pub mod comments;
 pub mod idempotency;
 pub mod ids;
+pub mod jobs;
 pub mod links;
 pub mod oidc_logins;
 pub mod password_resets;
