@@ -36,6 +36,7 @@ use sqlx::{PgPool, SqlitePool};
 pub mod api_keys;
 pub mod avatars;
 pub mod comments;
+pub mod exports;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;
