@@ -34,6 +34,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod api_keys;
+pub mod audit;
 pub mod avatars;
 pub mod comments;
 pub mod exports;
