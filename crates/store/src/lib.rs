@@ -42,6 +42,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod jobs;
 pub mod links;
+pub mod mail;
 pub mod oidc_logins;
 pub mod password_resets;
 pub mod posts;
