@@ -13,6 +13,19 @@
 //!   generated codes and click counts are not stored, see the module's doc).
 //! - [`posts`], [`comments`]: the blog's repositories; [`idempotency`]: stored responses of
 //!   POSTs retried with an `Idempotency-Key`.
+//! - Identity: [`users`] (accounts, roles, profile, password changes, deletion with all an
+//!   account owns), [`sessions`] (cookie sessions), [`refresh_tokens`] (families, rotation,
+//!   reuse), [`password_resets`] (single-use tokens; the reset itself), [`oidc_logins`]
+//!   (pending OIDC logins, linked provider identities), [`api_keys`], [`audit`] (security
+//!   events).
+//! - Work done by jobs: [`jobs`] (the status rows owners read), [`avatars`] (uploads and
+//!   thumbnails), [`exports`] (links' click CSVs), [`mail`] (mails sent, comment notices).
+//! - `tests/contracts/`: each repository's rules (constraints, cascades, expiry at a given
+//!   time, rotation, order) checked on both engines.
+//!
+//! Every query of the application lives here; the server calls these functions and holds
+//! no SQL (its `tests/no_sql.rs` fails otherwise). A rule that takes several statements (a
+//! refresh rotation, a password reset) is one function running one transaction.
 //! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
 //!
 //! # One set of queries for two engines
