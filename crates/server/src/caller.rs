@@ -18,7 +18,6 @@ use axum::http::{HeaderMap, Method, header};
 use basis_auth::role::{Role, Scope};
 use basis_auth::secret::{API_KEY_PREFIX, digest};
 use basis_auth::session::{CSRF_HEADER, CsrfFailure, check_csrf, session_id_from_cookies};
-use basis_store::on_pool;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -270,24 +269,19 @@ async fn api_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
     if !key.starts_with(API_KEY_PREFIX) || key.len() > 128 {
         return Err(invalid_token());
     }
-    let row = on_pool!(state.store, read, pool => {
-        sqlx::query_as::<_, (String, String, String, String)>(
-            "SELECT k.id, k.user_id, u.role, k.scopes FROM api_keys k \
-             JOIN users u ON u.id = k.user_id \
-             WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-        )
-        .bind(digest(key))
-        .fetch_optional(pool)
-        .await
-    })
-    .map_err(basis_store::Error::from)?;
-    let (id, user_id, role, scopes) = row.ok_or_else(invalid_token)?;
+    let key = basis_store::api_keys::find_live(&state.store, &digest(key))
+        .await?
+        .ok_or_else(invalid_token)?;
     Ok(Caller::User(Principal {
-        user_id,
-        role: role.parse().map_err(|_| invalid_token())?,
+        user_id: key.user_id,
+        role: key.role.parse().map_err(|_| invalid_token())?,
         via: Credential::ApiKey {
-            id,
-            scopes: scopes.split(' ').filter_map(|s| s.parse().ok()).collect(),
+            id: key.id,
+            scopes: key
+                .scopes
+                .split(' ')
+                .filter_map(|s| s.parse().ok())
+                .collect(),
         },
     }))
 }

@@ -13,7 +13,22 @@
 //!   generated codes and click counts are not stored, see the module's doc).
 //! - [`posts`], [`comments`]: the blog's repositories; [`idempotency`]: stored responses of
 //!   POSTs retried with an `Idempotency-Key`.
+//! - Identity: [`users`] (accounts, roles, profile, password changes, deletion with all an
+//!   account owns), [`sessions`] (cookie sessions), [`refresh_tokens`] (families, rotation,
+//!   reuse), [`password_resets`] (single-use tokens; the reset itself), [`oidc_logins`]
+//!   (pending OIDC logins, linked provider identities), [`api_keys`], [`audit`] (security
+//!   events).
+//! - Work done by jobs: [`jobs`] (the status rows owners read), [`avatars`] (uploads and
+//!   thumbnails), [`exports`] (links' click CSVs), [`mail`] (mails sent, comment notices).
 //! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
+//! - [`Error`] (`error.rs`): what an operation ends in; a broken unique constraint is
+//!   `Conflict`, a broken foreign key `MissingReference`, named by the repository.
+//! - `tests/contracts/`: each repository's rules (constraints, cascades, expiry at a given
+//!   time, rotation, order) checked on both engines.
+//!
+//! Every query of the application lives here; the server calls these functions and holds
+//! no SQL (its `tests/no_sql.rs` fails otherwise). A rule that takes several statements (a
+//! refresh rotation, a password reset) is one function running one transaction.
 //!
 //! # One set of queries for two engines
 //!
@@ -33,12 +48,27 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
+pub mod api_keys;
+pub mod audit;
+pub mod avatars;
 pub mod comments;
+mod error;
+pub mod exports;
 pub mod idempotency;
 pub mod ids;
+pub mod jobs;
 pub mod links;
+pub mod mail;
+pub mod oidc_logins;
+pub mod password_resets;
 pub mod posts;
+pub mod refresh_tokens;
+pub mod sessions;
 mod sql;
+pub mod users;
+
+pub use error::{Error, Result};
+pub(crate) use error::{on_foreign_key, on_unique};
 
 /// Runs one expression against the store's pool for the requested side, once per engine.
 ///
@@ -64,45 +94,6 @@ macro_rules! on_pool {
         }
     }};
 }
-
-/// The errors a store operation can end in.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The database could not be reached or did not answer in time.
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
-    /// A uniqueness constraint refused the write; the payload names the constraint's column.
-    #[error("conflict on {0}")]
-    Conflict(&'static str),
-    /// A row the write refers to does not exist (a foreign key failed); names the reference.
-    #[error("the referenced {0} does not exist")]
-    MissingReference(&'static str),
-    /// The database URL could not be understood.
-    #[error("invalid database URL: {0}")]
-    InvalidUrl(String),
-    /// Migrations failed to apply.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// Any other database error: a bug or a corrupted database, never the client's fault.
-    #[error("database error: {0}")]
-    Database(#[source] sqlx::Error),
-}
-
-impl From<sqlx::Error> for Error {
-    fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Error::Unavailable(err),
-            other => Error::Database(other),
-        }
-    }
-}
-
-/// Shorthand for store results.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Which database engine a [`Store`] runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,22 +360,4 @@ pub struct PoolUsage {
     pub write_size: u32,
     /// Idle connections in the write pool.
     pub write_idle: u32,
-}
-
-/// Maps a foreign-key violation to [`Error::MissingReference`] naming `what`, and anything
-/// else through the usual conversion.
-pub(crate) fn on_foreign_key(err: sqlx::Error, what: &'static str) -> Error {
-    match &err {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::MissingReference(what),
-        _ => err.into(),
-    }
-}
-
-/// Maps a unique-constraint violation to [`Error::Conflict`] naming `what`, and anything else
-/// through the usual conversion.
-pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> Error {
-    match &err {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(what),
-        _ => err.into(),
-    }
 }

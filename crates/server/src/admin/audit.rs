@@ -3,7 +3,7 @@
 use axum::extract::{Query, State};
 use axum::response::Response;
 use basis_auth::role::Role;
-use basis_store::on_pool;
+use basis_store::audit::{self, NewEvent};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -45,25 +45,18 @@ pub async fn record(
 ) {
     let now = state.clock.now_ms();
     let ip = ip.text();
-    let result = on_pool!(state.store, write, pool => {
-        sqlx::query("INSERT INTO audit_events (at, kind, user_id, ip, detail) VALUES ($1, $2, $3, $4, $5)")
-            .bind(now).bind(kind).bind(user_id).bind(&ip).bind(detail)
-            .execute(pool).await.map(drop)
-    });
+    let event = NewEvent {
+        at: now,
+        kind,
+        user_id,
+        ip: Some(&ip),
+        detail,
+    };
+    let result = audit::record(&state.store, &event).await;
     tracing::info!(kind, user_id, ip, detail, "audit");
     if let Err(err) = result {
         tracing::error!(error = %err, kind, "cannot record an audit event");
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: i64,
-    at: i64,
-    kind: String,
-    user_id: Option<String>,
-    ip: Option<String>,
-    detail: Option<String>,
 }
 
 /// The audit log, newest first (admins).
@@ -83,13 +76,7 @@ pub async fn list(
             .parse()
             .map_err(|_| ApiError::field("cursor", "is not a cursor from this list"))?,
     };
-    let mut rows = on_pool!(state.store, read, pool => {
-        sqlx::query_as::<_, Row>(
-            "SELECT id, at, kind, user_id, ip, detail FROM audit_events WHERE id < $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(before).bind(limit + 1).fetch_all(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
+    let mut rows = audit::list(&state.store, before, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);
         rows.last().map(|r| r.id.to_string()).unwrap_or_default()

@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use basis_auth::role::Role;
 use basis_queue::{DeadJob, JobId, QueueStats};
+use basis_store::jobs::{JobStatus, StatusChange};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -191,7 +192,8 @@ pub async fn replay(
     // A job its owner follows shows as queued again.
     if let Some(job_id) = dead.payload.get("jobId").and_then(|v| v.as_str()) {
         let now = state.clock.now_ms();
-        crate::jobs::status::set(&state.store, job_id, "queued", None, None, None, now).await?;
+        let queued = StatusChange::to(JobStatus::Queued);
+        basis_store::jobs::set_status(&state.store, job_id, &queued, now).await?;
     }
     tracing::info!(job = %id, kind = %dead.kind, "dead letter replayed");
     Ok(StatusCode::ACCEPTED)

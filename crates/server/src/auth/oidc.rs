@@ -11,14 +11,14 @@ use axum::response::{IntoResponse, Response};
 use basis_auth::oidc::{Identity as OidcIdentity, Pending, Provider};
 use basis_auth::role::Role;
 use basis_auth::secret::random_id;
-use basis_store::on_pool;
+use basis_store::oidc_logins::{self, PendingLogin};
+use basis_store::users::{self, UserRow};
 use serde::Deserialize;
 
 use super::{ClientIp, normalise_email};
 use crate::admin::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
-use crate::users::repo::{self, UserRow};
 
 /// How long a started login may take at the provider (ms).
 const FLOW_TTL_MS: i64 = 10 * 60 * 1000;
@@ -109,15 +109,14 @@ pub async fn start(
     }
     let provider = provider(&state).await?;
     let (url, pending) = provider.begin(query.login_hint.as_deref());
-    let expires = state.clock.now_ms() + FLOW_TTL_MS;
-    on_pool!(state.store, write, pool => {
-        sqlx::query(
-            "INSERT INTO oidc_requests (state, nonce, pkce_verifier, redirect_to, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&pending.state).bind(&pending.nonce).bind(&pending.pkce_verifier).bind(&redirect).bind(expires)
-        .execute(pool).await.map(drop)
-    })
-    .map_err(basis_store::Error::from)?;
+    let login = PendingLogin {
+        state: pending.state,
+        nonce: pending.nonce,
+        pkce_verifier: pending.pkce_verifier,
+        redirect_to: redirect,
+        expires_at: state.clock.now_ms() + FLOW_TTL_MS,
+    };
+    oidc_logins::start(&state.store, &login).await?;
     let location = HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(e.into()))?;
     Ok((
         StatusCode::FOUND,
@@ -151,27 +150,21 @@ pub async fn callback(
     };
     let provider = provider(&state).await?;
     // Taken once: a replayed or forged state finds nothing.
-    let row = on_pool!(state.store, write, pool => {
-        sqlx::query_as::<_, (String, String, String, i64)>(
-            "DELETE FROM oidc_requests WHERE state = $1 RETURNING nonce, pkce_verifier, redirect_to, expires_at",
-        )
-        .bind(&flow_state).fetch_optional(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
-    let Some((nonce, pkce_verifier, redirect_to, expires_at)) = row else {
+    let Some(login) = oidc_logins::take(&state.store, &flow_state).await? else {
         return Err(ApiError::field(
             "state",
             "is unknown or was already used; start again",
         ));
     };
-    if state.clock.now_ms() >= expires_at {
+    if state.clock.now_ms() >= login.expires_at {
         return Err(ApiError::field("state", "has expired; start again"));
     }
     let pending = Pending {
-        state: flow_state,
-        nonce,
-        pkce_verifier,
+        state: login.state,
+        nonce: login.nonce,
+        pkce_verifier: login.pkce_verifier,
     };
+    let redirect_to = login.redirect_to;
     let who = provider.finish(&code, &pending).await.map_err(|err| {
         tracing::warn!(error = %err, "OIDC login rejected");
         ApiError::Unauthorized {
@@ -198,13 +191,9 @@ pub async fn callback(
 /// The account for a provider identity: linked by subject, else by a verified email,
 /// else a new account without a password.
 async fn link_account(state: &AppState, who: &OidcIdentity) -> ApiResult<UserRow> {
-    let linked: Option<String> = on_pool!(state.store, write, pool => {
-        sqlx::query_scalar("SELECT user_id FROM user_identities WHERE issuer = $1 AND subject = $2")
-            .bind(&who.issuer).bind(&who.subject).fetch_optional(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
+    let linked = oidc_logins::linked_user(&state.store, &who.issuer, &who.subject).await?;
     if let Some(id) = linked
-        && let Some(user) = repo::find(&state.store, &id).await?
+        && let Some(user) = users::find(&state.store, &id).await?
     {
         return Ok(user);
     }
@@ -215,7 +204,7 @@ async fn link_account(state: &AppState, who: &OidcIdentity) -> ApiResult<UserRow
         .ok_or_else(|| {
             ApiError::Unprocessable("the provider did not share an email address".into())
         })?;
-    let user = match repo::find_by_email(&state.store, &email).await? {
+    let user = match users::find_by_email(&state.store, &email).await? {
         Some(user) if who.email_verified => user,
         Some(_) => {
             return Err(ApiError::Conflict(
@@ -234,17 +223,12 @@ async fn link_account(state: &AppState, who: &OidcIdentity) -> ApiResult<UserRow
                 created_at: now,
                 updated_at: now,
             };
-            repo::insert(&state.store, &user).await?;
+            users::insert(&state.store, &user).await?;
             user
         }
     };
     let now = state.clock.now_ms();
-    on_pool!(state.store, write, pool => {
-        sqlx::query("INSERT INTO user_identities (issuer, subject, user_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (issuer, subject) DO NOTHING")
-            .bind(&who.issuer).bind(&who.subject).bind(&user.id).bind(now)
-            .execute(pool).await.map(drop)
-    })
-    .map_err(basis_store::Error::from)?;
+    oidc_logins::link(&state.store, &who.issuer, &who.subject, &user.id, now).await?;
     Ok(user)
 }
 

@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use basis_auth::secret::digest;
 use basis_auth::throttle::Action;
-use basis_store::on_pool;
+use basis_store::password_resets;
+use basis_store::users;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -14,7 +15,6 @@ use crate::admin::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use crate::users::repo;
 
 /// The body of `POST /auth/password-reset`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -61,7 +61,7 @@ pub async fn request(
         audit::record(&state, "password_reset.throttled", None, &ip, Some(&email)).await;
         return Err(err);
     }
-    if let Some(user) = repo::find_by_email(&state.store, &email).await? {
+    if let Some(user) = users::find_by_email(&state.store, &email).await? {
         // A worker makes the token and sends the mail; the answer takes the same time
         // whether or not the account exists.
         state
@@ -98,32 +98,20 @@ pub async fn confirm(
 ) -> ApiResult<StatusCode> {
     let now = state.clock.now_ms();
     let hash = digest(&body.token);
-    let user_id: Option<String> = on_pool!(state.store, read, pool => {
-        sqlx::query_scalar(
-            "SELECT user_id FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
-        )
-        .bind(&hash).bind(now).fetch_optional(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
+    let user_id = password_resets::live_user(&state.store, &hash, now).await?;
     let user = match user_id {
-        Some(id) => repo::find(&state.store, &id).await?,
+        Some(id) => users::find(&state.store, &id).await?,
         None => None,
     }
     .ok_or_else(invalid_token)?;
     crate::users::api::check_password(&body.password, &user.email, &user.name)
         .map_err(|e| ApiError::Invalid(vec![e]))?;
-    // Spend the token atomically: of two confirmations, one wins.
-    let spent = on_pool!(state.store, write, pool => {
-        sqlx::query("UPDATE password_resets SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL")
-            .bind(&hash).bind(now).execute(pool).await.map(|d| d.rows_affected())
-    })
-    .map_err(basis_store::Error::from)?;
-    if spent != 1 {
+    let new_hash = state.passwords.hasher().hash(body.password).await?;
+    // One transaction spends the token, sets the password and revokes every session and
+    // refresh family: of two confirmations one wins, and none half-applies.
+    if !password_resets::reset_password(&state.store, &hash, &user.id, &new_hash, now).await? {
         return Err(invalid_token());
     }
-    let new_hash = state.passwords.hasher().hash(body.password).await?;
-    repo::set_password_hash(&state.store, &user.id, &new_hash, now).await?;
-    repo::revoke_credentials(&state.store, &user.id, None, now).await?;
     audit::record(&state, "password.reset", Some(&user.id), &ip, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

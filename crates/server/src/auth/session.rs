@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::secret::{digest, random_token};
-use basis_store::{Store, on_pool};
+use basis_store::sessions::{self, NewSession, SessionRow};
+use basis_store::users;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -17,7 +18,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::users::UserView;
-use crate::users::repo;
 
 /// A session as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -29,61 +29,23 @@ pub struct SessionView {
     pub user: UserView,
 }
 
-/// A live session found by its cookie.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SessionRow {
-    /// The digest of the session id.
-    pub id_hash: String,
-    /// The owner.
-    pub user_id: String,
-    /// The owner's current role.
-    pub role: String,
-    /// The CSRF token.
-    pub csrf_token: String,
-    /// Login time, Unix ms.
-    pub created_at: i64,
-    /// Last use, Unix ms.
-    pub last_seen_at: i64,
-}
-
 /// Finds the session whose id is `session_id`, if it is live at `now`; marks it used.
 pub async fn find_live(state: &AppState, session_id: &str) -> ApiResult<Option<SessionRow>> {
     let now = state.clock.now_ms();
     let hash = digest(session_id);
-    let row = on_pool!(state.store, read, pool => {
-        sqlx::query_as::<_, SessionRow>(
-            "SELECT s.id_hash, s.user_id, u.role, s.csrf_token, s.created_at, s.last_seen_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
-        )
-        .bind(&hash)
-        .fetch_optional(pool)
-        .await
-    })
-    .map_err(basis_store::Error::from)?;
+    let row = sessions::find(&state.store, &hash).await?;
     let Some(row) = row else { return Ok(None) };
     let policy = state.identity.sessions;
     if !policy.is_live(row.created_at, row.last_seen_at, now) {
-        delete(&state.store, &hash).await?;
+        sessions::delete(&state.store, &hash).await?;
         return Ok(None);
     }
     // Writing on every request would serialise reads behind the writer; a minute of
     // precision is plenty for a 30-minute idle timeout.
     if now - row.last_seen_at > 60_000 {
-        on_pool!(state.store, write, pool => {
-            sqlx::query("UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1")
-                .bind(&hash).bind(now).execute(pool).await.map(drop)
-        })
-        .map_err(basis_store::Error::from)?;
+        sessions::touch(&state.store, &hash, now).await?;
     }
     Ok(Some(row))
-}
-
-async fn delete(store: &Store, id_hash: &str) -> basis_store::Result<()> {
-    on_pool!(store, write, pool => {
-        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
-            .bind(id_hash).execute(pool).await.map(drop)
-    })?;
-    Ok(())
 }
 
 /// Starts a session for `user_id`: a new id every time (no fixation), a new CSRF token.
@@ -92,15 +54,13 @@ pub async fn start(state: &AppState, user_id: &str) -> ApiResult<(String, String
     let now = state.clock.now_ms();
     let session_id = random_token();
     let csrf = random_token();
-    on_pool!(state.store, write, pool => {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, last_seen_at) \
-             VALUES ($1, $2, $3, $4, $4)",
-        )
-        .bind(digest(&session_id)).bind(user_id).bind(&csrf).bind(now)
-        .execute(pool).await.map(drop)
-    })
-    .map_err(basis_store::Error::from)?;
+    let session = NewSession {
+        id_hash: &digest(&session_id),
+        user_id,
+        csrf_token: &csrf,
+        now,
+    };
+    sessions::insert(&state.store, &session).await?;
     Ok((state.identity.sessions.set_cookie(&session_id), csrf))
 }
 
@@ -150,7 +110,7 @@ fn session_of(caller: &Caller) -> ApiResult<(&str, &str)> {
     responses((status = 200, body = SessionView), (status = 401)))]
 pub async fn read(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     let (user_id, csrf) = session_of(&caller)?;
-    let user = repo::find(&state.store, user_id)
+    let user = users::find(&state.store, user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(super::tokens::no_store(
@@ -168,7 +128,7 @@ pub async fn read(State(state): State<AppState>, caller: Caller) -> ApiResult<Re
 pub async fn remove(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     session_of(&caller)?;
     if let Some(Credential::Session { id_hash, .. }) = caller.principal().map(|p| &p.via) {
-        delete(&state.store, id_hash).await?;
+        sessions::delete(&state.store, id_hash).await?;
     }
     let clear = HeaderValue::from_str(&basis_auth::session::clear_cookie())
         .map_err(|e| ApiError::Internal(e.into()))?;

@@ -11,7 +11,8 @@ use basis_auth::password::MAX_PASSWORD_BYTES;
 use basis_auth::role::Role;
 use basis_auth::secret::{digest, random_id, random_token};
 use basis_auth::throttle::Action;
-use basis_store::{Store, on_pool};
+use basis_store::refresh_tokens::{self, NewToken, RevokedFamily};
+use basis_store::users::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -22,7 +23,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::ApiJson;
 use crate::state::AppState;
 use crate::users::UserView;
-use crate::users::repo::{self, UserRow};
 
 /// An email and password.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -97,7 +97,7 @@ pub async fn check_password(
     }
     let user = match email.is_empty() {
         true => None,
-        false => repo::find_by_email(&state.store, &email).await?,
+        false => users::find_by_email(&state.store, &email).await?,
     };
     let hasher = state.passwords.hasher();
     let verified = hasher
@@ -112,7 +112,7 @@ pub async fn check_password(
     };
     if verified.needs_rehash {
         let hash = hasher.hash(credentials.password).await?;
-        repo::set_password_hash(&state.store, &user.id, &hash, state.clock.now_ms()).await?;
+        users::set_password_hash(&state.store, &user.id, &hash, state.clock.now_ms()).await?;
         tracing::info!(user = %user.id, "password rehashed with the current parameters");
     }
     Ok(user)
@@ -128,7 +128,7 @@ pub async fn login(
 ) -> ApiResult<Response> {
     let user = check_password(&state, &ip, credentials).await?;
     let role = parse_role(&user.role)?;
-    let pair = issue_pair(&state, &user.id, role, None).await?;
+    let pair = issue_pair(&state, &user.id, role).await?;
     audit::record(
         &state,
         "login.succeeded",
@@ -145,87 +145,34 @@ pub(crate) fn parse_role(role: &str) -> ApiResult<Role> {
         .map_err(|e: String| ApiError::Internal(anyhow::anyhow!(e)))
 }
 
-/// Issues an access token and a refresh token, in `family` or a new one.
-pub async fn issue_pair(
+/// Issues an access token and a refresh token in a new family (a login).
+pub async fn issue_pair(state: &AppState, user_id: &str, role: Role) -> ApiResult<TokenPair> {
+    let now = state.clock.now_ms();
+    let refresh_token = random_token();
+    let first = NewToken {
+        token_hash: &digest(&refresh_token),
+        issued_at: now,
+        expires_at: now + REFRESH_TTL_MS,
+    };
+    refresh_tokens::start_family(&state.store, &random_id(), user_id, &first).await?;
+    token_pair(state, user_id, role, refresh_token, now)
+}
+
+/// The pair of a fresh access token and `refresh_token` (stored already).
+fn token_pair(
     state: &AppState,
     user_id: &str,
     role: Role,
-    family: Option<&str>,
+    refresh_token: String,
+    now: i64,
 ) -> ApiResult<TokenPair> {
-    let now = state.clock.now_ms();
     let (access_token, _) = state.identity.keys.issue(user_id, role, now / 1000)?;
-    let refresh_token = random_token();
-    let family_id = match family {
-        Some(id) => id.to_owned(),
-        None => {
-            let id = random_id();
-            on_pool!(state.store, write, pool => {
-                sqlx::query("INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)")
-                    .bind(&id).bind(user_id).bind(now)
-                    .execute(pool).await.map(drop)
-            })
-            .map_err(basis_store::Error::from)?;
-            id
-        }
-    };
-    on_pool!(state.store, write, pool => {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(digest(&refresh_token)).bind(&family_id).bind(user_id).bind(now)
-        .bind(now + REFRESH_TTL_MS)
-        .execute(pool).await.map(drop)
-    })
-    .map_err(basis_store::Error::from)?;
     Ok(TokenPair {
         access_token,
         refresh_token,
         token_type: "Bearer",
         expires_in: ACCESS_TOKEN_SECONDS,
     })
-}
-
-/// Spends a live refresh token, returning `(family, user)`; `None` if it is not live.
-/// One atomic statement, so of two concurrent refreshes with one token only one wins.
-async fn spend(
-    store: &Store,
-    hash: &str,
-    now: i64,
-) -> basis_store::Result<Option<(String, String)>> {
-    Ok(on_pool!(store, write, pool => {
-        sqlx::query_as::<_, (String, String)>(
-            "UPDATE refresh_tokens SET spent_at = $2 \
-             WHERE token_hash = $1 AND spent_at IS NULL AND expires_at > $2 \
-               AND family_id IN (SELECT id FROM refresh_families WHERE revoked_at IS NULL) \
-             RETURNING family_id, user_id",
-        )
-        .bind(hash).bind(now)
-        .fetch_optional(pool).await
-    })?)
-}
-
-/// Revokes the family of the refresh token with digest `hash`; returns it and its user
-/// if the token was already spent (a reuse).
-async fn revoke_family_of(
-    store: &Store,
-    hash: &str,
-    now: i64,
-) -> basis_store::Result<Option<(String, String, bool)>> {
-    let found = on_pool!(store, write, pool => {
-        sqlx::query_as::<_, (String, String, Option<i64>)>(
-            "SELECT family_id, user_id, spent_at FROM refresh_tokens WHERE token_hash = $1",
-        )
-        .bind(hash).fetch_optional(pool).await
-    })?;
-    let Some((family, user, spent_at)) = found else {
-        return Ok(None);
-    };
-    on_pool!(store, write, pool => {
-        sqlx::query("UPDATE refresh_families SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(&family).bind(now).execute(pool).await.map(drop)
-    })?;
-    Ok(Some((family, user, spent_at.is_some())))
 }
 
 fn invalid_refresh() -> ApiError {
@@ -245,17 +192,30 @@ pub async fn refresh(
 ) -> ApiResult<Response> {
     let now = state.clock.now_ms();
     let hash = digest(&body.refresh_token);
-    let Some((family, user_id)) = spend(&state.store, &hash, now).await? else {
-        if let Some((family, user, true)) = revoke_family_of(&state.store, &hash, now).await? {
+    let next_token = random_token();
+    let next = NewToken {
+        token_hash: &digest(&next_token),
+        issued_at: now,
+        expires_at: now + REFRESH_TTL_MS,
+    };
+    // Spending the presented token and storing its successor is one transaction.
+    let Some(rotation) = refresh_tokens::rotate(&state.store, &hash, &next, now).await? else {
+        let revoked = refresh_tokens::revoke_family_of(&state.store, &hash, now).await?;
+        if let Some(RevokedFamily {
+            family_id: family,
+            user_id: user,
+            token_was_spent: true,
+        }) = revoked
+        {
             tracing::warn!(%family, %user, "a spent refresh token was presented again; family revoked");
             audit::record(&state, "refresh.reused", Some(&user), &ip, Some(&family)).await;
         }
         return Err(invalid_refresh());
     };
-    let user = repo::find(&state.store, &user_id)
+    let user = users::find(&state.store, &rotation.user_id)
         .await?
         .ok_or_else(invalid_refresh)?;
-    let pair = issue_pair(&state, &user.id, parse_role(&user.role)?, Some(&family)).await?;
+    let pair = token_pair(&state, &user.id, parse_role(&user.role)?, next_token, now)?;
     Ok(no_store(StatusCode::OK, pair))
 }
 
@@ -268,7 +228,7 @@ pub async fn logout(
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> ApiResult<StatusCode> {
     let now = state.clock.now_ms();
-    revoke_family_of(&state.store, &digest(&body.refresh_token), now).await?;
+    refresh_tokens::revoke_family_of(&state.store, &digest(&body.refresh_token), now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -277,7 +237,7 @@ pub async fn logout(
     responses((status = 200, body = UserView), (status = 401)))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<UserView>> {
     let principal = caller.require()?;
-    let user = repo::find(&state.store, &principal.user_id)
+    let user = users::find(&state.store, &principal.user_id)
         .await?
         .ok_or_else(|| ApiError::Unauthorized {
             challenge: "Bearer",

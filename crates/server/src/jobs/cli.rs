@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use basis_queue::JobId;
+use basis_store::jobs::{JobStatus, StatusChange};
 
 use crate::Config;
 use crate::clock::{Clock, SystemClock};
@@ -130,7 +131,8 @@ async fn execute(
                 .and_then(|v| v.as_str())
             {
                 let now = SystemClock.now_ms();
-                super::status::set(store, job_id, "queued", None, None, None, now).await?;
+                let queued = StatusChange::to(JobStatus::Queued);
+                basis_store::jobs::set_status(store, job_id, &queued, now).await?;
             }
             println!("replayed {id}");
         }

@@ -13,12 +13,11 @@ use std::sync::Arc;
 
 use basis_auth::secret::{digest, random_token};
 use basis_queue::{ClaimedJob, JobError, NewJob};
-use basis_store::{Store, on_pool};
+use basis_store::{Store, password_resets, users};
 use serde::{Deserialize, Serialize};
 
 use super::runtime::JobContext;
 use crate::auth::RESET_TTL_MS;
-use crate::users::repo;
 
 /// The password-reset mail.
 pub const PASSWORD_RESET: &str = "mail.password_reset";
@@ -88,20 +87,15 @@ fn retry(err: impl std::fmt::Display) -> JobError {
 }
 
 async fn already_sent(store: &Store, mail_id: &str) -> Result<bool, JobError> {
-    let found: Option<i64> = on_pool!(store, read, pool => {
-        sqlx::query_scalar("SELECT sent_at FROM mail_sent WHERE mail_id = $1")
-            .bind(mail_id).fetch_optional(pool).await
-    })
-    .map_err(retry)?;
-    Ok(found.is_some())
+    basis_store::mail::was_sent(store, mail_id)
+        .await
+        .map_err(retry)
 }
 
 async fn mark_sent(store: &Store, mail_id: &str, now: i64) -> Result<(), JobError> {
-    on_pool!(store, write, pool => {
-        sqlx::query("INSERT INTO mail_sent (mail_id, sent_at) VALUES ($1, $2) ON CONFLICT (mail_id) DO NOTHING")
-            .bind(mail_id).bind(now).execute(pool).await.map(drop)
-    })
-    .map_err(retry)
+    basis_store::mail::mark_sent(store, mail_id, now)
+        .await
+        .map_err(retry)
 }
 
 /// Sends `body` unless `mail_id` went out already; records it when the server took it.
@@ -135,18 +129,22 @@ pub async fn password_reset(
     if already_sent(&ctx.store, &mail.mail_id).await? {
         return skipped("already sent");
     }
-    let Some(user) = repo::find(&ctx.store, &mail.user_id).await.map_err(retry)? else {
+    let Some(user) = users::find(&ctx.store, &mail.user_id)
+        .await
+        .map_err(retry)?
+    else {
         return skipped("the account no longer exists");
     };
     let now = ctx.clock.now_ms();
     let token = random_token();
-    on_pool!(ctx.store, write, pool => {
-        sqlx::query(
-            "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(digest(&token)).bind(&user.id).bind(now).bind(now + RESET_TTL_MS)
-        .execute(pool).await.map(drop)
-    })
+    password_resets::insert(
+        &ctx.store,
+        &digest(&token),
+        &user.id,
+        now,
+        now + RESET_TTL_MS,
+    )
+    .await
     .map_err(retry)?;
     let body = format!(
         "Someone asked to reset the password of your Basis account.\n\n\
@@ -165,17 +163,6 @@ pub async fn password_reset(
     .await
 }
 
-#[derive(sqlx::FromRow)]
-struct CommentRow {
-    post_id: i64,
-    title: String,
-    post_author: String,
-    author_email: String,
-    comment_author: String,
-    commenter: String,
-    body: String,
-}
-
 /// Tells a post's author about a new comment (not when they commented themselves).
 pub async fn new_comment(
     ctx: Arc<JobContext>,
@@ -185,17 +172,9 @@ pub async fn new_comment(
     if already_sent(&ctx.store, &mail.mail_id).await? {
         return skipped("already sent");
     }
-    let row: Option<CommentRow> = on_pool!(ctx.store, read, pool => {
-        sqlx::query_as(
-            "SELECT p.id AS post_id, p.title, p.author_id AS post_author, pa.email AS author_email, \
-             c.author_id AS comment_author, ca.name AS commenter, c.body \
-             FROM comments c JOIN posts p ON p.id = c.post_id \
-             JOIN users pa ON pa.id = p.author_id JOIN users ca ON ca.id = c.author_id \
-             WHERE c.id = $1",
-        )
-        .bind(mail.comment_id).fetch_optional(pool).await
-    })
-    .map_err(retry)?;
+    let row = basis_store::mail::comment_notice(&ctx.store, mail.comment_id)
+        .await
+        .map_err(retry)?;
     let Some(row) = row else {
         return skipped("the comment no longer exists");
     };

@@ -98,7 +98,7 @@ impl Jobs {
     ) -> ApiResult<String> {
         let id = id.unwrap_or_else(new_id);
         let now = self.clock.now_ms();
-        status::create(&self.store, &id, kind, Some(owner), now).await?;
+        basis_store::jobs::create(&self.store, &id, kind, Some(owner), now).await?;
         payload.insert("jobId".into(), id.clone().into());
         let job = NewJob {
             owner: Some(owner.to_owned()),
@@ -108,7 +108,7 @@ impl Jobs {
             ..NewJob::new(queue, kind, payload.into())
         };
         if let Err(err) = self.backend.enqueue(job).await {
-            let _ = status::forget(&self.store, &id).await;
+            let _ = basis_store::jobs::forget(&self.store, &id).await;
             return Err(err.into());
         }
         metrics::counter!("basis_jobs_submitted_total", "kind" => kind.to_owned()).increment(1);

@@ -1,5 +1,5 @@
-//! Job status: `GET /jobs/{id}`, the table behind it, and the handler wrapper that keeps
-//! it current.
+//! Job status: `GET /jobs/{id}` and the handler wrapper that keeps the status row
+//! (`basis_store::jobs`) current.
 //!
 //! The row is written when the job is submitted (`queued`) and by [`tracked`] around every
 //! attempt (`running`, then `done` with the result, `failed` while attempts remain, or
@@ -12,7 +12,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use basis_auth::role::Role;
 use basis_queue::{ClaimedJob, Handler, JobError, handler_fn};
-use basis_store::{Store, on_pool};
+use basis_store::Store;
+use basis_store::jobs::{self, JobStatus, StatusChange};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -41,66 +42,6 @@ pub struct JobView {
     pub error: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct Row {
-    id: String,
-    kind: String,
-    owner_id: Option<String>,
-    status: String,
-    attempts: i64,
-    result: Option<String>,
-    error: Option<String>,
-}
-
-/// Records a submitted job as `queued`.
-pub async fn create(
-    store: &Store,
-    id: &str,
-    kind: &str,
-    owner: Option<&str>,
-    now: i64,
-) -> basis_store::Result<()> {
-    on_pool!(store, write, pool => {
-        sqlx::query(
-            "INSERT INTO jobs (id, kind, owner_id, status, attempts, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'queued', 0, $4, $4)",
-        )
-        .bind(id).bind(kind).bind(owner).bind(now)
-        .execute(pool).await.map(drop)
-    })?;
-    Ok(())
-}
-
-/// Removes the record of a job that could not be enqueued.
-pub async fn forget(store: &Store, id: &str) -> basis_store::Result<()> {
-    on_pool!(store, write, pool => {
-        sqlx::query("DELETE FROM jobs WHERE id = $1").bind(id).execute(pool).await.map(drop)
-    })?;
-    Ok(())
-}
-
-/// Sets a job's status (and, when given, its attempts, result and error).
-pub async fn set(
-    store: &Store,
-    id: &str,
-    status: &str,
-    attempts: Option<u32>,
-    result: Option<&serde_json::Value>,
-    error: Option<&str>,
-    now: i64,
-) -> basis_store::Result<()> {
-    let result = result.map(serde_json::Value::to_string);
-    on_pool!(store, write, pool => {
-        sqlx::query(
-            "UPDATE jobs SET status = $2, attempts = COALESCE($3, attempts), \
-             result = COALESCE($4, result), error = $5, updated_at = $6 WHERE id = $1",
-        )
-        .bind(id).bind(status).bind(attempts.map(i64::from)).bind(result).bind(error).bind(now)
-        .execute(pool).await.map(drop)
-    })?;
-    Ok(())
-}
-
 /// Reads a job's status: its owner or an admin; 404 for everyone else.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "The job's id")),
@@ -118,14 +59,9 @@ pub async fn read(
     if id.len() > 64 {
         return Err(ApiError::NotFound);
     }
-    let row: Option<Row> = on_pool!(state.store, read, pool => {
-        sqlx::query_as(
-            "SELECT id, kind, owner_id, status, attempts, result, error FROM jobs WHERE id = $1",
-        )
-        .bind(&id).fetch_optional(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
-    let row = row.ok_or(ApiError::NotFound)?;
+    let row = jobs::find(&state.store, &id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let mine = row.owner_id.as_deref() == Some(principal.user_id.as_str());
     if !mine && !principal.role.at_least(Role::Admin) {
         return Err(ApiError::NotFound);
@@ -139,6 +75,19 @@ pub async fn read(
         result: row.result.and_then(|text| serde_json::from_str(&text).ok()),
         error: row.error.filter(|_| failing),
     }))
+}
+
+/// The change after a failed attempt: `dead` when no attempt follows, else `failed`.
+fn failed(dead: bool, reason: &str) -> StatusChange<'_> {
+    let status = if dead {
+        JobStatus::Dead
+    } else {
+        JobStatus::Failed
+    };
+    StatusChange {
+        error: Some(reason),
+        ..StatusChange::to(status)
+    }
 }
 
 /// The `jobId` a submitted job carries in its payload.
@@ -157,38 +106,38 @@ pub fn tracked(store: Store, clock: Arc<dyn Clock>, inner: Arc<dyn Handler>) -> 
                 return inner.run(&job).await;
             };
             let retry = |e: basis_store::Error| JobError::Retry(e.to_string());
-            set(
-                &store,
-                &id,
-                "running",
-                Some(job.attempt),
-                None,
-                None,
-                clock.now_ms(),
-            )
-            .await
-            .map_err(retry)?;
+            let running = StatusChange {
+                attempts: Some(job.attempt),
+                ..StatusChange::to(JobStatus::Running)
+            };
+            jobs::set_status(&store, &id, &running, clock.now_ms())
+                .await
+                .map_err(retry)?;
             let last = job.attempt >= job.max_attempts;
             let (attempt, run) = (job.clone(), inner.clone());
             let outcome = tokio::spawn(async move { run.run(&attempt).await }).await;
             let now = clock.now_ms();
             match outcome {
                 Ok(Ok(result)) => {
-                    set(&store, &id, "done", None, result.as_ref(), None, now)
+                    let text = result.as_ref().map(serde_json::Value::to_string);
+                    let done = StatusChange {
+                        result: text.as_deref(),
+                        ..StatusChange::to(JobStatus::Done)
+                    };
+                    jobs::set_status(&store, &id, &done, now)
                         .await
                         .map_err(retry)?;
                     Ok(result)
                 }
                 Ok(Err(err)) => {
                     let dead = last || matches!(err, JobError::Fatal(_));
-                    let status = if dead { "dead" } else { "failed" };
-                    let _ = set(&store, &id, status, None, None, Some(&err.to_string()), now).await;
+                    let reason = err.to_string();
+                    let _ = jobs::set_status(&store, &id, &failed(dead, &reason), now).await;
                     Err(err)
                 }
                 Err(join) => {
-                    let status = if last { "dead" } else { "failed" };
                     let reason = "the job failed unexpectedly";
-                    let _ = set(&store, &id, status, None, None, Some(reason), now).await;
+                    let _ = jobs::set_status(&store, &id, &failed(last, reason), now).await;
                     if join.is_panic() {
                         std::panic::resume_unwind(join.into_panic());
                     }

@@ -16,8 +16,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::role::{Role, Scope};
 use basis_queue::{ClaimedJob, JobError};
+use basis_store::exports;
 use basis_store::links::{self, LinkRow};
-use basis_store::on_pool;
 use serde::Deserialize;
 
 use super::code::ShortCode;
@@ -90,12 +90,9 @@ pub async fn download(
     Path((code, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let row = owned_link(&state, &caller, &code).await?;
-    let csv: Option<String> = on_pool!(state.store, read, pool => {
-        sqlx::query_scalar("SELECT csv FROM link_exports WHERE id = $1 AND link_id = $2")
-            .bind(&id).bind(row.id).fetch_optional(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
-    let csv = csv.ok_or(ApiError::NotFound)?;
+    let csv = exports::csv(&state.store, &id, row.id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let disposition = HeaderValue::from_str(&format!(
         "attachment; filename=\"{}-clicks.csv\"",
         state.codes.code_of(&row)
@@ -173,11 +170,9 @@ pub async fn export(
             "rows": rows,
         })
     };
-    let existing: Option<i64> = on_pool!(ctx.store, read, pool => {
-        sqlx::query_scalar("SELECT rows FROM link_exports WHERE id = $1")
-            .bind(&task.job_id).fetch_optional(pool).await
-    })
-    .map_err(retry)?;
+    let existing = exports::rows(&ctx.store, &task.job_id)
+        .await
+        .map_err(retry)?;
     if let Some(rows) = existing {
         return Ok(Some(result(rows)));
     }
@@ -187,18 +182,10 @@ pub async fn export(
     let (csv, rows) = render(&stats);
     let rows = rows as i64;
     let now = ctx.clock.now_ms();
-    let inserted = on_pool!(ctx.store, write, pool => {
-        sqlx::query(
-            "INSERT INTO link_exports (id, link_id, csv, rows, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&task.job_id).bind(task.link_id).bind(&csv).bind(rows).bind(now)
-        .execute(pool).await.map(drop)
-    });
-    match inserted {
+    match exports::insert(&ctx.store, &task.job_id, task.link_id, &csv, rows, now).await {
         Ok(()) => Ok(Some(result(rows))),
         // The link was deleted meanwhile: there is nothing left to export.
-        Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+        Err(basis_store::Error::MissingReference(_)) => {
             Err(JobError::Fatal("the link no longer exists".into()))
         }
         Err(err) => Err(retry(err)),

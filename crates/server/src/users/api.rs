@@ -7,10 +7,10 @@ use axum::response::{IntoResponse, Response};
 use basis_auth::password::check_policy;
 use basis_auth::role::{Role, Scope};
 use basis_auth::secret::random_id;
+use basis_store::users::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::repo::{self, UserRow};
 use super::{Profile, UserView};
 use crate::admin::audit;
 use crate::auth::{ClientIp, normalise_email};
@@ -133,7 +133,7 @@ pub async fn insert_user(
         created_at: now,
         updated_at: now,
     };
-    repo::insert(store, &user).await.map_err(|e| match e {
+    users::insert(store, &user).await.map_err(|e| match e {
         basis_store::Error::Conflict(_) => {
             ApiError::Conflict("an account with this email exists".into())
         }
@@ -143,7 +143,7 @@ pub async fn insert_user(
 }
 
 async fn load(state: &AppState, id: &str) -> ApiResult<UserRow> {
-    repo::find(&state.store, id)
+    users::find(&state.store, id)
         .await?
         .ok_or(ApiError::NotFound)
 }
@@ -158,7 +158,7 @@ pub async fn read(
     let view = state
         .user_views
         .get_or_load(&id, || async {
-            let user = repo::find(&state.store, &id).await?;
+            let user = users::find(&state.store, &id).await?;
             Ok::<_, basis_store::Error>(user.as_ref().map(UserView::from))
         })
         .await?;
@@ -222,7 +222,7 @@ pub async fn update(
     }
     user.updated_at = state.clock.now_ms();
     let actor = principal.user_id.clone();
-    let updated = repo::update(&state.store, &user).await;
+    let updated = users::update(&state.store, &user).await;
     state.user_views.invalidate(&user.id).await;
     match updated {
         Ok(true) => {}
@@ -252,12 +252,14 @@ pub async fn remove(
 ) -> ApiResult<StatusCode> {
     caller.require_account()?;
     let actor = caller.act_for(&id)?.user_id.clone();
-    let links = repo::delete(&state.store, &id)
+    let links = users::delete(&state.store, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     state.user_views.invalidate(&id).await;
-    for (link_id, alias) in links {
-        let code = alias.unwrap_or_else(|| state.codes.encode(link_id as u64));
+    for link in links {
+        let code = link
+            .alias
+            .unwrap_or_else(|| state.codes.encode(link.id as u64));
         state.link_cache.invalidate(&code).await;
     }
     audit::record(
@@ -324,7 +326,7 @@ pub async fn list(
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
     let after = page.cursor.unwrap_or_default();
-    let mut rows = repo::list(&state.store, &after, limit + 1).await?;
+    let mut rows = users::list(&state.store, &after, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);
         rows.last().map(|u| u.id.clone()).unwrap_or_default()
@@ -365,12 +367,14 @@ pub async fn change_password(
     }
     let now = state.clock.now_ms();
     let hash = hasher.hash(body.new_password).await?;
-    repo::set_password_hash(&state.store, &id, &hash, now).await?;
     let keep = match &principal.via {
         Credential::Session { id_hash, .. } if principal.user_id == id => Some(id_hash.as_str()),
         _ => None,
     };
-    repo::revoke_credentials(&state.store, &id, keep, now).await?;
+    // One transaction: no session made with the old password outlives the change.
+    if !users::change_password(&state.store, &id, &hash, keep, now).await? {
+        return Err(ApiError::NotFound);
+    }
     audit::record(&state, "password.changed", Some(&id), &ip, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use basis_queue::{ClaimedJob, JobError};
-use basis_store::on_pool;
+use basis_store::avatars;
 use image::{DynamicImage, ImageFormat, ImageReader};
 use serde::Deserialize;
 
@@ -114,7 +114,7 @@ pub async fn upload(
             ApiError::BadRequest(rejection.body_text())
         }
     })?;
-    super::repo::find(&state.store, &id)
+    basis_store::users::find(&state.store, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let checked = bytes.clone();
@@ -137,14 +137,7 @@ pub async fn upload(
 
     let job_id = crate::jobs::new_id();
     let now = state.clock.now_ms();
-    let upload_id: i64 = on_pool!(state.store, write, pool => {
-        sqlx::query_scalar(
-            "INSERT INTO avatar_uploads (user_id, job_id, image, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-        )
-        .bind(&id).bind(&job_id).bind(bytes.as_ref()).bind(now)
-        .fetch_one(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
+    let upload_id = avatars::insert_upload(&state.store, &id, &job_id, &bytes, now).await?;
     let mut payload = serde_json::Map::new();
     payload.insert("uploadId".into(), upload_id.into());
     payload.insert("userId".into(), id.clone().into());
@@ -161,9 +154,7 @@ pub async fn upload(
         )
         .await;
     if submitted.is_err() {
-        let _ = on_pool!(state.store, write, pool => {
-            sqlx::query("DELETE FROM avatar_uploads WHERE id = $1").bind(upload_id).execute(pool).await.map(drop)
-        });
+        let _ = avatars::delete_upload(&state.store, upload_id).await;
     }
     Ok(crate::jobs::accepted(submitted?))
 }
@@ -195,12 +186,9 @@ pub async fn read(
     if !SIZES.contains(&size) {
         return Err(ApiError::field("size", "must be 64 or 256"));
     }
-    let row: Option<(Vec<u8>, String)> = on_pool!(state.store, read, pool => {
-        sqlx::query_as("SELECT image, etag FROM avatars WHERE user_id = $1 AND size = $2")
-            .bind(&id).bind(i64::from(size)).fetch_optional(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
-    let (image, etag) = row.ok_or(ApiError::NotFound)?;
+    let avatars::Thumbnail { image, etag } = avatars::thumbnail(&state.store, &id, size)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let etag =
         HeaderValue::from_str(&format!("\"{etag}\"")).map_err(|e| ApiError::Internal(e.into()))?;
     let fresh = headers
@@ -248,22 +236,18 @@ pub async fn thumbnails(
         "sizes": SIZES,
         "urls": SIZES.iter().map(|s| format!("/users/{}/avatar?size={s}", task.user_id)).collect::<Vec<_>>(),
     });
-    let upload: Option<Vec<u8>> = on_pool!(ctx.store, read, pool => {
-        sqlx::query_scalar("SELECT image FROM avatar_uploads WHERE id = $1")
-            .bind(task.upload_id).fetch_optional(pool).await
-    })
-    .map_err(retry)?;
+    let upload = avatars::upload(&ctx.store, task.upload_id)
+        .await
+        .map_err(retry)?;
     let Some(upload) = upload else {
         // Done by an earlier delivery (the upload goes with the thumbnails' commit), or the
         // account is gone.
-        let made: Option<i64> = on_pool!(ctx.store, read, pool => {
-            sqlx::query_scalar("SELECT upload_id FROM avatars WHERE user_id = $1 AND upload_id >= $2 LIMIT 1")
-                .bind(&task.user_id).bind(task.upload_id).fetch_optional(pool).await
-        })
-        .map_err(retry)?;
+        let made = avatars::made_from(&ctx.store, &task.user_id, task.upload_id)
+            .await
+            .map_err(retry)?;
         return match made {
-            Some(_) => Ok(Some(done)),
-            None => Err(JobError::Fatal("the upload no longer exists".into())),
+            true => Ok(Some(done)),
+            false => Err(JobError::Fatal("the upload no longer exists".into())),
         };
     };
     let thumbs = tokio::task::spawn_blocking(move || thumbnails_of(&upload))
@@ -271,27 +255,9 @@ pub async fn thumbnails(
         .map_err(retry)?
         .map_err(|_| JobError::Fatal("the image cannot be decoded".into()))?;
     let now = ctx.clock.now_ms();
-    on_pool!(ctx.store, write, pool => {
-        async {
-            let mut tx = pool.begin().await?;
-            for (side, png) in &thumbs {
-                sqlx::query(
-                    "INSERT INTO avatars (user_id, size, image, etag, upload_id, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id, size) DO UPDATE SET \
-                     image = excluded.image, etag = excluded.etag, upload_id = excluded.upload_id, \
-                     updated_at = excluded.updated_at WHERE avatars.upload_id <= excluded.upload_id",
-                )
-                .bind(&task.user_id).bind(i64::from(*side)).bind(png.as_slice())
-                .bind(format!("{}-{side}", task.upload_id)).bind(task.upload_id).bind(now)
-                .execute(&mut *tx).await?;
-            }
-            sqlx::query("DELETE FROM avatar_uploads WHERE id = $1")
-                .bind(task.upload_id).execute(&mut *tx).await?;
-            tx.commit().await
-        }
+    avatars::store_thumbnails(&ctx.store, &task.user_id, task.upload_id, &thumbs, now)
         .await
-    })
-    .map_err(retry)?;
+        .map_err(retry)?;
     Ok(Some(done))
 }
 

@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::role::Scope;
 use basis_auth::secret::{digest, new_api_key, random_id};
-use basis_store::on_pool;
+use basis_store::api_keys::{self, KeyRow};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -60,15 +60,6 @@ pub struct CreatedKey {
     pub view: KeyView,
 }
 
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    id: String,
-    name: String,
-    key_hint: String,
-    scopes: String,
-    created_at: i64,
-}
-
 impl From<KeyRow> for KeyView {
     fn from(row: KeyRow) -> Self {
         Self {
@@ -112,15 +103,11 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let user_exists = crate::users::repo::find(&state.store, &id).await?.is_some();
+    let user_exists = basis_store::users::find(&state.store, &id).await?.is_some();
     if !user_exists {
         return Err(ApiError::NotFound);
     }
-    let live: i64 = on_pool!(state.store, read, pool => {
-        sqlx::query_scalar("SELECT COUNT(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL")
-            .bind(&id).fetch_one(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
+    let live = api_keys::count_live(&state.store, &id).await?;
     if live >= MAX_KEYS {
         return Err(ApiError::Conflict(format!(
             "at most {MAX_KEYS} live keys per account"
@@ -135,16 +122,16 @@ pub async fn create(
         scopes: scopes.join(" "),
         created_at: state.clock.now_ms(),
     };
-    on_pool!(state.store, write, pool => {
-        sqlx::query(
-            "INSERT INTO api_keys (id, user_id, name, key_hash, key_hint, scopes, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&row.id).bind(&id).bind(&row.name).bind(digest(&key)).bind(&row.key_hint)
-        .bind(&row.scopes).bind(row.created_at)
-        .execute(pool).await.map(drop)
-    })
-    .map_err(basis_store::Error::from)?;
+    let new_key = api_keys::NewKey {
+        id: &row.id,
+        user_id: &id,
+        name: &row.name,
+        key_hash: &digest(&key),
+        key_hint: &row.key_hint,
+        scopes: &row.scopes,
+        created_at: row.created_at,
+    };
+    api_keys::insert(&state.store, &new_key).await?;
     let detail = format!("key {} scopes {}", row.id, row.scopes);
     audit::record(&state, "api_key.created", Some(&id), &ip, Some(&detail)).await;
     let location = HeaderValue::from_str(&format!("/users/{id}/api-keys/{}", row.id))
@@ -170,14 +157,7 @@ pub async fn list(
 ) -> ApiResult<Json<Vec<KeyView>>> {
     caller.require_account()?;
     caller.act_for(&id)?;
-    let rows = on_pool!(state.store, read, pool => {
-        sqlx::query_as::<_, KeyRow>(
-            "SELECT id, name, key_hint, scopes, created_at FROM api_keys \
-             WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at, id",
-        )
-        .bind(&id).fetch_all(pool).await
-    })
-    .map_err(basis_store::Error::from)?;
+    let rows = api_keys::list_live(&state.store, &id).await?;
     Ok(Json(rows.into_iter().map(KeyView::from).collect()))
 }
 
@@ -193,15 +173,7 @@ pub async fn revoke(
     caller.require_account()?;
     caller.act_for(&id)?;
     let now = state.clock.now_ms();
-    let done = on_pool!(state.store, write, pool => {
-        sqlx::query(
-            "UPDATE api_keys SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(&key_id).bind(&id).bind(now)
-        .execute(pool).await.map(|d| d.rows_affected())
-    })
-    .map_err(basis_store::Error::from)?;
-    if done == 0 {
+    if !api_keys::revoke(&state.store, &id, &key_id, now).await? {
         return Err(ApiError::NotFound);
     }
     audit::record(&state, "api_key.revoked", Some(&id), &ip, Some(&key_id)).await;

@@ -4,7 +4,6 @@
 //! - [`api`]: `/users` and `/users/{id}` (and its `/profile` and `/password`).
 //! - [`keys`]: `/users/{id}/api-keys`, the API keys.
 //! - [`avatar`]: `/users/{id}/avatar`, uploads and thumbnails (made by a job).
-//! - [`repo`]: the queries.
 
 use axum::handler::Handler as _;
 
@@ -20,7 +19,6 @@ use crate::state::AppState;
 pub mod api;
 pub mod avatar;
 pub mod keys;
-pub mod repo;
 
 /// The account routes.
 pub fn router() -> Routes<AppState> {
@@ -55,8 +53,8 @@ pub struct UserView {
     pub created_at: DateTime<Utc>,
 }
 
-impl From<&repo::UserRow> for UserView {
-    fn from(row: &repo::UserRow) -> Self {
+impl From<&basis_store::users::UserRow> for UserView {
+    fn from(row: &basis_store::users::UserRow) -> Self {
         Self {
             id: row.id.clone(),
             name: row.name.clone(),
@@ -89,8 +87,8 @@ pub struct Profile {
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<&repo::UserRow> for Profile {
-    fn from(row: &repo::UserRow) -> Self {
+impl From<&basis_store::users::UserRow> for Profile {
+    fn from(row: &basis_store::users::UserRow) -> Self {
         Self {
             id: row.id.clone(),
             email: row.email.clone(),

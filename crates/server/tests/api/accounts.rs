@@ -420,7 +420,7 @@ async fn changing_the_password_revokes_refresh_tokens_and_other_sessions(engine:
 
 impl TestApp {
     async fn stored_password_hash(&self, id: &str) -> String {
-        basis_server::users::repo::find(&self.state.store, id)
+        basis_store::users::find(&self.state.store, id)
             .await
             .unwrap()
             .unwrap()
@@ -429,7 +429,7 @@ impl TestApp {
     }
 
     async fn set_password_hash(&self, id: &str, hash: &str) {
-        basis_server::users::repo::set_password_hash(&self.state.store, id, hash, 0)
+        basis_store::users::set_password_hash(&self.state.store, id, hash, 0)
             .await
             .unwrap();
     }

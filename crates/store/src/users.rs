@@ -1,6 +1,41 @@
-//! Queries on accounts (one SQL text for both engines, through `on_pool!`).
+//! Accounts: the row, its lookups, the admin list, profile changes, password changes and
+//! deletion with everything the account owns.
 
-use basis_store::{Result, Store, on_pool};
+use crate::{Result, Store, on_pool, on_unique};
+
+/// Sets the password hash of account `$id` and revokes its credentials (every session but
+/// `$keep`, every refresh family) inside the transaction `$tx`; evaluates to whether the
+/// account exists. A macro, so it serves either engine's transaction and the password reset.
+macro_rules! replace_password {
+    ($tx:expr, $id:expr, $hash:expr, $keep:expr, $now:expr) => {
+        async {
+            let changed =
+                sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+                    .bind($id)
+                    .bind($hash)
+                    .bind($now)
+                    .execute(&mut *$tx)
+                    .await?
+                    .rows_affected();
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
+                .bind($id)
+                .bind($keep.unwrap_or(""))
+                .execute(&mut *$tx)
+                .await?;
+            sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $2 \
+                 WHERE user_id = $1 AND revoked_at IS NULL",
+            )
+            .bind($id)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+            Ok::<_, sqlx::Error>(changed == 1)
+        }
+        .await
+    };
+}
+pub(crate) use replace_password;
 
 /// The columns every user query returns.
 const USER_COLUMNS: &str = "id, email, name, password_hash, role, settings, created_at, updated_at";
@@ -45,12 +80,7 @@ pub async fn insert(store: &Store, user: &UserRow) -> Result<()> {
         .await
         .map(drop)
     })
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            basis_store::Error::Conflict("email")
-        }
-        _ => e.into(),
-    })
+    .map_err(|e| on_unique(e, "email"))
 }
 
 /// The user with this id.
@@ -77,7 +107,8 @@ pub async fn list(store: &Store, after: &str, limit: i64) -> Result<Vec<UserRow>
     })?)
 }
 
-/// Writes the mutable fields of `user` (name, email, role, settings, updated_at).
+/// Writes the mutable fields of `user` (name, email, role, settings, updated_at). Returns
+/// `false` when the account is gone; a taken email is `Error::Conflict("email")`.
 pub async fn update(store: &Store, user: &UserRow) -> Result<bool> {
     let done = on_pool!(store, write, pool => {
         sqlx::query(
@@ -94,16 +125,11 @@ pub async fn update(store: &Store, user: &UserRow) -> Result<bool> {
         .await
         .map(|d| d.rows_affected())
     })
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            basis_store::Error::Conflict("email")
-        }
-        _ => e.into(),
-    })?;
+    .map_err(|e| on_unique(e, "email"))?;
     Ok(done == 1)
 }
 
-/// Stores a new password hash.
+/// Stores a new password hash (a rehash with current parameters: nothing else changes).
 pub async fn set_password_hash(store: &Store, id: &str, hash: &str, now: i64) -> Result<()> {
     on_pool!(store, write, pool => {
         sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
@@ -117,14 +143,46 @@ pub async fn set_password_hash(store: &Store, id: &str, hash: &str, now: i64) ->
     Ok(())
 }
 
-/// Deletes the account; sessions, refresh tokens, keys and identities go with it
-/// (foreign keys), and so do the links it owns. Returns the deleted links as
-/// `(id, alias)` (a link without an alias is reached by the code generated from its id).
-pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<(i64, Option<String>)>>> {
-    let codes = on_pool!(store, write, pool => {
+/// Changes the password and, in the same transaction, deletes every session of the account
+/// except the one whose id digest is `keep_session` and revokes every refresh family: after
+/// a password change no credential made with the old one lives on. Returns `false` (and
+/// changes nothing) when the account is gone.
+pub async fn change_password(
+    store: &Store,
+    id: &str,
+    hash: &str,
+    keep_session: Option<&str>,
+    now: i64,
+) -> Result<bool> {
+    let changed = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
-            let codes: Vec<(i64, Option<String>)> =
+            let changed = replace_password!(tx, id, hash, keep_session, now)?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(changed)
+        }
+        .await
+    })?;
+    Ok(changed)
+}
+
+/// A link deleted with its owner: the caller drops it from caches by its code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedLink {
+    /// The link's id (a link without an alias is reached by the code generated from it).
+    pub id: i64,
+    /// Its alias, if it has one.
+    pub alias: Option<String>,
+}
+
+/// Deletes the account; sessions, refresh tokens, keys, identities, avatars and jobs go with
+/// it (foreign keys), and so do the links it owns, in one transaction. Returns the deleted
+/// links, or `None` when there was no such account.
+pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<DeletedLink>>> {
+    let links = on_pool!(store, write, pool => {
+        async {
+            let mut tx = pool.begin().await?;
+            let links: Vec<(i64, Option<String>)> =
                 sqlx::query_as("DELETE FROM links WHERE owner_id = $1 RETURNING id, alias")
                     .bind(id)
                     .fetch_all(&mut *tx)
@@ -135,39 +193,14 @@ pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<(i64, Option<S
                 .await?
                 .rows_affected();
             tx.commit().await?;
-            Ok::<_, sqlx::Error>((gone == 1).then_some(codes))
+            Ok::<_, sqlx::Error>((gone == 1).then_some(links))
         }
         .await
     })?;
-    Ok(codes)
-}
-
-/// Revokes every session and refresh family of `user_id`, except the session whose id
-/// digest is `keep_session`.
-pub async fn revoke_credentials(
-    store: &Store,
-    user_id: &str,
-    keep_session: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    on_pool!(store, write, pool => {
-        async {
-            let mut tx = pool.begin().await?;
-            sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id_hash <> $2")
-                .bind(user_id)
-                .bind(keep_session.unwrap_or(""))
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-            )
-            .bind(user_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await
-        }
-        .await
-    })?;
-    Ok(())
+    Ok(links.map(|links| {
+        links
+            .into_iter()
+            .map(|(id, alias)| DeletedLink { id, alias })
+            .collect()
+    }))
 }
