@@ -271,10 +271,11 @@ async fn a_change_through_one_process_reaches_the_other_s_cache() {
                 .to_owned()
         }
     };
+    let metrics_url = b.url("/metrics");
     let l1_hits = || {
         metric(
             &client,
-            &b.url("/metrics"),
+            &metrics_url,
             "basis_cache_hits_total",
             &[r#"namespace="links""#, r#"tier="l1""#],
         )
@@ -282,7 +283,7 @@ async fn a_change_through_one_process_reaches_the_other_s_cache() {
     let invalidations = || {
         metric(
             &client,
-            &b.url("/metrics"),
+            &metrics_url,
             "basis_cache_invalidations_received_total",
             &[r#"namespace="links""#],
         )
