@@ -1,0 +1,356 @@
+//! One request through the gateway: check it, choose a backend, rewrite the forwarding
+//! headers, send it over the keep-alive pool, stream the answer back, and on failure retry on
+//! another backend when that is safe and the retry budget allows.
+//!
+//! Bodies are never buffered: the client's body is handed to the upstream request as it
+//! arrives, and the backend's body is handed back the same way. The price is that a request
+//! with a body cannot be replayed, so only bodiless requests are retried (all of them after a
+//! refused connection, since the backend never saw them; idempotent ones after any failure).
+
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::backend::Pool;
+use crate::balance::stable_hash;
+use crate::budget::RetryBudget;
+use crate::config::HashKey;
+use crate::forwarded::{self, Cidr, X_REQUEST_ID};
+use crate::outlier::Outcome;
+
+/// The body sent upstream: the client's stream, or nothing (replayable).
+pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+/// The body sent to the client: a backend's stream, or the gateway's own answer.
+pub type ClientBody = Either<Tracked, Full<Bytes>>;
+/// The keep-alive pool of upstream connections.
+pub type Upstream = Client<HttpConnector, UpstreamBody>;
+
+/// Per-request settings of the proxy.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// Peers whose forwarding headers are believed.
+    pub trusted: Vec<Cidr>,
+    /// What the hashing algorithms hash.
+    pub hash_key: HashKey,
+    /// Extra attempts after the first.
+    pub retries: u32,
+    /// From sending a request to the response headers.
+    pub header_timeout: Duration,
+}
+
+/// The proxy: backends, upstream pool, retry budget.
+pub struct Proxy {
+    /// The backends and their state.
+    pub pool: Arc<Pool>,
+    client: Upstream,
+    budget: Mutex<RetryBudget>,
+    settings: ProxySettings,
+}
+
+/// Why an attempt produced no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// No connection: the backend never saw the request.
+    Connect,
+    /// The connection broke or the answer was not HTTP.
+    Broken,
+    /// No response headers within the header timeout.
+    Timeout,
+}
+
+impl Proxy {
+    /// A proxy over `pool` using `client`; retries limited to `budget_percent` of recent requests.
+    pub fn new(
+        pool: Arc<Pool>,
+        client: Upstream,
+        settings: ProxySettings,
+        budget_percent: u32,
+    ) -> Self {
+        let budget = RetryBudget::new(
+            f64::from(budget_percent) / 100.0,
+            10,
+            Duration::from_secs(10),
+        );
+        Self {
+            pool,
+            client,
+            budget: Mutex::new(budget),
+            settings,
+        }
+    }
+
+    /// Answers one client request from `peer`.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ClientBody> {
+        let id = forwarded::request_id(request.headers());
+        let mut response = self.forward(request, peer, &id).await;
+        response.headers_mut().entry(&X_REQUEST_ID).or_insert(id);
+        response
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+        id: &HeaderValue,
+    ) -> Response<ClientBody> {
+        let (mut parts, body) = request.into_parts();
+        if parts.method == Method::CONNECT {
+            return problem(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not proxied");
+        }
+        // HTTP/2 clients send the host as the URI's authority; the backend speaks HTTP/1.1.
+        if !parts.headers.contains_key(header::HOST) {
+            match parts
+                .uri
+                .authority()
+                .map(|a| HeaderValue::from_str(a.as_str()))
+            {
+                Some(Ok(host)) => {
+                    parts.headers.insert(header::HOST, host);
+                }
+                _ if parts.version == Version::HTTP_10 => {}
+                _ => return problem(StatusCode::BAD_REQUEST, "the request has no Host header"),
+            }
+        }
+        let Some(path) = parts.uri.path_and_query().map(|p| p.as_str().to_owned()) else {
+            return problem(StatusCode::BAD_REQUEST, "the request target has no path");
+        };
+        if !path.starts_with('/') {
+            return problem(StatusCode::BAD_REQUEST, "the request target must be a path");
+        }
+        let client_ip = forwarded::client_ip(&parts.headers, peer.ip(), &self.settings.trusted);
+        let key = self.hash_key(&parts.headers, &path, client_ip);
+        forwarded::strip_hop_by_hop(&mut parts.headers);
+        forwarded::set_forwarding(
+            &mut parts.headers,
+            peer.ip(),
+            "http",
+            &self.settings.trusted,
+        );
+        parts.headers.insert(X_REQUEST_ID.clone(), id.clone());
+
+        let replayable = body.is_end_stream();
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::TRACE
+                | Method::PUT
+                | Method::DELETE
+        );
+        let mut body = Some(body);
+        self.lock_budget().request(Instant::now());
+        let mut tried = Vec::with_capacity(1);
+        let mut last_failure = None;
+        loop {
+            let now = Instant::now();
+            let candidates = self.pool.candidates(now, &tried);
+            let Some(chosen) = self.pool.balancer.pick(&candidates, key, &mut rand::rng()) else {
+                break;
+            };
+            tried.push(chosen);
+            let backend = &self.pool.backends[chosen];
+            let upstream_body = match (replayable, body.take()) {
+                (true, _) => Either::Right(Empty::new()),
+                (false, Some(body)) => Either::Left(body),
+                (false, None) => break,
+            };
+            let uri = format!("http://{}{path}", backend.authority);
+            let Ok(mut upstream) = Request::builder()
+                .method(parts.method.clone())
+                .uri(uri)
+                .body(upstream_body)
+            else {
+                return problem(StatusCode::BAD_REQUEST, "the request target is not valid");
+            };
+            *upstream.headers_mut() = parts.headers.clone();
+
+            let guard = InFlight::enter(self.pool.clone(), chosen);
+            let started = Instant::now();
+            let result =
+                tokio::time::timeout(self.settings.header_timeout, self.client.request(upstream))
+                    .await;
+            let now = Instant::now();
+            let failure = match result {
+                Ok(Ok(response)) => {
+                    let outcome = if response.status().is_server_error() {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    };
+                    self.pool.record(chosen, outcome, Some(now - started), now);
+                    return respond(response, guard);
+                }
+                Ok(Err(err)) if err.is_connect() => Failure::Connect,
+                Ok(Err(err)) => {
+                    tracing::debug!(backend = %backend.name, error = %err, "upstream request failed");
+                    Failure::Broken
+                }
+                Err(_) => Failure::Timeout,
+            };
+            // A hang counts as the latency it cost, so P2C avoids the backend too.
+            let latency = (failure == Failure::Timeout).then(|| now - started);
+            self.pool.record(chosen, Outcome::Failure, latency, now);
+            drop(guard);
+            last_failure = Some(failure);
+            let safe = replayable && (failure == Failure::Connect || idempotent);
+            let attempts_left = tried.len() <= self.settings.retries as usize;
+            if !(safe && attempts_left && self.lock_budget().try_retry(now)) {
+                break;
+            }
+        }
+        match last_failure {
+            Some(Failure::Timeout) => problem(
+                StatusCode::GATEWAY_TIMEOUT,
+                "the backend did not answer in time",
+            ),
+            Some(Failure::Broken) => problem(
+                StatusCode::BAD_GATEWAY,
+                "the backend's answer was not valid HTTP",
+            ),
+            Some(Failure::Connect) | None => self.unavailable(),
+        }
+    }
+
+    fn unavailable(&self) -> Response<ClientBody> {
+        let seconds = self.pool.retry_after(Instant::now());
+        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, "no backend is available");
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        response
+    }
+
+    fn lock_budget(&self) -> std::sync::MutexGuard<'_, RetryBudget> {
+        self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn hash_key(&self, headers: &http::HeaderMap, path: &str, client_ip: IpAddr) -> u64 {
+        if !self.pool.balancer.algorithm().needs_key() {
+            return 0;
+        }
+        let by_ip = || match client_ip {
+            IpAddr::V4(v4) => stable_hash(&v4.octets()),
+            IpAddr::V6(v6) => stable_hash(&v6.octets()),
+        };
+        match &self.settings.hash_key {
+            HashKey::Ip => by_ip(),
+            HashKey::Path => stable_hash(path.split('?').next().unwrap_or(path).as_bytes()),
+            HashKey::Header(name) => headers
+                .get(name)
+                .map_or_else(by_ip, |v| stable_hash(v.as_bytes())),
+            HashKey::Cookie(name) => {
+                cookie(headers, name).map_or_else(by_ip, |v| stable_hash(v.as_bytes()))
+            }
+        }
+    }
+}
+
+/// The value of cookie `name`, if the request carries it.
+fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn respond(response: Response<Incoming>, guard: InFlight) -> Response<ClientBody> {
+    let (mut parts, body) = response.into_parts();
+    forwarded::strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(
+        parts,
+        Either::Left(Tracked {
+            inner: body,
+            _guard: guard,
+        }),
+    )
+}
+
+/// An RFC 9457 problem answered by the gateway itself.
+pub fn problem(status: StatusCode, detail: &str) -> Response<ClientBody> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body.to_string()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+/// Counts a request in its backend's in-flight number until dropped.
+pub struct InFlight {
+    pool: Arc<Pool>,
+    id: usize,
+}
+
+impl InFlight {
+    fn enter(pool: Arc<Pool>, id: usize) -> Self {
+        let backend = &pool.backends[id];
+        backend
+            .in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        backend
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Self { pool, id }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.pool.backends[self.id]
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A backend's response body, streamed; the request leaves the in-flight count when the body
+/// ends or the client goes away (the body is dropped either way).
+pub struct Tracked {
+    inner: Incoming,
+    _guard: InFlight,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,110 @@
+//! The operator's view: `/gateway/status` (JSON: every backend's health, ejections, in-flight
+//! requests and latency estimate) and Prometheus `/metrics`, on the admin listener so they
+//! never shadow a backend's own paths.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::{Value, json};
+
+use crate::backend::Pool;
+
+/// The process-wide Prometheus recorder (the `metrics` facade allows one per process).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// The status document.
+pub fn status(pool: &Pool, now: Instant) -> Value {
+    let backends: Vec<Value> = pool
+        .backends
+        .iter()
+        .map(|b| {
+            let state = b.state();
+            let ejected_ms = state
+                .outlier
+                .ejected_until(now)
+                .map(|until| until.saturating_duration_since(now).as_millis() as u64);
+            json!({
+                "name": b.name,
+                "weight": b.weight,
+                "health": state.health.label(),
+                "ejected": ejected_ms.is_some(),
+                "ejectedForMs": ejected_ms,
+                "ejections": state.outlier.ejections(),
+                "inFlight": b.in_flight.load(Ordering::Relaxed),
+                "requests": b.requests.load(Ordering::Relaxed),
+                "failures": b.failures.load(Ordering::Relaxed),
+                "ewmaMs": state.ewma.cost(now) / 1e6,
+            })
+        })
+        .collect();
+    json!({
+        "algorithm": pool.balancer.algorithm(),
+        "available": pool.candidates(now, &[]).len(),
+        "backends": backends,
+    })
+}
+
+/// Copies the per-backend numbers into the recorder, then renders it. Counting happens in
+/// atomics on the request path; the recorder is touched only when scraped.
+pub fn metrics_text(pool: &Pool, handle: &PrometheusHandle, now: Instant) -> String {
+    for b in &pool.backends {
+        let state = b.state();
+        let name = b.name.clone();
+        metrics::counter!("gateway_backend_requests_total", "backend" => name.clone())
+            .absolute(b.requests.load(Ordering::Relaxed));
+        metrics::counter!("gateway_backend_failures_total", "backend" => name.clone())
+            .absolute(b.failures.load(Ordering::Relaxed));
+        metrics::gauge!("gateway_backend_in_flight", "backend" => name.clone())
+            .set(f64::from(b.in_flight.load(Ordering::Relaxed)));
+        metrics::gauge!("gateway_backend_ewma_seconds", "backend" => name.clone())
+            .set(state.ewma.cost(now) / 1e9);
+        metrics::gauge!("gateway_backend_up", "backend" => name.clone())
+            .set(f64::from(u8::from(state.health.is_up())));
+        metrics::gauge!("gateway_backend_ejected", "backend" => name)
+            .set(f64::from(u8::from(state.outlier.is_ejected(now))));
+    }
+    handle.render()
+}
+
+/// Answers one admin request.
+pub fn admin(
+    pool: &Arc<Pool>,
+    handle: &PrometheusHandle,
+    method: &Method,
+    path: &str,
+) -> Response<Full<Bytes>> {
+    let now = Instant::now();
+    let (status, kind, body) = match (method, path) {
+        (&Method::GET, "/gateway/status") => (StatusCode::OK, "application/json", status(pool, now).to_string()),
+        (&Method::GET, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", metrics_text(pool, handle, now)),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "application/problem+json",
+            json!({"type": "about:blank", "title": "Not Found", "status": 404, "detail": "the admin port serves /gateway/status and /metrics"}).to_string(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    response
+}
