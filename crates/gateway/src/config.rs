@@ -88,6 +88,10 @@ pub struct Config {
     #[arg(long, env = "BASIS_GATEWAY_PANIC_THRESHOLD_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub panic_threshold_percent: u8,
 
+    /// Decay time constant of the peak-EWMA latency, in milliseconds (how long a slow answer
+    /// keeps weighing on a backend).
+    #[arg(long, env = "BASIS_GATEWAY_EWMA_DECAY_MS", default_value_t = 10_000)]
+    pub ewma_decay_ms: u64,
     /// Milliseconds to open an upstream connection.
     #[arg(long, env = "BASIS_GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
     pub connect_timeout_ms: u64,
@@ -151,7 +155,7 @@ impl Config {
             panic_threshold_percent: self.panic_threshold_percent,
             rise: self.rise,
             fall: self.fall,
-            ewma_tau: Duration::from_secs(10),
+            ewma_tau: Duration::from_millis(self.ewma_decay_ms.max(1)),
         }
     }
 
