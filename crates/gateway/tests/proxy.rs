@@ -278,3 +278,26 @@ async fn bodies_stream_through_and_metrics_name_each_backend() {
     assert_eq!(gateway.status().await["backends"][0]["inFlight"], 0);
     gateway.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_lets_an_open_request_finish() {
+    let a = TestBackend::start("a").await;
+    a.delay_ms.store(300, std::sync::atomic::Ordering::SeqCst);
+    let gateway = TestGateway::start(config(vec![a.spec()])).await;
+    let address = gateway.address;
+    let url = gateway.url("/slow");
+    let in_flight =
+        tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    let arrived = eventually(Duration::from_secs(5), || async { a.hits() == 1 }).await;
+    assert!(arrived);
+    gateway.shutdown().await.unwrap();
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        200,
+        "the open request finished"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "no longer accepting"
+    );
+}
