@@ -21,12 +21,15 @@ pub struct BackendSpec {
     pub authority: Authority,
     /// Relative share of requests (1 when not given).
     pub weight: u32,
+    /// `http`, or `tcp` for an L4 backend.
+    pub scheme: &'static str,
 }
 
 impl BackendSpec {
-    /// The backend's name in status, metrics and on the hash ring: `http://host:port`.
+    /// The backend's name in status, metrics and on the hash ring: `http://host:port`
+    /// (`tcp://host:port` for L4 backends).
     pub fn name(&self) -> String {
-        format!("http://{}", self.authority)
+        format!("{}://{}", self.scheme, self.authority)
     }
 }
 
@@ -46,12 +49,15 @@ impl FromStr for BackendSpec {
             }
             None => (text, 1),
         };
-        let rest = match url.split_once("://") {
-            Some(("http", rest)) => rest,
+        let (scheme, rest) = match url.split_once("://") {
+            Some(("http", rest)) => ("http", rest),
+            Some(("tcp", rest)) => ("tcp", rest),
             Some((scheme, _)) => {
-                return Err(format!("scheme `{scheme}` is not supported (use http://)"));
+                return Err(format!(
+                    "scheme `{scheme}` is not supported (http:// or, in TCP mode, tcp://)"
+                ));
             }
-            None => url,
+            None => ("http", url),
         };
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#', '@']) {
@@ -65,7 +71,11 @@ impl FromStr for BackendSpec {
         if authority.port_u16().is_none() {
             return Err(format!("`{url}` needs a port"));
         }
-        Ok(Self { authority, weight })
+        Ok(Self {
+            authority,
+            weight,
+            scheme,
+        })
     }
 }
 

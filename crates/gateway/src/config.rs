@@ -26,6 +26,10 @@ pub struct Config {
         required = true
     )]
     pub backends: Vec<BackendSpec>,
+    /// `http` (L7: requests are balanced) or `tcp` (L4: connections are balanced, bytes are
+    /// passed through untouched; for PostgreSQL replicas or Redis).
+    #[arg(long, env = "BASIS_GATEWAY_MODE", value_enum, default_value = "http")]
+    pub mode: Mode,
     /// How a backend is chosen.
     #[arg(
         long,
@@ -161,12 +165,25 @@ impl Config {
 
     pub(crate) fn check_settings(&self) -> CheckSettings {
         CheckSettings {
-            mode: self.health_check,
+            // A TCP backend has no HTTP health path: its check is a connect.
+            mode: match (self.mode, self.health_check) {
+                (Mode::Tcp, HealthMode::Http) => HealthMode::Tcp,
+                (_, mode) => mode,
+            },
             path: self.health_path.clone(),
             interval: Duration::from_millis(self.health_interval_ms.max(10)),
             timeout: Duration::from_millis(self.health_timeout_ms.max(1)),
         }
     }
+}
+
+/// The layer the gateway balances at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// HTTP requests (L7).
+    Http,
+    /// TCP connections (L4).
+    Tcp,
 }
 
 /// What `ip-hash` and `consistent-hash` hash.

@@ -308,7 +308,7 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    fn enter(pool: Arc<Pool>, id: usize) -> Self {
+    pub(crate) fn enter(pool: Arc<Pool>, id: usize) -> Self {
         let backend = &pool.backends[id];
         backend
             .in_flight

@@ -17,10 +17,11 @@ use tokio::net::TcpListener;
 
 use crate::backend::Pool;
 use crate::balance::Balancer;
-use crate::config::Config;
+use crate::config::{Config, Mode};
 use crate::health;
 use crate::proxy::{Proxy, ProxySettings, Upstream};
 use crate::status;
+use crate::tcp::{self, TcpSettings};
 
 /// A bound gateway, ready to run.
 pub struct Gateway {
@@ -112,6 +113,19 @@ impl Gateway {
             config.check_settings(),
         ));
         let admin_task = admin.map(|admin| tokio::spawn(serve_admin(admin, proxy.pool.clone())));
+        if config.mode == Mode::Tcp {
+            let settings = TcpSettings {
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
+                retries: config.retries,
+                drain: Duration::from_millis(config.drain_ms),
+            };
+            tcp::serve(listener, proxy.pool.clone(), settings, shutdown).await;
+            checks.abort();
+            if let Some(task) = admin_task {
+                task.abort();
+            }
+            return Ok(());
+        }
 
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
