@@ -10,6 +10,7 @@
 //! - [`forwarded`]: `X-Forwarded-*`/`Forwarded` with trusted proxies, request ids, hop-by-hop headers.
 //! - [`proxy`]: one request: checks, choice, streaming forward, retries, error answers.
 //! - [`server`]: listeners, HTTP/1.1 + h2c on the client side, drain on shutdown.
+//! - [`upgrade`]: WebSocket (any `Upgrade`) pass-through.
 //! - [`tcp`]: L4 mode, balancing raw TCP connections over the same pool.
 //! - [`status`]: `/gateway/status` and Prometheus `/metrics` on the admin listener.
 //! - [`config`]: flags and `BASIS_GATEWAY_*` variables.
@@ -37,6 +38,7 @@ pub mod proxy;
 pub mod server;
 pub mod status;
 pub mod tcp;
+pub mod upgrade;
 
 pub use config::Config;
 pub use server::Gateway;

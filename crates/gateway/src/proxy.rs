@@ -27,6 +27,7 @@ use crate::budget::RetryBudget;
 use crate::config::HashKey;
 use crate::forwarded::{self, Cidr, X_REQUEST_ID};
 use crate::outlier::Outcome;
+use crate::upgrade;
 
 /// The body sent upstream: the client's stream, or nothing (replayable).
 pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
@@ -107,6 +108,9 @@ impl Proxy {
         peer: SocketAddr,
         id: &HeaderValue,
     ) -> Response<ClientBody> {
+        let mut request = request;
+        let mut upgrade = upgrade::requested(request.headers())
+            .map(|protocol| (protocol, hyper::upgrade::on(&mut request)));
         let (mut parts, body) = request.into_parts();
         if parts.method == Method::CONNECT {
             return problem(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not proxied");
@@ -134,6 +138,9 @@ impl Proxy {
         let client_ip = forwarded::client_ip(&parts.headers, peer.ip(), &self.settings.trusted);
         let key = self.hash_key(&parts.headers, &path, client_ip);
         forwarded::strip_hop_by_hop(&mut parts.headers);
+        if let Some((protocol, _)) = &upgrade {
+            upgrade::restore(&mut parts.headers, protocol.clone());
+        }
         forwarded::set_forwarding(
             &mut parts.headers,
             peer.ip(),
@@ -193,6 +200,11 @@ impl Proxy {
                         Outcome::Success
                     };
                     self.pool.record(chosen, outcome, Some(now - started), now);
+                    if response.status() == StatusCode::SWITCHING_PROTOCOLS
+                        && let Some((_, client)) = upgrade.take()
+                    {
+                        return upgrade::splice(client, response, guard);
+                    }
                     return respond(response, guard);
                 }
                 Ok(Err(err)) if err.is_connect() => Failure::Connect,
