@@ -207,3 +207,79 @@ async fn a_backend_made_slow_gets_a_shrinking_share_under_p2c_ewma() {
         "slow share {slow_share} (was {healthy_share})"
     );
 }
+
+#[tokio::test]
+async fn an_invalid_configuration_file_stops_the_start_with_its_line_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    std::fs::write(
+        &file,
+        "[[route]]\nname = \"api\"\nbackends = [\"ftp://10.0.0.1:21\"]\n",
+    )
+    .unwrap();
+    let output = support::basis(dir.path(), None)
+        .args(["gateway", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("scheme `ftp`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_routes_and_the_process_survives_a_bad_file() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = Basis::serve(dirs[0].path(), None, &[]).await;
+    let second = Basis::serve(dirs[1].path(), None, &[]).await;
+    let file = dirs[0].path().join("gateway.toml");
+    let route = |backend: &Basis| {
+        format!(
+            "[[route]]\nname = \"all\"\nbackends = [\"http://{}\"]\n",
+            backend.address()
+        )
+    };
+    std::fs::write(&file, route(&first)).unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let file_arg = file.display().to_string();
+    let gateway = Basis::gateway(
+        dirs[0].path(),
+        &["--admin-listen", &admin, "--config", &file_arg],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let names = |status: Value| -> Vec<String> {
+        status["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let status_url = format!("http://{admin}/gateway/status");
+    assert_eq!(
+        names(get_json(&client, &status_url).await),
+        [format!("http://{}", first.address())]
+    );
+
+    std::fs::write(&file, "[[route]]\nname = 7\n").unwrap();
+    gateway.signal("HUP");
+    std::fs::write(&file, route(&second)).unwrap();
+    gateway.signal("HUP");
+    let want = vec![format!("http://{}", second.address())];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names(get_json(&client, &status_url).await) != want {
+        assert!(Instant::now() < deadline, "the reload never happened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = client.get(gateway.url("/healthz")).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the gateway survived the bad file and serves"
+    );
+}

@@ -23,13 +23,17 @@ pub struct Config {
         long = "backend",
         env = "BASIS_GATEWAY_BACKENDS",
         value_delimiter = ',',
-        required = true
+        required_unless_present = "config"
     )]
     pub backends: Vec<BackendSpec>,
     /// `http` (L7: requests are balanced) or `tcp` (L4: connections are balanced, bytes are
     /// passed through untouched; for PostgreSQL replicas or Redis).
     #[arg(long, env = "BASIS_GATEWAY_MODE", value_enum, default_value = "http")]
     pub mode: Mode,
+    /// A TOML file of routes (see docs/gateway.md); SIGHUP reads it again, keeping the running
+    /// routes if the new file is invalid.
+    #[arg(long, env = "BASIS_GATEWAY_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
     /// How a backend is chosen.
     #[arg(
         long,

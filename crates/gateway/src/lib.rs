@@ -8,6 +8,7 @@
 //!   estimate, passive ejection, retry budget, active checks); time is always an argument.
 //! - [`backend`]: per-backend state and the pool that turns it into candidates (panic threshold).
 //! - [`forwarded`]: `X-Forwarded-*`/`Forwarded` with trusted proxies, request ids, hop-by-hop headers.
+//! - [`routes`]: the `--config` TOML file: routes by host and path, each with its algorithm.
 //! - [`proxy`]: one request: checks, choice, streaming forward, retries, error answers.
 //! - [`server`]: listeners, HTTP/1.1 + h2c on the client side, drain on shutdown.
 //! - [`upgrade`]: WebSocket (any `Upgrade`) pass-through.
@@ -35,6 +36,7 @@ pub mod forwarded;
 pub mod health;
 pub mod outlier;
 pub mod proxy;
+pub mod routes;
 pub mod server;
 pub mod status;
 pub mod tcp;

@@ -9,7 +9,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use crate::budget::RetryBudget;
 use crate::config::HashKey;
 use crate::forwarded::{self, Cidr, X_REQUEST_ID};
 use crate::outlier::Outcome;
+use crate::routes::{Route, Routes};
 use crate::upgrade;
 
 /// The body sent upstream: the client's stream, or nothing (replayable).
@@ -41,18 +42,16 @@ pub type Upstream = Client<HttpConnector, UpstreamBody>;
 pub struct ProxySettings {
     /// Peers whose forwarding headers are believed.
     pub trusted: Vec<Cidr>,
-    /// What the hashing algorithms hash.
-    pub hash_key: HashKey,
     /// Extra attempts after the first.
     pub retries: u32,
     /// From sending a request to the response headers.
     pub header_timeout: Duration,
 }
 
-/// The proxy: backends, upstream pool, retry budget.
+/// The proxy: routes, upstream pool, retry budget.
 pub struct Proxy {
-    /// The backends and their state.
-    pub pool: Arc<Pool>,
+    /// The routes in force; a reload swaps the whole set (requests keep the set they began with).
+    routes: RwLock<Arc<Routes>>,
     client: Upstream,
     budget: Mutex<RetryBudget>,
     settings: ProxySettings,
@@ -70,9 +69,9 @@ enum Failure {
 }
 
 impl Proxy {
-    /// A proxy over `pool` using `client`; retries limited to `budget_percent` of recent requests.
+    /// A proxy over `routes` using `client`; retries limited to `budget_percent` of recent requests.
     pub fn new(
-        pool: Arc<Pool>,
+        routes: Routes,
         client: Upstream,
         settings: ProxySettings,
         budget_percent: u32,
@@ -83,11 +82,24 @@ impl Proxy {
             Duration::from_secs(10),
         );
         Self {
-            pool,
+            routes: RwLock::new(Arc::new(routes)),
             client,
             budget: Mutex::new(budget),
             settings,
         }
+    }
+
+    /// The routes in force.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Puts `routes` in force for the requests that start from now on.
+    pub fn replace_routes(&self, routes: Routes) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
     }
 
     /// Answers one client request from `peer`.
@@ -135,8 +147,17 @@ impl Proxy {
         if !path.starts_with('/') {
             return problem(StatusCode::BAD_REQUEST, "the request target must be a path");
         }
+        let routes = self.routes();
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let Some(route) = routes.select(host, &path) else {
+            return problem(StatusCode::NOT_FOUND, "no route matches this host and path");
+        };
+        let pool = &route.pool;
         let client_ip = forwarded::client_ip(&parts.headers, peer.ip(), &self.settings.trusted);
-        let key = self.hash_key(&parts.headers, &path, client_ip);
+        let key = hash_key(route, &parts.headers, &path, client_ip);
         forwarded::strip_hop_by_hop(&mut parts.headers);
         if let Some((protocol, _)) = &upgrade {
             upgrade::restore(&mut parts.headers, protocol.clone());
@@ -165,12 +186,12 @@ impl Proxy {
         let mut last_failure = None;
         loop {
             let now = Instant::now();
-            let candidates = self.pool.candidates(now, &tried);
-            let Some(chosen) = self.pool.balancer.pick(&candidates, key, &mut rand::rng()) else {
+            let candidates = pool.candidates(now, &tried);
+            let Some(chosen) = pool.balancer.pick(&candidates, key, &mut rand::rng()) else {
                 break;
             };
             tried.push(chosen);
-            let backend = &self.pool.backends[chosen];
+            let backend = &pool.backends[chosen];
             let upstream_body = match (replayable, body.take()) {
                 (true, _) => Either::Right(Empty::new()),
                 (false, Some(body)) => Either::Left(body),
@@ -186,7 +207,7 @@ impl Proxy {
             };
             *upstream.headers_mut() = parts.headers.clone();
 
-            let guard = InFlight::enter(self.pool.clone(), chosen);
+            let guard = InFlight::enter(pool.clone(), chosen);
             let started = Instant::now();
             let result =
                 tokio::time::timeout(self.settings.header_timeout, self.client.request(upstream))
@@ -199,7 +220,7 @@ impl Proxy {
                     } else {
                         Outcome::Success
                     };
-                    self.pool.record(chosen, outcome, Some(now - started), now);
+                    pool.record(chosen, outcome, Some(now - started), now);
                     if response.status() == StatusCode::SWITCHING_PROTOCOLS
                         && let Some((_, client)) = upgrade.take()
                     {
@@ -216,7 +237,7 @@ impl Proxy {
             };
             // A hang counts as the latency it cost, so P2C avoids the backend too.
             let latency = (failure == Failure::Timeout).then(|| now - started);
-            self.pool.record(chosen, Outcome::Failure, latency, now);
+            pool.record(chosen, Outcome::Failure, latency, now);
             drop(guard);
             last_failure = Some(failure);
             let safe = replayable && (failure == Failure::Connect || idempotent);
@@ -234,40 +255,41 @@ impl Proxy {
                 StatusCode::BAD_GATEWAY,
                 "the backend's answer was not valid HTTP",
             ),
-            Some(Failure::Connect) | None => self.unavailable(),
+            Some(Failure::Connect) | None => unavailable(pool),
         }
-    }
-
-    fn unavailable(&self) -> Response<ClientBody> {
-        let seconds = self.pool.retry_after(Instant::now());
-        let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, "no backend is available");
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        response
     }
 
     fn lock_budget(&self) -> std::sync::MutexGuard<'_, RetryBudget> {
         self.budget.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
 
-    fn hash_key(&self, headers: &http::HeaderMap, path: &str, client_ip: IpAddr) -> u64 {
-        if !self.pool.balancer.algorithm().needs_key() {
-            return 0;
-        }
-        let by_ip = || match client_ip {
-            IpAddr::V4(v4) => stable_hash(&v4.octets()),
-            IpAddr::V6(v6) => stable_hash(&v6.octets()),
-        };
-        match &self.settings.hash_key {
-            HashKey::Ip => by_ip(),
-            HashKey::Path => stable_hash(path.split('?').next().unwrap_or(path).as_bytes()),
-            HashKey::Header(name) => headers
-                .get(name)
-                .map_or_else(by_ip, |v| stable_hash(v.as_bytes())),
-            HashKey::Cookie(name) => {
-                cookie(headers, name).map_or_else(by_ip, |v| stable_hash(v.as_bytes()))
-            }
+fn unavailable(pool: &Pool) -> Response<ClientBody> {
+    let seconds = pool.retry_after(Instant::now());
+    let mut response = problem(StatusCode::SERVICE_UNAVAILABLE, "no backend is available");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
+
+/// The request's hash key for `route` (0 when its algorithm does not hash).
+fn hash_key(route: &Route, headers: &http::HeaderMap, path: &str, client_ip: IpAddr) -> u64 {
+    if !route.pool.balancer.algorithm().needs_key() {
+        return 0;
+    }
+    let by_ip = || match client_ip {
+        IpAddr::V4(v4) => stable_hash(&v4.octets()),
+        IpAddr::V6(v6) => stable_hash(&v6.octets()),
+    };
+    match &route.hash_key {
+        HashKey::Ip => by_ip(),
+        HashKey::Path => stable_hash(path.split('?').next().unwrap_or(path).as_bytes()),
+        HashKey::Header(name) => headers
+            .get(name)
+            .map_or_else(by_ip, |v| stable_hash(v.as_bytes())),
+        HashKey::Cookie(name) => {
+            cookie(headers, name).map_or_else(by_ip, |v| stable_hash(v.as_bytes()))
         }
     }
 }

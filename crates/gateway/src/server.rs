@@ -1,11 +1,12 @@
 //! Accepting connections: the client side (HTTP/1.1 and h2c on one port, header limits and a
-//! header read timeout), the admin listener, the health-check task, and the drain on shutdown.
+//! header read timeout), the admin listener, health-check tasks, SIGHUP reloads, and the drain
+//! on shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
@@ -14,31 +15,79 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::backend::Pool;
-use crate::balance::Balancer;
 use crate::config::{Config, Mode};
 use crate::health;
 use crate::proxy::{Proxy, ProxySettings, Upstream};
+use crate::routes::{ConfigError, Routes};
 use crate::status;
 use crate::tcp::{self, TcpSettings};
+
+/// What a running gateway shares with its reload path: the proxy, settings, check tasks.
+pub struct Control {
+    proxy: Arc<Proxy>,
+    client: Upstream,
+    config: Config,
+    checks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Control {
+    /// Reads the configuration file again and puts its routes in force; on any error the
+    /// running routes stay and the error is returned. Backend state starts afresh.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let routes = Routes::load(&self.config)?;
+        self.start_checks(&routes);
+        self.proxy.replace_routes(routes);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// The routes in force.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.proxy.routes()
+    }
+
+    /// Replaces the health-check tasks with one per pool of `routes`.
+    fn start_checks(&self, routes: &Routes) {
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        for task in checks.drain(..) {
+            task.abort();
+        }
+        for route in &routes.routes {
+            let task = health::run(
+                route.pool.clone(),
+                self.client.clone(),
+                self.config.check_settings(),
+            );
+            checks.push(tokio::spawn(task));
+        }
+    }
+
+    fn stop_checks(&self) {
+        for task in self
+            .checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
 
 /// A bound gateway, ready to run.
 pub struct Gateway {
     listener: TcpListener,
     admin: Option<TcpListener>,
-    proxy: Arc<Proxy>,
-    client: Upstream,
-    config: Config,
+    control: Arc<Control>,
 }
 
 impl Gateway {
-    /// Binds the listeners and builds the pool; nothing is accepted until [`Gateway::run`].
+    /// Reads the routes and binds the listeners; nothing is accepted until [`Gateway::run`].
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            !config.backends.is_empty(),
-            "at least one --backend is needed"
-        );
+        let routes = Routes::load(&config)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
@@ -50,41 +99,36 @@ impl Gateway {
             ),
             None => None,
         };
-        let names: Vec<String> = config.backends.iter().map(|b| b.name()).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let weights: Vec<u32> = config.backends.iter().map(|b| b.weight).collect();
-        let balancer = Balancer::new(config.algorithm, &names, &weights);
-        let pool = Arc::new(Pool::new(
-            &config.backends,
-            balancer,
-            config.pool_policy(),
-            Instant::now(),
-        ));
         let client = upstream_client(&config);
         let settings = ProxySettings {
             trusted: config.trusted_proxies.clone(),
-            hash_key: config.hash_key.clone(),
             retries: config.retries,
             header_timeout: Duration::from_millis(config.header_timeout_ms.max(1)),
         };
         let proxy = Arc::new(Proxy::new(
-            pool,
+            routes,
             client.clone(),
             settings,
             config.retry_budget_percent,
         ));
-        Ok(Self {
-            listener,
-            admin,
+        let control = Arc::new(Control {
             proxy,
             client,
             config,
+            checks: Mutex::new(Vec::new()),
+        });
+        Ok(Self {
+            listener,
+            admin,
+            control,
         })
     }
 
     /// The client-facing address (useful when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().unwrap_or(self.config.listen)
+        self.listener
+            .local_addr()
+            .unwrap_or(self.control.config.listen)
     }
 
     /// The admin address, when configured.
@@ -92,97 +136,125 @@ impl Gateway {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
     }
 
-    /// The backends' live state.
+    /// The first route's backends (the only ones without a configuration file).
     pub fn pool(&self) -> Arc<Pool> {
-        self.proxy.pool.clone()
+        self.control.routes().routes[0].pool.clone()
+    }
+
+    /// The handle for reloads and inspection, usable while the gateway runs.
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish
-    /// within the drain time.
+    /// within the drain time. With a configuration file, SIGHUP reloads it.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             listener,
             admin,
-            proxy,
-            client,
-            config,
+            control,
         } = self;
-        let checks = tokio::spawn(health::run(
-            proxy.pool.clone(),
-            client,
-            config.check_settings(),
-        ));
-        let admin_task = admin.map(|admin| tokio::spawn(serve_admin(admin, proxy.pool.clone())));
+        control.start_checks(&control.routes());
+        let admin_task = admin.map(|admin| tokio::spawn(serve_admin(admin, control.proxy.clone())));
+        let reloads = control
+            .config
+            .config
+            .is_some()
+            .then(|| tokio::spawn(reload_on_hangup(control.clone())));
+        let config = &control.config;
         if config.mode == Mode::Tcp {
             let settings = TcpSettings {
                 connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
                 retries: config.retries,
                 drain: Duration::from_millis(config.drain_ms),
             };
-            tcp::serve(listener, proxy.pool.clone(), settings, shutdown).await;
-            checks.abort();
-            if let Some(task) = admin_task {
-                task.abort();
-            }
-            return Ok(());
+            tcp::serve(listener, control.proxy.clone(), settings, shutdown).await;
+        } else {
+            serve_http(listener, control.proxy.clone(), config, shutdown).await;
         }
-
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_millis(
-                config.client_header_timeout_ms.max(1),
-            ))
-            .max_headers(config.max_headers)
-            .max_buf_size(config.max_header_bytes.max(8192));
-        builder.http2().timer(TokioTimer::new());
-        let graceful = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(pair) => pair,
-                    Err(err) => {
-                        // Out of file descriptors and the like: wait a little, keep serving.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let proxy = proxy.clone();
-            let service = service_fn(move |request| {
-                let proxy = proxy.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
-            });
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(err) = connection.await {
-                    tracing::debug!(error = %err, %peer, "client connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        tracing::info!(open = graceful.count(), "draining");
-        let drain = Duration::from_millis(config.drain_ms);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!("drain time over; closing the remaining connections");
-        }
-        checks.abort();
-        if let Some(task) = admin_task {
+        control.stop_checks();
+        for task in admin_task.into_iter().chain(reloads) {
             task.abort();
         }
         Ok(())
     }
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(
+            config.client_header_timeout_ms.max(1),
+        ))
+        .max_headers(config.max_headers)
+        .max_buf_size(config.max_header_bytes.max(8192));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = service_fn(move |request| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, %peer, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(open = graceful.count(), "draining");
+    let drain = Duration::from_millis(config.drain_ms);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain time over; closing the remaining connections");
+    }
+}
+
+/// Reloads the configuration file on every SIGHUP; a bad file is logged and ignored.
+async fn reload_on_hangup(control: Arc<Control>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::error!("cannot listen for SIGHUP; reloads are off");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            if let Err(err) = control.reload() {
+                tracing::error!(error = %err, "reload refused; the running configuration stays");
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await;
 }
 
 fn upstream_client(config: &Config) -> Upstream {
@@ -199,15 +271,20 @@ fn upstream_client(config: &Config) -> Upstream {
         .build(connector)
 }
 
-async fn serve_admin(listener: TcpListener, pool: Arc<Pool>) {
+async fn serve_admin(listener: TcpListener, proxy: Arc<Proxy>) {
     let handle = status::prometheus();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (pool, handle) = (pool.clone(), handle.clone());
+        let (proxy, handle) = (proxy.clone(), handle.clone());
         let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let response = status::admin(&pool, &handle, request.method(), request.uri().path());
+            let response = status::admin(
+                &proxy.routes(),
+                &handle,
+                request.method(),
+                request.uri().path(),
+            );
             async move { Ok::<_, Infallible>(response) }
         });
         tokio::spawn(async move {

@@ -2,8 +2,8 @@
 //! requests and latency estimate) and Prometheus `/metrics`, on the admin listener so they
 //! never shadow a backend's own paths.
 
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,6 +14,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 
 use crate::backend::Pool;
+use crate::routes::Routes;
 
 /// The process-wide Prometheus recorder (the `metrics` facade allows one per process).
 pub fn prometheus() -> PrometheusHandle {
@@ -30,10 +31,32 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
-/// The status document.
-pub fn status(pool: &Pool, now: Instant) -> Value {
-    let backends: Vec<Value> = pool
-        .backends
+/// The status document: every route, and all backends in one list (route order).
+pub fn status(routes: &Routes, now: Instant) -> Value {
+    let described: Vec<Value> = routes
+        .routes
+        .iter()
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "host": r.host,
+                "pathPrefix": r.path_prefix,
+                "algorithm": r.pool.balancer.algorithm(),
+                "available": r.pool.candidates(now, &[]).len(),
+                "backends": backends(&r.pool, now),
+            })
+        })
+        .collect();
+    let all: Vec<Value> = routes
+        .routes
+        .iter()
+        .flat_map(|r| backends(&r.pool, now))
+        .collect();
+    json!({ "routes": described, "backends": all })
+}
+
+fn backends(pool: &Pool, now: Instant) -> Vec<Value> {
+    pool.backends
         .iter()
         .map(|b| {
             let state = b.state();
@@ -54,18 +77,13 @@ pub fn status(pool: &Pool, now: Instant) -> Value {
                 "ewmaMs": state.ewma.cost(now) / 1e6,
             })
         })
-        .collect();
-    json!({
-        "algorithm": pool.balancer.algorithm(),
-        "available": pool.candidates(now, &[]).len(),
-        "backends": backends,
-    })
+        .collect()
 }
 
 /// Copies the per-backend numbers into the recorder, then renders it. Counting happens in
 /// atomics on the request path; the recorder is touched only when scraped.
-pub fn metrics_text(pool: &Pool, handle: &PrometheusHandle, now: Instant) -> String {
-    for b in &pool.backends {
+pub fn metrics_text(routes: &Routes, handle: &PrometheusHandle, now: Instant) -> String {
+    for b in routes.routes.iter().flat_map(|r| &r.pool.backends) {
         let state = b.state();
         let name = b.name.clone();
         metrics::counter!("gateway_backend_requests_total", "backend" => name.clone())
@@ -86,15 +104,15 @@ pub fn metrics_text(pool: &Pool, handle: &PrometheusHandle, now: Instant) -> Str
 
 /// Answers one admin request.
 pub fn admin(
-    pool: &Arc<Pool>,
+    routes: &Routes,
     handle: &PrometheusHandle,
     method: &Method,
     path: &str,
 ) -> Response<Full<Bytes>> {
     let now = Instant::now();
     let (status, kind, body) = match (method, path) {
-        (&Method::GET, "/gateway/status") => (StatusCode::OK, "application/json", status(pool, now).to_string()),
-        (&Method::GET, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", metrics_text(pool, handle, now)),
+        (&Method::GET, "/gateway/status") => (StatusCode::OK, "application/json", status(routes, now).to_string()),
+        (&Method::GET, "/metrics") => (StatusCode::OK, "text/plain; version=0.0.4", metrics_text(routes, handle, now)),
         _ => (
             StatusCode::NOT_FOUND,
             "application/problem+json",

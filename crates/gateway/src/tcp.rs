@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use crate::backend::Pool;
 use crate::balance::stable_hash;
 use crate::outlier::Outcome;
-use crate::proxy::InFlight;
+use crate::proxy::{InFlight, Proxy};
 
 /// Per-connection settings.
 #[derive(Debug, Clone, Copy)]
@@ -30,7 +30,7 @@ pub struct TcpSettings {
 /// Accepts until `shutdown`, then waits up to the drain time for open connections.
 pub async fn serve(
     listener: TcpListener,
-    pool: Arc<Pool>,
+    proxy: Arc<Proxy>,
     settings: TcpSettings,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -50,7 +50,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        connections.spawn(relay(stream, peer, pool.clone(), settings));
+        // L4 has no host or path: the first route's backends take every connection.
+        let pool = proxy.routes().routes[0].pool.clone();
+        connections.spawn(relay(stream, peer, pool, settings));
     }
     drop(listener);
     let drained = tokio::time::timeout(settings.drain, async {

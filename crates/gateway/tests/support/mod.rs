@@ -143,8 +143,10 @@ pub struct TestGateway {
     pub address: SocketAddr,
     /// Admin address.
     pub admin: SocketAddr,
-    /// Live backend state.
+    /// Live backend state (the first route).
     pub pool: Arc<basis_gateway::backend::Pool>,
+    /// Reloads and routes.
+    pub control: Arc<basis_gateway::server::Control>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -160,6 +162,7 @@ impl TestGateway {
             gateway.admin_addr().unwrap(),
             gateway.pool(),
         );
+        let control = gateway.control();
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(gateway.run(async move {
             let _ = stopped.await;
@@ -168,6 +171,7 @@ impl TestGateway {
             address,
             admin,
             pool,
+            control,
             stop: Some(stop),
             task,
         }
