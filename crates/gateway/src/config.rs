@@ -52,6 +52,15 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub trusted_proxies: Vec<Cidr>,
+    /// PEM certificate chain: the listener then speaks HTTPS (HTTP/2 or 1.1 by ALPN) and adds HSTS.
+    #[arg(long, env = "BASIS_GATEWAY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, env = "BASIS_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Also listen here for plain HTTP and answer every request with 301 to HTTPS.
+    #[arg(long, env = "BASIS_GATEWAY_REDIRECT_HTTP", requires = "tls_cert")]
+    pub redirect_http: Option<SocketAddr>,
     /// Address for `/gateway/status` and `/metrics` (off when unset).
     #[arg(long, env = "BASIS_GATEWAY_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,

@@ -12,6 +12,7 @@
 //! - [`proxy`]: one request: checks, choice, streaming forward, retries, error answers.
 //! - [`server`]: listeners, HTTP/1.1 + h2c on the client side, drain on shutdown.
 //! - [`upgrade`]: WebSocket (any `Upgrade`) pass-through.
+//! - [`tls`]: TLS termination, the HTTP → HTTPS redirector, HSTS.
 //! - [`tcp`]: L4 mode, balancing raw TCP connections over the same pool.
 //! - [`status`]: `/gateway/status` and Prometheus `/metrics` on the admin listener.
 //! - [`config`]: flags and `BASIS_GATEWAY_*` variables.
@@ -40,6 +41,7 @@ pub mod routes;
 pub mod server;
 pub mod status;
 pub mod tcp;
+pub mod tls;
 pub mod upgrade;
 
 pub use config::Config;

@@ -46,6 +46,8 @@ pub struct ProxySettings {
     pub retries: u32,
     /// From sending a request to the response headers.
     pub header_timeout: Duration,
+    /// Clients arrive over TLS: `X-Forwarded-Proto: https` and HSTS on every answer.
+    pub tls: bool,
 }
 
 /// The proxy: routes, upstream pool, retry budget.
@@ -111,6 +113,11 @@ impl Proxy {
         let id = forwarded::request_id(request.headers());
         let mut response = self.forward(request, peer, &id).await;
         response.headers_mut().entry(&X_REQUEST_ID).or_insert(id);
+        if self.settings.tls {
+            response
+                .headers_mut()
+                .insert(header::STRICT_TRANSPORT_SECURITY, crate::tls::HSTS);
+        }
         response
     }
 
@@ -162,12 +169,8 @@ impl Proxy {
         if let Some((protocol, _)) = &upgrade {
             upgrade::restore(&mut parts.headers, protocol.clone());
         }
-        forwarded::set_forwarding(
-            &mut parts.headers,
-            peer.ip(),
-            "http",
-            &self.settings.trusted,
-        );
+        let proto = if self.settings.tls { "https" } else { "http" };
+        forwarded::set_forwarding(&mut parts.headers, peer.ip(), proto, &self.settings.trusted);
         parts.headers.insert(X_REQUEST_ID.clone(), id.clone());
 
         let replayable = body.is_end_stream();

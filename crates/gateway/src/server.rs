@@ -24,6 +24,8 @@ use crate::proxy::{Proxy, ProxySettings, Upstream};
 use crate::routes::{ConfigError, Routes};
 use crate::status;
 use crate::tcp::{self, TcpSettings};
+use crate::tls;
+use tokio_rustls::TlsAcceptor;
 
 /// What a running gateway shares with its reload path: the proxy, settings, check tasks.
 pub struct Control {
@@ -81,6 +83,9 @@ impl Control {
 pub struct Gateway {
     listener: TcpListener,
     admin: Option<TcpListener>,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    redirect: Option<TcpListener>,
+    tls: Option<TlsAcceptor>,
     control: Arc<Control>,
 }
 
@@ -99,11 +104,24 @@ impl Gateway {
             ),
             None => None,
         };
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let redirect = match config.redirect_http {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?,
+            ),
+            None => None,
+        };
         let client = upstream_client(&config);
         let settings = ProxySettings {
             trusted: config.trusted_proxies.clone(),
             retries: config.retries,
             header_timeout: Duration::from_millis(config.header_timeout_ms.max(1)),
+            tls: config.tls_cert.is_some(),
         };
         let proxy = Arc::new(Proxy::new(
             routes,
@@ -120,6 +138,8 @@ impl Gateway {
         Ok(Self {
             listener,
             admin,
+            redirect,
+            tls,
             control,
         })
     }
@@ -134,6 +154,11 @@ impl Gateway {
     /// The admin address, when configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The plain-HTTP redirector's address, when configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The first route's backends (the only ones without a configuration file).
@@ -152,8 +177,12 @@ impl Gateway {
         let Self {
             listener,
             admin,
+            redirect,
+            tls,
             control,
         } = self;
+        let https_port = listener.local_addr().map_or(443, |a| a.port());
+        let redirect_task = redirect.map(|r| tokio::spawn(tls::redirect_http(r, https_port)));
         control.start_checks(&control.routes());
         let admin_task = admin.map(|admin| tokio::spawn(serve_admin(admin, control.proxy.clone())));
         let reloads = control
@@ -170,10 +199,10 @@ impl Gateway {
             };
             tcp::serve(listener, control.proxy.clone(), settings, shutdown).await;
         } else {
-            serve_http(listener, control.proxy.clone(), config, shutdown).await;
+            serve_http(listener, tls, control.proxy.clone(), config, shutdown).await;
         }
         control.stop_checks();
-        for task in admin_task.into_iter().chain(reloads) {
+        for task in admin_task.into_iter().chain(reloads).chain(redirect_task) {
             task.abort();
         }
         Ok(())
@@ -182,6 +211,7 @@ impl Gateway {
 
 async fn serve_http(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     proxy: Arc<Proxy>,
     config: &Config,
     shutdown: impl Future<Output = ()>,
@@ -217,12 +247,28 @@ async fn serve_http(
             let proxy = proxy.clone();
             async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let Some(tls) = &tls else {
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, %peer, "client connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task so a slow client cannot stall accepts.
+        let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
+        let timeout = Duration::from_millis(config.client_header_timeout_ms.max(1));
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let stream = match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                _ => return tracing::debug!(%peer, "TLS handshake failed or timed out"),
+            };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
                 tracing::debug!(error = %err, %peer, "client connection ended with an error");
             }
         });
