@@ -109,6 +109,10 @@ pub struct Config {
     /// keeps weighing on a backend).
     #[arg(long, env = "BASIS_GATEWAY_EWMA_DECAY_MS", default_value_t = 10_000)]
     pub ewma_decay_ms: u64,
+    /// Speak HTTP/2 (h2c, prior knowledge) to the backends: one multiplexed connection per
+    /// backend instead of a pool of HTTP/1.1 connections. Off: HTTP/1.1.
+    #[arg(long, env = "BASIS_GATEWAY_UPSTREAM_HTTP2")]
+    pub upstream_http2: bool,
     /// Milliseconds to open an upstream connection.
     #[arg(long, env = "BASIS_GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
     pub connect_timeout_ms: u64,

@@ -314,6 +314,7 @@ fn upstream_client(config: &Config) -> Upstream {
         .pool_max_idle_per_host(1024)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
+        .http2_only(config.upstream_http2)
         .build(connector)
 }
 
