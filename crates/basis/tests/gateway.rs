@@ -86,6 +86,25 @@ async fn a_backend_killed_under_load_fails_no_get_and_writes_resume_once_it_is_o
 
     let stop = Arc::new(AtomicBool::new(false));
     let workers = load(&client, gateway.url("/healthz"), 6, &stop);
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (client, url, stop) = (client.clone(), gateway.url("/shorten"), stop.clone());
+            tokio::spawn(async move {
+                let mut failed = 0u64;
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let body = json!({"longUrl": format!("https://example.com/{w}/{i}")});
+                    match client.post(&url).json(&body).send().await {
+                        Ok(r) if r.status() == 201 => {}
+                        _ => failed += 1,
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
     // Let traffic reach every backend, then kill one without warning.
     let started = Instant::now();
     while served(&client, &admin).await.iter().any(|(_, n)| *n < 20) {
@@ -108,6 +127,13 @@ async fn a_backend_killed_under_load_fails_no_get_and_writes_resume_once_it_is_o
         failed, 0,
         "every GET was answered, retried on a live backend if needed"
     );
+    let mut failed_writes = 0;
+    for writer in writers {
+        failed_writes += writer.await.unwrap();
+    }
+    // A write is not retried once sent: only one in flight on the victim when it died may
+    // fail (at most one per writer); writes it refused were sent elsewhere.
+    assert!(failed_writes <= 2, "{failed_writes} writes failed");
 
     // Writes (not retried once sent) succeed now that the dead backend gets none.
     for i in 0..30 {

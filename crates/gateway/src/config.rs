@@ -139,6 +139,14 @@ pub struct Config {
     /// Retries allowed, in percent of the requests of the last 10 seconds (plus 10 per window).
     #[arg(long, env = "BASIS_GATEWAY_RETRY_BUDGET_PERCENT", default_value_t = 20)]
     pub retry_budget_percent: u32,
+    /// Request bodies up to this many bytes (with a Content-Length) are read before they are
+    /// sent, so a refused connection can be retried elsewhere; larger bodies stream. 0: always stream.
+    #[arg(
+        long,
+        env = "BASIS_GATEWAY_REPLAY_BODY_BYTES",
+        default_value_t = 65_536
+    )]
+    pub replay_body_bytes: u64,
     /// Most request headers accepted.
     #[arg(long, env = "BASIS_GATEWAY_MAX_HEADERS", default_value_t = 100)]
     pub max_headers: usize,

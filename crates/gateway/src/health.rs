@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
-use http_body_util::{Either, Empty};
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -112,7 +112,7 @@ pub struct CheckSettings {
     pub timeout: Duration,
 }
 
-type CheckClient = Client<HttpConnector, Either<Incoming, Empty<Bytes>>>;
+type CheckClient = Client<HttpConnector, Either<Incoming, Full<Bytes>>>;
 
 /// Checks every backend of `pool` forever (the caller aborts the task to stop).
 pub async fn run(pool: Arc<Pool>, client: CheckClient, settings: CheckSettings) {
@@ -163,7 +163,7 @@ async fn check_once(
                 let uri = format!("http://{}{}", backend.authority, settings.path);
                 let Ok(request) = Request::get(uri)
                     .header(http::header::USER_AGENT, "basis-gateway-health")
-                    .body(Either::Right(Empty::new()))
+                    .body(Either::Right(Full::new(Bytes::new())))
                 else {
                     return Check::Fail;
                 };

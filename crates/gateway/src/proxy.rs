@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{Either, Empty, Full};
+use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -30,8 +30,8 @@ use crate::outlier::Outcome;
 use crate::routes::{Route, Routes};
 use crate::upgrade;
 
-/// The body sent upstream: the client's stream, or nothing (replayable).
-pub type UpstreamBody = Either<Incoming, Empty<Bytes>>;
+/// The body sent upstream: the client's stream, or a small body held in memory (replayable).
+pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 /// The body sent to the client: a backend's stream, or the gateway's own answer.
 pub type ClientBody = Either<Tracked, Full<Bytes>>;
 /// The keep-alive pool of upstream connections.
@@ -46,6 +46,9 @@ pub struct ProxySettings {
     pub retries: u32,
     /// From sending a request to the response headers.
     pub header_timeout: Duration,
+    /// Bodies up to this size (with a Content-Length) are read before sending, so they can be
+    /// retried.
+    pub replay_body_bytes: u64,
     /// Clients arrive over TLS: `X-Forwarded-Proto: https` and HSTS on every answer.
     pub tls: bool,
 }
@@ -173,7 +176,29 @@ impl Proxy {
         forwarded::set_forwarding(&mut parts.headers, peer.ip(), proto, &self.settings.trusted);
         parts.headers.insert(X_REQUEST_ID.clone(), id.clone());
 
-        let replayable = body.is_end_stream();
+        // Small bodies of known length are read first so that a refused connection can be
+        // retried (what nginx's request buffering buys); larger ones stream.
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let (body, replayable) = if body.is_end_stream() {
+            (None, Some(Bytes::new()))
+        } else if declared.is_some_and(|n| n <= self.settings.replay_body_bytes) {
+            let limit = self.settings.replay_body_bytes as usize;
+            match Limited::new(body, limit).collect().await {
+                Ok(collected) => (None, Some(collected.to_bytes())),
+                Err(_) => {
+                    return problem(
+                        StatusCode::BAD_REQUEST,
+                        "the request body could not be read",
+                    );
+                }
+            }
+        } else {
+            (Some(body), None)
+        };
         let idempotent = matches!(
             parts.method,
             Method::GET
@@ -183,7 +208,7 @@ impl Proxy {
                 | Method::PUT
                 | Method::DELETE
         );
-        let mut body = Some(body);
+        let mut body = body;
         self.lock_budget().request(Instant::now());
         let mut tried = Vec::with_capacity(1);
         let mut last_failure = None;
@@ -195,10 +220,10 @@ impl Proxy {
             };
             tried.push(chosen);
             let backend = &pool.backends[chosen];
-            let upstream_body = match (replayable, body.take()) {
-                (true, _) => Either::Right(Empty::new()),
-                (false, Some(body)) => Either::Left(body),
-                (false, None) => break,
+            let upstream_body = match (&replayable, body.take()) {
+                (Some(bytes), _) => Either::Right(Full::new(bytes.clone())),
+                (None, Some(body)) => Either::Left(body),
+                (None, None) => break,
             };
             let uri = format!("http://{}{path}", backend.authority);
             let Ok(mut upstream) = Request::builder()
@@ -243,7 +268,7 @@ impl Proxy {
             pool.record(chosen, Outcome::Failure, latency, now);
             drop(guard);
             last_failure = Some(failure);
-            let safe = replayable && (failure == Failure::Connect || idempotent);
+            let safe = replayable.is_some() && (failure == Failure::Connect || idempotent);
             let attempts_left = tried.len() <= self.settings.retries as usize;
             if !(safe && attempts_left && self.lock_budget().try_retry(now)) {
                 break;

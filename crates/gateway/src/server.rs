@@ -86,8 +86,16 @@ pub struct Gateway {
     /// The plain-HTTP listener that redirects to HTTPS.
     redirect: Option<TcpListener>,
     tls: Option<TlsAcceptor>,
+    /// SIGHUP, registered at bind so a signal sent as soon as the address is logged reloads
+    /// instead of ending the process (the default action).
+    hangups: Option<Hangups>,
     control: Arc<Control>,
 }
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
 
 impl Gateway {
     /// Reads the routes and binds the listeners; nothing is accepted until [`Gateway::run`].
@@ -122,6 +130,7 @@ impl Gateway {
             retries: config.retries,
             header_timeout: Duration::from_millis(config.header_timeout_ms.max(1)),
             tls: config.tls_cert.is_some(),
+            replay_body_bytes: config.replay_body_bytes,
         };
         let proxy = Arc::new(Proxy::new(
             routes,
@@ -135,11 +144,16 @@ impl Gateway {
             config,
             checks: Mutex::new(Vec::new()),
         });
+        let hangups = match control.config.config {
+            Some(_) => Some(hangups()?),
+            None => None,
+        };
         Ok(Self {
             listener,
             admin,
             redirect,
             tls,
+            hangups,
             control,
         })
     }
@@ -179,17 +193,14 @@ impl Gateway {
             admin,
             redirect,
             tls,
+            hangups,
             control,
         } = self;
         let https_port = listener.local_addr().map_or(443, |a| a.port());
         let redirect_task = redirect.map(|r| tokio::spawn(tls::redirect_http(r, https_port)));
         control.start_checks(&control.routes());
         let admin_task = admin.map(|admin| tokio::spawn(serve_admin(admin, control.proxy.clone())));
-        let reloads = control
-            .config
-            .config
-            .is_some()
-            .then(|| tokio::spawn(reload_on_hangup(control.clone())));
+        let reloads = hangups.map(|h| tokio::spawn(reload_on_hangup(control.clone(), h)));
         let config = &control.config;
         if config.mode == Mode::Tcp {
             let settings = TcpSettings {
@@ -284,23 +295,30 @@ async fn serve_http(
     }
 }
 
+#[cfg(unix)]
+fn hangups() -> anyhow::Result<Hangups> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))
+}
+
+#[cfg(not(unix))]
+fn hangups() -> anyhow::Result<Hangups> {
+    Ok(())
+}
+
 /// Reloads the configuration file on every SIGHUP; a bad file is logged and ignored.
-async fn reload_on_hangup(control: Arc<Control>) {
+async fn reload_on_hangup(control: Arc<Control>, mut hangups: Hangups) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-            tracing::error!("cannot listen for SIGHUP; reloads are off");
-            return;
-        };
-        while hangups.recv().await.is_some() {
-            if let Err(err) = control.reload() {
-                tracing::error!(error = %err, "reload refused; the running configuration stays");
-            }
+    while hangups.recv().await.is_some() {
+        if let Err(err) = control.reload() {
+            tracing::error!(error = %err, "reload refused; the running configuration stays");
         }
     }
     #[cfg(not(unix))]
-    std::future::pending::<()>().await;
+    {
+        let _ = (&control, &mut hangups);
+        std::future::pending::<()>().await;
+    }
 }
 
 fn upstream_client(config: &Config) -> Upstream {

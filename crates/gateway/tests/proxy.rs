@@ -150,9 +150,17 @@ async fn a_refused_connection_is_retried_on_another_backend_and_the_dead_one_eje
     let gateway = TestGateway::start(cfg).await;
     let client = reqwest::Client::new();
     for _ in 0..20 {
-        // POST without a body: never sent to the dead backend, so retried even though not idempotent.
-        let response = client.post(gateway.url("/")).send().await.unwrap();
+        // A POST the dead backend never saw is retried although not idempotent; its small body
+        // was read first, so it can be sent again.
+        let response = client
+            .post(gateway.url("/"))
+            .body("name=value")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
+        let seen: Value = response.json().await.unwrap();
+        assert_eq!(seen["bodyLength"], 10);
     }
     let status = gateway.status().await;
     assert_eq!(status["backends"][1]["ejected"], true, "{status}");
