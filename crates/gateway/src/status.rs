@@ -83,21 +83,23 @@ fn backends(pool: &Pool, now: Instant) -> Vec<Value> {
 /// Copies the per-backend numbers into the recorder, then renders it. Counting happens in
 /// atomics on the request path; the recorder is touched only when scraped.
 pub fn metrics_text(routes: &Routes, handle: &PrometheusHandle, now: Instant) -> String {
-    for b in routes.routes.iter().flat_map(|r| &r.pool.backends) {
-        let state = b.state();
-        let name = b.name.clone();
-        metrics::counter!("gateway_backend_requests_total", "backend" => name.clone())
-            .absolute(b.requests.load(Ordering::Relaxed));
-        metrics::counter!("gateway_backend_failures_total", "backend" => name.clone())
-            .absolute(b.failures.load(Ordering::Relaxed));
-        metrics::gauge!("gateway_backend_in_flight", "backend" => name.clone())
-            .set(f64::from(b.in_flight.load(Ordering::Relaxed)));
-        metrics::gauge!("gateway_backend_ewma_seconds", "backend" => name.clone())
-            .set(state.ewma.cost(now) / 1e9);
-        metrics::gauge!("gateway_backend_up", "backend" => name.clone())
-            .set(f64::from(u8::from(state.health.is_up())));
-        metrics::gauge!("gateway_backend_ejected", "backend" => name)
-            .set(f64::from(u8::from(state.outlier.is_ejected(now))));
+    for route in &routes.routes {
+        for b in &route.pool.backends {
+            let state = b.state();
+            let labels = [("route", route.name.clone()), ("backend", b.name.clone())];
+            metrics::counter!("gateway_backend_requests_total", &labels)
+                .absolute(b.requests.load(Ordering::Relaxed));
+            metrics::counter!("gateway_backend_failures_total", &labels)
+                .absolute(b.failures.load(Ordering::Relaxed));
+            metrics::gauge!("gateway_backend_in_flight", &labels)
+                .set(f64::from(b.in_flight.load(Ordering::Relaxed)));
+            metrics::gauge!("gateway_backend_ewma_seconds", &labels)
+                .set(state.ewma.cost(now) / 1e9);
+            metrics::gauge!("gateway_backend_up", &labels)
+                .set(f64::from(u8::from(state.health.is_up())));
+            metrics::gauge!("gateway_backend_ejected", &labels)
+                .set(f64::from(u8::from(state.outlier.is_ejected(now))));
+        }
     }
     handle.render()
 }

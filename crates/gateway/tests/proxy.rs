@@ -279,7 +279,7 @@ async fn bodies_stream_through_and_metrics_name_each_backend() {
         .await
         .unwrap();
     let line = format!(
-        "gateway_backend_requests_total{{backend=\"http://{}\"}} 1",
+        "gateway_backend_requests_total{{route=\"default\",backend=\"http://{}\"}} 1",
         a.address
     );
     assert!(metrics.contains(&line), "{metrics}");
