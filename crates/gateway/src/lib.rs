@@ -20,13 +20,16 @@
 //! # Why hyper + hyper-util rather than Pingora
 //! The proxy core is hyper 1 (HTTP/1.1 and HTTP/2 parsing, already proven under axum in the
 //! same binary) and hyper-util's legacy `Client` (keep-alive pool per backend). Measured on
-//! this workspace: hyper, hyper-util and tokio are already in `Cargo.lock`, so the gateway adds
-//! no crate; `pingora-proxy` 0.6 resolves to about 200 further crates, a second HTTP
-//! implementation and its own server/runtime bootstrap (its `Server` owns the process, its
-//! daemon and upgrade handling), which would not share the binary's tokio runtime, logging or
-//! tests. The balancing, health and retry logic is ours either way (the issue asks for it), so
-//! Pingora would only contribute the connection handling that hyper already gives. Speed is
-//! checked against HAProxy and nginx in `bench/gateway.sh` (figures in `bench/RESULTS.md`).
+//! 2026-12-03: hyper, hyper-util, tokio and rustls are already in `Cargo.lock`, so the gateway
+//! adds no crate. Resolving `pingora-proxy` 0.9 with `pingora-load-balancing` 0.9 in an empty
+//! project (`cargo generate-lockfile`) gives 193 packages, 55 of them not in our lock: a second
+//! HTTP implementation (`pingora-core`, `pingora-http`), its own runtime (`pingora-runtime`)
+//! and daemon/upgrade machinery (`daemonix`, `nix`), YAML configuration, and C libraries built
+//! with cmake (`libz-ng-sys`, `zstd-sys`). Its `Server` owns the process (threads, signals,
+//! daemonising), so it would not share the binary's tokio runtime, logging or test harness.
+//! The balancing, health and retry logic is ours either way, so Pingora would only contribute
+//! connection handling that hyper already gives. Speed is checked against HAProxy and nginx
+//! in `bench/gateway.sh` (figures in `bench/RESULTS.md`).
 
 pub mod backend;
 pub mod balance;
