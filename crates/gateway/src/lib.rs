@@ -9,6 +9,7 @@
 //! - [`backend`]: per-backend state and the pool that turns it into candidates (panic threshold).
 //! - [`forwarded`]: `X-Forwarded-*`/`Forwarded` with trusted proxies, request ids, hop-by-hop headers.
 //! - [`routes`]: the `--config` TOML file: routes by host and path, each with its algorithm.
+//! - [`inflight`]: the in-flight count per backend and the response body that releases it.
 //! - [`proxy`]: one request: checks, choice, streaming forward, retries, error answers.
 //! - [`server`]: listeners, HTTP/1.1 + h2c on the client side, drain on shutdown.
 //! - [`upgrade`]: WebSocket (any `Upgrade`) pass-through.
@@ -38,6 +39,7 @@ pub mod config;
 pub mod ewma;
 pub mod forwarded;
 pub mod health;
+pub mod inflight;
 pub mod outlier;
 pub mod proxy;
 pub mod routes;

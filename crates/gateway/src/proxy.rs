@@ -8,16 +8,15 @@
 //! refused connection, since the backend never saw them; idempotent ones after any failure).
 
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
-use std::task::{Context, Poll};
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt as _, Either, Full, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -26,6 +25,7 @@ use crate::balance::stable_hash;
 use crate::budget::RetryBudget;
 use crate::config::HashKey;
 use crate::forwarded::{self, Cidr, X_REQUEST_ID};
+pub use crate::inflight::{InFlight, Tracked};
 use crate::outlier::Outcome;
 use crate::routes::{Route, Routes};
 use crate::upgrade;
@@ -361,58 +361,4 @@ pub fn problem(status: StatusCode, detail: &str) -> Response<ClientBody> {
         HeaderValue::from_static("application/problem+json"),
     );
     response
-}
-
-/// Counts a request in its backend's in-flight number until dropped.
-pub struct InFlight {
-    pool: Arc<Pool>,
-    id: usize,
-}
-
-impl InFlight {
-    pub(crate) fn enter(pool: Arc<Pool>, id: usize) -> Self {
-        let backend = &pool.backends[id];
-        backend
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        backend
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self { pool, id }
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.pool.backends[self.id]
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// A backend's response body, streamed; the request leaves the in-flight count when the body
-/// ends or the client goes away (the body is dropped either way).
-pub struct Tracked {
-    inner: Incoming,
-    _guard: InFlight,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
 }
