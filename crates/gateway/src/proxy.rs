@@ -225,15 +225,23 @@ impl Proxy {
                 (None, Some(body)) => Either::Left(body),
                 (None, None) => break,
             };
-            let uri = format!("http://{}{path}", backend.authority);
-            let Ok(mut upstream) = Request::builder()
-                .method(parts.method.clone())
-                .uri(uri)
-                .body(upstream_body)
-            else {
+            let mut target = http::uri::Parts::default();
+            target.scheme = Some(http::uri::Scheme::HTTP);
+            target.authority = Some(backend.authority.clone());
+            target.path_and_query = parts.uri.path_and_query().cloned();
+            let Ok(uri) = http::Uri::from_parts(target) else {
                 return problem(StatusCode::BAD_REQUEST, "the request target is not valid");
             };
-            *upstream.headers_mut() = parts.headers.clone();
+            let mut upstream = Request::new(upstream_body);
+            *upstream.method_mut() = parts.method.clone();
+            *upstream.uri_mut() = uri;
+            // Keep a copy only when another attempt may need it.
+            *upstream.headers_mut() =
+                if replayable.is_some() && tried.len() <= self.settings.retries as usize {
+                    parts.headers.clone()
+                } else {
+                    std::mem::take(&mut parts.headers)
+                };
 
             let guard = InFlight::enter(pool.clone(), chosen);
             let started = Instant::now();
