@@ -340,6 +340,8 @@ async fn serve_admin(listener: TcpListener, proxy: Arc<Proxy>) {
     let handle = status::prometheus();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let (proxy, handle) = (proxy.clone(), handle.clone());

@@ -52,6 +52,8 @@ fn read_pem<T>(
 pub async fn redirect_http(listener: TcpListener, https_port: u16) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             continue;
         };
         let service = service_fn(move |request: Request<Incoming>| async move {
