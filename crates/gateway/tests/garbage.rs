@@ -1,0 +1,49 @@
+//! A backend that answers something other than HTTP: its idempotent requests go elsewhere and
+//! it is ejected.
+
+mod support;
+
+use basis_gateway::backend::BackendSpec;
+use basis_gateway::balance::Algorithm;
+use support::{TestBackend, TestGateway, config};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Accepts connections, reads a little, writes non-HTTP bytes and closes.
+async fn garbage_backend() -> BackendSpec {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let spec = format!("http://{}", listener.local_addr().unwrap())
+        .parse()
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream.write_all(b"SSH-2.0-not-http\r\n\r\n").await;
+            });
+        }
+    });
+    spec
+}
+
+#[tokio::test]
+async fn a_backend_answering_garbage_loses_its_gets_to_others_and_is_ejected() {
+    let good = TestBackend::start("good").await;
+    let mut cfg = config(vec![garbage_backend().await, good.spec()]);
+    cfg.algorithm = Algorithm::RoundRobin;
+    cfg.health_check = basis_gateway::health::HealthMode::Off;
+    cfg.eject_after = 3;
+    let gateway = TestGateway::start(cfg).await;
+    let client = reqwest::Client::new();
+    for _ in 0..10 {
+        let response = client.get(gateway.url("/")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let status = gateway.status().await;
+    assert_eq!(status["backends"][0]["ejected"], true, "{status}");
+    assert_eq!(status["backends"][0]["failures"], 3);
+    assert_eq!(good.hits(), 10);
+}
