@@ -122,7 +122,7 @@ async fn malformed_or_oversized_requests_get_4xx_without_reaching_a_backend() {
 async fn with_no_backend_listening_the_answer_is_503_with_retry_after() {
     let dead = TestBackend::start("dead").await;
     let spec = dead.spec();
-    dead.stop();
+    dead.stop().await;
     let mut cfg = config(vec![spec]);
     cfg.health_check = basis_gateway::health::HealthMode::Off;
     let gateway = TestGateway::start(cfg).await;
@@ -142,7 +142,7 @@ async fn a_refused_connection_is_retried_on_another_backend_and_the_dead_one_eje
         TestBackend::start("dead").await,
     );
     let dead_spec = dead.spec();
-    dead.stop();
+    dead.stop().await;
     let mut cfg = config(vec![a.spec(), dead_spec]);
     cfg.algorithm = Algorithm::RoundRobin;
     cfg.health_check = basis_gateway::health::HealthMode::Off;

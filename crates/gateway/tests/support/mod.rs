@@ -77,9 +77,10 @@ impl TestBackend {
         self.hits.load(Ordering::SeqCst)
     }
 
-    /// Stops listening and closes its connections (the port refuses from then on).
-    pub fn stop(self) {
+    /// Stops listening (the port refuses from then on).
+    pub async fn stop(self) {
         self.task.abort();
+        let _ = self.task.await;
     }
 }
 

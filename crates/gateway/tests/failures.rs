@@ -1,5 +1,5 @@
-//! A backend that answers something other than HTTP: its idempotent requests go elsewhere and
-//! it is ejected.
+//! Failing backends: one answering something other than HTTP, and an outage where the retry
+//! budget keeps retries from multiplying the load.
 
 mod support;
 
@@ -46,4 +46,33 @@ async fn a_backend_answering_garbage_loses_its_gets_to_others_and_is_ejected() {
     assert_eq!(status["backends"][0]["ejected"], true, "{status}");
     assert_eq!(status["backends"][0]["failures"], 3);
     assert_eq!(good.hits(), 10);
+}
+
+#[tokio::test]
+async fn during_an_outage_the_retry_budget_caps_the_extra_attempts() {
+    let (a, b) = (TestBackend::start("a").await, TestBackend::start("b").await);
+    let specs = vec![a.spec(), b.spec()];
+    a.stop().await;
+    b.stop().await;
+    let mut cfg = config(specs);
+    cfg.health_check = basis_gateway::health::HealthMode::Off;
+    cfg.eject_after = 0;
+    cfg.retries = 1;
+    cfg.retry_budget_percent = 20;
+    let gateway = TestGateway::start(cfg).await;
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        let response = client.get(gateway.url("/")).send().await.unwrap();
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+    }
+    let status = gateway.status().await;
+    let attempts: u64 = status["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["requests"].as_u64().unwrap())
+        .sum();
+    // 100 requests, and retries limited to 10 + 20 % of them (without a budget: 200 attempts).
+    assert!((100..=130).contains(&attempts), "{attempts} attempts");
 }
