@@ -64,7 +64,7 @@ CONF
 cat >"$DATA/haproxy.cfg" <<CONF
 global
   nbthread $PROXY_THREADS
-  maxconn 20000
+  maxconn 4096
 defaults
   mode http
   timeout connect 1s
@@ -102,7 +102,7 @@ for url in "http://127.0.0.1:$B1/" "http://127.0.0.1:$NG/" "http://127.0.0.1:$HA
   wait_http "$url"
 done
 NG_PIDS="$(cat "$DATA/proxy/nginx.pid") $(pgrep -P "$(cat "$DATA/proxy/nginx.pid")" | tr '\n' ' ')"
-HA_PIDS="$HA_PID $(pgrep -P "$HA_PID" | tr '\n' ' ')"
+HA_PIDS=$HA_PID  # one process, nbthread threads
 
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); wrk -t$WRK_THREADS -c$WRK_CONNECTIONS -d$WRK_DURATION;" \
   "proxies with $PROXY_THREADS threads; gateway --algorithm $ALGORITHM; $(haproxy -v | head -1 | cut -d' ' -f1-3);" \
