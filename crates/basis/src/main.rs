@@ -68,6 +68,8 @@ enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Run the load balancer in front of `basis serve` instances (see docs/gateway.md).
+    Gateway(Box<basis_gateway::Config>),
 }
 
 /// `basis worker`'s flags: those of `serve`, and where to answer probes and scrapes.
@@ -151,6 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let WorkerArgs { ops_listen, config } = *args;
             basis_server::jobs::runtime::run_workers(config, ops_listen, stop_signal()).await
         }
+        Command::Gateway(config) => basis_gateway::run(*config, stop_signal()).await,
         Command::Queue { target, command } => basis_server::jobs::cli::run(target, command).await,
         Command::Migrate {
             data_dir,

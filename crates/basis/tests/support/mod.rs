@@ -78,6 +78,30 @@ impl Basis {
         Self::listening(command).await
     }
 
+    /// `basis gateway` on a free port with these flags, once it logs its address.
+    pub async fn gateway(data_dir: &Path, flags: &[&str]) -> Self {
+        let mut command = basis(data_dir, None);
+        command
+            .args(["gateway", "--listen", "127.0.0.1:0"])
+            .args(flags);
+        Self::listening(command).await
+    }
+
+    /// Sends `signal` (`KILL`, `STOP`, `CONT`…) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("a running process").to_string();
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> &str {
+        self.address.as_deref().expect("a process that listens")
+    }
+
     /// Starts `command` and waits for its `listening` log line.
     async fn listening(mut command: Command) -> Self {
         let mut child = command

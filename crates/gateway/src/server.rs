@@ -1,0 +1,363 @@
+//! Accepting connections: the client side (HTTP/1.1 and h2c on one port, header limits and a
+//! header read timeout), the admin listener, health-check tasks, SIGHUP reloads, and the drain
+//! on shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::backend::Pool;
+use crate::config::{Config, Mode};
+use crate::health;
+use crate::proxy::{Proxy, ProxySettings, Upstream};
+use crate::routes::{ConfigError, Routes};
+use crate::status;
+use crate::tcp::{self, TcpSettings};
+use crate::tls;
+use tokio_rustls::TlsAcceptor;
+
+/// What a running gateway shares with its reload path: the proxy, settings, check tasks.
+pub struct Control {
+    proxy: Arc<Proxy>,
+    client: Upstream,
+    config: Config,
+    checks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Control {
+    /// Reads the configuration file again and puts its routes in force; on any error the
+    /// running routes stay and the error is returned. Backend state starts afresh.
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let routes = Routes::load(&self.config)?;
+        self.start_checks(&routes);
+        self.proxy.replace_routes(routes);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// The routes in force.
+    pub fn routes(&self) -> Arc<Routes> {
+        self.proxy.routes()
+    }
+
+    /// Replaces the health-check tasks with one per pool of `routes`.
+    fn start_checks(&self, routes: &Routes) {
+        let mut checks = self.checks.lock().unwrap_or_else(|e| e.into_inner());
+        for task in checks.drain(..) {
+            task.abort();
+        }
+        for route in &routes.routes {
+            let task = health::run(
+                route.pool.clone(),
+                self.client.clone(),
+                self.config.check_settings(),
+            );
+            checks.push(tokio::spawn(task));
+        }
+    }
+
+    fn stop_checks(&self) {
+        for task in self
+            .checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A bound gateway, ready to run.
+pub struct Gateway {
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    /// The plain-HTTP listener that redirects to HTTPS.
+    redirect: Option<TcpListener>,
+    tls: Option<TlsAcceptor>,
+    /// SIGHUP, registered at bind so a signal sent as soon as the address is logged reloads
+    /// instead of ending the process (the default action).
+    hangups: Option<Hangups>,
+    control: Arc<Control>,
+}
+
+#[cfg(unix)]
+type Hangups = tokio::signal::unix::Signal;
+#[cfg(not(unix))]
+type Hangups = ();
+
+impl Gateway {
+    /// Reads the routes and binds the listeners; nothing is accepted until [`Gateway::run`].
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let routes = Routes::load(&config)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let admin = match config.admin_listen {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?,
+            ),
+            None => None,
+        };
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let redirect = match config.redirect_http {
+            Some(address) => Some(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?,
+            ),
+            None => None,
+        };
+        let client = upstream_client(&config);
+        let settings = ProxySettings {
+            trusted: config.trusted_proxies.clone(),
+            retries: config.retries,
+            header_timeout: Duration::from_millis(config.header_timeout_ms.max(1)),
+            tls: config.tls_cert.is_some(),
+            replay_body_bytes: config.replay_body_bytes,
+        };
+        let proxy = Arc::new(Proxy::new(
+            routes,
+            client.clone(),
+            settings,
+            config.retry_budget_percent,
+        ));
+        let control = Arc::new(Control {
+            proxy,
+            client,
+            config,
+            checks: Mutex::new(Vec::new()),
+        });
+        let hangups = match control.config.config {
+            Some(_) => Some(hangups()?),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            admin,
+            redirect,
+            tls,
+            hangups,
+            control,
+        })
+    }
+
+    /// The client-facing address (useful when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.control.config.listen)
+    }
+
+    /// The admin address, when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The plain-HTTP redirector's address, when configured.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The first route's backends (the only ones without a configuration file).
+    pub fn pool(&self) -> Arc<Pool> {
+        self.control.routes().routes[0].pool.clone()
+    }
+
+    /// The handle for reloads and inspection, usable while the gateway runs.
+    pub fn control(&self) -> Arc<Control> {
+        self.control.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets open requests finish
+    /// within the drain time. With a configuration file, SIGHUP reloads it.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            admin,
+            redirect,
+            tls,
+            hangups,
+            control,
+        } = self;
+        let https_port = listener.local_addr().map_or(443, |a| a.port());
+        let redirect_task = redirect.map(|r| tokio::spawn(tls::redirect_http(r, https_port)));
+        control.start_checks(&control.routes());
+        let admin_task = admin.map(|admin| tokio::spawn(serve_admin(admin, control.proxy.clone())));
+        let reloads = hangups.map(|h| tokio::spawn(reload_on_hangup(control.clone(), h)));
+        let config = &control.config;
+        if config.mode == Mode::Tcp {
+            let settings = TcpSettings {
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
+                retries: config.retries,
+                drain: Duration::from_millis(config.drain_ms),
+            };
+            tcp::serve(listener, control.proxy.clone(), settings, shutdown).await;
+        } else {
+            serve_http(listener, tls, control.proxy.clone(), config, shutdown).await;
+        }
+        control.stop_checks();
+        for task in admin_task.into_iter().chain(reloads).chain(redirect_task) {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+async fn serve_http(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    config: &Config,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(
+            config.client_header_timeout_ms.max(1),
+        ))
+        .max_headers(config.max_headers)
+        .max_buf_size(config.max_header_bytes.max(8192));
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait a little, keep serving.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let proxy = proxy.clone();
+        let service = service_fn(move |request| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+        });
+        let Some(tls) = &tls else {
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!(error = %err, %peer, "client connection ended with an error");
+                }
+            });
+            continue;
+        };
+        // The handshake runs in the connection's task so a slow client cannot stall accepts.
+        let (tls, builder, watcher) = (tls.clone(), builder.clone(), graceful.watcher());
+        let timeout = Duration::from_millis(config.client_header_timeout_ms.max(1));
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                _ => return tracing::debug!(%peer, "TLS handshake failed or timed out"),
+            };
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(error = %err, %peer, "client connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(open = graceful.count(), "draining");
+    let drain = Duration::from_millis(config.drain_ms);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("drain time over; closing the remaining connections");
+    }
+}
+
+#[cfg(unix)]
+fn hangups() -> anyhow::Result<Hangups> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).map_err(|e| anyhow::anyhow!("cannot listen for SIGHUP: {e}"))
+}
+
+#[cfg(not(unix))]
+fn hangups() -> anyhow::Result<Hangups> {
+    Ok(())
+}
+
+/// Reloads the configuration file on every SIGHUP; a bad file is logged and ignored.
+async fn reload_on_hangup(control: Arc<Control>, mut hangups: Hangups) {
+    #[cfg(unix)]
+    while hangups.recv().await.is_some() {
+        if let Err(err) = control.reload() {
+            tracing::error!(error = %err, "reload refused; the running configuration stays");
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (&control, &mut hangups);
+        std::future::pending::<()>().await;
+    }
+}
+
+fn upstream_client(config: &Config) -> Upstream {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(Duration::from_millis(
+        config.connect_timeout_ms.max(1),
+    )));
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_millis(config.idle_timeout_ms))
+        .pool_max_idle_per_host(1024)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(config.upstream_http2)
+        .build(connector)
+}
+
+async fn serve_admin(listener: TcpListener, proxy: Arc<Proxy>) {
+    let handle = status::prometheus();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            // Out of file descriptors and the like: back off instead of spinning.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let (proxy, handle) = (proxy.clone(), handle.clone());
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let response = status::admin(
+                &proxy.routes(),
+                &handle,
+                request.method(),
+                request.uri().path(),
+            );
+            async move { Ok::<_, Infallible>(response) }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
