@@ -1,0 +1,1 @@
+//! The guide's isolation anomalies (placeholder; filled in below).
