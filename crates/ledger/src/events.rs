@@ -9,8 +9,10 @@
 //! transactions commit in any order: a reader that saw seq 11 could later find seq 10 appear
 //! and skip it for ever. So each event also records the id of the transaction that wrote it,
 //! the feed is ordered by (transaction id, seq), and a reader only receives events of
-//! transactions older than every transaction still running (`pg_snapshot_xmin`). Anything that
-//! commits later has a larger transaction id than those, so the feed only ever grows at its end.
+//! transactions older than every transaction of this database still running
+//! (`pg_current_snapshot()`). Anything that commits later has a larger transaction id than
+//! those, so the feed only ever grows at its end. The price: a writing transaction left open
+//! in the ledger's database holds the feed (not the writes) back until it ends.
 //! SQLite has one writer at a time, commit order is seq order, and the transaction part is 0.
 
 use serde::Serialize;
@@ -165,10 +167,19 @@ impl std::str::FromStr for Position {
 pub(crate) const FEED_SQLITE: &str = "SELECT * FROM ledger_events \
      WHERE (tx > $1 OR (tx = $1 AND seq > $2)) ORDER BY tx, seq LIMIT $3";
 
-/// The feed query on PostgreSQL: only transactions older than every running one.
+/// The feed query on PostgreSQL: only events of transactions older than every transaction
+/// of this database that was still running when the statement's snapshot was taken.
+/// Running transactions seen to belong to another database are left out (a backend serves
+/// one database), so a busy neighbour on the same server does not hold this feed back;
+/// anything not positively known to be elsewhere counts, which can only delay, never skip.
 pub(crate) const FEED_POSTGRES: &str = "SELECT * FROM ledger_events \
      WHERE (tx > $1 OR (tx = $1 AND seq > $2)) \
-       AND tx < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+       AND tx < (SELECT COALESCE(MIN(x::text::bigint), \
+                                 pg_snapshot_xmax(pg_current_snapshot())::text::bigint) \
+                 FROM pg_snapshot_xip(pg_current_snapshot()) AS x \
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a \
+                                   WHERE a.datname <> current_database() \
+                                     AND a.backend_xid::text::bigint = x::text::bigint % 4294967296)) \
      ORDER BY tx, seq LIMIT $3";
 
 #[cfg(test)]

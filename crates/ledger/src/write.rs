@@ -1,5 +1,5 @@
 //! The write side. Every command runs in one transaction that locks the accounts it touches
-//! (PostgreSQL: `FOR UPDATE`, lower id first, so two transfers between the same accounts in
+//! (PostgreSQL: `FOR NO KEY UPDATE`, lower id first, so two transfers between the same accounts in
 //! opposite directions cannot deadlock; SQLite: the transaction began with `BEGIN IMMEDIATE`,
 //! which takes the database's write lock up front), checks in Rust with checked arithmetic,
 //! writes, and appends its events to the streams at the versions it read under the lock.
@@ -362,6 +362,8 @@ write_ops!(sqlite, sqlx::SqliteConnection, for_update = "", tx_id = "0");
 write_ops!(
     postgres,
     sqlx::PgConnection,
-    for_update = " FOR UPDATE",
+    // NO KEY UPDATE: as exclusive as FOR UPDATE against other writers of the row, but it
+    // lets foreign-key checks of rows referring to the account (KEY SHARE) through.
+    for_update = " FOR NO KEY UPDATE",
     tx_id = "pg_current_xact_id()::text::bigint"
 );
