@@ -68,6 +68,28 @@ enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Show an isolation anomaly and its remedies as a table (creates and drops its own
+    /// `ledger_demo_*` tables).
+    Demo {
+        /// Which anomaly.
+        #[arg(value_enum)]
+        which: DemoKind,
+        /// Directory of the default scratch SQLite file (`demo.db`).
+        #[arg(long, env = "BASIS_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Database URL (default: the scratch SQLite file).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
+}
+
+/// The anomalies `basis demo` shows.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DemoKind {
+    /// Two concurrent $100 withdrawals from $1000.
+    LostUpdate,
+    /// 100 concurrent buyers for the last seat.
+    LastSeat,
 }
 
 /// `basis worker`'s flags: those of `serve`, and where to answer probes and scrapes.
@@ -173,6 +195,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             database_url,
         }) => create_user(email, name, &role, data_dir, database_url).await,
+        Command::Demo {
+            which,
+            data_dir,
+            database_url,
+        } => {
+            let url = match database_url {
+                Some(url) => url,
+                None => {
+                    std::fs::create_dir_all(&data_dir)?;
+                    format!("sqlite://{}", data_dir.join("demo.db").display())
+                }
+            };
+            let name = match which {
+                DemoKind::LostUpdate => "lost-update",
+                DemoKind::LastSeat => "last-seat",
+            };
+            print!(
+                "{}",
+                basis_ledger::demo::run(name, &url)
+                    .await
+                    .map_err(anyhow::Error::msg)?
+            );
+            Ok(())
+        }
     }
 }
 
