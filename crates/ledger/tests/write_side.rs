@@ -36,6 +36,9 @@ async fn a_transfer_moves_money_as_one_debit_and_one_credit_and_the_currency_sum
     }
 }
 
+/// What a refused request must fail with.
+type Expect = fn(&Error) -> bool;
+
 #[tokio::test]
 async fn refused_transfers_change_nothing_stored() {
     for b in engines().await {
@@ -44,7 +47,7 @@ async fn refused_transfers_change_nothing_stored() {
         let bob = funded(l, &usd(), 0, false).await;
         let euro = funded(l, &eur(), 0, false).await;
         let before = scalar(l, "SELECT COUNT(*) FROM ledger_events").await;
-        let cases: Vec<(TransferRequest, fn(&Error) -> bool)> = vec![
+        let cases: Vec<(TransferRequest, Expect)> = vec![
             (TransferRequest::posted(alice, bob, 101, &usd()), |e| {
                 matches!(
                     e,
