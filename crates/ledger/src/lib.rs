@@ -33,6 +33,12 @@
 //! database still report a serialization failure (40001), a deadlock (40P01) or a stream
 //! version taken by a concurrent append, the whole transaction runs again (counted in
 //! `ledger_retries_total`).
+//!
+//! # Metrics
+//!
+//! `ledger_transfers_total{status}` (posted, pending, voided, expired),
+//! `ledger_retries_total`, `ledger_projected_events_total{projection}` and
+//! `ledger_projection_lag_ms` (set by every [`Projector::catch_up`]).
 
 pub mod clock;
 pub mod demo;

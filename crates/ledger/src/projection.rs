@@ -253,6 +253,7 @@ impl Projector {
                 .increment(applied as u64);
             most = most.max(applied);
         }
+        metrics::gauge!("ledger_projection_lag_ms").set(self.lag_ms().await? as f64);
         Ok(most)
     }
 
