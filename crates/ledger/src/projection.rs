@@ -353,3 +353,38 @@ impl Projector {
             .collect())
     }
 }
+
+/// What `basis ledger rebuild` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RebuildReport {
+    /// Where the live read models stood, and their hash, before the rebuild.
+    pub live: (Position, String),
+    /// Where the rebuilt read models stand, and their hash.
+    pub rebuilt: (Position, String),
+    /// Events replayed.
+    pub replayed: usize,
+}
+
+impl RebuildReport {
+    /// Whether the rebuild reproduced the live read models. Only meaningful when both stand
+    /// at the same feed position (no writes arrived in between).
+    pub fn matches(&self) -> bool {
+        self.live == self.rebuilt
+    }
+}
+
+impl Projector {
+    /// Catches up, fingerprints the live read models, rebuilds them from the first event and
+    /// fingerprints them again.
+    pub async fn rebuild_and_compare(&self, batch: i64) -> Result<RebuildReport> {
+        self.catch_up_all(batch).await?;
+        let live = (self.position().await?, self.hash().await?);
+        let replayed = self.rebuild(batch).await?;
+        let rebuilt = (self.position().await?, self.hash().await?);
+        Ok(RebuildReport {
+            live,
+            rebuilt,
+            replayed,
+        })
+    }
+}

@@ -137,6 +137,13 @@ async fn events_committed_while_no_projector_ran_are_caught_up_by_the_next_one()
             "{}",
             b.name
         );
+        // What `basis ledger rebuild` runs.
+        let report = restarted.rebuild_and_compare(7).await.unwrap();
+        assert!(
+            report.matches() && report.replayed > 20,
+            "{}: {report:?}",
+            b.name
+        );
     }
 }
 
