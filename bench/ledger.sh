@@ -4,7 +4,8 @@
 #   bench/ledger.sh                      # 64 clients, 10,000 accounts, 20 s per run
 #   CLIENTS=32 DURATION=10 bench/ledger.sh
 #
-# Runs, in order: pgbench -i then -c $CLIENTS -T $DURATION (TPC-B, scale 1, the anchor),
+# Runs, in order: pgbench -i -s S then -c $CLIENTS -T $DURATION (TPC-B) for each scale S of
+# $PGBENCH_SCALES (default "1 64"; these are the anchors),
 # then the ledger on PostgreSQL (spread over $ACCOUNTS accounts, then one hot account), then
 # the ledger on SQLite (same two). Each ledger run ends with a cold projection of every event
 # it wrote. Scratch databases are created and dropped; everything stays on 127.0.0.1.
@@ -15,6 +16,7 @@ PG_URL=${BASIS_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 CLIENTS=${CLIENTS:-64}
 ACCOUNTS=${ACCOUNTS:-10000}
 DURATION=${DURATION:-20}
+PGBENCH_SCALES=${PGBENCH_SCALES:-1 64}
 
 if ! command -v pgbench >/dev/null || ! command -v psql >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >/dev/null
@@ -40,17 +42,26 @@ fresh_db() { # fresh_db <name>: creates it, prints its URL
 echo "# $(date -u +%FT%TZ) commit $(git -C "$ROOT" rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# clients=$CLIENTS accounts=$ACCOUNTS duration=${DURATION}s"
 
-PGB_URL=$(fresh_db basis_bench_pgbench)
-pgbench -q -i "$PGB_URL" >/dev/null 2>&1
-PGB_OUT=$(pgbench -c "$CLIENTS" -j 2 -T "$DURATION" "$PGB_URL" 2>&1)
-PGB_TPS=$(echo "$PGB_OUT" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
-PGB_LAT=$(echo "$PGB_OUT" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
-echo "pgbench tpcb scale=1 clients=$CLIENTS tps=$PGB_TPS latency_avg_ms=$PGB_LAT"
+# Scale 1 (the issue's anchor) has one branch row that every TPC-B transaction updates: a
+# hot row. Scale 64 gives each client its own branch, the fair anchor for spread transfers.
+declare -A PGB_TPS
+for scale in $PGBENCH_SCALES; do
+  url=$(fresh_db "basis_bench_pgbench_s$scale")
+  pgbench -q -i -s "$scale" "$url" >/dev/null 2>&1
+  out=$(pgbench -c "$CLIENTS" -j 2 -T "$DURATION" "$url" 2>&1)
+  PGB_TPS[$scale]=$(echo "$out" | sed -n 's/^tps = \([0-9.]*\).*/\1/p' | head -1)
+  lat=$(echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
+  echo "pgbench tpcb scale=$scale clients=$CLIENTS tps=${PGB_TPS[$scale]} latency_avg_ms=$lat"
+done
 
 for mode in spread hot; do
   line=$("$BENCH" "$(fresh_db basis_bench_ledger_$mode)" "$mode" "$CLIENTS" "$ACCOUNTS" "$DURATION")
   tps=$(echo "$line" | sed -n 's/.* tps=\([0-9]*\).*/\1/p')
-  echo "$line ratio_to_pgbench=$(awk -v a="$tps" -v b="$PGB_TPS" 'BEGIN { printf "%.2f", a / b }')"
+  ratios=""
+  for scale in $PGBENCH_SCALES; do
+    ratios+=" ratio_to_pgbench_s$scale=$(awk -v a="$tps" -v b="${PGB_TPS[$scale]}" 'BEGIN { printf "%.2f", a / b }')"
+  done
+  echo "$line$ratios"
 done
 for mode in spread hot; do
   "$BENCH" "sqlite://$SCRATCH/ledger_$mode.db" "$mode" "$CLIENTS" "$ACCOUNTS" "$DURATION"
