@@ -25,9 +25,12 @@ fi
 BENCH=$TARGET_DIR/release/examples/ledger_bench
 
 SCRATCH=$(mktemp -d)
-DBS=()
+# Every scratch database ends in this script's pid (fresh_db runs in a subshell, so the names
+# are found again by that suffix rather than kept in a variable).
 cleanup() {
-  for db in "${DBS[@]}"; do psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done
+  for db in $(psql -At "$PG_URL" -c "SELECT datname FROM pg_database WHERE datname LIKE 'basis\_bench\_%\_$$'"); do
+    psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+  done
   rm -rf "$SCRATCH"
 }
 trap cleanup EXIT
@@ -35,7 +38,6 @@ trap cleanup EXIT
 fresh_db() { # fresh_db <name>: creates it, prints its URL
   local name="$1_$$"
   psql -q "$PG_URL" -c "CREATE DATABASE $name" >/dev/null
-  DBS+=("$name")
   echo "${PG_URL%/*}/$name"
 }
 
