@@ -96,7 +96,7 @@ pub struct Config {
 
     /// TLS, the HTTP redirector and CORS.
     #[command(flatten)]
-    pub transport: crate::transport::TransportConfig,
+    pub transport: crate::http::transport::TransportConfig,
 
     /// The job queue and its workers.
     #[command(flatten)]

@@ -36,19 +36,14 @@ pub mod clock;
 pub mod comments;
 pub mod config;
 pub mod error;
-pub mod extract;
 pub mod http;
-pub mod idempotency;
 pub mod jobs;
 pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod passwords;
 pub mod posts;
-pub mod rest;
-pub mod routes;
 pub mod state;
-pub mod transport;
 pub mod users;
 
 pub use config::{Config, Environment};
@@ -59,7 +54,7 @@ use crate::links::cache::LinkCache;
 use crate::links::clicks::ClickRecorder;
 use crate::links::input::UrlPolicy;
 use crate::passwords::Passwords;
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use crate::state::{AppServices, AppState};
 
 /// Ids leased per round trip to the database.
@@ -119,7 +114,7 @@ fn redact(url: &str) -> String {
 pub struct Server {
     listener: TcpListener,
     /// TLS, when `--tls-cert`/`--tls-key` are set.
-    tls: Option<transport::Tls>,
+    tls: Option<http::transport::Tls>,
     /// Where the plain-HTTP redirector listens, if it does.
     redirect_addr: Option<SocketAddr>,
     router: Router,
@@ -161,7 +156,7 @@ impl Server {
                     .with_context(|| format!("cannot listen on {addr} for the HTTP redirector"))?;
                 let local = plain.local_addr()?;
                 let origin = base_url.as_str().trim_end_matches('/').to_owned();
-                tokio::spawn(transport::redirect_http(plain, origin));
+                tokio::spawn(http::transport::redirect_http(plain, origin));
                 Some(local)
             }
             Some(_) => anyhow::bail!("--redirect-http needs --tls-cert and --tls-key"),
@@ -272,7 +267,7 @@ impl Server {
             config.click_flush_interval(),
             flusher_stopped.clone(),
         ));
-        let purger = tokio::spawn(idempotency::purge_periodically(
+        let purger = tokio::spawn(http::idempotency::purge_periodically(
             state.clone(),
             flusher_stopped,
         ));
@@ -283,7 +278,7 @@ impl Server {
             tracing::info!("shutting down: no new connections, draining open requests");
             let _ = stopping_tx.send(true);
         };
-        let serve = transport::serve(listener, tls, router, signal)?;
+        let serve = http::transport::serve(listener, tls, router, signal)?;
         let grace = config.shutdown_grace();
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
@@ -339,7 +334,7 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
     let routes = http::layer(routes, limiter, config.body_limit, config.request_timeout());
-    Ok(transport::layer(routes, &config.transport)?.with_state(state))
+    Ok(http::transport::layer(routes, &config.transport)?.with_state(state))
 }
 
 /// Every resource's routes.

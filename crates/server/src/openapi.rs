@@ -1,6 +1,6 @@
 //! The OpenAPI description, served at `/openapi.json`.
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use axum::Json;
 use utoipa::OpenApi;
 

@@ -1,7 +1,7 @@
 //! Operations endpoints: liveness, readiness and Prometheus metrics, served by `basis serve`
 //! beside the API and by `basis worker` on its own port ([`serve_worker_ops`]).
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use std::time::Duration;
 
 use axum::Json;

@@ -1,7 +1,7 @@
 //! Administration: the audit log (`GET /admin/audit`) and the job queue
 //! (`/admin/queues…`: figures and dead letters).
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use crate::state::AppState;
 
 pub mod audit;

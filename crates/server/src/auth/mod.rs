@@ -10,7 +10,7 @@
 //! The primitives (hashing, JWT, secrets, CSRF rules) are in the `basis-auth` crate; who is
 //! calling is decided in [`crate::caller`].
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 

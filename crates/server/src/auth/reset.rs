@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::{ClientIp, normalise_email};
 use crate::admin::audit;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// The body of `POST /auth/password-reset`.

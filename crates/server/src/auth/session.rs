@@ -15,7 +15,7 @@ use super::tokens::{Credentials, check_password};
 use crate::admin::audit;
 use crate::caller::{Caller, Credential};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 use crate::users::UserView;
 

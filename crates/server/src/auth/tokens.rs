@@ -20,7 +20,7 @@ use super::{ClientIp, REFRESH_TTL_MS, normalise_email};
 use crate::admin::audit;
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 use crate::users::UserView;
 

@@ -3,7 +3,7 @@
 //! - [`api`]: the handlers.
 //! - [`CommentNotifier`]: the seam through which "new comment on your post" mail is sent.
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 
 use crate::clock::to_datetime;
 use crate::posts::{ALLOW_COLLECTION, ALLOW_ITEM};
-use crate::rest::options;
+use crate::http::rest::options;
 use crate::state::AppState;
 
 pub mod api;

@@ -16,7 +16,7 @@
 //! - Dead letters and queue figures for admins: [`crate::admin::queues`]; for operators:
 //!   [`cli`] (`basis queue dlq …`).
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use std::sync::Arc;
 
 use axum::Json;

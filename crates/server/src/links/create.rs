@@ -15,7 +15,7 @@ use super::link::{ClickLimit, Expiry, LinkPassword, NewLink, RedirectType};
 use super::service::{self, Creation};
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
-use crate::extract::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// The body of `POST /shorten`.

@@ -14,7 +14,7 @@ use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, RedirectType};
 use super::service;
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
-use crate::extract::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// The body of `PATCH /links/{code}` (a JSON Merge Patch: absent fields stay, `null` clears).

@@ -16,7 +16,7 @@
 //! - [`device`]: device classes and referrer hosts.
 //! - [`exports`]: `POST /links/{code}/exports`, CSV exports of the clicks, made by a job.
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;

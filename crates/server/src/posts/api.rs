@@ -16,8 +16,8 @@ use super::list::{self, PostListParams};
 use super::{PostPage, PostSummary, PostView};
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::idempotency;
-use crate::rest::{
+use crate::http::idempotency;
+use crate::http::rest::{
     Caching, Representation, body_of, check_if_match, from_document, has_if_match, json_document,
     merge_patch, merge_patch_body, negotiate, parse_id, parse_json,
 };

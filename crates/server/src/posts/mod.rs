@@ -5,9 +5,9 @@
 //! - [`list`]: list parameters, cursors and the `Link` header.
 //!
 //! Comments live in [`crate::comments`]; the HTTP rules both share (ETags, 304/412, 406,
-//! 415, merge patch) in [`crate::rest`].
+//! 415, merge patch) in [`crate::http::rest`].
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use axum::response::Response;
 use basis_store::posts::{PostRow, PostSummaryRow};
 use chrono::{DateTime, Utc};
@@ -15,7 +15,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::clock::to_datetime;
-use crate::rest::options;
+use crate::http::rest::options;
 use crate::state::AppState;
 
 pub mod api;

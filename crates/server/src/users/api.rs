@@ -16,7 +16,7 @@ use crate::admin::audit;
 use crate::auth::{ClientIp, normalise_email};
 use crate::caller::{Authenticated, Caller, Credential};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::extract::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// The body of `POST /users`.

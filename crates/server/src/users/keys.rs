@@ -17,7 +17,7 @@ use crate::auth::ClientIp;
 use crate::caller::{Authenticated, Caller};
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::extract::ApiJson;
+use crate::http::extract::ApiJson;
 use crate::state::AppState;
 
 /// Most live keys one account may hold.

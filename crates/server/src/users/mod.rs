@@ -7,7 +7,7 @@
 
 use axum::handler::Handler as _;
 
-use crate::routes::Routes;
+use crate::http::routes::Routes;
 use axum::extract::DefaultBodyLimit;
 use chrono::{DateTime, Utc};
 use serde::Serialize;

@@ -1,4 +1,11 @@
-//! The middleware every request passes through, outermost first:
+//! The server's HTTP plumbing, below every resource:
+//!
+//! - [`transport`]: listeners, TLS, HTTP/1.1 and HTTP/2, CORS, forwarded headers;
+//! - [`routes`]: the route table resources add to;
+//! - [`extract`]: request extractors (JSON bodies, the client's address) and field errors;
+//! - [`rest`]: content negotiation, conditional requests, merge patch, cursor pages;
+//! - [`idempotency`]: stored answers of POSTs retried with an `Idempotency-Key`;
+//! - this module: the middleware every request passes through, outermost first:
 //!
 //! 1. [`Observe`], in one service so the redirect path pays for one layer, not six: the
 //!    request id (a sane incoming `x-request-id` is reused, else one is made; echoed on the
@@ -17,6 +24,12 @@
 //! closure middleware boxes its future and the rest of the stack on every request, and a
 //! timeout armed up front registers a timer for every request, even the many (a cached
 //! redirect) that finish on their first poll.
+
+pub mod extract;
+pub mod idempotency;
+pub mod rest;
+pub mod routes;
+pub mod transport;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -16,7 +16,7 @@ use basis_store::idempotency;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
-use crate::rest::etag_of;
+use crate::http::rest::etag_of;
 use crate::state::AppState;
 
 /// The request header.

@@ -136,7 +136,7 @@ pub fn from_document<T: DeserializeOwned>(document: Value) -> Result<T, ApiError
             "the body must be a JSON object",
         )]));
     }
-    crate::extract::from_value(document).map_err(|error| ApiError::UnprocessableFields(vec![error]))
+    crate::http::extract::from_value(document).map_err(|error| ApiError::UnprocessableFields(vec![error]))
 }
 
 /// Applies a JSON Merge Patch (RFC 7396) to `target`: members set to `null` are removed,
