@@ -303,7 +303,7 @@ async fn create_user(
         ..Config::with_data_dir(&data_dir)
     };
     let store = basis_server::open_store(&config).await?;
-    let body = basis_server::users::api::NewUser {
+    let body = basis_server::accounts::users::NewUser {
         name: name.unwrap_or_else(|| email.clone()),
         email,
         password,
@@ -311,7 +311,7 @@ async fn create_user(
     let hasher = basis_server::passwords::Passwords::default();
     let now = basis_server::clock::SystemClock.now_ms();
     let created =
-        basis_server::users::api::insert_user(&store, hasher.hasher(), now, body, role).await;
+        basis_server::accounts::users::insert_user(&store, hasher.hasher(), now, body, role).await;
     store.close().await;
     match created {
         Ok(user) => {

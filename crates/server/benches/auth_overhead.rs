@@ -4,8 +4,8 @@
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use basis_auth::role::Role;
-use basis_server::caller::authenticate;
 use basis_server::clock::SystemClock;
+use basis_server::identity::caller::authenticate;
 use basis_server::{Config, Server};
 use criterion::{Criterion, criterion_group, criterion_main};
 

@@ -1,19 +1,11 @@
 //! Typed configuration, parsed once at start (from flags or `BASIS_*` variables).
 
+use crate::identity::Environment;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
-
-/// Deployment environment: production refuses unsafe defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Environment {
-    /// Local work: generated secrets are allowed.
-    Development,
-    /// Real traffic.
-    Production,
-}
 
 /// Everything `basis serve` needs to know.
 #[derive(Debug, Clone, clap::Args)]
@@ -92,7 +84,7 @@ pub struct Config {
 
     /// Identity: JWT keys, mail, OpenID Connect.
     #[command(flatten)]
-    pub auth: crate::auth::AuthConfig,
+    pub auth: crate::identity::AuthConfig,
 
     /// TLS, the HTTP redirector and CORS.
     #[command(flatten)]
@@ -123,7 +115,7 @@ impl Config {
             rate_limit_config: None,
             rate_limits: None,
             shutdown_grace_ms: 30_000,
-            auth: crate::auth::AuthConfig {
+            auth: crate::identity::AuthConfig {
                 mail_from: "Basis <no-reply@localhost>".into(),
                 ..Default::default()
             },

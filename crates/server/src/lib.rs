@@ -29,14 +29,15 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod accounts;
 pub mod admin;
-pub mod auth;
-pub mod caller;
+pub mod audit;
 pub mod clock;
 pub mod comments;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod identity;
 pub mod jobs;
 pub mod links;
 pub mod openapi;
@@ -44,17 +45,17 @@ pub mod ops;
 pub mod passwords;
 pub mod posts;
 pub mod state;
-pub mod users;
 
-pub use config::{Config, Environment};
+pub use config::Config;
+pub use identity::Environment;
 
 use crate::clock::{Clock, SystemClock};
 use crate::error::ApiError;
+use crate::http::routes::Routes;
 use crate::links::cache::LinkCache;
 use crate::links::clicks::ClickRecorder;
 use crate::links::input::UrlPolicy;
 use crate::passwords::Passwords;
-use crate::http::routes::Routes;
 use crate::state::{AppServices, AppState};
 
 /// Ids leased per round trip to the database.
@@ -189,13 +190,13 @@ impl Server {
             clicks: Arc::new(ClickRecorder::new(store.clone(), queue.clone())),
             link_cache: LinkCache::new(config.link_cache_mb * 1024 * 1024, config.redis_url())
                 .context("cannot build the link cache")?,
-            user_views: users::view_cache(config.redis_url())
+            user_views: identity::views::view_cache(config.redis_url())
                 .context("cannot build the user cache")?,
             passwords: Passwords::default(),
-            identity: Arc::new(auth::Identity::build(
+            identity: Arc::new(identity::Identity::build(
                 &config,
                 &base_url,
-                auth::throttle::for_config(config.redis_url())
+                identity::throttle::for_config(config.redis_url())
                     .context("cannot build the login throttle")?,
             )?),
             metrics,
@@ -343,8 +344,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(ops::router())
         .merge(openapi::router())
         .merge(links::router())
-        .merge(auth::router())
-        .merge(users::router())
+        .merge(accounts::router())
         .merge(admin::router())
         .merge(jobs::router())
         .merge(posts::router())

@@ -54,11 +54,11 @@ pub struct AppServices {
     /// The code → link lookup cache.
     pub link_cache: LinkCache,
     /// Public views of accounts by id, on the two-tier cache.
-    pub user_views: basis_cache::Cache<String, crate::users::UserView>,
+    pub user_views: basis_cache::Cache<String, crate::identity::views::UserView>,
     /// argon2id hashing with bounded concurrency.
     pub passwords: Passwords,
     /// Accounts and sign-in: keys, throttle, sessions, mail, OIDC.
-    pub identity: Arc<crate::auth::Identity>,
+    pub identity: Arc<crate::identity::Identity>,
     /// Renders the Prometheus metrics page.
     pub metrics: PrometheusHandle,
     /// The job queue: background work and its status.

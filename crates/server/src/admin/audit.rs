@@ -3,17 +3,16 @@
 use axum::extract::{Query, State};
 use axum::response::Response;
 use basis_auth::role::Role;
-use basis_store::audit::{self, NewEvent};
+use basis_store::audit;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::ClientIp;
-use crate::caller::Caller;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult};
+use crate::http::rest::{List, Page, list_response};
+use crate::identity::caller::Caller;
 use crate::state::AppState;
-use crate::users::api::{List, Page, list_response};
 
 /// One event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -32,31 +31,6 @@ pub struct AuditEvent {
     pub ip: Option<String>,
     /// Context (never a secret).
     pub detail: Option<String>,
-}
-
-/// Records an event. A failure to record is logged, not returned: the audit log must not
-/// turn a successful login into an error.
-pub async fn record(
-    state: &AppState,
-    kind: &str,
-    user_id: Option<&str>,
-    ip: &ClientIp,
-    detail: Option<&str>,
-) {
-    let now = state.clock.now_ms();
-    let ip = ip.text();
-    let event = NewEvent {
-        at: now,
-        kind,
-        user_id,
-        ip: Some(&ip),
-        detail,
-    };
-    let result = audit::record(&state.store, &event).await;
-    tracing::info!(kind, user_id, ip, detail, "audit");
-    if let Err(err) = result {
-        tracing::error!(error = %err, kind, "cannot record an audit event");
-    }
 }
 
 /// The audit log, newest first (admins).

@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::caller::Authenticated;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::caller::Authenticated;
 use crate::state::AppState;
 
 /// One queue's figures.
@@ -114,7 +114,7 @@ pub struct Purged {
     pub purged: u64,
 }
 
-fn admin(caller: &crate::caller::Caller) -> ApiResult<()> {
+fn admin(caller: &crate::identity::caller::Caller) -> ApiResult<()> {
     caller.require_role(Role::Admin).map(drop)
 }
 

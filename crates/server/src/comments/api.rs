@@ -11,15 +11,15 @@ use basis_store::comments::{self, CommentRow};
 use serde_json::json;
 
 use super::{CommentAdded, CommentInput, CommentPage, CommentView, MAX_COMMENT_CHARS};
-use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::idempotency;
-use crate::posts::api::{lost_race, visible_post};
-use crate::posts::list::{self, PageParams};
 use crate::http::rest::{
     Caching, Representation, body_of, check_if_match, from_document, json_document, merge_patch,
     merge_patch_body, negotiate, parse_id, parse_json,
 };
+use crate::identity::caller::Caller;
+use crate::posts::api::{lost_race, visible_post};
+use crate::posts::list::{self, PageParams};
 use crate::state::AppState;
 
 fn caching(post_status: &str) -> Caching {

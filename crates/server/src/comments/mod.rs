@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::clock::to_datetime;
-use crate::posts::{ALLOW_COLLECTION, ALLOW_ITEM};
 use crate::http::rest::options;
+use crate::posts::{ALLOW_COLLECTION, ALLOW_ITEM};
 use crate::state::AppState;
 
 pub mod api;

@@ -1,8 +1,11 @@
 //! Request extractors whose rejections are problem documents, and the one translation of a
 //! body that does not fit its type into field errors in the project's words.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
@@ -66,6 +69,31 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
         || essence
             .strip_prefix("application/")
             .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// The client's address (the TCP peer; a trusted proxy's header is the rate limiter's
+/// business).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip()),
+        ))
+    }
+}
+
+impl ClientIp {
+    /// The address as text for throttle keys and audit events.
+    pub fn text(&self) -> String {
+        self.0.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+    }
 }
 
 /// Reads a JSON value as `T`, naming the field that does not fit.

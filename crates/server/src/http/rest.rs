@@ -2,18 +2,20 @@
 //! bodies (415), strong ETags and conditional requests (304, 412), cache headers, JSON Merge
 //! Patch (RFC 7396) and `OPTIONS`.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::clock::to_datetime;
-use crate::error::{ApiError, FieldError};
+use crate::error::{ApiError, ApiResult, FieldError};
 
 /// The media type of JSON Merge Patch bodies.
 pub const MERGE_PATCH: &str = "application/merge-patch+json";
@@ -136,7 +138,8 @@ pub fn from_document<T: DeserializeOwned>(document: Value) -> Result<T, ApiError
             "the body must be a JSON object",
         )]));
     }
-    crate::http::extract::from_value(document).map_err(|error| ApiError::UnprocessableFields(vec![error]))
+    crate::http::extract::from_value(document)
+        .map_err(|error| ApiError::UnprocessableFields(vec![error]))
 }
 
 /// Applies a JSON Merge Patch (RFC 7396) to `target`: members set to `null` are removed,
@@ -298,6 +301,56 @@ pub fn parse_id(segment: &str) -> Result<i64, ApiError> {
         .ok()
         .filter(|id| *id > 0)
         .ok_or(ApiError::NotFound)
+}
+
+/// A response carrying credentials: never stored by caches.
+pub fn no_store(status: StatusCode, body: impl Serialize) -> Response {
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Query of the lists.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct Page {
+    /// Items per page (1–100, default 20).
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl Page {
+    /// The checked limit.
+    pub fn limit(&self) -> ApiResult<i64> {
+        match self.limit.unwrap_or(20) {
+            n @ 1..=100 => Ok(n),
+            _ => Err(ApiError::field("limit", "must be between 1 and 100")),
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct List<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A list response with its `Link: <…>; rel="next"` header.
+pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
+    let link = list.next_cursor.as_ref().and_then(|c| {
+        HeaderValue::from_str(&format!("<{path}?limit={limit}&cursor={c}>; rel=\"next\"")).ok()
+    });
+    let mut response = Json(list).into_response();
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
 }
 
 #[cfg(test)]

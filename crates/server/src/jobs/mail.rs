@@ -17,7 +17,7 @@ use basis_store::{Store, password_resets, users};
 use serde::{Deserialize, Serialize};
 
 use super::runtime::JobContext;
-use crate::auth::RESET_TTL_MS;
+use crate::identity::RESET_TTL_MS;
 
 /// The password-reset mail.
 pub const PASSWORD_RESET: &str = "mail.password_reset";

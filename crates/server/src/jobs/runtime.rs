@@ -15,7 +15,7 @@ use super::{QUEUES, clicks, config::Workers, mail, status};
 use crate::clock::{Clock, SystemClock};
 use crate::links::clicks::ClickRecorder;
 use crate::ops::{Ops, serve_worker_ops};
-use crate::{Config, links, users};
+use crate::{Config, accounts, links};
 
 /// What handlers need, whether they run in `serve` or in `basis worker`.
 #[derive(Debug)]
@@ -114,8 +114,8 @@ pub fn registry(ctx: &Arc<JobContext>) -> Registry {
         .handle(mail::PASSWORD_RESET, handler(ctx, mail::password_reset))
         .handle(mail::NEW_COMMENT, handler(ctx, mail::new_comment))
         .handle(
-            users::avatar::THUMBNAILS,
-            tracked(handler(ctx, users::avatar::thumbnails)),
+            accounts::avatar::THUMBNAILS,
+            tracked(handler(ctx, accounts::avatar::thumbnails)),
         )
         .handle(
             links::exports::EXPORT,

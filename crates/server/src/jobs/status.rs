@@ -17,9 +17,9 @@ use basis_store::jobs::{self, JobStatus, StatusChange};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::caller::Authenticated;
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::caller::Authenticated;
 use crate::state::AppState;
 
 /// A job as its owner sees it.

@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::service;
-use crate::caller::Caller;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::identity::caller::Caller;
 use crate::state::AppState;
 
 /// Query of `GET /links/{code}/stats`.

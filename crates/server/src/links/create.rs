@@ -13,9 +13,9 @@ use super::LinkView;
 use super::input::Alias;
 use super::link::{ClickLimit, Expiry, LinkPassword, NewLink, RedirectType};
 use super::service::{self, Creation};
-use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
+use crate::identity::caller::Caller;
 use crate::state::AppState;
 
 /// The body of `POST /shorten`.

@@ -21,9 +21,9 @@ use basis_store::links::{self, LinkRow};
 use serde::Deserialize;
 
 use super::code::ShortCode;
-use crate::caller::{Authenticated, Caller};
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::caller::{Authenticated, Caller};
 use crate::jobs::runtime::JobContext;
 use crate::state::AppState;
 

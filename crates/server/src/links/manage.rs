@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 use super::LinkView;
 use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, RedirectType};
 use super::service;
-use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
+use crate::identity::caller::Caller;
 use crate::state::AppState;
 
 /// The body of `PATCH /links/{code}` (a JSON Merge Patch: absent fields stay, `null` clears).

@@ -8,9 +8,9 @@ use basis_store::links::{self, CountedLink, LinkRow, LinkStats};
 
 use super::code::{CODE_SPACE, ShortCode};
 use super::link::{LinkChange, NewLink};
-use crate::caller::Caller;
 use crate::clock::day_of;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::caller::Caller;
 use crate::state::AppState;
 
 /// What a create ended in.

@@ -14,13 +14,13 @@ use serde_json::json;
 use super::input::{PostInput, label};
 use super::list::{self, PostListParams};
 use super::{PostPage, PostSummary, PostView};
-use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::idempotency;
 use crate::http::rest::{
     Caching, Representation, body_of, check_if_match, from_document, has_if_match, json_document,
     merge_patch, merge_patch_body, negotiate, parse_id, parse_json,
 };
+use crate::identity::caller::Caller;
 use crate::state::AppState;
 
 /// Whether `caller` may see `row`: published posts are public, drafts are their author's

@@ -1,7 +1,7 @@
 //! Helpers for the identity tests: accounts, logins, sessions and crafted requests.
 
 use basis_auth::role::Role;
-use basis_server::users::api::{NewUser, insert_user};
+use basis_server::accounts::users::{NewUser, insert_user};
 use serde_json::{Value, json};
 
 use crate::helpers::TestApp;

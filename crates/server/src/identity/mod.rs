@@ -1,21 +1,17 @@
-//! Signing in and out: token login with rotating refresh tokens, cookie sessions,
-//! password reset, and OpenID Connect login.
+//! Who the users are and who is calling, below every resource:
 //!
-//! - [`tokens`]: `POST /auth/login`, `/auth/refresh`, `/auth/logout`, `GET /auth/me`.
-//! - [`session`]: `POST|GET|DELETE /auth/session` (the browser cookie).
-//! - [`reset`]: `POST /auth/password-reset` and `/auth/password-reset/confirm`.
-//! - [`oidc`]: `GET /auth/oidc/start` and `/auth/oidc/callback`.
-//! - [`config`]: the flags and secret loading.
+//! - [`Identity`]: the services every instance holds for it (signing keys, the login
+//!   throttle, session rules, mail, the OpenID provider);
+//! - [`caller`]: the [`caller::Caller`] extractor, which authenticates each request;
+//! - [`views`]: what anyone or the owner may see of an account, and its cache;
+//! - [`config`]: the flags and secret loading; [`throttle`]: login attempts counted in
+//!   Redis when configured.
 //!
-//! The primitives (hashing, JWT, secrets, CSRF rules) are in the `basis-auth` crate; who is
-//! calling is decided in [`crate::caller`].
+//! The routes that sign people in and manage accounts are in [`crate::accounts`]; the
+//! primitives (hashing, JWT, secrets, CSRF rules) in the `basis-auth` crate.
 
-use crate::http::routes::Routes;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use basis_auth::jwt::KeySet;
 use basis_auth::mail::Mailer;
 use basis_auth::session::SessionPolicy;
@@ -25,14 +21,12 @@ use tokio::sync::OnceCell;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+pub mod caller;
 pub mod config;
-pub mod oidc;
-pub mod reset;
-pub mod session;
 pub mod throttle;
-pub mod tokens;
+pub mod views;
 
-pub use config::AuthConfig;
+pub use config::{AuthConfig, Environment};
 
 /// Refresh tokens live this long (ms).
 pub const REFRESH_TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
@@ -113,47 +107,6 @@ impl Identity {
                 detail: format!("too many {} attempts; try again later", action.as_str()),
             }),
         }
-    }
-}
-
-/// The identity routes.
-pub fn router() -> Routes<AppState> {
-    Routes::new()
-        .post("/auth/login", tokens::login)
-        .post("/auth/refresh", tokens::refresh)
-        .post("/auth/logout", tokens::logout)
-        .get("/auth/me", tokens::me)
-        .post("/auth/session", session::create)
-        .get("/auth/session", session::read)
-        .delete("/auth/session", session::remove)
-        .post("/auth/password-reset", reset::request)
-        .post("/auth/password-reset/confirm", reset::confirm)
-        .get("/auth/oidc/start", oidc::start)
-        .get("/auth/oidc/callback", oidc::callback)
-}
-
-/// The client's address (the TCP peer; a trusted proxy's header is the rate limiter's
-/// business).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip()),
-        ))
-    }
-}
-
-impl ClientIp {
-    /// The address as text for throttle keys and audit events.
-    pub fn text(&self) -> String {
-        self.0.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
     }
 }
 

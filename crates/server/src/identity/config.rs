@@ -5,7 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use basis_auth::jwt::KeySet;
 
-use crate::config::Environment;
+/// Deployment environment: production refuses unsafe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Environment {
+    /// Local work: generated secrets are allowed.
+    Development,
+    /// Real traffic.
+    Production,
+}
 
 /// Identity settings. Secrets come from the environment or a `*_FILE` path only, and
 /// `Debug` never prints them.

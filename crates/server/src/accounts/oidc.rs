@@ -15,9 +15,10 @@ use basis_store::oidc_logins::{self, PendingLogin};
 use basis_store::users::{self, UserRow};
 use serde::Deserialize;
 
-use super::{ClientIp, normalise_email};
-use crate::admin::audit;
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ClientIp;
+use crate::identity::normalise_email;
 use crate::state::AppState;
 
 /// How long a started login may take at the provider (ms).

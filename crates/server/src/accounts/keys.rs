@@ -12,12 +12,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::admin::audit;
-use crate::auth::ClientIp;
-use crate::caller::{Authenticated, Caller};
+use crate::audit;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::ApiJson;
+use crate::http::extract::ClientIp;
+use crate::identity::caller::{Authenticated, Caller};
 use crate::state::AppState;
 
 /// Most live keys one account may hold.
@@ -136,7 +136,7 @@ pub async fn create(
     audit::record(&state, "api_key.created", Some(&id), &ip, Some(&detail)).await;
     let location = HeaderValue::from_str(&format!("/users/{id}/api-keys/{}", row.id))
         .map_err(|e| ApiError::Internal(e.into()))?;
-    let mut response = crate::auth::tokens::no_store(
+    let mut response = crate::http::rest::no_store(
         StatusCode::CREATED,
         CreatedKey {
             key,

@@ -25,8 +25,8 @@ use basis_store::avatars;
 use image::{DynamicImage, ImageFormat, ImageReader};
 use serde::Deserialize;
 
-use crate::caller::Authenticated;
 use crate::error::{ApiError, ApiResult};
+use crate::identity::caller::Authenticated;
 use crate::jobs::runtime::JobContext;
 use crate::state::AppState;
 

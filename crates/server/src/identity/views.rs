@@ -1,43 +1,11 @@
-//! Accounts: sign-up, the public view, the owner's profile, changes, deletion, the admin
-//! list, password change and API keys.
-//!
-//! - [`api`]: `/users` and `/users/{id}` (and its `/profile` and `/password`).
-//! - [`keys`]: `/users/{id}/api-keys`, the API keys.
-//! - [`avatar`]: `/users/{id}/avatar`, uploads and thumbnails (made by a job).
+//! What anyone may see of an account ([`UserView`]), what its owner sees ([`Profile`]),
+//! and the cache of public views.
 
-use axum::handler::Handler as _;
-
-use crate::http::routes::Routes;
-use axum::extract::DefaultBodyLimit;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::clock::to_datetime;
-use crate::state::AppState;
-
-pub mod api;
-pub mod avatar;
-pub mod keys;
-
-/// The account routes.
-pub fn router() -> Routes<AppState> {
-    // The avatar upload's own limit: images are far larger than JSON bodies.
-    let upload = avatar::upload.layer(DefaultBodyLimit::max(avatar::MAX_UPLOAD_BYTES));
-    Routes::new()
-        .post("/users", api::create)
-        .get("/users", api::list)
-        .get("/users/{id}", api::read)
-        .patch("/users/{id}", api::update)
-        .delete("/users/{id}", api::remove)
-        .get("/users/{id}/profile", api::profile)
-        .post("/users/{id}/password", api::change_password)
-        .post("/users/{id}/api-keys", keys::create)
-        .get("/users/{id}/api-keys", keys::list)
-        .delete("/users/{id}/api-keys/{key_id}", keys::revoke)
-        .put("/users/{id}/avatar", upload)
-        .get("/users/{id}/avatar", avatar::read)
-}
 
 /// What anyone may see of an account (also what the user cache holds: no secrets).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]

@@ -4,8 +4,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use basis_auth::jwt::ACCESS_TOKEN_SECONDS;
 use basis_auth::password::MAX_PASSWORD_BYTES;
 use basis_auth::role::Role;
@@ -16,13 +16,15 @@ use basis_store::users::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ClientIp, REFRESH_TTL_MS, normalise_email};
-use crate::admin::audit;
-use crate::caller::Caller;
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
+use crate::http::extract::ClientIp;
+use crate::http::rest::no_store;
+use crate::identity::caller::Caller;
+use crate::identity::views::UserView;
+use crate::identity::{REFRESH_TTL_MS, normalise_email};
 use crate::state::AppState;
-use crate::users::UserView;
 
 /// An email and password.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -53,15 +55,6 @@ pub struct TokenPair {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: i64,
-}
-
-/// A response carrying credentials: never stored by caches.
-pub fn no_store(status: StatusCode, body: impl Serialize) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// The one answer to a failed password login, whatever failed.

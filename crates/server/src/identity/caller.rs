@@ -234,7 +234,7 @@ pub async fn authenticate(
     let Some(session_id) = cookies.filter_map(session_id_from_cookies).next() else {
         return Ok(Caller::Anonymous);
     };
-    let Some(session) = crate::auth::session::find_live(state, session_id).await? else {
+    let Some(session) = crate::accounts::session::find_live(state, session_id).await? else {
         return Ok(Caller::Anonymous);
     };
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {

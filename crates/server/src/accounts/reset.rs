@@ -10,10 +10,11 @@ use basis_store::users;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ClientIp, normalise_email};
-use crate::admin::audit;
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
+use crate::http::extract::ClientIp;
+use crate::identity::normalise_email;
 use crate::state::AppState;
 
 /// The body of `POST /auth/password-reset`.
@@ -77,7 +78,7 @@ pub async fn request(
         )
         .await;
     }
-    Ok(super::tokens::no_store(StatusCode::ACCEPTED, ACCEPTED))
+    Ok(crate::http::rest::no_store(StatusCode::ACCEPTED, ACCEPTED))
 }
 
 fn invalid_token() -> ApiError {
@@ -104,7 +105,7 @@ pub async fn confirm(
         None => None,
     }
     .ok_or_else(invalid_token)?;
-    crate::users::api::check_password(&body.password, &user.email, &user.name)
+    crate::accounts::users::check_password(&body.password, &user.email, &user.name)
         .map_err(|e| ApiError::Invalid(vec![e]))?;
     let new_hash = state.passwords.hasher().hash(body.password).await?;
     // One transaction spends the token, sets the password and revokes every session and

@@ -10,14 +10,14 @@ use basis_store::users;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::ClientIp;
 use super::tokens::{Credentials, check_password};
-use crate::admin::audit;
-use crate::caller::{Caller, Credential};
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
+use crate::http::extract::ClientIp;
+use crate::identity::caller::{Caller, Credential};
+use crate::identity::views::UserView;
 use crate::state::AppState;
-use crate::users::UserView;
 
 /// A session as its owner sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,7 +82,7 @@ pub async fn create(
         Some("session"),
     )
     .await;
-    let mut response = super::tokens::no_store(
+    let mut response = crate::http::rest::no_store(
         StatusCode::CREATED,
         SessionView {
             csrf_token,
@@ -113,7 +113,7 @@ pub async fn read(State(state): State<AppState>, caller: Caller) -> ApiResult<Re
     let user = users::find(&state.store, user_id)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(super::tokens::no_store(
+    Ok(crate::http::rest::no_store(
         StatusCode::OK,
         SessionView {
             csrf_token: csrf.to_owned(),

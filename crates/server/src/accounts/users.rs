@@ -8,15 +8,17 @@ use basis_auth::password::check_policy;
 use basis_auth::role::{Role, Scope};
 use basis_auth::secret::random_id;
 use basis_store::users::{self, UserRow};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{Profile, UserView};
-use crate::admin::audit;
-use crate::auth::{ClientIp, normalise_email};
-use crate::caller::{Authenticated, Caller, Credential};
+use crate::audit;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::ApiJson;
+use crate::http::extract::ClientIp;
+use crate::http::rest::{List, Page, list_response};
+use crate::identity::caller::{Authenticated, Caller, Credential};
+use crate::identity::normalise_email;
+use crate::identity::views::{Profile, UserView};
 use crate::state::AppState;
 
 /// The body of `POST /users`.
@@ -271,47 +273,6 @@ pub async fn remove(
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Query of the lists.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-pub struct Page {
-    /// Items per page (1–100, default 20).
-    pub limit: Option<i64>,
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-impl Page {
-    /// The checked limit.
-    pub fn limit(&self) -> ApiResult<i64> {
-        match self.limit.unwrap_or(20) {
-            n @ 1..=100 => Ok(n),
-            _ => Err(ApiError::field("limit", "must be between 1 and 100")),
-        }
-    }
-}
-
-/// A page of a list.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct List<T> {
-    /// The items.
-    pub items: Vec<T>,
-    /// Pass as `cursor` for the next page; `null` at the end.
-    pub next_cursor: Option<String>,
-}
-
-/// A list response with its `Link: <…>; rel="next"` header.
-pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
-    let link = list.next_cursor.as_ref().and_then(|c| {
-        HeaderValue::from_str(&format!("<{path}?limit={limit}&cursor={c}>; rel=\"next\"")).ok()
-    });
-    let mut response = Json(list).into_response();
-    if let Some(link) = link {
-        response.headers_mut().insert(header::LINK, link);
-    }
-    response
 }
 
 /// Lists accounts (admins).
