@@ -52,9 +52,9 @@ enum Command {
     /// Operator commands for the job queue (`basis queue dlq list|show|replay|purge`).
     Queue {
         #[command(flatten)]
-        target: basis_server::jobs::cli::QueueTarget,
+        target: basis_server::queue_cli::QueueTarget,
         #[command(subcommand)]
-        command: basis_server::jobs::cli::QueueCommand,
+        command: basis_server::queue_cli::QueueCommand,
     },
     /// Apply pending database migrations and exit.
     Migrate {
@@ -191,10 +191,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Worker(args) => {
             let WorkerArgs { ops_listen, config } = *args;
-            basis_server::jobs::runtime::run_workers(config, ops_listen, stop_signal()).await
+            basis_server::workers::run_workers(config, ops_listen, stop_signal()).await
         }
         Command::Gateway(config) => basis_gateway::run(*config, stop_signal()).await,
-        Command::Queue { target, command } => basis_server::jobs::cli::run(target, command).await,
+        Command::Queue { target, command } => basis_server::queue_cli::run(target, command).await,
         Command::Migrate {
             data_dir,
             database_url,

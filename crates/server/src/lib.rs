@@ -44,7 +44,9 @@ pub mod openapi;
 pub mod ops;
 pub mod passwords;
 pub mod posts;
+pub mod queue_cli;
 pub mod state;
+pub mod workers;
 
 pub use config::Config;
 pub use identity::Environment;
@@ -53,8 +55,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::ApiError;
 use crate::http::routes::Routes;
 use crate::links::cache::LinkCache;
-use crate::links::clicks::ClickRecorder;
 use crate::links::input::UrlPolicy;
+use crate::links::recorder::ClickRecorder;
 use crate::passwords::Passwords;
 use crate::state::{AppServices, AppState};
 
@@ -140,7 +142,7 @@ impl Server {
             )
         })?;
         let store = open_store(&config).await?;
-        let queue = jobs::runtime::open_backend(&config, &store, clock.clone()).await?;
+        let queue = workers::open_backend(&config, &store, clock.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -251,10 +253,10 @@ impl Server {
             ..
         } = self;
         let (stop_workers, workers_stopped) = watch::channel(false);
-        let workers = jobs::runtime::spawn_in_process(
+        let workers = workers::spawn_in_process(
             &config,
             state.jobs.backend().clone(),
-            Arc::new(jobs::runtime::JobContext {
+            Arc::new(jobs::context::JobContext {
                 store: state.store.clone(),
                 clock: state.clock.clone(),
                 mailer: state.identity.mailer.clone(),
@@ -346,7 +348,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(links::router())
         .merge(accounts::router())
         .merge(admin::router())
-        .merge(jobs::router())
+        .merge(jobs::status::router())
         .merge(posts::router())
         .merge(comments::router())
 }

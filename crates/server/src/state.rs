@@ -9,9 +9,9 @@ use url::Url;
 
 use crate::clock::Clock;
 use crate::links::cache::LinkCache;
-use crate::links::clicks::ClickRecorder;
 use crate::links::code::CodeBook;
 use crate::links::input::UrlPolicy;
+use crate::links::recorder::ClickRecorder;
 use crate::passwords::Passwords;
 
 /// Shared application state. Handlers receive a clone per request, so it is one `Arc`:

@@ -27,7 +27,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
 use crate::identity::caller::Authenticated;
-use crate::jobs::runtime::JobContext;
+use crate::jobs::context::JobContext;
 use crate::state::AppState;
 
 /// The job kind.

@@ -56,7 +56,7 @@ pub async fn request(
     let email = normalise_email(&body.email).unwrap_or_default();
     if let Err(err) = state
         .identity
-        .throttle(&state, Action::PasswordReset, &email)
+        .throttle(state.clock.as_ref(), Action::PasswordReset, &email)
         .await
     {
         audit::record(&state, "password_reset.throttled", None, &ip, Some(&email)).await;

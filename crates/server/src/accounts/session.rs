@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::secret::{digest, random_token};
-use basis_store::sessions::{self, NewSession, SessionRow};
+use basis_store::sessions::{self, NewSession};
 use basis_store::users;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -27,25 +27,6 @@ pub struct SessionView {
     pub csrf_token: String,
     /// The signed-in user.
     pub user: UserView,
-}
-
-/// Finds the session whose id is `session_id`, if it is live at `now`; marks it used.
-pub async fn find_live(state: &AppState, session_id: &str) -> ApiResult<Option<SessionRow>> {
-    let now = state.clock.now_ms();
-    let hash = digest(session_id);
-    let row = sessions::find(&state.store, &hash).await?;
-    let Some(row) = row else { return Ok(None) };
-    let policy = state.identity.sessions;
-    if !policy.is_live(row.created_at, row.last_seen_at, now) {
-        sessions::delete(&state.store, &hash).await?;
-        return Ok(None);
-    }
-    // Writing on every request would serialise reads behind the writer; a minute of
-    // precision is plenty for a 30-minute idle timeout.
-    if now - row.last_seen_at > 60_000 {
-        sessions::touch(&state.store, &hash, now).await?;
-    }
-    Ok(Some(row))
 }
 
 /// Starts a session for `user_id`: a new id every time (no fixation), a new CSRF token.

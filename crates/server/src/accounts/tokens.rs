@@ -82,7 +82,7 @@ pub async fn check_password(
     let subject = format!("{email}|{}", ip.text());
     if let Err(err) = state
         .identity
-        .throttle(state, Action::Login, &subject)
+        .throttle(state.clock.as_ref(), Action::Login, &subject)
         .await
     {
         audit::record(state, "login.throttled", None, ip, Some(&email)).await;

@@ -19,7 +19,9 @@ use basis_auth::role::{Role, Scope};
 use basis_auth::secret::{API_KEY_PREFIX, digest};
 use basis_auth::session::{CSRF_HEADER, CsrfFailure, check_csrf, session_id_from_cookies};
 
-use crate::error::ApiError;
+use basis_store::sessions::{self, SessionRow};
+
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// The challenge sent when no credentials were presented.
@@ -234,7 +236,7 @@ pub async fn authenticate(
     let Some(session_id) = cookies.filter_map(session_id_from_cookies).next() else {
         return Ok(Caller::Anonymous);
     };
-    let Some(session) = crate::accounts::session::find_live(state, session_id).await? else {
+    let Some(session) = find_live(state, session_id).await? else {
         return Ok(Caller::Anonymous);
     };
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -284,4 +286,22 @@ async fn api_key(state: &AppState, key: &str) -> Result<Caller, ApiError> {
                 .collect(),
         },
     }))
+}
+/// Finds the session whose id is `session_id`, if it is live at `now`; marks it used.
+pub async fn find_live(state: &AppState, session_id: &str) -> ApiResult<Option<SessionRow>> {
+    let now = state.clock.now_ms();
+    let hash = digest(session_id);
+    let row = sessions::find(&state.store, &hash).await?;
+    let Some(row) = row else { return Ok(None) };
+    let policy = state.identity.sessions;
+    if !policy.is_live(row.created_at, row.last_seen_at, now) {
+        sessions::delete(&state.store, &hash).await?;
+        return Ok(None);
+    }
+    // Writing on every request would serialise reads behind the writer; a minute of
+    // precision is plenty for a 30-minute idle timeout.
+    if now - row.last_seen_at > 60_000 {
+        sessions::touch(&state.store, &hash, now).await?;
+    }
+    Ok(Some(row))
 }

@@ -18,8 +18,8 @@ use basis_auth::session::SessionPolicy;
 use basis_auth::throttle::{Action, Throttle};
 use tokio::sync::OnceCell;
 
+use crate::clock::Clock;
 use crate::error::ApiError;
-use crate::state::AppState;
 
 pub mod caller;
 pub mod config;
@@ -95,11 +95,11 @@ impl Identity {
     /// Asks the throttle whether `subject` may attempt `action` now (429 if not).
     pub async fn throttle(
         &self,
-        state: &AppState,
+        clock: &dyn Clock,
         action: Action,
         subject: &str,
     ) -> Result<(), ApiError> {
-        let now = state.clock.now_ms();
+        let now = clock.now_ms();
         match self.throttle.attempt(action, subject, now).await {
             Ok(()) => Ok(()),
             Err(retry_after) => Err(ApiError::TooManyRequests {

@@ -16,7 +16,7 @@ use basis_queue::{ClaimedJob, JobError, NewJob};
 use basis_store::{Store, password_resets, users};
 use serde::{Deserialize, Serialize};
 
-use super::runtime::JobContext;
+use super::context::JobContext;
 use crate::identity::RESET_TTL_MS;
 
 /// The password-reset mail.

@@ -7,16 +7,15 @@
 //! - [`status`]: the status table behind `GET /jobs/{id}` and the handler wrapper that
 //!   keeps it current. The server records status itself, so it reads the same on every
 //!   backend (RabbitMQ keeps no per-job state).
-//! - [`runtime`]: the backend chosen by `--queue-url`, the registry of product handlers,
-//!   in-process workers for `basis serve` and [`runtime::run_workers`] for `basis worker`.
+//! - [`context`]: what every job handler is given.
 //! - [`config`]: the flags.
-//! - The handlers, each idempotent (a second delivery has the effect of one):
-//!   [`clicks`] (click batches → aggregates), [`mail`] (password reset, new comment),
-//!   [`crate::users::avatar`] (thumbnails), [`crate::links::exports`] (CSV exports).
-//! - Dead letters and queue figures for admins: [`crate::admin::queues`]; for operators:
-//!   [`cli`] (`basis queue dlq …`).
+//! - [`mail`]: the mail jobs (password reset, new comment) and the comment notifier.
+//! - The other handlers live with their resource, each idempotent (a second delivery has
+//!   the effect of one): click batches and CSV exports in `links`, avatar thumbnails in
+//!   `accounts`. The registry that names them all, the backend `--queue-url` chooses and
+//!   the workers are composed above every resource, in `workers` (and `basis queue dlq …`
+//!   in `queue_cli`); dead letters for admins are in `admin`.
 
-use crate::http::routes::Routes;
 use std::sync::Arc;
 
 use axum::Json;
@@ -29,13 +28,10 @@ use utoipa::ToSchema;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
 
-pub mod cli;
-pub mod clicks;
 pub mod config;
+pub mod context;
 pub mod mail;
-pub mod runtime;
 pub mod status;
 
 pub use config::JobsConfig;
@@ -50,11 +46,6 @@ pub const MEDIA_QUEUE: &str = "media";
 pub const EXPORTS_QUEUE: &str = "exports";
 /// Every queue the product's workers consume.
 pub const QUEUES: [&str; 4] = [CLICKS_QUEUE, MAIL_QUEUE, MEDIA_QUEUE, EXPORTS_QUEUE];
-
-/// The job status route.
-pub fn router() -> Routes<AppState> {
-    Routes::new().get("/jobs/{id}", status::read)
-}
 
 /// The queue as the request side uses it.
 #[derive(Debug, Clone)]

@@ -19,8 +19,14 @@ use utoipa::ToSchema;
 
 use crate::clock::Clock;
 use crate::error::{ApiError, ApiResult};
+use crate::http::routes::Routes;
 use crate::identity::caller::Authenticated;
 use crate::state::AppState;
+
+/// The route of job status.
+pub fn router() -> Routes<AppState> {
+    Routes::new().get("/jobs/{id}", read)
+}
 
 /// A job as its owner sees it.
 #[derive(Debug, Clone, Serialize, ToSchema)]

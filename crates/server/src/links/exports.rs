@@ -24,7 +24,7 @@ use super::code::ShortCode;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::caller::{Authenticated, Caller};
-use crate::jobs::runtime::JobContext;
+use crate::jobs::context::JobContext;
 use crate::state::AppState;
 
 /// The job kind.

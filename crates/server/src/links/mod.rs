@@ -11,7 +11,8 @@
 //!   lookup a code needs (generated codes are not stored).
 //! - [`legacy`]: settling codes stored before migration 0004.
 //! - [`input`]: target URL and alias rules.
-//! - [`clicks`]: in-memory click aggregation flushed in batches.
+//! - [`recorder`]: in-memory click aggregation, handed to the queue in batches;
+//!   [`click_batches`]: the job that stores a batch, once.
 //! - [`cache`]: the code → link lookup cache.
 //! - [`device`]: device classes and referrer hosts.
 //! - [`exports`]: `POST /links/{code}/exports`, CSV exports of the clicks, made by a job.
@@ -27,7 +28,7 @@ use basis_store::links::LinkRow;
 
 pub mod analytics;
 pub mod cache;
-pub mod clicks;
+pub mod click_batches;
 pub mod code;
 pub mod create;
 pub mod device;
@@ -36,6 +37,7 @@ pub mod input;
 pub mod legacy;
 pub mod link;
 pub mod manage;
+pub mod recorder;
 pub mod redirect;
 pub mod service;
 

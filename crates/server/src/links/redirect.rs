@@ -17,10 +17,10 @@ use basis_store::links;
 use serde::Deserialize;
 
 use super::cache::CachedLink;
-use super::clicks::Click;
 use super::code::ShortCode;
 use super::device::{Device, referrer_host};
 use super::link::RedirectType;
+use super::recorder::Click;
 use super::unavailable_reason;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::passwords::MAX_PASSWORD_BYTES;

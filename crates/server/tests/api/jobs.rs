@@ -2,8 +2,8 @@
 //! job status for owners and admins only, the queue's metrics, and the dead letters.
 
 use basis_queue::{JobStatus, NewJob};
-use basis_server::jobs::clicks::{APPLY_CLICKS, ClickBatchJob, LinkCounts};
 use basis_server::jobs::{CLICKS_QUEUE, mail};
+use basis_server::links::click_batches::{APPLY_CLICKS, ClickBatchJob, LinkCounts};
 use reqwest::Method;
 use serde_json::{Value, json};
 

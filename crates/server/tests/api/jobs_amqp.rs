@@ -7,7 +7,7 @@ use std::io::Write as _;
 
 use basis_queue::NewJob;
 use basis_server::jobs::CLICKS_QUEUE;
-use basis_server::jobs::clicks::{APPLY_CLICKS, ClickBatchJob, LinkCounts};
+use basis_server::links::click_batches::{APPLY_CLICKS, ClickBatchJob, LinkCounts};
 use image::ImageFormat;
 use reqwest::Method;
 use serde_json::{Value, json};

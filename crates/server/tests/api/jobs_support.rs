@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basis_queue::{Backend, JobId, JobStatus};
-use basis_server::jobs::runtime::{JobContext, registry, worker_config};
+use basis_server::jobs::context::JobContext;
+use basis_server::workers::{registry, worker_config};
 use image::{DynamicImage, ImageFormat};
 use reqwest::Method;
 use serde_json::Value;

@@ -11,7 +11,7 @@ use basis_queue::{ClaimedJob, JobError};
 use basis_store::links::{self, ClickBatch, LinkClicks};
 use serde::{Deserialize, Serialize};
 
-use super::runtime::JobContext;
+use crate::jobs::context::JobContext;
 use crate::links::device::Device;
 
 /// The job kind.

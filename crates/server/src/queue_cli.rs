@@ -72,7 +72,7 @@ pub async fn run(target: QueueTarget, command: QueueCommand) -> anyhow::Result<(
     config.jobs.queue_url = target.queue_url;
     let store = crate::open_store(&config).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let backend = super::runtime::open_backend(&config, &store, clock).await?;
+    let backend = crate::workers::open_backend(&config, &store, clock).await?;
     let outcome = execute(backend.as_ref(), &store, command).await;
     store.close().await;
     outcome

@@ -5,7 +5,7 @@
 //! click-batch jobs (at most [`MAX_LINKS_PER_BATCH`] links each); a worker applies each
 //! batch in one transaction together with a record of its id, so a hot link costs one
 //! `UPDATE` per interval, never serialises requests on its row, and a batch delivered
-//! twice is counted once (`crate::jobs::clicks`). A graceful stop enqueues what is left.
+//! twice is counted once (`crate::links::click_batches`). A graceful stop enqueues what is left.
 //!
 //! Counts read through the API add the clicks not yet stored: the pending counters, and
 //! the batches enqueued but not yet applied ("in flight"). An in-flight batch is dropped
@@ -30,7 +30,7 @@ use basis_store::links::{self, LinkClicks};
 
 use super::device::Device;
 use crate::clock::day_of;
-use crate::jobs::clicks::{APPLY_CLICKS, ClickBatchJob};
+use crate::links::click_batches::{APPLY_CLICKS, ClickBatchJob};
 
 /// Links per click-batch job, so one job stays small whatever the traffic.
 pub const MAX_LINKS_PER_BATCH: usize = 500;

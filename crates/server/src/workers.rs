@@ -11,25 +11,12 @@ use basis_queue::worker::{Registry, Worker, WorkerConfig, WorkerReport};
 use basis_queue::{Backend, ClaimedJob, Handler, JobError, handler_fn};
 use basis_store::{Pools, Store};
 
-use super::{QUEUES, clicks, config::Workers, mail, status};
 use crate::clock::{Clock, SystemClock};
-use crate::links::clicks::ClickRecorder;
+use crate::jobs::context::JobContext;
+use crate::jobs::{QUEUES, config::Workers, mail, status};
+use crate::links::click_batches as clicks;
 use crate::ops::{Ops, serve_worker_ops};
 use crate::{Config, accounts, links};
-
-/// What handlers need, whether they run in `serve` or in `basis worker`.
-#[derive(Debug)]
-pub struct JobContext {
-    /// The database.
-    pub store: Store,
-    /// The time source (the app's clock, so tests are exact).
-    pub clock: Arc<dyn Clock>,
-    /// Outgoing mail, when `--smtp-url` is set.
-    pub mailer: Option<Mailer>,
-    /// This process's click recorder, told at once when one of its batches is applied
-    /// (`None` in `basis worker`: servers then learn it from the database).
-    pub clicks: Option<Arc<ClickRecorder>>,
-}
 
 /// Opens the queue `--queue-url` names (default: the database in use) and installs its
 /// tables. On the default SQLite database the queue shares the store's single writer
