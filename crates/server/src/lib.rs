@@ -32,8 +32,8 @@ use tokio::sync::watch;
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod blog;
 pub mod clock;
-pub mod comments;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -43,7 +43,6 @@ pub mod links;
 pub mod openapi;
 pub mod ops;
 pub mod passwords;
-pub mod posts;
 pub mod queue_cli;
 pub mod state;
 pub mod workers;
@@ -349,8 +348,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(accounts::router())
         .merge(admin::router())
         .merge(jobs::status::router())
-        .merge(posts::router())
-        .merge(comments::router())
+        .merge(blog::router())
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.

@@ -4,11 +4,12 @@ use crate::http::routes::Routes;
 use axum::Json;
 use utoipa::OpenApi;
 
+use crate::blog::{comments, posts};
 use crate::error::{FieldError, Problem};
 use crate::links;
 use crate::ops;
 use crate::state::AppState;
-use crate::{accounts, admin, comments, jobs, posts};
+use crate::{accounts, admin, jobs};
 
 /// The API description, assembled from the handlers' annotations.
 #[derive(Debug, OpenApi)]
@@ -166,13 +167,13 @@ mod tests {
             limit("NewUser", "password", "maxLength"),
             MAX_PASSWORD_CHARS
         );
-        use crate::posts::input::{MAX_BODY_BYTES, MAX_TAGS, MAX_TITLE_CHARS};
+        use crate::blog::posts::input::{MAX_BODY_BYTES, MAX_TAGS, MAX_TITLE_CHARS};
         assert_eq!(limit("PostInput", "title", "maxLength"), MAX_TITLE_CHARS);
         assert_eq!(limit("PostInput", "body", "maxLength"), MAX_BODY_BYTES);
         assert_eq!(limit("PostInput", "tags", "maxItems"), MAX_TAGS);
         assert_eq!(
             limit("CommentInput", "body", "maxLength"),
-            crate::comments::MAX_COMMENT_CHARS
+            crate::blog::comments::MAX_COMMENT_CHARS
         );
     }
 

@@ -65,7 +65,7 @@ pub struct AppServices {
     pub jobs: crate::jobs::Jobs,
     /// Told about every new comment (the "new comment on your post" mail); a no-op until
     /// the queue provides one.
-    pub comment_notifier: Arc<dyn crate::comments::CommentNotifier>,
+    pub comment_notifier: Arc<dyn crate::jobs::mail::CommentNotifier>,
 }
 
 impl AppServices {

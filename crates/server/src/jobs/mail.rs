@@ -9,6 +9,10 @@
 //! The reset token is made by the worker, not the request: a queue payload is stored in
 //! clear, and a reset token in it would be a credential at rest.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
 use std::sync::Arc;
 
 use basis_auth::secret::{digest, random_token};
@@ -18,6 +22,39 @@ use serde::{Deserialize, Serialize};
 
 use super::context::JobContext;
 use crate::identity::RESET_TTL_MS;
+
+/// A comment was committed. Carries what a notification needs to look up the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentAdded {
+    /// The post commented on.
+    pub post_id: i64,
+    /// Its author (the one to notify).
+    pub post_author_id: String,
+    /// The new comment.
+    pub comment_id: i64,
+    /// Who wrote it (a notifier may skip authors commenting on their own posts).
+    pub comment_author_id: String,
+}
+
+/// Called once for every comment, after its transaction has committed, before the
+/// response is sent. The default ([`NoNotifications`]) does nothing; the job queue plugs
+/// in an implementation that enqueues the "new comment on your post" email (set
+/// `AppServices::comment_notifier`). It cannot fail the request: the comment is already
+/// stored, so an implementation logs its own errors (and should only enqueue, not send).
+pub trait CommentNotifier: Send + Sync + fmt::Debug + 'static {
+    /// Reacts to a new comment.
+    fn comment_added(&self, event: CommentAdded) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The notifier that notifies nobody.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNotifications;
+
+impl CommentNotifier for NoNotifications {
+    fn comment_added(&self, _event: CommentAdded) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(async {})
+    }
+}
 
 /// The password-reset mail.
 pub const PASSWORD_RESET: &str = "mail.password_reset";
@@ -211,10 +248,10 @@ pub struct QueuedCommentMail {
     pub base_url: String,
 }
 
-impl crate::comments::CommentNotifier for QueuedCommentMail {
+impl CommentNotifier for QueuedCommentMail {
     fn comment_added(
         &self,
-        event: crate::comments::CommentAdded,
+        event: CommentAdded,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         Box::pin(async move {
             if event.post_author_id == event.comment_author_id {

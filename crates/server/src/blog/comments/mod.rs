@@ -4,9 +4,6 @@
 //! - [`CommentNotifier`]: the seam through which "new comment on your post" mail is sent.
 
 use crate::http::routes::Routes;
-use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use axum::response::Response;
 use basis_store::comments::CommentRow;
@@ -14,9 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::posts::{ALLOW_COLLECTION, ALLOW_ITEM};
 use crate::clock::to_datetime;
 use crate::http::rest::options;
-use crate::posts::{ALLOW_COLLECTION, ALLOW_ITEM};
 use crate::state::AppState;
 
 pub mod api;
@@ -49,39 +46,6 @@ pub async fn options_comments() -> Response {
     responses((status = 204, description = "The allowed methods", headers(("Allow" = String), ("Accept-Patch" = String)))))]
 pub async fn options_comment() -> Response {
     options(ALLOW_ITEM)
-}
-
-/// A comment was committed. Carries what a notification needs to look up the rest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommentAdded {
-    /// The post commented on.
-    pub post_id: i64,
-    /// Its author (the one to notify).
-    pub post_author_id: String,
-    /// The new comment.
-    pub comment_id: i64,
-    /// Who wrote it (a notifier may skip authors commenting on their own posts).
-    pub comment_author_id: String,
-}
-
-/// Called once for every comment, after its transaction has committed, before the
-/// response is sent. The default ([`NoNotifications`]) does nothing; the job queue plugs
-/// in an implementation that enqueues the "new comment on your post" email (set
-/// `AppServices::comment_notifier`). It cannot fail the request: the comment is already
-/// stored, so an implementation logs its own errors (and should only enqueue, not send).
-pub trait CommentNotifier: Send + Sync + fmt::Debug + 'static {
-    /// Reacts to a new comment.
-    fn comment_added(&self, event: CommentAdded) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-}
-
-/// The notifier that notifies nobody.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoNotifications;
-
-impl CommentNotifier for NoNotifications {
-    fn comment_added(&self, _event: CommentAdded) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async {})
-    }
 }
 
 /// The body of `POST /posts/{id}/comments` and `PUT /comments/{id}`.

@@ -10,7 +10,9 @@ use basis_auth::role::Role;
 use basis_store::comments::{self, CommentRow};
 use serde_json::json;
 
-use super::{CommentAdded, CommentInput, CommentPage, CommentView, MAX_COMMENT_CHARS};
+use super::{CommentInput, CommentPage, CommentView, MAX_COMMENT_CHARS};
+use crate::blog::posts::api::{lost_race, visible_post};
+use crate::blog::posts::list::{self, PageParams};
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::idempotency;
 use crate::http::rest::{
@@ -18,8 +20,7 @@ use crate::http::rest::{
     merge_patch_body, negotiate, parse_id, parse_json,
 };
 use crate::identity::caller::Caller;
-use crate::posts::api::{lost_race, visible_post};
-use crate::posts::list::{self, PageParams};
+use crate::jobs::mail::CommentAdded;
 use crate::state::AppState;
 
 fn caching(post_status: &str) -> Caching {

@@ -4,7 +4,7 @@
 //! - [`input`]: the writable fields, their checks and the Markdown rendering.
 //! - [`list`]: list parameters, cursors and the `Link` header.
 //!
-//! Comments live in [`crate::comments`]; the HTTP rules both share (ETags, 304/412, 406,
+//! Comments live in [`crate::blog::comments`]; the HTTP rules both share (ETags, 304/412, 406,
 //! 415, merge patch) in [`crate::http::rest`].
 
 use crate::http::routes::Routes;
