@@ -195,7 +195,9 @@ impl Server {
                 .context("cannot build the user cache")?,
             passwords: Passwords::default(),
             identity: Arc::new(identity::Identity::build(
-                &config,
+                &config.auth,
+                config.environment,
+                &config.data_dir,
                 &base_url,
                 identity::throttle::for_config(config.redis_url())
                     .context("cannot build the login throttle")?,

@@ -67,13 +67,16 @@ impl std::fmt::Debug for Identity {
 
 impl Identity {
     /// Builds the services from configuration; `base_url` is our public origin.
+    /// `data_dir` keeps the development signing key; `environment` decides whether one
+    /// may be generated there.
     pub fn build(
-        config: &crate::Config,
+        auth: &AuthConfig,
+        environment: Environment,
+        data_dir: &std::path::Path,
         base_url: &url::Url,
         throttle: Arc<dyn Throttle>,
     ) -> anyhow::Result<Self> {
-        let auth = &config.auth;
-        let spec = auth.jwt_key_spec(config.environment, &config.data_dir)?;
+        let spec = auth.jwt_key_spec(environment, data_dir)?;
         let issuer = base_url.as_str().trim_end_matches('/');
         let keys = KeySet::parse(&spec, issuer, "basis-api")?;
         let mailer = auth

@@ -6,7 +6,6 @@ use basis_auth::mail::Mailer;
 use basis_store::Store;
 
 use crate::clock::Clock;
-use crate::links::recorder::ClickRecorder;
 
 /// What handlers need, whether they run in `serve` or in `basis worker`.
 #[derive(Debug)]
@@ -19,5 +18,12 @@ pub struct JobContext {
     pub mailer: Option<Mailer>,
     /// This process's click recorder, told at once when one of its batches is applied
     /// (`None` in `basis worker`: servers then learn it from the database).
-    pub clicks: Option<Arc<ClickRecorder>>,
+    pub clicks: Option<Arc<dyn BatchesApplied>>,
+}
+
+/// Told when a batch of clicks this process enqueued has been stored, so it stops counting
+/// them as unstored (the links' click recorder).
+pub trait BatchesApplied: Send + Sync + std::fmt::Debug {
+    /// Batch `batch_id` is stored.
+    fn applied(&self, batch_id: &str);
 }

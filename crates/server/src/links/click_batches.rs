@@ -111,7 +111,7 @@ pub async fn apply(
         .await
         .map_err(|e| JobError::Retry(e.to_string()))?;
     if let Some(recorder) = &ctx.clicks {
-        recorder.forget(&batch_id);
+        recorder.applied(&batch_id);
     }
     if applied.is_some() && rand::random::<u8>() == 0 {
         // Now and then, so the record table stays small without a scheduler.

@@ -490,3 +490,9 @@ mod tests {
         assert_eq!(restored.into_link_clicks(1), batch);
     }
 }
+
+impl crate::jobs::context::BatchesApplied for ClickRecorder {
+    fn applied(&self, batch_id: &str) {
+        self.forget(batch_id);
+    }
+}
