@@ -80,10 +80,12 @@ pub async fn create(
     Authenticated(caller): Authenticated,
     ip: ClientIp,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<NewKey>,
+    body: Result<ApiJson<NewKey>, ApiError>,
 ) -> ApiResult<Response> {
     caller.require_account()?;
     caller.act_for(&id)?;
+    // Whose keys these are is settled before the body is read.
+    let ApiJson(body) = body?;
     let mut errors = Vec::new();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 {

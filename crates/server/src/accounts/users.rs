@@ -188,10 +188,12 @@ pub async fn update(
     Authenticated(caller): Authenticated,
     ip: ClientIp,
     Path(id): Path<String>,
-    ApiJson(change): ApiJson<ChangeUser>,
+    change: Result<ApiJson<ChangeUser>, ApiError>,
 ) -> ApiResult<Json<Profile>> {
     caller.require_account()?;
     let principal = caller.act_for(&id)?;
+    // Who may change the account is settled before its body is read.
+    let ApiJson(change) = change?;
     let mut user = load(&state, &id).await?;
     let mut errors = Vec::new();
     if let Some(name) = &change.name {
@@ -304,10 +306,11 @@ pub async fn change_password(
     Authenticated(caller): Authenticated,
     ip: ClientIp,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<ChangePassword>,
+    body: Result<ApiJson<ChangePassword>, ApiError>,
 ) -> ApiResult<StatusCode> {
     caller.require_account()?;
     let principal = caller.act_for(&id)?;
+    let ApiJson(body) = body?;
     let user = load(&state, &id).await?;
     check_password(&body.new_password, &user.email, &user.name)
         .map_err(|e| ApiError::Invalid(vec![e]))?;

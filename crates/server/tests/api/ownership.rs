@@ -13,6 +13,7 @@ on_both_engines!(
     only_the_owner_or_an_admin_manages_an_owned_link,
     reuse_hands_out_only_the_callers_own_links,
     anonymous_creation_can_be_switched_off,
+    a_stranger_s_invalid_body_is_403_on_every_owner_only_route,
 );
 
 async fn only_the_owner_or_an_admin_manages_an_owned_link(engine: Engine) {
@@ -142,4 +143,90 @@ async fn anonymous_creation_can_be_switched_off(engine: Engine) {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+}
+
+/// Authorisation comes before the body is read: a stranger learns nothing from a 400,
+/// whatever they send to someone else's resource.
+async fn a_stranger_s_invalid_body_is_403_on_every_owner_only_route(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let owner = app.account("owner@example.com").await;
+    let stranger = app.account("stranger@example.com").await;
+    let code = app
+        .create_as(&owner.access, "https://example.com/mine")
+        .await;
+    let post: Value = app
+        .bearer(Method::POST, "/posts", &owner.access)
+        .json(&json!({"title": "Mine", "body": "text", "status": "published"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let post_id = post["id"].as_str().unwrap().to_owned();
+    let comment: Value = app
+        .bearer(
+            Method::POST,
+            &format!("/posts/{post_id}/comments"),
+            &owner.access,
+        )
+        .json(&json!({"body": "first"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let comment_id = comment["id"].as_str().unwrap().to_owned();
+    let user = &owner.id;
+    let routes = [
+        (
+            Method::PATCH,
+            format!("/links/{code}"),
+            "application/merge-patch+json",
+        ),
+        (Method::PUT, format!("/posts/{post_id}"), "application/json"),
+        (
+            Method::PATCH,
+            format!("/posts/{post_id}"),
+            "application/merge-patch+json",
+        ),
+        (
+            Method::PUT,
+            format!("/comments/{comment_id}"),
+            "application/json",
+        ),
+        (
+            Method::PATCH,
+            format!("/comments/{comment_id}"),
+            "application/merge-patch+json",
+        ),
+        (
+            Method::PATCH,
+            format!("/users/{user}"),
+            "application/merge-patch+json",
+        ),
+        (
+            Method::POST,
+            format!("/users/{user}/password"),
+            "application/json",
+        ),
+        (
+            Method::POST,
+            format!("/users/{user}/api-keys"),
+            "application/json",
+        ),
+    ];
+    for (method, path, content_type) in routes {
+        for body in ["{not json", r#"{"unknownField": 1, "title": 5}"#, "[]"] {
+            let response = app
+                .bearer(method.clone(), &path, &stranger.access)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 403, "{method} {path} with {body}");
+        }
+    }
 }
