@@ -140,9 +140,10 @@ async fn stats_order_days_and_referrers_and_stored_plus_pending_equals_stored_af
     assert_eq!(recent.bot_clicks, 3);
 
     // What the server shows before a flush (stored + pending) is what it shows after.
+    // d.example comes to tie with a.example: both orders break the tie by host.
     let pending = link_clicks(
         &[(4, 2, 1), (2, 1, 0)],
-        &[("b.example", 2), ("d.example", 1)],
+        &[("b.example", 2), ("d.example", 5)],
     );
     let mut merged = stats(store).await;
     merged.add(&pending);
@@ -159,6 +160,8 @@ async fn stats_order_days_and_referrers_and_stored_plus_pending_equals_stored_af
     assert_eq!(merged, after);
     assert_eq!(after.days, [(4, 2, 1), (3, 1, 0), (2, 3, 1), (1, 5, 2)]);
     assert_eq!(after.bot_clicks, 4);
+    let hosts: Vec<&str> = after.referrers.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(hosts, ["c.example", "b.example", "a.example", "d.example"]);
 }
 
 async fn two_leasers_never_hand_out_the_same_id(store: &Store) {

@@ -237,12 +237,13 @@ async fn lists_filter_and_pages_in_each_order_without_gaps_or_repeats(store: &St
 async fn search_matches_words_by_stem_and_ranks_title_matches_first(store: &Store) {
     account(store, "a").await;
     let rows = [
+        // Inserted first, so an order by id alone would put it last.
+        ("Running shoes", "a review", "published"),
         (
             "Gardening notes",
             "the hose keeps running all night",
             "published",
         ),
-        ("Running shoes", "a review", "published"),
         ("Cooking", "nothing to see", "published"),
         ("Running draft", "unfinished", "draft"),
     ];
