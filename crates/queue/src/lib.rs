@@ -11,7 +11,8 @@
 //! - [`clock`]: the injected time source; leases, delays and backoff read it.
 //! - [`sqlite`] and [`postgres`]: the SQL engines; [`connect`] picks one by URL.
 //! - [`worker`]: the runtime that claims, heartbeats, retries with backoff and shuts down
-//!   gracefully; [`reply`]: request-reply on top of any backend; [`metrics`]: the gauges.
+//!   gracefully, acknowledging finished jobs in batches (`acker.rs`; the batch statements
+//!   of the SQL engines are in `batch.rs`); [`reply`]: request-reply on top of any backend; [`metrics`]: the gauges.
 //!
 //! # Schema and migrations
 //!
@@ -35,6 +36,7 @@
 //! - A job whose lease expires on its last allowed attempt goes to the dead letters at the
 //!   next claim instead of running once more.
 
+mod acker;
 pub mod amqp;
 mod batch;
 pub mod clock;

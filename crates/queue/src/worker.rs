@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::acker::Acker;
 use crate::{Backend, ClaimedJob, Clock, Error, Handler, JobError, metrics, reply};
 
 /// The handlers a worker runs, by job kind.
@@ -167,6 +168,7 @@ impl Worker {
         let ctx = self.ctx;
         let cfg = &ctx.config;
         let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        let acker = Acker::spawn(ctx.backend.clone());
         let (hard_stop, stopping) = watch::channel(false);
         let mut tasks: JoinSet<bool> = JoinSet::new();
         let mut report = WorkerReport::default();
@@ -224,9 +226,9 @@ impl Worker {
                         continue;
                     };
                     claimed += 1;
-                    let (ctx, stop) = (ctx.clone(), stopping.clone());
+                    let (ctx, stop, acker) = (ctx.clone(), stopping.clone(), acker.clone());
                     tasks.spawn(async move {
-                        let released = run_one(&ctx, job, stop).await;
+                        let released = run_one(&ctx, &acker, job, stop).await;
                         drop(permit);
                         released
                     });
@@ -275,7 +277,12 @@ async fn wait_any(ctx: &Ctx) {
 }
 
 /// Runs one claimed job to its end; true if it was released at shutdown.
-async fn run_one(ctx: &Ctx, job: ClaimedJob, mut stop: watch::Receiver<bool>) -> bool {
+async fn run_one(
+    ctx: &Ctx,
+    acker: &Acker,
+    job: ClaimedJob,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
     let queue = job.lease.queue.clone();
     let started_late = (ctx.clock.now_ms() - job.run_at_ms).max(0) as f64 / 1000.0;
     ::metrics::histogram!("queue_start_latency_seconds", "queue" => queue.clone())
@@ -315,7 +322,7 @@ async fn run_one(ctx: &Ctx, job: ClaimedJob, mut stop: watch::Receiver<bool>) ->
                 )
                 .await;
             }
-            match ctx.backend.complete(&job.lease, result).await {
+            match acker.complete(job.lease.clone(), result).await {
                 Ok(()) => metrics::outcome(&queue, "processed"),
                 Err(e) => tracing::warn!(job = %job.lease.id, error = %e, "complete refused"),
             }
