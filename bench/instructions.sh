@@ -18,7 +18,7 @@ N1=${N1:-20000}
 N2=${N2:-120000}
 KEEP=${KEEP:-$(mktemp -d)}
 mkdir -p "$KEEP"
-ROWS=(ratelimit_keyed ratelimit_one_key)
+ROWS=(ratelimit_keyed ratelimit_one_key queue_job)
 
 command -v valgrind >/dev/null || {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null
@@ -74,5 +74,17 @@ row_ratelimit_one_key() { # one key: our keyed store vs governor's unkeyed limit
   report "rate-limit check, GCRA one key" "$ours" "governor direct" "$PER_OP"
 }
 
-echo "instructions per operation (callgrind, $N2 - $N1 operations); commit $(git -C "$ROOT" rev-parse --short HEAD)"
+JOB_LOOP=$TARGET_DIR/release/examples/job_loop
+# A no-op job through the SQLite queue in one process (every thread counted: sqlx runs SQLite
+# on a thread of its own). No anchor runs in-process: graphile-worker and BullMQ split each job
+# between node and a server, so the row compares Basis's batched path with its one-job path.
+row_queue_job() {
+  (cd "$ROOT" && cargo build --release -q -p basis-queue --example job_loop)
+  local N1=${QUEUE_N1:-2000} N2=${QUEUE_N2:-12000} single
+  measure job-single "$JOB_LOOP" single; single=$PER_OP
+  measure job-batched "$JOB_LOOP" batched
+  report "queue job (SQLite), batches of 100" "$PER_OP" "one at a time" "$single"
+}
+
+echo "instructions per operation (callgrind; rate-limit rows: $N2 - $N1 checks, queue row: ${QUEUE_N2:-12000} - ${QUEUE_N1:-2000} jobs); commit $(git -C "$ROOT" rev-parse --short HEAD)"
 for row in "${@:-${ROWS[@]}}"; do "row_$row"; done
