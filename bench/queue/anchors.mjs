@@ -77,6 +77,8 @@ async function produce(jobs, mode, producers) {
     return close();
   }
   if (mode === "drain") {
+    await waitUntil(left, (n) => n >= jobs, 5);
+    console.log("waiting");
     await waitUntil(left, (n) => n < jobs, 5);
     const started = performance.now();
     await waitUntil(left, (n) => n === 0, 5);

@@ -14,7 +14,8 @@
 #   BullMQ with concurrency 50; basis with $BACKLOG_CONC.
 #
 # Usage: bench/queue/run.sh   (JOBS=10000 LAT_JOBS=1000 CONC=16 ROUNDS=1 PACE_MS=5
-#        BACKLOG_JOBS=20000 BACKLOG_CONC=32 by default; SYSTEMS / BACKLOG_SYSTEMS pick rows)
+#        BACKLOG_JOBS=20000 BACKLOG_CONC=32 by default; SYSTEMS / BACKLOG_SYSTEMS pick rows;
+#        THROUGHPUT=0 skips the first table)
 # Everything targets loopback and stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -72,11 +73,13 @@ reset() { # a clean store for each run; basis installs its tables before its wor
 }
 
 start_workers() { # start_workers <system> <processes> [concurrency per process]
+  # All processes start at once, then each must say "ready".
   PIDS=()
   : >"$TMP/lat"
-  local conc=${3:-$CONC}
+  local conc=${3:-$CONC} i out
   for i in $(seq 1 "$2"); do
-    local out=$TMP/worker$i.out
+    out=$TMP/worker$i.out
+    : >"$out"
     case $1 in
       basis-*) LATENCY_FILE=$TMP/lat "$BIN/queue-worker" "$(url_of "$1")" bench noop "$conc" >"$out" 2>&1 & ;;
       graphile-worker) LATENCY_FILE=$TMP/lat node bench/queue/anchors.mjs worker graphile "$PG_BENCH" "$conc" >"$out" 2>&1 & ;;
@@ -84,6 +87,9 @@ start_workers() { # start_workers <system> <processes> [concurrency per process]
       bullmq) LATENCY_FILE=$TMP/lat node bench/queue/anchors.mjs worker bullmq "$REDIS" "$conc" >"$out" 2>&1 & ;;
     esac
     PIDS+=($!)
+  done
+  for i in $(seq 1 "$2"); do
+    out=$TMP/worker$i.out
     for _ in $(seq 1 600); do grep -qs ready "$out" && break; sleep 0.05; done
     grep -qs ready "$out" || { echo "worker for $1 did not start:" >&2; cat "$out" >&2; exit 1; }
   done
@@ -95,12 +101,27 @@ stop_workers() {
   PIDS=()
 }
 
-produce() { # produce <system> <jobs> <mode> [figure]: prints elapsed_ms (or the figure named)
+produce_raw() { # produce_raw <system> <jobs> <mode>: the producer's own output
   case $1 in
     basis-*) "$BIN/examples/bench_produce" "$(url_of "$1")" "$2" "$3" 8 ;;
     graphile-*) node bench/queue/anchors.mjs produce graphile "$PG_BENCH" "$2" "$3" 8 ;;
     bullmq) node bench/queue/anchors.mjs produce bullmq "$REDIS" "$2" "$3" 8 ;;
-  esac | awk -v f="${4:-elapsed_ms}" '$1 == f { print $2 }'
+  esac
+}
+
+produce() { # produce <system> <jobs> <mode> [figure]: prints elapsed_ms (or the figure named)
+  produce_raw "$1" "$2" "$3" | awk -v f="${4:-elapsed_ms}" '$1 == f { print $2 }'
+}
+
+drain() { # drain <system> <processes> <concurrency>: ms from the first finished job to none left
+  # The waiter is connected and has seen the whole backlog before any worker starts.
+  produce_raw "$1" "$BACKLOG_JOBS" drain >"$TMP/drain.out" 2>&1 &
+  local waiter=$!
+  for _ in $(seq 1 600); do grep -qs waiting "$TMP/drain.out" && break; sleep 0.05; done
+  start_workers "$1" "$2" "$3"
+  wait "$waiter" || { cat "$TMP/drain.out" >&2; exit 1; }
+  stop_workers
+  awk '$1 == "elapsed_ms" { print $2 }' "$TMP/drain.out"
 }
 
 backlog_conc() { case $1 in graphile-tuned) echo 24 ;; bullmq) echo 50 ;; graphile-worker) echo "$CONC" ;; *) echo "$BACKLOG_CONC" ;; esac; }
@@ -112,7 +133,7 @@ echo "jobs=$JOBS latency_jobs=$LAT_JOBS (one every $PACE_MS ms) concurrency/proc
 echo
 echo "| system | worker processes | jobs/s | enqueue-to-start p50 (ms) | p99 (ms) |"
 echo "|---|---|---|---|---|"
-for round in $(seq 1 "$ROUNDS"); do
+for round in $(seq 1 "$([ "${THROUGHPUT:-1}" = 0 ] && echo 0 || echo "$ROUNDS")"); do
   for procs in 1 2; do
     for system in ${SYSTEMS:-basis-sqlite basis-postgres basis-amqp graphile-worker bullmq}; do
       reset "$system"
@@ -144,9 +165,7 @@ for round in $(seq 1 "$ROUNDS"); do
       reset "$system"
       bulk_ms=$(produce "$system" "$BACKLOG_JOBS" bulk enqueued_ms)
       [ "$procs" = 1 ] && row="$row $(rate "$BACKLOG_JOBS" "$bulk_ms") |"
-      start_workers "$system" "$procs" "$conc"
-      drain_ms=$(produce "$system" "$BACKLOG_JOBS" drain)
-      stop_workers
+      drain_ms=$(drain "$system" "$procs" "$conc")
       row="$row $(rate "$BACKLOG_JOBS" "$drain_ms") |"
     done
     echo "$row"

@@ -54,6 +54,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     if mode == "drain" {
+        wait_until(backend.as_ref(), |left| left >= jobs as u64).await?;
+        println!("waiting");
         wait_until(backend.as_ref(), |left| left < jobs as u64).await?;
         let started = Instant::now();
         wait_until(backend.as_ref(), |left| left == 0).await?;

@@ -187,10 +187,16 @@ impl Worker {
                     tracing::warn!(error = %e, "queue stats unavailable");
                 }
             }
-            if sem.available_permits() == 0 {
+            // A busy worker claims in batches: with fewer than a quarter of its slots free it
+            // waits (briefly, if any slot is free) for more, so one claim statement serves
+            // several jobs; an idle worker claims at once.
+            let free = sem.available_permits();
+            let batch = (cfg.concurrency / 4).max(1);
+            if free < batch {
                 tokio::select! {
                     () = &mut shutdown => break 'run,
-                    _ = sem.acquire() => continue 'run,
+                    _ = sem.acquire_many(batch as u32) => {}
+                    () = tokio::time::sleep(CLAIM_LINGER), if free > 0 => {}
                 }
             }
             let mut claimed = 0;
@@ -275,6 +281,9 @@ async fn wait_any(ctx: &Ctx) {
         .map(|q| ctx.backend.wait_for_work(q, poll));
     futures_util::future::select_all(waits).await;
 }
+
+/// How long a busy worker with a few free slots waits for more before claiming anyway.
+const CLAIM_LINGER: Duration = Duration::from_millis(2);
 
 /// Runs one claimed job to its end; true if it was released at shutdown.
 async fn run_one(

@@ -18,6 +18,8 @@ use basis_queue::{Backend, Error, JobStatus, ManualClock, NewJob, topic_queue};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
+// tests/amqp.rs runs its own cases and uses none of these.
+#[allow(unused_imports)]
 pub use batches::*;
 pub use workers::*;
 

@@ -33,7 +33,7 @@ pub(super) fn fits(algorithm: Algorithm, limit: u64, period: Nanos) -> bool {
     period < MAX_PERIOD
         && match algorithm {
             Algorithm::Gcra => true,
-            Algorithm::TokenBucket => period % limit == 0,
+            Algorithm::TokenBucket => period.is_multiple_of(limit),
             _ => false,
         }
 }
