@@ -1,10 +1,13 @@
 //! The producer side of `bench/queue/run.sh`: enqueues `noop` jobs stamped with their
 //! enqueue time (`payload.t`, Unix µs) and reports when the last one has finished.
 //!
-//! `bench_produce <url> <jobs> <burst|paced> [producers]`
+//! `bench_produce <url> <jobs> <burst|paced|bulk|drain> [producers]`
 //! - `burst`: `producers` tasks enqueue as fast as they can, one job per transaction; prints
 //!   `elapsed_ms <ms>` from the first enqueue to the moment no job is left unfinished;
-//! - `paced`: one job every 2 ms (for enqueue-to-start latency at a light load).
+//! - `paced`: one job every `$PACE_MS` ms (default 2; for enqueue-to-start latency);
+//! - `bulk`: all jobs in one `enqueue_many`; prints `enqueued_ms` and returns at once;
+//! - `drain`: enqueues nothing; waits for the first of `jobs` waiting jobs to finish, then
+//!   prints `elapsed_ms` from there to the moment none is left (the drain of a backlog).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -41,9 +44,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         q.install().await?;
         Arc::new(q)
     };
+    if mode == "bulk" {
+        let batch = (0..jobs)
+            .map(|_| NewJob::new("bench", "noop", json!({ "t": micros_now() })))
+            .collect();
+        let started = Instant::now();
+        backend.enqueue_many(batch).await?;
+        println!("enqueued_ms {}", started.elapsed().as_millis());
+        return Ok(());
+    }
+    if mode == "drain" {
+        wait_until(backend.as_ref(), |left| left >= jobs as u64).await?;
+        println!("waiting");
+        wait_until(backend.as_ref(), |left| left < jobs as u64).await?;
+        let started = Instant::now();
+        wait_until(backend.as_ref(), |left| left == 0).await?;
+        println!("elapsed_ms {}", started.elapsed().as_millis());
+        return Ok(());
+    }
     let started = Instant::now();
     if mode == "paced" {
-        let mut tick = tokio::time::interval(Duration::from_millis(2));
+        let pace = std::env::var("PACE_MS").map_or(Ok(2), |ms| ms.parse())?;
+        let mut tick = tokio::time::interval(Duration::from_millis(pace));
         for _ in 0..jobs {
             tick.tick().await;
             backend
@@ -68,7 +90,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let enqueued = started.elapsed();
-    // Bounded wait for the workers to drain the queue.
+    wait_until(backend.as_ref(), |left| left == 0).await?;
+    println!("enqueued_ms {}", enqueued.as_millis());
+    println!("elapsed_ms {}", started.elapsed().as_millis());
+    Ok(())
+}
+
+/// Polls every 5 ms (at most 300 s) until the unfinished jobs of `bench` satisfy `done`.
+async fn wait_until(
+    backend: &dyn Backend,
+    done: impl Fn(u64) -> bool,
+) -> Result<(), Box<dyn std::error::Error>> {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let stats = backend.stats().await?;
@@ -77,15 +109,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter(|s| s.queue == "bench")
             .map(|s| s.depth + s.running)
             .sum();
-        if left == 0 {
-            break;
+        if done(left) {
+            return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!("{left} jobs still unfinished after 300 s").into());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    println!("enqueued_ms {}", enqueued.as_millis());
-    println!("elapsed_ms {}", started.elapsed().as_millis());
-    Ok(())
 }

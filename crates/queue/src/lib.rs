@@ -11,7 +11,8 @@
 //! - [`Clock`] (from `basis-clock`): the injected time source; leases, delays and backoff read it.
 //! - [`sqlite`] and [`postgres`]: the SQL engines; [`connect`] picks one by URL.
 //! - [`worker`]: the runtime that claims, heartbeats, retries with backoff and shuts down
-//!   gracefully; [`reply`]: request-reply on top of any backend; [`metrics`]: the gauges.
+//!   gracefully, acknowledging finished jobs in batches (`acker.rs`; the batch statements
+//!   of the SQL engines are in `batch.rs`); [`reply`]: request-reply on top of any backend; [`metrics`]: the gauges.
 //!
 //! # Schema and migrations
 //!
@@ -35,7 +36,9 @@
 //! - A job whose lease expires on its last allowed attempt goes to the dead letters at the
 //!   next claim instead of running once more.
 
+mod acker;
 pub mod amqp;
+mod batch;
 pub mod handler;
 pub mod job;
 pub mod metrics;
@@ -49,6 +52,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use basis_clock::{Clock, ManualClock, SystemClock};
+pub use batch::Ack;
 pub use handler::{Handler, JobError, handler_fn};
 pub use job::{
     ClaimedJob, DeadJob, Enqueued, JobId, JobInfo, JobStatus, Lease, NewJob, QueueStats,
@@ -110,6 +114,32 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Adds a job. With a deduplication key that an unfinished job already holds, nothing is
     /// added and the existing job's id comes back with `duplicate: true`.
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued>;
+
+    /// Adds several jobs, one [`Enqueued`] per job in order; deduplication keys apply as in
+    /// [`Backend::enqueue`], also between jobs of the same call. Every job is validated
+    /// first: one invalid job refuses the whole call. The SQL engines insert them in one
+    /// statement; the default enqueues one by one.
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        for job in &jobs {
+            validate(job)?;
+        }
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(self.enqueue(job).await?);
+        }
+        Ok(out)
+    }
+
+    /// Completes several attempts, answering for each: an ack whose lease is lost is refused
+    /// with [`Error::LeaseLost`] while the others go through. The SQL engines acknowledge them
+    /// in one fenced statement; the default completes one by one.
+    async fn complete_many(&self, acks: &[Ack]) -> Result<Vec<Result<()>>> {
+        let mut out = Vec::with_capacity(acks.len());
+        for (lease, result) in acks {
+            out.push(self.complete(lease, result.clone()).await);
+        }
+        Ok(out)
+    }
 
     /// Claims up to `limit` ready jobs of `queue` (highest priority first, then oldest run
     /// time), each leased for `lease`. Counts the attempt and issues a new fencing token.

@@ -148,6 +148,31 @@ impl PostgresQueue {
         ))
     }
 
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub(crate) fn wake(&self, queue: &str) {
+        self.wakers.wake(queue);
+    }
+
+    pub(crate) fn acks_pool(&self) -> &PgPool {
+        &self.acks
+    }
+
+    /// Counts `n` completions; prunes old finished jobs every 512 of them.
+    pub(crate) async fn completed(&self, n: u64, now: i64) -> Result<()> {
+        let before = self.completions.fetch_add(n, Ordering::Relaxed);
+        if before / 512 != (before + n) / 512 {
+            let before = now - self.done_retention.as_millis() as i64;
+            sqlx::query("DELETE FROM queue_done WHERE finished_at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Starts the LISTEN task once; it forwards each notification to the waiters of its
     /// queue and ends when the last handle is dropped.
     async fn ensure_listener(&self) {
@@ -234,6 +259,14 @@ impl Backend for PostgresQueue {
     async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
         let mut conn = self.pool.acquire().await?;
         self.enqueue_in(&mut conn, job).await
+    }
+
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        crate::batch::postgres_enqueue_many(self, jobs).await
+    }
+
+    async fn complete_many(&self, acks: &[crate::Ack]) -> Result<Vec<Result<()>>> {
+        crate::batch::postgres_complete_many(self, acks).await
     }
 
     async fn claim(&self, queue: &str, lease: Duration, limit: usize) -> Result<Vec<ClaimedJob>> {

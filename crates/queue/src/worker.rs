@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::acker::Acker;
 use crate::{Backend, ClaimedJob, Clock, Error, Handler, JobError, metrics, reply};
 
 /// The handlers a worker runs, by job kind.
@@ -167,6 +168,7 @@ impl Worker {
         let ctx = self.ctx;
         let cfg = &ctx.config;
         let sem = Arc::new(Semaphore::new(cfg.concurrency.max(1)));
+        let acker = Acker::spawn(ctx.backend.clone());
         let (hard_stop, stopping) = watch::channel(false);
         let mut tasks: JoinSet<bool> = JoinSet::new();
         let mut report = WorkerReport::default();
@@ -185,10 +187,16 @@ impl Worker {
                     tracing::warn!(error = %e, "queue stats unavailable");
                 }
             }
-            if sem.available_permits() == 0 {
+            // A busy worker claims in batches: with fewer than a quarter of its slots free it
+            // waits (briefly, if any slot is free) for more, so one claim statement serves
+            // several jobs; an idle worker claims at once.
+            let free = sem.available_permits();
+            let batch = (cfg.concurrency / 4).max(1);
+            if free < batch {
                 tokio::select! {
                     () = &mut shutdown => break 'run,
-                    _ = sem.acquire() => continue 'run,
+                    _ = sem.acquire_many(batch as u32) => {}
+                    () = tokio::time::sleep(CLAIM_LINGER), if free > 0 => {}
                 }
             }
             let mut claimed = 0;
@@ -224,9 +232,9 @@ impl Worker {
                         continue;
                     };
                     claimed += 1;
-                    let (ctx, stop) = (ctx.clone(), stopping.clone());
+                    let (ctx, stop, acker) = (ctx.clone(), stopping.clone(), acker.clone());
                     tasks.spawn(async move {
-                        let released = run_one(&ctx, job, stop).await;
+                        let released = run_one(&ctx, &acker, job, stop).await;
                         drop(permit);
                         released
                     });
@@ -274,8 +282,16 @@ async fn wait_any(ctx: &Ctx) {
     futures_util::future::select_all(waits).await;
 }
 
+/// How long a busy worker with a few free slots waits for more before claiming anyway.
+const CLAIM_LINGER: Duration = Duration::from_millis(2);
+
 /// Runs one claimed job to its end; true if it was released at shutdown.
-async fn run_one(ctx: &Ctx, job: ClaimedJob, mut stop: watch::Receiver<bool>) -> bool {
+async fn run_one(
+    ctx: &Ctx,
+    acker: &Acker,
+    job: ClaimedJob,
+    mut stop: watch::Receiver<bool>,
+) -> bool {
     let queue = job.lease.queue.clone();
     let started_late = (ctx.clock.now_ms() - job.run_at_ms).max(0) as f64 / 1000.0;
     ::metrics::histogram!("queue_start_latency_seconds", "queue" => queue.clone())
@@ -315,7 +331,7 @@ async fn run_one(ctx: &Ctx, job: ClaimedJob, mut stop: watch::Receiver<bool>) ->
                 )
                 .await;
             }
-            match ctx.backend.complete(&job.lease, result).await {
+            match acker.complete(job.lease.clone(), result).await {
                 Ok(()) => metrics::outcome(&queue, "processed"),
                 Err(e) => tracing::warn!(job = %job.lease.id, error = %e, "complete refused"),
             }

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+mod batches;
 mod workers;
 
 use std::collections::HashSet;
@@ -17,6 +18,9 @@ use basis_queue::{Backend, Error, JobStatus, ManualClock, NewJob, topic_queue};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
+// tests/amqp.rs runs its own cases and uses none of these.
+#[allow(unused_imports)]
+pub use batches::*;
 pub use workers::*;
 
 /// Opens the same queue again, as a restarted process would.
@@ -96,6 +100,9 @@ macro_rules! conformance_suite {
             request_reply_times_out_without_a_responder => request_timeout,
             request_reply_reports_a_request_that_died => request_remote_failure,
             graceful_shutdown_finishes_in_flight_work_and_releases_the_rest => graceful_shutdown,
+            enqueue_many_keeps_order_dedup_and_validation => enqueue_many_keeps_order_dedup_and_validation,
+            enqueue_many_takes_a_large_batch => enqueue_many_takes_a_large_batch,
+            complete_many_refuses_only_the_lost_lease => complete_many_refuses_only_the_lost_lease,
         );
     };
     (@cases $make:path; $($name:ident => $case:ident),* $(,)?) => {

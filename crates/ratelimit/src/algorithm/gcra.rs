@@ -21,6 +21,11 @@ pub struct GcraState {
 }
 
 impl GcraState {
+    /// The state whose theoretical arrival time is `tat` (its one-word form).
+    pub(super) fn from_tat(tat: Nanos) -> Self {
+        Self { tat }
+    }
+
     #[inline]
     pub(super) fn check(&mut self, p: &Policy, now: Nanos, cost: u64, apply: bool) -> Decision {
         let t = p.emission_nanos();

@@ -16,6 +16,7 @@ mod gcra;
 mod sliding_counter;
 mod sliding_log;
 mod token_bucket;
+mod word;
 
 use std::num::NonZeroU64;
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use gcra::GcraState;
 pub use sliding_counter::SlidingCounterState;
 pub use sliding_log::SlidingLogState;
 pub use token_bucket::TokenBucketState;
+pub(crate) use word::{DEAD, LOCKED};
 
 /// Which algorithm a [`Policy`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -78,6 +80,8 @@ pub struct Policy {
     /// GCRA's emission interval `period / limit`, computed once (a division per check
     /// is a measurable share of a 20 ns decision).
     emission: Nanos,
+    /// Whether a key's state fits in one machine word (see [`word`]).
+    one_word: bool,
 }
 
 impl Policy {
@@ -102,6 +106,7 @@ impl Policy {
             limit: limit.get(),
             period,
             emission: (period / limit.get()).max(1),
+            one_word: word::fits(algorithm, limit.get(), period),
         })
     }
 

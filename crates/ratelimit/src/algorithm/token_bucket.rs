@@ -24,6 +24,20 @@ pub struct TokenBucketState {
 }
 
 impl TokenBucketState {
+    /// The bucket that will be full again at `full_at`, as seen at `now`: the inverse of
+    /// [`Self::idle_at`]. Exact when `limit` divides the period, because the missing
+    /// level is then always a whole number of nanoseconds of refill (see `word.rs`).
+    pub(super) fn from_full_at(p: &Policy, full_at: Nanos, now: Nanos) -> Self {
+        let limit = u128::from(p.limit());
+        let capacity = limit * u128::from(p.period_nanos());
+        let missing = u128::from(full_at.saturating_sub(now)) * limit;
+        Self {
+            level: capacity.saturating_sub(missing),
+            last: now,
+            started: true,
+        }
+    }
+
     pub(super) fn check(&mut self, p: &Policy, now: Nanos, cost: u64, apply: bool) -> Decision {
         let limit = u128::from(p.limit());
         let period = u128::from(p.period_nanos());

@@ -4,7 +4,7 @@
 //! The hash is computed once (it also picks the shard) and stored in the key, so the
 //! per-shard map uses a pass-through hasher instead of hashing the strings again.
 
-use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::hash::{BuildHasher, Hash, Hasher};
 
 /// The owned key stored in a shard's map.
@@ -16,6 +16,7 @@ pub(super) struct OwnedKey {
 }
 
 /// A borrowed view used for lookups.
+#[derive(Debug, Clone, Copy)]
 pub(super) struct KeyRef<'a> {
     pub hash: u64,
     pub rule: &'a str,
@@ -34,52 +35,39 @@ impl<'a> KeyRef<'a> {
         }
     }
 
-    pub fn to_owned_key(&self) -> OwnedKey {
+    pub fn of(key: &'a OwnedKey) -> Self {
+        Self {
+            hash: key.hash,
+            rule: &key.rule,
+            subject: &key.subject,
+        }
+    }
+
+    pub fn to_owned_key(self) -> OwnedKey {
         OwnedKey {
             hash: self.hash,
             rule: self.rule.into(),
             subject: self.subject.into(),
         }
     }
-}
 
-/// What `OwnedKey` and `KeyRef` have in common, so a map of `OwnedKey` can be searched
-/// with a `KeyRef` (the standard trick for borrowing a composite key).
-pub(super) trait KeyView {
-    fn parts(&self) -> (u64, &str, &str);
-}
-
-impl KeyView for OwnedKey {
-    fn parts(&self) -> (u64, &str, &str) {
-        (self.hash, &self.rule, &self.subject)
+    /// A total order over keys (hash first), used to take several keys in one order.
+    pub fn order(&self, other: &Self) -> Ordering {
+        (self.hash, self.rule, self.subject).cmp(&(other.hash, other.rule, other.subject))
     }
 }
 
-impl KeyView for KeyRef<'_> {
-    fn parts(&self) -> (u64, &str, &str) {
-        (self.hash, self.rule, self.subject)
+impl papaya::Equivalent<OwnedKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &OwnedKey) -> bool {
+        self.hash == key.hash && self.rule == &*key.rule && self.subject == &*key.subject
     }
 }
 
-impl<'a> Borrow<dyn KeyView + 'a> for OwnedKey {
-    fn borrow(&self) -> &(dyn KeyView + 'a) {
-        self
-    }
-}
-
-impl Hash for dyn KeyView + '_ {
+impl Hash for KeyRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.parts().0);
+        state.write_u64(self.hash);
     }
 }
-
-impl PartialEq for dyn KeyView + '_ {
-    fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
-    }
-}
-
-impl Eq for dyn KeyView + '_ {}
 
 impl Hash for OwnedKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -89,7 +77,7 @@ impl Hash for OwnedKey {
 
 impl PartialEq for OwnedKey {
     fn eq(&self, other: &Self) -> bool {
-        self.parts() == other.parts()
+        KeyRef::of(self).order(&KeyRef::of(other)).is_eq()
     }
 }
 

@@ -1,24 +1,30 @@
-//! The in-memory store: sharded, bounded, safe under contention.
+//! The in-memory store: sharded, bounded, lock-free for GCRA and token buckets.
 //!
-//! Keys are spread over `shards` maps, each behind its own `std::sync::Mutex`; a
-//! decision holds one lock (or, for several rules, the few it needs, always taken in
-//! ascending order so two decisions can never deadlock) for a few hundred nanoseconds
-//! and never across an `.await`. Memory is bounded twice over:
+//! Keys are spread over `shards` concurrent maps (`papaya`: lookups take no lock and
+//! write no shared memory). Each key's state is a [`Slot`]: one atomic word for GCRA
+//! and exact token buckets, updated by compare-and-swap, or the key's own mutex for the
+//! other algorithms (`slot.rs`). So two threads on one GCRA key cost one contended
+//! compare-and-swap, like governor's limiter, and never wait on a lock. A check of
+//! several rules holds its keys in one global order, so all or none consume.
 //!
-//! * **idle keys expire:** every slot records when its state becomes indistinguishable
-//!   from a fresh key; such slots are swept (at most once a second per shard, when the
-//!   shard is full, or by [`MemoryStore::purge_idle`]);
+//! Memory is bounded twice over:
+//!
+//! * **idle keys expire:** a slot knows when its state becomes indistinguishable from a
+//!   fresh key; such slots are swept (at most once a second per shard, when the shard is
+//!   full, or by [`MemoryStore::purge_idle`]);
 //! * **a hard cap:** when a shard is still full, a new key evicts the sampled slot that
 //!   goes idle soonest. A flood of fresh keys (rotating IPv6 addresses) therefore costs a
-//!   bounded amount of memory; the price is that an evicted key starts afresh.
+//!   bounded amount of memory (threads inserting at the same instant may each add one
+//!   key past it); the price is that an evicted key starts afresh.
 
-use std::collections::HashMap;
-use std::collections::hash_map::RandomState;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::key::{BuildPassThrough, KeyRef, KeyView, OwnedKey};
+use papaya::{HashMap, LocalGuard};
+
+use super::key::{BuildPassThrough, KeyRef, OwnedKey};
+use super::slot::{Kill, Slot};
 use super::{Check, Store};
-use crate::algorithm::{Decision, Policy, State};
+use crate::algorithm::{Decision, Policy};
 use crate::clock::{Clock, Nanos, SystemClock};
 use crate::error::Error;
 use crate::metrics;
@@ -27,6 +33,11 @@ use crate::metrics;
 const EVICTION_SAMPLE: usize = 8;
 /// Minimum time between two sweeps of the same shard.
 const SWEEP_INTERVAL: Nanos = 1_000_000_000;
+
+/// The hasher of `(rule, subject)`: foldhash, seeded per store (hashbrown's default;
+/// SipHash was a third of a check's time). The seed stays in the process, which keeps
+/// collision flooding impractical for callers who only see decisions.
+type KeyHasher = foldhash::fast::RandomState;
 
 /// Sizing of a [`MemoryStore`].
 #[derive(Debug, Clone, Copy)]
@@ -46,22 +57,17 @@ impl Default for MemoryConfig {
     }
 }
 
-struct Slot {
-    state: State,
-    idle_at: Nanos,
-}
-
 struct Shard {
     map: HashMap<OwnedKey, Slot, BuildPassThrough>,
-    next_sweep: Nanos,
+    next_sweep: AtomicU64,
 }
 
 /// Rate-limit state in this process. Share it with an `Arc`.
 pub struct MemoryStore<C: Clock = SystemClock> {
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[Shard]>,
     shard_mask: usize,
     per_shard: usize,
-    hasher: RandomState,
+    hasher: KeyHasher,
     clock: C,
 }
 
@@ -78,18 +84,16 @@ impl<C: Clock> MemoryStore<C> {
         let shards = config.shards.clamp(1, 4096).next_power_of_two();
         let per_shard = config.max_keys.div_ceil(shards).max(1);
         let shards: Box<[_]> = (0..shards)
-            .map(|_| {
-                Mutex::new(Shard {
-                    map: HashMap::with_hasher(BuildPassThrough),
-                    next_sweep: 0,
-                })
+            .map(|_| Shard {
+                map: HashMap::with_hasher(BuildPassThrough),
+                next_sweep: AtomicU64::new(0),
             })
             .collect();
         Self {
             shard_mask: shards.len() - 1,
             shards,
             per_shard,
-            hasher: RandomState::new(),
+            hasher: KeyHasher::default(),
             clock,
         }
     }
@@ -104,8 +108,15 @@ impl<C: Clock> MemoryStore<C> {
     pub fn check_one(&self, policy: &Policy, rule: &str, subject: &str, cost: u64) -> Decision {
         let key = KeyRef::new(&self.hasher, rule, subject);
         let now = self.clock.now();
-        let mut shard = self.lock(self.shard_of(&key));
-        self.decide(&mut shard, &key, policy, now, cost, true)
+        let shard = self.shard(&key);
+        let guard = shard.map.guard();
+        loop {
+            let slot = self.slot(shard, key, policy, now, &guard);
+            if let Some(decision) = slot.check(policy, now, cost) {
+                return decision;
+            }
+            discard(shard, key, slot, &guard);
+        }
     }
 
     /// Checks several rules at once: either all of them consume their cost or, when any
@@ -118,35 +129,58 @@ impl<C: Clock> MemoryStore<C> {
             .iter()
             .map(|c| KeyRef::new(&self.hasher, c.rule, c.subject))
             .collect();
-        let mut order: Vec<usize> = keys.iter().map(|k| self.shard_of(k)).collect();
-        order.sort_unstable();
-        order.dedup();
+        // Each distinct key once, in the global order every multi-rule check uses, so
+        // two of them can never wait on each other.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|&a, &b| keys[a].order(&keys[b]));
+        order.dedup_by(|a, b| keys[*a].order(&keys[*b]).is_eq());
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| {
+                order
+                    .iter()
+                    .position(|&i| keys[i].order(k).is_eq())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let guards: Vec<LocalGuard<'_>> = order
+            .iter()
+            .map(|&i| self.shard(&keys[i]).map.guard())
+            .collect();
         let now = self.clock.now();
-        // Locks in ascending shard order: no two callers can wait on each other.
-        let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
-            order.iter().map(|&i| (i, self.lock(i))).collect();
-        let mut run = |apply: bool| -> Vec<Decision> {
-            checks
-                .iter()
-                .zip(&keys)
-                .map(|(c, k)| {
-                    let i = self.shard_of(k);
-                    let pos = guards.iter().position(|(g, _)| *g == i).unwrap_or(0);
-                    self.decide(&mut guards[pos].1, k, c.policy, now, c.cost, apply)
-                })
-                .collect()
-        };
-        let peek = run(false);
-        if peek.iter().all(|d| d.allowed) {
-            run(true)
-        } else {
-            peek
+        'retry: loop {
+            let mut holds = Vec::with_capacity(order.len());
+            for (&i, guard) in order.iter().zip(&guards) {
+                let shard = self.shard(&keys[i]);
+                let slot = self.slot(shard, keys[i], checks[i].policy, now, guard);
+                match slot.hold() {
+                    Some(hold) => holds.push(hold),
+                    None => {
+                        drop(holds);
+                        discard(shard, keys[i], slot, guard);
+                        continue 'retry;
+                    }
+                }
+            }
+            let mut run = |apply: bool| -> Vec<Decision> {
+                checks
+                    .iter()
+                    .zip(&at)
+                    .map(|(c, &h)| holds[h].check(c.policy, now, c.cost, apply))
+                    .collect()
+            };
+            let peek = run(false);
+            return if peek.iter().all(|d| d.allowed) {
+                run(true)
+            } else {
+                peek
+            };
         }
     }
 
     /// Number of keys currently held.
     pub fn len(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.lock(i).map.len()).sum()
+        self.shards.iter().map(|s| s.map.len()).sum()
     }
 
     /// Whether no key is held.
@@ -158,59 +192,68 @@ impl<C: Clock> MemoryStore<C> {
     /// periodic task to release memory after a burst of keys.
     pub fn purge_idle(&self) -> usize {
         let now = self.clock.now();
-        let dropped = (0..self.shards.len())
-            .map(|i| sweep(&mut self.lock(i), now))
-            .sum();
+        let dropped = self.shards.iter().map(|s| sweep(s, now)).sum();
         metrics::memory_keys_removed(dropped);
         dropped
     }
 
-    fn shard_of(&self, key: &KeyRef<'_>) -> usize {
+    #[inline]
+    fn shard(&self, key: &KeyRef<'_>) -> &Shard {
         // The low bits pick the bucket inside the map; use the high bits for the shard.
-        (key.hash >> 48) as usize & self.shard_mask
+        &self.shards[(key.hash >> 48) as usize & self.shard_mask]
     }
 
-    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
-        // A panic while holding the lock cannot leave a slot half-written in a way that
-        // matters for limiting, so a poisoned shard is still usable.
-        self.shards[i]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn decide(
+    /// The live slot of `key`, of the shape `policy` needs, inserted when missing.
+    #[inline]
+    fn slot<'g>(
         &self,
-        shard: &mut Shard,
-        key: &KeyRef<'_>,
+        shard: &'g Shard,
+        key: KeyRef<'_>,
         policy: &Policy,
         now: Nanos,
-        cost: u64,
-        apply: bool,
-    ) -> Decision {
-        if let Some(slot) = shard.map.get_mut(key as &dyn KeyView) {
-            let decision = policy.check(&mut slot.state, now, cost, apply);
-            slot.idle_at = policy.idle_at(&slot.state);
-            return decision;
+        guard: &'g LocalGuard<'g>,
+    ) -> &'g Slot {
+        loop {
+            match shard.map.get(&key, guard) {
+                Some(slot) if slot.suits(policy) => return slot,
+                // The rule changed algorithm: the reference resets such a state too.
+                Some(slot) => {
+                    if slot.kill_if(|_| true) == Kill::Killed {
+                        metrics::memory_keys_removed(1);
+                    }
+                    discard(shard, key, slot, guard);
+                }
+                None => {
+                    self.make_room(shard, now, guard);
+                    if let Ok(slot) =
+                        shard
+                            .map
+                            .try_insert(key.to_owned_key(), Slot::new(policy), guard)
+                    {
+                        metrics::memory_keys_added();
+                        return slot;
+                    }
+                }
+            }
         }
-        let mut state = policy.new_state();
-        let decision = policy.check(&mut state, now, cost, apply);
-        if apply {
-            self.make_room(shard, now);
-            let idle_at = policy.idle_at(&state);
-            shard
-                .map
-                .insert(key.to_owned_key(), Slot { state, idle_at });
-            metrics::memory_keys_added();
-        }
-        decision
     }
 
-    fn make_room(&self, shard: &mut Shard, now: Nanos) {
+    fn make_room(&self, shard: &Shard, now: Nanos, guard: &LocalGuard<'_>) {
         if shard.map.len() < self.per_shard {
             return;
         }
-        if now >= shard.next_sweep {
-            shard.next_sweep = now.saturating_add(SWEEP_INTERVAL);
+        let due = shard.next_sweep.load(Ordering::Relaxed);
+        if now >= due
+            && shard
+                .next_sweep
+                .compare_exchange(
+                    due,
+                    now.saturating_add(SWEEP_INTERVAL),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
             metrics::memory_keys_removed(sweep(shard, now));
             if shard.map.len() < self.per_shard {
                 return;
@@ -218,30 +261,44 @@ impl<C: Clock> MemoryStore<C> {
         }
         let victim = shard
             .map
-            .iter()
+            .iter(guard)
             .take(EVICTION_SAMPLE)
-            .min_by_key(|(_, slot)| slot.idle_at)
-            .map(|(k, _)| {
-                let (hash, rule, subject) = k.parts();
-                KeyRef {
-                    hash,
-                    rule,
-                    subject,
-                }
-                .to_owned_key()
-            });
-        if let Some(victim) = victim {
-            shard.map.remove(&victim);
+            .filter_map(|(k, slot)| Some((k, slot, slot.idle_at()?)))
+            .min_by_key(|(_, _, idle_at)| *idle_at);
+        if let Some((key, slot, _)) = victim
+            && slot.kill_if(|_| true) == Kill::Killed
+        {
+            discard(shard, KeyRef::of(key), slot, guard);
             metrics::memory_keys_removed(1);
             metrics::memory_eviction();
         }
     }
 }
 
-fn sweep(shard: &mut Shard, now: Nanos) -> usize {
-    let before = shard.map.len();
-    shard.map.retain(|_, slot| slot.idle_at > now);
-    before - shard.map.len()
+/// Removes `slot` from the map if it is still the one stored under `key` and is dead.
+fn discard(shard: &Shard, key: KeyRef<'_>, slot: &Slot, guard: &LocalGuard<'_>) {
+    let _ = shard.map.remove_if(
+        &key,
+        |_, stored| std::ptr::eq(stored, slot) && stored.is_dead(),
+        guard,
+    );
+}
+
+/// Drops the shard's idle slots; returns how many this call dropped.
+fn sweep(shard: &Shard, now: Nanos) -> usize {
+    let mut dropped = 0;
+    shard
+        .map
+        .pin()
+        .retain(|_, slot| match slot.kill_if(|idle_at| idle_at <= now) {
+            Kill::Alive => true,
+            Kill::Killed => {
+                dropped += 1;
+                false
+            }
+            Kill::AlreadyDead => false,
+        });
+    dropped
 }
 
 impl<C: Clock> Store for MemoryStore<C> {

@@ -4,6 +4,7 @@
 mod key;
 mod memory;
 mod redis;
+mod slot;
 
 use std::future::Future;
 

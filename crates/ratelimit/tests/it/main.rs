@@ -5,4 +5,5 @@ mod bounds;
 mod common;
 mod contract;
 mod layer;
+mod lockfree;
 mod outage;
