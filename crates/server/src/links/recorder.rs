@@ -433,6 +433,12 @@ impl ClickRecorder {
     }
 }
 
+impl crate::jobs::context::BatchesApplied for ClickRecorder {
+    fn applied(&self, batch_id: &str) {
+        self.forget(batch_id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,11 +494,5 @@ mod tests {
         let mut restored = Pending::default();
         restored.merge(&batch);
         assert_eq!(restored.into_link_clicks(1), batch);
-    }
-}
-
-impl crate::jobs::context::BatchesApplied for ClickRecorder {
-    fn applied(&self, batch_id: &str) {
-        self.forget(batch_id);
     }
 }
