@@ -2,6 +2,9 @@
 //! database file (WAL), and every multi-statement change runs in `BEGIN IMMEDIATE` on the
 //! one writer connection, so claims from several processes never interleave.
 //!
+//! (Over 400 lines: one engine's whole delivery contract, statement by statement, beside
+//! `postgres.rs`, its twin; the two read best side by side.)
+//!
 //! There is no cross-process notification in SQLite: a worker polls at its interval, and is
 //! woken at once by jobs enqueued through the same handle.
 

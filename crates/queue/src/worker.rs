@@ -2,6 +2,9 @@
 //! renewed by heartbeat, acknowledges with the attempt's fencing token, retries with
 //! exponential backoff and jitter, buries what cannot succeed, and shuts down gracefully.
 //!
+//! (Over 400 lines: the worker loop, its claim batching and graceful stop are one state
+//! machine; the acker is already apart in `acker.rs`.)
+//!
 //! It never busy-loops: with nothing to do it waits in [`Backend::wait_for_work`] (a NOTIFY
 //! on PostgreSQL, an in-process wake-up or the poll interval elsewhere).
 

@@ -2,18 +2,41 @@
 //!
 //! # Where things are
 //!
+//! Three layers; a module uses only modules of its own layer's shared parts or of the
+//! layers below it, and no resource uses another resource.
+//!
+//! ```text
+//! composition   lib (Server, app, routes)  openapi  config  workers  queue_cli
+//!                    │ builds the state, merges every router, registers every job
+//!                    ▼
+//! resources     links   accounts   blog (posts, comments)   admin        ← handlers + rules
+//!                    │ each: router() in mod.rs, thin handlers, a service where the rules
+//!                    │ need one, its job handlers; SQL only through basis-store
+//!                    ▼
+//! shared        state (AppState: the services below, one Arc)   ops   audit
+//!               identity (Identity, caller::Caller, views, config, throttle)
+//!               jobs (Jobs handle, JobContext, status, mail)
+//!               http (middleware, transport, routes, extract, rest, idempotency)
+//!               error   clock   passwords
+//! ```
+//!
+//! `state` names the services a few resource files define (the links' code book, URL
+//! policy, click recorder and cache); those files import nothing above the shared layer,
+//! so the picture has no cycle file by file.
+//!
 //! - [`Server`]: builds everything from a [`Config`] (database, migrations, state, routes),
 //!   binds the listener and runs until a shutdown future resolves, then drains and flushes.
 //!   `main` and the integration tests both start the application through it.
-//! - [`state::AppState`]: the shared services handlers use.
-//! - [`http`]: the middleware stack (request id, security headers, metrics, timeout, limits).
-//! - [`error`]: the one error type and its problem+json rendering.
-//! - One module per resource: [`links`] (the shortener), [`ops`] (health, readiness,
-//!   metrics), [`openapi`], [`posts`] and [`comments`] (the blog, with the HTTP rules they
-//!   share in [`rest`] and [`idempotency`]).
-//! - [`caller`]: who is calling, the seam for authentication.
-//! - [`jobs`]: background work on the queue (click batches, mail, thumbnails, exports),
-//!   job status, and the workers `serve` runs in-process unless `--workers off`.
+//! - [`routes`]: every resource's routes, through the route table
+//!   ([`http::routes::Routes`]) that records what is served (the OpenAPI test reads it).
+//! - [`workers`]: the queue backend, the registry of every job handler, the workers
+//!   `serve` runs in-process unless `--workers off`, and `basis worker`; [`queue_cli`]:
+//!   `basis queue …`.
+//! - Resources: [`links`] (the shortener: create, manage, analytics, redirect, exports),
+//!   [`accounts`] (`/users…` and `/auth…`), [`blog`], [`admin`] (audit list, queues).
+//! - Shared: [`state::AppState`], [`identity`] (who is calling), [`jobs`], [`http`],
+//!   [`error`] (the one error type and its problem+json rendering), [`audit`],
+//!   [`ops`] (health, readiness, metrics), [`clock`], [`passwords`].
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,5 +1,8 @@
 //! The blog's posts: rows, tags and categories, the filtered and sorted lists, and search.
 //!
+//! (Over 400 lines: the list query builder for two engines and its injection tests are most
+//! of it; splitting them would separate a query from the test that pins it.)
+//!
 //! Reads make a fixed number of round trips whatever the page size: one for the posts
 //! (author names and comment counts come from correlated subqueries in the same statement)
 //! and one for the tags of every post on the page. Writes change a post, its category and

@@ -1,5 +1,9 @@
 //! The server's HTTP plumbing, below every resource:
 //!
+//! (Over 400 lines: `Observe` and `Deadline` are hand-written services whose futures must
+//! stay together with the stack that composes them; splitting them would scatter one
+//! request's path over three files.)
+//!
 //! - [`transport`]: listeners, TLS, HTTP/1.1 and HTTP/2, CORS, forwarded headers;
 //! - [`routes`]: the route table resources add to;
 //! - [`extract`]: request extractors (JSON bodies, the client's address) and field errors;

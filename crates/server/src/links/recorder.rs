@@ -1,5 +1,8 @@
 //! Click counting without a database write per redirect.
 //!
+//! (Over 400 lines on purpose: counting, flushing and the in-flight bookkeeping share one
+//! consistency argument, written below, and half of the file is its tests.)
+//!
 //! A redirect only adds to in-memory counters (one short, uncontended-in-practice mutex per
 //! shard). Every flush interval the aggregates gathered are handed to the job queue as
 //! click-batch jobs (at most [`MAX_LINKS_PER_BATCH`] links each); a worker applies each

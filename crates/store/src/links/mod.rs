@@ -1,5 +1,8 @@
 //! The shortener's repository: links and their click aggregates.
 //!
+//! (Over 400 lines: every query of the links table and its guards, with the hashing rule
+//! they share; clicks and migrated codes are already apart.)
+//!
 //! # Where a link's fields live
 //!
 //! `links` holds what every link has: id, creation time, redirect type, URL, alias and

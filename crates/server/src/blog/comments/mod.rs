@@ -1,7 +1,7 @@
 //! Comments: `/posts/{id}/comments` and `/comments/{id}`, plain text.
 //!
 //! - [`api`]: the handlers.
-//! - [`CommentNotifier`]: the seam through which "new comment on your post" mail is sent.
+//! - [`crate::jobs::mail::CommentNotifier`]: the seam through which "new comment on your post" mail is sent.
 
 use crate::http::routes::Routes;
 
