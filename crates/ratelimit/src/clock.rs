@@ -4,6 +4,11 @@
 //! in-memory store reads the clock once per decision and tests drive a [`ManualClock`]
 //! by hand: they are exact and never sleep. The Redis store ignores the local clock and
 //! uses the Redis server's `TIME`, so every instance sharing a limit shares one clock.
+//!
+//! This is the one clock of the workspace not taken from `basis-clock`, on purpose: a
+//! decision runs on every request, and this trait returns plain nanoseconds from a TSC read
+//! (`quanta`, about 10 ns here against about 25 ns for `Instant` and a `Duration`), where the
+//! shared trait's wall and monotonic views would cost a system clock read per decision.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
