@@ -245,7 +245,7 @@ impl Ledger {
     }
 
     /// The accounts of `owner`, by id after `after`, at most `limit`.
-    pub async fn accounts_of(&self, owner: i64, after: i64, limit: i64) -> Result<Vec<Account>> {
+    pub async fn accounts_of(&self, owner: &str, after: i64, limit: i64) -> Result<Vec<Account>> {
         Ok(basis_store::on_pool!(self.store, read, pool => {
             sqlx::query_as(
                 "SELECT * FROM ledger_accounts WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3",

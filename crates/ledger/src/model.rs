@@ -47,7 +47,7 @@ pub struct Account {
     /// A label chosen by the owner.
     pub name: Option<String>,
     /// The user who owns it; `None` for the system's funding accounts.
-    pub owner_id: Option<i64>,
+    pub owner_id: Option<String>,
     /// Whether this is the funding account of its currency (money enters and leaves here).
     pub is_funding: bool,
     /// Whether `balance - pending_debits` may go below zero.
@@ -79,7 +79,7 @@ pub struct NewAccount {
     /// An optional label.
     pub name: Option<String>,
     /// The owning user.
-    pub owner_id: Option<i64>,
+    pub owner_id: Option<String>,
     /// Allow the balance to go below zero.
     pub allow_overdraft: bool,
 }

@@ -26,6 +26,27 @@ pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// Longest key accepted.
 const MAX_KEY_LEN: usize = 255;
 
+/// [`once`] for requests that must carry a key (money-moving POSTs): without one, 400.
+pub async fn required<F, Fut>(
+    state: &AppState,
+    scope: &str,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+    handler: F,
+) -> ApiResult<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ApiResult<Response>>,
+{
+    if !headers.contains_key(HEADER) {
+        return Err(ApiError::BadRequest(
+            "this request moves money and needs an Idempotency-Key header".into(),
+        ));
+    }
+    once(state, scope, headers, path, body, handler).await
+}
+
 /// Runs `handler` at most once per (caller, key) within the key's lifetime.
 pub async fn once<F, Fut>(
     state: &AppState,
@@ -68,7 +89,10 @@ where
         Some(idempotency::KeyRow { status: None, .. }) => Err(ApiError::Conflict(
             "a request with this Idempotency-Key is still in progress; retry later".into(),
         )),
-        Some(row) => Ok(replay(row)),
+        Some(row) => {
+            metrics::counter!("idempotent_replays_total").increment(1);
+            Ok(replay(row))
+        }
         None => {
             let outcome = handler().await;
             match outcome {

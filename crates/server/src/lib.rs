@@ -40,6 +40,7 @@ pub mod extract;
 pub mod http;
 pub mod idempotency;
 pub mod jobs;
+pub mod ledger;
 pub mod links;
 pub mod openapi;
 pub mod ops;
@@ -209,6 +210,7 @@ impl Server {
                 base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             }),
             jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
+            ledger: ledger::LedgerHandle::open(&store, clock.clone()).await?,
             clock,
             store,
         });
@@ -272,6 +274,10 @@ impl Server {
             config.click_flush_interval(),
             flusher_stopped.clone(),
         ));
+        let ledger_runner = tokio::spawn(ledger::run_periodically(
+            state.clone(),
+            flusher_stopped.clone(),
+        ));
         let purger = tokio::spawn(idempotency::purge_periodically(
             state.clone(),
             flusher_stopped,
@@ -297,6 +303,7 @@ impl Server {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         let _ = purger.await;
+        let _ = ledger_runner.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
@@ -354,6 +361,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(jobs::router())
         .merge(posts::router())
         .merge(comments::router())
+        .merge(ledger::router())
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.
