@@ -73,12 +73,7 @@ where
                 "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
             ))
         })?;
-    let mut hasher = Sha256::new();
-    for part in [b"POST".as_slice(), path.as_bytes(), body] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    let fingerprint = format!("{:x}", hasher.finalize());
+    let fingerprint = fingerprint(path, body);
     let now = state.clock.now_ms();
     let held =
         idempotency::claim(&state.store, scope, key, &fingerprint, now, now + TTL_MS).await?;
@@ -123,6 +118,16 @@ where
             }
         }
     }
+}
+
+/// What identifies a request under a key: SHA-256 over the method, path and body.
+pub fn fingerprint(path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [b"POST".as_slice(), path.as_bytes(), body] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    format!("{:x}", hasher.finalize())
 }
 
 /// Deletes expired keys every ten minutes until told to stop, so the table holds about a

@@ -40,3 +40,5 @@ mod posts;
 mod posts_http;
 mod posts_lists;
 mod posts_plans;
+// The ledger.
+mod ledger;
