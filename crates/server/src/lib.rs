@@ -11,6 +11,7 @@
 //! - One module per resource: [`links`] (the shortener), [`ops`] (health, readiness,
 //!   metrics), [`openapi`], [`posts`] and [`comments`] (the blog, with the HTTP rules they
 //!   share in [`rest`] and [`idempotency`]).
+//! - [`ledger`]: money over HTTP (accounts, transfers, the event feed) on `basis-ledger`.
 //! - [`caller`]: who is calling, the seam for authentication.
 //! - [`jobs`]: background work on the queue (click batches, mail, thumbnails, exports),
 //!   job status, and the workers `serve` runs in-process unless `--workers off`.

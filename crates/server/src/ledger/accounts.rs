@@ -48,7 +48,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let principal = caller.require()?;
+    let principal = caller.require_account()?;
     let bytes = body_of(&headers, body, "application/json")?;
     let input: NewAccountBody = from_document(parse_json(&bytes)?)?;
     let currency = Currency::parse(&input.currency).map_err(refusal)?;
@@ -90,7 +90,7 @@ pub async fn list(
     caller: Caller,
     query: Result<Query<Page>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = caller.require()?;
+    let principal = caller.require_account()?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
     let after = cursor(page.cursor.as_deref(), 0)?;
@@ -143,7 +143,7 @@ pub async fn read(
     Path(id): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = caller.require()?;
+    let principal = caller.require_account()?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let strong = match query.consistency.as_deref() {
         None | Some("projected") => false,
@@ -185,7 +185,7 @@ pub async fn entries(
     Path(id): Path<String>,
     query: Result<Query<Page>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let principal = caller.require()?;
+    let principal = caller.require_account()?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
     let before = cursor(page.cursor.as_deref(), i64::MAX)?;

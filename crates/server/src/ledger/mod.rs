@@ -12,6 +12,7 @@
 //!   runner that keeps the read models caught up and voids timed-out pending transfers.
 //!
 //! Every money-moving POST needs an `Idempotency-Key` ([`crate::idempotency::required`]).
+//! API keys get 403 here: no key scope covers money, so only a signed-in account acts.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -66,7 +66,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
-    let principal = caller.require()?;
+    let principal = caller.require_account()?;
     let bytes = body_of(&headers, body, "application/json")?;
     idempotency::required(
         &state,
@@ -139,7 +139,7 @@ pub async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let principal = caller.require()?;
+    let principal = caller.require_account()?;
     let t = visible_transfer(&state, principal, parse_id(&id)?).await?;
     json_response(StatusCode::OK, None, &TransferView::from(&t))
 }
@@ -196,7 +196,7 @@ async fn resolve(
     body: Result<Bytes, BytesRejection>,
     post: bool,
 ) -> ApiResult<Response> {
-    let principal = caller.require()?;
+    let principal = caller.require_account()?;
     let id = parse_id(&id)?;
     let bytes = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let bytes = if bytes.is_empty() {
