@@ -11,6 +11,7 @@
 //! - [`events`]: [`Event`], the global feed's [`Position`] and why it has two parts.
 //! - [`projection`]: [`Projector`], the read models (balances, entry lists, per-day totals)
 //!   with their checkpoints, `rebuild` and the read models' hash.
+//! - [`seats`]: events with seats and bookings, the last seat going to exactly one buyer.
 //! - [`demo`]: the guide's isolation anomalies (lost update, last seat), shown and prevented.
 //! - [`clock`]: the injected time source (pending timeouts, event stamps).
 //! - `migrations/<engine>/`: the schema, where the invariants are enforced (see its header).
@@ -45,6 +46,7 @@ pub mod demo;
 pub mod events;
 pub mod model;
 pub mod projection;
+pub mod seats;
 mod write;
 
 use std::sync::Arc;

@@ -306,6 +306,12 @@ pub enum Error {
         /// The stream's current version.
         current: i64,
     },
+    /// Every seat of the event is booked.
+    #[error("event {0} is sold out")]
+    SoldOut(i64),
+    /// No such event with seats.
+    #[error("event {0} does not exist")]
+    SeatEventNotFound(i64),
     /// The database refused the write on an invariant (a CHECK, a key or a trigger). The
     /// checks in Rust come first, so this means a bug or a write that bypassed them.
     #[error("invariant violated: {0}")]

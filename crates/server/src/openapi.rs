@@ -76,7 +76,7 @@ use crate::{admin, auth, comments, jobs, ledger, posts, users};
         posts::options_author_posts,
         comments::options_comments,
         comments::options_comment,
-        ledger::accounts::create, ledger::accounts::list, ledger::accounts::read, ledger::accounts::entries, ledger::accounts::deposit, ledger::transfers::create, ledger::transfers::read, ledger::transfers::post, ledger::transfers::void, ledger::transfers::events,
+        ledger::accounts::create, ledger::accounts::list, ledger::accounts::read, ledger::accounts::entries, ledger::accounts::deposit, ledger::transfers::create, ledger::transfers::read, ledger::transfers::post, ledger::transfers::void, ledger::transfers::events, ledger::seats::create, ledger::seats::read, ledger::seats::book,
     ),
     components(schemas(Problem, FieldError)),
     tags(

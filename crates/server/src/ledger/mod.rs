@@ -5,6 +5,8 @@
 //!   `GET /accounts/{id}/entries`, `POST /accounts/{id}/deposits` (admins).
 //! - [`transfers`]: `POST /transfers`, `GET /transfers/{id}`, `POST /transfers/{id}/post|void`,
 //!   `GET /ledger/events` (admins).
+//! - [`seats`]: `POST /events` (admins), `GET /events/{id}`, `POST /events/{id}/bookings`
+//!   (201, or 409 once sold out).
 //! - [`service`]: who may see and move what, the amount rules, the mapping of ledger errors to
 //!   statuses, and the audit record of every money movement.
 //! - [`views`]: the JSON shapes.
@@ -25,6 +27,7 @@ use crate::routes::Routes;
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod seats;
 pub mod service;
 pub mod transfers;
 pub mod views;
@@ -49,6 +52,9 @@ pub fn router() -> Routes<AppState> {
         .post("/transfers/{id}/post", transfers::post)
         .post("/transfers/{id}/void", transfers::void)
         .get("/ledger/events", transfers::events)
+        .post("/events", seats::create)
+        .get("/events/{id}", seats::read)
+        .post("/events/{id}/bookings", seats::book)
 }
 
 /// The server's clock, as the ledger's time source.

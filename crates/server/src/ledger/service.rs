@@ -90,7 +90,10 @@ pub fn refusal(err: Error) -> ApiError {
         | Error::PostExceedsPending { .. } => unprocessable("amount", err.to_string()),
         Error::InvalidTimeout => unprocessable("timeoutSeconds", err.to_string()),
         Error::SameAccount => unprocessable("to", err.to_string()),
-        Error::AccountNotFound(_) | Error::TransferNotFound(_) => ApiError::NotFound,
+        Error::AccountNotFound(_) | Error::TransferNotFound(_) | Error::SeatEventNotFound(_) => {
+            ApiError::NotFound
+        }
+        Error::SoldOut(_) => ApiError::Conflict(err.to_string()),
         Error::NotPending { .. } | Error::Expired(_) | Error::VersionConflict { .. } => {
             ApiError::Conflict(err.to_string())
         }

@@ -42,3 +42,6 @@ mod posts_lists;
 mod posts_plans;
 // The ledger.
 mod ledger;
+mod ledger_idempotency;
+mod ledger_pending;
+mod ledger_support;
