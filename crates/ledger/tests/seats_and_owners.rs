@@ -25,7 +25,7 @@ async fn owners_are_kept_as_text_even_when_they_look_like_numbers() {
                 .await
                 .expect("open");
             let listed = bench.ledger.accounts_of(owner, 0, 10).await.expect("list");
-            assert_eq!(listed, [opened.clone()], "{}", bench.name);
+            assert_eq!(listed, [opened], "{}", bench.name);
             assert_eq!(listed[0].owner_id.as_deref(), Some(owner), "{}", bench.name);
         }
     }
