@@ -46,6 +46,23 @@ async fn accounts_open_list_and_read_for_their_owner_or_an_admin_only(engine: En
         )
         .await;
     }
+    // API keys hold no scope that covers money.
+    let key_path = format!("/users/{}/api-keys", alice.id);
+    let key = app
+        .bearer(Method::POST, &key_path, &alice.access)
+        .json(&json!({"name": "script", "scopes": ["links:write", "profile:read"]}))
+        .send()
+        .await
+        .unwrap();
+    let key: Value = expect(key, 201).await;
+    let with_key = app
+        .client
+        .get(app.url("/accounts"))
+        .header("x-api-key", key["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(with_key, 403).await;
     let anonymous = app
         .client
         .post(app.url("/accounts"))
