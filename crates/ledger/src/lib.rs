@@ -11,6 +11,7 @@
 //! - [`events`]: [`Event`], the global feed's [`Position`] and why it has two parts.
 //! - [`projection`]: [`Projector`], the read models (balances, entry lists, per-day totals)
 //!   with their checkpoints, `rebuild` and the read models' hash.
+//! - [`seats`]: events with seats and bookings, the last seat going to exactly one buyer.
 //! - [`demo`]: the guide's isolation anomalies (lost update, last seat), shown and prevented.
 //! - [`clock`]: the injected time source (pending timeouts, event stamps).
 //! - `migrations/<engine>/`: the schema, where the invariants are enforced (see its header).
@@ -45,6 +46,7 @@ pub mod demo;
 pub mod events;
 pub mod model;
 pub mod projection;
+pub mod seats;
 mod write;
 
 use std::sync::Arc;
@@ -245,7 +247,7 @@ impl Ledger {
     }
 
     /// The accounts of `owner`, by id after `after`, at most `limit`.
-    pub async fn accounts_of(&self, owner: i64, after: i64, limit: i64) -> Result<Vec<Account>> {
+    pub async fn accounts_of(&self, owner: &str, after: i64, limit: i64) -> Result<Vec<Account>> {
         Ok(basis_store::on_pool!(self.store, read, pool => {
             sqlx::query_as(
                 "SELECT * FROM ledger_accounts WHERE owner_id = $1 AND id > $2 ORDER BY id LIMIT $3",

@@ -47,7 +47,7 @@ pub struct Account {
     /// A label chosen by the owner.
     pub name: Option<String>,
     /// The user who owns it; `None` for the system's funding accounts.
-    pub owner_id: Option<i64>,
+    pub owner_id: Option<String>,
     /// Whether this is the funding account of its currency (money enters and leaves here).
     pub is_funding: bool,
     /// Whether `balance - pending_debits` may go below zero.
@@ -79,7 +79,7 @@ pub struct NewAccount {
     /// An optional label.
     pub name: Option<String>,
     /// The owning user.
-    pub owner_id: Option<i64>,
+    pub owner_id: Option<String>,
     /// Allow the balance to go below zero.
     pub allow_overdraft: bool,
 }
@@ -306,6 +306,12 @@ pub enum Error {
         /// The stream's current version.
         current: i64,
     },
+    /// Every seat of the event is booked.
+    #[error("event {0} is sold out")]
+    SoldOut(i64),
+    /// No such event with seats.
+    #[error("event {0} does not exist")]
+    SeatEventNotFound(i64),
     /// The database refused the write on an invariant (a CHECK, a key or a trigger). The
     /// checks in Rust come first, so this means a bug or a write that bypassed them.
     #[error("invariant violated: {0}")]

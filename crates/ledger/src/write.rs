@@ -189,7 +189,7 @@ macro_rules! write_ops {
                 )
                 .bind(new.currency.as_str())
                 .bind(&new.name)
-                .bind(new.owner_id)
+                .bind(&new.owner_id)
                 .bind(new.allow_overdraft)
                 .bind(now)
                 .fetch_one(&mut *conn)

@@ -64,7 +64,7 @@ async fn run_case(b: &Bench, ops: Vec<Op>) {
     let open = |overdraft| NewAccount {
         currency: usd(),
         name: None,
-        owner_id: Some(7),
+        owner_id: Some("7".into()),
         allow_overdraft: overdraft,
     };
     for overdraft in [false, false, true] {

@@ -33,7 +33,8 @@
 //!   `serve` runs in-process unless `--workers off`, and `basis worker`; [`queue_cli`]:
 //!   `basis queue …`.
 //! - Resources: [`links`] (the shortener: create, manage, analytics, redirect, exports),
-//!   [`accounts`] (`/users…` and `/auth…`), [`blog`], [`admin`] (audit list, queues).
+//!   [`accounts`] (`/users…` and `/auth…`), [`blog`], [`ledger`] (money over HTTP on
+//!   `basis-ledger`), [`admin`] (audit list, queues).
 //! - Shared: [`state::AppState`], [`identity`] (who is calling), [`jobs`], [`http`],
 //!   [`error`] (the one error type and its problem+json rendering), [`audit`],
 //!   [`ops`] (health, readiness, metrics), [`clock`], [`passwords`].
@@ -62,6 +63,7 @@ pub mod error;
 pub mod http;
 pub mod identity;
 pub mod jobs;
+pub mod ledger;
 pub mod links;
 pub mod openapi;
 pub mod ops;
@@ -231,6 +233,7 @@ impl Server {
                 base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             }),
             jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
+            ledger: ledger::LedgerHandle::open(&store, clock.clone()).await?,
             clock,
             store,
         });
@@ -294,6 +297,10 @@ impl Server {
             config.click_flush_interval(),
             flusher_stopped.clone(),
         ));
+        let ledger_runner = tokio::spawn(ledger::run_periodically(
+            state.clone(),
+            flusher_stopped.clone(),
+        ));
         let purger = tokio::spawn(http::idempotency::purge_periodically(
             state.clone(),
             flusher_stopped,
@@ -319,6 +326,7 @@ impl Server {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         let _ = purger.await;
+        let _ = ledger_runner.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
@@ -374,6 +382,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(admin::router())
         .merge(jobs::status::router())
         .merge(blog::router())
+        .merge(ledger::router())
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.

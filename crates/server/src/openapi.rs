@@ -9,7 +9,7 @@ use crate::error::{FieldError, Problem};
 use crate::links;
 use crate::ops;
 use crate::state::AppState;
-use crate::{accounts, admin, jobs};
+use crate::{accounts, admin, jobs, ledger};
 
 /// The API description, assembled from the handlers' annotations.
 #[derive(Debug, OpenApi)]
@@ -77,6 +77,7 @@ use crate::{accounts, admin, jobs};
         posts::options_author_posts,
         comments::options_comments,
         comments::options_comment,
+        ledger::accounts::create, ledger::accounts::list, ledger::accounts::read, ledger::accounts::entries, ledger::accounts::deposit, ledger::transfers::create, ledger::transfers::read, ledger::transfers::post, ledger::transfers::void, ledger::transfers::events, ledger::seats::create, ledger::seats::read, ledger::seats::book,
     ),
     components(schemas(Problem, FieldError)),
     tags(
@@ -88,6 +89,7 @@ use crate::{accounts, admin, jobs};
         (name = "comments", description = "Comments on posts"),
         (name = "admin", description = "Administration: the audit log and the job queue"),
         (name = "jobs", description = "Background jobs: status of work answered with 202"),
+        (name = "ledger", description = "Accounts and transfers in minor units: double entry, pending transfers, idempotency keys, the event feed"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]

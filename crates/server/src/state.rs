@@ -66,6 +66,8 @@ pub struct AppServices {
     /// Told about every new comment (the "new comment on your post" mail); a no-op until
     /// the queue provides one.
     pub comment_notifier: Arc<dyn crate::jobs::mail::CommentNotifier>,
+    /// The ledger (accounts, transfers), its read models and their runner's bell.
+    pub ledger: crate::ledger::LedgerHandle,
 }
 
 impl AppServices {

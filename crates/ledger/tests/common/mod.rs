@@ -88,7 +88,7 @@ pub async fn funded(ledger: &Ledger, currency: &Currency, funds: i64, overdraft:
         .open_account(&NewAccount {
             currency: currency.clone(),
             name: None,
-            owner_id: Some(1),
+            owner_id: Some("1".into()),
             allow_overdraft: overdraft,
         })
         .await

@@ -26,6 +26,27 @@ pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
 /// Longest key accepted.
 const MAX_KEY_LEN: usize = 255;
 
+/// [`once`] for requests that must carry a key (money-moving POSTs): without one, 400.
+pub async fn required<F, Fut>(
+    state: &AppState,
+    scope: &str,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+    handler: F,
+) -> ApiResult<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ApiResult<Response>>,
+{
+    if !headers.contains_key(HEADER) {
+        return Err(ApiError::BadRequest(
+            "this request moves money and needs an Idempotency-Key header".into(),
+        ));
+    }
+    once(state, scope, headers, path, body, handler).await
+}
+
 /// Runs `handler` at most once per (caller, key) within the key's lifetime.
 pub async fn once<F, Fut>(
     state: &AppState,
@@ -52,12 +73,7 @@ where
                 "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
             ))
         })?;
-    let mut hasher = Sha256::new();
-    for part in [b"POST".as_slice(), path.as_bytes(), body] {
-        hasher.update((part.len() as u64).to_be_bytes());
-        hasher.update(part);
-    }
-    let fingerprint = format!("{:x}", hasher.finalize());
+    let fingerprint = fingerprint(path, body);
     let now = state.clock.now_ms();
     let held =
         idempotency::claim(&state.store, scope, key, &fingerprint, now, now + TTL_MS).await?;
@@ -68,7 +84,10 @@ where
         Some(idempotency::KeyRow { status: None, .. }) => Err(ApiError::Conflict(
             "a request with this Idempotency-Key is still in progress; retry later".into(),
         )),
-        Some(row) => Ok(replay(row)),
+        Some(row) => {
+            metrics::counter!("idempotent_replays_total").increment(1);
+            Ok(replay(row))
+        }
         None => {
             let outcome = handler().await;
             match outcome {
@@ -99,6 +118,16 @@ where
             }
         }
     }
+}
+
+/// What identifies a request under a key: SHA-256 over the method, path and body.
+pub fn fingerprint(path: &str, body: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    for part in [b"POST".as_slice(), path.as_bytes(), body] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    format!("{:x}", hasher.finalize())
 }
 
 /// Deletes expired keys every ten minutes until told to stop, so the table holds about a

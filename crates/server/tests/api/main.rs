@@ -40,3 +40,8 @@ mod posts;
 mod posts_http;
 mod posts_lists;
 mod posts_plans;
+// The ledger.
+mod ledger;
+mod ledger_idempotency;
+mod ledger_pending;
+mod ledger_support;

@@ -1,0 +1,287 @@
+//! `POST /transfers`, `GET /transfers/{id}`, `POST /transfers/{id}/post|void` and the event
+//! feed `GET /ledger/events`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use basis_auth::role::Role;
+use basis_ledger::{Currency, Position, TransferRequest};
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::service::{self, is_admin, json_response, refusal, unprocessable, visible_transfer};
+use super::views::{EventPage, EventView, TransferView};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::ClientIp;
+use crate::http::idempotency;
+use crate::http::rest::{body_of, from_document, parse_id, parse_json};
+use crate::identity::caller::Caller;
+use crate::state::AppState;
+
+/// What `POST /transfers` takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TransferBody {
+    /// The account debited (the caller's own; admins may use a funding account).
+    pub from: i64,
+    /// The account credited.
+    pub to: i64,
+    /// Minor units, a JSON integer of at least 1.
+    #[schema(value_type = i64, minimum = 1)]
+    pub amount: Value,
+    /// ISO 4217 code of both accounts.
+    pub currency: String,
+    /// Reserve the amount until posted or voided (default false).
+    pub pending: Option<bool>,
+    /// For a pending transfer: void it after this many seconds.
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub timeout_seconds: Option<Value>,
+    /// Free text kept with the transfer.
+    #[schema(max_length = 200)]
+    pub reference: Option<String>,
+}
+
+/// The longest reference.
+const MAX_REFERENCE_CHARS: usize = 200;
+
+/// The header every money-moving POST needs.
+const KEY_PARAM: &str = "Required; a retry with the same key and body returns the first response";
+
+/// Moves money from the caller's account, or reserves it (`pending`). Needs an
+/// `Idempotency-Key`.
+#[utoipa::path(post, path = "/transfers", tag = "ledger", request_body = TransferBody,
+    params(("Idempotency-Key" = String, Header, description = KEY_PARAM)),
+    responses((status = 201, body = TransferView, headers(("Location" = String))),
+        (status = 400, description = "No or bad Idempotency-Key, malformed JSON", body = Problem),
+        (status = 401, body = Problem), (status = 404, description = "Unknown or foreign account", body = Problem),
+        (status = 409, description = "The same key is still running", body = Problem),
+        (status = 422, description = "Invalid amount, currency mismatch, same account, insufficient funds, or a reused key", body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let principal = caller.require_account()?;
+    let bytes = body_of(&headers, body, "application/json")?;
+    idempotency::required(
+        &state,
+        &principal.user_id,
+        &headers,
+        "/transfers",
+        &bytes,
+        || async {
+            let input: TransferBody = from_document(parse_json(&bytes)?)?;
+            let amount = service::amount("amount", &input.amount)?;
+            let currency = Currency::parse(&input.currency).map_err(refusal)?;
+            let timeout_ms = match &input.timeout_seconds {
+                None => None,
+                Some(_) if input.pending != Some(true) => {
+                    return Err(unprocessable(
+                        "timeoutSeconds",
+                        "applies to pending transfers only",
+                    ));
+                }
+                Some(value) => Some(
+                    service::amount("timeoutSeconds", value)?
+                        .checked_mul(1000)
+                        .ok_or_else(|| unprocessable("timeoutSeconds", "is too large"))?,
+                ),
+            };
+            if input
+                .reference
+                .as_ref()
+                .is_some_and(|r| r.chars().count() > MAX_REFERENCE_CHARS)
+            {
+                return Err(unprocessable(
+                    "reference",
+                    format!("must be at most {MAX_REFERENCE_CHARS} characters"),
+                ));
+            }
+            let ledger = &state.ledger.ledger;
+            let from = ledger.account(input.from).await.map_err(refusal)?;
+            // Only the owner moves money out of an account; money enters through the funding
+            // account, which only admins may debit. Anything else looks like no account at all.
+            let owns = from.owner_id.as_deref() == Some(principal.user_id.as_str());
+            if !(owns || (from.is_funding && is_admin(principal))) {
+                return Err(ApiError::NotFound);
+            }
+            let to = ledger.account(input.to).await.map_err(refusal)?;
+            if to.is_funding && !is_admin(principal) {
+                return Err(ApiError::NotFound);
+            }
+            let mut request = TransferRequest::posted(from.id, to.id, amount, &currency);
+            if input.pending == Some(true) {
+                request = request.pending(timeout_ms);
+            }
+            request.reference = input.reference;
+            let t = ledger.transfer(&request).await.map_err(refusal)?;
+            service::moved(&state, principal, &ip, "ledger.transfer", &t).await;
+            json_response(
+                StatusCode::CREATED,
+                Some(format!("/transfers/{}", t.id)),
+                &TransferView::from(&t),
+            )
+        },
+    )
+    .await
+}
+
+/// A transfer (either side's owner, or an admin; others 404).
+#[utoipa::path(get, path = "/transfers/{id}", tag = "ledger", params(("id" = i64, Path, description = "The transfer id")),
+    responses((status = 200, body = TransferView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+pub async fn read(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let principal = caller.require_account()?;
+    let t = visible_transfer(&state, principal, parse_id(&id)?).await?;
+    json_response(StatusCode::OK, None, &TransferView::from(&t))
+}
+
+/// What `POST /transfers/{id}/post` may take.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostBody {
+    /// Post less than was reserved (the rest is released).
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub amount: Option<Value>,
+}
+
+/// Posts a pending transfer: all it reserved, or a smaller `amount` (409 if not pending).
+#[utoipa::path(post, path = "/transfers/{id}/post", tag = "ledger", request_body(content = Option<PostBody>),
+    params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, description = KEY_PARAM)),
+    responses((status = 200, body = TransferView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 409, description = "Not pending (or the same key is running)", body = Problem),
+        (status = 422, body = Problem)))]
+pub async fn post(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    resolve(state, caller, ip, headers, id, body, true).await
+}
+
+/// Voids a pending transfer, releasing what it reserved (409 if not pending).
+#[utoipa::path(post, path = "/transfers/{id}/void", tag = "ledger",
+    request_body(content = Option<PostBody>, description = "Nothing: a void takes no amount"),
+    params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, description = KEY_PARAM)),
+    responses((status = 200, body = TransferView), (status = 400, body = Problem), (status = 401, body = Problem),
+        (status = 404, body = Problem), (status = 409, description = "Not pending (or the same key is running)", body = Problem)))]
+pub async fn void(
+    State(state): State<AppState>,
+    caller: Caller,
+    ip: ClientIp,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    resolve(state, caller, ip, headers, id, body, false).await
+}
+
+async fn resolve(
+    state: AppState,
+    caller: Caller,
+    ip: ClientIp,
+    headers: HeaderMap,
+    id: String,
+    body: Result<Bytes, BytesRejection>,
+    post: bool,
+) -> ApiResult<Response> {
+    let principal = caller.require_account()?;
+    let id = parse_id(&id)?;
+    let bytes = body.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let bytes = if bytes.is_empty() {
+        bytes
+    } else {
+        body_of(&headers, Ok(bytes), "application/json")?
+    };
+    let action = if post { "post" } else { "void" };
+    let path = format!("/transfers/{id}/{action}");
+    idempotency::required(
+        &state,
+        &principal.user_id,
+        &headers,
+        &path,
+        &bytes,
+        || async {
+            let input: PostBody = if bytes.is_empty() {
+                PostBody::default()
+            } else {
+                from_document(parse_json(&bytes)?)?
+            };
+            let amount = match (&input.amount, post) {
+                (None, _) => None,
+                (Some(_), false) => return Err(unprocessable("amount", "a void takes no amount")),
+                (Some(value), true) => Some(service::amount("amount", value)?),
+            };
+            visible_transfer(&state, principal, id).await?;
+            let ledger = &state.ledger.ledger;
+            let t = if post {
+                ledger.post(id, amount).await
+            } else {
+                ledger.void(id).await
+            }
+            .map_err(refusal)?;
+            service::moved(
+                &state,
+                principal,
+                &ip,
+                &format!("ledger.transfer.{action}"),
+                &t,
+            )
+            .await;
+            json_response(StatusCode::OK, None, &TransferView::from(&t))
+        },
+    )
+    .await
+}
+
+/// Where to read the feed from.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FeedQuery {
+    /// A position (`tx.seq`) from a previous page's `next`; the start when absent.
+    pub after: Option<String>,
+    /// Events per page (1–1000, default 100).
+    pub limit: Option<i64>,
+}
+
+/// The ledger's global event feed, in order (admins).
+#[utoipa::path(get, path = "/ledger/events", tag = "ledger", params(FeedQuery),
+    responses((status = 200, body = EventPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<FeedQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    caller.require_role(Role::Admin)?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let after = match query.after.as_deref() {
+        None => Position::START,
+        Some(raw) => raw
+            .parse()
+            .map_err(|_| ApiError::field("after", "is not a feed position (tx.seq)"))?,
+    };
+    let limit = match query.limit.unwrap_or(100) {
+        n @ 1..=1000 => n,
+        _ => return Err(ApiError::field("limit", "must be between 1 and 1000")),
+    };
+    let events = state
+        .ledger
+        .ledger
+        .events_after(after, limit)
+        .await
+        .map_err(refusal)?;
+    let next = events.last().map_or(after, |e| e.position()).to_string();
+    let items = events.iter().map(EventView::from).collect();
+    json_response(StatusCode::OK, None, &EventPage { items, next })
+}
