@@ -13,7 +13,7 @@
 //!   with their checkpoints, `rebuild` and the read models' hash.
 //! - [`seats`]: events with seats and bookings, the last seat going to exactly one buyer.
 //! - [`demo`]: the guide's isolation anomalies (lost update, last seat), shown and prevented.
-//! - [`clock`]: the injected time source (pending timeouts, event stamps).
+//! - [`Clock`] (from `basis-clock`): the injected time source (pending timeouts, event stamps).
 //! - `migrations/<engine>/`: the schema, where the invariants are enforced (see its header).
 //!
 //! # Why it sits on `basis-store` and keeps its own migrations
@@ -41,7 +41,6 @@
 //! `ledger_retries_total`, `ledger_projected_events_total{projection}` and
 //! `ledger_projection_lag_ms` (set by every [`Projector::catch_up`]).
 
-pub mod clock;
 pub mod demo;
 pub mod events;
 pub mod model;
@@ -53,7 +52,7 @@ use std::sync::Arc;
 
 use basis_store::{Pools, Store};
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use basis_clock::{Clock, ManualClock, SystemClock};
 pub use events::{Event, EventKind, Position};
 pub use model::{
     Account, Currency, Entry, Error, NewAccount, Transfer, TransferRequest, TransferStatus,

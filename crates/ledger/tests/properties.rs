@@ -123,7 +123,7 @@ async fn run_case(b: &Bench, ops: Vec<Op>) {
                     Err(other) => panic!("void {id}: {other:?}"),
                 }
             }
-            Op::Advance { ms } => b.clock.advance_ms(ms),
+            Op::Advance { ms } => b.clock.advance_ms(ms as u64),
             Op::Expire => {
                 l.expire_due(1_000).await.unwrap();
             }
