@@ -233,7 +233,7 @@ impl Server {
                 base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             }),
             jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
-            ledger: ledger::LedgerHandle::open(&store, clock.clone()).await?,
+            ledger: ledger::handle::LedgerHandle::open(&store, clock.clone()).await?,
             clock,
             store,
         });

@@ -48,7 +48,7 @@ use crate::{accounts, admin, jobs, ledger};
         accounts::keys::create,
         accounts::keys::list,
         accounts::keys::revoke,
-        admin::audit::list,
+        admin::audit_log::list,
         admin::queues::stats,
         admin::queues::list,
         admin::queues::show,

@@ -67,7 +67,7 @@ pub struct AppServices {
     /// the queue provides one.
     pub comment_notifier: Arc<dyn crate::jobs::mail::CommentNotifier>,
     /// The ledger (accounts, transfers), its read models and their runner's bell.
-    pub ledger: crate::ledger::LedgerHandle,
+    pub ledger: crate::ledger::handle::LedgerHandle,
 }
 
 impl AppServices {

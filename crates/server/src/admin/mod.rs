@@ -4,13 +4,13 @@
 use crate::http::routes::Routes;
 use crate::state::AppState;
 
-pub mod audit;
+pub mod audit_log;
 pub mod queues;
 
 /// The admin routes.
 pub fn router() -> Routes<AppState> {
     Routes::new()
-        .get("/admin/audit", audit::list)
+        .get("/admin/audit", audit_log::list)
         .get("/admin/queues", queues::stats)
         .get("/admin/queues/dead", queues::list)
         .delete("/admin/queues/dead", queues::purge)

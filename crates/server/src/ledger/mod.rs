@@ -10,7 +10,7 @@
 //! - [`service`]: who may see and move what, the amount rules, the mapping of ledger errors to
 //!   statuses, and the audit record of every money movement.
 //! - [`views`]: the JSON shapes.
-//! - This file: [`LedgerHandle`] (the ledger in the application state) and the background
+//! - [`handle`]: the ledger in the application state; this file: the background
 //!   runner that keeps the read models caught up and voids timed-out pending transfers.
 //!
 //! Every money-moving POST needs an `Idempotency-Key` ([`crate::http::idempotency::required`]).
@@ -29,8 +29,6 @@ pub mod seats;
 pub mod service;
 pub mod transfers;
 pub mod views;
-
-pub use handle::LedgerHandle;
 
 /// How often the runner sweeps even when no write woke it.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
