@@ -102,6 +102,12 @@ impl LinkCache {
             .map_err(ApiError::from)
     }
 
+    /// Whether this process's memory holds a live answer for `code`, found or not found:
+    /// [`LinkCache::find`] then answers without any I/O. (For tests and diagnostics.)
+    pub fn holds(&self, code: &str) -> bool {
+        self.entries.peek(code).is_some()
+    }
+
     /// Forgets `code` here and, through Redis, on every other instance.
     pub async fn invalidate(&self, code: &str) {
         self.entries.invalidate(&code.to_owned()).await;

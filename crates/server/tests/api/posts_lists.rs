@@ -311,9 +311,17 @@ async fn listing_a_hundred_posts_takes_as_many_round_trips_as_listing_ten(engine
     let store = &app.state.store;
     let mut counts = Vec::new();
     for limit in [10, 100] {
-        let before = store.round_trips();
-        let (status, page) = app.get_json(&format!("/posts?limit={limit}"), None).await;
-        counts.push(store.round_trips() - before);
+        // Background upkeep (the ledger's runner) may read the same store meanwhile; it only
+        // ever adds, so the fewest of three readings is the list's own count.
+        let mut fewest = u64::MAX;
+        let mut answer = None;
+        for _ in 0..3 {
+            let before = store.round_trips();
+            answer = Some(app.get_json(&format!("/posts?limit={limit}"), None).await);
+            fewest = fewest.min(store.round_trips() - before);
+        }
+        counts.push(fewest);
+        let (status, page) = answer.unwrap();
         assert_eq!(status, 200);
         let items = page["items"].as_array().unwrap();
         assert_eq!(items.len(), limit);
