@@ -41,7 +41,12 @@ const MAX_NAME_CHARS: usize = 100;
 /// Opens an account for the caller (201, `Location: /accounts/{id}`).
 #[utoipa::path(post, path = "/accounts", tag = "ledger", request_body = NewAccountBody,
     responses((status = 201, body = AccountView, headers(("Location" = String))),
-        (status = 401, body = Problem), (status = 415, body = Problem), (status = 422, body = Problem)))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 415, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -84,7 +89,9 @@ pub async fn create(
 
 /// The caller's accounts, by id, in cursor pages (`Link: rel="next"`).
 #[utoipa::path(get, path = "/accounts", tag = "ledger", params(Page),
-    responses((status = 200, body = List<AccountView>), (status = 400, body = Problem), (status = 401, body = Problem)))]
+    responses((status = 200, body = List<AccountView>), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -136,7 +143,8 @@ pub struct ReadQuery {
 #[utoipa::path(get, path = "/accounts/{id}", tag = "ledger",
     params(("id" = i64, Path, description = "The account id"), ReadQuery),
     responses((status = 200, body = AccountView, headers(("X-Projection-Lag" = i64))),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 404, body = Problem)))]
+        (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -178,7 +186,9 @@ pub async fn read(
 /// An account's entry lines (debits and credits of posted transfers), newest first.
 #[utoipa::path(get, path = "/accounts/{id}/entries", tag = "ledger",
     params(("id" = i64, Path, description = "The account id"), Page),
-    responses((status = 200, body = List<EntryView>), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = List<EntryView>), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn entries(
     State(state): State<AppState>,
     caller: Caller,
@@ -219,8 +229,10 @@ pub struct DepositBody {
     params(("id" = i64, Path, description = "The account id"),
         ("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body returns the first response")),
     responses((status = 201, body = TransferView, headers(("Location" = String))),
-        (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem), (status = 422, body = Problem)))]
+        (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 pub async fn deposit(
     State(state): State<AppState>,
     caller: Caller,

@@ -90,7 +90,12 @@ impl From<&Booking> for BookingView {
 /// Creates an event with seats (admins).
 #[utoipa::path(post, path = "/events", tag = "ledger", request_body = NewSeatEvent,
     responses((status = 201, body = SeatEventView, headers(("Location" = String))),
-        (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,7 +135,9 @@ pub async fn create(
 
 /// An event and its seats left (anyone signed in).
 #[utoipa::path(get, path = "/events/{id}", tag = "ledger", params(("id" = i64, Path, description = "The event id")),
-    responses((status = 200, body = SeatEventView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = SeatEventView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -148,8 +155,13 @@ pub async fn read(
 
 /// Books one seat for the caller: 201, or 409 when sold out.
 #[utoipa::path(post, path = "/events/{id}/bookings", tag = "ledger", params(("id" = i64, Path, description = "The event id")),
-    responses((status = 201, body = BookingView, headers(("Location" = String))), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, description = "Sold out", body = Problem)))]
+    responses((status = 201, body = BookingView, headers(("Location" = String))), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "Sold out", body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn book(
     State(state): State<AppState>,
     caller: Caller,

@@ -55,10 +55,13 @@ const KEY_PARAM: &str = "Required; a retry with the same key and body returns th
 #[utoipa::path(post, path = "/transfers", tag = "ledger", request_body = TransferBody,
     params(("Idempotency-Key" = String, Header, description = KEY_PARAM)),
     responses((status = 201, body = TransferView, headers(("Location" = String))),
-        (status = 400, description = "No or bad Idempotency-Key, malformed JSON", body = Problem),
-        (status = 401, body = Problem), (status = 404, description = "Unknown or foreign account", body = Problem),
-        (status = 409, description = "The same key is still running", body = Problem),
-        (status = 422, description = "Invalid amount, currency mismatch, same account, insufficient funds, or a reused key", body = Problem)))]
+        (status = 400, description = "No or bad Idempotency-Key, malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown or foreign account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The same key is still running", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid amount, currency mismatch, same account, insufficient funds, or a reused key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,7 +136,9 @@ pub async fn create(
 
 /// A transfer (either side's owner, or an admin; others 404).
 #[utoipa::path(get, path = "/transfers/{id}", tag = "ledger", params(("id" = i64, Path, description = "The transfer id")),
-    responses((status = 200, body = TransferView), (status = 401, body = Problem), (status = 404, body = Problem)))]
+    responses((status = 200, body = TransferView), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
 pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
@@ -156,9 +161,12 @@ pub struct PostBody {
 /// Posts a pending transfer: all it reserved, or a smaller `amount` (409 if not pending).
 #[utoipa::path(post, path = "/transfers/{id}/post", tag = "ledger", request_body(content = Option<PostBody>),
     params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, description = KEY_PARAM)),
-    responses((status = 200, body = TransferView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, description = "Not pending (or the same key is running)", body = Problem),
-        (status = 422, body = Problem)))]
+    responses((status = 200, body = TransferView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not pending (or the same key is running)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json")))]
 pub async fn post(
     State(state): State<AppState>,
     caller: Caller,
@@ -174,8 +182,12 @@ pub async fn post(
 #[utoipa::path(post, path = "/transfers/{id}/void", tag = "ledger",
     request_body(content = Option<PostBody>, description = "Nothing: a void takes no amount"),
     params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, description = KEY_PARAM)),
-    responses((status = 200, body = TransferView), (status = 400, body = Problem), (status = 401, body = Problem),
-        (status = 404, body = Problem), (status = 409, description = "Not pending (or the same key is running)", body = Problem)))]
+    responses((status = 200, body = TransferView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not pending (or the same key is running)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
 pub async fn void(
     State(state): State<AppState>,
     caller: Caller,
@@ -257,7 +269,8 @@ pub struct FeedQuery {
 
 /// The ledger's global event feed, in order (admins).
 #[utoipa::path(get, path = "/ledger/events", tag = "ledger", params(FeedQuery),
-    responses((status = 200, body = EventPage), (status = 400, body = Problem), (status = 401, body = Problem), (status = 403, body = Problem)))]
+    responses((status = 200, body = EventPage), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
