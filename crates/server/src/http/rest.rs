@@ -71,19 +71,13 @@ pub fn negotiate(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
-/// The body's media type without parameters, lower-cased.
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    Some(value.split(';').next()?.trim().to_ascii_lowercase())
-}
-
 /// The body as bytes, after checking its media type is `expected` (415 otherwise).
 pub fn body_of(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     expected: &str,
 ) -> Result<Bytes, ApiError> {
-    if media_type(headers).as_deref() != Some(expected) {
+    if crate::http::extract::media_type(headers).as_deref() != Some(expected) {
         return Err(ApiError::UnsupportedMediaType(format!(
             "the body must be {expected}"
         )));
