@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use basis_server::{Config, Server};
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod last_seat;
+
 /// Most requests allocate and free many small buffers; mimalloc does that with far less
 /// contention and bookkeeping than the system allocator (see bench/RESULTS.md).
 #[global_allocator]
@@ -85,6 +87,10 @@ enum Command {
         /// Database URL (default: the scratch SQLite file).
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
+        /// `last-seat` only: then sell the last seat over HTTP through this many `basis
+        /// serve` processes on the database (2 on PostgreSQL is the scale-out case).
+        #[arg(long, default_value_t = 0)]
+        servers: usize,
     },
 }
 
@@ -224,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             which,
             data_dir,
             database_url,
+            servers,
         } => {
             let url = match database_url {
                 Some(url) => url,
@@ -242,6 +249,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .map_err(anyhow::Error::msg)?
             );
+            if servers > 0 {
+                if !matches!(which, DemoKind::LastSeat) {
+                    anyhow::bail!("--servers applies to the last-seat demo only");
+                }
+                print!("{}", last_seat::run(&data_dir, &url, servers).await?);
+            }
             Ok(())
         }
     }

@@ -160,19 +160,32 @@ impl Ledger {
         amount: i64,
         currency: &Currency,
     ) -> Result<Transfer> {
+        self.deposit_once(account, amount, currency, None).await
+    }
+
+    /// [`Ledger::deposit`], made at most once for `request_key` when one is given (see
+    /// [`TransferRequest::request_key`]).
+    pub async fn deposit_once(
+        &self,
+        account: i64,
+        amount: i64,
+        currency: &Currency,
+        request_key: Option<String>,
+    ) -> Result<Transfer> {
         let funding = self.funding_account(currency).await?;
-        self.transfer(&TransferRequest::posted(
-            funding.id, account, amount, currency,
-        ))
-        .await
+        let mut request = TransferRequest::posted(funding.id, account, amount, currency);
+        request.request_key = request_key;
+        self.transfer(&request).await
     }
 
     /// Moves money (or reserves it, for a pending transfer).
     pub async fn transfer(&self, req: &TransferRequest) -> Result<Transfer> {
         req.validate()?;
         let now = self.clock.now_ms();
-        let t = write_tx!(self, transfer(now, req))?;
-        metrics::counter!("ledger_transfers_total", "status" => t.status.as_str()).increment(1);
+        let (t, new) = write_tx!(self, transfer(now, req))?;
+        if new {
+            metrics::counter!("ledger_transfers_total", "status" => t.status.as_str()).increment(1);
+        }
         Ok(t)
     }
 

@@ -104,6 +104,9 @@ pub struct TransferRequest {
     /// If set, the debited account's stream must be at exactly this version (optimistic
     /// concurrency for callers that read the account before deciding).
     pub expected_version: Option<i64>,
+    /// If set, the key of the request that asks for this transfer (unique for ever): a
+    /// second request with the key gets the transfer the first one made, not a new one.
+    pub request_key: Option<String>,
 }
 
 impl TransferRequest {
@@ -117,7 +120,14 @@ impl TransferRequest {
             pending: None,
             reference: None,
             expected_version: None,
+            request_key: None,
         }
+    }
+
+    /// The same transfer, made at most once for `key` (see [`TransferRequest::request_key`]).
+    pub fn once_for(mut self, key: impl Into<String>) -> Self {
+        self.request_key = Some(key.into());
+        self
     }
 
     /// The same transfer, pending with an optional timeout in milliseconds.
@@ -306,6 +316,9 @@ pub enum Error {
         /// The stream's current version.
         current: i64,
     },
+    /// The request key already made a transfer that differs from this request.
+    #[error("request key {0:?} already made a different transfer")]
+    RequestKeyReused(String),
     /// Every seat of the event is booked.
     #[error("event {0} is sold out")]
     SoldOut(i64),
@@ -323,13 +336,16 @@ pub enum Error {
 
 impl Error {
     /// Whether the transaction lost a race the database detected and may simply run again:
-    /// serialization failure (40001), deadlock (40P01), or a stream version taken by a
-    /// concurrent append.
+    /// serialization failure (40001), deadlock (40P01), a stream version taken by a
+    /// concurrent append, or a request key taken by a concurrent transfer (the next attempt
+    /// finds that transfer).
     pub(crate) fn is_retryable(&self) -> bool {
         match self {
             Error::Store(basis_store::Error::Database(sqlx::Error::Database(db))) => {
                 matches!(db.code().as_deref(), Some("40001" | "40P01"))
-                    || (db.is_unique_violation() && db.message().contains("version"))
+                    || (db.is_unique_violation()
+                        && (db.message().contains("version")
+                            || db.message().contains("request_key")))
             }
             _ => false,
         }

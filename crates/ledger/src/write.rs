@@ -243,13 +243,32 @@ macro_rules! write_ops {
                 Ok(())
             }
 
-            /// Moves (or reserves) money between two accounts.
+            /// Moves (or reserves) money between two accounts. Returns the transfer and
+            /// whether it is new: a request key that already made a transfer returns that
+            /// one (read under the accounts' locks, so a concurrent twin has committed).
             pub(crate) async fn transfer(
                 conn: &mut $Conn,
                 now: i64,
                 req: &TransferRequest,
-            ) -> Result<Transfer, Error> {
+            ) -> Result<(Transfer, bool), Error> {
                 let (from, to) = lock_pair(conn, req.from, req.to).await?;
+                if let Some(key) = &req.request_key {
+                    let made: Option<Transfer> =
+                        sqlx::query_as("SELECT * FROM ledger_transfers WHERE request_key = $1")
+                            .bind(key)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                    if let Some(t) = made {
+                        let same = t.debit_account_id == req.from
+                            && t.credit_account_id == req.to
+                            && t.amount == req.amount
+                            && t.currency == req.currency.as_str();
+                        if !same {
+                            return Err(Error::RequestKeyReused(key.clone()));
+                        }
+                        return Ok((t, false));
+                    }
+                }
                 if let Some(expected) = req.expected_version
                     && from.version != expected
                 {
@@ -264,8 +283,8 @@ macro_rules! write_ops {
                 let status = if pending { TransferStatus::Pending } else { TransferStatus::Posted };
                 let t: Transfer = sqlx::query_as(
                     "INSERT INTO ledger_transfers (debit_account_id, credit_account_id, currency, amount, \
-                     status, posted_amount, timeout_at, reference, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
+                     status, posted_amount, timeout_at, reference, created_at, request_key) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
                 )
                 .bind(from.id)
                 .bind(to.id)
@@ -276,6 +295,7 @@ macro_rules! write_ops {
                 .bind(timeout_at)
                 .bind(&req.reference)
                 .bind(now)
+                .bind(&req.request_key)
                 .fetch_one(&mut *conn)
                 .await?;
                 let kind = if pending {
@@ -293,7 +313,7 @@ macro_rules! write_ops {
                     let expected = versions.iter().find(|(id, _)| *id == account).map_or(0, |v| v.1);
                     append(conn, account, expected, now, &event).await?;
                 }
-                Ok(t)
+                Ok((t, true))
             }
 
             /// Posts, voids or expires a pending transfer, exactly once.

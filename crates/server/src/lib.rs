@@ -234,6 +234,7 @@ impl Server {
             }),
             jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
             ledger: ledger::handle::LedgerHandle::open(&store, clock.clone()).await?,
+            request_timeout_ms: i64::try_from(config.request_timeout_ms).unwrap_or(i64::MAX),
             clock,
             store,
         });

@@ -68,6 +68,9 @@ pub struct AppServices {
     pub comment_notifier: Arc<dyn crate::jobs::mail::CommentNotifier>,
     /// The ledger (accounts, transfers), its read models and their runner's bell.
     pub ledger: crate::ledger::handle::LedgerHandle,
+    /// How long a request may run (ms): an unfinished money request's idempotency claim
+    /// older than twice this was left by a process that died, and may be taken over.
+    pub request_timeout_ms: i64,
 }
 
 impl AppServices {

@@ -16,7 +16,7 @@ use crate::jobs::context::JobContext;
 use crate::jobs::{QUEUES, config::Workers, mail, status};
 use crate::links::click_batches as clicks;
 use crate::ops::{Ops, serve_worker_ops};
-use crate::{Config, accounts, links};
+use crate::{Config, accounts, ledger, links};
 
 /// Opens the queue `--queue-url` names (default: the database in use) and installs its
 /// tables. On the default SQLite database the queue shares the store's single writer
@@ -107,6 +107,10 @@ pub fn registry(ctx: &Arc<JobContext>) -> Registry {
         .handle(
             links::exports::EXPORT,
             tracked(handler(ctx, links::exports::export)),
+        )
+        .handle(
+            ledger::project::PROJECT,
+            handler(ctx, ledger::project::project),
         )
 }
 

@@ -28,6 +28,21 @@ pub async fn claim(
     now: i64,
     expires_at: i64,
 ) -> Result<Option<KeyRow>> {
+    claim_or_take_over(store, scope, key, fingerprint, now, expires_at, i64::MIN).await
+}
+
+/// [`claim`], which also takes over an unfinished claim of the same request (same
+/// fingerprint) made before `orphaned_before`: its process died or dropped the request.
+/// Only for requests whose effect is itself keyed, since the first run may have committed.
+pub async fn claim_or_take_over(
+    store: &Store,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+    now: i64,
+    expires_at: i64,
+    orphaned_before: i64,
+) -> Result<Option<KeyRow>> {
     let claimed: Option<i64> = on_pool!(store, write, pool => {
         sqlx::query_scalar(
             "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, expires_at) \
@@ -35,6 +50,8 @@ pub async fn claim(
              ON CONFLICT (scope, key) DO UPDATE SET fingerprint = excluded.fingerprint, \
              status = NULL, location = NULL, body = NULL, created_at = excluded.created_at, \
              expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= $4 \
+             OR (idempotency_keys.status IS NULL AND idempotency_keys.created_at < $6 \
+                 AND idempotency_keys.fingerprint = excluded.fingerprint) \
              RETURNING created_at",
         )
         .bind(scope)
@@ -42,6 +59,7 @@ pub async fn claim(
         .bind(fingerprint)
         .bind(now)
         .bind(expires_at)
+        .bind(orphaned_before)
         .fetch_optional(pool)
         .await
     })?;

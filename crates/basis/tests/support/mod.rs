@@ -140,6 +140,12 @@ impl Basis {
         format!("http://{address}{path}")
     }
 
+    /// Sends SIGKILL (no chance to finish anything) and waits for the process to be gone.
+    pub async fn kill(mut self) -> std::process::ExitStatus {
+        self.signal("KILL");
+        self.child.wait().await.expect("the process ends")
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("a running process").to_string();
@@ -150,6 +156,56 @@ impl Basis {
         assert!(sent.success());
         self.child.wait().await.expect("the process ends")
     }
+}
+
+/// Polls `GET /readyz` on `base` (`http://host:port`) until it answers 200, for at most
+/// `within`; panics after that.
+pub async fn ready(client: &reqwest::Client, base: &str, within: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut ticks = tokio::time::interval(std::time::Duration::from_millis(25));
+    loop {
+        ticks.tick().await;
+        let answer = client.get(format!("{base}/readyz")).send().await;
+        if answer.is_ok_and(|r| r.status() == 200) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{base} was not ready within {within:?}"
+        );
+    }
+}
+
+/// Creates an account with `role` through `basis admin create-user` (password on stdin);
+/// returns its id.
+pub async fn create_user(
+    data_dir: &Path,
+    database_url: Option<&str>,
+    email: &str,
+    role: &str,
+    password: &str,
+) -> String {
+    use tokio::io::AsyncWriteExt as _;
+    let mut child = basis(data_dir, database_url)
+        .args(["admin", "create-user", "--email", email, "--role", role])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(format!("{password}\n").as_bytes())
+        .await
+        .expect("write the password");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("the command ends");
+    assert!(
+        output.status.success(),
+        "create-user failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// An HTTP client that looks like a browser (so clicks count as human) and never follows

@@ -5,7 +5,12 @@
 //!
 //! A key is claimed before the request runs and completed with its response afterwards. A
 //! request that fails releases its key, so the retry runs again. If the process dies between
-//! the write and the completion, the key stays "in progress" (409) until it expires.
+//! the write and the completion, the key stays "in progress" (409): for [`once`] until it
+//! expires; for [`required`] (money) only until no request could still be running it (twice
+//! the request timeout). Then a retry takes the claim over and runs the handler again, which
+//! is safe because those handlers record the scoped key with their effect, in the effect's
+//! own transaction (`ledger_transfers.request_key`): the second run finds the transfer the
+//! first one made and answers with it instead of moving the money twice.
 
 use std::future::Future;
 
@@ -27,6 +32,8 @@ pub const TTL_MS: i64 = 24 * 60 * 60 * 1000;
 const MAX_KEY_LEN: usize = 255;
 
 /// [`once`] for requests that must carry a key (money-moving POSTs): without one, 400.
+/// `handler` must store [`scoped_key`] with its effect (unique), so that a claim left behind
+/// by a dead process can be taken over without doing the work twice.
 pub async fn required<F, Fut>(
     state: &AppState,
     scope: &str,
@@ -39,12 +46,22 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ApiResult<Response>>,
 {
-    if !headers.contains_key(HEADER) {
-        return Err(ApiError::BadRequest(
-            "this request moves money and needs an Idempotency-Key header".into(),
-        ));
-    }
-    once(state, scope, headers, path, body, handler).await
+    let key = key_of(headers)?.ok_or_else(|| {
+        ApiError::BadRequest("this request moves money and needs an Idempotency-Key header".into())
+    })?;
+    // A request runs for at most the request timeout; a claim older than twice that is an
+    // orphan of a process that died (or of a response that was dropped by the timeout).
+    let lease = state.request_timeout_ms.saturating_mul(2);
+    run(state, scope, key, path, body, Some(lease), handler).await
+}
+
+/// The request's `Idempotency-Key` scoped to the caller (`scope/key`), if it has a valid one:
+/// what a keyed effect stores to be made at most once.
+pub fn scoped_key(scope: &str, headers: &HeaderMap) -> Option<String> {
+    key_of(headers)
+        .ok()
+        .flatten()
+        .map(|key| format!("{scope}/{key}"))
 }
 
 /// Runs `handler` at most once per (caller, key) within the key's lifetime.
@@ -60,23 +77,57 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = ApiResult<Response>>,
 {
+    match key_of(headers)? {
+        None => handler().await,
+        Some(key) => run(state, scope, key, path, body, None, handler).await,
+    }
+}
+
+/// The `Idempotency-Key` header, if any, checked.
+fn key_of(headers: &HeaderMap) -> ApiResult<Option<&str>> {
     let Some(raw) = headers.get(HEADER) else {
-        return handler().await;
+        return Ok(None);
     };
-    let key = raw
-        .to_str()
+    raw.to_str()
         .ok()
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .map(Some)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
             ))
-        })?;
+        })
+}
+
+/// Claims `key` (taking over an unfinished claim older than `lease` ms, if given), runs
+/// `handler` and stores its successful response; or answers from what the key holds.
+async fn run<F, Fut>(
+    state: &AppState,
+    scope: &str,
+    key: &str,
+    path: &str,
+    body: &[u8],
+    lease: Option<i64>,
+    handler: F,
+) -> ApiResult<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = ApiResult<Response>>,
+{
     let fingerprint = fingerprint(path, body);
     let now = state.clock.now_ms();
-    let held =
-        idempotency::claim(&state.store, scope, key, &fingerprint, now, now + TTL_MS).await?;
+    let orphaned_before = lease.map_or(i64::MIN, |lease| now.saturating_sub(lease));
+    let held = idempotency::claim_or_take_over(
+        &state.store,
+        scope,
+        key,
+        &fingerprint,
+        now,
+        now + TTL_MS,
+        orphaned_before,
+    )
+    .await?;
     match held {
         Some(row) if row.fingerprint != fingerprint => Err(ApiError::Unprocessable(
             "this Idempotency-Key was already used with a different request".into(),

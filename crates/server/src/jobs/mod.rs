@@ -44,8 +44,16 @@ pub const MAIL_QUEUE: &str = "mail";
 pub const MEDIA_QUEUE: &str = "media";
 /// Queue of data exports.
 pub const EXPORTS_QUEUE: &str = "exports";
+/// Queue of the ledger's projection jobs (kept apart so exports never delay read models).
+pub const LEDGER_QUEUE: &str = "ledger";
 /// Every queue the product's workers consume.
-pub const QUEUES: [&str; 4] = [CLICKS_QUEUE, MAIL_QUEUE, MEDIA_QUEUE, EXPORTS_QUEUE];
+pub const QUEUES: [&str; 5] = [
+    CLICKS_QUEUE,
+    MAIL_QUEUE,
+    MEDIA_QUEUE,
+    EXPORTS_QUEUE,
+    LEDGER_QUEUE,
+];
 
 /// The queue as the request side uses it.
 #[derive(Debug, Clone)]

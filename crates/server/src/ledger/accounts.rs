@@ -261,7 +261,12 @@ pub async fn deposit(
             }
             let currency = Currency::parse(&account.currency).map_err(refusal)?;
             let t = ledger
-                .deposit(account.id, amount, &currency)
+                .deposit_once(
+                    account.id,
+                    amount,
+                    &currency,
+                    idempotency::scoped_key(&principal.user_id, &headers),
+                )
                 .await
                 .map_err(refusal)?;
             service::moved(&state, principal, &ip, "ledger.deposit", &t).await;

@@ -9,8 +9,6 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 
-/// Events applied per projection transaction.
-const CATCH_UP_BATCH: i64 = 500;
 /// Timed-out pending transfers voided per sweep.
 const EXPIRE_BATCH: i64 = 200;
 
@@ -49,11 +47,8 @@ impl LedgerHandle {
         self.wake.notify_one();
     }
 
-    /// One round of upkeep: voids due pending transfers, then applies every new event to the
-    /// read models. Returns (transfers expired, events projected).
-    pub async fn sweep(&self) -> basis_ledger::Result<(usize, usize)> {
-        let expired = self.ledger.expire_due(EXPIRE_BATCH).await?;
-        let projected = self.projector.catch_up_all(CATCH_UP_BATCH).await?;
-        Ok((expired, projected))
+    /// Voids due pending transfers; returns how many.
+    pub async fn expire(&self) -> basis_ledger::Result<usize> {
+        self.ledger.expire_due(EXPIRE_BATCH).await
     }
 }

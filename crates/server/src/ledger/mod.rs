@@ -10,8 +10,9 @@
 //! - [`service`]: who may see and move what, the amount rules, the mapping of ledger errors to
 //!   statuses, and the audit record of every money movement.
 //! - [`views`]: the JSON shapes.
-//! - [`handle`]: the ledger in the application state; this file: the background
-//!   runner that keeps the read models caught up and voids timed-out pending transfers.
+//! - [`handle`]: the ledger in the application state; [`project`]: the queue job that
+//!   catches the read models up; this file: the runner that enqueues it (after writes,
+//!   coalesced, and on a safety tick) and voids timed-out pending transfers.
 //!
 //! Every money-moving POST needs an `Idempotency-Key` ([`crate::http::idempotency::required`]).
 //! API keys get 403 here: no key scope covers money, so only a signed-in account acts.
@@ -25,6 +26,7 @@ use crate::state::AppState;
 
 pub mod accounts;
 pub mod handle;
+pub mod project;
 pub mod seats;
 pub mod service;
 pub mod transfers;
@@ -51,26 +53,41 @@ pub fn router() -> Routes<AppState> {
         .post("/events/{id}/bookings", seats::book)
 }
 
-/// Keeps the read models caught up (woken by every write, and every second) and voids
-/// timed-out pending transfers, until told to stop. Several processes may run it: the
-/// projector's checkpoints are locked, and a transfer resolves once.
+/// Enqueues the projection job when a write of this process rang the bell (at most once per
+/// [`project::COALESCE`]) and every [`SWEEP_EVERY`] (for writes of processes that died
+/// before they could), and voids timed-out pending transfers on each tick, until told to
+/// stop. Several processes may run it: the queue coalesces projection jobs, the projector's
+/// checkpoints are locked, and a transfer resolves once.
 pub async fn run_periodically(state: AppState, mut stop: watch::Receiver<bool>) {
     let handle = state.ledger.clone();
     let mut ticks = tokio::time::interval(SWEEP_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            () = handle.woken() => {}
+        let tick = tokio::select! {
+            _ = ticks.tick() => true,
+            () = handle.woken() => false,
             _ = stop.changed() => return,
-        }
-        match handle.sweep().await {
-            Ok((0, _)) => {}
-            Ok((expired, _)) => {
-                let detail = format!("{expired} pending transfers timed out");
-                service::audit_system(&state, "ledger.transfers_expired", &detail).await;
+        };
+        if tick {
+            match handle.expire().await {
+                Ok(0) => {}
+                Ok(expired) => {
+                    let detail = format!("{expired} pending transfers timed out");
+                    service::audit_system(&state, "ledger.transfers_expired", &detail).await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "voiding timed-out transfers failed; will retry")
+                }
             }
-            Err(err) => tracing::warn!(error = %err, "ledger upkeep failed; will retry"),
+        }
+        if let Err(err) = project::enqueue(&state.jobs, state.clock.now_ms()).await {
+            tracing::warn!(error = %err, "cannot enqueue the ledger's projection; the next tick will");
+        }
+        if !tick {
+            tokio::select! {
+                () = tokio::time::sleep(project::COALESCE) => {}
+                _ = stop.changed() => return,
+            }
         }
     }
 }

@@ -94,6 +94,9 @@ pub fn refusal(err: Error) -> ApiError {
             ApiError::NotFound
         }
         Error::SoldOut(_) => ApiError::Conflict(err.to_string()),
+        Error::RequestKeyReused(_) => {
+            ApiError::Unprocessable("this Idempotency-Key already made a different transfer".into())
+        }
         Error::NotPending { .. } | Error::Expired(_) | Error::VersionConflict { .. } => {
             ApiError::Conflict(err.to_string())
         }

@@ -118,6 +118,7 @@ pub async fn create(
                 return Err(ApiError::NotFound);
             }
             let mut request = TransferRequest::posted(from.id, to.id, amount, &currency);
+            request.request_key = idempotency::scoped_key(&principal.user_id, &headers);
             if input.pending == Some(true) {
                 request = request.pending(timeout_ms);
             }

@@ -114,7 +114,7 @@ async fn pending_transfers_post_void_and_time_out_exactly_once(engine: Engine) {
     assert_eq!(voided["status"], "voided");
     assert_eq!(strong_balance(&app, &alice, a).await, (850, 0));
 
-    // A timeout voids it once the clock passes it; the sweep is what the runner calls.
+    // A timeout voids it once the clock passes it; `expire` is what the runner calls each tick.
     refused(
         transfer(&app, &alice, "p3-bad", pending(50, Some(0))).await,
         "timeoutSeconds",
@@ -127,7 +127,7 @@ async fn pending_transfers_post_void_and_time_out_exactly_once(engine: Engine) {
     .await;
     assert_eq!(strong_balance(&app, &alice, a).await, (850, 50));
     app.clock.advance(Duration::from_secs(61));
-    app.state.ledger.sweep().await.expect("a sweep");
+    app.state.ledger.expire().await.expect("a sweep");
     let path = format!("/transfers/{}", third["id"]);
     let expired = expect(
         call(&app, &alice, Method::GET, &path, None, None).await,
