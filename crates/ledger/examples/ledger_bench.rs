@@ -4,6 +4,10 @@
 //! [clients] [accounts] [seconds]`. Prints one line of `key=value` pairs (bench/ledger.sh
 //! collects them). `spread`: each transfer between two random accounts of `accounts`; `hot`:
 //! each transfer from a random account into one account, the worst case for row locks.
+//!
+//! `… -- <database-url> setup <owner-id> [clients] [accounts]` only opens and funds the
+//! accounts, owned by `owner-id`, and prints their ids on one line (bench/ledger-http.sh
+//! then drives `POST /transfers` through `basis serve`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,9 +23,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get(1)
         .ok_or("usage: ledger_bench <url> <spread|hot> [clients] [accounts] [seconds]")?;
     let hot = args.get(2).map(String::as_str) == Some("hot");
-    let clients: usize = args.get(3).map_or(Ok(64), |s| s.parse())?;
-    let accounts: usize = args.get(4).map_or(Ok(10_000), |s| s.parse())?;
-    let seconds: u64 = args.get(5).map_or(Ok(20), |s| s.parse())?;
+    // `setup <owner>` shifts the other arguments by one.
+    let owner = (args.get(2).map(String::as_str) == Some("setup")).then(|| args[3].clone());
+    let rest = usize::from(owner.is_some());
+    let clients: usize = args.get(3 + rest).map_or(Ok(64), |s| s.parse())?;
+    let accounts: usize = args.get(4 + rest).map_or(Ok(10_000), |s| s.parse())?;
+    let seconds: u64 = args.get(5 + rest).map_or(Ok(20), |s| s.parse())?;
 
     let options = ConnectOptions {
         max_connections: clients as u32,
@@ -37,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut ids = Vec::with_capacity(accounts);
     let chunks: Vec<_> = (0..clients.min(accounts))
         .map(|i| {
-            let (ledger, usd) = (ledger.clone(), usd.clone());
+            let (ledger, usd, owner) = (ledger.clone(), usd.clone(), owner.clone());
             let n = accounts / clients.min(accounts)
                 + usize::from(i < accounts % clients.min(accounts));
             tokio::spawn(async move {
@@ -46,7 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let new = NewAccount {
                         currency: usd.clone(),
                         name: None,
-                        owner_id: None,
+                        owner_id: owner.clone(),
                         allow_overdraft: false,
                     };
                     let id = ledger.open_account(&new).await?.id;
@@ -61,6 +68,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ids.extend(chunk.await??);
     }
     let setup = setup.elapsed();
+    if owner.is_some() {
+        let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+        println!("{}", ids.join(" "));
+        return Ok(());
+    }
     let ids = Arc::new(ids);
 
     let deadline = Instant::now() + Duration::from_secs(seconds);

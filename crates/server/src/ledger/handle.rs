@@ -30,6 +30,15 @@ impl LedgerHandle {
             .install()
             .await
             .map_err(|e| anyhow::anyhow!("cannot migrate the ledger's tables: {e}"))?;
+        // Every series from the start (at 0), so dashboards and alerts see them before the
+        // first transfer, retry or projection job.
+        for status in ["posted", "pending", "voided", "expired"] {
+            metrics::counter!("ledger_transfers_total", "status" => status).increment(0);
+        }
+        metrics::counter!("ledger_retries_total").increment(0);
+        for outcome in ["enqueued", "coalesced"] {
+            metrics::counter!("ledger_projection_jobs_total", "outcome" => outcome).increment(0);
+        }
         Ok(Self {
             projector: Projector::new(ledger.clone()),
             ledger,

@@ -11,7 +11,67 @@ use crate::on_both_engines;
 on_both_engines!(
     accounts_open_list_and_read_for_their_owner_or_an_admin_only,
     transfers_move_money_and_refuse_bad_input_changing_nothing,
+    the_ledger_s_metrics_count_transfers_retries_replays_and_projection,
 );
+
+/// The value of the first `/metrics` series starting with `series` (name and labels).
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn the_ledger_s_metrics_count_transfers_retries_replays_and_projection(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let alice = app.account("alice@example.com").await;
+    let bob = app.account("bob@example.com").await;
+    let admin = app
+        .account_with_role("admin@example.com", Role::Admin)
+        .await;
+    let a = open(&app, &alice, "USD").await;
+    let b = open(&app, &bob, "USD").await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    for series in [
+        "ledger_transfers_total{status=\"posted\"}",
+        "ledger_transfers_total{status=\"expired\"}",
+        "ledger_retries_total",
+        "ledger_projection_jobs_total{outcome=\"coalesced\"}",
+    ] {
+        assert!(
+            metric(&text, series).is_some(),
+            "{series} is served from the start"
+        );
+    }
+    let posted_before = metric(&text, "ledger_transfers_total{status=\"posted\"}").unwrap();
+    deposit(&app, &admin, a, 100).await;
+    let body = json!({"from": a, "to": b, "amount": 5, "currency": "USD"});
+    expect(transfer(&app, &alice, "m-1", body.clone()).await, 201).await;
+    expect(transfer(&app, &alice, "m-1", body).await, 201).await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    // Tests share the process's recorder, so counts only grow by at least ours.
+    let posted = metric(&text, "ledger_transfers_total{status=\"posted\"}").unwrap();
+    assert!(
+        posted >= posted_before + 2.0,
+        "a deposit and a transfer: {posted_before} → {posted}"
+    );
+    assert!(metric(&text, "idempotent_replays_total").unwrap_or(0.0) >= 1.0);
+    assert!(
+        metric(&text, "ledger_projection_jobs_total{outcome=\"enqueued\"}").unwrap_or(0.0) >= 1.0
+    );
+    // The projection job runs on the queue and reports what it applied and its lag.
+    crate::jobs_support::eventually("the projection's metrics", || async {
+        let text = app.get("/metrics").await.text().await.unwrap();
+        (metric(
+            &text,
+            "ledger_projected_events_total{projection=\"balances\"}",
+        )
+        .is_some()
+            && metric(&text, "ledger_projection_lag_ms").is_some())
+        .then_some(())
+    })
+    .await;
+}
 
 async fn accounts_open_list_and_read_for_their_owner_or_an_admin_only(engine: Engine) {
     let app = TestApp::spawn(&engine).await;

@@ -15,6 +15,7 @@ on_both_engines!(
     a_retry_replays_the_first_response_and_keys_last_a_day,
     fifty_concurrent_identical_posts_make_one_transfer,
     the_last_seat_goes_to_exactly_one_of_a_hundred_buyers,
+    a_claim_left_by_a_dead_process_is_taken_over_and_finds_the_transfer_it_made,
 );
 
 async fn a_retry_replays_the_first_response_and_keys_last_a_day(engine: Engine) {
@@ -87,9 +88,87 @@ async fn a_retry_replays_the_first_response_and_keys_last_a_day(engine: Engine) 
         .as_str()
         .unwrap()
         .into();
-    let fresh = expect(transfer(&app, &alice, "key-1", other).await, 201).await;
-    assert_ne!(fresh.to_string().as_bytes(), bytes.as_ref());
-    assert_eq!(strong_balance(&app, &alice, a).await, (980, 0));
+    // The stored response is gone, but a money key names one transfer for ever (as a
+    // TigerBeetle transfer id does): another payload is refused, the same one finds it.
+    assert_problem(transfer(&app, &alice, "key-1", other).await, 422).await;
+    let first: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let again = expect(transfer(&app, &alice, "key-1", body).await, 201).await;
+    assert_eq!(
+        again["id"], first["id"],
+        "the transfer the key made, not a new one"
+    );
+    assert_eq!(strong_balance(&app, &alice, a).await, (991, 0));
+}
+
+async fn a_claim_left_by_a_dead_process_is_taken_over_and_finds_the_transfer_it_made(
+    engine: Engine,
+) {
+    let app = TestApp::spawn(&engine).await;
+    let alice = app.account("alice@example.com").await;
+    let bob = app.account("bob@example.com").await;
+    let admin = app
+        .account_with_role("admin@example.com", Role::Admin)
+        .await;
+    let a = open(&app, &alice, "USD").await;
+    let b = open(&app, &bob, "USD").await;
+    deposit(&app, &admin, a, 1000).await;
+    let body = json!({"from": a, "to": b, "amount": 25, "currency": "USD"});
+    let fingerprint =
+        basis_server::http::idempotency::fingerprint("/transfers", body.to_string().as_bytes());
+    let store = &app.state.store;
+    let now = app.state.clock.now_ms();
+    let ttl = basis_server::http::idempotency::TTL_MS;
+
+    // "lost": claimed, then the process died before the transfer committed.
+    basis_store::idempotency::claim(store, &alice.id, "lost", &fingerprint, now, now + ttl)
+        .await
+        .unwrap();
+    // "made": claimed, the transfer committed, and the process died before storing the answer.
+    basis_store::idempotency::claim(store, &alice.id, "made", &fingerprint, now, now + ttl)
+        .await
+        .unwrap();
+    let usd = basis_ledger::Currency::parse("USD").unwrap();
+    let made = app
+        .state
+        .ledger
+        .ledger
+        .transfer(
+            &basis_ledger::TransferRequest::posted(a, b, 25, &usd)
+                .once_for(format!("{}/made", alice.id)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(strong_balance(&app, &alice, a).await, (975, 0));
+
+    // While the first request could still be running, a retry is told to wait.
+    for key in ["lost", "made"] {
+        assert_problem(transfer(&app, &alice, key, body.clone()).await, 409).await;
+    }
+    // Past twice the request timeout, the claim is an orphan and the retry takes it over.
+    let lease_ms = 2 * app.state.request_timeout_ms;
+    app.clock
+        .advance(Duration::from_millis(u64::try_from(lease_ms).unwrap() + 1));
+    let found = expect(transfer(&app, &alice, "made", body.clone()).await, 201).await;
+    assert_eq!(
+        found["id"], made.id,
+        "the retry answers with the transfer already made"
+    );
+    assert_eq!(
+        strong_balance(&app, &alice, a).await,
+        (975, 0),
+        "not moved twice"
+    );
+    let redone = expect(transfer(&app, &alice, "lost", body.clone()).await, 201).await;
+    assert_ne!(redone["id"], made.id);
+    assert_eq!(
+        strong_balance(&app, &alice, a).await,
+        (950, 0),
+        "the lost one moved once"
+    );
+    // Both keys are complete now: further retries replay.
+    let replay = transfer(&app, &alice, "made", body.clone()).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(strong_balance(&app, &alice, a).await, (950, 0));
 }
 
 async fn fifty_concurrent_identical_posts_make_one_transfer(engine: Engine) {
