@@ -21,9 +21,13 @@ PGBENCH_SCALES=${PGBENCH_SCALES:-1 64}
 PG_ADMIN=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 PASSWORD="ledger bench password, long enough"
 ensure_tools
-build_basis
-(cd "$ROOT" && cargo build --release -q -p basis-ledger --example ledger_bench)
 SETUP=$TARGET_DIR/release/examples/ledger_bench
+if [ -z "${SKIP_BUILD:-}" ]; then
+  build_basis
+  (cd "$ROOT" && cargo build --release -q -p basis-ledger --example ledger_bench)
+else # a dry run of the script itself, on binaries built elsewhere (numbers not comparable)
+  BASIS=${BASIS_BIN:-$BASIS}; SETUP=${LEDGER_BENCH_BIN:-$SETUP}
+fi
 DATA=$(mktemp -d)
 DBS=()
 drop_dbs() { for db in "${DBS[@]}"; do psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true; done; rm -rf "$DATA"; }
