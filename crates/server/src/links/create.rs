@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::LinkView;
 use super::input::Alias;
-use super::link::{ClickLimit, Expiry, LinkPassword, NewLink, RedirectType};
+use super::link::{ClickLimit, Expiry, LinkPassword, LinkTitle, NewLink, RedirectType};
 use super::service::{self, Creation};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
@@ -52,6 +52,14 @@ pub struct CreateLink {
     /// plain requests: with any of those options it is 400.
     #[serde(default)]
     pub reuse: bool,
+    /// Tags (each 1–50 characters of letters, digits, space, `-`, `_`, `.`, `:`; stored
+    /// lower-case; at most 20). A tagged link is not plain, so not with `reuse`.
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub tags: Vec<String>,
+    /// A title for the link (1–300 characters), shown by its preview.
+    #[schema(max_length = 300)]
+    pub title: Option<String>,
 }
 
 /// Creates a short link.
@@ -83,11 +91,12 @@ pub async fn create(
     Ok(
         match service::create(&state, owner_id, link, reuse).await? {
             Creation::Reused(found) => {
+                // A reused link is plain, so it has no tags.
                 let view = LinkView::new(&state, &found.row, found.clicks);
                 (StatusCode::OK, Json(view)).into_response()
             }
-            Creation::Created(row) => {
-                let view = LinkView::new(&state, &row, 0);
+            Creation::Created(row, tags, title) => {
+                let view = LinkView::new(&state, &row, 0).with_extras(tags, title);
                 let location = HeaderValue::from_str(&format!("/links/{}", view.short_code))
                     .expect("codes are header-safe");
                 (
@@ -102,13 +111,15 @@ pub async fn create(
 }
 
 /// Parses every option of a create, reporting all the problems at once.
-fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>> {
+pub(super) fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>> {
     let now = state.clock.now_ms();
     // Judged on what was asked: an option given, even a refused one, makes a link not plain.
     let asked_plain = body.custom_alias.is_none()
         && body.password.is_none()
         && body.expires_at.is_none()
-        && body.max_clicks.is_none();
+        && body.max_clicks.is_none()
+        && body.tags.is_empty()
+        && body.title.is_none();
     let mut problems = FieldProblems::default();
     let long_url = problems.check("longUrl", state.url_policy.parse(&body.long_url));
     let alias = body
@@ -128,10 +139,17 @@ fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>>
     let password = body
         .password
         .and_then(|password| problems.check("password", LinkPassword::parse(password)));
+    let tags = problems
+        .check("tags", super::tags::parse_tags(&body.tags))
+        .unwrap_or_default();
+    let title = body
+        .title
+        .as_deref()
+        .and_then(|title| problems.check("title", LinkTitle::parse(title)));
     if body.reuse && !(asked_plain && redirect_type.is_none_or(|t| t == RedirectType::default())) {
         problems.add(
             "reuse",
-            "applies only to plain links (no alias, password, expiry, click limit or redirect type)",
+            "applies only to plain links (no alias, password, expiry, click limit, redirect type, tags or title)",
         );
     }
     problems.finish()?;
@@ -142,5 +160,7 @@ fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>>
         click_limit,
         redirect_type: redirect_type.unwrap_or_default(),
         password,
+        tags,
+        title,
     })
 }

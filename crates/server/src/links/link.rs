@@ -10,6 +10,7 @@ use basis_store::links::{LinkRow, LinkUpdate};
 use chrono::{DateTime, Utc};
 
 use super::input::{Alias, LongUrl};
+use super::tags::Tag;
 use crate::passwords::MAX_PASSWORD_BYTES;
 
 /// The HTTP status a link redirects with.
@@ -125,6 +126,33 @@ impl LinkPassword {
     }
 }
 
+/// A title the owner gives a link: 1–300 characters once trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTitle(String);
+
+impl LinkTitle {
+    /// Longest title, in characters.
+    pub const MAX_CHARS: usize = 300;
+
+    /// Parses a title, explaining a refusal.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let title = raw.trim();
+        let chars = title.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(format!("must be 1 to {} characters", Self::MAX_CHARS));
+        }
+        if title.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(title.to_owned()))
+    }
+
+    /// The title.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A link to create, every option parsed.
 #[derive(Debug, Clone)]
 pub struct NewLink {
@@ -140,6 +168,10 @@ pub struct NewLink {
     pub redirect_type: RedirectType,
     /// The password visitors must give.
     pub password: Option<LinkPassword>,
+    /// Its tags (no duplicates).
+    pub tags: Vec<Tag>,
+    /// Its title.
+    pub title: Option<LinkTitle>,
 }
 
 impl NewLink {
@@ -151,11 +183,13 @@ impl NewLink {
             && self.click_limit.is_none()
             && self.password.is_none()
             && self.redirect_type == RedirectType::default()
+            && self.tags.is_empty()
+            && self.title.is_none()
     }
 
     /// The stored row of this link under `id`.
     pub fn into_row(
-        self,
+        &self,
         id: i64,
         created_at: i64,
         password_hash: Option<String>,
@@ -163,7 +197,7 @@ impl NewLink {
     ) -> LinkRow {
         LinkRow {
             id,
-            alias: self.alias.map(Alias::into_string),
+            alias: self.alias.clone().map(Alias::into_string),
             long_url: self.long_url.as_str().to_owned(),
             created_at,
             expires_at: self.expiry.map(Expiry::at_ms),
@@ -189,6 +223,10 @@ pub struct LinkChange {
     pub redirect_type: Option<RedirectType>,
     /// A new password, or none.
     pub password: Option<Option<LinkPassword>>,
+    /// New tags (replacing all), or none.
+    pub tags: Option<Vec<Tag>>,
+    /// A new title, or none.
+    pub title: Option<Option<LinkTitle>>,
 }
 
 impl LinkChange {
@@ -241,6 +279,18 @@ mod tests {
         assert_eq!(Expiry::parse(at, ms - 1).unwrap().at_ms(), ms);
         assert!(Expiry::parse(at, ms).is_err());
         assert!(Expiry::parse(at, ms + 1).is_err());
+    }
+
+    #[test]
+    fn a_title_is_trimmed_and_bounded() {
+        assert_eq!(
+            LinkTitle::parse("  Spring sale ").unwrap().as_str(),
+            "Spring sale"
+        );
+        assert!(LinkTitle::parse("   ").is_err());
+        assert!(LinkTitle::parse("a\nb").is_err());
+        assert!(LinkTitle::parse(&"é".repeat(301)).is_err());
+        assert!(LinkTitle::parse(&"é".repeat(300)).is_ok());
     }
 
     #[test]

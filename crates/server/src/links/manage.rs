@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
 use super::LinkView;
-use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, RedirectType};
+use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, LinkTitle, RedirectType};
 use super::service;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
@@ -39,6 +39,14 @@ pub struct ChangeLink {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 1024)]
     pub password: Option<Option<String>>,
+    /// New tags replacing all the link's tags; `[]` or `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, max_items = 20)]
+    pub tags: Option<Option<Vec<String>>>,
+    /// A new title, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 300)]
+    pub title: Option<Option<String>>,
 }
 
 /// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
@@ -63,10 +71,13 @@ pub async fn read(
     Path(code): Path<String>,
 ) -> ApiResult<Json<LinkView>> {
     let link = service::find_managed(&state, &caller, &code, Scope::LinksRead).await?;
-    Ok(Json(LinkView::new(&state, &link.row, link.clicks)))
+    let (tags, title) = service::extras_of(&state, link.row.id).await?;
+    Ok(Json(
+        LinkView::new(&state, &link.row, link.clicks).with_extras(tags, title),
+    ))
 }
 
-/// Changes a link's target, expiry, click limit, redirect type or password.
+/// Changes a link's target, expiry, click limit, redirect type, password, tags or title.
 #[utoipa::path(
     patch, path = "/links/{code}", tag = "links",
     params(("code" = String, Path, description = "The short code")),
@@ -88,7 +99,10 @@ pub async fn update(
     let ApiJson(change) = change?;
     let change = parse(&state, change).map_err(ApiError::Invalid)?;
     let link = service::change(&state, link, change).await?;
-    Ok(Json(LinkView::new(&state, &link.row, link.clicks)))
+    let (tags, title) = service::extras_of(&state, link.row.id).await?;
+    Ok(Json(
+        LinkView::new(&state, &link.row, link.clicks).with_extras(tags, title),
+    ))
 }
 
 /// Parses every field a change gives, reporting all the problems at once.
@@ -110,6 +124,14 @@ fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldEr
     let password = change.password.map(|password| {
         password.and_then(|password| problems.check("password", LinkPassword::parse(password)))
     });
+    let tags = change.tags.map(|tags| {
+        problems
+            .check("tags", super::tags::parse_tags(&tags.unwrap_or_default()))
+            .unwrap_or_default()
+    });
+    let title = change
+        .title
+        .map(|title| title.and_then(|title| problems.check("title", LinkTitle::parse(&title))));
     problems.finish()?;
     // With no problem found, every given field parsed: the inner `None`s are "clear it".
     Ok(LinkChange {
@@ -118,6 +140,8 @@ fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldEr
         click_limit,
         redirect_type: redirect_type.flatten(),
         password,
+        tags,
+        title,
     })
 }
 

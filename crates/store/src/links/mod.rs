@@ -41,10 +41,15 @@
 use crate::{Engine, Result, Store, on_pool, on_unique};
 
 mod clicks;
+mod lists;
 mod migrated;
 pub use clicks::{
     BOT_DEVICE, ClickBatch, LinkClicks, LinkStats, add_to_day, applied_batches, apply_clicks,
     apply_clicks_once, prune_applied_batches, stats,
+};
+pub use lists::{
+    LinkQuery, LinkSort, TagStats, delete_tag, list, rename_tag, set_tags, set_title, tag_stats,
+    tags_of, taken_aliases, titles_of,
 };
 pub(crate) use migrated::fill_pending_hashes;
 pub use migrated::{aliases_of_length, pending_codes, settle_pending_codes};
@@ -250,6 +255,22 @@ pub async fn insert(store: &Store, link: &LinkRow) -> Result<()> {
 /// [`insert`] is this for one link, so a bulk load (the storage bench) writes exactly the
 /// rows the server writes.
 pub async fn insert_many(store: &Store, links: &[LinkRow]) -> Result<()> {
+    insert_with(store, links, &Extras::default()).await
+}
+
+/// What a link may have beside its row, written with it by [`insert_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// `(link id, tag)`, no duplicates.
+    pub tags: Vec<(i64, String)>,
+    /// `(link id, title)`, one per link at most.
+    pub titles: Vec<(i64, String)>,
+}
+
+/// [`insert_many`], with the links' `extras` written in the same transaction: all of it or
+/// none.
+pub async fn insert_with(store: &Store, links: &[LinkRow], extras: &Extras) -> Result<()> {
+    let (tags, titles) = (&extras.tags, &extras.titles);
     if links.is_empty() {
         return Ok(());
     }
@@ -260,7 +281,7 @@ pub async fn insert_many(store: &Store, links: &[LinkRow]) -> Result<()> {
         .collect();
     on_pool!(store, write, pool => {
         async {
-            if links.len() <= ROWS_PER_INSERT && guarded.is_empty() {
+            if links.len() <= ROWS_PER_INSERT && guarded.is_empty() && tags.is_empty() && titles.is_empty() {
                 let sql = links_insert(links.len(), hashed);
                 bind_links!(sqlx::query(&sql), links, hashed).execute(pool).await?;
                 return Ok(());
@@ -273,6 +294,19 @@ pub async fn insert_many(store: &Store, links: &[LinkRow]) -> Result<()> {
             for chunk in guarded.chunks(ROWS_PER_INSERT) {
                 let sql = guards_insert(chunk.len());
                 bind_guards!(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
+            }
+            for (table, pairs) in [("link_tags (link_id, tag)", tags), ("link_titles (link_id, title)", titles)] {
+                for chunk in pairs.chunks(ROWS_PER_INSERT) {
+                    let sql = format!(
+                        "INSERT INTO {table} VALUES {}",
+                        placeholders(chunk.len(), 2)
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for (id, text) in chunk {
+                        query = query.bind(*id).bind(text.as_str());
+                    }
+                    query.execute(&mut *tx).await?;
+                }
             }
             tx.commit().await
         }
