@@ -129,7 +129,15 @@ async fn run(state: &AppState, owner_id: &str, read: Vec<Read>) -> ApiResult<imp
                     "is not available in bulk creation",
                 )]));
             }
-            super::create::parse(state, body).map_err(invalid)
+            super::create::parse(state, body).map_err(|err| match err {
+                ApiError::UnprocessableFields(errors) => Problem {
+                    errors,
+                    ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                        .detail("the link's rules cannot work")
+                },
+                ApiError::Invalid(errors) => invalid(errors),
+                other => Problem::new(StatusCode::BAD_REQUEST).detail(other.to_string()),
+            })
         });
         let problem = match parsed {
             Ok(link) => {

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::LinkView;
 use super::input::Alias;
 use super::link::{ClickLimit, Expiry, LinkPassword, LinkTitle, NewLink, RedirectType};
+use super::rules::{Rules, RulesInput};
 use super::service::{self, Creation};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
@@ -60,6 +61,10 @@ pub struct CreateLink {
     /// A title for the link (1–300 characters), shown by its preview.
     #[schema(max_length = 300)]
     pub title: Option<String>,
+    /// Routing rules: `split` by weight (sticky per visitor) and `targets` by device, os or
+    /// language (first match wins); at most 10 in all, weights summing to a positive number
+    /// (422 otherwise).
+    pub rules: Option<RulesInput>,
 }
 
 /// Creates a short link.
@@ -70,6 +75,7 @@ pub struct CreateLink {
         (status = 200, description = "With `reuse`: the oldest plain link (no alias, password, expiry or click limit; redirect 301) to the same URL with the same owner, however it was made", body = LinkView),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work: more than 10, or weights that do not sum to a positive number", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     )
@@ -86,7 +92,7 @@ pub async fn create(
     caller.require_scope(Scope::LinksWrite)?;
     let ApiJson(body) = body?;
     let reuse = body.reuse;
-    let link = parse(&state, body).map_err(ApiError::Invalid)?;
+    let link = parse(&state, body)?;
     let owner_id = caller.user_id().map(str::to_owned);
     Ok(
         match service::create(&state, owner_id, link, reuse).await? {
@@ -111,7 +117,21 @@ pub async fn create(
 }
 
 /// Parses every option of a create, reporting all the problems at once.
-pub(super) fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>> {
+pub(super) fn parse(state: &AppState, mut body: CreateLink) -> ApiResult<NewLink> {
+    // Rules that cannot work are 422, apart from the 400 of malformed fields.
+    let rules = body
+        .rules
+        .take()
+        .map(|rules| Rules::parse(rules, &state.url_policy))
+        .transpose()
+        .map_err(ApiError::UnprocessableFields)?;
+    let mut link = parse_fields(state, body).map_err(ApiError::Invalid)?;
+    link.rules = rules;
+    Ok(link)
+}
+
+/// Parses every option but the rules.
+fn parse_fields(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>> {
     let now = state.clock.now_ms();
     // Judged on what was asked: an option given, even a refused one, makes a link not plain.
     let asked_plain = body.custom_alias.is_none()
@@ -119,7 +139,8 @@ pub(super) fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<F
         && body.expires_at.is_none()
         && body.max_clicks.is_none()
         && body.tags.is_empty()
-        && body.title.is_none();
+        && body.title.is_none()
+        && body.rules.is_none();
     let mut problems = FieldProblems::default();
     let long_url = problems.check("longUrl", state.url_policy.parse(&body.long_url));
     let alias = body
@@ -162,5 +183,6 @@ pub(super) fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<F
         password,
         tags,
         title,
+        rules: None,
     })
 }

@@ -10,6 +10,7 @@ use basis_store::links::{LinkRow, LinkUpdate};
 use chrono::{DateTime, Utc};
 
 use super::input::{Alias, LongUrl};
+use super::rules::Rules;
 use super::tags::Tag;
 use crate::passwords::MAX_PASSWORD_BYTES;
 
@@ -172,6 +173,8 @@ pub struct NewLink {
     pub tags: Vec<Tag>,
     /// Its title.
     pub title: Option<LinkTitle>,
+    /// Its routing rules.
+    pub rules: Option<Rules>,
 }
 
 impl NewLink {
@@ -185,6 +188,7 @@ impl NewLink {
             && self.redirect_type == RedirectType::default()
             && self.tags.is_empty()
             && self.title.is_none()
+            && self.rules.is_none()
     }
 
     /// The stored row of this link under `id`.
@@ -205,6 +209,7 @@ impl NewLink {
             redirect_type: self.redirect_type.stored(),
             password_hash,
             owner_id,
+            rules: self.rules.as_ref().map(Rules::to_stored),
         }
     }
 }
@@ -227,6 +232,8 @@ pub struct LinkChange {
     pub tags: Option<Vec<Tag>>,
     /// A new title, or none.
     pub title: Option<Option<LinkTitle>>,
+    /// New routing rules, or none.
+    pub rules: Option<Option<Rules>>,
 }
 
 impl LinkChange {
@@ -249,6 +256,10 @@ impl LinkChange {
                 Some(Some(_)) => password_hash,
                 Some(None) => None,
                 None => row.password_hash.clone(),
+            },
+            rules: match &self.rules {
+                Some(rules) => rules.as_ref().map(Rules::to_stored),
+                None => row.rules.clone(),
             },
         }
     }
@@ -320,6 +331,7 @@ mod tests {
             redirect_type: 302,
             password_hash: Some("old-hash".into()),
             owner_id: None,
+            rules: None,
         }
     }
 
@@ -334,6 +346,7 @@ mod tests {
                 max_clicks: Some(5),
                 redirect_type: 302,
                 password_hash: Some("old-hash".into()),
+                rules: None,
             }
         );
     }

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::LinkView;
 use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, LinkTitle, RedirectType};
+use super::rules::{Rules, RulesInput};
 use super::service;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
@@ -47,6 +48,10 @@ pub struct ChangeLink {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, max_length = 300)]
     pub title: Option<Option<String>>,
+    /// New routing rules replacing the old, or `null` for none (422 when they cannot work).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RulesInput>)]
+    pub rules: Option<Option<RulesInput>>,
 }
 
 /// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
@@ -77,7 +82,8 @@ pub async fn read(
     ))
 }
 
-/// Changes a link's target, expiry, click limit, redirect type, password, tags or title.
+/// Changes a link's target, expiry, click limit, redirect type, password, tags, title or
+/// routing rules.
 #[utoipa::path(
     patch, path = "/links/{code}", tag = "links",
     params(("code" = String, Path, description = "The short code")),
@@ -87,6 +93,7 @@ pub async fn read(
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work: more than 10, or weights that do not sum to a positive number", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update(
@@ -96,8 +103,16 @@ pub async fn update(
     change: Result<ApiJson<ChangeLink>, ApiError>,
 ) -> ApiResult<Json<LinkView>> {
     let link = service::managed(&state, &caller, &code, Scope::LinksWrite).await?;
-    let ApiJson(change) = change?;
-    let change = parse(&state, change).map_err(ApiError::Invalid)?;
+    let ApiJson(mut change) = change?;
+    let rules = match change.rules.take() {
+        Some(Some(rules)) => Some(Some(
+            Rules::parse(rules, &state.url_policy).map_err(ApiError::UnprocessableFields)?,
+        )),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let mut change = parse(&state, change).map_err(ApiError::Invalid)?;
+    change.rules = rules;
     let link = service::change(&state, link, change).await?;
     let (tags, title) = service::extras_of(&state, link.row.id).await?;
     Ok(Json(
@@ -142,6 +157,7 @@ fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldEr
         password,
         tags,
         title,
+        rules: None,
     })
 }
 

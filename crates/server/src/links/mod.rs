@@ -6,7 +6,8 @@
 //!   invalidation, stored plus unstored clicks);
 //! - [`link`]: the parsed options of a link ([`link::RedirectType`], [`link::Expiry`],
 //!   [`link::ClickLimit`], [`link::LinkPassword`]) and the create and change they make up.
-//! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path; [`preview`]: `GET /{code}+`.
+//! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path; [`preview`]: `GET /{code}+`;
+//!   [`rules`]: a link's routing rules (split by weight, targets by device, system, language).
 //! - [`code`]: ids ↔ codes (keyed permutation + base62), the code alphabet, and which
 //!   lookup a code needs (generated codes are not stored).
 //! - [`legacy`]: settling codes stored before migration 0004.
@@ -47,6 +48,7 @@ pub mod manage;
 pub mod preview;
 pub mod recorder;
 pub mod redirect;
+pub mod rules;
 pub mod service;
 pub mod tags;
 
@@ -98,6 +100,9 @@ pub struct LinkView {
     pub tags: Vec<String>,
     /// The title its owner gave it.
     pub title: Option<String>,
+    /// Its routing rules, if it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<rules::RulesInput>,
 }
 
 impl LinkView {
@@ -116,6 +121,11 @@ impl LinkView {
             click_count: clicks,
             tags: Vec::new(),
             title: None,
+            rules: row
+                .rules
+                .as_deref()
+                .and_then(rules::Rules::from_stored)
+                .map(|r| r.input().clone()),
         }
     }
 

@@ -21,6 +21,7 @@ use super::code::ShortCode;
 use super::device::{Device, referrer_host};
 use super::link::RedirectType;
 use super::recorder::Click;
+use super::rules::{visitor_cookie, visitor_of};
 use super::unavailable_reason;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::passwords::MAX_PASSWORD_BYTES;
@@ -210,7 +211,21 @@ async fn respond(
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     let response_headers = response.headers_mut();
-    response_headers.insert(header::LOCATION, link.location.clone());
+    // A link without rules pays one test of an `Option` here.
+    let location = match &link.rules {
+        None => &link.location,
+        Some(rules) => {
+            let known = rules.splits().then(|| visitor_of(headers)).flatten();
+            let visitor = known.unwrap_or_else(rand::random);
+            if rules.splits() && known.is_none() {
+                response_headers.insert(header::SET_COOKIE, visitor_cookie(visitor));
+            }
+            rules
+                .choose(headers, row.id, visitor)
+                .unwrap_or(&link.location)
+        }
+    };
+    response_headers.insert(header::LOCATION, location.clone());
     response_headers.insert(
         header::CACHE_CONTROL,
         if guarded {

@@ -191,6 +191,7 @@ pub async fn change(
         max_clicks: update.max_clicks,
         redirect_type: update.redirect_type,
         password_hash: update.password_hash,
+        rules: update.rules,
         ..row
     };
     state.clicks.settle_or_warn().await;

@@ -13,6 +13,7 @@ mod link_bulk;
 mod link_codes;
 mod link_lists;
 mod link_preview;
+mod link_rules;
 mod links;
 mod ops;
 mod rate_limits;

@@ -56,7 +56,7 @@ pub use migrated::{aliases_of_length, pending_codes, settle_pending_codes};
 
 /// The columns every link query returns; `l` is `links` and `g` its `link_guards` row.
 const LINK_COLUMNS: &str = "l.id, l.alias, l.long_url, l.created_at, g.expires_at, g.max_clicks, \
-                            l.redirect_type, g.password_hash, l.owner_id";
+                            l.redirect_type, g.password_hash, l.owner_id, g.rules";
 /// Links with their guards, if any.
 const LINKS_AND_GUARDS: &str = "links l LEFT JOIN link_guards g ON g.link_id = l.id";
 /// The stored human clicks of link `l`, as the column `clicks` of a [`CountedLink`].
@@ -92,12 +92,20 @@ pub struct LinkRow {
     pub password_hash: Option<String>,
     /// The owning user, if the link was created by one.
     pub owner_id: Option<String>,
+    /// Its routing rules (JSON the server validated), if it has any.
+    pub rules: Option<String>,
 }
 
 impl LinkRow {
-    /// Whether the link has an expiry, a click limit or a password (a `link_guards` row).
+    /// Whether the link has an expiry, a click limit, a password or routing rules (a
+    /// `link_guards` row).
     pub fn is_guarded(&self) -> bool {
-        guarded(self.expires_at, self.max_clicks, &self.password_hash)
+        guarded(
+            self.expires_at,
+            self.max_clicks,
+            &self.password_hash,
+            &self.rules,
+        )
     }
 }
 
@@ -136,10 +144,17 @@ pub struct LinkUpdate {
     pub redirect_type: i16,
     /// Password hash (argon2id PHC string).
     pub password_hash: Option<String>,
+    /// Routing rules (JSON).
+    pub rules: Option<String>,
 }
 
-fn guarded(expires_at: Option<i64>, max_clicks: Option<i64>, password: &Option<String>) -> bool {
-    expires_at.is_some() || max_clicks.is_some() || password.is_some()
+fn guarded(
+    expires_at: Option<i64>,
+    max_clicks: Option<i64>,
+    password: &Option<String>,
+    rules: &Option<String>,
+) -> bool {
+    expires_at.is_some() || max_clicks.is_some() || password.is_some() || rules.is_some()
 }
 
 /// The hash of a URL that SQLite's reuse index is keyed by: 64-bit FNV-1a of the URL's
@@ -194,8 +209,9 @@ fn links_insert(rows: usize, hashed: bool) -> String {
 /// `INSERT INTO link_guards …` for `rows` links.
 fn guards_insert(rows: usize) -> String {
     format!(
-        "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash) VALUES {}",
-        placeholders(rows, 4)
+        "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash, rules) \
+         VALUES {}",
+        placeholders(rows, 5)
     )
 }
 
@@ -228,7 +244,8 @@ macro_rules! bind_guards {
                 .bind(link.id)
                 .bind(link.expires_at)
                 .bind(link.max_clicks)
-                .bind(&link.password_hash);
+                .bind(&link.password_hash)
+                .bind(&link.rules);
         }
         query
     }};
@@ -275,10 +292,7 @@ pub async fn insert_with(store: &Store, links: &[LinkRow], extras: &Extras) -> R
         return Ok(());
     }
     let hashed = stores_url_hash(store);
-    let guarded: Vec<&LinkRow> = links
-        .iter()
-        .filter(|l| guarded(l.expires_at, l.max_clicks, &l.password_hash))
-        .collect();
+    let guarded: Vec<&LinkRow> = links.iter().filter(|l| l.is_guarded()).collect();
     on_pool!(store, write, pool => {
         async {
             if links.len() <= ROWS_PER_INSERT && guarded.is_empty() && tags.is_empty() && titles.is_empty() {
@@ -438,6 +452,7 @@ fn reusable_query(store: &Store, long_url: &str) -> (String, Option<i64>) {
          WHERE {by_hash} AND l.long_url = $1 AND l.alias IS NULL AND l.redirect_type = 301 \
          AND l.owner_id IS NOT DISTINCT FROM $2 \
          AND g.expires_at IS NULL AND g.max_clicks IS NULL AND g.password_hash IS NULL \
+         AND g.rules IS NULL \
          ORDER BY l.id LIMIT 1"
     );
     (sql, hash)
@@ -452,7 +467,12 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
     } else {
         "UPDATE links SET long_url = $2, redirect_type = $3 WHERE id = $1"
     };
-    let guarded = guarded(change.expires_at, change.max_clicks, &change.password_hash);
+    let guarded = guarded(
+        change.expires_at,
+        change.max_clicks,
+        &change.password_hash,
+        &change.rules,
+    );
     let found = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
@@ -469,15 +489,16 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
             }
             if guarded {
                 sqlx::query(
-                    "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (link_id) DO UPDATE SET \
+                    "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash, rules) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (link_id) DO UPDATE SET \
                      expires_at = excluded.expires_at, max_clicks = excluded.max_clicks, \
-                     password_hash = excluded.password_hash",
+                     password_hash = excluded.password_hash, rules = excluded.rules",
                 )
                 .bind(id)
                 .bind(change.expires_at)
                 .bind(change.max_clicks)
                 .bind(&change.password_hash)
+                .bind(&change.rules)
                 .execute(&mut *tx)
                 .await?;
             } else {
