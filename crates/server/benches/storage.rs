@@ -92,6 +92,7 @@ async fn insert_range(store: &Store, mix: Mix, from: u64, to: u64) {
                 redirect_type: 301,
                 password_hash: None,
                 owner_id: None,
+                rules: None,
             })
             .collect();
         links::insert_many(store, &batch)

@@ -17,6 +17,11 @@ use crate::{accounts, admin, jobs, ledger};
     info(title = "Basis", description = "URL shortener with analytics, and the rest of the Basis backend."),
     paths(
         links::create::create,
+        links::list::list,
+        links::bulk::create,
+        links::tags::list,
+        links::tags::rename,
+        links::tags::remove,
         links::manage::read,
         links::manage::update,
         links::manage::remove,

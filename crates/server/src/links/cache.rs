@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::rules::Rules;
 use axum::http::HeaderValue;
 use basis_cache::Cache;
 use basis_store::Store;
@@ -22,7 +23,7 @@ const FOUND_TTL: Duration = Duration::from_secs(300);
 /// How long an unknown code is remembered as unknown.
 const MISSING_TTL: Duration = Duration::from_secs(10);
 /// Bumped whenever [`LinkRow`] changes shape, so old entries in Redis are never decoded.
-const SHAPE_VERSION: u32 = 3;
+const SHAPE_VERSION: u32 = 4;
 
 /// A link as the redirect path needs it, with its `Location` header value prepared once.
 #[derive(Debug)]
@@ -31,6 +32,8 @@ pub struct CachedLink {
     pub row: LinkRow,
     /// `row.long_url` as a header value.
     pub location: HeaderValue,
+    /// Its routing rules, parsed once here rather than on each redirect.
+    pub rules: Option<Rules>,
 }
 
 impl CachedLink {
@@ -38,7 +41,12 @@ impl CachedLink {
     /// passed validation, which rejects control characters).
     pub fn new(row: LinkRow) -> Option<Arc<Self>> {
         let location = HeaderValue::from_str(&row.long_url).ok()?;
-        Some(Arc::new(Self { row, location }))
+        let rules = row.rules.as_deref().and_then(Rules::from_stored);
+        Some(Arc::new(Self {
+            row,
+            location,
+            rules,
+        }))
     }
 }
 
@@ -53,7 +61,12 @@ impl<'de> Deserialize<'de> for CachedLink {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let row = LinkRow::deserialize(deserializer)?;
         let location = HeaderValue::from_str(&row.long_url).map_err(serde::de::Error::custom)?;
-        Ok(Self { row, location })
+        let rules = row.rules.as_deref().and_then(Rules::from_stored);
+        Ok(Self {
+            row,
+            location,
+            rules,
+        })
     }
 }
 

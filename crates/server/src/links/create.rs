@@ -11,7 +11,8 @@ use utoipa::ToSchema;
 
 use super::LinkView;
 use super::input::Alias;
-use super::link::{ClickLimit, Expiry, LinkPassword, NewLink, RedirectType};
+use super::link::{ClickLimit, Expiry, LinkPassword, LinkTitle, NewLink, RedirectType};
+use super::rules::{Rules, RulesInput};
 use super::service::{self, Creation};
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
@@ -52,6 +53,18 @@ pub struct CreateLink {
     /// plain requests: with any of those options it is 400.
     #[serde(default)]
     pub reuse: bool,
+    /// Tags (each 1–50 characters of letters, digits, space, `-`, `_`, `.`, `:`; stored
+    /// lower-case; at most 20). A tagged link is not plain, so not with `reuse`.
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub tags: Vec<String>,
+    /// A title for the link (1–300 characters), shown by its preview.
+    #[schema(max_length = 300)]
+    pub title: Option<String>,
+    /// Routing rules: `split` by weight (sticky per visitor) and `targets` by device, os or
+    /// language (first match wins); at most 10 in all, weights summing to a positive number
+    /// (422 otherwise).
+    pub rules: Option<RulesInput>,
 }
 
 /// Creates a short link.
@@ -62,6 +75,7 @@ pub struct CreateLink {
         (status = 200, description = "With `reuse`: the oldest plain link (no alias, password, expiry or click limit; redirect 301) to the same URL with the same owner, however it was made", body = LinkView),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work: more than 10, or weights that do not sum to a positive number", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     )
@@ -78,16 +92,17 @@ pub async fn create(
     caller.require_scope(Scope::LinksWrite)?;
     let ApiJson(body) = body?;
     let reuse = body.reuse;
-    let link = parse(&state, body).map_err(ApiError::Invalid)?;
+    let link = parse(&state, body)?;
     let owner_id = caller.user_id().map(str::to_owned);
     Ok(
         match service::create(&state, owner_id, link, reuse).await? {
             Creation::Reused(found) => {
+                // A reused link is plain, so it has no tags.
                 let view = LinkView::new(&state, &found.row, found.clicks);
                 (StatusCode::OK, Json(view)).into_response()
             }
-            Creation::Created(row) => {
-                let view = LinkView::new(&state, &row, 0);
+            Creation::Created(row, tags, title) => {
+                let view = LinkView::new(&state, &row, 0).with_extras(tags, title);
                 let location = HeaderValue::from_str(&format!("/links/{}", view.short_code))
                     .expect("codes are header-safe");
                 (
@@ -102,13 +117,30 @@ pub async fn create(
 }
 
 /// Parses every option of a create, reporting all the problems at once.
-fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>> {
+pub(super) fn parse(state: &AppState, mut body: CreateLink) -> ApiResult<NewLink> {
+    // Rules that cannot work are 422, apart from the 400 of malformed fields.
+    let rules = body
+        .rules
+        .take()
+        .map(|rules| Rules::parse(rules, &state.url_policy))
+        .transpose()
+        .map_err(ApiError::UnprocessableFields)?;
+    let mut link = parse_fields(state, body).map_err(ApiError::Invalid)?;
+    link.rules = rules;
+    Ok(link)
+}
+
+/// Parses every option but the rules.
+fn parse_fields(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>> {
     let now = state.clock.now_ms();
     // Judged on what was asked: an option given, even a refused one, makes a link not plain.
     let asked_plain = body.custom_alias.is_none()
         && body.password.is_none()
         && body.expires_at.is_none()
-        && body.max_clicks.is_none();
+        && body.max_clicks.is_none()
+        && body.tags.is_empty()
+        && body.title.is_none()
+        && body.rules.is_none();
     let mut problems = FieldProblems::default();
     let long_url = problems.check("longUrl", state.url_policy.parse(&body.long_url));
     let alias = body
@@ -128,10 +160,17 @@ fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>>
     let password = body
         .password
         .and_then(|password| problems.check("password", LinkPassword::parse(password)));
+    let tags = problems
+        .check("tags", super::tags::parse_tags(&body.tags))
+        .unwrap_or_default();
+    let title = body
+        .title
+        .as_deref()
+        .and_then(|title| problems.check("title", LinkTitle::parse(title)));
     if body.reuse && !(asked_plain && redirect_type.is_none_or(|t| t == RedirectType::default())) {
         problems.add(
             "reuse",
-            "applies only to plain links (no alias, password, expiry, click limit or redirect type)",
+            "applies only to plain links (no alias, password, expiry, click limit, redirect type, tags or title)",
         );
     }
     problems.finish()?;
@@ -142,5 +181,8 @@ fn parse(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<FieldError>>
         click_limit,
         redirect_type: redirect_type.unwrap_or_default(),
         password,
+        tags,
+        title,
+        rules: None,
     })
 }

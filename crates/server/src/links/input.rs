@@ -16,8 +16,11 @@ const RESERVED: &[&str] = &[
     "app",
     "assets",
     "auth",
+    // Names under /links/ that are routes, not codes (`/links/bulk`, `/links/tags`, ...).
+    "bulk",
     "comments",
     "docs",
+    "export",
     "favicon",
     "healthz",
     "jobs",
@@ -35,6 +38,7 @@ const RESERVED: &[&str] = &[
     "signup",
     "static",
     "swagger",
+    "tags",
     "ui",
     "users",
     "well-known",
@@ -69,6 +73,11 @@ impl Alias {
             );
         }
         Ok(Self(s.to_owned()))
+    }
+
+    /// The alias.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     /// The alias.

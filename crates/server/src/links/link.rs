@@ -10,6 +10,8 @@ use basis_store::links::{LinkRow, LinkUpdate};
 use chrono::{DateTime, Utc};
 
 use super::input::{Alias, LongUrl};
+use super::rules::Rules;
+use super::tags::Tag;
 use crate::passwords::MAX_PASSWORD_BYTES;
 
 /// The HTTP status a link redirects with.
@@ -125,6 +127,33 @@ impl LinkPassword {
     }
 }
 
+/// A title the owner gives a link: 1–300 characters once trimmed, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkTitle(String);
+
+impl LinkTitle {
+    /// Longest title, in characters.
+    pub const MAX_CHARS: usize = 300;
+
+    /// Parses a title, explaining a refusal.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let title = raw.trim();
+        let chars = title.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(format!("must be 1 to {} characters", Self::MAX_CHARS));
+        }
+        if title.chars().any(char::is_control) {
+            return Err("must not contain control characters".into());
+        }
+        Ok(Self(title.to_owned()))
+    }
+
+    /// The title.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A link to create, every option parsed.
 #[derive(Debug, Clone)]
 pub struct NewLink {
@@ -140,6 +169,12 @@ pub struct NewLink {
     pub redirect_type: RedirectType,
     /// The password visitors must give.
     pub password: Option<LinkPassword>,
+    /// Its tags (no duplicates).
+    pub tags: Vec<Tag>,
+    /// Its title.
+    pub title: Option<LinkTitle>,
+    /// Its routing rules.
+    pub rules: Option<Rules>,
 }
 
 impl NewLink {
@@ -151,11 +186,14 @@ impl NewLink {
             && self.click_limit.is_none()
             && self.password.is_none()
             && self.redirect_type == RedirectType::default()
+            && self.tags.is_empty()
+            && self.title.is_none()
+            && self.rules.is_none()
     }
 
     /// The stored row of this link under `id`.
     pub fn into_row(
-        self,
+        &self,
         id: i64,
         created_at: i64,
         password_hash: Option<String>,
@@ -163,7 +201,7 @@ impl NewLink {
     ) -> LinkRow {
         LinkRow {
             id,
-            alias: self.alias.map(Alias::into_string),
+            alias: self.alias.clone().map(Alias::into_string),
             long_url: self.long_url.as_str().to_owned(),
             created_at,
             expires_at: self.expiry.map(Expiry::at_ms),
@@ -171,6 +209,7 @@ impl NewLink {
             redirect_type: self.redirect_type.stored(),
             password_hash,
             owner_id,
+            rules: self.rules.as_ref().map(Rules::to_stored),
         }
     }
 }
@@ -189,6 +228,12 @@ pub struct LinkChange {
     pub redirect_type: Option<RedirectType>,
     /// A new password, or none.
     pub password: Option<Option<LinkPassword>>,
+    /// New tags (replacing all), or none.
+    pub tags: Option<Vec<Tag>>,
+    /// A new title, or none.
+    pub title: Option<Option<LinkTitle>>,
+    /// New routing rules, or none.
+    pub rules: Option<Option<Rules>>,
 }
 
 impl LinkChange {
@@ -211,6 +256,10 @@ impl LinkChange {
                 Some(Some(_)) => password_hash,
                 Some(None) => None,
                 None => row.password_hash.clone(),
+            },
+            rules: match &self.rules {
+                Some(rules) => rules.as_ref().map(Rules::to_stored),
+                None => row.rules.clone(),
             },
         }
     }
@@ -244,6 +293,18 @@ mod tests {
     }
 
     #[test]
+    fn a_title_is_trimmed_and_bounded() {
+        assert_eq!(
+            LinkTitle::parse("  Spring sale ").unwrap().as_str(),
+            "Spring sale"
+        );
+        assert!(LinkTitle::parse("   ").is_err());
+        assert!(LinkTitle::parse("a\nb").is_err());
+        assert!(LinkTitle::parse(&"é".repeat(301)).is_err());
+        assert!(LinkTitle::parse(&"é".repeat(300)).is_ok());
+    }
+
+    #[test]
     fn a_click_limit_is_at_least_one() {
         assert_eq!(ClickLimit::parse(1).unwrap().get(), 1);
         assert!(ClickLimit::parse(0).is_err());
@@ -270,6 +331,7 @@ mod tests {
             redirect_type: 302,
             password_hash: Some("old-hash".into()),
             owner_id: None,
+            rules: None,
         }
     }
 
@@ -284,6 +346,7 @@ mod tests {
                 max_clicks: Some(5),
                 redirect_type: 302,
                 password_hash: Some("old-hash".into()),
+                rules: None,
             }
         );
     }

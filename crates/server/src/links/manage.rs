@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
 use super::LinkView;
-use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, RedirectType};
+use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, LinkTitle, RedirectType};
+use super::rules::{Rules, RulesInput};
 use super::service;
 use crate::error::{ApiError, ApiResult, FieldError, FieldProblems, Problem};
 use crate::http::extract::ApiJson;
@@ -39,6 +40,18 @@ pub struct ChangeLink {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, min_length = 1, max_length = 1024)]
     pub password: Option<Option<String>>,
+    /// New tags replacing all the link's tags; `[]` or `null` removes them.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, max_items = 20)]
+    pub tags: Option<Option<Vec<String>>>,
+    /// A new title, or `null` for none.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 300)]
+    pub title: Option<Option<String>>,
+    /// New routing rules replacing the old, or `null` for none (422 when they cannot work).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RulesInput>)]
+    pub rules: Option<Option<RulesInput>>,
 }
 
 /// Distinguishes a member given as `null` (`Some(None)`) from an absent one (`None`).
@@ -63,10 +76,14 @@ pub async fn read(
     Path(code): Path<String>,
 ) -> ApiResult<Json<LinkView>> {
     let link = service::find_managed(&state, &caller, &code, Scope::LinksRead).await?;
-    Ok(Json(LinkView::new(&state, &link.row, link.clicks)))
+    let (tags, title) = service::extras_of(&state, link.row.id).await?;
+    Ok(Json(
+        LinkView::new(&state, &link.row, link.clicks).with_extras(tags, title),
+    ))
 }
 
-/// Changes a link's target, expiry, click limit, redirect type or password.
+/// Changes a link's target, expiry, click limit, redirect type, password, tags, title or
+/// routing rules.
 #[utoipa::path(
     patch, path = "/links/{code}", tag = "links",
     params(("code" = String, Path, description = "The short code")),
@@ -76,6 +93,7 @@ pub async fn read(
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work: more than 10, or weights that do not sum to a positive number", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update(
@@ -85,10 +103,21 @@ pub async fn update(
     change: Result<ApiJson<ChangeLink>, ApiError>,
 ) -> ApiResult<Json<LinkView>> {
     let link = service::managed(&state, &caller, &code, Scope::LinksWrite).await?;
-    let ApiJson(change) = change?;
-    let change = parse(&state, change).map_err(ApiError::Invalid)?;
+    let ApiJson(mut change) = change?;
+    let rules = match change.rules.take() {
+        Some(Some(rules)) => Some(Some(
+            Rules::parse(rules, &state.url_policy).map_err(ApiError::UnprocessableFields)?,
+        )),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let mut change = parse(&state, change).map_err(ApiError::Invalid)?;
+    change.rules = rules;
     let link = service::change(&state, link, change).await?;
-    Ok(Json(LinkView::new(&state, &link.row, link.clicks)))
+    let (tags, title) = service::extras_of(&state, link.row.id).await?;
+    Ok(Json(
+        LinkView::new(&state, &link.row, link.clicks).with_extras(tags, title),
+    ))
 }
 
 /// Parses every field a change gives, reporting all the problems at once.
@@ -110,6 +139,14 @@ fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldEr
     let password = change.password.map(|password| {
         password.and_then(|password| problems.check("password", LinkPassword::parse(password)))
     });
+    let tags = change.tags.map(|tags| {
+        problems
+            .check("tags", super::tags::parse_tags(&tags.unwrap_or_default()))
+            .unwrap_or_default()
+    });
+    let title = change
+        .title
+        .map(|title| title.and_then(|title| problems.check("title", LinkTitle::parse(&title))));
     problems.finish()?;
     // With no problem found, every given field parsed: the inner `None`s are "clear it".
     Ok(LinkChange {
@@ -118,6 +155,9 @@ fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldEr
         click_limit,
         redirect_type: redirect_type.flatten(),
         password,
+        tags,
+        title,
+        rules: None,
     })
 }
 

@@ -6,7 +6,8 @@
 //!   invalidation, stored plus unstored clicks);
 //! - [`link`]: the parsed options of a link ([`link::RedirectType`], [`link::Expiry`],
 //!   [`link::ClickLimit`], [`link::LinkPassword`]) and the create and change they make up.
-//! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path.
+//! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path; [`preview`]: `GET /{code}+`;
+//!   [`rules`]: a link's routing rules (split by weight, targets by device, system, language).
 //! - [`code`]: ids ↔ codes (keyed permutation + base62), the code alphabet, and which
 //!   lookup a code needs (generated codes are not stored).
 //! - [`legacy`]: settling codes stored before migration 0004.
@@ -15,9 +16,13 @@
 //!   [`click_batches`]: the job that stores a batch, once.
 //! - [`cache`]: the code → link lookup cache.
 //! - [`device`]: device classes and referrer hosts.
+//! - [`list`]: `GET /links`, the caller's links in cursor pages; [`tags`]: tags on links
+//!   and `/links/tags…` (statistics, rename, delete).
+//! - [`bulk`]: `POST /links/bulk`, up to 1,000 links per request (JSON or CSV, [`csv`]).
 //! - [`exports`]: `POST /links/{code}/exports`, CSV exports of the clicks, made by a job.
 
 use crate::http::routes::Routes;
+use axum::handler::Handler as _;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -27,24 +32,38 @@ use crate::state::AppState;
 use basis_store::links::LinkRow;
 
 pub mod analytics;
+pub mod bulk;
 pub mod cache;
 pub mod click_batches;
 pub mod code;
 pub mod create;
+pub mod csv;
 pub mod device;
 pub mod exports;
 pub mod input;
 pub mod legacy;
 pub mod link;
+pub mod list;
 pub mod manage;
+pub mod preview;
 pub mod recorder;
 pub mod redirect;
+pub mod rules;
 pub mod service;
+pub mod tags;
 
 /// The shortener's routes.
 pub fn router() -> Routes<AppState> {
     Routes::new()
         .post("/shorten", create::create)
+        .get("/links", list::list)
+        .post(
+            "/links/bulk",
+            bulk::create.layer(axum::extract::DefaultBodyLimit::max(bulk::BODY_LIMIT)),
+        )
+        .get("/links/tags", tags::list)
+        .patch("/links/tags/{tag}", tags::rename)
+        .delete("/links/tags/{tag}", tags::remove)
         .get("/links/{code}", manage::read)
         .patch("/links/{code}", manage::update)
         .delete("/links/{code}", manage::remove)
@@ -77,6 +96,13 @@ pub struct LinkView {
     pub password_protected: bool,
     /// Human clicks so far (bots are counted apart).
     pub click_count: i64,
+    /// Its tags, by name.
+    pub tags: Vec<String>,
+    /// The title its owner gave it.
+    pub title: Option<String>,
+    /// Its routing rules, if it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<rules::RulesInput>,
 }
 
 impl LinkView {
@@ -93,6 +119,22 @@ impl LinkView {
             redirect_type: link::RedirectType::from_stored(row.redirect_type).status(),
             password_protected: row.password_hash.is_some(),
             click_count: clicks,
+            tags: Vec::new(),
+            title: None,
+            rules: row
+                .rules
+                .as_deref()
+                .and_then(rules::Rules::from_stored)
+                .map(|r| r.input().clone()),
+        }
+    }
+
+    /// This view with the link's tags and title.
+    pub fn with_extras(self, tags: Vec<String>, title: Option<String>) -> Self {
+        Self {
+            tags,
+            title,
+            ..self
         }
     }
 }

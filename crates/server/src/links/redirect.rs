@@ -21,6 +21,7 @@ use super::code::ShortCode;
 use super::device::{Device, referrer_host};
 use super::link::RedirectType;
 use super::recorder::Click;
+use super::rules::{visitor_cookie, visitor_of};
 use super::unavailable_reason;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::passwords::MAX_PASSWORD_BYTES;
@@ -45,7 +46,7 @@ thread_local! {
 /// The header that carries a link's password.
 const PASSWORD_HEADER: &str = "x-link-password";
 
-/// Follows a short link.
+/// Follows a short link; with `+` after the code, shows where it goes instead.
 #[utoipa::path(
     get, path = "/{code}", tag = "redirect",
     params(
@@ -53,6 +54,7 @@ const PASSWORD_HEADER: &str = "x-link-password";
         ("X-Link-Password" = Option<String>, Header, description = "The password of a protected link"),
     ),
     responses(
+        (status = 200, description = "The preview, for `/{code}+` (the code followed by `+`): where the link goes, without counting or redirecting; HTML for browsers", content((super::preview::LinkPreview = "application/json"), (String = "text/html"))),
         (status = 301, description = "Moved permanently (the default redirect type); also 302, 307 or 308 as configured on the link", headers(("Location" = String, description = "The long URL"), ("Cache-Control" = String, description = "How long a client may reuse the redirect"))),
         (status = 401, description = "The link needs a password", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
@@ -64,6 +66,10 @@ pub async fn follow(
     Path(code): Path<String>,
     request: Request,
 ) -> ApiResult<Response> {
+    // `/{code}+` is the link's preview (the router cannot match a suffix, so it is here).
+    if let Some(code) = code.strip_suffix('+') {
+        return super::preview::show(&state, code, request.headers()).await;
+    }
     // The request is taken whole rather than as a cloned `HeaderMap`: this is the hot path.
     let link = find(&state, &code).await?;
     let headers = request.headers();
@@ -126,7 +132,7 @@ pub async fn follow_with_form(
 
 /// The link behind `code`, through the lookup cache, with its human clicks so far, stored
 /// and not (counted only for links with a click limit; 0 for the others).
-async fn find(state: &AppState, code: &str) -> ApiResult<(Arc<CachedLink>, i64)> {
+pub(super) async fn find(state: &AppState, code: &str) -> ApiResult<(Arc<CachedLink>, i64)> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
     let key = state.codes.key_of(code.as_str());
     let link = state
@@ -205,7 +211,21 @@ async fn respond(
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     let response_headers = response.headers_mut();
-    response_headers.insert(header::LOCATION, link.location.clone());
+    // A link without rules pays one test of an `Option` here.
+    let location = match &link.rules {
+        None => &link.location,
+        Some(rules) => {
+            let known = rules.splits().then(|| visitor_of(headers)).flatten();
+            let visitor = known.unwrap_or_else(rand::random);
+            if rules.splits() && known.is_none() {
+                response_headers.insert(header::SET_COOKIE, visitor_cookie(visitor));
+            }
+            rules
+                .choose(headers, row.id, visitor)
+                .unwrap_or(&link.location)
+        }
+    };
+    response_headers.insert(header::LOCATION, location.clone());
     response_headers.insert(
         header::CACHE_CONTROL,
         if guarded {

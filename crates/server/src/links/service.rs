@@ -16,8 +16,8 @@ use crate::state::AppState;
 /// What a create ended in.
 #[derive(Debug)]
 pub enum Creation {
-    /// A new link.
-    Created(LinkRow),
+    /// A new link, with its tags and title.
+    Created(LinkRow, Vec<String>, Option<String>),
     /// With `reuse`: an existing plain link of the same owner to the same URL, with its
     /// human clicks so far.
     Reused(CountedLink),
@@ -42,6 +42,8 @@ pub async fn create(
     let generated = link.alias.is_none();
     let id = next_id(state, generated).await?;
     let row = link.into_row(id, state.clock.now_ms(), password_hash, owner_id);
+    let tags: Vec<String> = link.tags.into_iter().map(|t| t.into_string()).collect();
+    let title = link.title.map(|t| t.as_str().to_owned());
     if reuse {
         // The store looks again and inserts in one step; a link that a concurrent request
         // made since the look above is answered as that look would have answered it.
@@ -51,7 +53,11 @@ pub async fn create(
             }
         }
     } else {
-        links::insert(&state.store, &row)
+        let extras = links::Extras {
+            tags: tags.iter().map(|t| (row.id, t.clone())).collect(),
+            titles: title.iter().map(|t| (row.id, t.clone())).collect(),
+        };
+        links::insert_with(&state.store, std::slice::from_ref(&row), &extras)
             .await
             .map_err(|err| match (err, &row.alias) {
                 (basis_store::Error::Conflict("alias"), Some(alias)) => {
@@ -65,7 +71,7 @@ pub async fn create(
         .link_cache
         .invalidate(&state.codes.code_of(&row))
         .await;
-    Ok(Creation::Created(row))
+    Ok(Creation::Created(row, tags, title))
 }
 
 /// The next free id; `generated` when the link will be reached by the code derived from it.
@@ -168,6 +174,13 @@ pub async fn change(
     if !links::update(&state.store, row.id, &update).await? {
         return Err(ApiError::NotFound);
     }
+    if let Some(tags) = &change.tags {
+        let tags: Vec<String> = tags.iter().map(|t| t.as_str().to_owned()).collect();
+        links::set_tags(&state.store, row.id, &tags).await?;
+    }
+    if let Some(title) = &change.title {
+        links::set_title(&state.store, row.id, title.as_ref().map(|t| t.as_str())).await?;
+    }
     state
         .link_cache
         .invalidate(&state.codes.code_of(&row))
@@ -178,6 +191,7 @@ pub async fn change(
         max_clicks: update.max_clicks,
         redirect_type: update.redirect_type,
         password_hash: update.password_hash,
+        rules: update.rules,
         ..row
     };
     state.clicks.settle_or_warn().await;
@@ -186,6 +200,20 @@ pub async fn change(
         row,
         clicks: clicks + unstored,
     })
+}
+
+/// The tags (by name) and title of link `id`.
+pub async fn extras_of(state: &AppState, id: i64) -> ApiResult<(Vec<String>, Option<String>)> {
+    let tags = links::tags_of(&state.store, &[id])
+        .await?
+        .into_iter()
+        .map(|(_, tag)| tag)
+        .collect();
+    let title = links::titles_of(&state.store, &[id])
+        .await?
+        .pop()
+        .map(|(_, t)| t);
+    Ok((tags, title))
 }
 
 /// Deletes the link `code` names, for a caller allowed to.
@@ -241,4 +269,118 @@ pub async fn analytics(
     stats.days.retain(|(day, _, _)| *day > today - days);
     stats.referrers.truncate(top);
     Ok(Analytics { link, stats })
+}
+
+/// Links inserted per transaction by [`create_many`].
+pub const BULK_CHUNK: usize = 1000;
+
+/// Creates each of `links` for `owner_id`, as far as each can be: one answer per link, in
+/// order, either the new row with its tags or why that link was not made (409 for an
+/// alias taken before or earlier in the same list). The links go in one transaction per
+/// [`BULK_CHUNK`]; should a chunk meet an alias taken since the look (a concurrent create),
+/// that chunk is inserted link by link so that only the link that collides fails.
+pub async fn create_many(
+    state: &AppState,
+    owner_id: &str,
+    links: Vec<NewLink>,
+) -> ApiResult<Vec<ApiResult<Made>>> {
+    let aliases: Vec<&str> = links
+        .iter()
+        .filter_map(|l| l.alias.as_ref().map(|a| a.as_str()))
+        .collect();
+    let mut taken: std::collections::HashSet<String> = links::taken_aliases(&state.store, &aliases)
+        .await?
+        .into_iter()
+        .collect();
+    let now = state.clock.now_ms();
+    let mut answers: Vec<ApiResult<Made>> = Vec::with_capacity(links.len());
+    for link in links {
+        if let Some(alias) = &link.alias
+            && !taken.insert(alias.as_str().to_owned())
+        {
+            answers.push(Err(ApiError::Conflict(format!(
+                "the alias '{}' is already taken",
+                alias.as_str()
+            ))));
+            continue;
+        }
+        let password_hash = match link.password.clone() {
+            Some(password) => Some(state.passwords.hash(password.into_string()).await?),
+            None => None,
+        };
+        let id = next_id(state, link.alias.is_none()).await?;
+        let row = link.into_row(id, now, password_hash, Some(owner_id.to_owned()));
+        let tags = link.tags.into_iter().map(|t| t.into_string()).collect();
+        let title = link.title.map(|t| t.as_str().to_owned());
+        answers.push(Ok(Made { row, tags, title }));
+    }
+    let made: Vec<usize> = (0..answers.len()).filter(|i| answers[*i].is_ok()).collect();
+    for chunk in made.chunks(BULK_CHUNK) {
+        let made_here: Vec<&Made> = chunk.iter().map(|i| made_row(&answers[*i])).collect();
+        let rows: Vec<LinkRow> = made_here.iter().map(|m| m.row.clone()).collect();
+        match links::insert_with(&state.store, &rows, &Made::extras(&made_here)).await {
+            Ok(()) => {}
+            Err(basis_store::Error::Conflict("alias")) => {
+                for i in chunk {
+                    let made = made_row(&answers[*i]);
+                    let extras = Made::extras(&[made]);
+                    let row = &made.row;
+                    match links::insert_with(&state.store, std::slice::from_ref(row), &extras).await
+                    {
+                        Ok(()) => {}
+                        Err(basis_store::Error::Conflict("alias")) => {
+                            let alias = row.alias.clone().unwrap_or_default();
+                            answers[*i] = Err(ApiError::Conflict(format!(
+                                "the alias '{alias}' is already taken"
+                            )));
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    for made in answers.iter().flatten() {
+        // A negative entry for this code may be cached from before it existed.
+        state
+            .link_cache
+            .invalidate(&state.codes.code_of(&made.row))
+            .await;
+    }
+    Ok(answers)
+}
+
+/// A link made by [`create_many`].
+#[derive(Debug)]
+pub struct Made {
+    /// The stored row.
+    pub row: LinkRow,
+    /// Its tags.
+    pub tags: Vec<String>,
+    /// Its title.
+    pub title: Option<String>,
+}
+
+impl Made {
+    fn extras(made: &[&Made]) -> links::Extras {
+        links::Extras {
+            tags: made
+                .iter()
+                .flat_map(|m| m.tags.iter().map(|t| (m.row.id, t.clone())))
+                .collect(),
+            titles: made
+                .iter()
+                .filter_map(|m| m.title.clone().map(|t| (m.row.id, t)))
+                .collect(),
+        }
+    }
+}
+
+/// An answer [`create_many`] knows to be a success.
+fn made_row(answer: &ApiResult<Made>) -> &Made {
+    match answer {
+        Ok(made) => made,
+        Err(_) => unreachable!("only successes are inserted"),
+    }
 }

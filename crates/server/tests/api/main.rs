@@ -9,7 +9,11 @@ mod smtp_sink;
 
 mod concurrency;
 mod errors;
+mod link_bulk;
 mod link_codes;
+mod link_lists;
+mod link_preview;
+mod link_rules;
 mod links;
 mod ops;
 mod rate_limits;

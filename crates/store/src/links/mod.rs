@@ -41,17 +41,22 @@
 use crate::{Engine, Result, Store, on_pool, on_unique};
 
 mod clicks;
+mod lists;
 mod migrated;
 pub use clicks::{
     BOT_DEVICE, ClickBatch, LinkClicks, LinkStats, add_to_day, applied_batches, apply_clicks,
     apply_clicks_once, prune_applied_batches, stats,
+};
+pub use lists::{
+    LinkQuery, LinkSort, TagStats, delete_tag, list, rename_tag, set_tags, set_title, tag_stats,
+    tags_of, taken_aliases, titles_of,
 };
 pub(crate) use migrated::fill_pending_hashes;
 pub use migrated::{aliases_of_length, pending_codes, settle_pending_codes};
 
 /// The columns every link query returns; `l` is `links` and `g` its `link_guards` row.
 const LINK_COLUMNS: &str = "l.id, l.alias, l.long_url, l.created_at, g.expires_at, g.max_clicks, \
-                            l.redirect_type, g.password_hash, l.owner_id";
+                            l.redirect_type, g.password_hash, l.owner_id, g.rules";
 /// Links with their guards, if any.
 const LINKS_AND_GUARDS: &str = "links l LEFT JOIN link_guards g ON g.link_id = l.id";
 /// The stored human clicks of link `l`, as the column `clicks` of a [`CountedLink`].
@@ -87,12 +92,20 @@ pub struct LinkRow {
     pub password_hash: Option<String>,
     /// The owning user, if the link was created by one.
     pub owner_id: Option<String>,
+    /// Its routing rules (JSON the server validated), if it has any.
+    pub rules: Option<String>,
 }
 
 impl LinkRow {
-    /// Whether the link has an expiry, a click limit or a password (a `link_guards` row).
+    /// Whether the link has an expiry, a click limit, a password or routing rules (a
+    /// `link_guards` row).
     pub fn is_guarded(&self) -> bool {
-        guarded(self.expires_at, self.max_clicks, &self.password_hash)
+        guarded(
+            self.expires_at,
+            self.max_clicks,
+            &self.password_hash,
+            &self.rules,
+        )
     }
 }
 
@@ -131,10 +144,17 @@ pub struct LinkUpdate {
     pub redirect_type: i16,
     /// Password hash (argon2id PHC string).
     pub password_hash: Option<String>,
+    /// Routing rules (JSON).
+    pub rules: Option<String>,
 }
 
-fn guarded(expires_at: Option<i64>, max_clicks: Option<i64>, password: &Option<String>) -> bool {
-    expires_at.is_some() || max_clicks.is_some() || password.is_some()
+fn guarded(
+    expires_at: Option<i64>,
+    max_clicks: Option<i64>,
+    password: &Option<String>,
+    rules: &Option<String>,
+) -> bool {
+    expires_at.is_some() || max_clicks.is_some() || password.is_some() || rules.is_some()
 }
 
 /// The hash of a URL that SQLite's reuse index is keyed by: 64-bit FNV-1a of the URL's
@@ -189,8 +209,9 @@ fn links_insert(rows: usize, hashed: bool) -> String {
 /// `INSERT INTO link_guards …` for `rows` links.
 fn guards_insert(rows: usize) -> String {
     format!(
-        "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash) VALUES {}",
-        placeholders(rows, 4)
+        "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash, rules) \
+         VALUES {}",
+        placeholders(rows, 5)
     )
 }
 
@@ -223,7 +244,8 @@ macro_rules! bind_guards {
                 .bind(link.id)
                 .bind(link.expires_at)
                 .bind(link.max_clicks)
-                .bind(&link.password_hash);
+                .bind(&link.password_hash)
+                .bind(&link.rules);
         }
         query
     }};
@@ -250,17 +272,30 @@ pub async fn insert(store: &Store, link: &LinkRow) -> Result<()> {
 /// [`insert`] is this for one link, so a bulk load (the storage bench) writes exactly the
 /// rows the server writes.
 pub async fn insert_many(store: &Store, links: &[LinkRow]) -> Result<()> {
+    insert_with(store, links, &Extras::default()).await
+}
+
+/// What a link may have beside its row, written with it by [`insert_with`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// `(link id, tag)`, no duplicates.
+    pub tags: Vec<(i64, String)>,
+    /// `(link id, title)`, one per link at most.
+    pub titles: Vec<(i64, String)>,
+}
+
+/// [`insert_many`], with the links' `extras` written in the same transaction: all of it or
+/// none.
+pub async fn insert_with(store: &Store, links: &[LinkRow], extras: &Extras) -> Result<()> {
+    let (tags, titles) = (&extras.tags, &extras.titles);
     if links.is_empty() {
         return Ok(());
     }
     let hashed = stores_url_hash(store);
-    let guarded: Vec<&LinkRow> = links
-        .iter()
-        .filter(|l| guarded(l.expires_at, l.max_clicks, &l.password_hash))
-        .collect();
+    let guarded: Vec<&LinkRow> = links.iter().filter(|l| l.is_guarded()).collect();
     on_pool!(store, write, pool => {
         async {
-            if links.len() <= ROWS_PER_INSERT && guarded.is_empty() {
+            if links.len() <= ROWS_PER_INSERT && guarded.is_empty() && tags.is_empty() && titles.is_empty() {
                 let sql = links_insert(links.len(), hashed);
                 bind_links!(sqlx::query(&sql), links, hashed).execute(pool).await?;
                 return Ok(());
@@ -273,6 +308,19 @@ pub async fn insert_many(store: &Store, links: &[LinkRow]) -> Result<()> {
             for chunk in guarded.chunks(ROWS_PER_INSERT) {
                 let sql = guards_insert(chunk.len());
                 bind_guards!(sqlx::query(&sql), chunk).execute(&mut *tx).await?;
+            }
+            for (table, pairs) in [("link_tags (link_id, tag)", tags), ("link_titles (link_id, title)", titles)] {
+                for chunk in pairs.chunks(ROWS_PER_INSERT) {
+                    let sql = format!(
+                        "INSERT INTO {table} VALUES {}",
+                        placeholders(chunk.len(), 2)
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for (id, text) in chunk {
+                        query = query.bind(*id).bind(text.as_str());
+                    }
+                    query.execute(&mut *tx).await?;
+                }
             }
             tx.commit().await
         }
@@ -404,6 +452,7 @@ fn reusable_query(store: &Store, long_url: &str) -> (String, Option<i64>) {
          WHERE {by_hash} AND l.long_url = $1 AND l.alias IS NULL AND l.redirect_type = 301 \
          AND l.owner_id IS NOT DISTINCT FROM $2 \
          AND g.expires_at IS NULL AND g.max_clicks IS NULL AND g.password_hash IS NULL \
+         AND g.rules IS NULL \
          ORDER BY l.id LIMIT 1"
     );
     (sql, hash)
@@ -418,7 +467,12 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
     } else {
         "UPDATE links SET long_url = $2, redirect_type = $3 WHERE id = $1"
     };
-    let guarded = guarded(change.expires_at, change.max_clicks, &change.password_hash);
+    let guarded = guarded(
+        change.expires_at,
+        change.max_clicks,
+        &change.password_hash,
+        &change.rules,
+    );
     let found = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
@@ -435,15 +489,16 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
             }
             if guarded {
                 sqlx::query(
-                    "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (link_id) DO UPDATE SET \
+                    "INSERT INTO link_guards (link_id, expires_at, max_clicks, password_hash, rules) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (link_id) DO UPDATE SET \
                      expires_at = excluded.expires_at, max_clicks = excluded.max_clicks, \
-                     password_hash = excluded.password_hash",
+                     password_hash = excluded.password_hash, rules = excluded.rules",
                 )
                 .bind(id)
                 .bind(change.expires_at)
                 .bind(change.max_clicks)
                 .bind(&change.password_hash)
+                .bind(&change.rules)
                 .execute(&mut *tx)
                 .await?;
             } else {

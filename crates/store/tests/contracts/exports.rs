@@ -19,6 +19,7 @@ async fn link(store: &Store, id: i64) {
         redirect_type: 301,
         password_hash: None,
         owner_id: None,
+        rules: None,
     };
     links::insert(store, &row).await.unwrap();
 }

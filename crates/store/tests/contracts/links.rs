@@ -24,6 +24,7 @@ pub fn plain(id: i64, url: &str, owner: Option<&str>) -> LinkRow {
         redirect_type: 301,
         password_hash: None,
         owner_id: owner.map(str::to_owned),
+        rules: None,
     }
 }
 
@@ -210,6 +211,7 @@ async fn reuse_finds_the_oldest_plain_link_of_the_same_owner(store: &Store) {
         max_clicks: Some(10),
         redirect_type: 301,
         password_hash: None,
+        rules: None,
     };
     assert!(links::update(store, 5, &guard).await.unwrap());
     assert_eq!(reusable(store, url, u).await, Some((6, 0)));
@@ -269,6 +271,7 @@ async fn an_update_replaces_the_url_and_the_guards_and_a_delete_takes_the_clicks
         max_clicks: Some(2),
         redirect_type: 308,
         password_hash: Some("$argon2id$new".into()),
+        rules: None,
     };
     assert!(links::update(store, 1, &change).await.unwrap());
     let after = links::find(store, LinkKey::Id(1)).await.unwrap().unwrap();
@@ -300,6 +303,7 @@ async fn an_update_replaces_the_url_and_the_guards_and_a_delete_takes_the_clicks
         max_clicks: None,
         redirect_type: 301,
         password_hash: None,
+        rules: None,
         ..change
     };
     assert!(links::update(store, 1, &plain_again).await.unwrap());

@@ -12,6 +12,7 @@ mod exports;
 mod idempotency;
 mod jobs;
 mod link_clicks;
+mod link_lists;
 mod links;
 mod mail;
 mod oidc_logins;

@@ -67,6 +67,7 @@ fn link(id: i64, alias: Option<&str>, owner: &str) -> LinkRow {
         redirect_type: 301,
         password_hash: None,
         owner_id: Some(owner.to_owned()),
+        rules: None,
     }
 }
 
