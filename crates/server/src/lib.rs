@@ -312,7 +312,7 @@ impl Server {
             tracing::info!("shutting down: no new connections, draining open requests");
             let _ = stopping_tx.send(true);
         };
-        let serve = http::transport::serve(listener, tls, router, signal)?;
+        let serve = http::conn::serve(listener, tls, router, signal, config.conn.clone());
         let grace = config.shutdown_grace();
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
@@ -368,7 +368,13 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
-    let routes = http::layer(routes, limiter, config.body_limit, config.request_timeout());
+    let routes = http::layer(
+        routes,
+        limiter,
+        config.body_limit,
+        config.request_timeout(),
+        config.conn.max_in_flight,
+    );
     Ok(http::transport::layer(routes, &config.transport)?.with_state(state))
 }
 

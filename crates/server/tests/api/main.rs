@@ -18,6 +18,7 @@ mod redirect;
 // Identity.
 mod accounts;
 mod api_keys;
+mod hostile;
 mod jwt_attacks;
 mod oidc;
 mod ownership;
