@@ -11,8 +11,10 @@
 //! - [`extract`]: request extractors (JSON bodies, the client's address) and field errors;
 //! - [`rest`]: content negotiation, conditional requests, merge patch, cursor pages;
 //! - [`idempotency`]: stored answers of POSTs retried with an `Idempotency-Key`;
+//! - [`compress`]: gzip, brotli and zstd for JSON and HTML by `Accept-Encoding`;
 //! - this module: the middleware every request passes through, outermost first:
 //!
+//! 0. compression ([`compress`]), around everything so problem documents qualify too;
 //! 1. [`Observe`], in one service so the redirect path pays for one layer, not six: the
 //!    request id (a sane incoming `x-request-id` is reused, else one is made; echoed on the
 //!    response), security headers on every response, metrics by route and status, a log
@@ -33,6 +35,7 @@
 //! timeout armed up front registers a timer for every request, even the many (a cached
 //! redirect) that finish on their first poll.
 
+pub mod compress;
 pub mod conn;
 pub mod extract;
 pub mod framing;
@@ -74,6 +77,7 @@ pub fn layer<S: Clone + Send + Sync + 'static>(
     max_in_flight: usize,
 ) -> Router<S> {
     let stack = ServiceBuilder::new()
+        .layer(compress::layer())
         .layer(ObserveLayer)
         .layer(shed::ShedLayer::new(max_in_flight))
         .layer(DeadlineLayer(timeout))
