@@ -226,6 +226,8 @@ impl Server {
                 &base_url,
                 identity::throttle::for_config(config.redis_url())
                     .context("cannot build the login throttle")?,
+                identity::cutoffs::TokenCutoffs::new(config.redis_url())
+                    .context("cannot build the token cutoffs")?,
             )?),
             metrics,
             comment_notifier: Arc::new(jobs::mail::QueuedCommentMail {
@@ -237,6 +239,12 @@ impl Server {
             clock,
             store,
         });
+        state
+            .identity
+            .cutoffs
+            .reload(&state.store, state.clock.now_ms())
+            .await
+            .context("cannot load the token cutoffs")?;
         let router = app(state.clone(), &config)?;
         Ok(Self {
             listener,
@@ -303,8 +311,18 @@ impl Server {
         ));
         let purger = tokio::spawn(http::idempotency::purge_periodically(
             state.clone(),
-            flusher_stopped,
+            flusher_stopped.clone(),
         ));
+        let cutoffs = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                state
+                    .identity
+                    .cutoffs
+                    .follow(state.store.clone(), state.clock.clone(), flusher_stopped)
+                    .await;
+            })
+        };
 
         let (stopping_tx, mut stopping_rx) = watch::channel(false);
         let signal = async move {
@@ -326,6 +344,7 @@ impl Server {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         let _ = purger.await;
+        let _ = cutoffs.await;
         let _ = ledger_runner.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),

@@ -65,6 +65,7 @@ pub mod posts;
 pub mod refresh_tokens;
 pub mod sessions;
 mod sql;
+pub mod token_cutoffs;
 pub mod users;
 
 pub use error::{Error, Result};

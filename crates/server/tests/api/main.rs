@@ -7,6 +7,7 @@ mod helpers;
 mod jobs_support;
 mod smtp_sink;
 
+mod compression;
 mod concurrency;
 mod errors;
 mod link_codes;
@@ -23,6 +24,7 @@ mod jwt_attacks;
 mod oidc;
 mod ownership;
 mod password_reset;
+mod revocation;
 mod route_table;
 mod secrets;
 mod sessions;
