@@ -6,7 +6,7 @@
 //! layers below it, and no resource uses another resource.
 //!
 //! ```text
-//! composition   lib (Server, app, routes)  openapi  config  workers  queue_cli
+//! composition   lib (Server, app, routes)  openapi  config  workers  queue_cli  backup
 //!                    │ builds the state, merges every router, registers every job
 //!                    ▼
 //! resources     links   accounts   blog (posts, comments)   admin        ← handlers + rules
@@ -31,7 +31,7 @@
 //!   ([`http::routes::Routes`]) that records what is served (the OpenAPI test reads it).
 //! - [`workers`]: the queue backend, the registry of every job handler, the workers
 //!   `serve` runs in-process unless `--workers off`, and `basis worker`; [`queue_cli`]:
-//!   `basis queue …`.
+//!   `basis queue …`; [`backup`]: `basis backup` and `basis restore`.
 //! - Resources: [`links`] (the shortener: create, manage, analytics, redirect, exports),
 //!   [`accounts`] (`/users…` and `/auth…`), [`blog`], [`ledger`] (money over HTTP on
 //!   `basis-ledger`), [`admin`] (audit list, queues).
@@ -56,6 +56,7 @@ use tokio::sync::watch;
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod backup;
 pub mod blog;
 pub mod clock;
 pub mod config;

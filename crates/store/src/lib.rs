@@ -51,6 +51,7 @@ use sqlx::{PgPool, SqlitePool};
 pub mod api_keys;
 pub mod audit;
 pub mod avatars;
+pub mod backup;
 pub mod comments;
 mod error;
 pub mod exports;

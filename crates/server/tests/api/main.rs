@@ -33,6 +33,7 @@ mod transport;
 
 // Background jobs.
 mod avatars;
+mod backup;
 mod comment_mail;
 mod exports;
 mod jobs;
