@@ -286,9 +286,7 @@ async fn requests_framed_by_both_content_length_and_transfer_encoding_get_400() 
             smuggled.len()
         ),
         // After an ordinary request on the same connection.
-        format!(
-            "GET /healthz HTTP/1.1\r\nHost: basis\r\n\r\nPOST /shorten HTTP/1.1\r\nHost: basis\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
-        ),
+        "GET /healthz HTTP/1.1\r\nHost: basis\r\n\r\nPOST /shorten HTTP/1.1\r\nHost: basis\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".to_owned(),
     ];
     let answers = tokio::task::spawn_blocking(move || {
         attempts
