@@ -35,6 +35,11 @@ pub struct Claims {
     pub role: String,
     /// Issued at, Unix seconds.
     pub iat: i64,
+    /// Issued at, Unix milliseconds: finer than `iat`, so a per-account cutoff refuses
+    /// the tokens issued before it and not those issued in the same second after it.
+    /// Tokens from before this claim existed carry none (0): `iat` stands in.
+    #[serde(default)]
+    pub iat_ms: i64,
     /// Expires at, Unix seconds.
     pub exp: i64,
     /// Unique token id.
@@ -56,6 +61,8 @@ pub struct AccessToken {
     pub jti: String,
     /// Expiry, Unix seconds.
     pub expires_at: i64,
+    /// Issue time, Unix milliseconds.
+    pub issued_at_ms: i64,
 }
 
 /// Signing and verification keys, by `kid`.
@@ -152,10 +159,17 @@ impl KeySet {
 
     /// Issues an access token for `user_id` with `role`, valid from `now` (Unix seconds).
     pub fn issue(&self, user_id: &str, role: Role, now: i64) -> Result<(String, Claims)> {
+        self.issue_ms(user_id, role, now * 1000)
+    }
+
+    /// Issues an access token for `user_id` with `role`, valid from `now_ms` (Unix ms).
+    pub fn issue_ms(&self, user_id: &str, role: Role, now_ms: i64) -> Result<(String, Claims)> {
+        let now = now_ms.div_euclid(1000);
         let claims = Claims {
             sub: user_id.to_owned(),
             role: role.as_str().to_owned(),
             iat: now,
+            iat_ms: now_ms,
             exp: now + ACCESS_TOKEN_SECONDS,
             jti: crate::secret::random_id(),
             iss: self.issuer.clone(),
@@ -191,11 +205,17 @@ impl KeySet {
             .role
             .parse()
             .map_err(|_| Error::InvalidToken("unknown role"))?;
+        let issued_at_ms = if claims.iat_ms > 0 {
+            claims.iat_ms
+        } else {
+            claims.iat.saturating_mul(1000)
+        };
         Ok(AccessToken {
             user_id: claims.sub,
             role,
             jti: claims.jti,
             expires_at: claims.exp,
+            issued_at_ms,
         })
     }
 }

@@ -70,6 +70,32 @@ enum Command {
     /// Operator commands.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Write a consistent copy of the database to a file while it serves (SQLite: a
+    /// compacted database file; PostgreSQL: `pg_dump` in the custom format).
+    Backup {
+        /// The file to write (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        /// Directory of the default SQLite database.
+        #[arg(long, env = "BASIS_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Database URL (default: the SQLite file in the data directory).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Restore a backup into an empty data directory (SQLite) or an empty database
+    /// (PostgreSQL, through `pg_restore`), then apply newer migrations.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Directory of the default SQLite database (created if missing).
+        #[arg(long, env = "BASIS_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+        /// Database URL (default: the SQLite file in the data directory).
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: Option<String>,
+    },
     /// Run the load balancer in front of `basis serve` instances (see docs/gateway.md).
     Gateway(Box<basis_gateway::Config>),
     /// Ledger maintenance (`basis ledger rebuild`).
@@ -213,6 +239,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = basis_server::open_store(&config).await?;
             store.close().await;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Backup {
+            to,
+            data_dir,
+            database_url,
+        } => {
+            let config = Config {
+                database_url,
+                ..Config::with_data_dir(&data_dir)
+            };
+            basis_server::backup::backup(&config, &to).await?;
+            tracing::info!(file = %to.display(), "backup written");
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            data_dir,
+            database_url,
+        } => {
+            std::fs::create_dir_all(&data_dir)?;
+            let config = Config {
+                database_url,
+                ..Config::with_data_dir(&data_dir)
+            };
+            basis_server::backup::restore(&config, &from).await?;
+            tracing::info!(file = %from.display(), "backup restored");
             Ok(())
         }
         Command::Admin(AdminCommand::CreateUser {

@@ -1,6 +1,7 @@
 //! The added latency of authentication: `caller::authenticate` for an anonymous request
 //! and for one with a bearer JWT (the hot path adds only header parsing and an HS256
-//! check, no database). Results and commands: `bench/auth/RESULTS.md`.
+//! check, no database), and the token-cutoff lookup on its own. Results and commands:
+//! `bench/auth/RESULTS.md`.
 
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use basis_auth::role::Role;
@@ -47,6 +48,27 @@ fn overhead(c: &mut Criterion) {
             .iter(|| authenticate(&Method::GET, &bearer, &state))
     });
     group.finish();
+
+    // The per-request check of the account's token cutoff, with 10,000 accounts cut in
+    // the last 15 minutes (a large burst of demotions and sign-outs).
+    runtime.block_on(async {
+        for i in 0..10_000 {
+            state
+                .identity
+                .cutoffs
+                .applied(&format!("{i:032x}"), now * 1000)
+                .await;
+        }
+    });
+    let cutoffs = &state.identity.cutoffs;
+    c.bench_function("token_cutoff_check", |b| {
+        b.iter(|| {
+            cutoffs.refuses(
+                std::hint::black_box("0123456789abcdef0123456789abcdef"),
+                std::hint::black_box(now * 1000),
+            )
+        })
+    });
 }
 
 criterion_group!(benches, overhead);

@@ -90,6 +90,10 @@ pub struct Config {
     #[command(flatten)]
     pub transport: crate::http::transport::TransportConfig,
 
+    /// Connection limits and timeouts, load shedding.
+    #[command(flatten)]
+    pub conn: crate::http::conn::ConnConfig,
+
     /// The job queue and its workers.
     #[command(flatten)]
     pub jobs: crate::jobs::JobsConfig,
@@ -120,6 +124,7 @@ impl Config {
                 ..Default::default()
             },
             transport: Default::default(),
+            conn: Default::default(),
             jobs: Default::default(),
         }
     }

@@ -6,7 +6,7 @@
 //! layers below it, and no resource uses another resource.
 //!
 //! ```text
-//! composition   lib (Server, app, routes)  openapi  config  workers  queue_cli
+//! composition   lib (Server, app, routes)  openapi  config  workers  queue_cli  backup
 //!                    │ builds the state, merges every router, registers every job
 //!                    ▼
 //! resources     links   accounts   blog (posts, comments)   admin        ← handlers + rules
@@ -31,7 +31,7 @@
 //!   ([`http::routes::Routes`]) that records what is served (the OpenAPI test reads it).
 //! - [`workers`]: the queue backend, the registry of every job handler, the workers
 //!   `serve` runs in-process unless `--workers off`, and `basis worker`; [`queue_cli`]:
-//!   `basis queue …`.
+//!   `basis queue …`; [`backup`]: `basis backup` and `basis restore`.
 //! - Resources: [`links`] (the shortener: create, manage, analytics, redirect, exports),
 //!   [`accounts`] (`/users…` and `/auth…`), [`blog`], [`ledger`] (money over HTTP on
 //!   `basis-ledger`), [`admin`] (audit list, queues).
@@ -56,6 +56,7 @@ use tokio::sync::watch;
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod backup;
 pub mod blog;
 pub mod clock;
 pub mod config;
@@ -226,6 +227,8 @@ impl Server {
                 &base_url,
                 identity::throttle::for_config(config.redis_url())
                     .context("cannot build the login throttle")?,
+                identity::cutoffs::TokenCutoffs::new(config.redis_url())
+                    .context("cannot build the token cutoffs")?,
             )?),
             metrics,
             comment_notifier: Arc::new(jobs::mail::QueuedCommentMail {
@@ -238,6 +241,12 @@ impl Server {
             clock,
             store,
         });
+        state
+            .identity
+            .cutoffs
+            .reload(&state.store, state.clock.now_ms())
+            .await
+            .context("cannot load the token cutoffs")?;
         let router = app(state.clone(), &config)?;
         Ok(Self {
             listener,
@@ -304,8 +313,18 @@ impl Server {
         ));
         let purger = tokio::spawn(http::idempotency::purge_periodically(
             state.clone(),
-            flusher_stopped,
+            flusher_stopped.clone(),
         ));
+        let cutoffs = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                state
+                    .identity
+                    .cutoffs
+                    .follow(state.store.clone(), state.clock.clone(), flusher_stopped)
+                    .await;
+            })
+        };
 
         let (stopping_tx, mut stopping_rx) = watch::channel(false);
         let signal = async move {
@@ -313,7 +332,7 @@ impl Server {
             tracing::info!("shutting down: no new connections, draining open requests");
             let _ = stopping_tx.send(true);
         };
-        let serve = http::transport::serve(listener, tls, router, signal)?;
+        let serve = http::conn::serve(listener, tls, router, signal, config.conn.clone());
         let grace = config.shutdown_grace();
         let deadline = async move {
             let _ = stopping_rx.wait_for(|stopping| *stopping).await;
@@ -327,6 +346,7 @@ impl Server {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         let _ = purger.await;
+        let _ = cutoffs.await;
         let _ = ledger_runner.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
@@ -369,7 +389,13 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         })?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
-    let routes = http::layer(routes, limiter, config.body_limit, config.request_timeout());
+    let routes = http::layer(
+        routes,
+        limiter,
+        config.body_limit,
+        config.request_timeout(),
+        config.conn.max_in_flight,
+    );
     Ok(http::transport::layer(routes, &config.transport)?.with_state(state))
 }
 

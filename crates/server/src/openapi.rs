@@ -35,6 +35,7 @@ use crate::{accounts, admin, jobs, ledger};
         accounts::tokens::login,
         accounts::tokens::refresh,
         accounts::tokens::logout,
+        accounts::tokens::logout_all,
         accounts::tokens::me,
         accounts::session::create,
         accounts::session::read,

@@ -51,6 +51,7 @@ use sqlx::{PgPool, SqlitePool};
 pub mod api_keys;
 pub mod audit;
 pub mod avatars;
+pub mod backup;
 pub mod comments;
 mod error;
 pub mod exports;
@@ -65,6 +66,7 @@ pub mod posts;
 pub mod refresh_tokens;
 pub mod sessions;
 mod sql;
+pub mod token_cutoffs;
 pub mod users;
 
 pub use error::{Error, Result};

@@ -46,6 +46,7 @@ pub fn router() -> Routes<AppState> {
         .post("/auth/login", tokens::login)
         .post("/auth/refresh", tokens::refresh)
         .post("/auth/logout", tokens::logout)
+        .post("/auth/logout-all", tokens::logout_all)
         .get("/auth/me", tokens::me)
         .post("/auth/session", session::create)
         .get("/auth/session", session::read)

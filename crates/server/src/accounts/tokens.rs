@@ -12,6 +12,7 @@ use basis_auth::role::Role;
 use basis_auth::secret::{digest, random_id, random_token};
 use basis_auth::throttle::Action;
 use basis_store::refresh_tokens::{self, NewToken, RevokedFamily};
+use basis_store::token_cutoffs;
 use basis_store::users::{self, UserRow};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,7 +22,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ApiJson;
 use crate::http::extract::ClientIp;
 use crate::http::rest::no_store;
-use crate::identity::caller::Caller;
+use crate::identity::caller::{Authenticated, Caller};
 use crate::identity::views::UserView;
 use crate::identity::{REFRESH_TTL_MS, normalise_email};
 use crate::state::AppState;
@@ -159,7 +160,7 @@ fn token_pair(
     refresh_token: String,
     now: i64,
 ) -> ApiResult<TokenPair> {
-    let (access_token, _) = state.identity.keys.issue(user_id, role, now / 1000)?;
+    let (access_token, _) = state.identity.keys.issue_ms(user_id, role, now)?;
     Ok(TokenPair {
         access_token,
         refresh_token,
@@ -222,6 +223,27 @@ pub async fn logout(
 ) -> ApiResult<StatusCode> {
     let now = state.clock.now_ms();
     refresh_tokens::revoke_family_of(&state.store, &digest(&body.refresh_token), now).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Signs the caller out everywhere: every session and refresh token of the account is
+/// revoked, and every access token issued until now is refused from the next request on.
+#[utoipa::path(post, path = "/auth/logout-all", tag = "auth",
+    responses((status = 204, description = "Signed out everywhere"),
+        (status = 401, description = "Not signed in", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An API key or a failed CSRF check", body = crate::error::Problem, content_type = "application/problem+json")))]
+pub async fn logout_all(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+) -> ApiResult<StatusCode> {
+    let principal = caller.require_account()?;
+    let now = state.clock.now_ms();
+    token_cutoffs::sign_out_everywhere(&state.store, &principal.user_id, now).await?;
+    state
+        .identity
+        .cutoffs
+        .applied(&principal.user_id, now)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -239,6 +239,13 @@ pub async fn update(
         Err(other) => return Err(other.into()),
     }
     if user.role != old_role {
+        // Tokens carry the role they were issued with: refuse those issued before the
+        // change, so the next request (after a refresh) carries the new role.
+        state
+            .identity
+            .cutoffs
+            .cut(&state.store, &user.id, state.clock.now_ms())
+            .await?;
         let detail = format!("{} {old_role} -> {} by {actor}", user.id, user.role);
         audit::record(&state, "role.changed", Some(&user.id), &ip, Some(&detail)).await;
     }
@@ -259,6 +266,11 @@ pub async fn remove(
     let links = users::delete(&state.store, &id)
         .await?
         .ok_or(ApiError::NotFound)?;
+    state
+        .identity
+        .cutoffs
+        .cut(&state.store, &id, state.clock.now_ms())
+        .await?;
     state.user_views.invalidate(&id).await;
     for link in links {
         let code = link

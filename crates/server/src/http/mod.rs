@@ -4,21 +4,27 @@
 //! stay together with the stack that composes them; splitting them would scatter one
 //! request's path over three files.)
 //!
-//! - [`transport`]: listeners, TLS, HTTP/1.1 and HTTP/2, CORS, forwarded headers;
+//! - [`conn`]: the accept loop and connection limits (count, head deadline and size,
+//!   lingering close), with [`framing`] refusing requests framed two ways;
+//! - [`transport`]: TLS, HTTP/1.1 and HTTP/2, CORS, forwarded headers;
 //! - [`routes`]: the route table resources add to;
 //! - [`extract`]: request extractors (JSON bodies, the client's address) and field errors;
 //! - [`rest`]: content negotiation, conditional requests, merge patch, cursor pages;
 //! - [`idempotency`]: stored answers of POSTs retried with an `Idempotency-Key`;
+//! - [`compress`]: gzip, brotli and zstd for JSON and HTML by `Accept-Encoding`;
 //! - this module: the middleware every request passes through, outermost first:
 //!
+//! 0. compression ([`compress`]), around everything so problem documents qualify too;
 //! 1. [`Observe`], in one service so the redirect path pays for one layer, not six: the
 //!    request id (a sane incoming `x-request-id` is reused, else one is made; echoed on the
 //!    response), security headers on every response, metrics by route and status, a log
 //!    line for every 5xx with its request id and cause, and problem documents for the
 //!    bodiless errors the framework produces (405 with `Allow`, 413, …);
-//! 2. [`Deadline`], the request timeout (503);
-//! 3. the body size limit (413, enforced by the extractors);
-//! 4. the rate limiter's rules (429).
+//! 2. [`shed::Shed`], load shedding past a number of requests in progress (503 with
+//!    `Retry-After`);
+//! 3. [`Deadline`], the request timeout (503);
+//! 4. the body size limit (413, enforced by the extractors);
+//! 5. the rate limiter's rules (429).
 //!
 //! The layers are composed into one stack and applied to the routes once. Each
 //! `Router::layer` call boxes the routes again, and a boxed route is cloned (allocated) on
@@ -29,10 +35,14 @@
 //! timeout armed up front registers a timer for every request, even the many (a cached
 //! redirect) that finish on their first poll.
 
+pub mod compress;
+pub mod conn;
 pub mod extract;
+pub mod framing;
 pub mod idempotency;
 pub mod rest;
 pub mod routes;
+pub mod shed;
 pub mod transport;
 
 use std::cell::RefCell;
@@ -64,9 +74,12 @@ pub fn layer<S: Clone + Send + Sync + 'static>(
     limiter: RateLimitLayer,
     body_limit: usize,
     timeout: Duration,
+    max_in_flight: usize,
 ) -> Router<S> {
     let stack = ServiceBuilder::new()
+        .layer(compress::layer())
         .layer(ObserveLayer)
+        .layer(shed::ShedLayer::new(max_in_flight))
         .layer(DeadlineLayer(timeout))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(limiter);

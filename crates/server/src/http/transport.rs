@@ -5,9 +5,8 @@
 //! plain TCP a client with prior knowledge (a proxy, a load balancer) opens with the
 //! HTTP/2 preface, and anything else is HTTP/1.1.
 //!
-//! TLS handshakes run in their own tasks (with a deadline) and finished connections are
-//! handed to axum through [`TlsListener`], so a slow or hostile client stalls nobody else
-//! and graceful shutdown works as it does over plain TCP.
+//! The accept loop is in [`super::conn`]: each connection, its TLS handshake (with a
+//! deadline) included, runs in its own task, so a slow client stalls nobody else.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,16 +17,12 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
-use tokio_rustls::server::TlsStream;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Two years, the preload list's minimum; sent only over HTTPS.
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
@@ -163,79 +158,6 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-/// The peer of a TLS connection, turned into the usual `ConnectInfo<SocketAddr>` before
-/// routing so extractors see the same thing over TLS and plain TCP.
-#[derive(Debug, Clone, Copy)]
-struct TlsPeer(SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for TlsPeer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-/// A listener that yields connections whose TLS handshake has completed.
-#[derive(Debug)]
-pub struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts on `tcp`, handshaking each connection in its own task.
-    pub fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, ready) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = ready.send((tls, peer)).await;
-                        }
-                        Ok(Err(err)) => {
-                            tracing::debug!(%peer, error = %err, "TLS handshake failed")
-                        }
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-                if tx.is_closed() {
-                    return;
-                }
-            }
-        });
-        Ok(Self { ready, local })
-    }
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(connection) => connection,
-            // The accept task ended: nothing more will come.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
 /// Serves plain HTTP on `listener`, answering everything with 301 to `https_origin`.
 pub async fn redirect_http(listener: TcpListener, https_origin: String) {
     let app = Router::new().fallback(move |uri: Uri| {
@@ -253,47 +175,4 @@ fn to_https(origin: &str, uri: &Uri) -> Response {
     // 308 keeps the method; the issue asks for a classic 301.
     *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
     response
-}
-
-/// A boxed server future.
-pub type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>;
-
-/// Serves `router` on `listener` (over TLS when `tls` is set) until `signal` resolves,
-/// then drains open connections.
-pub fn serve(
-    listener: TcpListener,
-    tls: Option<Tls>,
-    router: Router,
-    signal: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<Serving> {
-    use axum::extract::{ConnectInfo, Request};
-    use std::future::IntoFuture as _;
-    Ok(match tls {
-        None => Box::pin(
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(signal)
-            .into_future(),
-        ),
-        Some(Tls(acceptor)) => {
-            let router = router.layer(axum::middleware::map_request(
-                |mut request: Request| async move {
-                    if let Some(ConnectInfo(TlsPeer(peer))) = request.extensions().get().copied() {
-                        request.extensions_mut().insert(ConnectInfo(peer));
-                    }
-                    request
-                },
-            ));
-            Box::pin(
-                axum::serve(
-                    TlsListener::new(listener, acceptor)?,
-                    router.into_make_service_with_connect_info::<TlsPeer>(),
-                )
-                .with_graceful_shutdown(signal)
-                .into_future(),
-            )
-        }
-    })
 }

@@ -218,6 +218,14 @@ pub async fn authenticate(
                 tracing::debug!(error = %err, "access token rejected");
                 invalid_token()
             })?;
+            // Deleted, demoted or signed out everywhere since the token was issued.
+            if state
+                .identity
+                .cutoffs
+                .refuses(&access.user_id, access.issued_at_ms)
+            {
+                return Err(invalid_token());
+            }
             Ok(Caller::User(Principal {
                 user_id: access.user_id,
                 role: access.role,

@@ -3,6 +3,7 @@
 //! - [`Identity`]: the services every instance holds for it (signing keys, the login
 //!   throttle, session rules, mail, the OpenID provider);
 //! - [`caller`]: the [`caller::Caller`] extractor, which authenticates each request;
+//! - [`cutoffs`]: per-account times before which access tokens are refused;
 //! - [`views`]: what anyone or the owner may see of an account, and its cache;
 //! - [`config`]: the flags and secret loading; [`throttle`]: login attempts counted in
 //!   Redis when configured.
@@ -23,6 +24,7 @@ use crate::error::ApiError;
 
 pub mod caller;
 pub mod config;
+pub mod cutoffs;
 pub mod throttle;
 pub mod views;
 
@@ -39,6 +41,8 @@ pub struct Identity {
     pub keys: KeySet,
     /// Asked before each password attempt and reset request.
     pub throttle: Arc<dyn Throttle>,
+    /// Per-account cutoffs that refuse access tokens issued before them.
+    pub cutoffs: cutoffs::TokenCutoffs,
     /// Session timeouts.
     pub sessions: SessionPolicy,
     /// Outgoing mail, when `--smtp-url` is set.
@@ -75,6 +79,7 @@ impl Identity {
         data_dir: &std::path::Path,
         base_url: &url::Url,
         throttle: Arc<dyn Throttle>,
+        cutoffs: cutoffs::TokenCutoffs,
     ) -> anyhow::Result<Self> {
         let spec = auth.jwt_key_spec(environment, data_dir)?;
         let issuer = base_url.as_str().trim_end_matches('/');
@@ -87,6 +92,7 @@ impl Identity {
         Ok(Self {
             keys,
             throttle,
+            cutoffs,
             sessions: SessionPolicy::default(),
             mailer,
             oidc: OnceCell::new(),

@@ -7,6 +7,7 @@ mod helpers;
 mod jobs_support;
 mod smtp_sink;
 
+mod compression;
 mod concurrency;
 mod errors;
 mod link_bulk;
@@ -22,10 +23,12 @@ mod redirect;
 // Identity.
 mod accounts;
 mod api_keys;
+mod hostile;
 mod jwt_attacks;
 mod oidc;
 mod ownership;
 mod password_reset;
+mod revocation;
 mod route_table;
 mod secrets;
 mod sessions;
@@ -34,6 +37,7 @@ mod transport;
 
 // Background jobs.
 mod avatars;
+mod backup;
 mod comment_mail;
 mod exports;
 mod jobs;
