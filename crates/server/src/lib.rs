@@ -69,6 +69,7 @@ pub mod openapi;
 pub mod ops;
 pub mod passwords;
 pub mod queue_cli;
+pub mod shop;
 pub mod state;
 pub mod workers;
 
@@ -204,6 +205,7 @@ impl Server {
             None => Default::default(),
         };
 
+        let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone()).await?;
         let state = AppState::new(AppServices {
             ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
             codes: Arc::new(codes),
@@ -232,8 +234,9 @@ impl Server {
                 jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
                 base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             }),
-            jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
-            ledger: ledger::handle::LedgerHandle::open(&store, clock.clone()).await?,
+            jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
+            shop: shop::handle::ShopHandle::open(&config.shop, &ledger.ledger, queue).await?,
+            ledger,
             clock,
             store,
         });
@@ -288,6 +291,7 @@ impl Server {
                 clock: state.clock.clone(),
                 mailer: state.identity.mailer.clone(),
                 clicks: Some(state.clicks.clone()),
+                shop: Some(state.shop.clone()),
             }),
             workers_stopped,
         );
@@ -298,6 +302,10 @@ impl Server {
             flusher_stopped.clone(),
         ));
         let ledger_runner = tokio::spawn(ledger::run_periodically(
+            state.clone(),
+            flusher_stopped.clone(),
+        ));
+        let shop_runner = tokio::spawn(shop::run_periodically(
             state.clone(),
             flusher_stopped.clone(),
         ));
@@ -327,6 +335,7 @@ impl Server {
         let _ = flusher.await;
         let _ = purger.await;
         let _ = ledger_runner.await;
+        let _ = shop_runner.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
@@ -383,6 +392,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(jobs::status::router())
         .merge(blog::router())
         .merge(ledger::router())
+        .merge(shop::router())
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.

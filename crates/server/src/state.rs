@@ -68,6 +68,8 @@ pub struct AppServices {
     pub comment_notifier: Arc<dyn crate::jobs::mail::CommentNotifier>,
     /// The ledger (accounts, transfers), its read models and their runner's bell.
     pub ledger: crate::ledger::handle::LedgerHandle,
+    /// The shop, its checkout saga runner and the payment provider it talks to.
+    pub shop: crate::shop::handle::ShopHandle,
 }
 
 impl AppServices {

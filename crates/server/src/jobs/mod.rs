@@ -44,8 +44,16 @@ pub const MAIL_QUEUE: &str = "mail";
 pub const MEDIA_QUEUE: &str = "media";
 /// Queue of data exports.
 pub const EXPORTS_QUEUE: &str = "exports";
+/// Queue of checkout saga steps (kept apart so a slow payment provider never delays mail).
+pub const SAGAS_QUEUE: &str = "sagas";
 /// Every queue the product's workers consume.
-pub const QUEUES: [&str; 4] = [CLICKS_QUEUE, MAIL_QUEUE, MEDIA_QUEUE, EXPORTS_QUEUE];
+pub const QUEUES: [&str; 5] = [
+    CLICKS_QUEUE,
+    MAIL_QUEUE,
+    MEDIA_QUEUE,
+    EXPORTS_QUEUE,
+    SAGAS_QUEUE,
+];
 
 /// The queue as the request side uses it.
 #[derive(Debug, Clone)]
