@@ -35,6 +35,37 @@ struct Cli {
     command: Command,
 }
 
+/// Flags of `basis payments-sim`.
+#[derive(Debug, clap::Args)]
+struct PaymentsSimArgs {
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "BASIS_PAYMENTS_SIM_LISTEN",
+        default_value = "127.0.0.1:8090"
+    )]
+    listen: std::net::SocketAddr,
+    /// The database holding the ledger (the same one `basis serve` uses).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+    /// Directory of the default SQLite database.
+    #[arg(long, env = "BASIS_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Probability (0–1) that a call fails with 503 before doing anything.
+    #[arg(long, env = "BASIS_PAYMENTS_SIM_FAILURE_RATE", default_value_t = 0.0)]
+    failure_rate: f64,
+    /// Milliseconds added before every answer.
+    #[arg(long, env = "BASIS_PAYMENTS_SIM_LATENCY_MS", default_value_t = 0)]
+    latency_ms: u64,
+    /// Probability (0–1) that a call does its work and answers only after `--hang-ms`
+    /// (after the client gave up).
+    #[arg(long, env = "BASIS_PAYMENTS_SIM_TIMEOUT_RATE", default_value_t = 0.0)]
+    timeout_rate: f64,
+    /// How long a "timed out" answer is held, in milliseconds.
+    #[arg(long, env = "BASIS_PAYMENTS_SIM_HANG_MS", default_value_t = 10_000)]
+    hang_ms: u64,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     /// Human-readable lines.
@@ -58,6 +89,9 @@ enum Command {
         #[command(subcommand)]
         command: basis_server::queue_cli::QueueCommand,
     },
+    /// Run the payment provider simulator: authorizes, captures and cancels with the ledger's
+    /// pending transfers in `--database-url`, failing, lagging and hanging as told.
+    PaymentsSim(Box<PaymentsSimArgs>),
     /// Apply pending database migrations and exit.
     Migrate {
         /// Directory of the default SQLite database.
@@ -227,6 +261,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Gateway(config) => basis_gateway::run(*config, stop_signal()).await,
         Command::Queue { target, command } => basis_server::queue_cli::run(target, command).await,
+        Command::PaymentsSim(args) => payments_sim(*args).await,
         Command::Migrate {
             data_dir,
             database_url,
@@ -311,6 +346,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `basis payments-sim`: the payment provider as a separate service.
+async fn payments_sim(args: PaymentsSimArgs) -> anyhow::Result<()> {
+    for (name, rate) in [
+        ("failure", args.failure_rate),
+        ("timeout", args.timeout_rate),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&rate),
+            "--{name}-rate must be between 0 and 1"
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir)?;
+    let config = Config {
+        database_url: args.database_url,
+        ..Config::with_data_dir(&args.data_dir)
+    };
+    let store = basis_server::open_store(&config).await?;
+    let ledger = basis_ledger::Ledger::new(
+        store.clone(),
+        std::sync::Arc::new(basis_ledger::SystemClock),
+    );
+    ledger.install().await?;
+    basis_shop::Shop::new(ledger.clone()).install().await?;
+    let sim = basis_shop::payments::sim::Simulator::new(
+        ledger,
+        basis_shop::payments::sim::SimConfig {
+            failure_rate: args.failure_rate,
+            latency: std::time::Duration::from_millis(args.latency_ms),
+            timeout_rate: args.timeout_rate,
+            hang: std::time::Duration::from_millis(args.hang_ms),
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(address = %listener.local_addr()?, "payment simulator listening");
+    sim.serve(listener, stop_signal()).await?;
+    store.close().await;
+    Ok(())
 }
 
 /// `basis ledger rebuild`: read models replayed from the events must equal the live ones.

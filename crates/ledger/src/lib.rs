@@ -258,6 +258,17 @@ impl Ledger {
         found.ok_or(Error::TransferNotFound(id))
     }
 
+    /// The oldest transfer carrying `reference` (migration 2005 indexes it): how a caller
+    /// that creates transfers idempotently finds the one it may already have made.
+    pub async fn transfer_by_reference(&self, reference: &str) -> Result<Option<Transfer>> {
+        Ok(basis_store::on_pool!(self.store, write, pool => {
+            sqlx::query_as("SELECT * FROM ledger_transfers WHERE reference = $1 ORDER BY id LIMIT 1")
+                .bind(reference)
+                .fetch_optional(pool)
+                .await
+        })?)
+    }
+
     /// The accounts of `owner`, by id after `after`, at most `limit`.
     pub async fn accounts_of(&self, owner: &str, after: i64, limit: i64) -> Result<Vec<Account>> {
         Ok(basis_store::on_pool!(self.store, read, pool => {

@@ -97,6 +97,10 @@ pub struct Config {
     /// The job queue and its workers.
     #[command(flatten)]
     pub jobs: crate::jobs::JobsConfig,
+
+    /// The shop's checkout: the payment provider and the saga's timing.
+    #[command(flatten)]
+    pub shop: crate::shop::handle::ShopConfig,
 }
 
 impl Config {
@@ -126,6 +130,7 @@ impl Config {
             transport: Default::default(),
             conn: Default::default(),
             jobs: Default::default(),
+            shop: Default::default(),
         }
     }
 

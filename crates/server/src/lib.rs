@@ -70,6 +70,7 @@ pub mod openapi;
 pub mod ops;
 pub mod passwords;
 pub mod queue_cli;
+pub mod shop;
 pub mod state;
 pub mod workers;
 
@@ -205,6 +206,7 @@ impl Server {
             None => Default::default(),
         };
 
+        let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone()).await?;
         let state = AppState::new(AppServices {
             ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
             codes: Arc::new(codes),
@@ -235,8 +237,9 @@ impl Server {
                 jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
                 base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             }),
-            jobs: jobs::Jobs::new(queue, store.clone(), clock.clone()),
-            ledger: ledger::handle::LedgerHandle::open(&store, clock.clone()).await?,
+            jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
+            shop: shop::handle::ShopHandle::open(&config.shop, &ledger.ledger, queue).await?,
+            ledger,
             request_timeout_ms: i64::try_from(config.request_timeout_ms).unwrap_or(i64::MAX),
             clock,
             store,
@@ -298,6 +301,7 @@ impl Server {
                 clock: state.clock.clone(),
                 mailer: state.identity.mailer.clone(),
                 clicks: Some(state.clicks.clone()),
+                shop: Some(state.shop.clone()),
             }),
             workers_stopped,
         );
@@ -308,6 +312,10 @@ impl Server {
             flusher_stopped.clone(),
         ));
         let ledger_runner = tokio::spawn(ledger::run_periodically(
+            state.clone(),
+            flusher_stopped.clone(),
+        ));
+        let shop_runner = tokio::spawn(shop::run_periodically(
             state.clone(),
             flusher_stopped.clone(),
         ));
@@ -348,6 +356,7 @@ impl Server {
         let _ = purger.await;
         let _ = cutoffs.await;
         let _ = ledger_runner.await;
+        let _ = shop_runner.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
@@ -410,6 +419,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(jobs::status::router())
         .merge(blog::router())
         .merge(ledger::router())
+        .merge(shop::router())
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.

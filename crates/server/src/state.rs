@@ -71,6 +71,8 @@ pub struct AppServices {
     /// How long a request may run (ms): an unfinished money request's idempotency claim
     /// older than twice this was left by a process that died, and may be taken over.
     pub request_timeout_ms: i64,
+    /// The shop, its checkout saga runner and the payment provider it talks to.
+    pub shop: crate::shop::handle::ShopHandle,
 }
 
 impl AppServices {

@@ -16,7 +16,7 @@ use crate::jobs::context::JobContext;
 use crate::jobs::{QUEUES, config::Workers, mail, status};
 use crate::links::click_batches as clicks;
 use crate::ops::{Ops, serve_worker_ops};
-use crate::{Config, accounts, ledger, links};
+use crate::{Config, accounts, ledger, links, shop};
 
 /// Opens the queue `--queue-url` names (default: the database in use) and installs its
 /// tables. On the default SQLite database the queue shares the store's single writer
@@ -112,6 +112,11 @@ pub fn registry(ctx: &Arc<JobContext>) -> Registry {
             ledger::project::PROJECT,
             handler(ctx, ledger::project::project),
         )
+        .handle(shop::handle::ADVANCE, handler(ctx, shop::jobs::advance))
+        .handle(
+            shop::handle::ORDER_MAIL,
+            handler(ctx, shop::jobs::order_mail),
+        )
 }
 
 /// How the product's workers run.
@@ -178,11 +183,15 @@ pub async fn run_workers(
         .as_deref()
         .map(|url| Mailer::new(url, &config.auth.mail_from))
         .transpose()?;
+    let ledger = crate::ledger::handle::LedgerHandle::open(&store, clock.clone()).await?;
+    let shop =
+        shop::handle::ShopHandle::open(&config.shop, &ledger.ledger, backend.clone()).await?;
     let ctx = Arc::new(JobContext {
         store: store.clone(),
         clock: clock.clone(),
         mailer,
         clicks: None,
+        shop: Some(shop),
     });
     let worker = Worker::new(
         backend.clone(),

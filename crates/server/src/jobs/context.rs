@@ -19,6 +19,8 @@ pub struct JobContext {
     /// This process's click recorder, told at once when one of its batches is applied
     /// (`None` in `basis worker`: servers then learn it from the database).
     pub clicks: Option<Arc<dyn BatchesApplied>>,
+    /// The shop and its checkout saga (`None` in tests of other jobs).
+    pub shop: Option<crate::shop::handle::ShopHandle>,
 }
 
 /// Told when a batch of clicks this process enqueued has been stored, so it stops counting

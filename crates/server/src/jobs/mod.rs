@@ -46,13 +46,16 @@ pub const MEDIA_QUEUE: &str = "media";
 pub const EXPORTS_QUEUE: &str = "exports";
 /// Queue of the ledger's projection jobs (kept apart so exports never delay read models).
 pub const LEDGER_QUEUE: &str = "ledger";
+/// Queue of checkout saga steps (kept apart so a slow payment provider never delays mail).
+pub const SAGAS_QUEUE: &str = "sagas";
 /// Every queue the product's workers consume.
-pub const QUEUES: [&str; 5] = [
+pub const QUEUES: [&str; 6] = [
     CLICKS_QUEUE,
     MAIL_QUEUE,
     MEDIA_QUEUE,
     EXPORTS_QUEUE,
     LEDGER_QUEUE,
+    SAGAS_QUEUE,
 ];
 
 /// The queue as the request side uses it.

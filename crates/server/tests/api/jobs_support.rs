@@ -75,6 +75,7 @@ impl TestApp {
             clock: self.state.clock.clone(),
             mailer: self.state.identity.mailer.clone(),
             clicks: None,
+            shop: Some(self.state.shop.clone()),
         });
         let worker = basis_queue::worker::Worker::new(
             self.state.jobs.backend().clone(),

@@ -53,3 +53,7 @@ mod ledger;
 mod ledger_idempotency;
 mod ledger_pending;
 mod ledger_support;
+// The shop.
+mod shop;
+mod shop_saga;
+mod shop_support;
