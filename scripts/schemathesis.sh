@@ -49,9 +49,12 @@ curl -fs -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: applic
   -d '{"body":"Seed comment"}' "$BASE/posts/1/comments"
 
 status=0
+# POST /auth/logout-all is left out: it revokes the token every other operation is called with,
+# after which they would only answer 401 (its own tests are in tests/api/revocation.rs).
 # From the temporary directory, so schemathesis's own cache stays out of the work tree.
 (cd "$DATA" && python3 -m schemathesis.cli run "$BASE/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
+  --exclude-path /auth/logout-all \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \

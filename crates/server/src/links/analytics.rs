@@ -78,6 +78,7 @@ const TOP_REFERRERS: usize = 10;
     get, path = "/links/{code}/stats", tag = "links",
     params(("code" = String, Path, description = "The short code"), StatsQuery),
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Statistics", body = LinkStats),
         (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),

@@ -71,6 +71,7 @@ pub struct CreateLink {
 #[utoipa::path(
     post, path = "/shorten", tag = "links", request_body = CreateLink,
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 201, description = "Created", body = LinkView, headers(("Location" = String, description = "/links/{code}"))),
         (status = 200, description = "With `reuse`: the oldest plain link (no alias, password, expiry or click limit; redirect 301) to the same URL with the same owner, however it was made", body = LinkView),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),

@@ -66,6 +66,7 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     get, path = "/links/{code}", tag = "links",
     params(("code" = String, Path, description = "The short code")),
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The link", body = LinkView),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )
@@ -89,6 +90,7 @@ pub async fn read(
     params(("code" = String, Path, description = "The short code")),
     request_body(content = ChangeLink, content_type = "application/merge-patch+json"),
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The changed link", body = LinkView),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
@@ -166,6 +168,7 @@ fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldEr
     delete, path = "/links/{code}", tag = "links",
     params(("code" = String, Path, description = "The short code")),
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )

@@ -93,6 +93,7 @@ async fn comment_response(
     get, path = "/posts/{id}/comments", tag = "comments",
     params(("id" = String, Path, description = "The post id"), PageParams),
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "A page of comments", body = CommentPage, headers(("ETag" = String), ("Link" = String))),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 400, description = "A bad limit or cursor", body = Problem, content_type = "application/problem+json"),
@@ -202,6 +203,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/comments/{id}", tag = "comments", params(("id" = String, Path, description = "The comment id")),
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The comment", body = CommentView, headers(("ETag" = String), ("Last-Modified" = String), ("Cache-Control" = String))),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "No such comment", body = Problem, content_type = "application/problem+json"),

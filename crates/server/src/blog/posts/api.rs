@@ -259,6 +259,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/posts/{id}", tag = "posts", params(("id" = String, Path, description = "The post id")),
     responses(
+        (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The post", body = PostView, headers(("ETag" = String), ("Last-Modified" = String), ("Cache-Control" = String))),
         (status = 304, description = "Not modified (If-None-Match)"),
         (status = 404, description = "No such post, or a draft you may not see", body = Problem, content_type = "application/problem+json"),
