@@ -347,6 +347,30 @@ pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Res
     response
 }
 
+/// JSON with `status`, never cached (`private, no-store`), and `Location` when given: the
+/// answers of the money and shop resources, which must not be served from a cache.
+pub fn json_response<T: Serialize>(
+    status: StatusCode,
+    location: Option<String>,
+    body: &T,
+) -> Result<Response, ApiError> {
+    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = (status, bytes).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-store"),
+    );
+    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,11 +2,8 @@
 //! each ledger refusal gets, and the audit record of every money movement. Handlers parse,
 //! call these, and answer.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use basis_auth::role::Role;
 use basis_ledger::{Account, Error, Transfer};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, FieldError};
@@ -105,28 +102,7 @@ pub fn refusal(err: Error) -> ApiError {
     }
 }
 
-/// JSON with `status`, and `Location` when given.
-pub fn json_response<T: Serialize>(
-    status: StatusCode,
-    location: Option<String>,
-    body: &T,
-) -> Result<Response, ApiError> {
-    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut response = (status, bytes).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        headers.insert(header::LOCATION, location);
-    }
-    Ok(response)
-}
+pub use crate::http::rest::json_response;
 
 /// Records a money movement made by `principal` in the audit log, and wakes the projector.
 pub async fn moved(

@@ -1,7 +1,5 @@
 //! The JSON shapes of the shop, and the status each shop error gets.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use basis_shop::{LogEntry, Order, OrderItem, Product, Saga};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -218,28 +216,7 @@ pub fn refusal(err: basis_shop::Error) -> ApiError {
     }
 }
 
-/// JSON with `status`, not cached, and `Location` when given.
-pub fn json_response<T: Serialize>(
-    status: StatusCode,
-    location: Option<String>,
-    body: &T,
-) -> Result<Response, ApiError> {
-    let bytes = serde_json::to_vec(body).map_err(|e| ApiError::Internal(e.into()))?;
-    let mut response = (status, bytes).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-store"),
-    );
-    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
-        headers.insert(header::LOCATION, location);
-    }
-    Ok(response)
-}
+pub use crate::http::rest::json_response;
 
 /// A positive 64-bit integer from JSON, or a 422 naming `field`.
 pub fn positive(field: &str, value: &serde_json::Value) -> Result<i64, ApiError> {
