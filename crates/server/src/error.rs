@@ -249,8 +249,13 @@ impl IntoResponse for ApiError {
             Self::UnsupportedMediaType(detail) => problem(StatusCode::UNSUPPORTED_MEDIA_TYPE)
                 .detail(detail)
                 .into_response(),
-            Self::PayloadTooLarge => problem(StatusCode::PAYLOAD_TOO_LARGE)
-                .detail("the request body exceeds the size limit")
+            // The unread rest of the body makes the connection unusable: say so, so that a
+            // client does not send its next request on a connection about to close.
+            Self::PayloadTooLarge => (
+                [(axum::http::header::CONNECTION, "close")],
+                problem(StatusCode::PAYLOAD_TOO_LARGE)
+                    .detail("the request body exceeds the size limit"),
+            )
                 .into_response(),
             Self::Unprocessable(detail) => problem(StatusCode::UNPROCESSABLE_ENTITY)
                 .detail(detail)
