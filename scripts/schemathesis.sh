@@ -7,6 +7,7 @@
 # Loopback only; bounded in time; the server and its temporary data dir are removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
 # Run as a module of the same python3 that pip installs into, so PATH does not matter.
 if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
@@ -15,7 +16,7 @@ if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
 fi
 
 cargo build -q -p basis
-BASIS=${CARGO_TARGET_DIR:-target}/debug/basis
+BASIS=$(realpath "${CARGO_TARGET_DIR:-target}/debug/basis")
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 BASE=http://127.0.0.1:$PORT
@@ -49,12 +50,13 @@ curl -fs -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: applic
   -d '{"body":"Seed comment"}' "$BASE/posts/1/comments"
 
 status=0
-# POST /auth/logout-all is left out: it revokes the token every other operation is called with,
-# after which they would only answer 401 (its own tests are in tests/api/revocation.rs).
+# Operations run signed in as an admin made by scripts/schemathesis_auth.py, which signs in
+# again (as a new admin if need be) whenever a generated request ended that sign-in.
 # From the temporary directory, so schemathesis's own cache stays out of the work tree.
-(cd "$DATA" && python3 -m schemathesis.cli run "$BASE/openapi.json" \
-  --header "Authorization: Bearer $TOKEN" \
-  --exclude-path /auth/logout-all \
+(cd "$DATA" && PYTHONPATH="$ROOT/scripts" SCHEMATHESIS_HOOKS=schemathesis_auth \
+  BASIS_FUZZ_BASE="$BASE" BASIS_FUZZ_BIN="$BASIS" BASIS_FUZZ_DATA_DIR="$DATA" \
+  BASIS_FUZZ_PASSWORD="$PASSWORD" \
+  python3 -m schemathesis.cli run "$BASE/openapi.json" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
   --phases examples,coverage,fuzzing \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
@@ -68,5 +70,6 @@ status=0
 if [ "$status" -ne 0 ]; then
   echo "schemathesis failed (exit $status); server log:" >&2
   grep -E 'ERROR|panicked' "$DATA/basis.log" | tail -20 >&2 || true
+  cat "$DATA/auth.log" >&2 2>/dev/null || true
 fi
 exit "$status"
