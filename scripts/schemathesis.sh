@@ -36,8 +36,8 @@ for _ in $(seq 1 100); do # up to 20 s for the server to answer
 done
 curl -fs -o /dev/null "$BASE/healthz" || { cat "$DATA/basis.log"; exit 1; }
 
-# A signed-in caller, so operations behind authentication are exercised past the 401,
-# and one published post with a comment for the reads to find.
+# A signed-in caller, and one published post with a comment and one tagged link for the reads
+# to find.
 PASSWORD="correct horse battery staple 42"
 curl -fs -o /dev/null -H 'content-type: application/json' \
   -d "{\"email\":\"fuzz@example.com\",\"password\":\"$PASSWORD\",\"name\":\"Fuzz\"}" "$BASE/users"
@@ -48,6 +48,23 @@ curl -fs -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: applic
   -d '{"title":"Seed","body":"Seed *post*","tags":["seed"],"status":"published"}' "$BASE/posts"
 curl -fs -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d '{"body":"Seed comment"}' "$BASE/posts/1/comments"
+curl -fs -o /dev/null -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"longUrl":"https://example.com/seed","customAlias":"fuzzseed","tags":["seed"]}' "$BASE/shorten"
+
+# Path parameters name the seeded resources in part of the generated requests (the rest stay
+# random), so operations on one resource get past their 404 to the code behind it.
+cat >"$DATA/schemathesis.toml" <<'TOML'
+[dictionaries.codes]
+values = ["fuzzseed"]
+[dictionaries.ids]
+values = ["1"]
+[dictionaries.tags]
+values = ["seed"]
+[parameters]
+"path.code" = { dictionary = "codes", probability = 0.5 }
+"path.id" = { dictionary = "ids", probability = 0.3 }
+"path.tag" = { dictionary = "tags", probability = 0.5 }
+TOML
 
 status=0
 # Operations run signed in as an admin made by scripts/schemathesis_auth.py, which signs in

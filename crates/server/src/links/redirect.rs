@@ -88,8 +88,9 @@ pub async fn follow(
 /// The password form a browser posts to a protected link.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PasswordForm {
-    /// The link's password.
-    pub password: String,
+    /// The link's password (a form without it is a wrong password: 401).
+    #[serde(default)]
+    pub password: Option<String>,
 }
 
 /// Follows a protected link with its password posted as a form (answers 303 to the target).
@@ -99,9 +100,11 @@ pub struct PasswordForm {
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "See the long URL", headers(("Location" = String, description = "The long URL"))),
-        (status = 401, description = "Wrong password", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A body that does not decode as a form", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong or missing password", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired or out of clicks", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a form", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -122,7 +125,7 @@ pub async fn follow_with_form(
     respond(
         &state,
         link,
-        Some(form.password),
+        form.password,
         &headers,
         true,
         Some(StatusCode::SEE_OTHER),

@@ -204,6 +204,16 @@ async fn a_protected_link_asks_for_its_password(engine: Engine) {
         .await
         .unwrap();
     assert_problem(form, 401).await;
+    // A form without the field is a missing password, not a malformed request.
+    let empty_form = app
+        .client
+        .post(app.url(&path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(empty_form, 401).await;
     let not_a_form = app
         .client
         .post(app.url(&path))
