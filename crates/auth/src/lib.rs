@@ -6,6 +6,8 @@
 //! |---|---|
 //! | [`password`] | argon2id hashing off the async workers with bounded concurrency, rehash detection, the password policy |
 //! | [`secret`] | random opaque secrets (refresh tokens, session ids, API keys, reset tokens) and their stored SHA-256 digests |
+//! | [`breached`] | the breached-password list shipped with the project, checked at every password change |
+//! | [`totp`] | time-based one-time codes (RFC 6238), the enrolment URI and QR code, recovery codes |
 //! | [`jwt`] | access tokens: claims, a key set selected by `kid`, the pinned algorithm, verification against an injected time |
 //! | [`role`] | roles (`user`, `moderator`, `admin`) and API key scopes |
 //! | [`session`] | cookie sessions: the cookie, idle and absolute timeouts, the CSRF and same-origin checks |
@@ -16,6 +18,7 @@
 //! The HTTP routes that use these live in `basis-server` (`auth`, `users`, `admin`).
 //! Nothing here reads the clock: every function that depends on time takes `now`.
 
+pub mod breached;
 pub mod jwt;
 pub mod mail;
 pub mod oidc;
@@ -24,6 +27,7 @@ pub mod role;
 pub mod secret;
 pub mod session;
 pub mod throttle;
+pub mod totp;
 
 /// Everything that can go wrong in this crate.
 #[derive(Debug, thiserror::Error)]

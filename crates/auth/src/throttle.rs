@@ -18,13 +18,15 @@ pub enum Action {
     Login,
     /// Password reset requests: 3 per hour.
     PasswordReset,
+    /// Second-factor codes (TOTP or recovery) after a password: as many as logins.
+    SecondFactor,
 }
 
 impl Action {
     /// The default allowance: (attempts, window in ms).
     pub fn allowance(self) -> (u32, i64) {
         match self {
-            Action::Login => (5, 15 * 60 * 1000),
+            Action::Login | Action::SecondFactor => (5, 15 * 60 * 1000),
             Action::PasswordReset => (3, 60 * 60 * 1000),
         }
     }
@@ -34,6 +36,7 @@ impl Action {
         match self {
             Action::Login => "login",
             Action::PasswordReset => "password-reset",
+            Action::SecondFactor => "second-factor",
         }
     }
 }

@@ -323,6 +323,10 @@ impl Server {
             state.clone(),
             flusher_stopped.clone(),
         ));
+        let sweeper = tokio::spawn(accounts::avatar::sweep_periodically(
+            state.clone(),
+            flusher_stopped.clone(),
+        ));
         let cutoffs = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -354,6 +358,7 @@ impl Server {
         let _ = stop_flusher.send(true);
         let _ = flusher.await;
         let _ = purger.await;
+        let _ = sweeper.await;
         let _ = cutoffs.await;
         let _ = ledger_runner.await;
         let _ = shop_runner.await;

@@ -62,6 +62,45 @@ pub async fn delete_upload(store: &Store, id: i64) -> Result<()> {
     Ok(())
 }
 
+/// An upload still waiting for its thumbnails.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PendingUpload {
+    /// The upload's id.
+    pub id: i64,
+    /// Whose avatar it is.
+    pub user_id: String,
+    /// The thumbnail job named when it was stored.
+    pub job_id: String,
+}
+
+/// Uploads stored (or last swept) before `before` (Unix ms) and still waiting, oldest first,
+/// at most `limit`.
+pub async fn stale_uploads(store: &Store, before: i64, limit: i64) -> Result<Vec<PendingUpload>> {
+    Ok(on_pool!(store, read, pool => {
+        sqlx::query_as::<_, PendingUpload>(
+            "SELECT id, user_id, job_id FROM avatar_uploads \
+             WHERE COALESCE(swept_at, created_at) < $1 ORDER BY id LIMIT $2",
+        )
+        .bind(before)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+    })?)
+}
+
+/// Notes that upload `id`'s job was enqueued again at `now`.
+pub async fn mark_swept(store: &Store, id: i64, now: i64) -> Result<()> {
+    on_pool!(store, write, pool => {
+        sqlx::query("UPDATE avatar_uploads SET swept_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop)
+    })?;
+    Ok(())
+}
+
 /// Whether `user_id` has an avatar made from upload `upload_id` or a newer one.
 pub async fn made_from(store: &Store, user_id: &str, upload_id: i64) -> Result<bool> {
     let found: Option<i64> = on_pool!(store, read, pool => {

@@ -16,7 +16,8 @@
 //! - Identity: [`users`] (accounts, roles, profile, password changes, deletion with all an
 //!   account owns), [`sessions`] (cookie sessions), [`refresh_tokens`] (families, rotation,
 //!   reuse), [`password_resets`] (single-use tokens; the reset itself), [`oidc_logins`]
-//!   (pending OIDC logins, linked provider identities), [`api_keys`], [`audit`] (security
+//!   (pending OIDC logins, linked provider identities), [`mfa`] (TOTP enrolments, recovery
+//!   codes, second-step challenges), [`api_keys`], [`audit`] (security
 //!   events).
 //! - Work done by jobs: [`jobs`] (the status rows owners read), [`avatars`] (uploads and
 //!   thumbnails), [`exports`] (links' click CSVs), [`mail`] (mails sent, comment notices).
@@ -60,6 +61,7 @@ pub mod ids;
 pub mod jobs;
 pub mod links;
 pub mod mail;
+pub mod mfa;
 pub mod oidc_logins;
 pub mod password_resets;
 pub mod posts;

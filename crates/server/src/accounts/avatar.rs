@@ -11,6 +11,13 @@
 //! deleted in the same transaction; a second delivery finds the upload gone and the avatar
 //! made from it. An older upload processed late never replaces a newer avatar (uploads are
 //! ordered by id).
+//!
+//! The upload is stored before its job is enqueued (the queue may live elsewhere, such as
+//! RabbitMQ), so a crash in between, or an enqueue lost after its status row was written,
+//! would leave it waiting forever. [`sweep`] closes that gap: every instance periodically
+//! enqueues again the job of any upload still waiting [`SWEEP_AFTER_MS`] after it was
+//! stored or last swept. The job's dedup key and its idempotence make an extra delivery
+//! harmless.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -138,9 +145,7 @@ pub async fn upload(
     let job_id = crate::jobs::new_id();
     let now = state.clock.now_ms();
     let upload_id = avatars::insert_upload(&state.store, &id, &job_id, &bytes, now).await?;
-    let mut payload = serde_json::Map::new();
-    payload.insert("uploadId".into(), upload_id.into());
-    payload.insert("userId".into(), id.clone().into());
+    let payload = thumbnail_payload(upload_id, &id);
     let owner = principal.user_id.clone();
     let submitted = state
         .jobs
@@ -157,6 +162,96 @@ pub async fn upload(
         let _ = avatars::delete_upload(&state.store, upload_id).await;
     }
     Ok(crate::jobs::accepted(submitted?))
+}
+
+/// An upload still waiting this long (ms) after it was stored, or last swept, gets its
+/// job enqueued again: far longer than a thumbnail takes, even behind a backlog.
+pub const SWEEP_AFTER_MS: i64 = 5 * 60 * 1000;
+/// How often each instance sweeps.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn thumbnail_payload(upload_id: i64, user_id: &str) -> serde_json::Map<String, serde_json::Value> {
+    let mut payload = serde_json::Map::new();
+    payload.insert("uploadId".into(), upload_id.into());
+    payload.insert("userId".into(), user_id.into());
+    payload
+}
+
+/// Enqueues again the thumbnail job of every upload still waiting [`SWEEP_AFTER_MS`]
+/// after it was stored or last swept; returns how many. A job whose status row is
+/// missing (the crash came before it) is submitted anew under the id the upload names;
+/// one whose row exists is enqueued again with the same dedup key.
+pub async fn sweep(state: &AppState) -> ApiResult<usize> {
+    let now = state.clock.now_ms();
+    let stale = avatars::stale_uploads(&state.store, now - SWEEP_AFTER_MS, 100).await?;
+    let mut requeued = 0;
+    for upload in stale {
+        let payload = thumbnail_payload(upload.id, &upload.user_id);
+        let status = basis_store::jobs::find(&state.store, &upload.job_id).await?;
+        let enqueued = match status {
+            None => state
+                .jobs
+                .submit(
+                    crate::jobs::MEDIA_QUEUE,
+                    THUMBNAILS,
+                    &upload.user_id,
+                    Some(upload.job_id.clone()),
+                    payload,
+                    5,
+                )
+                .await
+                .map(drop),
+            Some(row) if row.status == "dead" => {
+                // Given up on (it could not be decoded after all): nothing will use it.
+                avatars::delete_upload(&state.store, upload.id).await?;
+                continue;
+            }
+            Some(row) => {
+                let mut payload = payload;
+                payload.insert("jobId".into(), row.id.clone().into());
+                let job = basis_queue::NewJob {
+                    owner: row.owner_id.clone(),
+                    max_attempts: 5,
+                    dedup_key: Some(format!("job:{}", row.id)),
+                    ..basis_queue::NewJob::new(crate::jobs::MEDIA_QUEUE, THUMBNAILS, payload.into())
+                };
+                state
+                    .jobs
+                    .enqueue(job)
+                    .await
+                    .map(drop)
+                    .map_err(ApiError::from)
+            }
+        };
+        match enqueued {
+            Ok(()) => {
+                avatars::mark_swept(&state.store, upload.id, now).await?;
+                tracing::info!(upload = upload.id, job = %upload.job_id, "thumbnail job enqueued again by the sweeper");
+                requeued += 1;
+            }
+            Err(err) => {
+                tracing::warn!(upload = upload.id, error = %err, "re-enqueueing a thumbnail job failed; will retry")
+            }
+        }
+    }
+    Ok(requeued)
+}
+
+/// Runs [`sweep`] every minute (the first a minute after start) until `stop` changes.
+pub async fn sweep_periodically(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if let Err(err) = sweep(&state).await {
+                    tracing::warn!(error = %err, "sweeping avatar uploads failed; will retry");
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// Which thumbnail to serve.

@@ -6,6 +6,8 @@
 //! - [`keys`]: `/users/{id}/api-keys`; [`avatar`]: `/users/{id}/avatar` (thumbnails by a job);
 //! - [`tokens`]: `POST /auth/login`, `/auth/refresh`, `/auth/logout`, `GET /auth/me`;
 //! - [`session`]: `POST|GET|DELETE /auth/session` (the browser cookie);
+//! - [`mfa`]: `/auth/mfa/…` (TOTP enrolment, the second sign-in step, recovery codes) and
+//!   `/admin/mfa-policy` (roles that must use it);
 //! - [`reset`]: `POST /auth/password-reset` and `/auth/password-reset/confirm`;
 //! - [`oidc`]: `GET /auth/oidc/start` and `/auth/oidc/callback`.
 //!
@@ -20,6 +22,7 @@ use crate::state::AppState;
 
 pub mod avatar;
 pub mod keys;
+pub mod mfa;
 pub mod oidc;
 pub mod reset;
 pub mod session;
@@ -50,6 +53,13 @@ pub fn router() -> Routes<AppState> {
         .get("/auth/me", tokens::me)
         .post("/auth/session", session::create)
         .get("/auth/session", session::read)
+        .get("/auth/mfa", mfa::status)
+        .post("/auth/mfa/totp", mfa::enrol)
+        .post("/auth/mfa/totp/confirm", mfa::confirm)
+        .post("/auth/mfa/totp/disable", mfa::disable)
+        .post("/auth/mfa/verify", mfa::verify)
+        .get("/admin/mfa-policy", mfa::policy)
+        .put("/admin/mfa-policy", mfa::set_policy)
         .delete("/auth/session", session::remove)
         .post("/auth/password-reset", reset::request)
         .post("/auth/password-reset/confirm", reset::confirm)

@@ -91,7 +91,7 @@ fn invalid_token() -> ApiError {
 /// Sets a new password with a reset token; the token is spent and every session and
 /// refresh family of the account is revoked.
 #[utoipa::path(post, path = "/auth/password-reset/confirm", tag = "auth", request_body = ResetConfirm,
-    responses((status = 204), (status = 400, description = "Malformed JSON or invalid fields"), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
+    responses((status = 204), (status = 400, description = "Malformed JSON or invalid fields"), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 422, description = "The password is on the breached-password list")))]
 pub async fn confirm(
     State(state): State<AppState>,
     ip: ClientIp,
@@ -105,6 +105,7 @@ pub async fn confirm(
         None => None,
     }
     .ok_or_else(invalid_token)?;
+    crate::accounts::users::refuse_breached(&body.password)?;
     crate::accounts::users::check_password(&body.password, &user.email, &user.name)
         .map_err(|e| ApiError::Invalid(vec![e]))?;
     let new_hash = state.passwords.hasher().hash(body.password).await?;

@@ -47,13 +47,20 @@ pub async fn start(state: &AppState, user_id: &str) -> ApiResult<(String, String
 
 /// Logs in with email and password and sets the session cookie.
 #[utoipa::path(post, path = "/auth/session", tag = "auth", request_body = Credentials,
-    responses((status = 201, body = SessionView), (status = 400, description = "Malformed JSON or invalid fields"), (status = 401), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 429)))]
+    responses((status = 201, body = SessionView),
+        (status = 202, description = "The account uses MFA: finish with `POST /auth/mfa/verify`", body = crate::accounts::mfa::MfaChallenge),
+        (status = 400, description = "Malformed JSON or invalid fields"), (status = 401),
+        (status = 403, description = "The account's role requires MFA it has not set up: enrol with the challenge given", body = crate::accounts::mfa::EnrolmentRequired, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 429)))]
 pub async fn create(
     State(state): State<AppState>,
     ip: ClientIp,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<Response> {
     let user = check_password(&state, &ip, credentials).await?;
+    if let Some(answer) = super::mfa::second_step(&state, &user, super::mfa::Kind::Session).await? {
+        return Ok(answer);
+    }
     let (cookie, csrf_token) = start(&state, &user.id).await?;
     audit::record(
         &state,
@@ -63,11 +70,16 @@ pub async fn create(
         Some("session"),
     )
     .await;
+    answer(cookie, csrf_token, &user)
+}
+
+/// The 201 of a session sign-in: the cookie and the session as its owner sees it.
+pub fn answer(cookie: String, csrf_token: String, user: &users::UserRow) -> ApiResult<Response> {
     let mut response = crate::http::rest::no_store(
         StatusCode::CREATED,
         SessionView {
             csrf_token,
-            user: UserView::from(&user),
+            user: UserView::from(user),
         },
     );
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?;

@@ -114,13 +114,20 @@ pub async fn check_password(
 
 /// Logs in with email and password; answers a token pair.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = Credentials,
-    responses((status = 200, body = TokenPair), (status = 400, description = "Malformed JSON or invalid fields"), (status = 401), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 429)))]
+    responses((status = 200, body = TokenPair),
+        (status = 202, description = "The account uses MFA: finish with `POST /auth/mfa/verify`", body = crate::accounts::mfa::MfaChallenge),
+        (status = 400, description = "Malformed JSON or invalid fields"), (status = 401),
+        (status = 403, description = "The account's role requires MFA it has not set up: enrol with the challenge given", body = crate::accounts::mfa::EnrolmentRequired, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 429)))]
 pub async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<Response> {
     let user = check_password(&state, &ip, credentials).await?;
+    if let Some(answer) = super::mfa::second_step(&state, &user, super::mfa::Kind::Token).await? {
+        return Ok(answer);
+    }
     let role = parse_role(&user.role)?;
     let pair = issue_pair(&state, &user.id, role).await?;
     audit::record(

@@ -79,6 +79,18 @@ fn check_email(email: &str, errors: &mut Vec<FieldError>) -> String {
     })
 }
 
+/// 422 naming `password` when it is on the breached-password list shipped with the
+/// project: well-formed, but refused whatever its estimated strength.
+pub fn refuse_breached(password: &str) -> ApiResult<()> {
+    if basis_auth::breached::is_breached(password) {
+        return Err(ApiError::UnprocessableFields(vec![FieldError::new(
+            "password",
+            "appears in lists of passwords exposed in data breaches; choose another",
+        )]));
+    }
+    Ok(())
+}
+
 /// Checks the password policy against the user's own details.
 pub fn check_password(password: &str, email: &str, name: &str) -> Result<(), FieldError> {
     check_policy(password, &[email, name]).map_err(|e| FieldError::new("password", e.to_string()))
@@ -86,7 +98,7 @@ pub fn check_password(password: &str, email: &str, name: &str) -> Result<(), Fie
 
 /// Creates an account (sign-up). Anyone may; the role is always `user`.
 #[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
-    responses((status = 201, body = UserView), (status = 400), (status = 409), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
+    responses((status = 201, body = UserView), (status = 400), (status = 409), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 422, description = "The password is on the breached-password list")))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<NewUser>,
@@ -119,6 +131,9 @@ pub async fn insert_user(
     let mut errors = Vec::new();
     let email = check_email(&body.email, &mut errors);
     let name = check_name(&body.name, &mut errors);
+    if errors.is_empty() {
+        refuse_breached(&body.password)?;
+    }
     if let Err(problem) = check_password(&body.password, &email, &name) {
         errors.push(problem);
     }
@@ -312,7 +327,7 @@ pub async fn list(
 
 /// Changes the password; every other session and every refresh family is revoked.
 #[utoipa::path(post, path = "/users/{id}/password", tag = "users", request_body = ChangePassword,
-    responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON")))]
+    responses((status = 204), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413, description = "Body too large"), (status = 415, description = "Not JSON"), (status = 422, description = "The new password is on the breached-password list")))]
 pub async fn change_password(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -324,6 +339,7 @@ pub async fn change_password(
     let principal = caller.act_for(&id)?;
     let ApiJson(body) = body?;
     let user = load(&state, &id).await?;
+    refuse_breached(&body.new_password)?;
     check_password(&body.new_password, &user.email, &user.name)
         .map_err(|e| ApiError::Invalid(vec![e]))?;
     let hasher = state.passwords.hasher();

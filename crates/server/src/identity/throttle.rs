@@ -34,6 +34,7 @@ pub struct SharedThrottle {
     limiter: Limiter,
     login: Policy,
     password_reset: Policy,
+    second_factor: Policy,
 }
 
 impl SharedThrottle {
@@ -51,6 +52,7 @@ impl SharedThrottle {
             limiter: Limiter::redis(store, outage, MemoryConfig::default()),
             login: policy(Action::Login)?,
             password_reset: policy(Action::PasswordReset)?,
+            second_factor: policy(Action::SecondFactor)?,
         })
     }
 }
@@ -72,6 +74,7 @@ impl Throttle for SharedThrottle {
         let policy = match action {
             Action::Login => &self.login,
             Action::PasswordReset => &self.password_reset,
+            Action::SecondFactor => &self.second_factor,
         };
         Box::pin(async move {
             let verdict = self

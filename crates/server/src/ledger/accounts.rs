@@ -119,7 +119,7 @@ pub async fn list(
 }
 
 /// A page cursor: an id from this list.
-fn cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
+pub fn cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
     match raw {
         None => Ok(default),
         Some(c) => c

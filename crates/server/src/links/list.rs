@@ -102,7 +102,7 @@ fn encode(cursor: &Cursor) -> String {
 }
 
 /// Where a page starts; a cursor of another order or not ours is a 400.
-fn after_of(raw: Option<&str>, sort_name: &str) -> ApiResult<Option<(i64, i64)>> {
+pub fn after_of(raw: Option<&str>, sort_name: &str) -> ApiResult<Option<(i64, i64)>> {
     let Some(raw) = raw else { return Ok(None) };
     let invalid = || ApiError::field("cursor", "is not a cursor of this list and order");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD

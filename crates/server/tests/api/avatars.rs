@@ -17,6 +17,7 @@ on_both_engines!(
     uploads_that_are_not_usable_images_are_refused_before_any_job,
     the_avatar_is_404_until_a_worker_has_made_it,
     only_the_owner_or_an_admin_may_change_an_avatar,
+    an_upload_whose_enqueue_was_lost_still_gets_its_thumbnails,
 );
 
 async fn upload(app: &TestApp, user: &str, token: &str, bytes: Vec<u8>) -> reqwest::Response {
@@ -210,4 +211,71 @@ async fn only_the_owner_or_an_admin_may_change_an_avatar(engine: Engine) {
         .await
         .unwrap();
     assert_problem(hidden, 404).await;
+}
+
+async fn an_upload_whose_enqueue_was_lost_still_gets_its_thumbnails(engine: Engine) {
+    use basis_server::accounts::avatar::{SWEEP_AFTER_MS, sweep};
+    use basis_server::clock::Clock as _;
+
+    let app = TestApp::spawn(&engine).await;
+    let ann = app.account("ann@example.com").await;
+    let bob = app.account("bob@example.com").await;
+    let now = app.clock.now_ms();
+    // Ann's upload was stored and the process died before its job existed anywhere.
+    let ann_job = basis_server::jobs::new_id();
+    basis_store::avatars::insert_upload(
+        &app.state.store,
+        &ann.id,
+        &ann_job,
+        &picture(ImageFormat::Png, 80, 60),
+        now,
+    )
+    .await
+    .unwrap();
+    // Bob's job got its status row, but the enqueue itself was lost.
+    let bob_job = basis_server::jobs::new_id();
+    basis_store::avatars::insert_upload(
+        &app.state.store,
+        &bob.id,
+        &bob_job,
+        &picture(ImageFormat::Jpeg, 90, 70),
+        now,
+    )
+    .await
+    .unwrap();
+    basis_store::jobs::create(
+        &app.state.store,
+        &bob_job,
+        "avatar.thumbnails",
+        Some(bob.id.as_str()),
+        now,
+    )
+    .await
+    .unwrap();
+
+    // Too recent to tell from a job still on its way: left alone.
+    assert_eq!(sweep(&app.state).await.unwrap(), 0);
+    assert_eq!(thumbnail(&app, &ann.id, 64).await.status(), 404);
+
+    app.clock.advance_ms(SWEEP_AFTER_MS as u64 + 1);
+    assert_eq!(sweep(&app.state).await.unwrap(), 2);
+    // Swept once, not again until another grace period has passed.
+    assert_eq!(sweep(&app.state).await.unwrap(), 0);
+
+    for (user, job, token) in [
+        (&ann.id, &ann_job, &ann.access),
+        (&bob.id, &bob_job, &bob.access),
+    ] {
+        let done = app.finished_job(job, token).await;
+        assert_eq!(done["status"], "done", "{done}");
+        for size in [64, 256] {
+            let response = thumbnail(&app, user, size).await;
+            assert_eq!(response.status(), 200);
+            let image = image::load_from_memory(&response.bytes().await.unwrap()).unwrap();
+            assert_eq!((image.width(), image.height()), (size, size));
+        }
+    }
+    // Done uploads are gone: nothing is left to sweep, ever.
+    app.clock.advance_ms(SWEEP_AFTER_MS as u64 + 1);
+    assert_eq!(sweep(&app.state).await.unwrap(), 0);
 }

@@ -25,6 +25,7 @@ mod accounts;
 mod api_keys;
 mod hostile;
 mod jwt_attacks;
+mod mfa;
 mod oidc;
 mod ownership;
 mod password_reset;

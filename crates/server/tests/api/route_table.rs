@@ -41,6 +41,16 @@ const PUBLIC: &[(&str, &str, &str)] = &[
         "the reset token is the credential",
     ),
     ("POST", "/{code}", "following a password-protected link"),
+    (
+        "POST",
+        "/auth/mfa/verify",
+        "the sign-in challenge is the credential",
+    ),
+    (
+        "POST",
+        "/auth/mfa/totp/confirm",
+        "an enrolment challenge is the credential when not signed in",
+    ),
 ];
 
 async fn every_data_changing_route_needs_authentication_unless_public_on_purpose(engine: Engine) {
