@@ -65,6 +65,7 @@ use crate::{accounts, admin, jobs, ledger, shop};
         accounts::avatar::read,
         links::exports::create,
         links::exports::download,
+        links::visits::list,
         posts::api::list,
         posts::api::create,
         posts::api::read,

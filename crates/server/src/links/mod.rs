@@ -20,6 +20,8 @@
 //!   and `/links/tags…` (statistics, rename, delete).
 //! - [`bulk`]: `POST /links/bulk`, up to 1,000 links per request (JSON or CSV, [`csv`]).
 //! - [`exports`]: `POST /links/{code}/exports`, CSV exports of the clicks, made by a job.
+//! - [`visits`]: `GET /links/{code}/visits`, the visit log (`--visit-log-days`) as pages
+//!   or CSV, and its pruning.
 
 use crate::http::routes::Routes;
 use axum::handler::Handler as _;
@@ -51,6 +53,7 @@ pub mod redirect;
 pub mod rules;
 pub mod service;
 pub mod tags;
+pub mod visits;
 
 /// The shortener's routes.
 pub fn router() -> Routes<AppState> {
@@ -70,6 +73,7 @@ pub fn router() -> Routes<AppState> {
         .get("/links/{code}/stats", analytics::stats)
         .post("/links/{code}/exports", exports::create)
         .get("/links/{code}/exports/{id}", exports::download)
+        .get("/links/{code}/visits", visits::list)
         .get("/{code}", redirect::follow)
         .post("/{code}", redirect::follow_with_form)
 }

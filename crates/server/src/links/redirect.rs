@@ -5,11 +5,12 @@
 //! click in memory and answer with the link's redirect status. No database write happens
 //! here; `HEAD` is not counted as a click (link checkers use it).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Form;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
@@ -18,12 +19,13 @@ use serde::Deserialize;
 
 use super::cache::CachedLink;
 use super::code::ShortCode;
-use super::device::{Device, referrer_host};
+use super::device::{Device, browser_of, referrer_host, truncated_ip};
 use super::link::RedirectType;
-use super::recorder::Click;
+use super::recorder::{Click, VisitDetails};
 use super::rules::{visitor_cookie, visitor_of};
 use super::unavailable_reason;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::ClientIp;
 use crate::passwords::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
 
@@ -74,11 +76,15 @@ pub async fn follow(
     let link = find(&state, &code).await?;
     let headers = request.headers();
     let count = request.method() != Method::HEAD;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
     respond(
         &state,
         link,
         offered_password(headers),
-        headers,
+        (headers, peer),
         count,
         None,
     )
@@ -108,6 +114,7 @@ pub struct PasswordForm {
 pub async fn follow_with_form(
     State(state): State<AppState>,
     Path(code): Path<String>,
+    ClientIp(peer): ClientIp,
     headers: HeaderMap,
     form: Result<Form<PasswordForm>, axum::extract::rejection::FormRejection>,
 ) -> ApiResult<Response> {
@@ -123,7 +130,7 @@ pub async fn follow_with_form(
         &state,
         link,
         Some(form.password),
-        &headers,
+        (&headers, peer),
         true,
         Some(StatusCode::SEE_OTHER),
     )
@@ -167,7 +174,7 @@ async fn respond(
     state: &AppState,
     (link, clicks): (Arc<CachedLink>, i64),
     offered_password: Option<String>,
-    headers: &HeaderMap,
+    (headers, peer): (&HeaderMap, Option<IpAddr>),
     count: bool,
     status_override: Option<StatusCode>,
 ) -> ApiResult<Response> {
@@ -193,11 +200,19 @@ async fn respond(
     }
     if count {
         let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        state.clicks.record(&Click {
+        let user_agent = header(header::USER_AGENT);
+        // Only with the visit log on: its details cost a little more than the counters.
+        let visit = state.clicks.logs_visits().then(|| VisitDetails {
+            browser: browser_of(user_agent),
+            ip: peer.map(truncated_ip),
+            country: None,
+        });
+        state.clicks.record(Click {
             link_id: row.id,
             at_ms: now,
-            device: Device::classify(header(header::USER_AGENT)),
+            device: Device::classify(user_agent),
             referrer: referrer_host(header(header::REFERER)),
+            visit,
         });
     }
     REDIRECTS.with(|redirects| redirects.increment(1));

@@ -15,6 +15,7 @@ mod link_codes;
 mod link_lists;
 mod link_preview;
 mod link_rules;
+mod link_visits;
 mod links;
 mod ops;
 mod rate_limits;

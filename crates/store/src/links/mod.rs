@@ -34,15 +34,17 @@
 //!
 //! # Elsewhere
 //!
-//! The per-day, per-referrer and per-device counters are in `clicks`, and the rows a
-//! migration could not finish in SQL (codes of 0004, URL hashes of 0006) in `migrated`;
-//! both are re-exported here.
+//! The per-day, per-referrer and per-device counters are in `clicks`, the visit log (rows
+//! written with the click batches) in `visits`, and the rows a migration could not finish
+//! in SQL (codes of 0004, URL hashes of 0006) in `migrated`; all are re-exported here.
 
 use crate::{Engine, Result, Store, on_pool, on_unique};
 
 mod clicks;
 mod lists;
 mod migrated;
+mod visits;
+pub use visits::{Bots, Visit, VisitQuery, list_visits, prune_visits};
 pub use clicks::{
     BOT_DEVICE, ClickBatch, LinkClicks, LinkStats, add_to_day, applied_batches, apply_clicks,
     apply_clicks_once, prune_applied_batches, stats,

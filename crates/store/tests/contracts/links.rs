@@ -193,6 +193,7 @@ async fn reuse_finds_the_oldest_plain_link_of_the_same_owner(store: &Store) {
         store,
         &ClickBatch {
             links: vec![clicks(5, 4)],
+            ..Default::default()
         },
     )
     .await
@@ -324,6 +325,7 @@ async fn an_update_replaces_the_url_and_the_guards_and_a_delete_takes_the_clicks
         store,
         &ClickBatch {
             links: vec![clicks(1, 2)],
+            ..Default::default()
         },
     )
     .await
