@@ -216,6 +216,11 @@ impl Server {
                 blocked_hosts,
             }),
             base_url: base_url.as_str().trim_end_matches('/').into(),
+            domains: Arc::new(links::domains::Domains::new(
+                &base_url,
+                &config.domains,
+                config.unknown_domain_redirect.as_ref(),
+            )?),
             clicks: Arc::new(
                 ClickRecorder::new(store.clone(), queue.clone())
                     .with_visit_log(config.visit_log_days),

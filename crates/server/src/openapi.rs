@@ -66,6 +66,7 @@ use crate::{accounts, admin, jobs, ledger, shop};
         links::exports::create,
         links::exports::download,
         links::visits::list,
+        links::dump::export,
         posts::api::list,
         posts::api::create,
         posts::api::read,

@@ -128,7 +128,9 @@ impl ClickBatchJob {
                 let device = Device::ALL
                     .iter()
                     .find(|d| d.as_str() == v.device)
-                    .ok_or_else(|| JobError::Fatal(format!("unknown device class {:?}", v.device)))?;
+                    .ok_or_else(|| {
+                        JobError::Fatal(format!("unknown device class {:?}", v.device))
+                    })?;
                 Ok(Visit {
                     id: 0,
                     link_id: v.link,

@@ -456,7 +456,7 @@ impl ClickRecorder {
             let mut in_flight = self.in_flight();
             let mut links = taken.chunks(MAX_LINKS_PER_BATCH);
             for job in &batches {
-                let links = if job.links.is_empty() {
+                let links: &[LinkClicks] = if job.links.is_empty() {
                     &[]
                 } else {
                     links.next().unwrap_or(&[])

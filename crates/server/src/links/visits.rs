@@ -211,7 +211,7 @@ fn wants_csv(headers: &HeaderMap) -> bool {
     get, path = "/links/{code}/visits", tag = "links",
     params(("code" = String, Path, description = "The short code"), VisitParams),
     responses(
-        (status = 200, description = "A page of visits, newest first; or every matching visit as CSV", body = VisitPage, content(("text/csv")), headers(("Link" = String, description = "rel=\"next\" when there is a next page"))),
+        (status = 200, description = "A page of visits, newest first; or every matching visit as CSV", content((VisitPage = "application/json"), (String = "text/csv")), headers(("Link" = String, description = "rel=\"next\" when there is a next page"))),
         (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link, or not yours", body = Problem, content_type = "application/problem+json"),
@@ -307,7 +307,10 @@ fn csv_response(state: AppState, mut query: VisitQuery, code: &str) -> Response 
                 Ok(rows) => rows,
                 Err(err) => {
                     tracing::warn!(error = %err, "visit export failed midway");
-                    return Some((Err(std::io::Error::other(err.to_string())), (state, None, false)));
+                    return Some((
+                        Err(std::io::Error::other(err.to_string())),
+                        (state, None, false),
+                    ));
                 }
             };
             let mut text = String::new();

@@ -12,6 +12,8 @@ mod concurrency;
 mod errors;
 mod link_bulk;
 mod link_codes;
+mod link_domains;
+mod link_import;
 mod link_lists;
 mod link_preview;
 mod link_rules;

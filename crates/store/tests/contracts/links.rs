@@ -25,6 +25,7 @@ pub fn plain(id: i64, url: &str, owner: Option<&str>) -> LinkRow {
         password_hash: None,
         owner_id: owner.map(str::to_owned),
         rules: None,
+        domain: None,
     }
 }
 
@@ -149,7 +150,7 @@ async fn an_alias_belongs_to_one_link_and_a_refused_batch_writes_nothing(store: 
 }
 
 async fn reusable(store: &Store, url: &str, owner: Option<&str>) -> Option<(i64, i64)> {
-    links::find_reusable(store, url, owner)
+    links::find_reusable(store, url, owner, None)
         .await
         .unwrap()
         .map(|l| (l.row.id, l.clicks))
