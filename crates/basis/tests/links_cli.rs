@@ -72,7 +72,8 @@ fn an_import_refuses_a_wrong_file_whole_and_writes_a_good_one() {
         env!("CARGO_MANIFEST_DIR")
     );
 
-    // A Kutt file read as YOURLS: refused at its first line, nothing written.
+    // A Kutt file read as YOURLS: refused at the first line that cannot be CSV (its second:
+    // the first, `{`, is a one-field record), nothing written.
     let wrong = basis(
         dir.path(),
         &[
@@ -87,7 +88,7 @@ fn an_import_refuses_a_wrong_file_whole_and_writes_a_good_one() {
     );
     assert!(!wrong.status.success());
     let said = String::from_utf8_lossy(&wrong.stderr);
-    assert!(said.contains("line 1"), "{said}");
+    assert!(said.contains("line 2"), "{said}");
     assert!(said.contains("nothing was imported"), "{said}");
     assert_eq!(export(dir.path()), Vec::<Value>::new());
 
