@@ -132,6 +132,9 @@ enum Command {
     },
     /// Run the load balancer in front of `basis serve` instances (see docs/gateway.md).
     Gateway(Box<basis_gateway::Config>),
+    /// The shortener's links: import from another shortener, export with click totals.
+    #[command(subcommand)]
+    Links(LinksCommand),
     /// Ledger maintenance (`basis ledger rebuild`).
     #[command(subcommand)]
     Ledger(LedgerCommand),
@@ -151,6 +154,45 @@ enum Command {
         /// serve` processes on the database (2 on PostgreSQL is the scale-out case).
         #[arg(long, default_value_t = 0)]
         servers: usize,
+    },
+}
+
+/// `basis links …`.
+#[derive(Debug, Subcommand)]
+enum LinksCommand {
+    /// Import links from Shlink (CSV), Kutt (JSON), YOURLS (CSV) or Bitly (CSV) exports,
+    /// keeping codes where they are free here and reporting the others. The file is
+    /// checked whole first: a fault is reported with its line and nothing is written.
+    Import {
+        /// The tool the file comes from.
+        #[arg(long, value_enum)]
+        from: basis_server::links::import::Source,
+        /// The export file.
+        file: PathBuf,
+        /// The account that will own the links (its email or id).
+        #[arg(long)]
+        owner: String,
+        /// The domain the links go on (default: the base URL's host).
+        #[arg(long = "to-domain")]
+        to_domain: Option<String>,
+        /// The server's configuration (database, base URL, domains, URL rules).
+        #[command(flatten)]
+        config: Box<Config>,
+    },
+    /// Write an account's links with their click totals as CSV or JSON.
+    Export {
+        /// The account (its email or id).
+        #[arg(long)]
+        owner: String,
+        /// `csv` or `json`.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: basis_server::links::dump::Format,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The server's configuration (database, base URL, domains).
+        #[command(flatten)]
+        config: Box<Config>,
     },
 }
 
@@ -310,6 +352,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             database_url,
         }) => create_user(email, name, &role, data_dir, database_url).await,
+        Command::Links(command) => links_command(command).await,
         Command::Ledger(LedgerCommand::Rebuild {
             data_dir,
             database_url,
@@ -416,6 +459,60 @@ async fn rebuild_ledger(data_dir: PathBuf, database_url: Option<String>) -> anyh
         anyhow::bail!("events arrived during the rebuild; run it again when the ledger is quiet")
     } else {
         anyhow::bail!("the rebuilt read models differ from the live ones")
+    }
+}
+
+/// `basis links import|export`.
+async fn links_command(command: LinksCommand) -> anyhow::Result<()> {
+    use basis_server::clock::Clock as _;
+    use basis_server::links::cli;
+
+    match command {
+        LinksCommand::Import {
+            from,
+            file,
+            owner,
+            to_domain,
+            config,
+        } => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            let now = basis_server::clock::SystemClock.now_ms();
+            let report =
+                cli::import_file(&config, from, &file, &owner, to_domain.as_deref(), now).await?;
+            println!(
+                "imported {} links: {} kept their code, {} got a new one",
+                report.created,
+                report.kept,
+                report.conflicts.len()
+            );
+            for conflict in &report.conflicts {
+                println!(
+                    "line {}: {} -> {} ({})",
+                    conflict.line, conflict.code, conflict.new_code, conflict.reason
+                );
+            }
+            Ok(())
+        }
+        LinksCommand::Export {
+            owner,
+            format,
+            out,
+            config,
+        } => {
+            let count = match out {
+                Some(path) => {
+                    let mut file = std::fs::File::create(&path)
+                        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+                    cli::export_links(&config, &owner, format, &mut file).await?
+                }
+                None => {
+                    let mut stdout = std::io::stdout();
+                    cli::export_links(&config, &owner, format, &mut stdout).await?
+                }
+            };
+            tracing::info!(links = count, "links exported");
+            Ok(())
+        }
     }
 }
 

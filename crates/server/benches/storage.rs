@@ -93,6 +93,7 @@ async fn insert_range(store: &Store, mix: Mix, from: u64, to: u64) {
                 password_hash: None,
                 owner_id: None,
                 rules: None,
+                domain: None,
             })
             .collect();
         links::insert_many(store, &batch)

@@ -53,6 +53,20 @@ pub struct Config {
     #[arg(long, env = "BASIS_CLICK_FLUSH_MS", default_value_t = 1000)]
     pub click_flush_ms: u64,
 
+    /// A further domain short links may live on (repeatable, or comma-separated in
+    /// `BASIS_DOMAINS`); the base URL's host is always one.
+    #[arg(long = "domain", env = "BASIS_DOMAINS", value_delimiter = ',')]
+    pub domains: Vec<String>,
+
+    /// Where a short-link request on a host that is none of the domains is redirected
+    /// (default: 404).
+    #[arg(long, env = "BASIS_UNKNOWN_DOMAIN_REDIRECT")]
+    pub unknown_domain_redirect: Option<Url>,
+
+    /// Keep a log of individual visits for this many days (off when unset or 0).
+    #[arg(long, env = "BASIS_VISIT_LOG_DAYS")]
+    pub visit_log_days: Option<u32>,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BASIS_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
@@ -116,6 +130,9 @@ impl Config {
             max_url_length: 2048,
             host_blocklist: None,
             click_flush_ms: 1000,
+            visit_log_days: None,
+            domains: Vec::new(),
+            unknown_domain_redirect: None,
             body_limit: 64 * 1024,
             request_timeout_ms: 10_000,
             link_cache_mb: 64,

@@ -216,7 +216,15 @@ impl Server {
                 blocked_hosts,
             }),
             base_url: base_url.as_str().trim_end_matches('/').into(),
-            clicks: Arc::new(ClickRecorder::new(store.clone(), queue.clone())),
+            domains: Arc::new(links::domains::Domains::new(
+                &base_url,
+                &config.domains,
+                config.unknown_domain_redirect.as_ref(),
+            )?),
+            clicks: Arc::new(
+                ClickRecorder::new(store.clone(), queue.clone())
+                    .with_visit_log(config.visit_log_days),
+            ),
             link_cache: LinkCache::new(config.link_cache_mb * 1024 * 1024, config.redis_url())
                 .context("cannot build the link cache")?,
             user_views: identity::views::view_cache(config.redis_url())
@@ -327,6 +335,10 @@ impl Server {
             state.clone(),
             flusher_stopped.clone(),
         ));
+        let visit_pruner = tokio::spawn(links::visits::prune_periodically(
+            state.clone(),
+            flusher_stopped.clone(),
+        ));
         let cutoffs = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -359,6 +371,7 @@ impl Server {
         let _ = flusher.await;
         let _ = purger.await;
         let _ = sweeper.await;
+        let _ = visit_pruner.await;
         let _ = cutoffs.await;
         let _ = ledger_runner.await;
         let _ = shop_runner.await;

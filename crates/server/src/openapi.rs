@@ -72,6 +72,8 @@ use crate::{accounts, admin, jobs, ledger, shop};
         accounts::avatar::read,
         links::exports::create,
         links::exports::download,
+        links::visits::list,
+        links::dump::export,
         posts::api::list,
         posts::api::create,
         posts::api::read,

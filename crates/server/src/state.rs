@@ -49,6 +49,8 @@ pub struct AppServices {
     pub url_policy: Arc<UrlPolicy>,
     /// The public origin, without a trailing slash, that short URLs start with.
     pub base_url: Arc<str>,
+    /// The domains short links live on.
+    pub domains: Arc<crate::links::domains::Domains>,
     /// In-memory click counters, flushed in batches.
     pub clicks: Arc<ClickRecorder>,
     /// The code → link lookup cache.

@@ -173,6 +173,8 @@ pub struct DeletedLink {
     pub id: i64,
     /// Its alias, if it has one.
     pub alias: Option<String>,
+    /// Its domain (`None`: the default one).
+    pub domain: Option<String>,
 }
 
 /// Deletes the account; sessions, refresh tokens, keys, identities, avatars and jobs go with
@@ -182,8 +184,8 @@ pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<DeletedLink>>>
     let links = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
-            let links: Vec<(i64, Option<String>)> =
-                sqlx::query_as("DELETE FROM links WHERE owner_id = $1 RETURNING id, alias")
+            let links: Vec<(i64, Option<String>, Option<String>)> =
+                sqlx::query_as("DELETE FROM links WHERE owner_id = $1 RETURNING id, alias, domain")
                     .bind(id)
                     .fetch_all(&mut *tx)
                     .await?;
@@ -200,7 +202,7 @@ pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<DeletedLink>>>
     Ok(links.map(|links| {
         links
             .into_iter()
-            .map(|(id, alias)| DeletedLink { id, alias })
+            .map(|(id, alias, domain)| DeletedLink { id, alias, domain })
             .collect()
     }))
 }

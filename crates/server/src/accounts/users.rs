@@ -291,7 +291,8 @@ pub async fn remove(
         let code = link
             .alias
             .unwrap_or_else(|| state.codes.encode(link.id as u64));
-        state.link_cache.invalidate(&code).await;
+        let key = crate::links::cache::key(&code, link.domain.as_deref());
+        state.link_cache.invalidate(&key).await;
     }
     audit::record(
         &state,

@@ -6,6 +6,7 @@
 //! scan of random codes does not reach the database. Concurrent misses on one code run a
 //! single database query.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ const FOUND_TTL: Duration = Duration::from_secs(300);
 /// How long an unknown code is remembered as unknown.
 const MISSING_TTL: Duration = Duration::from_secs(10);
 /// Bumped whenever [`LinkRow`] changes shape, so old entries in Redis are never decoded.
-const SHAPE_VERSION: u32 = 4;
+const SHAPE_VERSION: u32 = 5;
 
 /// A link as the redirect path needs it, with its `Location` header value prepared once.
 #[derive(Debug)]
@@ -70,6 +71,15 @@ impl<'de> Deserialize<'de> for CachedLink {
     }
 }
 
+/// The cache key of `code` on `domain`: the code itself on the default domain (so one
+/// domain costs nothing more), `domain/code` on another (a code never holds a `/`).
+pub fn key<'a>(code: &'a str, domain: Option<&str>) -> Cow<'a, str> {
+    match domain {
+        None => Cow::Borrowed(code),
+        Some(domain) => Cow::Owned(format!("{domain}/{code}")),
+    }
+}
+
 /// The lookup cache; clones share the same entries.
 #[derive(Debug, Clone)]
 pub struct LinkCache {
@@ -94,21 +104,22 @@ impl LinkCache {
         Ok(Self { entries })
     }
 
-    /// The link behind `code` (found in the database by `key`): from L1 without awaiting
-    /// anything when it is there, else from L2 or the database (one query for all
-    /// concurrent callers).
+    /// The link cached under `code` ([`key`]: the code and its domain), found in the
+    /// database by `lookup` on `domain`: from L1 without awaiting anything when it is
+    /// there, else from L2 or the database (one query for all concurrent callers).
     pub async fn find(
         &self,
         store: &Store,
         code: &str,
         lookup: LinkKey<'_>,
+        domain: Option<&str>,
     ) -> Result<Option<Arc<CachedLink>>, ApiError> {
         if let Some(hit) = self.entries.peek(code) {
             return Ok(hit.into_option());
         }
         self.entries
             .get_or_load(&code.to_owned(), || async {
-                let row = links::find(store, lookup).await?;
+                let row = links::find_in(store, lookup, domain).await?;
                 Ok::<_, basis_store::Error>(row.and_then(CachedLink::new))
             })
             .await

@@ -1,14 +1,16 @@
 //! Click batches: the aggregates a server gathered in one flush interval, applied to the
-//! link statistics (per day, referrer host, device class, bots apart).
+//! link statistics (per day, referrer host, device class, bots apart), and the visits of
+//! the visit log, inserted in the same transaction.
 //!
 //! Idempotent: the batch id is recorded in the transaction that adds the counts, so a batch
 //! delivered twice (a crash after commit, a lease lost under a slow worker) adds nothing
 //! the second time.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use basis_queue::{ClaimedJob, JobError};
-use basis_store::links::{self, ClickBatch, LinkClicks};
+use basis_store::links::{self, ClickBatch, LinkClicks, Visit};
 use serde::{Deserialize, Serialize};
 
 use crate::jobs::context::JobContext;
@@ -26,6 +28,31 @@ pub struct ClickBatchJob {
     pub batch: String,
     /// The counts, one entry per link.
     pub links: Vec<LinkCounts>,
+    /// Visits for the visit log (a batch carries counts or visits).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub visits: Vec<VisitEntry>,
+}
+
+/// One visit in a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VisitEntry {
+    /// The link's id.
+    pub link: i64,
+    /// When, Unix milliseconds.
+    pub at: i64,
+    /// The referring host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<String>,
+    /// The device class (`bot` for bots).
+    pub device: Cow<'static, str>,
+    /// The browser family.
+    pub browser: Cow<'static, str>,
+    /// The country, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// The client's network (address cut to /24 or /48).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
 }
 
 /// One link's clicks in a batch.
@@ -62,6 +89,7 @@ impl ClickBatchJob {
                         .collect(),
                 })
                 .collect(),
+            visits: Vec::new(),
         }
     }
 
@@ -93,7 +121,30 @@ impl ClickBatchJob {
                 })
             })
             .collect::<Result<_, JobError>>()?;
-        Ok(ClickBatch { links })
+        let visits = self
+            .visits
+            .into_iter()
+            .map(|v| {
+                let device = Device::ALL
+                    .iter()
+                    .find(|d| d.as_str() == v.device)
+                    .ok_or_else(|| {
+                        JobError::Fatal(format!("unknown device class {:?}", v.device))
+                    })?;
+                Ok(Visit {
+                    id: 0,
+                    link_id: v.link,
+                    at: v.at,
+                    referrer: v.referrer,
+                    device: device.as_str().to_owned(),
+                    browser: v.browser.into_owned(),
+                    country: v.country,
+                    bot: *device == Device::Bot,
+                    ip: v.ip,
+                })
+            })
+            .collect::<Result<_, JobError>>()?;
+        Ok(ClickBatch { links, visits })
     }
 }
 
@@ -147,6 +198,33 @@ mod tests {
     }
 
     #[test]
+    fn visits_survive_the_trip_through_json_with_their_bot_flag() {
+        let visit = |device: &'static str| VisitEntry {
+            link: 3,
+            at: 1_000,
+            referrer: Some("news.example".into()),
+            device: device.into(),
+            browser: "firefox".into(),
+            country: None,
+            ip: Some("203.0.113.0".into()),
+        };
+        let job = ClickBatchJob {
+            batch: "v1".into(),
+            links: vec![],
+            visits: vec![visit("mobile"), visit("bot")],
+        };
+        let back: ClickBatchJob =
+            serde_json::from_value(serde_json::to_value(&job).unwrap()).unwrap();
+        assert_eq!(back, job);
+        let batch = back.into_batch().unwrap();
+        assert_eq!(
+            batch.visits.iter().map(|v| v.bot).collect::<Vec<_>>(),
+            [false, true]
+        );
+        assert_eq!(batch.visits[0].ip.as_deref(), Some("203.0.113.0"));
+    }
+
+    #[test]
     fn an_unknown_device_class_is_a_poison_message() {
         let job = ClickBatchJob {
             batch: "b".into(),
@@ -157,6 +235,7 @@ mod tests {
                 referrers: vec![],
                 devices: vec![("toaster".into(), 1)],
             }],
+            visits: vec![],
         };
         assert!(matches!(job.into_batch(), Err(JobError::Fatal(_))));
     }

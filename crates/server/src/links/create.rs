@@ -65,6 +65,11 @@ pub struct CreateLink {
     /// language (first match wins); at most 10 in all, weights summing to a positive number
     /// (422 otherwise).
     pub rules: Option<RulesInput>,
+    /// The domain the link lives on: the server's default domain (its base URL's host)
+    /// when absent, else one configured with `--domain` (422 otherwise). Aliases are
+    /// unique per domain.
+    #[schema(example = "links.example.com")]
+    pub domain: Option<String>,
 }
 
 /// Creates a short link.
@@ -76,7 +81,7 @@ pub struct CreateLink {
         (status = 200, description = "With `reuse`: the oldest plain link (no alias, password, expiry or click limit; redirect 301) to the same URL with the same owner, however it was made", body = LinkView),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Rules that cannot work: more than 10, or weights that do not sum to a positive number", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work (more than 10, or weights that do not sum to a positive number), or a domain this server does not serve", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     )
@@ -126,8 +131,17 @@ pub(super) fn parse(state: &AppState, mut body: CreateLink) -> ApiResult<NewLink
         .map(|rules| Rules::parse(rules, &state.url_policy))
         .transpose()
         .map_err(ApiError::UnprocessableFields)?;
+    // A domain that this server does not serve is well-formed but cannot be used: 422.
+    let domain = body
+        .domain
+        .take()
+        .map(|name| state.domains.parse(&name))
+        .transpose()
+        .map_err(|why| ApiError::UnprocessableFields(vec![FieldError::new("domain", why)]))?
+        .flatten();
     let mut link = parse_fields(state, body).map_err(ApiError::Invalid)?;
     link.rules = rules;
+    link.domain = domain;
     Ok(link)
 }
 
@@ -185,5 +199,6 @@ fn parse_fields(state: &AppState, body: CreateLink) -> Result<NewLink, Vec<Field
         tags,
         title,
         rules: None,
+        domain: None,
     })
 }

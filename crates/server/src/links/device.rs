@@ -116,6 +116,60 @@ fn markers() -> &'static AhoCorasick {
     &AUTOMATON
 }
 
+/// Browser families, most specific first: several user agents name more than one (Edge's
+/// also says Chrome and Safari), and the first family found in this order wins.
+const BROWSERS: &[(&str, &str)] = &[
+    ("edg", "edge"),
+    ("opr/", "opera"),
+    ("opera", "opera"),
+    ("samsungbrowser", "samsung"),
+    ("yabrowser", "yandex"),
+    ("firefox/", "firefox"),
+    ("fxios", "firefox"),
+    ("crios", "chrome"),
+    ("chrome/", "chrome"),
+    ("chromium", "chrome"),
+    ("safari/", "safari"),
+];
+
+/// The browser family of a `User-Agent` value (`other` when none is recognised). Run only
+/// for the visit log.
+pub fn browser_of(user_agent: Option<&str>) -> &'static str {
+    static AUTOMATON: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(BROWSERS.iter().map(|(needle, _)| needle))
+            .expect("the browser list is a valid automaton")
+    });
+    let Some(ua) = user_agent else {
+        return "other";
+    };
+    AUTOMATON
+        .find_overlapping_iter(ua)
+        .map(|found| found.pattern().as_usize())
+        .min()
+        .map_or("other", |i| BROWSERS[i].1)
+}
+
+/// The network of a client address as the visit log keeps it: the /24 of an IPv4 address,
+/// the /48 of an IPv6 one (an IPv4-mapped IPv6 address is treated as IPv4).
+pub fn truncated_ip(ip: std::net::IpAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            Ipv4Addr::new(a, b, c, 0).to_string()
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => truncated_ip(IpAddr::V4(v4)),
+            None => {
+                let s = v6.segments();
+                Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+            }
+        },
+    }
+}
+
 /// The host of a `Referer` value, lower-cased; `None` when absent or not an http(s) URL.
 pub fn referrer_host(referer: Option<&str>) -> Option<String> {
     let referer = referer?;
@@ -177,6 +231,45 @@ mod tests {
         }
         assert_eq!(Device::classify(None), Device::Bot);
         assert_eq!(Device::classify(Some("  ")), Device::Bot);
+    }
+
+    #[test]
+    fn names_browser_families() {
+        let cases = [
+            (
+                "Mozilla/5.0 (Windows NT 10.0) AppleWebKit/537.36 Chrome/120.0 Safari/537.36 Edg/120.0",
+                "edge",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36",
+                "chrome",
+            ),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
+                "firefox",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Version/17.0 Mobile/15E148 Safari/604.1",
+                "safari",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0) Chrome/120.0 Safari/537.36 OPR/106.0",
+                "opera",
+            ),
+            ("curl/8.5.0", "other"),
+        ];
+        for (ua, expected) in cases {
+            assert_eq!(browser_of(Some(ua)), expected, "{ua}");
+        }
+        assert_eq!(browser_of(None), "other");
+    }
+
+    #[test]
+    fn client_addresses_are_cut_to_their_network() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert_eq!(truncated_ip(ip("203.0.113.77")), "203.0.113.0");
+        assert_eq!(truncated_ip(ip("2001:db8:1234:5678::1")), "2001:db8:1234::");
+        assert_eq!(truncated_ip(ip("::ffff:198.51.100.9")), "198.51.100.0");
     }
 
     #[test]

@@ -36,7 +36,11 @@ const TOP_REFERRERS: i64 = 1_000;
 
 /// The link behind `code` if `caller` owns it (or is an admin); 404 for anyone else, so
 /// codes and exports cannot be probed.
-async fn owned_link(state: &AppState, caller: &Caller, code: &str) -> ApiResult<LinkRow> {
+pub(super) async fn owned_link(
+    state: &AppState,
+    caller: &Caller,
+    code: &str,
+) -> ApiResult<LinkRow> {
     let principal = caller.require()?;
     caller.require_scope(Scope::LinksRead)?;
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
@@ -113,7 +117,7 @@ pub async fn download(
 }
 
 /// One CSV field: quoted when needed, and never read as a formula by a spreadsheet.
-fn field(text: &str) -> String {
+pub(super) fn field(text: &str) -> String {
     let text = if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {

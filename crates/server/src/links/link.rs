@@ -175,6 +175,8 @@ pub struct NewLink {
     pub title: Option<LinkTitle>,
     /// Its routing rules.
     pub rules: Option<Rules>,
+    /// Its domain (`None`: the default one).
+    pub domain: Option<String>,
 }
 
 impl NewLink {
@@ -210,6 +212,7 @@ impl NewLink {
             password_hash,
             owner_id,
             rules: self.rules.as_ref().map(Rules::to_stored),
+            domain: self.domain.clone(),
         }
     }
 }
@@ -332,6 +335,7 @@ mod tests {
             password_hash: Some("old-hash".into()),
             owner_id: None,
             rules: None,
+            domain: None,
         }
     }
 

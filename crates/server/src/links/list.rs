@@ -1,5 +1,5 @@
 //! `GET /links`: the caller's links (an admin may name another owner), searched in URL and
-//! alias, filtered by tag, ordered by creation or clicks, in cursor pages.
+//! alias, filtered by tag and domain, ordered by creation or clicks, in cursor pages.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
@@ -37,6 +37,8 @@ pub struct LinkListParams {
     pub q: Option<String>,
     /// Only links with this tag.
     pub tag: Option<String>,
+    /// Only links on this domain (one of the server's).
+    pub domain: Option<String>,
     /// `-created` (newest first, the default), `created`, `-clicks` (most clicked first) or
     /// `clicks`. Clicks are those stored, which trail the redirects by the flush interval.
     pub sort: Option<String>,
@@ -165,11 +167,22 @@ pub async fn list(
         .as_deref()
         .map(|t| Tag::parse(t).map_err(|e| ApiError::field("tag", e)))
         .transpose()?;
+    let domain = params
+        .domain
+        .as_deref()
+        .map(|name| {
+            state
+                .domains
+                .parse(name)
+                .map_err(|why| ApiError::field("domain", why))
+        })
+        .transpose()?;
     let query = LinkQuery {
         owner_id,
         search,
         search_id,
         tag: tag.map(Tag::into_string),
+        domain,
         sort,
         after,
         limit: limit + 1,

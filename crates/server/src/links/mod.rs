@@ -14,12 +14,17 @@
 //! - [`input`]: target URL and alias rules.
 //! - [`recorder`]: in-memory click aggregation, handed to the queue in batches;
 //!   [`click_batches`]: the job that stores a batch, once.
-//! - [`cache`]: the code → link lookup cache.
+//! - [`cache`]: the code → link lookup cache; [`domains`]: the domains links live on
+//!   (`--domain`), and which one a request is for.
 //! - [`device`]: device classes and referrer hosts.
 //! - [`list`]: `GET /links`, the caller's links in cursor pages; [`tags`]: tags on links
 //!   and `/links/tags…` (statistics, rename, delete).
 //! - [`bulk`]: `POST /links/bulk`, up to 1,000 links per request (JSON or CSV, [`csv`]).
 //! - [`exports`]: `POST /links/{code}/exports`, CSV exports of the clicks, made by a job.
+//! - [`import`]: `basis links import`, links from Shlink, Kutt, YOURLS or Bitly exports;
+//!   [`dump`]: `GET /links/export` and `basis links export`, a user's links with totals.
+//! - [`visits`]: `GET /links/{code}/visits`, the visit log (`--visit-log-days`) as pages
+//!   or CSV, and its pruning.
 
 use crate::http::routes::Routes;
 use axum::handler::Handler as _;
@@ -34,12 +39,16 @@ use basis_store::links::LinkRow;
 pub mod analytics;
 pub mod bulk;
 pub mod cache;
+pub mod cli;
 pub mod click_batches;
 pub mod code;
 pub mod create;
 pub mod csv;
 pub mod device;
+pub mod domains;
+pub mod dump;
 pub mod exports;
+pub mod import;
 pub mod input;
 pub mod legacy;
 pub mod link;
@@ -51,6 +60,7 @@ pub mod redirect;
 pub mod rules;
 pub mod service;
 pub mod tags;
+pub mod visits;
 
 /// The shortener's routes.
 pub fn router() -> Routes<AppState> {
@@ -62,6 +72,7 @@ pub fn router() -> Routes<AppState> {
             bulk::create.layer(axum::extract::DefaultBodyLimit::max(bulk::BODY_LIMIT)),
         )
         .get("/links/tags", tags::list)
+        .get("/links/export", dump::export)
         .patch("/links/tags/{tag}", tags::rename)
         .delete("/links/tags/{tag}", tags::remove)
         .get("/links/{code}", manage::read)
@@ -70,6 +81,7 @@ pub fn router() -> Routes<AppState> {
         .get("/links/{code}/stats", analytics::stats)
         .post("/links/{code}/exports", exports::create)
         .get("/links/{code}/exports/{id}", exports::download)
+        .get("/links/{code}/visits", visits::list)
         .get("/{code}", redirect::follow)
         .post("/{code}", redirect::follow_with_form)
 }
@@ -80,8 +92,10 @@ pub fn router() -> Routes<AppState> {
 pub struct LinkView {
     /// The code after the service's origin.
     pub short_code: String,
-    /// The full short URL.
+    /// The full short URL (on the link's domain).
     pub short_url: String,
+    /// The domain the link lives on.
+    pub domain: String,
     /// Where it redirects.
     pub long_url: String,
     /// When it was created.
@@ -109,8 +123,10 @@ impl LinkView {
     /// The view of `row` with `clicks` human clicks (stored and not yet stored).
     pub fn new(state: &AppState, row: &LinkRow, clicks: i64) -> Self {
         let code = state.codes.code_of(row);
+        let domain = row.domain.as_deref();
         Self {
-            short_url: state.short_url(&code),
+            short_url: state.domains.short_url(&state.base_url, domain, &code),
+            domain: domain.unwrap_or(state.domains.default_name()).to_owned(),
             short_code: code,
             long_url: row.long_url.clone(),
             created_at: to_datetime(row.created_at),

@@ -36,8 +36,13 @@ pub struct LinkPreview {
 }
 
 /// The preview of the link `code` names (the path without its trailing `+`).
-pub async fn show(state: &AppState, code: &str, headers: &HeaderMap) -> ApiResult<Response> {
-    let (link, clicks) = super::redirect::find(state, code).await?;
+pub async fn show(
+    state: &AppState,
+    code: &str,
+    domain: Option<&str>,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let (link, clicks) = super::redirect::find(state, code, domain).await?;
     let row = &link.row;
     if let Some(reason) = unavailable_reason(row, state.clock.now_ms(), clicks) {
         return Err(ApiError::Gone(reason.into()));
@@ -53,7 +58,11 @@ pub async fn show(state: &AppState, code: &str, headers: &HeaderMap) -> ApiResul
     };
     let short_code = state.codes.code_of(row);
     let preview = LinkPreview {
-        short_url: state.short_url(&short_code),
+        short_url: state.domains.short_url(
+            &state.base_url,
+            link.row.domain.as_deref(),
+            &short_code,
+        ),
         short_code,
         long_url: (!protected).then(|| row.long_url.clone()),
         title,

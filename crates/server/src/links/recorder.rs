@@ -10,6 +10,10 @@
 //! `UPDATE` per interval, never serialises requests on its row, and a batch delivered
 //! twice is counted once (`crate::links::click_batches`). A graceful stop enqueues what is left.
 //!
+//! With the visit log on (`--visit-log-days`), each click is also kept as a visit (a few
+//! short strings, capped per shard) and handed over in batches of its own at the same
+//! flush, so the log too costs no database write on the redirect path.
+//!
 //! Counts read through the API add the clicks not yet stored: the pending counters, and
 //! the batches enqueued but not yet applied ("in flight"). An in-flight batch is dropped
 //! from the count when its application is seen: at once when this process's worker applies
@@ -33,7 +37,7 @@ use basis_store::links::{self, LinkClicks};
 
 use super::device::Device;
 use crate::clock::day_of;
-use crate::links::click_batches::{APPLY_CLICKS, ClickBatchJob};
+use crate::links::click_batches::{APPLY_CLICKS, ClickBatchJob, VisitEntry};
 
 /// Links per click-batch job, so one job stays small whatever the traffic.
 pub const MAX_LINKS_PER_BATCH: usize = 500;
@@ -47,6 +51,11 @@ const SHARDS: usize = 16;
 /// so a client inventing referrers cannot grow memory without bound.
 const MAX_REFERRERS_PER_LINK: usize = 32;
 const OTHER_REFERRER: &str = "(other)";
+/// Visits kept per shard between flushes for the visit log; past it, visits are still
+/// counted but not logged (`basis_visits_dropped_total`), so a flood cannot exhaust memory.
+const MAX_VISITS_PER_SHARD: usize = 16_384;
+/// Visits per click-batch job.
+pub const VISITS_PER_BATCH: usize = 1_000;
 
 /// One click to count.
 #[derive(Debug, Clone)]
@@ -59,6 +68,19 @@ pub struct Click {
     pub device: Device,
     /// The referring host, if any.
     pub referrer: Option<String>,
+    /// What the visit log keeps beyond the aggregates (`None` while it is off).
+    pub visit: Option<VisitDetails>,
+}
+
+/// The details of a click that only the visit log keeps.
+#[derive(Debug, Clone)]
+pub struct VisitDetails {
+    /// The browser family.
+    pub browser: &'static str,
+    /// The client's network (its address cut to /24 or /48).
+    pub ip: Option<String>,
+    /// The client's country, when known.
+    pub country: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -143,6 +165,10 @@ pub struct ClickRecorder {
     queue: Arc<dyn Backend>,
     // std mutexes: held only for a few map operations, never across an await.
     shards: Box<[Mutex<HashMap<i64, Pending>>]>,
+    /// Visits waiting for the next flush, by shard, when the visit log is on.
+    visits: Option<Box<[Mutex<Vec<VisitEntry>>]>>,
+    /// How many days the visit log keeps visits (`None`: off).
+    visit_log_days: Option<u32>,
     /// Batches enqueued and not yet seen applied, by batch id, so counts read meanwhile
     /// still include them.
     in_flight: Mutex<HashMap<String, InFlight>>,
@@ -166,6 +192,8 @@ impl ClickRecorder {
             store,
             queue,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            visits: None,
+            visit_log_days: None,
             in_flight: Mutex::default(),
             in_flight_count: AtomicUsize::new(0),
             applied: tokio::sync::Notify::new(),
@@ -173,6 +201,26 @@ impl ClickRecorder {
             moving: AtomicUsize::new(0),
             flush_lock: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// This recorder with the visit log on, keeping visits for `days` (off with `None` or
+    /// 0 days).
+    pub fn with_visit_log(mut self, days: Option<u32>) -> Self {
+        self.visit_log_days = days.filter(|d| *d > 0);
+        self.visits = self
+            .visit_log_days
+            .map(|_| (0..SHARDS).map(|_| Mutex::default()).collect());
+        self
+    }
+
+    /// How many days the visit log keeps visits; `None` when it is off.
+    pub fn visit_log_days(&self) -> Option<u32> {
+        self.visit_log_days
+    }
+
+    /// Whether clicks should carry [`VisitDetails`].
+    pub fn logs_visits(&self) -> bool {
+        self.visits.is_some()
     }
 
     fn shard(&self, link_id: i64) -> &Mutex<HashMap<i64, Pending>> {
@@ -183,13 +231,35 @@ impl ClickRecorder {
         self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Counts a click.
-    pub fn record(&self, click: &Click) {
-        let mut shard = self
-            .shard(click.link_id)
+    /// Counts a click (and keeps it for the visit log, when that is on).
+    pub fn record(&self, click: Click) {
+        {
+            let mut shard = self
+                .shard(click.link_id)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            shard.entry(click.link_id).or_default().add(&click);
+        }
+        let (Some(log), Some(details)) = (&self.visits, click.visit) else {
+            return;
+        };
+        let mut visits = log[(click.link_id as u64 % SHARDS as u64) as usize]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        shard.entry(click.link_id).or_default().add(click);
+        if visits.len() >= MAX_VISITS_PER_SHARD {
+            drop(visits);
+            metrics::counter!("basis_visits_dropped_total").increment(1);
+            return;
+        }
+        visits.push(VisitEntry {
+            link: click.link_id,
+            at: click.at_ms,
+            referrer: click.referrer,
+            device: click.device.as_str().into(),
+            browser: details.browser.into(),
+            country: details.country,
+            ip: details.ip,
+        });
     }
 
     /// Human clicks of `link_id` counted here but not yet stored.
@@ -347,7 +417,7 @@ impl ClickRecorder {
 
     /// Enqueues every pending click as click-batch jobs. If the queue refuses a batch, its
     /// clicks (and those of the batches after it) go back to the pending counters and the
-    /// next flush tries again. Returns the links enqueued.
+    /// next flush tries again. Returns the links enqueued (visit batches go along uncounted).
     pub async fn flush(&self) -> Result<usize, basis_queue::Error> {
         let _one_at_a_time = self.flush_lock.lock().await;
         self.expire_in_flight();
@@ -363,13 +433,34 @@ impl ClickRecorder {
                     .map(|(id, pending)| pending.into_link_clicks(id)),
             );
         }
-        let batches: Vec<ClickBatchJob> = taken
+        let mut batches: Vec<ClickBatchJob> = taken
             .chunks(MAX_LINKS_PER_BATCH)
             .map(|links| ClickBatchJob::new(crate::jobs::new_id(), links))
             .collect();
+        // Visits travel in batches of their own (no counts), applied once like the others.
+        let visits: Vec<VisitEntry> = self
+            .visits
+            .iter()
+            .flat_map(|log| log.iter())
+            .flat_map(|shard| std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner())))
+            .collect();
+        let mut visits = visits.into_iter().peekable();
+        while visits.peek().is_some() {
+            batches.push(ClickBatchJob {
+                batch: crate::jobs::new_id(),
+                links: Vec::new(),
+                visits: visits.by_ref().take(VISITS_PER_BATCH).collect(),
+            });
+        }
         {
             let mut in_flight = self.in_flight();
-            for (job, links) in batches.iter().zip(taken.chunks(MAX_LINKS_PER_BATCH)) {
+            let mut links = taken.chunks(MAX_LINKS_PER_BATCH);
+            for job in &batches {
+                let links: &[LinkClicks] = if job.links.is_empty() {
+                    &[]
+                } else {
+                    links.next().unwrap_or(&[])
+                };
                 in_flight.insert(
                     job.batch.clone(),
                     InFlight {
@@ -396,6 +487,7 @@ impl ClickRecorder {
                             self.restore(link);
                         }
                     }
+                    self.restore_visits(&failed.visits);
                 }
                 self.in_flight_count
                     .store(in_flight.len(), Ordering::Release);
@@ -426,6 +518,19 @@ impl ClickRecorder {
         self.queue.enqueue(job).await.map(drop)
     }
 
+    /// Puts visits of a batch the queue refused back for the next flush (within the cap).
+    fn restore_visits(&self, visits: &[VisitEntry]) {
+        let Some(log) = &self.visits else { return };
+        for visit in visits {
+            let mut shard = log[(visit.link as u64 % SHARDS as u64) as usize]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if shard.len() < MAX_VISITS_PER_SHARD {
+                shard.push(visit.clone());
+            }
+        }
+    }
+
     fn restore(&self, link: &LinkClicks) {
         self.shard(link.link_id)
             .lock()
@@ -452,6 +557,7 @@ mod tests {
             at_ms,
             device,
             referrer: referrer.map(str::to_owned),
+            visit: None,
         }
     }
 

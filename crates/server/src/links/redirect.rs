@@ -5,25 +5,28 @@
 //! click in memory and answer with the link's redirect status. No database write happens
 //! here; `HEAD` is not counted as a click (link checkers use it).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Form;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
 use basis_store::links;
 use serde::Deserialize;
 
-use super::cache::CachedLink;
+use super::cache::{CachedLink, key as cache_key};
 use super::code::ShortCode;
-use super::device::{Device, referrer_host};
+use super::device::{Device, browser_of, referrer_host, truncated_ip};
+use super::domains::Served;
 use super::link::RedirectType;
-use super::recorder::Click;
+use super::recorder::{Click, VisitDetails};
 use super::rules::{visitor_cookie, visitor_of};
 use super::unavailable_reason;
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::ClientIp;
 use crate::passwords::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
 
@@ -57,7 +60,7 @@ const PASSWORD_HEADER: &str = "x-link-password";
         (status = 200, description = "The preview, for `/{code}+` (the code followed by `+`): where the link goes, without counting or redirecting; HTML for browsers", content((super::preview::LinkPreview = "application/json"), (String = "text/html"))),
         (status = 301, description = "Moved permanently (the default redirect type); also 302, 307 or 308 as configured on the link", headers(("Location" = String, description = "The long URL"), ("Cache-Control" = String, description = "How long a client may reuse the redirect"))),
         (status = 401, description = "The link needs a password", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link on this host's domain", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired or out of clicks", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -66,19 +69,28 @@ pub async fn follow(
     Path(code): Path<String>,
     request: Request,
 ) -> ApiResult<Response> {
+    let domain = match state.domains.served(request.headers(), request.uri()) {
+        Served::Default => None,
+        Served::Named(name) => Some(name),
+        Served::Unknown => return unknown_domain(&state),
+    };
     // `/{code}+` is the link's preview (the router cannot match a suffix, so it is here).
     if let Some(code) = code.strip_suffix('+') {
-        return super::preview::show(&state, code, request.headers()).await;
+        return super::preview::show(&state, code, domain, request.headers()).await;
     }
     // The request is taken whole rather than as a cloned `HeaderMap`: this is the hot path.
-    let link = find(&state, &code).await?;
+    let link = find(&state, &code, domain).await?;
     let headers = request.headers();
     let count = request.method() != Method::HEAD;
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
     respond(
         &state,
         link,
         offered_password(headers),
-        headers,
+        (headers, peer),
         count,
         None,
     )
@@ -100,9 +112,10 @@ pub struct PasswordForm {
     request_body(content = PasswordForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "See the long URL", headers(("Location" = String, description = "The long URL"))),
+        (status = 302, description = "A host that is none of the domains, with `--unknown-domain-redirect`", headers(("Location" = String, description = "The fallback URL"))),
         (status = 400, description = "A body that does not decode as a form", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Wrong or missing password", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such link on this host's domain", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Expired or out of clicks", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not a form", body = Problem, content_type = "application/problem+json"),
@@ -111,10 +124,17 @@ pub struct PasswordForm {
 pub async fn follow_with_form(
     State(state): State<AppState>,
     Path(code): Path<String>,
+    ClientIp(peer): ClientIp,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     form: Result<Form<PasswordForm>, axum::extract::rejection::FormRejection>,
 ) -> ApiResult<Response> {
-    let link = find(&state, &code).await?;
+    let domain = match state.domains.served(&headers, &uri) {
+        Served::Default => None,
+        Served::Named(name) => Some(name),
+        Served::Unknown => return unknown_domain(&state),
+    };
+    let link = find(&state, &code, domain).await?;
     let Form(form) = form.map_err(|rejection| match rejection.status() {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(
             "post the password as application/x-www-form-urlencoded".into(),
@@ -126,23 +146,49 @@ pub async fn follow_with_form(
         &state,
         link,
         form.password,
-        &headers,
+        (&headers, peer),
         true,
         Some(StatusCode::SEE_OTHER),
     )
     .await
 }
 
-/// The link behind `code`, through the lookup cache, with its human clicks so far, stored
-/// and not (counted only for links with a click limit; 0 for the others).
-pub(super) async fn find(state: &AppState, code: &str) -> ApiResult<(Arc<CachedLink>, i64)> {
+/// The answer to a short-link request on a host that is none of the domains: the
+/// configured fallback redirect, else 404.
+fn unknown_domain(state: &AppState) -> ApiResult<Response> {
+    let Some(fallback) = state.domains.fallback() else {
+        return Err(ApiError::NotFound);
+    };
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::FOUND;
+    response
+        .headers_mut()
+        .insert(header::LOCATION, fallback.clone());
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, GUARDED_CACHE_CONTROL);
+    Ok(response)
+}
+
+/// The link behind `code` on `domain` (`None`: the default one), through the lookup
+/// cache, with its human clicks so far, stored and not (counted only for links with a
+/// click limit; 0 for the others).
+pub(super) async fn find(
+    state: &AppState,
+    code: &str,
+    domain: Option<&str>,
+) -> ApiResult<(Arc<CachedLink>, i64)> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
     let key = state.codes.key_of(code.as_str());
     let link = state
         .link_cache
-        .find(&state.store, code.as_str(), key)
+        .find(&state.store, &cache_key(code.as_str(), domain), key, domain)
         .await?
         .ok_or(ApiError::NotFound)?;
+    // A generated code is found whatever its domain: on another one, it is not there.
+    if link.row.domain.as_deref() != domain {
+        return Err(ApiError::NotFound);
+    }
     if link.row.max_clicks.is_none() {
         return Ok((link, 0));
     }
@@ -152,7 +198,7 @@ pub(super) async fn find(state: &AppState, code: &str) -> ApiResult<(Arc<CachedL
     let (found, unflushed) = state
         .clicks
         .read_with_unstored(
-            || links::find_counted(&state.store, key),
+            || links::find_counted_in(&state.store, key, domain),
             |clicks, found| {
                 found
                     .as_ref()
@@ -170,7 +216,7 @@ async fn respond(
     state: &AppState,
     (link, clicks): (Arc<CachedLink>, i64),
     offered_password: Option<String>,
-    headers: &HeaderMap,
+    (headers, peer): (&HeaderMap, Option<IpAddr>),
     count: bool,
     status_override: Option<StatusCode>,
 ) -> ApiResult<Response> {
@@ -196,11 +242,19 @@ async fn respond(
     }
     if count {
         let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        state.clicks.record(&Click {
+        let user_agent = header(header::USER_AGENT);
+        // Only with the visit log on: its details cost a little more than the counters.
+        let visit = state.clicks.logs_visits().then(|| VisitDetails {
+            browser: browser_of(user_agent),
+            ip: peer.map(truncated_ip),
+            country: None,
+        });
+        state.clicks.record(Click {
             link_id: row.id,
             at_ms: now,
-            device: Device::classify(header(header::USER_AGENT)),
+            device: Device::classify(user_agent),
             referrer: referrer_host(header(header::REFERER)),
+            visit,
         });
     }
     REDIRECTS.with(|redirects| redirects.increment(1));

@@ -32,7 +32,15 @@ pub async fn create(
     reuse: bool,
 ) -> ApiResult<Creation> {
     // Every plain link is a reuse candidate, however it was made: the store indexes them all.
-    if reuse && let Some(found) = reusable(state, link.long_url.as_str(), &owner_id).await? {
+    if reuse
+        && let Some(found) = reusable(
+            state,
+            link.long_url.as_str(),
+            &owner_id,
+            link.domain.as_deref(),
+        )
+        .await?
+    {
         return Ok(Creation::Reused(found));
     }
     let password_hash = match link.password.clone() {
@@ -48,7 +56,9 @@ pub async fn create(
         // The store looks again and inserts in one step; a link that a concurrent request
         // made since the look above is answered as that look would have answered it.
         while !links::insert_unless_reusable(&state.store, &row).await? {
-            if let Some(found) = reusable(state, &row.long_url, &row.owner_id).await? {
+            if let Some(found) =
+                reusable(state, &row.long_url, &row.owner_id, row.domain.as_deref()).await?
+            {
                 return Ok(Creation::Reused(found));
             }
         }
@@ -67,11 +77,17 @@ pub async fn create(
             })?;
     }
     // A negative entry for this code may be cached from before it existed.
+    invalidate(state, &row).await;
+    Ok(Creation::Created(row, tags, title))
+}
+
+/// Forgets the cached lookup of `row`'s code on its domain.
+pub async fn invalidate(state: &AppState, row: &LinkRow) {
+    let code = state.codes.code_of(row);
     state
         .link_cache
-        .invalidate(&state.codes.code_of(&row))
+        .invalidate(&super::cache::key(&code, row.domain.as_deref()))
         .await;
-    Ok(Creation::Created(row, tags, title))
 }
 
 /// The next free id; `generated` when the link will be reached by the code derived from it.
@@ -99,11 +115,12 @@ async fn reusable(
     state: &AppState,
     long_url: &str,
     owner_id: &Option<String>,
+    domain: Option<&str>,
 ) -> ApiResult<Option<CountedLink>> {
     let (found, unstored) = state
         .clicks
         .read_with_unstored(
-            || links::find_reusable(&state.store, long_url, owner_id.as_deref()),
+            || links::find_reusable(&state.store, long_url, owner_id.as_deref(), domain),
             |clicks, found| {
                 found
                     .as_ref()
@@ -181,10 +198,7 @@ pub async fn change(
     if let Some(title) = &change.title {
         links::set_title(&state.store, row.id, title.as_ref().map(|t| t.as_str())).await?;
     }
-    state
-        .link_cache
-        .invalidate(&state.codes.code_of(&row))
-        .await;
+    invalidate(state, &row).await;
     let row = LinkRow {
         long_url: update.long_url,
         expires_at: update.expires_at,
@@ -222,10 +236,7 @@ pub async fn remove(state: &AppState, caller: &Caller, code: &str) -> ApiResult<
     if !links::delete(&state.store, row.id).await? {
         return Err(ApiError::NotFound);
     }
-    state
-        .link_cache
-        .invalidate(&state.codes.code_of(&row))
-        .await;
+    invalidate(state, &row).await;
     Ok(())
 }
 
@@ -284,19 +295,27 @@ pub async fn create_many(
     owner_id: &str,
     links: Vec<NewLink>,
 ) -> ApiResult<Vec<ApiResult<Made>>> {
-    let aliases: Vec<&str> = links
-        .iter()
-        .filter_map(|l| l.alias.as_ref().map(|a| a.as_str()))
-        .collect();
-    let mut taken: std::collections::HashSet<String> = links::taken_aliases(&state.store, &aliases)
-        .await?
-        .into_iter()
-        .collect();
+    // Aliases are unique per domain: `(domain, alias)` pairs, looked up domain by domain.
+    let mut asked: std::collections::BTreeMap<Option<&str>, Vec<&str>> = Default::default();
+    for link in &links {
+        if let Some(alias) = &link.alias {
+            asked
+                .entry(link.domain.as_deref())
+                .or_default()
+                .push(alias.as_str());
+        }
+    }
+    let mut taken: std::collections::HashSet<(Option<String>, String)> = Default::default();
+    for (domain, aliases) in asked {
+        for alias in links::taken_aliases(&state.store, &aliases, domain).await? {
+            taken.insert((domain.map(str::to_owned), alias));
+        }
+    }
     let now = state.clock.now_ms();
     let mut answers: Vec<ApiResult<Made>> = Vec::with_capacity(links.len());
     for link in links {
         if let Some(alias) = &link.alias
-            && !taken.insert(alias.as_str().to_owned())
+            && !taken.insert((link.domain.clone(), alias.as_str().to_owned()))
         {
             answers.push(Err(ApiError::Conflict(format!(
                 "the alias '{}' is already taken",
@@ -343,10 +362,7 @@ pub async fn create_many(
     }
     for made in answers.iter().flatten() {
         // A negative entry for this code may be cached from before it existed.
-        state
-            .link_cache
-            .invalidate(&state.codes.code_of(&made.row))
-            .await;
+        invalidate(state, &made.row).await;
     }
     Ok(answers)
 }

@@ -115,6 +115,7 @@ async fn a_click_batch_delivered_twice_through_rabbitmq_is_counted_once() {
             referrers: vec![],
             devices: vec![("mobile".into(), 4)],
         }],
+        visits: vec![],
     };
     let payload = serde_json::to_value(&batch).unwrap();
     for _ in 0..2 {

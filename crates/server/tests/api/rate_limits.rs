@@ -73,7 +73,7 @@ async fn creating_past_the_limit_is_429(redis_url: Option<String>) {
     assert_eq!(body["retryAfter"], retry_after);
     // The rejected request created nothing.
     let stored =
-        basis_store::links::find_reusable(&app.state.store, "https://example.com/over", None)
+        basis_store::links::find_reusable(&app.state.store, "https://example.com/over", None, None)
             .await
             .unwrap();
     assert!(stored.is_none());

@@ -14,6 +14,8 @@ use crate::{Result, Store, on_pool};
 pub struct ClickBatch {
     /// One entry per link that was clicked since the last flush.
     pub links: Vec<LinkClicks>,
+    /// Individual visits for the visit log (empty while it is off).
+    pub visits: Vec<super::Visit>,
 }
 
 /// The clicks of one link since the last flush.
@@ -44,7 +46,7 @@ const DEVICE_UPSERT: &str = "INSERT INTO link_devices (link_id, device, clicks) 
 /// Applies a batch of clicks in one transaction. Clicks of links deleted meanwhile are
 /// dropped. Returns how many links were still there.
 pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
-    if batch.links.is_empty() {
+    if batch.links.is_empty() && batch.visits.is_empty() {
         return Ok(0);
     }
     Ok(apply(store, None, batch).await?.unwrap_or(0))
@@ -89,13 +91,17 @@ async fn apply(
             // Clicks of links deleted since are dropped. A link deleted between this read
             // and the upserts below fails their foreign key: the transaction, batch record
             // included, rolls back and the batch is retried, without that link.
+            let mut asked: Vec<i64> = batch.links.iter().map(|l| l.link_id).collect();
+            asked.extend(batch.visits.iter().map(|v| v.link_id));
+            asked.sort_unstable();
+            asked.dedup();
             let mut present = HashSet::new();
-            for chunk in batch.links.chunks(EXISTENCE_CHUNK) {
+            for chunk in asked.chunks(EXISTENCE_CHUNK) {
                 let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
                 let sql = format!("SELECT id FROM links WHERE id IN ({})", marks.join(", "));
                 let mut query = sqlx::query_scalar::<_, i64>(&sql);
-                for link in chunk {
-                    query = query.bind(link.link_id);
+                for id in chunk {
+                    query = query.bind(*id);
                 }
                 present.extend(query.fetch_all(&mut *tx).await?);
             }
@@ -132,6 +138,27 @@ async fn apply(
                         .execute(&mut *tx)
                         .await?;
                 }
+            }
+            let logged: Vec<&super::Visit> = batch
+                .visits
+                .iter()
+                .filter(|v| present.contains(&v.link_id))
+                .collect();
+            for chunk in logged.chunks(super::visits::ROWS_PER_INSERT) {
+                let sql = super::visits::insert_sql(chunk.len());
+                let mut query = sqlx::query(&sql);
+                for v in chunk {
+                    query = query
+                        .bind(v.link_id)
+                        .bind(v.at)
+                        .bind(v.referrer.as_deref())
+                        .bind(v.device.as_str())
+                        .bind(v.browser.as_str())
+                        .bind(v.country.as_deref())
+                        .bind(v.bot)
+                        .bind(v.ip.as_deref());
+                }
+                query.execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(applied))

@@ -51,6 +51,9 @@ pub struct LinkQuery {
     pub search_id: Option<i64>,
     /// Only links carrying this tag.
     pub tag: Option<String>,
+    /// Only links of this domain: `Some(None)` the default domain, `Some(Some(name))` a
+    /// named one.
+    pub domain: Option<Option<String>>,
     /// The order.
     pub sort: LinkSort,
     /// The sort key and id of the previous page's last link (`None`: the first page).
@@ -97,6 +100,14 @@ pub async fn list(store: &Store, query: &LinkQuery) -> Result<Vec<CountedLink>> 
         inner.push_str(&format!(
             " AND EXISTS (SELECT 1 FROM link_tags t WHERE t.link_id = l.id AND t.tag = {tag})"
         ));
+    }
+    match &query.domain {
+        None => {}
+        Some(None) => inner.push_str(" AND l.domain IS NULL"),
+        Some(Some(domain)) => {
+            let domain = sql.bind(Bind::Text(domain.clone()));
+            inner.push_str(&format!(" AND l.domain = {domain}"));
+        }
     }
     let key = query.sort.key();
     let (direction, beyond) = if query.sort.descending() {
@@ -283,8 +294,12 @@ pub async fn delete_tag(store: &Store, owner_id: &str, tag: &str) -> Result<u64>
 const DELETE_TAG: &str = "DELETE FROM link_tags WHERE tag = $2 \
                           AND link_id IN (SELECT id FROM links WHERE owner_id = $1)";
 
-/// Which of `aliases` are taken.
-pub async fn taken_aliases(store: &Store, aliases: &[&str]) -> Result<Vec<String>> {
+/// Which of `aliases` are taken on `domain` (`None`: the default domain).
+pub async fn taken_aliases(
+    store: &Store,
+    aliases: &[&str],
+    domain: Option<&str>,
+) -> Result<Vec<String>> {
     let mut taken = Vec::new();
     for chunk in aliases.chunks(1000) {
         let mut sql = Sql::new("");
@@ -292,8 +307,12 @@ pub async fn taken_aliases(store: &Store, aliases: &[&str]) -> Result<Vec<String
             .iter()
             .map(|a| sql.bind(Bind::Text((*a).to_owned())))
             .collect();
+        let in_domain = match domain {
+            None => "domain IS NULL".to_owned(),
+            Some(domain) => format!("domain = {}", sql.bind(Bind::Text(domain.to_owned()))),
+        };
         sql.push(&format!(
-            "SELECT alias FROM links WHERE alias IN ({})",
+            "SELECT alias FROM links WHERE alias IN ({}) AND {in_domain}",
             marks.join(", ")
         ));
         let rows: Vec<(String,)> = on_pool!(store, read, pool => {

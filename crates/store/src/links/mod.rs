@@ -34,15 +34,16 @@
 //!
 //! # Elsewhere
 //!
-//! The per-day, per-referrer and per-device counters are in `clicks`, and the rows a
-//! migration could not finish in SQL (codes of 0004, URL hashes of 0006) in `migrated`;
-//! both are re-exported here.
+//! The per-day, per-referrer and per-device counters are in `clicks`, the visit log (rows
+//! written with the click batches) in `visits`, and the rows a migration could not finish
+//! in SQL (codes of 0004, URL hashes of 0006) in `migrated`; all are re-exported here.
 
 use crate::{Engine, Result, Store, on_pool, on_unique};
 
 mod clicks;
 mod lists;
 mod migrated;
+mod visits;
 pub use clicks::{
     BOT_DEVICE, ClickBatch, LinkClicks, LinkStats, add_to_day, applied_batches, apply_clicks,
     apply_clicks_once, prune_applied_batches, stats,
@@ -53,10 +54,11 @@ pub use lists::{
 };
 pub(crate) use migrated::fill_pending_hashes;
 pub use migrated::{aliases_of_length, pending_codes, settle_pending_codes};
+pub use visits::{Bots, Visit, VisitQuery, list_visits, prune_visits};
 
 /// The columns every link query returns; `l` is `links` and `g` its `link_guards` row.
 const LINK_COLUMNS: &str = "l.id, l.alias, l.long_url, l.created_at, g.expires_at, g.max_clicks, \
-                            l.redirect_type, g.password_hash, l.owner_id, g.rules";
+                            l.redirect_type, g.password_hash, l.owner_id, g.rules, l.domain";
 /// Links with their guards, if any.
 const LINKS_AND_GUARDS: &str = "links l LEFT JOIN link_guards g ON g.link_id = l.id";
 /// The stored human clicks of link `l`, as the column `clicks` of a [`CountedLink`].
@@ -94,6 +96,9 @@ pub struct LinkRow {
     pub owner_id: Option<String>,
     /// Its routing rules (JSON the server validated), if it has any.
     pub rules: Option<String>,
+    /// The domain it belongs to; `None` for the default domain (the base URL's host).
+    #[serde(default)]
+    pub domain: Option<String>,
 }
 
 impl LinkRow {
@@ -191,13 +196,13 @@ fn placeholders(rows: usize, columns: usize) -> String {
 fn links_insert(rows: usize, hashed: bool) -> String {
     let (columns, count) = if hashed {
         (
-            "id, created_at, redirect_type, long_url, alias, owner_id, url_hash",
-            7,
+            "id, created_at, redirect_type, long_url, alias, owner_id, domain, url_hash",
+            8,
         )
     } else {
         (
-            "id, created_at, redirect_type, long_url, alias, owner_id",
-            6,
+            "id, created_at, redirect_type, long_url, alias, owner_id, domain",
+            7,
         )
     };
     format!(
@@ -226,7 +231,8 @@ macro_rules! bind_links {
                 .bind(link.redirect_type)
                 .bind(&link.long_url)
                 .bind(&link.alias)
-                .bind(&link.owner_id);
+                .bind(&link.owner_id)
+                .bind(&link.domain);
             if $hashed {
                 query = query.bind(url_hash(&link.long_url));
             }
@@ -251,10 +257,11 @@ macro_rules! bind_guards {
     }};
 }
 
-/// Binds [`reusable_query`]'s parameters: the URL, the owner and, on SQLite, the hash.
+/// Binds [`reusable_query`]'s parameters: the URL, the owner, the domain and, on SQLite,
+/// the hash.
 macro_rules! bind_reusable {
-    ($query:expr, $url:expr, $owner:expr, $hash:expr) => {{
-        let query = $query.bind($url).bind($owner);
+    ($query:expr, $url:expr, $owner:expr, $domain:expr, $hash:expr) => {{
+        let query = $query.bind($url).bind($owner).bind($domain);
         match $hash {
             Some(hash) => query.bind(hash),
             None => query,
@@ -329,25 +336,61 @@ pub async fn insert_with(store: &Store, links: &[LinkRow], extras: &Extras) -> R
     .map_err(|e| on_unique(e, "alias"))
 }
 
-/// What follows `WHERE` in a lookup by `key` (conditions, and an order where two rows could
-/// match), with the id and alias to bind, in that order.
-fn lookup(key: LinkKey<'_>) -> (&'static str, Option<i64>, Option<&str>) {
+/// What follows `WHERE` in a lookup by `key` on `domain` (conditions, and an order where
+/// two rows could match), with the id, alias and domain to bind, in that order. Aliases are
+/// unique per domain; a generated code is an id, unique everywhere, so it is found whatever
+/// its domain (the redirect path compares the domain itself).
+fn lookup<'a>(
+    key: LinkKey<'a>,
+    domain: Option<&'a str>,
+) -> (String, Option<i64>, Option<&'a str>, Option<&'a str>) {
+    // The domain's placeholder follows the id and alias the key binds.
+    let in_domain = |mark: &str| match domain {
+        None => "l.domain IS NULL".to_owned(),
+        Some(_) => format!("l.domain = {mark}"),
+    };
     match key {
-        LinkKey::Id(id) => ("l.id = $1 AND l.alias IS NULL", Some(id), None),
-        LinkKey::Alias(alias) => ("l.alias = $1", None, Some(alias)),
+        LinkKey::Id(id) => (
+            "l.id = $1 AND l.alias IS NULL".to_owned(),
+            Some(id),
+            None,
+            None,
+        ),
+        LinkKey::Alias(alias) => (
+            format!("l.alias = $1 AND {}", in_domain("$2")),
+            None,
+            Some(alias),
+            domain,
+        ),
         // An old alias wins over a generated code of the same text; the server never hands
         // out such an id while the alias exists, so both cannot match at once.
         LinkKey::IdOrAlias(id, alias) => (
-            "(l.id = $1 AND l.alias IS NULL) OR l.alias = $2 ORDER BY l.alias IS NULL LIMIT 1",
+            format!(
+                "(l.id = $1 AND l.alias IS NULL) OR (l.alias = $2 AND {}) \
+                 ORDER BY l.alias IS NULL LIMIT 1",
+                in_domain("$3")
+            ),
             Some(id),
             Some(alias),
+            domain,
         ),
     }
 }
 
-/// The link named by `key`, if any: one indexed query (the redirect path's lookup).
+/// The link named by `key` on the default domain (an alias) or anywhere (a generated code),
+/// if any.
 pub async fn find(store: &Store, key: LinkKey<'_>) -> Result<Option<LinkRow>> {
-    let (filter, id, alias) = lookup(key);
+    find_in(store, key, None).await
+}
+
+/// The link named by `key` on `domain` (`None`: the default one), if any: one indexed
+/// query (the redirect path's lookup).
+pub async fn find_in(
+    store: &Store,
+    key: LinkKey<'_>,
+    domain: Option<&str>,
+) -> Result<Option<LinkRow>> {
+    let (filter, id, alias, domain) = lookup(key, domain);
     let sql = format!("SELECT {LINK_COLUMNS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
     let row = on_pool!(store, read, pool => {
         let mut query = sqlx::query_as::<_, LinkRow>(&sql);
@@ -357,6 +400,9 @@ pub async fn find(store: &Store, key: LinkKey<'_>) -> Result<Option<LinkRow>> {
         if let Some(alias) = alias {
             query = query.bind(alias);
         }
+        if let Some(domain) = domain {
+            query = query.bind(domain);
+        }
         query.fetch_optional(pool).await
     })?;
     Ok(row)
@@ -365,7 +411,16 @@ pub async fn find(store: &Store, key: LinkKey<'_>) -> Result<Option<LinkRow>> {
 /// The link named by `key` with its stored human clicks, in one statement: what a click
 /// limit is checked against, and what the API shows.
 pub async fn find_counted(store: &Store, key: LinkKey<'_>) -> Result<Option<CountedLink>> {
-    let (filter, id, alias) = lookup(key);
+    find_counted_in(store, key, None).await
+}
+
+/// [`find_counted`] on `domain` (`None`: the default one).
+pub async fn find_counted_in(
+    store: &Store,
+    key: LinkKey<'_>,
+    domain: Option<&str>,
+) -> Result<Option<CountedLink>> {
+    let (filter, id, alias, domain) = lookup(key, domain);
     let sql =
         format!("SELECT {LINK_COLUMNS}, {STORED_CLICKS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
     let row = on_pool!(store, read, pool => {
@@ -376,22 +431,27 @@ pub async fn find_counted(store: &Store, key: LinkKey<'_>) -> Result<Option<Coun
         if let Some(alias) = alias {
             query = query.bind(alias);
         }
+        if let Some(domain) = domain {
+            query = query.bind(domain);
+        }
         query.fetch_optional(pool).await
     })?;
     Ok(row)
 }
 
-/// The oldest plain link of `owner` to exactly `long_url`, with its stored clicks, if one
+/// The oldest plain link of `owner` on `domain` (`None`: the default one) to exactly
+/// `long_url`, with its stored clicks, if one
 /// exists: no alias, no expiry, click limit or password, redirect type 301. How the link
 /// was created does not matter.
 pub async fn find_reusable(
     store: &Store,
     long_url: &str,
     owner_id: Option<&str>,
+    domain: Option<&str>,
 ) -> Result<Option<CountedLink>> {
     let (sql, hash) = reusable_query(store, long_url);
     let row = on_pool!(store, read, pool => {
-        bind_reusable!(sqlx::query_as::<_, CountedLink>(&sql), long_url, owner_id, hash)
+        bind_reusable!(sqlx::query_as::<_, CountedLink>(&sql), long_url, owner_id, domain, hash)
             .fetch_optional(pool)
             .await
     })?;
@@ -412,7 +472,11 @@ pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<boo
     let hashed = stores_url_hash(store);
     let (find_sql, hash) = reusable_query(store, &link.long_url);
     let insert_sql = links_insert(1, hashed);
-    let (url, owner) = (link.long_url.as_str(), link.owner_id.as_deref());
+    let (url, owner, domain) = (
+        link.long_url.as_str(),
+        link.owner_id.as_deref(),
+        link.domain.as_deref(),
+    );
     let inserted = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
@@ -423,7 +487,7 @@ pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<boo
                     .execute(&mut *tx)
                     .await?;
             }
-            let found = bind_reusable!(sqlx::query_as::<_, CountedLink>(&find_sql), url, owner, hash)
+            let found = bind_reusable!(sqlx::query_as::<_, CountedLink>(&find_sql), url, owner, domain, hash)
                 .fetch_optional(&mut *tx)
                 .await?;
             if found.is_none() {
@@ -443,14 +507,14 @@ pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<boo
 fn reusable_query(store: &Store, long_url: &str) -> (String, Option<i64>) {
     // The index finds the hash; the full URL is compared on the rows it finds.
     let (by_hash, hash) = if stores_url_hash(store) {
-        ("l.url_hash = $3", Some(url_hash(long_url)))
+        ("l.url_hash = $4", Some(url_hash(long_url)))
     } else {
         ("hashtext(l.long_url) = hashtext($1)", None)
     };
     let sql = format!(
         "SELECT {LINK_COLUMNS}, {STORED_CLICKS} FROM {LINKS_AND_GUARDS} \
          WHERE {by_hash} AND l.long_url = $1 AND l.alias IS NULL AND l.redirect_type = 301 \
-         AND l.owner_id IS NOT DISTINCT FROM $2 \
+         AND l.owner_id IS NOT DISTINCT FROM $2 AND l.domain IS NOT DISTINCT FROM $3 \
          AND g.expires_at IS NULL AND g.max_clicks IS NULL AND g.password_hash IS NULL \
          AND g.rules IS NULL \
          ORDER BY l.id LIMIT 1"
@@ -547,8 +611,8 @@ mod tests {
         assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
         assert_eq!(
             links_insert(1, false),
-            "INSERT INTO links (id, created_at, redirect_type, long_url, alias, owner_id) \
-             VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO links (id, created_at, redirect_type, long_url, alias, owner_id, domain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
         );
     }
 }

@@ -20,6 +20,7 @@ async fn link(store: &Store, id: i64) {
         password_hash: None,
         owner_id: None,
         rules: None,
+        domain: None,
     };
     links::insert(store, &row).await.unwrap();
 }

@@ -30,6 +30,7 @@ async fn a_click_batch_is_applied_once_and_only_to_links_that_exist(store: &Stor
         .unwrap();
     let batch = ClickBatch {
         links: vec![clicks(1, 3), clicks(404, 5)],
+        ..Default::default()
     };
     assert_eq!(
         links::apply_clicks_once(store, "b1", 10, &batch)
@@ -79,6 +80,7 @@ async fn a_click_batch_is_applied_once_and_only_to_links_that_exist(store: &Stor
             days: vec![(CARRIED_DAY, 4, 0)],
             ..clicks(1, 4)
         }],
+        ..Default::default()
     };
     links::apply_clicks(store, &carried).await.unwrap();
     assert_eq!(stored_clicks(store, 1).await, 10);
@@ -125,6 +127,7 @@ async fn stats_order_days_and_referrers_and_stored_plus_pending_equals_stored_af
         store,
         &ClickBatch {
             links: vec![stored],
+            ..Default::default()
         },
     )
     .await
@@ -152,6 +155,7 @@ async fn stats_order_days_and_referrers_and_stored_plus_pending_equals_stored_af
         store,
         &ClickBatch {
             links: vec![pending],
+            ..Default::default()
         },
     )
     .await

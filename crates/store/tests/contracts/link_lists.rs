@@ -17,6 +17,7 @@ fn query(owner: &str) -> LinkQuery {
         search: None,
         search_id: None,
         tag: None,
+        domain: None,
         sort: LinkSort::NewestFirst,
         after: None,
         limit: 100,

@@ -25,6 +25,7 @@ pub fn plain(id: i64, url: &str, owner: Option<&str>) -> LinkRow {
         password_hash: None,
         owner_id: owner.map(str::to_owned),
         rules: None,
+        domain: None,
     }
 }
 
@@ -149,7 +150,7 @@ async fn an_alias_belongs_to_one_link_and_a_refused_batch_writes_nothing(store: 
 }
 
 async fn reusable(store: &Store, url: &str, owner: Option<&str>) -> Option<(i64, i64)> {
-    links::find_reusable(store, url, owner)
+    links::find_reusable(store, url, owner, None)
         .await
         .unwrap()
         .map(|l| (l.row.id, l.clicks))
@@ -193,6 +194,7 @@ async fn reuse_finds_the_oldest_plain_link_of_the_same_owner(store: &Store) {
         store,
         &ClickBatch {
             links: vec![clicks(5, 4)],
+            ..Default::default()
         },
     )
     .await
@@ -324,6 +326,7 @@ async fn an_update_replaces_the_url_and_the_guards_and_a_delete_takes_the_clicks
         store,
         &ClickBatch {
             links: vec![clicks(1, 2)],
+            ..Default::default()
         },
     )
     .await

@@ -68,6 +68,7 @@ fn link(id: i64, alias: Option<&str>, owner: &str) -> LinkRow {
         password_hash: None,
         owner_id: Some(owner.to_owned()),
         rules: None,
+        domain: None,
     }
 }
 
@@ -129,11 +130,13 @@ async fn deleting_an_account_takes_everything_it_owns(store: &Store) {
         [
             DeletedLink {
                 id: 10,
-                alias: None
+                alias: None,
+                domain: None,
             },
             DeletedLink {
                 id: 11,
-                alias: Some("mine".into())
+                alias: Some("mine".into()),
+                domain: None,
             },
         ]
     );
