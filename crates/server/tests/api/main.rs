@@ -17,8 +17,10 @@ mod link_preview;
 mod link_rules;
 mod links;
 mod ops;
+mod outbox;
 mod rate_limits;
 mod redirect;
+mod webhooks;
 
 // Identity.
 mod accounts;
