@@ -58,6 +58,7 @@ pub use model::{
     Account, Currency, Entry, Error, NewAccount, Transfer, TransferRequest, TransferStatus,
 };
 pub use projection::Projector;
+pub use write::TRANSFER_POSTED;
 
 use write::Resolution;
 
@@ -115,6 +116,10 @@ impl Ledger {
 
     /// Creates or updates the ledger's tables (its own migrations, versions from 2001).
     pub async fn install(&self) -> Result<()> {
+        // Posted transfers are announced through the store's outbox (see `write.rs`).
+        basis_store::outbox::install(&self.store)
+            .await
+            .map_err(Error::Store)?;
         let result = match self.store.pools() {
             Pools::Sqlite { write, .. } => {
                 let mut migrator = sqlx::migrate!("migrations/sqlite");

@@ -117,6 +117,27 @@ fn pair_events(kind: EventKind, t: &Transfer, amount: i64, released: i64) -> [(i
     ]
 }
 
+/// The event kind announcing money that moved.
+pub const TRANSFER_POSTED: &str = "transfer.posted";
+
+/// The outbox event of a transfer just posted, written in the posting transaction so the
+/// announcement and the money move together (see `basis_store::outbox`).
+fn posted_event(t: &Transfer, now: i64) -> basis_store::outbox::NewEvent {
+    basis_store::outbox::NewEvent {
+        kind: TRANSFER_POSTED,
+        aggregate: format!("transfer:{}", t.id),
+        payload: serde_json::json!({
+            "transferId": t.id,
+            "debitAccountId": t.debit_account_id,
+            "creditAccountId": t.credit_account_id,
+            "currency": t.currency,
+            "amount": t.posted_amount.unwrap_or(t.amount),
+            "reference": t.reference,
+        }),
+        at: now,
+    }
+}
+
 macro_rules! write_ops {
     ($engine:ident, $Conn:ty, for_update = $for_update:literal, tx_id = $tx_id:literal) => {
         pub(crate) mod $engine {
@@ -306,6 +327,7 @@ macro_rules! write_ops {
                     EventKind::TransferPending
                 } else {
                     insert_lines(conn, &t, req.amount, now).await?;
+                    basis_store::outbox::append(&mut *conn, &posted_event(&t, now)).await?;
                     EventKind::TransferPosted
                 };
                 let versions = [(from.id, from.version), (to.id, to.version)];
@@ -366,6 +388,7 @@ macro_rules! write_ops {
                     .bind(t.amount).bind(credit.id).execute(&mut *conn).await?;
                 if let Some(amount) = posted {
                     insert_lines(conn, &t, amount, now).await?;
+                    basis_store::outbox::append(&mut *conn, &posted_event(&t, now)).await?;
                 }
                 let versions = [(debit.id, debit.version), (credit.id, credit.version)];
                 for (account, event) in pair_events(kind, &t, posted.unwrap_or(0), t.amount) {

@@ -115,6 +115,10 @@ pub struct Config {
     /// The shop's checkout: the payment provider and the saga's timing.
     #[command(flatten)]
     pub shop: crate::shop::handle::ShopConfig,
+
+    /// Webhooks: which endpoints are accepted and how long an attempt may take.
+    #[command(flatten)]
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Config {
@@ -148,6 +152,7 @@ impl Config {
             conn: Default::default(),
             jobs: Default::default(),
             shop: Default::default(),
+            webhooks: Default::default(),
         }
     }
 

@@ -31,7 +31,8 @@
 //!   ([`http::routes::Routes`]) that records what is served (the OpenAPI test reads it).
 //! - [`workers`]: the queue backend, the registry of every job handler, the workers
 //!   `serve` runs in-process unless `--workers off`, and `basis worker`; [`queue_cli`]:
-//!   `basis queue …`; [`backup`]: `basis backup` and `basis restore`.
+//!   `basis queue …`; [`backup`]: `basis backup` and `basis restore`; [`outbox`]: the relay
+//!   that publishes the store's outbox events to the queue (running wherever workers run).
 //! - Resources: [`links`] (the shortener: create, manage, analytics, redirect, exports),
 //!   [`accounts`] (`/users…` and `/auth…`), [`blog`], [`ledger`] (money over HTTP on
 //!   `basis-ledger`), [`admin`] (audit list, queues).
@@ -68,10 +69,12 @@ pub mod ledger;
 pub mod links;
 pub mod openapi;
 pub mod ops;
+pub mod outbox;
 pub mod passwords;
 pub mod queue_cli;
 pub mod shop;
 pub mod state;
+pub mod webhooks;
 pub mod workers;
 
 pub use config::Config;
@@ -246,6 +249,7 @@ impl Server {
                 base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             }),
             jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
+            webhooks: webhooks::Webhooks::new(&config, queue.clone()),
             shop: shop::handle::ShopHandle::open(&config.shop, &ledger.ledger, queue).await?,
             ledger,
             request_timeout_ms: i64::try_from(config.request_timeout_ms).unwrap_or(i64::MAX),
@@ -310,6 +314,7 @@ impl Server {
                 mailer: state.identity.mailer.clone(),
                 clicks: Some(state.clicks.clone()),
                 shop: Some(state.shop.clone()),
+                webhooks: Some(state.webhooks.clone()),
             }),
             workers_stopped,
         );
@@ -339,6 +344,17 @@ impl Server {
             state.clone(),
             flusher_stopped.clone(),
         ));
+        // The outbox relay is background work: it runs where the workers run.
+        let relay = workers.is_some().then(|| {
+            tokio::spawn(
+                outbox::Relay::new(
+                    state.store.clone(),
+                    state.jobs.backend().clone(),
+                    state.clock.clone(),
+                )
+                .run(outbox::INTERVAL, flusher_stopped.clone()),
+            )
+        });
         let cutoffs = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -375,6 +391,9 @@ impl Server {
         let _ = cutoffs.await;
         let _ = ledger_runner.await;
         let _ = shop_runner.await;
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
@@ -438,6 +457,7 @@ pub fn routes() -> Routes<AppState> {
         .merge(blog::router())
         .merge(ledger::router())
         .merge(shop::router())
+        .merge(webhooks::router())
 }
 
 /// Writes aggregated clicks every `interval` until told to stop.

@@ -9,7 +9,7 @@ use crate::error::{FieldError, Problem};
 use crate::links;
 use crate::ops;
 use crate::state::AppState;
-use crate::{accounts, admin, jobs, ledger, shop};
+use crate::{accounts, admin, jobs, ledger, shop, webhooks};
 
 /// The API description, assembled from the handlers' annotations.
 #[derive(Debug, OpenApi)]
@@ -94,6 +94,7 @@ use crate::{accounts, admin, jobs, ledger, shop};
         comments::options_comment,
         ledger::accounts::create, ledger::accounts::list, ledger::accounts::read, ledger::accounts::entries, ledger::accounts::deposit, ledger::transfers::create, ledger::transfers::read, ledger::transfers::post, ledger::transfers::void, ledger::transfers::events, ledger::seats::create, ledger::seats::read, ledger::seats::book,
         shop::products::create, shop::products::list, shop::products::read, shop::products::patch, shop::orders::create, shop::orders::read, shop::sagas::list, shop::sagas::retry, shop::sagas::compensate,
+        webhooks::create, webhooks::list, webhooks::read, webhooks::remove, webhooks::deliveries,
     ),
     components(schemas(Problem, FieldError)),
     tags(
@@ -107,6 +108,7 @@ use crate::{accounts, admin, jobs, ledger, shop};
         (name = "jobs", description = "Background jobs: status of work answered with 202"),
         (name = "ledger", description = "Accounts and transfers in minor units: double entry, pending transfers, idempotency keys, the event feed"),
         (name = "shop", description = "Products, orders paid through the checkout saga, and the sagas for operators"),
+        (name = "webhooks", description = "Signed deliveries of link events to the caller's endpoints, retried for a day, with their log"),
         (name = "operations", description = "Health, readiness, metrics and this description"),
     )
 )]

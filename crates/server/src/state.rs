@@ -75,6 +75,8 @@ pub struct AppServices {
     pub request_timeout_ms: i64,
     /// The shop, its checkout saga runner and the payment provider it talks to.
     pub shop: crate::shop::handle::ShopHandle,
+    /// Webhook delivery settings and the queue delivery jobs go to.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppServices {

@@ -16,7 +16,8 @@ use crate::jobs::context::JobContext;
 use crate::jobs::{QUEUES, config::Workers, mail, status};
 use crate::links::click_batches as clicks;
 use crate::ops::{Ops, serve_worker_ops};
-use crate::{Config, accounts, ledger, links, shop};
+use crate::{Config, accounts, ledger, links, shop, webhooks};
+use basis_store::links::{LINK_CLICKED, LINK_CREATED, LINK_DELETED};
 
 /// Opens the queue `--queue-url` names (default: the database in use) and installs its
 /// tables. On the default SQLite database the queue shares the store's single writer
@@ -56,6 +57,11 @@ pub async fn open_backend(
             .await
             .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?,
     };
+    // Before any relay publishes: a topic drops what is published while nobody subscribes.
+    backend
+        .subscribe(crate::outbox::EVENTS_TOPIC, webhooks::jobs::GROUP)
+        .await
+        .context("cannot subscribe the webhooks to the events topic")?;
     Ok(backend)
 }
 
@@ -116,6 +122,27 @@ pub fn registry(ctx: &Arc<JobContext>) -> Registry {
         .handle(
             shop::handle::ORDER_MAIL,
             handler(ctx, shop::jobs::order_mail),
+        )
+        .handle(
+            webhooks::jobs::DELIVER,
+            handler(ctx, webhooks::jobs::attempt),
+        )
+        // Every kind published to the `events` topic reaches the webhooks' group; the
+        // fan-out ignores those that are not for webhooks.
+        .handle(LINK_CREATED, handler(ctx, webhooks::jobs::fan_out))
+        .handle(LINK_CLICKED, handler(ctx, webhooks::jobs::fan_out))
+        .handle(LINK_DELETED, handler(ctx, webhooks::jobs::fan_out))
+        .handle(
+            basis_ledger::TRANSFER_POSTED,
+            handler(ctx, webhooks::jobs::fan_out),
+        )
+        .handle(
+            basis_shop::saga::ORDER_CONFIRMED,
+            handler(ctx, webhooks::jobs::fan_out),
+        )
+        .handle(
+            basis_shop::saga::ORDER_CANCELLED,
+            handler(ctx, webhooks::jobs::fan_out),
         )
 }
 
@@ -192,6 +219,7 @@ pub async fn run_workers(
         mailer,
         clicks: None,
         shop: Some(shop),
+        webhooks: Some(webhooks::Webhooks::new(&config, backend.clone())),
     });
     let worker = Worker::new(
         backend.clone(),
@@ -226,8 +254,15 @@ pub async fn run_workers(
             let _ = ops_stopped.await;
         }))
     });
+    let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(
+        crate::outbox::Relay::new(store.clone(), backend.clone(), ctx.clock.clone())
+            .run(crate::outbox::INTERVAL, relay_stopped),
+    );
     tracing::info!(queue = backend.name(), queues = ?QUEUES, "worker running");
     let report = worker.run(shutdown).await;
+    let _ = stop_relay.send(true);
+    let _ = relay.await;
     tracing::info!(
         claimed = report.claimed,
         released = report.released,

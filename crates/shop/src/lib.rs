@@ -105,6 +105,8 @@ impl Shop {
 
     /// Creates or updates the shop's tables (its own migrations, versions from 3001).
     pub async fn install(&self) -> Result<()> {
+        // Confirmed and cancelled orders are announced through the store's outbox.
+        basis_store::outbox::install(&self.store).await?;
         let result = match self.store.pools() {
             Pools::Sqlite { write, .. } => {
                 let mut migrator = sqlx::migrate!("migrations/sqlite");

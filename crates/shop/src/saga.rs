@@ -486,6 +486,15 @@ impl Checkout {
             .execute(&mut *tx)
             .await?;
             if let Some((status, reason)) = &t.order {
+                let before: String =
+                    sqlx::query_scalar("SELECT status FROM shop_orders WHERE id = $1")
+                        .bind(s.id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if *status == "cancelled" && before != "cancelled" {
+                    let event = order_event(ORDER_CANCELLED, s.id, now);
+                    basis_store::outbox::append(&mut *tx, &event).await?;
+                }
                 sqlx::query(
                     "UPDATE shop_orders SET status = $2, \
                      failure_reason = COALESCE($3, failure_reason), updated_at = $4 WHERE id = $1",
@@ -628,6 +637,8 @@ impl Checkout {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
+                    basis_store::outbox::append(&mut *tx, &order_event(ORDER_CONFIRMED, saga.id, now))
+                        .await?;
                 }
                 "confirmed" => {}
                 other => return Ok(Err(StepError::Fail(format!("the order is {other}")))),
@@ -662,18 +673,24 @@ impl Checkout {
             }
             Step::Confirm => {
                 let now = self.shop.clock.now_ms();
-                basis_store::on_pool!(self.shop.store, write, pool => {
-                    sqlx::query(
-                        "UPDATE shop_orders SET status = 'cancelled', updated_at = $2 \
-                         WHERE id = $1 AND status = 'confirmed'",
-                    )
-                    .bind(saga.id)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .map(|r| r.rows_affected())
-                })
-                .map_err(|e| e.to_string())?;
+                let cancelled: Result<()> = async {
+                    Ok(in_tx!(self.shop.store, tx => {
+                        let done = sqlx::query(
+                            "UPDATE shop_orders SET status = 'cancelled', updated_at = $2 \
+                             WHERE id = $1 AND status = 'confirmed'",
+                        )
+                        .bind(saga.id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        if done.rows_affected() == 1 {
+                            let event = order_event(ORDER_CANCELLED, saga.id, now);
+                            basis_store::outbox::append(&mut *tx, &event).await?;
+                        }
+                    }))
+                }
+                .await;
+                cancelled.map_err(|e| e.to_string())?;
                 Ok(None)
             }
             Step::Mail => Ok(None),
@@ -897,6 +914,23 @@ impl Transition {
             detail,
             order: None,
         }
+    }
+}
+
+/// The event kind announcing a confirmed order.
+pub const ORDER_CONFIRMED: &str = "order.confirmed";
+/// The event kind announcing a cancelled order.
+pub const ORDER_CANCELLED: &str = "order.cancelled";
+
+/// The outbox event of an order's status change, written in the transaction that makes it
+/// (the saga's lease or the order row is locked by then, so one order's events keep their
+/// order; see `basis_store::outbox`).
+fn order_event(kind: &'static str, order: i64, now: i64) -> basis_store::outbox::NewEvent {
+    basis_store::outbox::NewEvent {
+        kind,
+        aggregate: format!("order:{order}"),
+        payload: serde_json::json!({ "orderId": order, "status": kind.trim_start_matches("order.") }),
+        at: now,
     }
 }
 

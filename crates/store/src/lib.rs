@@ -21,6 +21,9 @@
 //!   events).
 //! - Work done by jobs: [`jobs`] (the status rows owners read), [`avatars`] (uploads and
 //!   thumbnails), [`exports`] (links' click CSVs), [`mail`] (mails sent, comment notices).
+//! - [`outbox`]: the transactional outbox every announcing writer appends to in its own
+//!   transaction (links here, the ledger's transfers, the shop's orders), the relay's reads
+//!   and the consumers' processed-event records; [`webhooks`]: endpoints and their deliveries.
 //! - `migrations/<engine>/`: one migration set per engine, embedded at compile time.
 //! - [`Error`] (`error.rs`): what an operation ends in; a broken unique constraint is
 //!   `Conflict`, a broken foreign key `MissingReference`, named by the repository.
@@ -63,6 +66,7 @@ pub mod links;
 pub mod mail;
 pub mod mfa;
 pub mod oidc_logins;
+pub mod outbox;
 pub mod password_resets;
 pub mod posts;
 pub mod refresh_tokens;
@@ -70,6 +74,7 @@ pub mod sessions;
 mod sql;
 pub mod token_cutoffs;
 pub mod users;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 pub(crate) use error::{on_foreign_key, on_unique};

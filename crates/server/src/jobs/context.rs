@@ -21,6 +21,8 @@ pub struct JobContext {
     pub clicks: Option<Arc<dyn BatchesApplied>>,
     /// The shop and its checkout saga (`None` in tests of other jobs).
     pub shop: Option<crate::shop::handle::ShopHandle>,
+    /// Webhook deliveries (`None` in tests of other jobs).
+    pub webhooks: Option<Arc<crate::webhooks::Webhooks>>,
 }
 
 /// Told when a batch of clicks this process enqueued has been stored, so it stops counting

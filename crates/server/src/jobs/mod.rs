@@ -48,14 +48,20 @@ pub const EXPORTS_QUEUE: &str = "exports";
 pub const LEDGER_QUEUE: &str = "ledger";
 /// Queue of checkout saga steps (kept apart so a slow payment provider never delays mail).
 pub const SAGAS_QUEUE: &str = "sagas";
+/// The outbox events webhooks consume (the `events` topic's `webhooks` group).
+pub const WEBHOOK_EVENTS_QUEUE: &str = "events.webhooks";
+/// Queue of webhook delivery attempts.
+pub const WEBHOOKS_QUEUE: &str = "webhooks";
 /// Every queue the product's workers consume.
-pub const QUEUES: [&str; 6] = [
+pub const QUEUES: [&str; 8] = [
     CLICKS_QUEUE,
     MAIL_QUEUE,
     MEDIA_QUEUE,
     EXPORTS_QUEUE,
     LEDGER_QUEUE,
     SAGAS_QUEUE,
+    WEBHOOK_EVENTS_QUEUE,
+    WEBHOOKS_QUEUE,
 ];
 
 /// The queue as the request side uses it.

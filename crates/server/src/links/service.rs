@@ -233,7 +233,7 @@ pub async fn extras_of(state: &AppState, id: i64) -> ApiResult<(Vec<String>, Opt
 /// Deletes the link `code` names, for a caller allowed to.
 pub async fn remove(state: &AppState, caller: &Caller, code: &str) -> ApiResult<()> {
     let row = managed(state, caller, code, Scope::LinksWrite).await?.row;
-    if !links::delete(&state.store, row.id).await? {
+    if !links::delete(&state.store, row.id, state.clock.now_ms()).await? {
         return Err(ApiError::NotFound);
     }
     invalidate(state, &row).await;

@@ -76,6 +76,7 @@ impl TestApp {
             mailer: self.state.identity.mailer.clone(),
             clicks: None,
             shop: Some(self.state.shop.clone()),
+            webhooks: Some(self.state.webhooks.clone()),
         });
         let worker = basis_queue::worker::Worker::new(
             self.state.jobs.backend().clone(),

@@ -20,8 +20,10 @@ mod link_rules;
 mod link_visits;
 mod links;
 mod ops;
+mod outbox;
 mod rate_limits;
 mod redirect;
+mod webhooks;
 
 // Identity.
 mod accounts;

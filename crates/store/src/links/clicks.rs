@@ -7,6 +7,7 @@
 
 use std::collections::HashSet;
 
+use crate::outbox::{NewEvent, OutboxConn as _};
 use crate::{Result, Store, on_pool};
 
 /// The counts of one flush, grouped by link.
@@ -42,6 +43,9 @@ const REFERRER_UPSERT: &str = "INSERT INTO link_referrers (link_id, host, clicks
 /// Adds to a link's per-device counter: `($1 link, $2 device, $3 clicks)`.
 const DEVICE_UPSERT: &str = "INSERT INTO link_devices (link_id, device, clicks) VALUES ($1, $2, $3) \
      ON CONFLICT (link_id, device) DO UPDATE SET clicks = link_devices.clicks + excluded.clicks";
+
+/// The event kind announcing a link's clicks of one flush.
+pub const LINK_CLICKED: &str = "link.clicked";
 
 /// Applies a batch of clicks in one transaction. Clicks of links deleted meanwhile are
 /// dropped. Returns how many links were still there.
@@ -159,6 +163,44 @@ async fn apply(
                         .bind(v.ip.as_deref());
                 }
                 query.execute(&mut *tx).await?;
+            }
+            // On the worker's path (`once`): one `link.clicked` outbox event per link of this
+            // flush whose owner has a webhook asking for it (most have none, and nothing is
+            // written), so a hot link makes one delivery per flush, never one per click.
+            if let Some((_, now_ms)) = once {
+                let clicked: Vec<&LinkClicks> =
+                    batch.links.iter().filter(|l| present.contains(&l.link_id)).collect();
+                for chunk in clicked.chunks(EXISTENCE_CHUNK) {
+                    let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let sql = format!(
+                        "SELECT l.id, l.owner_id FROM links l WHERE l.id IN ({}) AND EXISTS \
+                         (SELECT 1 FROM webhooks w WHERE w.owner_id = l.owner_id \
+                         AND (' ' || w.events || ' ') LIKE '% {LINK_CLICKED} %')",
+                        marks.join(", ")
+                    );
+                    let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+                    for link in chunk {
+                        query = query.bind(link.link_id);
+                    }
+                    let heard = query.fetch_all(&mut *tx).await?;
+                    let events: Vec<NewEvent> = heard
+                        .into_iter()
+                        .filter_map(|(id, owner)| {
+                            let link = chunk.iter().find(|l| l.link_id == id)?;
+                            let bots: i64 = link.days.iter().map(|d| d.2).sum();
+                            Some(NewEvent {
+                                kind: LINK_CLICKED,
+                                aggregate: format!("link:{id}"),
+                                payload: serde_json::json!({
+                                    "linkId": id, "ownerId": owner,
+                                    "clicks": link.humans, "botClicks": bots,
+                                }),
+                                at: now_ms,
+                            })
+                        })
+                        .collect();
+                    tx.append_many(&events).await?;
+                }
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(applied))

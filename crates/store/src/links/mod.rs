@@ -38,6 +38,7 @@
 //! written with the click batches) in `visits`, and the rows a migration could not finish
 //! in SQL (codes of 0004, URL hashes of 0006) in `migrated`; all are re-exported here.
 
+use crate::outbox::{self, NewEvent, OutboxConn};
 use crate::{Engine, Result, Store, on_pool, on_unique};
 
 mod clicks;
@@ -45,8 +46,8 @@ mod lists;
 mod migrated;
 mod visits;
 pub use clicks::{
-    BOT_DEVICE, ClickBatch, LinkClicks, LinkStats, add_to_day, applied_batches, apply_clicks,
-    apply_clicks_once, prune_applied_batches, stats,
+    BOT_DEVICE, ClickBatch, LINK_CLICKED, LinkClicks, LinkStats, add_to_day, applied_batches,
+    apply_clicks, apply_clicks_once, prune_applied_batches, stats,
 };
 pub use lists::{
     LinkQuery, LinkSort, TagStats, delete_tag, list, rename_tag, set_tags, set_title, tag_stats,
@@ -180,7 +181,7 @@ fn stores_url_hash(store: &Store) -> bool {
 }
 
 /// `(…), (…)` with `rows` groups of `columns` numbered placeholders.
-fn placeholders(rows: usize, columns: usize) -> String {
+pub(crate) fn placeholders(rows: usize, columns: usize) -> String {
     (0..rows)
         .map(|r| {
             let marks: Vec<String> = (1..=columns)
@@ -274,8 +275,7 @@ pub async fn insert(store: &Store, link: &LinkRow) -> Result<()> {
     insert_many(store, std::slice::from_ref(link)).await
 }
 
-/// Inserts links: one statement for up to 1,000 plain links, otherwise every statement in
-/// one transaction. A taken alias is [`Error::Conflict`]`("alias")` and inserts nothing.
+/// Inserts links in one transaction, with a `link.created` outbox event per link. A taken alias is [`Error::Conflict`]`("alias")` and inserts nothing.
 /// [`insert`] is this for one link, so a bulk load (the storage bench) writes exactly the
 /// rows the server writes.
 pub async fn insert_many(store: &Store, links: &[LinkRow]) -> Result<()> {
@@ -302,11 +302,6 @@ pub async fn insert_with(store: &Store, links: &[LinkRow], extras: &Extras) -> R
     let guarded: Vec<&LinkRow> = links.iter().filter(|l| l.is_guarded()).collect();
     on_pool!(store, write, pool => {
         async {
-            if links.len() <= ROWS_PER_INSERT && guarded.is_empty() && tags.is_empty() && titles.is_empty() {
-                let sql = links_insert(links.len(), hashed);
-                bind_links!(sqlx::query(&sql), links, hashed).execute(pool).await?;
-                return Ok(());
-            }
             let mut tx = pool.begin().await?;
             for chunk in links.chunks(ROWS_PER_INSERT) {
                 let sql = links_insert(chunk.len(), hashed);
@@ -329,6 +324,8 @@ pub async fn insert_with(store: &Store, links: &[LinkRow], extras: &Extras) -> R
                     query.execute(&mut *tx).await?;
                 }
             }
+            let events: Vec<NewEvent> = links.iter().map(created_event).collect();
+            tx.append_many(&events).await?;
             tx.commit().await
         }
         .await
@@ -494,6 +491,7 @@ pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<boo
                 bind_links!(sqlx::query(&insert_sql), [link], hashed)
                     .execute(&mut *tx)
                     .await?;
+                outbox::append(&mut *tx, &created_event(link)).await?;
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(found.is_none())
@@ -579,16 +577,57 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
     Ok(found)
 }
 
-/// Deletes link `id` with its guards and aggregates; `false` when no such link exists.
-pub async fn delete(store: &Store, id: i64) -> Result<bool> {
+/// Deletes link `id` with its guards and aggregates, announcing `link.deleted` in the same
+/// transaction; `false` when no such link exists.
+pub async fn delete(store: &Store, id: i64, now: i64) -> Result<bool> {
     let done = on_pool!(store, write, pool => {
-        sqlx::query("DELETE FROM links WHERE id = $1")
+        async {
+            let mut tx = pool.begin().await?;
+            let gone: Option<(i64, Option<String>, String, Option<String>)> = sqlx::query_as(
+                "DELETE FROM links WHERE id = $1 RETURNING id, alias, long_url, owner_id",
+            )
             .bind(id)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some((id, alias, long_url, owner_id)) = gone else {
+                return Ok::<_, sqlx::Error>(false);
+            };
+            let event = NewEvent {
+                kind: LINK_DELETED,
+                aggregate: format!("link:{id}"),
+                payload: serde_json::json!({
+                    "linkId": id, "alias": alias, "longUrl": long_url, "ownerId": owner_id,
+                }),
+                at: now,
+            };
+            outbox::append(&mut *tx, &event).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+        .await
     })?;
-    Ok(done == 1)
+    Ok(done)
+}
+
+/// The event kind announcing a new link.
+pub const LINK_CREATED: &str = "link.created";
+/// The event kind announcing a deleted link.
+pub const LINK_DELETED: &str = "link.deleted";
+
+/// The outbox event of a link just inserted (its owner is who hears about it).
+fn created_event(link: &LinkRow) -> NewEvent {
+    NewEvent {
+        kind: LINK_CREATED,
+        aggregate: format!("link:{}", link.id),
+        payload: serde_json::json!({
+            "linkId": link.id,
+            "alias": link.alias,
+            "longUrl": link.long_url,
+            "ownerId": link.owner_id,
+            "createdAt": link.created_at,
+        }),
+        at: link.created_at,
+    }
 }
 
 #[cfg(test)]

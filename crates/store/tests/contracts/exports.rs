@@ -52,6 +52,6 @@ async fn an_export_goes_with_its_link(store: &Store) {
     );
     link(store, 1).await;
     exports::insert(store, "job", 1, "x\n", 1, 0).await.unwrap();
-    assert!(links::delete(store, 1).await.unwrap());
+    assert!(links::delete(store, 1, 0).await.unwrap());
     assert_eq!(exports::rows(store, "job").await.unwrap(), None);
 }

@@ -131,7 +131,7 @@ async fn a_link_s_extras_are_written_with_it_or_not_at_all(store: &Store) {
     links::set_title(store, 1, None).await.unwrap();
     assert!(links::titles_of(store, &[1]).await.unwrap().is_empty());
     // Deleting the link takes its tags.
-    links::delete(store, 1).await.unwrap();
+    links::delete(store, 1, 0).await.unwrap();
     assert!(links::tags_of(store, &[1]).await.unwrap().is_empty());
 }
 

@@ -144,7 +144,7 @@ async fn an_alias_belongs_to_one_link_and_a_refused_batch_writes_nothing(store: 
     }
     assert_eq!(found(store, LinkKey::Alias("taken")).await, Some(1));
     // Deleting the link frees its alias.
-    assert!(links::delete(store, 1).await.unwrap());
+    assert!(links::delete(store, 1, 0).await.unwrap());
     links::insert(store, &aliased(10, "taken")).await.unwrap();
     assert_eq!(found(store, LinkKey::Alias("taken")).await, Some(10));
 }
@@ -331,7 +331,7 @@ async fn an_update_replaces_the_url_and_the_guards_and_a_delete_takes_the_clicks
     )
     .await
     .unwrap();
-    assert!(links::delete(store, 1).await.unwrap());
+    assert!(links::delete(store, 1, 0).await.unwrap());
     assert_eq!(
         links::find_counted(store, LinkKey::Id(1)).await.unwrap(),
         None
@@ -340,5 +340,5 @@ async fn an_update_replaces_the_url_and_the_guards_and_a_delete_takes_the_clicks
         links::stats(store, 1, 30, 10).await.unwrap(),
         Default::default()
     );
-    assert!(!links::delete(store, 1).await.unwrap());
+    assert!(!links::delete(store, 1, 0).await.unwrap());
 }

@@ -1,0 +1,428 @@
+//! Webhooks end to end: a real HTTP receiver on loopback checks every signature, answers
+//! 500s to force retries, or never succeeds so the delivery is dead-lettered a day later
+//! (the app's manual clock makes the day pass).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use basis_server::clock::Clock as _;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::helpers::{Engine, TestApp, assert_problem};
+use crate::jobs_support::eventually;
+use crate::on_both_engines;
+
+const SECRET: &str = "whsec-test-0123456789";
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HeaderMap,
+    body: String,
+}
+
+/// A webhook endpoint on loopback answering each request with the next of `statuses`
+/// (the last one repeats), after `delay` for the first request.
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    async fn start(statuses: Vec<u16>, first_delay: Duration) -> Self {
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let seen = got.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+                let seen = seen.clone();
+                let statuses = statuses.clone();
+                async move {
+                    let n = {
+                        let mut seen = seen.lock().unwrap();
+                        seen.push(Received {
+                            headers,
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        });
+                        seen.len()
+                    };
+                    if n == 1 && !first_delay.is_zero() {
+                        // A slow receiver: the sender must give up and try again later.
+                        tokio::time::sleep(first_delay).await;
+                    }
+                    let status = statuses[(n - 1).min(statuses.len() - 1)];
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, got }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+/// Checks `Basis-Signature` the way a receiver would: HMAC-SHA256 over `t.body`.
+fn assert_signed(r: &Received, secret: &str) {
+    let header = r.headers["basis-signature"].to_str().unwrap();
+    let (mut t, mut v1) = (None, None);
+    for part in header.split(',') {
+        match part.split_once('=') {
+            Some(("t", value)) => t = Some(value.to_owned()),
+            Some(("v1", value)) => v1 = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+    let (t, v1) = (t.expect("t="), v1.expect("v1="));
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{}", r.body).as_bytes());
+    let expected: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v1, expected, "the signature verifies");
+    let other = {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"another secret entirely").unwrap();
+        mac.update(format!("{t}.{}", r.body).as_bytes());
+        mac.finalize().into_bytes()
+    };
+    assert_ne!(
+        v1,
+        other.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+}
+
+async fn app_with_webhooks(engine: &Engine, timeout_ms: u64) -> TestApp {
+    TestApp::spawn_with(engine, |c| {
+        c.webhooks.webhooks_allow_private = true;
+        c.webhooks.webhook_timeout_ms = timeout_ms;
+    })
+    .await
+}
+
+async fn register(app: &TestApp, token: &str, url: &str, events: &[&str]) -> String {
+    let response = app
+        .bearer(Method::POST, "/webhooks", token)
+        .json(&json!({"url": url, "events": events, "secret": SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{:?}", response.text().await);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!("/webhooks/{}", body["id"].as_str().unwrap())
+    );
+    assert!(
+        body.get("secret").is_none(),
+        "the secret is never shown back"
+    );
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn deliveries(app: &TestApp, token: &str, hook: &str) -> Vec<Value> {
+    let response = app
+        .bearer(Method::GET, &format!("/webhooks/{hook}/deliveries"), token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["items"].as_array().unwrap().clone()
+}
+
+/// Waits until the only delivery of `hook` has recorded `attempts` attempts.
+async fn after_attempt(app: &TestApp, token: &str, hook: &str, attempts: i64) -> Value {
+    eventually(&format!("attempt {attempts}"), || async {
+        let list = deliveries(app, token, hook).await;
+        list.first().filter(|d| d["attempts"] == attempts).cloned()
+    })
+    .await
+}
+
+async fn deliveries_are_signed_and_retried_after_500s(engine: Engine) {
+    let receiver = Receiver::start(vec![500, 503, 200], Duration::ZERO).await;
+    let app = app_with_webhooks(&engine, 5_000).await;
+    let ann = app.account("ann@example.com").await;
+    let hook = register(&app, &ann.access, &receiver.url, &["link.created"]).await;
+    let code = app
+        .create_as(&ann.access, "https://example.com/hooked")
+        .await;
+
+    let first = after_attempt(&app, &ann.access, &hook, 1).await;
+    assert_eq!(first["status"], "pending");
+    assert_eq!(first["lastStatus"], 500);
+    assert_eq!(first["type"], "link.created");
+    app.clock.advance(Duration::from_secs(31));
+    let second = after_attempt(&app, &ann.access, &hook, 2).await;
+    assert_eq!(second["lastStatus"], 503);
+    app.clock.advance(Duration::from_secs(61));
+    let third = after_attempt(&app, &ann.access, &hook, 3).await;
+    assert_eq!(third["status"], "delivered");
+    assert_eq!(third["lastStatus"], 200);
+
+    let got = receiver.received();
+    assert_eq!(got.len(), 3, "one request per attempt");
+    for r in &got {
+        assert_signed(r, SECRET);
+        assert_eq!(r.headers["basis-event"], "link.created");
+        assert_eq!(
+            r.headers["basis-delivery"],
+            got[0].headers["basis-delivery"]
+        );
+        assert_eq!(r.body, got[0].body, "every attempt sends the same body");
+    }
+    let body: Value = serde_json::from_str(&got[0].body).unwrap();
+    assert_eq!(body["type"], "link.created");
+    assert!(body["id"].as_str().unwrap().starts_with("evt_"));
+    assert_eq!(body["data"]["longUrl"], "https://example.com/hooked");
+    assert!(body["data"].get("ownerId").is_none());
+    assert_eq!(third["eventId"], body["id"]);
+    // The link exists and nobody else hears about it.
+    assert_eq!(app.follow(&code).await.status(), 301);
+}
+
+async fn a_delivery_failing_for_a_day_is_dead_lettered(engine: Engine) {
+    let receiver = Receiver::start(vec![500], Duration::ZERO).await;
+    let app = app_with_webhooks(&engine, 5_000).await;
+    let ann = app.account("ann@example.com").await;
+    let hook = register(
+        &app,
+        &ann.access,
+        &receiver.url,
+        &["link.created", "link.deleted"],
+    )
+    .await;
+    app.create_as(&ann.access, "https://example.com/doomed")
+        .await;
+    let mut attempts = 1;
+    let last = loop {
+        let d = after_attempt(&app, &ann.access, &hook, attempts).await;
+        if d["status"] != "pending" {
+            break d;
+        }
+        assert!(attempts < 30, "still retrying after {attempts} attempts");
+        // Six hours: the longest backoff, so each turn makes exactly one attempt.
+        app.clock.advance(Duration::from_secs(6 * 3600));
+        attempts += 1;
+    };
+    assert_eq!(last["status"], "dead");
+    assert!(last["nextAttemptAt"].is_null());
+    assert!(last["finishedAt"].is_string());
+    assert!(last["lastError"].as_str().unwrap().contains("500"));
+    // The fifth attempt, at 24 h, was the last: a day after the event, not one more.
+    assert_eq!(attempts, 5);
+    assert_eq!(receiver.received().len(), 5);
+    for r in receiver.received() {
+        assert_signed(&r, SECRET);
+    }
+}
+
+async fn a_slow_receiver_is_timed_out_and_retried(engine: Engine) {
+    let receiver = Receiver::start(vec![200], Duration::from_secs(3)).await;
+    let app = app_with_webhooks(&engine, 300).await;
+    let ann = app.account("ann@example.com").await;
+    let hook = register(&app, &ann.access, &receiver.url, &["link.created"]).await;
+    app.create_as(&ann.access, "https://example.com/slow").await;
+    let first = after_attempt(&app, &ann.access, &hook, 1).await;
+    assert_eq!(first["status"], "pending");
+    assert!(first["lastStatus"].is_null());
+    assert!(
+        first["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within")
+    );
+    app.clock.advance(Duration::from_secs(31));
+    let second = after_attempt(&app, &ann.access, &hook, 2).await;
+    assert_eq!(second["status"], "delivered");
+}
+
+async fn clicks_are_batched_into_one_delivery_per_link_per_flush(engine: Engine) {
+    let receiver = Receiver::start(vec![200], Duration::ZERO).await;
+    let app = app_with_webhooks(&engine, 5_000).await;
+    let ann = app.account("ann@example.com").await;
+    let hook = register(&app, &ann.access, &receiver.url, &["link.clicked"]).await;
+    let hot = app.create_as(&ann.access, "https://example.com/hot").await;
+    let cold = app.create_as(&ann.access, "https://example.com/cold").await;
+    for _ in 0..25 {
+        assert_eq!(app.follow(&hot).await.status(), 301);
+    }
+    assert_eq!(app.follow(&cold).await.status(), 301);
+    app.state.clicks.flush().await.unwrap();
+    let list = eventually("two deliveries", || async {
+        let list = deliveries(&app, &ann.access, &hook).await;
+        (list.len() == 2 && list.iter().all(|d| d["status"] == "delivered")).then_some(list)
+    })
+    .await;
+    let mut clicks: Vec<i64> = list
+        .iter()
+        .map(|d| d["body"]["data"]["clicks"].as_i64().unwrap())
+        .collect();
+    clicks.sort_unstable();
+    assert_eq!(clicks, [1, 25], "one delivery per link for the whole flush");
+    assert_eq!(receiver.received().len(), 2);
+    assert!(list.iter().all(|d| d["type"] == "link.clicked"));
+}
+
+async fn a_redelivered_event_makes_one_delivery(engine: Engine) {
+    let app = app_with_webhooks(&engine, 5_000).await;
+    let ann = app.account("ann@example.com").await;
+    let receiver = Receiver::start(vec![200], Duration::ZERO).await;
+    let hook = register(&app, &ann.access, &receiver.url, &["link.deleted"]).await;
+    // The same event reaches the queue twice, as after a relay crash between its publish and
+    // its delete.
+    let event = json!({
+        "id": 1_000_001, "kind": "link.deleted", "aggregate": "link:77",
+        "at": app.clock.now_ms(), "data": {"linkId": 77, "ownerId": ann.id},
+    });
+    let backend = app.state.jobs.backend();
+    for _ in 0..2 {
+        let groups = backend
+            .publish(
+                basis_server::outbox::EVENTS_TOPIC,
+                "link.deleted",
+                event.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(groups, 1, "the webhooks group is subscribed");
+    }
+    let list = eventually("the delivery", || async {
+        let list = deliveries(&app, &ann.access, &hook).await;
+        (list.first().is_some_and(|d| d["status"] == "delivered")).then_some(list)
+    })
+    .await;
+    // Both copies have been handled once the queue is empty.
+    eventually("both copies consumed", || async {
+        let stats = backend.stats().await.unwrap();
+        stats
+            .iter()
+            .all(|q| q.queue != "events.webhooks" || (q.depth == 0 && q.running == 0))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(deliveries(&app, &ann.access, &hook).await.len(), 1);
+    assert_eq!(list[0]["eventId"], "evt_1000001");
+    assert_eq!(receiver.received().len(), 1);
+}
+
+async fn bad_registrations_get_422_naming_the_field(engine: Engine) {
+    // Private addresses are refused by default.
+    let app = TestApp::spawn(&engine).await;
+    let ann = app.account("ann@example.com").await;
+    let post = |body: Value| {
+        app.bearer(Method::POST, "/webhooks", &ann.access)
+            .json(&body)
+            .send()
+    };
+    let field_of = |problem: &Value| problem["errors"][0]["field"].as_str().unwrap().to_owned();
+    for (body, field) in [
+        (
+            json!({"url": "http://127.0.0.1:9/hook", "events": ["link.created"], "secret": SECRET}),
+            "url",
+        ),
+        (
+            json!({"url": "http://[::1]/hook", "events": ["link.created"], "secret": SECRET}),
+            "url",
+        ),
+        (
+            json!({"url": "http://169.254.169.254/latest", "events": ["link.created"], "secret": SECRET}),
+            "url",
+        ),
+        (
+            json!({"url": "ftp://example.com/hook", "events": ["link.created"], "secret": SECRET}),
+            "url",
+        ),
+        (
+            json!({"url": "not a url", "events": ["link.created"], "secret": SECRET}),
+            "url",
+        ),
+        (
+            json!({"url": "https://8.8.8.8/hook", "events": [], "secret": SECRET}),
+            "events",
+        ),
+        (
+            json!({"url": "https://8.8.8.8/hook", "events": ["link.exploded"], "secret": SECRET}),
+            "events[0]",
+        ),
+        (
+            json!({"url": "https://8.8.8.8/hook", "events": ["link.created"], "secret": "short"}),
+            "secret",
+        ),
+        (
+            json!({"url": "https://8.8.8.8/hook", "events": ["link.created"]}),
+            "secret",
+        ),
+    ] {
+        let problem = assert_problem(post(body.clone()).await.unwrap(), 422).await;
+        assert_eq!(field_of(&problem), field, "{body}");
+    }
+    // Nothing was stored.
+    let list = app
+        .bearer(Method::GET, "/webhooks", &ann.access)
+        .send()
+        .await
+        .unwrap();
+    let list: Value = list.json().await.unwrap();
+    assert_eq!(list["items"], json!([]));
+    // Anonymous callers and other users.
+    let anonymous = app
+        .client
+        .post(app.url("/webhooks"))
+        .json(&json!({"url": "https://8.8.8.8/hook", "events": ["link.created"], "secret": SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let hook = register(&app, &ann.access, "https://8.8.8.8/hook", &["link.created"]).await;
+    let bob = app.account("bob@example.com").await;
+    for method in [Method::GET, Method::DELETE] {
+        let r = app
+            .bearer(method, &format!("/webhooks/{hook}"), &bob.access)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
+    let r = app
+        .bearer(Method::GET, &format!("/webhooks/{hook}"), &ann.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .bearer(Method::DELETE, &format!("/webhooks/{hook}"), &ann.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app
+        .bearer(Method::GET, &format!("/webhooks/{hook}"), &ann.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+on_both_engines!(
+    deliveries_are_signed_and_retried_after_500s,
+    a_delivery_failing_for_a_day_is_dead_lettered,
+    a_slow_receiver_is_timed_out_and_retried,
+    clicks_are_batched_into_one_delivery_per_link_per_flush,
+    a_redelivered_event_makes_one_delivery,
+    bad_registrations_get_422_naming_the_field,
+);
