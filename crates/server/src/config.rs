@@ -101,6 +101,10 @@ pub struct Config {
     /// The shop's checkout: the payment provider and the saga's timing.
     #[command(flatten)]
     pub shop: crate::shop::handle::ShopConfig,
+
+    /// Transfers to another bank's ledger: its database, names, 2PC or saga.
+    #[command(flatten)]
+    pub cross: crate::ledger::cross::CrossConfig,
 }
 
 impl Config {
@@ -131,6 +135,7 @@ impl Config {
             conn: Default::default(),
             jobs: Default::default(),
             shop: Default::default(),
+            cross: Default::default(),
         }
     }
 

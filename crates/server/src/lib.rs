@@ -206,7 +206,10 @@ impl Server {
             None => Default::default(),
         };
 
-        let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone()).await?;
+        let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone())
+            .await?
+            .with_remote(&config.cross, clock.clone())
+            .await?;
         let state = AppState::new(AppServices {
             ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
             codes: Arc::new(codes),
@@ -315,6 +318,11 @@ impl Server {
             state.clone(),
             flusher_stopped.clone(),
         ));
+        let cross_recovery = tokio::spawn(ledger::cross::recover_periodically(
+            state.clone(),
+            config.cross.recovery_interval(),
+            flusher_stopped.clone(),
+        ));
         let shop_runner = tokio::spawn(shop::run_periodically(
             state.clone(),
             flusher_stopped.clone(),
@@ -356,6 +364,7 @@ impl Server {
         let _ = purger.await;
         let _ = cutoffs.await;
         let _ = ledger_runner.await;
+        let _ = cross_recovery.await;
         let _ = shop_runner.await;
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
