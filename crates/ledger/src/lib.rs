@@ -11,6 +11,9 @@
 //! - [`events`]: [`Event`], the global feed's [`Position`] and why it has two parts.
 //! - [`projection`]: [`Projector`], the read models (balances, entry lists, per-day totals)
 //!   with their checkpoints, `rebuild` and the read models' hash.
+//! - [`cross`]: transfers to another bank's ledger (a second PostgreSQL database), as a
+//!   saga or by two-phase commit; [`twopc`]: the 2PC coordinator, its decision log and the
+//!   recovery of in-doubt transactions.
 //! - [`seats`]: events with seats and bookings, the last seat going to exactly one buyer.
 //! - [`demo`]: the guide's isolation anomalies (lost update, last seat), shown and prevented.
 //! - [`Clock`] (from `basis-clock`): the injected time source (pending timeouts, event stamps).
@@ -41,11 +44,13 @@
 //! `ledger_retries_total`, `ledger_projected_events_total{projection}` and
 //! `ledger_projection_lag_ms` (set by every [`Projector::catch_up`]).
 
+pub mod cross;
 pub mod demo;
 pub mod events;
 pub mod model;
 pub mod projection;
 pub mod seats;
+pub mod twopc;
 mod write;
 
 use std::sync::Arc;
@@ -53,6 +58,9 @@ use std::sync::Arc;
 use basis_store::{Pools, Store};
 
 pub use basis_clock::{Clock, ManualClock, SystemClock};
+pub use cross::{
+    AccountRef, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Mode,
+};
 pub use events::{Event, EventKind, Position};
 pub use model::{
     Account, Currency, Entry, Error, NewAccount, Transfer, TransferRequest, TransferStatus,

@@ -119,6 +119,9 @@ pub struct Config {
     /// Webhooks: which endpoints are accepted and how long an attempt may take.
     #[command(flatten)]
     pub webhooks: crate::webhooks::WebhookConfig,
+    /// Transfers to another bank's ledger: its database, names, 2PC or saga.
+    #[command(flatten)]
+    pub cross: crate::ledger::cross::CrossConfig,
 }
 
 impl Config {
@@ -153,6 +156,7 @@ impl Config {
             jobs: Default::default(),
             shop: Default::default(),
             webhooks: Default::default(),
+            cross: Default::default(),
         }
     }
 

@@ -209,7 +209,10 @@ impl Server {
             None => Default::default(),
         };
 
-        let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone()).await?;
+        let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone())
+            .await?
+            .with_remote(&config.cross, clock.clone())
+            .await?;
         let state = AppState::new(AppServices {
             ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
             codes: Arc::new(codes),
@@ -328,6 +331,11 @@ impl Server {
             state.clone(),
             flusher_stopped.clone(),
         ));
+        let cross_recovery = tokio::spawn(ledger::cross::recover_periodically(
+            state.clone(),
+            config.cross.recovery_interval(),
+            flusher_stopped.clone(),
+        ));
         let shop_runner = tokio::spawn(shop::run_periodically(
             state.clone(),
             flusher_stopped.clone(),
@@ -390,6 +398,7 @@ impl Server {
         let _ = visit_pruner.await;
         let _ = cutoffs.await;
         let _ = ledger_runner.await;
+        let _ = cross_recovery.await;
         let _ = shop_runner.await;
         if let Some(relay) = relay {
             let _ = relay.await;

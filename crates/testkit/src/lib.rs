@@ -2,10 +2,14 @@
 //!
 //! - [`PrivateRedis`]: a `redis-server` of the test's own on a free port, for tests that stop
 //!   and restart Redis without disturbing the shared instance other suites use.
+//! - [`PrivatePostgres`]: a PostgreSQL cluster of the test's own (`initdb` into a temporary
+//!   directory, a free port, settings of the test's choosing such as
+//!   `max_prepared_transactions`), so nothing reconfigures the shared server.
 //! - [`eventually`]: polls a real condition within a bound, instead of sleeping and hoping.
 //! - [`free_port`]: a port nothing listens on right now.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -108,5 +112,154 @@ impl PrivateRedis {
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A private PostgreSQL cluster (trust authentication, user `postgres`) in a temporary
+/// directory on a free port, stopped and deleted when dropped. Tests that need settings the
+/// shared server does not have (two-phase commit needs `max_prepared_transactions` above 0)
+/// start one of these instead of reconfiguring the shared server.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    child: Option<Child>,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    /// Initialises a cluster with `max_prepared_transactions` set as given, starts it and
+    /// waits (at most 30 s) until it accepts connections. `None` (with one visible
+    /// `skipped:` line) when `initdb` is not installed; a cluster that fails to start fails
+    /// the test. Run as root, the server runs as the `postgres` user (PostgreSQL refuses
+    /// root).
+    pub async fn start(max_prepared_transactions: u32) -> Option<Self> {
+        if Command::new("initdb").arg("--version").output().is_err() {
+            println!("skipped: initdb is not installed, no private PostgreSQL");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("basis-pg-")
+            .tempdir()
+            .expect("a temporary directory");
+        let root = is_root();
+        if root {
+            chown_postgres(dir.path());
+        }
+        let data = dir.path().join("data");
+        let status = as_postgres_if(root, "initdb")
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run initdb");
+        assert!(status.success(), "initdb into {} succeeds", data.display());
+        let port = free_port();
+        let child = as_postgres_if(root, "postgres")
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", dir.path().display()))
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=100"])
+            .arg("-c")
+            .arg(format!(
+                "max_prepared_transactions={max_prepared_transactions}"
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start postgres");
+        let server = Self {
+            child: Some(child),
+            port,
+            _dir: dir,
+        };
+        let up = eventually(Duration::from_secs(30), || async { server.ready() }).await;
+        assert!(up, "private PostgreSQL on port {port} accepts connections");
+        Some(server)
+    }
+
+    /// The URL of database `name` on this cluster (`postgres` exists from the start).
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates database `name` and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        let status = Command::new("createdb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ])
+            .status()
+            .expect("run createdb");
+        assert!(status.success(), "createdb {name}");
+        self.url(name)
+    }
+
+    /// Whether the server accepts connections now.
+    fn ready(&self) -> bool {
+        Command::new("pg_isready")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGQUIT: immediate shutdown, the postmaster takes its backends with it (a
+            // SIGKILL would leave them to notice on their own).
+            let _ = Command::new("kill")
+                .args(["-QUIT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Whether this process runs as root.
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// Hands `dir` to the `postgres` user.
+fn chown_postgres(dir: &Path) {
+    let status = Command::new("chown")
+        .arg("postgres:")
+        .arg(dir)
+        .status()
+        .expect("run chown");
+    assert!(status.success(), "chown postgres {}", dir.display());
+}
+
+/// `program`, run as the `postgres` user when `root` (exec'd in place by `setpriv`, so the
+/// child's pid is the program's own and signals reach it).
+fn as_postgres_if(root: bool, program: &str) -> Command {
+    if root {
+        let mut command = Command::new("setpriv");
+        command.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--reset-env",
+            "--",
+            program,
+        ]);
+        command
+    } else {
+        Command::new(program)
     }
 }

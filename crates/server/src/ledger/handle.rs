@@ -19,6 +19,8 @@ pub struct LedgerHandle {
     pub ledger: Ledger,
     /// The read models.
     pub projector: Projector,
+    /// Transfers to another bank's ledger (`--ledger-remote-url`), when configured.
+    pub cross: Option<basis_ledger::CrossLedger>,
     wake: Arc<Notify>,
 }
 
@@ -42,8 +44,20 @@ impl LedgerHandle {
         Ok(Self {
             projector: Projector::new(ledger.clone()),
             ledger,
+            cross: None,
             wake: Arc::new(Notify::new()),
         })
+    }
+
+    /// The same handle with the remote ledger of `config` connected (see
+    /// [`super::cross::connect`]).
+    pub async fn with_remote(
+        mut self,
+        config: &super::cross::CrossConfig,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        self.cross = super::cross::connect(config, &self.ledger, clock).await?;
+        Ok(self)
     }
 
     /// Resolves when a write rang the bell (the runner waits on it).

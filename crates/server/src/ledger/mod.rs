@@ -10,6 +10,8 @@
 //! - [`service`]: who may see and move what, the amount rules, the mapping of ledger errors to
 //!   statuses, and the audit record of every money movement.
 //! - [`views`]: the JSON shapes.
+//! - [`cross`]: transfers to another bank's ledger (`"to": "remote:42"`), by two-phase
+//!   commit or saga, their flags and the loop that settles in-doubt ones.
 //! - [`handle`]: the ledger in the application state; [`project`]: the queue job that
 //!   catches the read models up; this file: the runner that enqueues it (after writes,
 //!   coalesced, and on a safety tick) and voids timed-out pending transfers.
@@ -25,6 +27,7 @@ use crate::http::routes::Routes;
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod cross;
 pub mod handle;
 pub mod project;
 pub mod seats;

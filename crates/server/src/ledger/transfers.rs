@@ -7,8 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use basis_auth::role::Role;
-use basis_ledger::{Currency, Position, TransferRequest};
-use serde::Deserialize;
+use basis_ledger::{AccountRef, Currency, Position, TransferRequest};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
@@ -27,8 +27,9 @@ use crate::state::AppState;
 pub struct TransferBody {
     /// The account debited (the caller's own; admins may use a funding account).
     pub from: i64,
-    /// The account credited.
-    pub to: i64,
+    /// The account credited: an id of this bank, or `participant:id` for an account of
+    /// another bank (`--ledger-remote-url`).
+    pub to: AccountTarget,
     /// Minor units, a JSON integer of at least 1.
     #[schema(value_type = i64, minimum = 1)]
     pub amount: Value,
@@ -44,6 +45,29 @@ pub struct TransferBody {
     pub reference: Option<String>,
 }
 
+/// The credited account of `POST /transfers`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum AccountTarget {
+    /// An account of this bank.
+    Local(i64),
+    /// `42` (this bank) or `remote:42` (the participant called `remote`).
+    Named(String),
+}
+
+impl AccountTarget {
+    /// The reference it names, or a 422 naming `to`.
+    fn parse(&self) -> Result<AccountRef, ApiError> {
+        match self {
+            Self::Local(id) => Ok(AccountRef {
+                participant: None,
+                id: *id,
+            }),
+            Self::Named(s) => s.parse().map_err(|e: String| unprocessable("to", e)),
+        }
+    }
+}
+
 /// The longest reference.
 const MAX_REFERENCE_CHARS: usize = 200;
 
@@ -54,11 +78,12 @@ const KEY_PARAM: &str = "Required; a retry with the same key and body returns th
 /// `Idempotency-Key`.
 #[utoipa::path(post, path = "/transfers", tag = "ledger", request_body = TransferBody,
     params(("Idempotency-Key" = String, Header, description = KEY_PARAM)),
-    responses((status = 201, body = TransferView, headers(("Location" = String))),
+    responses((status = 201, description = "The transfer (a CrossTransferView when `to` names another bank)", body = CreatedTransfer, headers(("Location" = String))),
         (status = 400, description = "No or bad Idempotency-Key, malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown or foreign account", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The same key is still running", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid amount, currency mismatch, same account, insufficient funds, or a reused key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The same key is still running; or a transfer to another bank was aborted by recovery", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid amount, currency mismatch, same account, insufficient funds, a reused key; or `to` names another bank that is not configured or the ledger is on SQLite", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A database of a transfer to another bank is unavailable", body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
         (status = 415, body = Problem, content_type = "application/problem+json")))]
@@ -113,7 +138,20 @@ pub async fn create(
             if !(owns || (from.is_funding && is_admin(principal))) {
                 return Err(ApiError::NotFound);
             }
-            let to = ledger.account(input.to).await.map_err(refusal)?;
+            let target = input.to.parse()?;
+            if target.participant.is_some() {
+                let cross = super::cross::CrossInput {
+                    from,
+                    to: target,
+                    amount,
+                    currency,
+                    pending: input.pending == Some(true),
+                    reference: input.reference,
+                    request_key: idempotency::scoped_key(&principal.user_id, &headers),
+                };
+                return super::cross::create(&state, principal, &ip, cross).await;
+            }
+            let to = ledger.account(target.id).await.map_err(refusal)?;
             if to.is_funding && !is_admin(principal) {
                 return Err(ApiError::NotFound);
             }
@@ -133,6 +171,16 @@ pub async fn create(
         },
     )
     .await
+}
+
+/// What `POST /transfers` answers with.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CreatedTransfer {
+    /// A transfer within this bank.
+    Local(TransferView),
+    /// A transfer to another bank.
+    Cross(super::cross::CrossTransferView),
 }
 
 /// A transfer (either side's owner, or an admin; others 404).

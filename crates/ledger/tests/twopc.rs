@@ -1,0 +1,315 @@
+//! Transfers between two banks (two PostgreSQL databases of a private cluster with
+//! `max_prepared_transactions` above 0): all or nothing by two-phase commit or by saga, and a
+//! coordinator stopped dead at each point of the protocol converging on restart.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use basis_ledger::{
+    Clock, CrashPoint, CrossError, CrossLedger, CrossRequest, Ledger, ManualClock, Mode, NewAccount,
+};
+use basis_store::{ConnectOptions, Store};
+use basis_testkit::PrivatePostgres;
+use common::{T0, usd};
+
+/// Two banks on one private cluster, each with a customer account; the home one funded.
+struct Banks {
+    home: Ledger,
+    remote: Ledger,
+    clock: Arc<ManualClock>,
+    alice: i64,
+    bob: i64,
+    _pg: PrivatePostgres,
+}
+
+async fn ledger_on(url: &str, clock: &Arc<ManualClock>) -> Ledger {
+    let options = ConnectOptions {
+        max_connections: 8,
+        ..ConnectOptions::default()
+    };
+    let store = Store::connect(url, &options).await.expect("connect");
+    let ledger = Ledger::new(store, clock.clone() as Arc<dyn Clock>);
+    ledger.install().await.expect("install");
+    ledger
+}
+
+async fn banks() -> Option<Banks> {
+    let pg = PrivatePostgres::start(10).await?;
+    let clock = Arc::new(ManualClock::new(T0));
+    let home = ledger_on(&pg.create_database("home"), &clock).await;
+    let remote = ledger_on(&pg.create_database("remote"), &clock).await;
+    let open = |owner: &str| NewAccount {
+        currency: usd(),
+        name: None,
+        owner_id: Some(owner.into()),
+        allow_overdraft: false,
+    };
+    let alice = home.open_account(&open("alice")).await.expect("open").id;
+    let bob = remote.open_account(&open("bob")).await.expect("open").id;
+    home.deposit(alice, 1_000, &usd()).await.expect("deposit");
+    Some(Banks {
+        home,
+        remote,
+        clock,
+        alice,
+        bob,
+        _pg: pg,
+    })
+}
+
+impl Banks {
+    async fn coordinator(&self, mode: Mode) -> CrossLedger {
+        CrossLedger::new(
+            self.home.clone(),
+            "home",
+            self.remote.clone(),
+            "remote",
+            mode,
+        )
+        .await
+        .expect("a coordinator")
+    }
+
+    fn send(&self, amount: i64, key: &str) -> CrossRequest {
+        CrossRequest {
+            from: self.alice,
+            to: self.bob,
+            amount,
+            currency: usd(),
+            reference: None,
+            request_key: Some(key.into()),
+        }
+    }
+
+    /// Alice's and Bob's balances.
+    async fn balances(&self) -> (i64, i64) {
+        let a = self.home.account(self.alice).await.expect("alice").balance;
+        let b = self.remote.account(self.bob).await.expect("bob").balance;
+        (a, b)
+    }
+
+    /// Every account's balance of each bank sums to zero (double entry on both sides).
+    async fn assert_each_bank_balances(&self) {
+        for ledger in [&self.home, &self.remote] {
+            let sum: i64 = basis_store::on_pool!(ledger.store(), write, pool => {
+                sqlx::query_scalar::<_, i64>("SELECT COALESCE(SUM(balance), 0)::bigint FROM ledger_accounts")
+                    .fetch_one(pool).await
+            })
+            .expect("sum");
+            assert_eq!(sum, 0, "the balances of one bank sum to zero");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_cross_bank_transfer_commits_on_both_banks_in_either_mode() {
+    let Some(b) = banks().await else { return };
+    for (mode, key) in [(Mode::TwoPhase, "k-2pc"), (Mode::Saga, "k-saga")] {
+        let cross = b.coordinator(mode).await;
+        let t = cross.transfer(&b.send(100, key)).await.expect("committed");
+        assert_eq!(
+            (t.status.as_str(), t.mode.as_str()),
+            ("committed", mode.as_str())
+        );
+        assert!(t.local_transfer_id.is_some() && t.remote_transfer_id.is_some());
+        assert!(
+            t.hold_us.is_some_and(|us| us > 0),
+            "lock hold time measured"
+        );
+        // The same key again gets the same transfer, not a second one.
+        let again = cross.transfer(&b.send(100, key)).await.expect("replayed");
+        assert_eq!(again.id, t.id);
+        let reused = cross.transfer(&b.send(5, key)).await;
+        assert!(
+            matches!(reused, Err(CrossError::RequestKeyReused(_))),
+            "{reused:?}"
+        );
+    }
+    assert_eq!(b.balances().await, (800, 200));
+    b.assert_each_bank_balances().await;
+    assert_eq!(
+        b.coordinator(Mode::TwoPhase)
+            .await
+            .prepared()
+            .await
+            .unwrap()
+            .0,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_refused_half_moves_nothing_on_either_bank() {
+    let Some(b) = banks().await else { return };
+    for mode in [Mode::TwoPhase, Mode::Saga] {
+        let cross = b.coordinator(mode).await;
+        let broke = cross
+            .transfer(&b.send(5_000, &format!("{mode:?}-funds")))
+            .await;
+        assert!(
+            matches!(
+                broke,
+                Err(CrossError::Ledger(
+                    basis_ledger::Error::InsufficientFunds { .. }
+                ))
+            ),
+            "{broke:?}"
+        );
+        let mut nobody = b.send(10, &format!("{mode:?}-nobody"));
+        nobody.to = 999_999;
+        let missing = cross.transfer(&nobody).await;
+        assert!(
+            matches!(
+                missing,
+                Err(CrossError::Ledger(basis_ledger::Error::AccountNotFound(_)))
+            ),
+            "{missing:?}"
+        );
+        let logged = cross
+            .get(cross_id(&b, &format!("{mode:?}-nobody")).await)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(logged.status, "aborted");
+    }
+    assert_eq!(b.balances().await, (1_000, 0));
+    let alice = b.home.account(b.alice).await.unwrap();
+    assert_eq!(alice.pending_debits, 0, "the saga's reservation was voided");
+    b.assert_each_bank_balances().await;
+    assert_eq!(
+        b.coordinator(Mode::TwoPhase)
+            .await
+            .prepared()
+            .await
+            .unwrap()
+            .0,
+        0
+    );
+}
+
+async fn cross_id(b: &Banks, key: &str) -> i64 {
+    basis_store::on_pool!(b.home.store(), write, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM ledger_cross_transfers WHERE request_key = $1")
+            .bind(key).fetch_one(pool).await
+    })
+    .expect("logged")
+}
+
+#[tokio::test]
+async fn a_coordinator_stopped_at_any_point_converges_to_all_or_nothing_on_restart() {
+    let Some(b) = banks().await else { return };
+    let mut expected = (1_000, 0);
+    for (i, point) in [
+        CrashPoint::BeforePrepare,
+        CrashPoint::AfterFirstPrepare,
+        CrashPoint::AfterBothPrepares,
+        CrashPoint::AfterDecision,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = format!("crash-{i}");
+        let dying = b.coordinator(Mode::TwoPhase).await.crashing_at(point);
+        let out = dying.transfer(&b.send(50, &key)).await;
+        assert!(
+            matches!(out, Err(CrossError::Crashed(p)) if p == point),
+            "{out:?}"
+        );
+        let prepared_now = dying.prepared().await.unwrap().0;
+        let want_prepared = match point {
+            CrashPoint::BeforePrepare => 0,
+            CrashPoint::AfterFirstPrepare => 1,
+            _ => 2,
+        };
+        assert_eq!(
+            prepared_now, want_prepared,
+            "{point:?}: halves left prepared"
+        );
+        drop(dying);
+
+        // A fresh coordinator starts and recovers with no grace, as `basis serve` does.
+        let fresh = b.coordinator(Mode::TwoPhase).await;
+        fresh.recover(Duration::ZERO).await.expect("recovery");
+        assert_eq!(
+            fresh.prepared().await.unwrap().0,
+            0,
+            "{point:?}: nothing left prepared"
+        );
+        let row = fresh.get(cross_id(&b, &key).await).await.unwrap().unwrap();
+        if point == CrashPoint::AfterDecision {
+            expected = (expected.0 - 50, expected.1 + 50);
+            assert_eq!(row.status, "committed", "{point:?}");
+            assert!(row.local_transfer_id.is_some() && row.remote_transfer_id.is_some());
+        } else {
+            assert_eq!(row.status, "aborted", "{point:?}");
+        }
+        assert!(row.finished_at.is_some(), "{point:?}: settled");
+        assert_eq!(b.balances().await, expected, "{point:?}: all or nothing");
+        b.assert_each_bank_balances().await;
+    }
+}
+
+#[tokio::test]
+async fn recovery_spares_young_prepared_halves_and_fences_off_their_coordinator_past_the_grace() {
+    let Some(b) = banks().await else { return };
+    let dying = b
+        .coordinator(Mode::TwoPhase)
+        .await
+        .crashing_at(CrashPoint::AfterBothPrepares);
+    assert!(dying.transfer(&b.send(70, "young")).await.is_err());
+    let fresh = b.coordinator(Mode::TwoPhase).await;
+    let spared = fresh.recover(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(
+        spared.still_prepared, 2,
+        "younger than the grace: left to its coordinator"
+    );
+    // The prepared halves hold Alice's row: a local transfer touching it waits, so they
+    // must not outlive the grace. Past it (the clock moved), recovery rolls them back.
+    b.clock.advance_ms(3_600_000);
+    let settled = fresh.recover(Duration::from_secs(3600)).await.unwrap();
+    assert_eq!((settled.rolled_back, settled.still_prepared), (2, 0));
+    assert_eq!(b.balances().await, (1_000, 0));
+    // Recovery logged 'abort' first: a coordinator that was only slow and now comes to
+    // decide meets that row and cannot log 'commit'.
+    let id = cross_id(&b, "young").await;
+    let decided: String = basis_store::on_pool!(b.home.store(), write, pool => {
+        sqlx::query_scalar::<_, String>("SELECT outcome FROM ledger_2pc_decisions WHERE transfer_id = $1")
+            .bind(id).fetch_one(pool).await
+    })
+    .expect("a decision row");
+    assert_eq!(decided, "abort");
+
+    // Alice's row is free again: the next transfer goes through.
+    let saga = b.coordinator(Mode::Saga).await;
+    let reserved = saga.transfer(&b.send(30, "saga-ok")).await.expect("saga");
+    assert_eq!(reserved.status, "committed");
+    assert_eq!(b.balances().await, (970, 30));
+}
+
+#[tokio::test]
+async fn two_phase_commit_is_refused_where_transactions_cannot_be_prepared() {
+    let Some(pg) = PrivatePostgres::start(0).await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(T0));
+    let home = ledger_on(&pg.create_database("home"), &clock).await;
+    let remote = ledger_on(&pg.create_database("remote"), &clock).await;
+    let cross = CrossLedger::new(home.clone(), "home", remote, "remote", Mode::TwoPhase)
+        .await
+        .unwrap();
+    let err = cross.check_prepared_capacity().await.expect_err("refused");
+    assert!(matches!(err, CrossError::NoPreparedTransactions(ref db) if db == "home"));
+    assert!(
+        err.to_string().contains("max_prepared_transactions is 0"),
+        "{err}"
+    );
+
+    let sqlite = common::sqlite().await;
+    let refused = CrossLedger::new(sqlite.ledger.clone(), "home", home, "remote", Mode::Saga).await;
+    assert!(
+        matches!(refused, Err(CrossError::Unsupported(ref m)) if m.contains("SQLite")),
+        "{refused:?}"
+    );
+}

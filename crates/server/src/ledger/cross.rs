@@ -1,0 +1,326 @@
+//! Transfers to another bank's ledger over HTTP: `POST /transfers` with `"to": "remote:42"`
+//! (the participant's name, a colon, the account's id there). The coordination itself
+//! (two-phase commit or saga, the decision log, recovery) lives in
+//! `basis_ledger::{cross, twopc}`; this file holds its flags, the refusals and the
+//! recovery loop.
+//!
+//! Statuses: 201 when both banks committed; 422 naming `to` when the reference names no
+//! configured participant, and when this server's ledger is on SQLite (cross-bank transfers
+//! need PostgreSQL on both sides: 422, not 409, because no later state of the server makes
+//! the same request succeed); 404 for an unknown remote account; 422 for the ledger's own
+//! refusals (funds, currency); 409 when recovery aborted it first or it is still running.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::StatusCode;
+use axum::response::Response;
+use basis_ledger::{
+    Account, AccountRef, CrossError, CrossLedger, CrossRequest, CrossTransfer, Currency, Ledger,
+    Mode,
+};
+use basis_store::{ConnectOptions, Pools, Store};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::watch;
+use utoipa::ToSchema;
+
+use super::service::{self, json_response, refusal, unprocessable};
+use crate::clock::{Clock, to_datetime};
+use crate::error::{ApiError, ApiResult};
+use crate::http::extract::ClientIp;
+use crate::identity::caller::Principal;
+use crate::state::AppState;
+
+/// Flags of transfers to another bank's ledger.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CrossConfig {
+    /// A second PostgreSQL database holding another bank's ledger (migrated here): its
+    /// accounts are named `<remote name>:<id>` in `POST /transfers`.
+    #[arg(long, env = "BASIS_LEDGER_REMOTE_URL")]
+    pub ledger_remote_url: Option<String>,
+
+    /// This ledger's name in global transaction ids (`basis:<name>.<transfer>:…`); two
+    /// coordinators sharing a participant need different names.
+    #[arg(long, env = "BASIS_LEDGER_NAME", default_value = "home")]
+    pub ledger_name: String,
+
+    /// The remote ledger's name, as written in account references.
+    #[arg(long, env = "BASIS_LEDGER_REMOTE_NAME", default_value = "remote")]
+    pub ledger_remote_name: String,
+
+    /// How a transfer between the two ledgers is made: `2pc` (prepare both, log the
+    /// decision, commit both; needs max_prepared_transactions > 0 on both databases) or
+    /// `saga` (reserve, credit remotely, post or void).
+    #[arg(long, env = "BASIS_CROSS_LEDGER", default_value = "2pc")]
+    pub cross_ledger: Mode,
+
+    /// How often in-doubt cross-ledger transfers are settled, in milliseconds: none
+    /// outlives twice this.
+    #[arg(long, env = "BASIS_LEDGER_RECOVERY_MS", default_value_t = 10_000)]
+    pub ledger_recovery_ms: u64,
+}
+
+impl Default for CrossConfig {
+    fn default() -> Self {
+        Self {
+            ledger_remote_url: None,
+            ledger_name: "home".into(),
+            ledger_remote_name: "remote".into(),
+            cross_ledger: Mode::TwoPhase,
+            ledger_recovery_ms: 10_000,
+        }
+    }
+}
+
+impl CrossConfig {
+    /// The recovery interval.
+    pub fn recovery_interval(&self) -> Duration {
+        Duration::from_millis(self.ledger_recovery_ms.max(10))
+    }
+}
+
+/// Connects the remote ledger named by `config`, if any: `None` without a remote URL, and
+/// also (with a warning) when the home ledger is on SQLite, where cross-bank transfers are
+/// refused per request. Refuses to start when 2PC cannot prepare transactions on either
+/// database, and settles what a previous run left in doubt.
+pub async fn connect(
+    config: &CrossConfig,
+    home: &Ledger,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Option<CrossLedger>> {
+    let Some(url) = config
+        .ledger_remote_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    else {
+        return Ok(None);
+    };
+    if matches!(home.store().pools(), Pools::Sqlite { .. }) {
+        tracing::warn!(
+            "--ledger-remote-url is ignored: this server's ledger is on SQLite, and cross-bank \
+             transfers need PostgreSQL for both ledgers (they are refused with 422)"
+        );
+        return Ok(None);
+    }
+    if !url.starts_with("postgres") {
+        anyhow::bail!("--ledger-remote-url must be a postgres:// URL (the other bank's database)");
+    }
+    let options = ConnectOptions {
+        max_connections: 8,
+        ..ConnectOptions::default()
+    };
+    let store = Store::connect(url, &options)
+        .await
+        .context("cannot open the remote ledger's database (--ledger-remote-url)")?;
+    let remote = Ledger::new(store, clock);
+    let cross = CrossLedger::new(
+        home.clone(),
+        &config.ledger_name,
+        remote,
+        &config.ledger_remote_name,
+        config.cross_ledger,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot set up cross-ledger transfers: {e}"))?;
+    if config.cross_ledger == Mode::TwoPhase {
+        cross
+            .check_prepared_capacity()
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    // Prepared halves are settled by 2PC recovery in either mode: a restart in saga mode
+    // after a 2PC run must not leave them holding locks.
+    let settled = cross
+        .recover(Duration::ZERO)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot settle in-doubt cross-ledger transfers: {e}"))?;
+    tracing::info!(
+        ?settled,
+        mode = config.cross_ledger.as_str(),
+        "cross-ledger transfers ready"
+    );
+    Ok(Some(cross))
+}
+
+/// Settles in-doubt cross-ledger transfers every `interval` (each pass spares what is
+/// younger than `interval`, so none outlives two), until told to stop.
+pub async fn recover_periodically(
+    state: AppState,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(cross) = state.ledger.cross.clone() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match cross.recover(interval).await {
+            Ok(report) if report.committed + report.rolled_back + report.settled > 0 => {
+                tracing::info!(?report, "settled in-doubt cross-ledger transfers");
+                state.ledger.written();
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "cross-ledger recovery failed; will retry"),
+        }
+    }
+}
+
+/// A transfer to another bank.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CrossTransferView {
+    /// The transfer's number in this bank's coordinator log.
+    pub id: i64,
+    /// `2pc` or `saga`.
+    pub mode: String,
+    /// The local account debited.
+    pub from: String,
+    /// The remote account credited (`participant:id`).
+    pub to: String,
+    /// Minor units.
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// `committed` (both banks), `aborted` (neither) or `started`.
+    pub status: String,
+    /// The local half (`GET /transfers/{id}`).
+    pub local_transfer_id: Option<i64>,
+    /// The half in the remote bank's ledger.
+    pub remote_transfer_id: Option<i64>,
+    /// The caller's reference.
+    pub reference: Option<String>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&CrossTransfer> for CrossTransferView {
+    fn from(t: &CrossTransfer) -> Self {
+        Self {
+            id: t.id,
+            mode: t.mode.clone(),
+            from: t.from_account.to_string(),
+            to: format!("{}:{}", t.to_participant, t.to_account),
+            amount: t.amount,
+            currency: t.currency.clone(),
+            status: t.status.clone(),
+            local_transfer_id: t.local_transfer_id,
+            remote_transfer_id: t.remote_transfer_id,
+            reference: t.reference.clone(),
+            created_at: to_datetime(t.created_at),
+        }
+    }
+}
+
+/// What a cross-bank `POST /transfers` carries once parsed.
+pub struct CrossInput {
+    /// The caller's own local account (checked by the caller).
+    pub from: Account,
+    /// The remote account.
+    pub to: AccountRef,
+    /// Minor units.
+    pub amount: i64,
+    /// The currency.
+    pub currency: Currency,
+    /// Asked for a pending transfer.
+    pub pending: bool,
+    /// Free text.
+    pub reference: Option<String>,
+    /// The caller-scoped idempotency key.
+    pub request_key: Option<String>,
+}
+
+/// Makes a cross-bank transfer and answers for it.
+pub async fn create(
+    state: &AppState,
+    principal: &Principal,
+    ip: &ClientIp,
+    input: CrossInput,
+) -> ApiResult<Response> {
+    let participant = input.to.participant.as_deref().unwrap_or_default();
+    if matches!(state.store.pools(), Pools::Sqlite { .. }) {
+        return Err(unprocessable(
+            "to",
+            format!(
+                "names an account of another bank ({participant}); transfers between banks \
+                 need PostgreSQL for both ledgers, and this server's ledger is on SQLite"
+            ),
+        ));
+    }
+    let Some(cross) = state
+        .ledger
+        .cross
+        .as_ref()
+        .filter(|c| c.remote_name() == participant)
+    else {
+        return Err(unprocessable(
+            "to",
+            format!("no ledger named {participant:?} is configured (--ledger-remote-url)"),
+        ));
+    };
+    if input.pending {
+        return Err(unprocessable(
+            "pending",
+            "transfers to another bank are posted at once",
+        ));
+    }
+    let to = cross.remote().account(input.to.id).await.map_err(refusal)?;
+    if to.is_funding {
+        return Err(ApiError::NotFound);
+    }
+    let request = CrossRequest {
+        from: input.from.id,
+        to: to.id,
+        amount: input.amount,
+        currency: input.currency,
+        reference: input.reference,
+        request_key: input.request_key,
+    };
+    let t = cross.transfer(&request).await.map_err(cross_refusal)?;
+    if t.status != "committed" {
+        return Err(ApiError::Conflict(format!(
+            "cross-bank transfer {} is {}; retry with a new Idempotency-Key",
+            t.id, t.status
+        )));
+    }
+    state.ledger.written();
+    let detail = format!(
+        "cross-bank transfer {} ({}) {} {} from account {} to {}:{}",
+        t.id, t.mode, t.amount, t.currency, t.from_account, t.to_participant, t.to_account
+    );
+    crate::audit::record(
+        state,
+        "ledger.transfer.cross",
+        Some(&principal.user_id),
+        ip,
+        Some(&detail),
+    )
+    .await;
+    json_response(
+        StatusCode::CREATED,
+        t.local_transfer_id.map(|id| format!("/transfers/{id}")),
+        &CrossTransferView::from(&t),
+    )
+}
+
+/// The status of each cross-ledger refusal.
+fn cross_refusal(err: CrossError) -> ApiError {
+    match err {
+        CrossError::Ledger(err) => service::refusal(err),
+        CrossError::RequestKeyReused(_) => {
+            ApiError::Unprocessable("this Idempotency-Key already made a different transfer".into())
+        }
+        CrossError::Unsupported(why) => unprocessable("to", why),
+        CrossError::Aborted(_) => {
+            ApiError::Conflict(format!("{err}; retry with a new Idempotency-Key"))
+        }
+        CrossError::NoPreparedTransactions(_) => ApiError::Unavailable(err.to_string()),
+        CrossError::Crashed(_) => ApiError::Internal(anyhow::anyhow!("{err}")),
+    }
+}
