@@ -365,7 +365,12 @@ async fn a_refused_write_announces_nothing_and_a_done_one_announces_once(engine:
     ));
     assert!(basis_store::links::delete(&rig.store, 1, 5).await.unwrap());
     assert!(!basis_store::links::delete(&rig.store, 1, 6).await.unwrap());
-    rig.relay().run_once().await.unwrap();
+    let relay = rig.relay();
+    eventually("the events published", || async {
+        relay.run_once().await.unwrap();
+        (rig.waiting().await == 0).then_some(())
+    })
+    .await;
     let (applied, _) = rig.consume().await;
     let kinds: Vec<(&str, &str)> = applied
         .iter()
