@@ -209,8 +209,14 @@ async fn a_delivery_failing_for_a_day_is_dead_lettered(engine: Engine) {
     app.create_as(&ann.access, "https://example.com/doomed")
         .await;
     let mut attempts = 1;
+    let mut token = ann.access.clone();
     let last = loop {
-        let d = after_attempt(&app, &ann.access, &hook, attempts).await;
+        // Six hours pass per turn: sign in again, the access token has expired.
+        let tokens = app
+            .login_tokens("ann@example.com", crate::accounts_support::PASSWORD)
+            .await;
+        token = tokens["accessToken"].as_str().unwrap_or(&token).to_owned();
+        let d = after_attempt(&app, &token, &hook, attempts).await;
         if d["status"] != "pending" {
             break d;
         }
