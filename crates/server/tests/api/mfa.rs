@@ -181,8 +181,13 @@ async fn enrolling_then_signing_in_with_a_code_gives_tokens_and_sessions(engine:
     assert_eq!(session.status(), 200);
 
     // The state, as the owner sees it.
+    // (The first token has expired meanwhile: the one from the second step is fresh.)
     let status: Value = app
-        .bearer(Method::GET, "/auth/mfa", &ann.access)
+        .bearer(
+            Method::GET,
+            "/auth/mfa",
+            pair["accessToken"].as_str().unwrap(),
+        )
         .send()
         .await
         .unwrap()
@@ -223,7 +228,8 @@ async fn recovery_codes_sign_in_once_each(engine: Engine) {
 
     let challenge = app.challenge("cy@example.com", "/auth/login").await;
     let done = app.verify(&challenge, &codes[0]).await;
-    assert_eq!(done.status(), 200, "{:?}", done.text().await);
+    assert_eq!(done.status(), 200);
+    let pair: Value = done.json().await.unwrap();
 
     let challenge = app.challenge("cy@example.com", "/auth/login").await;
     assert_unauthorized(app.verify(&challenge, &codes[0]).await).await;
@@ -232,7 +238,11 @@ async fn recovery_codes_sign_in_once_each(engine: Engine) {
     assert_eq!(app.verify(&challenge, &typed).await.status(), 200);
 
     let status: Value = app
-        .bearer(Method::GET, "/auth/mfa", &cy.access)
+        .bearer(
+            Method::GET,
+            "/auth/mfa",
+            pair["accessToken"].as_str().unwrap(),
+        )
         .send()
         .await
         .unwrap()
@@ -279,8 +289,18 @@ async fn disabling_needs_a_code_and_ends_the_second_step(engine: Engine) {
     let app = TestApp::spawn(&engine).await;
     let eve = app.account("eve@example.com").await;
     let (secret, _) = app.enrol(&eve).await;
+    // A fresh token (the first one expired while the clock moved on).
+    let challenge = app.challenge("eve@example.com", "/auth/login").await;
+    let pair: Value = app
+        .verify(&challenge, &app.code(&secret))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = pair["accessToken"].as_str().unwrap();
+    app.next_step();
     let wrong = app
-        .bearer(Method::POST, "/auth/mfa/totp/disable", &eve.access)
+        .bearer(Method::POST, "/auth/mfa/totp/disable", token)
         .json(&json!({"code": "abcd-efgh-ijkl-mnop"}))
         .send()
         .await
@@ -291,7 +311,7 @@ async fn disabling_needs_a_code_and_ends_the_second_step(engine: Engine) {
         .await;
     assert_unauthorized(anonymous).await;
     let off = app
-        .bearer(Method::POST, "/auth/mfa/totp/disable", &eve.access)
+        .bearer(Method::POST, "/auth/mfa/totp/disable", token)
         .json(&json!({"code": app.code(&secret)}))
         .send()
         .await
