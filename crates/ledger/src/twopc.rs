@@ -182,8 +182,8 @@ impl CrossLedger {
         let now = self.clock().now_ms();
         sqlx::query("BEGIN").execute(&mut **local).await?;
         sqlx::query("BEGIN").execute(&mut **remote).await?;
-        let (_, new) = write::postgres::transfer(&mut **local, now, local_req).await?;
-        let (_, new_remote) = write::postgres::transfer(&mut **remote, now, remote_req).await?;
+        let (_, new) = write::postgres::transfer(local, now, local_req).await?;
+        let (_, new_remote) = write::postgres::transfer(remote, now, remote_req).await?;
         if !(new && new_remote) {
             // A half with this key exists already: only a second coordinator on the same
             // log could have made it. Refuse rather than prepare nothing.
