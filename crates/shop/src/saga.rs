@@ -674,7 +674,7 @@ impl Checkout {
             Step::Confirm => {
                 let now = self.shop.clock.now_ms();
                 let cancelled: Result<()> = async {
-                    Ok(in_tx!(self.shop.store, tx => {
+                    in_tx!(self.shop.store, tx => {
                         let done = sqlx::query(
                             "UPDATE shop_orders SET status = 'cancelled', updated_at = $2 \
                              WHERE id = $1 AND status = 'confirmed'",
@@ -687,7 +687,8 @@ impl Checkout {
                             let event = order_event(ORDER_CANCELLED, saga.id, now);
                             basis_store::outbox::append(&mut *tx, &event).await?;
                         }
-                    }))
+                    });
+                    Ok(())
                 }
                 .await;
                 cancelled.map_err(|e| e.to_string())?;

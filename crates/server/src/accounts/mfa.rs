@@ -126,7 +126,7 @@ pub async fn second_step(
         return Ok(Some(no_store(StatusCode::ACCEPTED, body)));
     }
     let required = mfa::required_roles(&state.store).await?;
-    if required.iter().any(|role| *role == user.role) {
+    if required.contains(&user.role) {
         let challenge = new_challenge(state, &user.id, "enrol").await?;
         let body = EnrolmentRequired {
             kind: "about:blank",

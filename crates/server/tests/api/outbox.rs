@@ -356,6 +356,7 @@ async fn a_refused_write_announces_nothing_and_a_done_one_announces_once(engine:
         password_hash: None,
         owner_id: Some("ann".into()),
         rules: None,
+        domain: None,
     };
     basis_store::links::insert(&rig.store, &link(1, "taken"))
         .await
