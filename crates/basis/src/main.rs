@@ -556,7 +556,7 @@ async fn create_user(
             tracing::info!(id = %user.id, email = %user.email, role = %user.role, "account created");
             Ok(())
         }
-        Err(ApiError::Invalid(errors)) => {
+        Err(ApiError::Invalid(errors) | ApiError::UnprocessableFields(errors)) => {
             let problems: Vec<_> = errors
                 .iter()
                 .map(|e| format!("{} {}", e.field, e.message))
