@@ -18,5 +18,5 @@ fuzz_target!(|data: &[u8]| {
         Ok(()) | Err(ApiError::Invalid(_)) => {}
         Err(other) => panic!("a post cursor failed with {other:?}"),
     }
-    let _ = basis_server::ledger::accounts::cursor(Some(text), 0);
+    let _ = basis_server::http::rest::id_cursor(Some(text), 0);
 });

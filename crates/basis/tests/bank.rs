@@ -28,7 +28,9 @@ use tokio::time::Instant;
 
 mod support;
 
-use support::{Basis, create_user, fresh_postgres_database, postgres_admin_url, ready};
+use support::{
+    Basis, access_token, create_user, fresh_postgres_database, postgres_admin_url, ready,
+};
 
 const PASSWORD: &str = "seven quiet ledgers balance at dawn";
 const EMAIL: &str = "bank@example.com";
@@ -303,16 +305,7 @@ async fn bank_test(database_url: Option<String>, server_count: usize) {
         servers.0.write().unwrap().push(Some(base));
     }
     let base = servers.pick(0).unwrap();
-    let login: Value = client
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"email": EMAIL, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().expect("a token").to_owned();
+    let token = access_token(&client, &base, EMAIL, PASSWORD).await;
 
     let mut bank = Bank {
         client: client.clone(),

@@ -12,7 +12,7 @@ use basis_ledger::{Currency, Ledger, NewAccount, SystemClock};
 use basis_store::{ConnectOptions, Store};
 use basis_testkit::PrivatePostgres;
 use serde_json::{Value, json};
-use support::{Basis, basis, create_user, metric, ready};
+use support::{Basis, access_token, basis, create_user, metric, ready};
 
 const EMAIL: &str = "teller@bank.test";
 const PASSWORD: &str = "a long enough password";
@@ -40,25 +40,14 @@ struct Setup {
     bob: i64,
 }
 
-async fn set_up(server: &Basis, dir: &std::path::Path, home_url: &str, remote: &Ledger) -> Setup {
-    let _ = dir;
+async fn set_up(server: &Basis, remote: &Ledger) -> Setup {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
     let base = server.url("");
     ready(&client, &base, Duration::from_secs(30)).await;
-    let _ = home_url;
-    let login: Value = client
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"email": EMAIL, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().expect("a token").to_owned();
+    let token = access_token(&client, &base, EMAIL, PASSWORD).await;
     let opened: Value = client
         .post(format!("{base}/accounts"))
         .bearer_auth(&token)
@@ -148,7 +137,7 @@ async fn a_transfer_to_another_bank_commits_on_both_over_http_in_either_mode() {
     for mode in ["2pc", "saga"] {
         let flags = ["--ledger-remote-url", &remote_url, "--cross-ledger", mode];
         let server = Basis::serve(dir.path(), Some(&home_url), &flags).await;
-        let s = set_up(&server, dir.path(), &home_url, &remote).await;
+        let s = set_up(&server, &remote).await;
         let (status, body) = s
             .send(&format!("remote:{}", s.bob), 2_500, &format!("{mode}-1"))
             .await;
@@ -272,16 +261,7 @@ async fn a_transfer_to_another_bank_is_refused_on_sqlite() {
     let client = reqwest::Client::new();
     let base = server.url("");
     ready(&client, &base, Duration::from_secs(30)).await;
-    let login: Value = client
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"email": EMAIL, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().unwrap();
+    let token = &access_token(&client, &base, EMAIL, PASSWORD).await;
     let opened: Value = client
         .post(format!("{base}/accounts"))
         .bearer_auth(token)
@@ -328,7 +308,7 @@ async fn a_server_killed_amid_transfers_to_another_bank_leaves_each_on_both_or_n
         "5000",
     ];
     let server = Basis::serve(dir.path(), Some(&home_url), &flags).await;
-    let s = Arc::new(set_up(&server, dir.path(), &home_url, &remote).await);
+    let s = Arc::new(set_up(&server, &remote).await);
     let acked = Arc::new(AtomicUsize::new(0));
     let mut senders = tokio::task::JoinSet::new();
     for c in 0..6 {

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 
 mod support;
 
-use support::{Basis, basis, create_user, fresh_postgres_database, postgres_admin_url, ready};
+use support::{
+    Basis, access_token, basis, create_user, fresh_postgres_database, postgres_admin_url, ready,
+};
 
 const PASSWORD: &str = "seven quiet ledgers balance at dawn";
 
@@ -52,16 +54,7 @@ async fn events_committed_before_a_sigkill_are_projected_after_the_restart(
     .await;
     let base = server.url("");
     ready(&client, &base, Duration::from_secs(30)).await;
-    let login: Value = client
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"email": "root@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["accessToken"].as_str().unwrap().to_owned();
+    let token = access_token(&client, &base, "root@example.com", PASSWORD).await;
     let post = reqwest::Method::POST;
     let mut ids = Vec::new();
     for name in ["a", "b"] {

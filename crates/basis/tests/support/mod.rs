@@ -218,6 +218,25 @@ pub fn client() -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// Signs in at `base` and answers the access token.
+pub async fn access_token(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> String {
+    let login: Value = client
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("a response")
+        .json()
+        .await
+        .expect("a JSON body");
+    login["accessToken"].as_str().expect("a token").to_owned()
+}
+
 /// `GET url` as JSON, whatever the status.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     let response = client.get(url).send().await.expect("a response");

@@ -335,6 +335,63 @@ pub struct List<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> List<T> {
+    /// The page made of `rows`, read with `limit + 1`: a row past `limit` only tells that
+    /// another page follows, and that page starts after `cursor_of` the last row kept.
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        limit: i64,
+        cursor_of: impl Fn(&R) -> String,
+        view: impl Fn(&R) -> T,
+    ) -> Self {
+        let next_cursor = (rows.len() as i64 > limit).then(|| {
+            rows.truncate(limit as usize);
+            rows.last().map(&cursor_of).unwrap_or_default()
+        });
+        List {
+            items: rows.iter().map(view).collect(),
+            next_cursor,
+        }
+    }
+}
+
+/// Page size when a list is asked for none.
+pub const DEFAULT_LIMIT: i64 = 20;
+/// Largest page size; a larger `limit` is refused (not silently clamped).
+pub const MAX_LIMIT: i64 = 100;
+
+/// A `limit` query parameter read as text (so any text gets a 400 naming `limit`, not a
+/// generic query rejection): the default when absent, else a whole number from 1 to 100.
+pub fn limit_param(raw: Option<&str>) -> ApiResult<i64> {
+    match raw {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            }),
+    }
+}
+
+/// A page cursor that is an id of the list (`default` on the first page), or a 422 naming
+/// `cursor`.
+pub fn id_cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
+    match raw {
+        None => Ok(default),
+        Some(c) => c
+            .parse::<i64>()
+            .ok()
+            .filter(|c| *c >= 0)
+            .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this list")),
+    }
+}
+
 /// A list response with its `Link: <…>; rel="next"` header.
 pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
     let link = list.next_cursor.as_ref().and_then(|c| {
@@ -380,6 +437,15 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_str(value).unwrap());
         headers
+    }
+
+    #[test]
+    fn limits_outside_one_to_a_hundred_are_refused() {
+        assert_eq!(limit_param(None).ok(), Some(20));
+        assert_eq!(limit_param(Some("100")).ok(), Some(100));
+        for bad in ["0", "101", "-1", "ten", ""] {
+            assert!(limit_param(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::views::{AccountView, EntryView, TransferView};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ClientIp;
 use crate::http::idempotency;
-use crate::http::rest::{List, Page, list_response};
+use crate::http::rest::{List, Page, id_cursor, list_response};
 use crate::http::rest::{body_of, from_document, parse_id, parse_json};
 use crate::identity::caller::Caller;
 use crate::state::AppState;
@@ -100,34 +100,14 @@ pub async fn list(
     let principal = caller.require_account()?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let after = cursor(page.cursor.as_deref(), 0)?;
+    let after = id_cursor(page.cursor.as_deref(), 0)?;
     let ledger = &state.ledger.ledger;
-    let mut rows = ledger
+    let rows = ledger
         .accounts_of(&principal.user_id, after, limit + 1)
         .await
         .map_err(refusal)?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|a| a.id.to_string()).unwrap_or_default()
-    });
-    let items = rows.iter().map(AccountView::strong).collect();
-    Ok(list_response(
-        "/accounts",
-        limit,
-        List { items, next_cursor },
-    ))
-}
-
-/// A page cursor: an id from this list.
-pub fn cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
-    match raw {
-        None => Ok(default),
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c >= 0)
-            .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this list")),
-    }
+    let list = List::from_rows(rows, limit, |r| r.id.to_string(), AccountView::strong);
+    Ok(list_response("/accounts", limit, list))
 }
 
 /// How fresh a read must be.
@@ -198,20 +178,16 @@ pub async fn entries(
     let principal = caller.require_account()?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let before = cursor(page.cursor.as_deref(), i64::MAX)?;
+    let before = id_cursor(page.cursor.as_deref(), i64::MAX)?;
     let account = visible_account(&state, principal, parse_id(&id)?).await?;
     let ledger = &state.ledger.ledger;
-    let mut rows = ledger
+    let rows = ledger
         .entries(account.id, before, limit + 1)
         .await
         .map_err(refusal)?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|e| e.id.to_string()).unwrap_or_default()
-    });
-    let items = rows.iter().map(EntryView::from).collect();
+    let list = List::from_rows(rows, limit, |r| r.id.to_string(), |r| EntryView::from(r));
     let path = format!("/accounts/{}/entries", account.id);
-    Ok(list_response(&path, limit, List { items, next_cursor }))
+    Ok(list_response(&path, limit, list))
 }
 
 /// What `POST /accounts/{id}/deposits` takes.

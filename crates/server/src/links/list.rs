@@ -19,10 +19,6 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::identity::caller::Caller;
 use crate::state::AppState;
 
-/// Page size when none is asked for.
-const DEFAULT_LIMIT: i64 = 20;
-/// Largest page size.
-const MAX_LIMIT: i64 = 100;
 /// Longest search text, in bytes.
 const MAX_SEARCH: usize = 200;
 
@@ -81,23 +77,6 @@ fn sort_of(raw: Option<&str>) -> ApiResult<(LinkSort, &'static str)> {
     })
 }
 
-fn limit_of(raw: Option<&str>) -> ApiResult<i64> {
-    match raw {
-        None => Ok(DEFAULT_LIMIT),
-        Some(text) => text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::field(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                )
-            }),
-    }
-}
-
 fn encode(cursor: &Cursor) -> String {
     let json = serde_json::to_vec(cursor).unwrap_or_default();
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
@@ -141,7 +120,7 @@ pub async fn list(
         _ => principal.user_id.clone(),
     };
     let (sort, sort_name) = sort_of(params.sort.as_deref())?;
-    let limit = limit_of(params.limit.as_deref())?;
+    let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
     let after = after_of(params.cursor.as_deref(), sort_name)?;
     let search = params
         .q

@@ -26,10 +26,6 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::identity::caller::Caller;
 use crate::state::AppState;
 
-/// Page size when none is asked for.
-const DEFAULT_LIMIT: i64 = 20;
-/// Largest page size.
-const MAX_LIMIT: i64 = 100;
 /// Rows read per query while a CSV export streams.
 const CSV_CHUNK: i64 = 1_000;
 /// How often the pruning job runs.
@@ -145,20 +141,7 @@ fn query_of(link_id: i64, params: VisitParams) -> ApiResult<(VisitQuery, bool)> 
         Some("csv") => true,
         Some(_) => return Err(ApiError::field("format", "must be json or csv")),
     };
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(text) => text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::field(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
+    let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
     let before = params
         .cursor
         .as_deref()

@@ -12,10 +12,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::views::{ProductView, cursor, json_response, positive, refusal, unprocessable};
+use super::views::{ProductView, json_response, positive, refusal, unprocessable};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::rest::{
-    List, Page, body_of, from_document, list_response, merge_patch_body, parse_id, parse_json,
+    List, Page, body_of, from_document, id_cursor, list_response, merge_patch_body, parse_id,
+    parse_json,
 };
 use crate::identity::caller::Caller;
 use crate::state::AppState;
@@ -118,23 +119,15 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let after = cursor(page.cursor.as_deref())?;
-    let mut rows = state
+    let after = id_cursor(page.cursor.as_deref(), 0)?;
+    let rows = state
         .shop
         .shop
         .products(after, limit + 1)
         .await
         .map_err(refusal)?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|p| p.id.to_string()).unwrap_or_default()
-    });
-    let items = rows.iter().map(ProductView::from).collect();
-    Ok(list_response(
-        "/products",
-        limit,
-        List { items, next_cursor },
-    ))
+    let list = List::from_rows(rows, limit, |r| r.id.to_string(), |r| ProductView::from(r));
+    Ok(list_response("/products", limit, list))
 }
 
 /// A product (anyone).

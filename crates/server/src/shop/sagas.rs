@@ -9,9 +9,9 @@ use basis_auth::role::Role;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::views::{SagaView, cursor, json_response, refusal};
+use super::views::{SagaView, json_response, refusal};
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::http::rest::{List, list_response, parse_id};
+use crate::http::rest::{List, id_cursor, list_response, parse_id};
 use crate::identity::caller::Caller;
 use crate::state::AppState;
 
@@ -62,23 +62,19 @@ pub async fn list(
             ));
         }
     };
-    let after = cursor(query.cursor.as_deref())?;
-    let mut rows = state
+    let after = id_cursor(query.cursor.as_deref(), 0)?;
+    let rows = state
         .shop
         .checkout
         .list(status, after, limit + 1)
         .await
         .map_err(refusal)?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|s| s.id.to_string()).unwrap_or_default()
-    });
-    let items = rows.iter().map(SagaView::from).collect();
+    let list = List::from_rows(rows, limit, |r| r.id.to_string(), |r| SagaView::from(r));
     let path = match status {
         Some(s) => format!("/admin/sagas?status={s}"),
         None => "/admin/sagas".to_owned(),
     };
-    let mut response = list_response(&path, limit, List { items, next_cursor });
+    let mut response = list_response(&path, limit, list);
     // `list_response` appends `?limit=`; with a status the link needs `&limit=`.
     if let Some(link) = response.headers().get("link").and_then(|l| l.to_str().ok()) {
         let fixed = link.replacen("?limit=", "&limit=", usize::from(status.is_some()));

@@ -230,15 +230,3 @@ pub fn positive(field: &str, value: &serde_json::Value) -> Result<i64, ApiError>
 pub fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::UnprocessableFields(vec![FieldError::new(field, message)])
 }
-
-/// An id from a page cursor, or a 422 naming `cursor`.
-pub fn cursor(raw: Option<&str>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(0),
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c >= 0)
-            .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this list")),
-    }
-}

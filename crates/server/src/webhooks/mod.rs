@@ -37,7 +37,8 @@ use utoipa::ToSchema;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, FieldError, Problem};
 use crate::http::rest::{
-    List, Page, body_of, from_document, json_response, list_response, parse_id, parse_json,
+    List, Page, body_of, from_document, id_cursor, json_response, list_response, parse_id,
+    parse_json,
 };
 use crate::http::routes::Routes;
 use crate::identity::caller::Caller;
@@ -251,18 +252,6 @@ async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Webhook
     }
 }
 
-/// Parses a numeric cursor.
-fn cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
-    match raw {
-        None => Ok(default),
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c >= 0)
-            .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this list")),
-    }
-}
-
 /// Registers an endpoint for the caller's links (201, `Location: /webhooks/{id}`).
 #[utoipa::path(post, path = "/webhooks", tag = "webhooks", request_body = NewWebhook,
     responses((status = 201, body = WebhookView, headers(("Location" = String))),
@@ -320,18 +309,10 @@ pub async fn list(
     let principal = caller.require()?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let after = cursor(page.cursor.as_deref(), 0)?;
-    let mut rows = store::list(&state.store, &principal.user_id, after, limit + 1).await?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|w| w.id.to_string()).unwrap_or_default()
-    });
-    let items = rows.iter().map(WebhookView::from).collect();
-    Ok(list_response(
-        "/webhooks",
-        limit,
-        List { items, next_cursor },
-    ))
+    let after = id_cursor(page.cursor.as_deref(), 0)?;
+    let rows = store::list(&state.store, &principal.user_id, after, limit + 1).await?;
+    let list = List::from_rows(rows, limit, |r| r.id.to_string(), |r| WebhookView::from(r));
+    Ok(list_response("/webhooks", limit, list))
 }
 
 /// One of the caller's endpoints.
@@ -387,16 +368,12 @@ pub async fn deliveries(
     let hook = owned(&state, &caller, &id).await?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let before = cursor(page.cursor.as_deref(), i64::MAX)?;
-    let mut rows = store::deliveries(&state.store, hook.id, before, limit + 1).await?;
-    let next_cursor = (rows.len() as i64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|d| d.id.to_string()).unwrap_or_default()
-    });
-    let items = rows.iter().map(DeliveryView::from).collect();
+    let before = id_cursor(page.cursor.as_deref(), i64::MAX)?;
+    let rows = store::deliveries(&state.store, hook.id, before, limit + 1).await?;
+    let list = List::from_rows(rows, limit, |r| r.id.to_string(), |r| DeliveryView::from(r));
     Ok(list_response(
         &format!("/webhooks/{}/deliveries", hook.id),
         limit,
-        List { items, next_cursor },
+        list,
     ))
 }

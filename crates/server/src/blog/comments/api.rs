@@ -111,7 +111,7 @@ pub async fn list(
     negotiate(&headers)?;
     let post = visible_post(&state, &caller, parse_id(&id)?).await?;
     let (_, params) = list::parse_query(uri.query());
-    let limit = list::limit(params.limit.as_deref())?;
+    let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
     let after = list::comment_after(params.cursor.as_deref())?;
     let mut rows = comments::list(&state.store, post.id, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;

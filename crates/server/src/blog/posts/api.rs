@@ -134,7 +134,7 @@ async fn list_posts(
 ) -> ApiResult<Response> {
     negotiate(headers)?;
     let (params, _) = list::parse_query(uri.query());
-    let limit = list::limit(params.limit.as_deref())?;
+    let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
     let search = params
         .q
         .as_deref()

@@ -11,11 +11,6 @@ use utoipa::IntoParams;
 
 use crate::error::ApiError;
 
-/// Page size when none is asked for.
-pub const DEFAULT_LIMIT: i64 = 20;
-/// Largest page size; a larger `limit` is a 400 (not silently clamped).
-pub const MAX_LIMIT: i64 = 100;
-
 /// The query parameters of `GET /posts` (and of `GET /users/{id}/posts`, without `author`).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -73,24 +68,6 @@ pub fn parse_query(raw: Option<&str>) -> (PostListParams, PageParams) {
     page.limit = list.limit.clone();
     page.cursor = list.cursor.clone();
     (list, page)
-}
-
-/// The page size: default 20, 400 outside 1–100.
-pub fn limit(raw: Option<&str>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(DEFAULT_LIMIT),
-        Some(text) => text
-            .trim()
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::field(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
-                )
-            }),
-    }
 }
 
 /// The order asked for (`None` means the default for the request).
@@ -264,14 +241,5 @@ mod tests {
         assert!(post_after(Some(&cursor), Sort::NewestFirst).is_err());
         assert!(post_after(Some("not a cursor"), Sort::NewestFirst).is_err());
         assert!(comment_after(Some(&cursor)).is_err());
-    }
-
-    #[test]
-    fn limits_outside_one_to_a_hundred_are_refused() {
-        assert_eq!(limit(None).ok(), Some(20));
-        assert_eq!(limit(Some("100")).ok(), Some(100));
-        for bad in ["0", "101", "-1", "ten", ""] {
-            assert!(limit(Some(bad)).is_err(), "{bad}");
-        }
     }
 }
