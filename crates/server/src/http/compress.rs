@@ -1,5 +1,5 @@
 //! Response compression: gzip, brotli or zstd, whichever the client's `Accept-Encoding`
-//! prefers, for JSON and HTML bodies big enough to gain from it.
+//! prefers, for JSON, CSV and HTML bodies big enough to gain from it.
 //!
 //! tower-http's layer does the negotiation and the streaming; [`Compressible`] decides
 //! which responses qualify. Redirects and other bodiless answers never do (nothing to
@@ -24,7 +24,7 @@ pub fn layer() -> CompressionLayer<Compressible> {
         .compress_when(Compressible)
 }
 
-/// Which responses are compressed: JSON (problem documents included) and HTML, not a
+/// Which responses are compressed: JSON (problem documents included), CSV and HTML, not a
 /// redirect, not tiny.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Compressible;
@@ -55,6 +55,7 @@ impl Predicate for Compressible {
         let media = media.split(';').next().unwrap_or_default().trim();
         media.eq_ignore_ascii_case("application/json")
             || media.eq_ignore_ascii_case("application/problem+json")
+            || media.eq_ignore_ascii_case("text/csv")
             || media.eq_ignore_ascii_case("text/html")
     }
 }
@@ -77,6 +78,7 @@ mod tests {
         assert!(rule.should_compress(&response(200, "application/json", 4096)));
         assert!(rule.should_compress(&response(404, "application/problem+json", 600)));
         assert!(rule.should_compress(&response(200, "text/html; charset=utf-8", 600)));
+        assert!(rule.should_compress(&response(200, "text/csv; charset=utf-8", 600)));
     }
 
     #[test]

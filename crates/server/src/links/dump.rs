@@ -15,6 +15,7 @@ use basis_auth::role::Scope;
 use basis_store::Store;
 use basis_store::links::{self, LinkQuery, LinkSort};
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -220,7 +221,8 @@ pub async fn export(
             ))
         },
     );
-    let mut response = Body::from_stream(body).into_response();
+    // Fused: the compression layer may poll again after the end, which an unfold forbids.
+    let mut response = Body::from_stream(body.fuse()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -5,6 +5,7 @@
 //! Visits are gathered by the click recorder and stored by the click worker
 //! ([`super::recorder`], [`super::click_batches`]); nothing here runs on the redirect path.
 
+use futures_util::StreamExt;
 use std::time::Duration;
 
 use axum::Json;
@@ -314,7 +315,8 @@ fn csv_response(state: AppState, mut query: VisitQuery, code: &str) -> Response 
             Some((Ok::<_, std::io::Error>(text), (state, next, false)))
         },
     );
-    let mut response = Body::from_stream(chunks).into_response();
+    // Fused: the compression layer may poll again after the end, which an unfold forbids.
+    let mut response = Body::from_stream(chunks.fuse()).into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -210,6 +210,24 @@ async fn an_export_streams_csv_or_json_of_the_callers_links_only(engine: Engine)
     );
     assert!(lines[621].ends_with(",3"));
 
+    // Compressed, the streamed answer still ends cleanly and holds the same links.
+    let response = app
+        .bearer(Method::GET, "/links/export?format=csv", &ann.access)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let packed = response.bytes().await.expect("the whole compressed body");
+    let mut unpacked = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert_eq!(unpacked, csv);
+
     // Bob sees his own only; he may not ask for Ann's; bad formats and anonymous callers
     // are refused.
     assert_eq!(export_json(&app, &bob.access).await.len(), 1);

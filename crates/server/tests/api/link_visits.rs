@@ -198,6 +198,22 @@ async fn the_csv_export_holds_every_visit_and_visits_past_their_days_are_pruned(
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[1].contains(",mobile,other,,false,127.0.0.0"), "{csv}");
     assert!(lines[2].contains(",a.example,desktop,chrome,"), "{csv}");
+    // Compressed, the stream still ends cleanly with the same rows.
+    let packed = app
+        .bearer(Method::GET, &format!("{path}?format=csv"), &access)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(packed.headers()["content-encoding"], "gzip");
+    let packed = packed.bytes().await.expect("the whole compressed body");
+    let mut unpacked = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&packed[..]),
+        &mut unpacked,
+    )
+    .unwrap();
+    assert_eq!(unpacked, csv);
     let with_bots = app
         .bearer(
             Method::GET,
