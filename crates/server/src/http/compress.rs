@@ -88,6 +88,6 @@ mod tests {
         assert!(!rule.should_compress(&response(302, "application/json", 4096)));
         assert!(!rule.should_compress(&response(200, "application/json", 100)));
         assert!(!rule.should_compress(&response(200, "image/png", 4096)));
-        assert!(!rule.should_compress(&response(200, "text/csv", 4096)));
+        assert!(!rule.should_compress(&response(200, "application/octet-stream", 4096)));
     }
 }
