@@ -108,6 +108,9 @@ async fn app_with_webhooks(engine: &Engine, timeout_ms: u64) -> TestApp {
     TestApp::spawn_with(engine, |c| {
         c.webhooks.webhooks_allow_private = true;
         c.webhooks.webhook_timeout_ms = timeout_ms;
+        // The tests move the clock by up to a day; a lease shorter than a step would expire
+        // under an attempt still finishing, and its second run would send a second request.
+        c.jobs.job_lease_ms = 7 * 86_400_000;
     })
     .await
 }
