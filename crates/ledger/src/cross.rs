@@ -130,6 +130,26 @@ pub enum CrashPoint {
     AfterDecision,
 }
 
+/// Holds a coordinator at a [`CrashPoint`] until released, instead of stopping it: a
+/// coordinator that is only slow there (tests of its race with recovery).
+#[derive(Debug, Default)]
+pub struct Hold {
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Hold {
+    /// Waits until the coordinator has arrived at the point.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the coordinator go on.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
 /// A request to move money from an account of this ledger to one of the remote participant.
 #[derive(Debug, Clone)]
 pub struct CrossRequest {
@@ -229,6 +249,7 @@ pub struct CrossLedger {
     pub(crate) remote_name: String,
     pub(crate) mode: Mode,
     pub(crate) crash_at: Option<CrashPoint>,
+    pub(crate) hold_at: Option<(CrashPoint, Arc<Hold>)>,
 }
 
 impl CrossLedger {
@@ -272,6 +293,7 @@ impl CrossLedger {
             remote_name,
             mode,
             crash_at: None,
+            hold_at: None,
         })
     }
 
@@ -279,6 +301,27 @@ impl CrossLedger {
     pub fn crashing_at(mut self, point: CrashPoint) -> Self {
         self.crash_at = Some(point);
         self
+    }
+
+    /// The same coordinator, waiting at `point` until `hold` releases it (tests only).
+    pub fn holding_at(mut self, point: CrashPoint, hold: Arc<Hold>) -> Self {
+        self.hold_at = Some((point, hold));
+        self
+    }
+
+    /// Waits at `here` if told to hold there, then stops dead if told to crash there.
+    pub(crate) async fn checkpoint(&self, here: CrashPoint) -> Result<(), CrossError> {
+        if let Some((at, hold)) = &self.hold_at
+            && *at == here
+        {
+            hold.reached.notify_one();
+            hold.release.notified().await;
+        }
+        if self.crash_at == Some(here) {
+            Err(CrossError::Crashed(here))
+        } else {
+            Ok(())
+        }
     }
 
     /// The same coordinator in another mode.

@@ -59,7 +59,7 @@ use basis_store::{Pools, Store};
 
 pub use basis_clock::{Clock, ManualClock, SystemClock};
 pub use cross::{
-    AccountRef, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Mode,
+    AccountRef, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Hold, Mode,
 };
 pub use events::{Event, EventKind, Position};
 pub use model::{

@@ -44,6 +44,13 @@ const MAX_ATTEMPTS: u32 = 10;
 /// settled it already).
 const UNDEFINED_OBJECT: &str = "42704";
 
+/// SQLSTATE of `COMMIT/ROLLBACK PREPARED` on a global id another session is settling at this
+/// moment ("prepared transaction … is busy").
+const BUSY: &str = "55000";
+
+/// How many times [`settle`] waits for another session's settling of the same id.
+const SETTLE_WAITS: u32 = 20;
+
 /// What one recovery pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovery {
@@ -83,14 +90,6 @@ impl CrossLedger {
             (self.home_name.as_str(), self.home_pool()),
             (self.remote_name.as_str(), self.remote_pool()),
         ]
-    }
-
-    fn fault(&self, here: CrashPoint) -> Result<(), CrossError> {
-        if self.crash_at == Some(here) {
-            Err(CrossError::Crashed(here))
-        } else {
-            Ok(())
-        }
     }
 
     /// Runs the protocol for a freshly logged transfer.
@@ -134,7 +133,7 @@ impl CrossLedger {
                 }
             }
         };
-        if let Err(err) = self.fault(CrashPoint::BeforePrepare) {
+        if let Err(err) = self.checkpoint(CrashPoint::BeforePrepare).await {
             return Err(crash(err, local, remote));
         }
 
@@ -143,14 +142,14 @@ impl CrossLedger {
             return Err(self.abort_prepared(id, &[], err).await);
         }
         self.step(id, "prepared-local").await?;
-        if let Err(err) = self.fault(CrashPoint::AfterFirstPrepare) {
+        if let Err(err) = self.checkpoint(CrashPoint::AfterFirstPrepare).await {
             return Err(crash(err, local, remote));
         }
         if let Err(err) = prepare(&mut remote, &remote_gid).await {
             return Err(self.abort_prepared(id, &[&local_gid], err).await);
         }
         self.step(id, "prepared").await?;
-        if let Err(err) = self.fault(CrashPoint::AfterBothPrepares) {
+        if let Err(err) = self.checkpoint(CrashPoint::AfterBothPrepares).await {
             return Err(crash(err, local, remote));
         }
 
@@ -162,7 +161,7 @@ impl CrossLedger {
                 .await?;
             return Err(CrossError::Aborted(id));
         }
-        if let Err(err) = self.fault(CrashPoint::AfterDecision) {
+        if let Err(err) = self.checkpoint(CrashPoint::AfterDecision).await {
             return Err(crash(err, local, remote));
         }
         settle(&mut local, "COMMIT", &local_gid).await?;
@@ -418,19 +417,33 @@ async fn prepare(conn: &mut PoolConnection<Postgres>, gid: &str) -> Result<(), s
     Ok(())
 }
 
-/// `COMMIT PREPARED` or `ROLLBACK PREPARED`; a global id already settled is fine.
+/// `COMMIT PREPARED` or `ROLLBACK PREPARED`; a global id already settled is fine. The
+/// coordinator and recovery may settle the same id at the same moment (both read the same
+/// decision, so with the same verb): the later one is told the id is busy, waits for the
+/// other to finish, and then finds it gone.
 async fn settle(
     conn: &mut PoolConnection<Postgres>,
     verb: &str,
     gid: &str,
 ) -> Result<(), CrossError> {
-    match sqlx::query(&format!("{verb} PREPARED '{gid}'"))
-        .execute(&mut **conn)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNDEFINED_OBJECT) => Ok(()),
-        Err(err) => Err(err.into()),
+    let mut waits = 0;
+    loop {
+        match sqlx::query(&format!("{verb} PREPARED '{gid}'"))
+            .execute(&mut **conn)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNDEFINED_OBJECT) => {
+                return Ok(());
+            }
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some(BUSY) && waits < SETTLE_WAITS =>
+            {
+                waits += 1;
+                tokio::time::sleep(Duration::from_millis(2 << waits.min(6))).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Transfers between two banks (two PostgreSQL databases of a private cluster with
-//! `max_prepared_transactions` above 0): all or nothing by two-phase commit or by saga, and a
-//! coordinator stopped dead at each point of the protocol converging on restart.
+//! `max_prepared_transactions` above 0): all or nothing by two-phase commit or by saga, a
+//! coordinator stopped dead at each point of the protocol converging on restart, and a
+//! coordinator that decides only after recovery presumed the abort never committing half a
+//! transfer.
 
 mod common;
 
@@ -8,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basis_ledger::{
-    Clock, CrashPoint, CrossError, CrossLedger, CrossRequest, Ledger, ManualClock, Mode, NewAccount,
+    Clock, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Hold, Ledger,
+    ManualClock, Mode, NewAccount,
 };
 use basis_store::{ConnectOptions, Store};
 use basis_testkit::PrivatePostgres;
@@ -81,6 +84,16 @@ impl Banks {
             reference: None,
             request_key: Some(key.into()),
         }
+    }
+
+    /// The decision logged for the transfer made with `key`, if any.
+    async fn decision(&self, key: &str) -> Option<String> {
+        let id = cross_id(self, key).await;
+        basis_store::on_pool!(self.home.store(), write, pool => {
+            sqlx::query_scalar::<_, String>("SELECT outcome FROM ledger_2pc_decisions WHERE transfer_id = $1")
+                .bind(id).fetch_optional(pool).await
+        })
+        .expect("the decision log")
     }
 
     /// Alice's and Bob's balances.
@@ -312,4 +325,94 @@ async fn two_phase_commit_is_refused_where_transactions_cannot_be_prepared() {
         matches!(refused, Err(CrossError::Unsupported(ref m)) if m.contains("SQLite")),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_coordinator_deciding_after_recovery_presumed_abort_never_commits_half_a_transfer() {
+    let Some(b) = banks().await else { return };
+    let grace = Duration::from_secs(30);
+    let recovery = b.coordinator(Mode::TwoPhase).await;
+    // Starts a transfer whose coordinator waits at `point` (both halves prepared, or the
+    // commit logged), and moves the clock past the grace, so recovery takes it for dead.
+    let slow = |point: CrashPoint, key: String| {
+        let hold = Arc::new(Hold::default());
+        let b = &b;
+        let held = hold.clone();
+        async move {
+            let coordinator = b.coordinator(Mode::TwoPhase).await.holding_at(point, held);
+            let req = b.send(40, &key);
+            let running = tokio::spawn(async move { coordinator.transfer(&req).await });
+            hold.reached().await;
+            b.clock.advance_ms(60_000);
+            (hold, running)
+        }
+    };
+
+    // Recovery first: it logs 'abort' and rolls both halves back; the coordinator, released,
+    // meets that row when it logs 'commit', and rolls back too.
+    let (hold, running) = slow(CrashPoint::AfterBothPrepares, "late".into()).await;
+    let settled = recovery.recover(grace).await.expect("recovery");
+    assert_eq!((settled.rolled_back, settled.committed), (2, 0));
+    hold.release();
+    let out = running.await.unwrap();
+    assert!(matches!(out, Err(CrossError::Aborted(_))), "{out:?}");
+    assert_eq!(b.decision("late").await.as_deref(), Some("abort"));
+    assert_eq!(
+        b.balances().await,
+        (1_000, 0),
+        "nothing moved on either bank"
+    );
+
+    // The coordinator's commit first: recovery finds it and commits, never aborts.
+    let (hold, running) = slow(CrashPoint::AfterDecision, "early".into()).await;
+    let settled = recovery.recover(grace).await.expect("recovery");
+    assert_eq!((settled.rolled_back, settled.committed), (0, 2));
+    hold.release();
+    let t = running.await.unwrap().expect("committed");
+    assert_eq!(t.status, "committed");
+    assert_eq!(b.balances().await, (960, 40), "moved once on both banks");
+
+    // Both at once, again and again: whichever decision wins, the transfer is on both banks
+    // or on neither, and the coordinator's answer says which.
+    let mut expected = (960, 40);
+    let mut outcomes = (0, 0);
+    for round in 0..12 {
+        let key = format!("race-{round}");
+        let (hold, running) = slow(CrashPoint::AfterBothPrepares, key.clone()).await;
+        let (out, recovered) = tokio::join!(
+            async {
+                hold.release();
+                running.await.unwrap()
+            },
+            recovery.recover(grace)
+        );
+        recovered.expect("recovery never fails on the race");
+        match out {
+            Ok(CrossTransfer { ref status, .. }) if status == "committed" => {
+                expected = (expected.0 - 40, expected.1 + 40);
+                outcomes.0 += 1;
+                assert_eq!(b.decision(&key).await.as_deref(), Some("commit"));
+            }
+            Err(CrossError::Aborted(_)) => {
+                outcomes.1 += 1;
+                assert_eq!(b.decision(&key).await.as_deref(), Some("abort"));
+            }
+            other => panic!("round {round}: neither committed nor aborted: {other:?}"),
+        }
+        assert_eq!(
+            b.balances().await,
+            expected,
+            "round {round}: all or nothing"
+        );
+        assert_eq!(recovery.prepared().await.unwrap().0, 0, "round {round}");
+    }
+    eprintln!("race outcomes (committed, aborted): {outcomes:?}");
+    b.assert_each_bank_balances().await;
+    recovery.recover(grace).await.expect("recovery");
+    let open: i64 = basis_store::on_pool!(b.home.store(), write, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ledger_cross_transfers WHERE status = 'started'")
+            .fetch_one(pool).await
+    })
+    .unwrap();
+    assert_eq!(open, 0, "every transfer decided");
 }
