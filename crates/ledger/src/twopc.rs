@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
-use crate::cross::{CrashPoint, CrossError, CrossLedger, CrossTransfer, is_refusal, micros};
+use crate::cross::{
+    CrashPoint, CrossError, CrossLedger, CrossTransfer, Direction, is_refusal, micros,
+};
 use crate::model::{Currency, Error, TransferRequest};
 use crate::write;
 
@@ -96,16 +98,22 @@ impl CrossLedger {
     pub(crate) async fn two_phase(&self, row: CrossTransfer) -> Result<CrossTransfer, CrossError> {
         let id = row.id;
         let currency = Currency::parse(&row.currency)?;
-        let local_funding = self.home.funding_account(&currency).await?;
-        let remote_funding = self.remote.funding_account(&currency).await?;
+        let ((payer, payer_name), (payee, payee_name)) = self.sides(&row.direction);
+        let payer_funding = payer.funding_account(&currency).await?;
+        let payee_funding = payee.funding_account(&currency).await?;
+        let debit =
+            TransferRequest::posted(row.from_account, payer_funding.id, row.amount, &currency)
+                .once_for(self.half_key(id, payer_name));
+        let credit =
+            TransferRequest::posted(payee_funding.id, row.to_account, row.amount, &currency)
+                .once_for(self.half_key(id, payee_name));
+        let (local_req, remote_req) = if row.direction == Direction::Incoming.as_str() {
+            (credit, debit)
+        } else {
+            (debit, credit)
+        };
         let local_gid = self.half_key(id, &self.home_name);
         let remote_gid = self.half_key(id, &self.remote_name);
-        let local_req =
-            TransferRequest::posted(row.from_account, local_funding.id, row.amount, &currency)
-                .once_for(local_gid.clone());
-        let remote_req =
-            TransferRequest::posted(remote_funding.id, row.to_account, row.amount, &currency)
-                .once_for(remote_gid.clone());
 
         let mut local = self.home_pool().acquire().await?;
         let mut remote = self.remote_pool().acquire().await?;

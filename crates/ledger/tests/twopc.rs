@@ -1,8 +1,7 @@
 //! Transfers between two banks (two PostgreSQL databases of a private cluster with
-//! `max_prepared_transactions` above 0): all or nothing by two-phase commit or by saga, a
-//! coordinator stopped dead at each point of the protocol converging on restart, and a
-//! coordinator that decides only after recovery presumed the abort never committing half a
-//! transfer.
+//! `max_prepared_transactions` above 0), either way: all or nothing by two-phase commit or by
+//! saga, a coordinator stopped dead at each point of the protocol converging on restart, and a coordinator that decides only after recovery presumed the
+//! abort never committing half a transfer.
 
 mod common;
 
@@ -10,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basis_ledger::{
-    Clock, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Hold, Ledger,
-    ManualClock, Mode, NewAccount,
+    Clock, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Direction, Hold,
+    Ledger, ManualClock, Mode, NewAccount, TransferStatus,
 };
 use basis_store::{ConnectOptions, Store};
 use basis_testkit::PrivatePostgres;
@@ -77,6 +76,7 @@ impl Banks {
 
     fn send(&self, amount: i64, key: &str) -> CrossRequest {
         CrossRequest {
+            direction: Direction::Outgoing,
             from: self.alice,
             to: self.bob,
             amount,
@@ -84,6 +84,23 @@ impl Banks {
             reference: None,
             request_key: Some(key.into()),
         }
+    }
+
+    /// Bob (at the other bank) sends Alice (at this one) `amount`.
+    fn receive(&self, amount: i64, key: &str) -> CrossRequest {
+        CrossRequest {
+            direction: Direction::Incoming,
+            from: self.bob,
+            to: self.alice,
+            ..self.send(amount, key)
+        }
+    }
+
+    /// Money reserved and not yet posted or voided, on both banks.
+    async fn pending(&self) -> i64 {
+        let a = self.home.account(self.alice).await.expect("alice");
+        let b = self.remote.account(self.bob).await.expect("bob");
+        a.pending_debits + b.pending_debits
     }
 
     /// The decision logged for the transfer made with `key`, if any.
@@ -415,4 +432,89 @@ async fn a_coordinator_deciding_after_recovery_presumed_abort_never_commits_half
     })
     .unwrap();
     assert_eq!(open, 0, "every transfer decided");
+}
+
+#[tokio::test]
+async fn money_comes_in_from_the_other_bank_in_either_mode() {
+    let Some(b) = banks().await else { return };
+    b.remote.deposit(b.bob, 500, &usd()).await.expect("deposit");
+    for mode in [Mode::TwoPhase, Mode::Saga] {
+        let cross = b.coordinator(mode).await;
+        let key = format!("in-{mode:?}");
+        let t = cross
+            .transfer(&b.receive(100, &key))
+            .await
+            .expect("committed");
+        assert_eq!(
+            (t.status.as_str(), t.direction.as_str()),
+            ("committed", "in")
+        );
+        assert_eq!((t.from_account, t.to_account), (b.bob, b.alice));
+        assert!(t.local_transfer_id.is_some() && t.remote_transfer_id.is_some());
+        // The local half credits Alice, the remote one debits Bob.
+        let local = b
+            .home
+            .transfer_by_id(t.local_transfer_id.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (local.credit_account_id, local.status),
+            (b.alice, TransferStatus::Posted)
+        );
+        let remote = b
+            .remote
+            .transfer_by_id(t.remote_transfer_id.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (remote.debit_account_id, remote.status),
+            (b.bob, TransferStatus::Posted)
+        );
+        // The same key the other way is another transfer: refused.
+        let turned = cross.transfer(&b.send(100, &key)).await;
+        assert!(
+            matches!(turned, Err(CrossError::RequestKeyReused(_))),
+            "{turned:?}"
+        );
+
+        // Refusals move nothing: too little money at the other bank, no such account here.
+        let broke = cross
+            .transfer(&b.receive(10_000, &format!("{key}-broke")))
+            .await;
+        assert!(
+            matches!(
+                broke,
+                Err(CrossError::Ledger(
+                    basis_ledger::Error::InsufficientFunds { .. }
+                ))
+            ),
+            "{broke:?}"
+        );
+        let mut nobody = b.receive(10, &format!("{key}-nobody"));
+        nobody.to = 999_999;
+        let missing = cross.transfer(&nobody).await;
+        assert!(
+            matches!(
+                missing,
+                Err(CrossError::Ledger(basis_ledger::Error::AccountNotFound(_)))
+            ),
+            "{missing:?}"
+        );
+        assert_eq!(
+            b.pending().await,
+            0,
+            "{mode:?}: the reservation at the other bank voided"
+        );
+    }
+    assert_eq!(b.balances().await, (1_200, 300));
+    b.assert_each_bank_balances().await;
+    assert_eq!(
+        b.coordinator(Mode::TwoPhase)
+            .await
+            .prepared()
+            .await
+            .unwrap()
+            .0,
+        0
+    );
 }
