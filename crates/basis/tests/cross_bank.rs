@@ -379,6 +379,17 @@ async fn a_transfer_to_another_bank_is_refused_on_sqlite() {
 
 #[tokio::test]
 async fn a_server_killed_amid_transfers_to_another_bank_leaves_each_on_both_or_neither() {
+    killed_amid_transfers("2pc").await;
+}
+
+/// The same in saga mode: the kill lands between the saga's steps (reservation made, credit
+/// made, reservation not yet posted), and the restart resumes each from its step.
+#[tokio::test]
+async fn a_saga_killed_amid_transfers_to_another_bank_is_finished_or_compensated_on_restart() {
+    killed_amid_transfers("saga").await;
+}
+
+async fn killed_amid_transfers(mode: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let Some(pg) = PrivatePostgres::start(20).await else {
         return;
@@ -392,6 +403,8 @@ async fn a_server_killed_amid_transfers_to_another_bank_leaves_each_on_both_or_n
     let flags = [
         "--ledger-remote-url",
         remote_url.as_str(),
+        "--cross-ledger",
+        mode,
         "--request-timeout-ms",
         "5000",
     ];
@@ -454,6 +467,13 @@ async fn a_server_killed_amid_transfers_to_another_bank_leaves_each_on_both_or_n
     })
     .unwrap();
     assert_eq!(open, 0, "no transfer left undecided");
+    let reserved: i64 = basis_store::on_pool!(home.store(), write, pool => {
+        sqlx::query_scalar("SELECT count(*) FROM ledger_transfers WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap();
+    assert_eq!(reserved, 0, "no reservation left pending");
     let alice = home.account(s.alice).await.unwrap();
     let bob = remote.account(s.bob).await.unwrap();
     assert_eq!(

@@ -143,7 +143,8 @@ impl FromStr for Mode {
 
 /// Where a coordinator may be made to stop dead (tests of recovery): it returns
 /// [`CrossError::Crashed`] at once, closing its connections without rolling anything back,
-/// as a process killed at that point would.
+/// as a process killed at that point would. The first four are points of two-phase commit,
+/// the last three step boundaries of the saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// Both halves written, neither prepared.
@@ -154,6 +155,12 @@ pub enum CrashPoint {
     AfterBothPrepares,
     /// 'commit' logged, nothing committed.
     AfterDecision,
+    /// Saga: the sender's money reserved (a pending transfer), nothing credited.
+    AfterReserve,
+    /// Saga: the receiver credited, the reservation not yet posted.
+    AfterCredit,
+    /// Saga: the credit refused and the compensation logged, the reservation not yet voided.
+    BeforeVoid,
 }
 
 /// Holds a coordinator at a [`CrashPoint`] until released, instead of stopping it: a
@@ -589,6 +596,7 @@ impl CrossLedger {
         hold = hold.max(micros(timed.elapsed()));
         self.saga_step(id, "credit", Some(debit.id), incoming)
             .await?;
+        self.checkpoint(CrashPoint::AfterReserve).await?;
         let payee_funding = payee.funding_account(&currency).await?;
         let credit =
             TransferRequest::posted(payee_funding.id, row.to_account, row.amount, &currency)
@@ -599,6 +607,7 @@ impl CrossLedger {
         match credited {
             Ok(_) => {
                 self.saga_step(id, "post", None, incoming).await?;
+                self.checkpoint(CrashPoint::AfterCredit).await?;
                 let timed = Instant::now();
                 match payer.post(debit.id, None).await {
                     Ok(_) => {}
@@ -613,6 +622,7 @@ impl CrossLedger {
             }
             Err(err) if is_refusal(&err) => {
                 self.saga_step(id, "void", None, incoming).await?;
+                self.checkpoint(CrashPoint::BeforeVoid).await?;
                 let timed = Instant::now();
                 match payer.void(debit.id).await {
                     Ok(_) => {}

@@ -1,6 +1,7 @@
 //! Transfers between two banks (two PostgreSQL databases of a private cluster with
 //! `max_prepared_transactions` above 0), either way: all or nothing by two-phase commit or by
-//! saga, a coordinator stopped dead at each point of the protocol converging on restart, and a coordinator that decides only after recovery presumed the
+//! saga, a coordinator stopped dead at each point of the protocol (or step of the saga)
+//! converging on restart, and a coordinator that decides only after recovery presumed the
 //! abort never committing half a transfer.
 
 mod common;
@@ -517,4 +518,60 @@ async fn money_comes_in_from_the_other_bank_in_either_mode() {
             .0,
         0
     );
+}
+
+#[tokio::test]
+async fn a_saga_stopped_at_any_step_converges_to_all_or_nothing_on_restart() {
+    let Some(b) = banks().await else { return };
+    b.remote
+        .deposit(b.bob, 1_000, &usd())
+        .await
+        .expect("deposit");
+    let mut expected = (1_000, 1_000);
+    for direction in [Direction::Outgoing, Direction::Incoming] {
+        for point in [
+            CrashPoint::AfterReserve,
+            CrashPoint::AfterCredit,
+            CrashPoint::BeforeVoid,
+        ] {
+            let key = format!("saga-{direction:?}-{point:?}");
+            let mut req = match direction {
+                Direction::Outgoing => b.send(30, &key),
+                Direction::Incoming => b.receive(30, &key),
+            };
+            if point == CrashPoint::BeforeVoid {
+                req.to = 999_999; // the credit is refused, the saga compensates
+            }
+            let dying = b.coordinator(Mode::Saga).await.crashing_at(point);
+            let out = dying.transfer(&req).await;
+            assert!(
+                matches!(out, Err(CrossError::Crashed(p)) if p == point),
+                "{out:?}"
+            );
+            // Stopped in the middle: the sender's money is reserved, not yet settled.
+            assert_eq!(b.pending().await, 30, "{key}: stopped between steps");
+
+            // A fresh coordinator starts and recovers with no grace, as `basis serve` does.
+            let fresh = b.coordinator(Mode::Saga).await;
+            let report = fresh.recover(Duration::ZERO).await.expect("recovery");
+            assert_eq!(report.settled, 1, "{key}");
+            let row = fresh.get(cross_id(&b, &key).await).await.unwrap().unwrap();
+            if point == CrashPoint::BeforeVoid {
+                assert_eq!(row.status, "aborted", "{key}");
+            } else {
+                assert_eq!(row.status, "committed", "{key}");
+                expected = match direction {
+                    Direction::Outgoing => (expected.0 - 30, expected.1 + 30),
+                    Direction::Incoming => (expected.0 + 30, expected.1 - 30),
+                };
+            }
+            assert!(row.finished_at.is_some(), "{key}: settled");
+            assert_eq!(b.pending().await, 0, "{key}: nothing left reserved");
+            assert_eq!(b.balances().await, expected, "{key}: all or nothing");
+            b.assert_each_bank_balances().await;
+            // Settled for good: another pass finds nothing to do.
+            let again = fresh.recover(Duration::ZERO).await.unwrap();
+            assert_eq!(again.settled, 0, "{key}");
+        }
+    }
 }
