@@ -22,9 +22,17 @@ as_pg() { if [ "$(id -u)" = 0 ]; then setpriv --reuid=postgres --regid=postgres 
 [ "$(id -u)" = 0 ] && chown postgres: "$SCRATCH"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 as_pg initdb -D "$SCRATCH/data" -A trust -U postgres --no-sync -E UTF8 >/dev/null
-as_pg postgres -D "$SCRATCH/data" -p "$PORT" -c listen_addresses=127.0.0.1 \
-  -c unix_socket_directories="$SCRATCH" -c max_prepared_transactions=64 -c max_connections=200 \
-  >"$SCRATCH/postgres.log" 2>&1 &
+SERVER=(postgres -D "$SCRATCH/data" -p "$PORT" -c listen_addresses=127.0.0.1
+  -c unix_socket_directories="$SCRATCH" -c max_prepared_transactions=64 -c max_connections=200)
+# Started as a plain command, not through the as_pg function: a function in the background
+# runs in a forked shell, so $! would be that shell, and the interrupt below would never
+# reach the server (the script then hung in `wait` and left the cluster running).
+if [ "$(id -u)" = 0 ]; then
+  setpriv --reuid=postgres --regid=postgres --init-groups --reset-env -- "${SERVER[@]}" \
+    >"$SCRATCH/postgres.log" 2>&1 &
+else
+  "${SERVER[@]}" >"$SCRATCH/postgres.log" 2>&1 &
+fi
 PG_PID=$!
 cleanup() { kill -INT "$PG_PID" 2>/dev/null; wait "$PG_PID" 2>/dev/null || true; rm -rf "$SCRATCH"; }
 trap cleanup EXIT

@@ -3,8 +3,8 @@
 //! separate `basis payments-sim` fails a share of its calls and answers some only after the
 //! client gave up. Then a checker proves, from the database, that stock + sold = initial for
 //! every product, every confirmed order was charged exactly once, every cancelled order's
-//! money was voided or refunded, the ledger still sums to zero, and no mail went to an order
-//! that is not confirmed (one per order at most: a primary key).
+//! money was voided or refunded, the ledger still sums to zero, no mail went to an order
+//! that is not confirmed, and every confirmed order got its mail (through the outbox).
 //!
 //! The short form (`cargo test`) places `CHECKOUT_CRASH_ORDERS` orders (default 30);
 //! `scripts/checkout-crash.sh` runs the long form (200 orders over 10 products).
@@ -412,5 +412,31 @@ async fn checkouts_survive_workers_killed_at_random_and_a_failing_provider() {
     .await
     .unwrap();
     assert_eq!(stray_mail, 0, "no mail for an order that is not confirmed");
+    // Every confirmed order gets its mail (at least once, through the outbox), and its
+    // event is recorded once by the mail consumer.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (unsent, recorded, confirmed): (i64, i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM shop_orders o LEFT JOIN shop_mails m ON m.order_id = o.id \
+                     WHERE o.status = 'confirmed' AND m.sent_at IS NULL), \
+                    (SELECT count(*) FROM processed_events WHERE consumer = 'shop-mail'), \
+                    (SELECT count(*) FROM shop_orders WHERE status = 'confirmed')",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if unsent == 0 {
+            assert_eq!(
+                recorded, confirmed,
+                "one recorded mail event per confirmed order"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{unsent} confirmed orders still without their mail after a minute"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(server);
 }

@@ -89,12 +89,17 @@ async fn set_up(server: &Basis, remote: &Ledger) -> Setup {
 
 impl Setup {
     async fn send(&self, to: &str, amount: i64, key: &str) -> (u16, Value) {
+        self.move_money(json!(self.alice), json!(to), amount, key)
+            .await
+    }
+
+    async fn move_money(&self, from: Value, to: Value, amount: i64, key: &str) -> (u16, Value) {
         let response = self
             .client
             .post(format!("{}/transfers", self.base))
             .bearer_auth(&self.token)
             .header("Idempotency-Key", key)
-            .json(&json!({"from": self.alice, "to": to, "amount": amount, "currency": "USD"}))
+            .json(&json!({"from": from, "to": to, "amount": amount, "currency": "USD"}))
             .send()
             .await
             .expect("a response");
@@ -124,7 +129,7 @@ async fn assert_settled(home: &Ledger, remote: &Ledger) {
 }
 
 #[tokio::test]
-async fn a_transfer_to_another_bank_commits_on_both_over_http_in_either_mode() {
+async fn a_transfer_to_or_from_another_bank_commits_on_both_over_http_in_either_mode() {
     let Some(pg) = PrivatePostgres::start(10).await else {
         return;
     };
@@ -146,7 +151,7 @@ async fn a_transfer_to_another_bank_commits_on_both_over_http_in_either_mode() {
             (body["status"].as_str(), body["mode"].as_str()),
             (Some("committed"), Some(mode))
         );
-        moved += 2_500;
+        moved += 2_500 + 400;
         let local = body["localTransferId"].as_i64().expect("the local half");
         let half: Value = s
             .client
@@ -172,6 +177,89 @@ async fn a_transfer_to_another_bank_commits_on_both_over_http_in_either_mode() {
             )
             .await;
         assert_eq!(status, 422, "{body}");
+
+        // Money comes in: from the teller's own account at the other bank to Alice.
+        let me: Value = s
+            .client
+            .get(format!("{}/auth/me", s.base))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let carol = remote
+            .open_account(&NewAccount {
+                currency: usd(),
+                name: Some("carol".into()),
+                owner_id: Some(me["id"].as_str().expect("a user id").into()),
+                allow_overdraft: false,
+            })
+            .await
+            .expect("open at the other bank")
+            .id;
+        remote.deposit(carol, 1_000, &usd()).await.expect("deposit");
+        let (status, body) = s
+            .move_money(
+                json!(format!("remote:{carol}")),
+                json!(s.alice),
+                400,
+                &format!("{mode}-in-1"),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            (body["status"].as_str(), body["mode"].as_str()),
+            (Some("committed"), Some(mode))
+        );
+        assert_eq!(body["from"], format!("remote:{carol}"), "{body}");
+        assert_eq!(body["to"], s.alice.to_string(), "{body}");
+        let credit = body["localTransferId"].as_i64().expect("the local half");
+        let half: Value = s
+            .client
+            .get(format!("{}/transfers/{credit}", s.base))
+            .bearer_auth(&s.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(half["status"], "posted", "{half}");
+        // Only the owner takes money out of an account of the other bank; both sides at
+        // the other bank, or too little money there, are refused; nothing moves.
+        let (status, body) = s
+            .move_money(
+                json!(format!("remote:{}", s.bob)),
+                json!(s.alice),
+                1,
+                &format!("{mode}-in-2"),
+            )
+            .await;
+        assert_eq!(status, 404, "{body}");
+        let (status, body) = s
+            .move_money(
+                json!(format!("remote:{carol}")),
+                json!(format!("remote:{}", s.bob)),
+                1,
+                &format!("{mode}-in-3"),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.to_string().contains("from"), "{body}");
+        let (status, body) = s
+            .move_money(
+                json!(format!("remote:{carol}")),
+                json!(s.alice),
+                5_000,
+                &format!("{mode}-in-4"),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        let carol = remote.account(carol).await.unwrap();
+        assert_eq!((carol.balance, carol.pending_debits), (600, 0));
+
         let alice: Value = s
             .client
             .get(format!(
@@ -185,7 +273,7 @@ async fn a_transfer_to_another_bank_commits_on_both_over_http_in_either_mode() {
             .json()
             .await
             .unwrap();
-        assert_eq!(alice["balance"], 10_000 - 2_500, "{alice}");
+        assert_eq!(alice["balance"], 10_000 - 2_500 + 400, "{alice}");
         assert_eq!(alice["pending"], 0, "{alice}");
         let bob = remote.account(s.bob).await.unwrap();
         assert_eq!(bob.balance, 2_500);
@@ -215,7 +303,7 @@ async fn a_transfer_to_another_bank_commits_on_both_over_http_in_either_mode() {
             &[&format!("mode=\"{mode}\""), "outcome=\"committed\""],
         )
         .await;
-        assert_eq!(committed, 1.0);
+        assert_eq!(committed, 2.0, "one transfer out, one in");
         assert!(server.terminate().await.success());
     }
     assert!(moved > 0);
@@ -291,6 +379,17 @@ async fn a_transfer_to_another_bank_is_refused_on_sqlite() {
 
 #[tokio::test]
 async fn a_server_killed_amid_transfers_to_another_bank_leaves_each_on_both_or_neither() {
+    killed_amid_transfers("2pc").await;
+}
+
+/// The same in saga mode: the kill lands between the saga's steps (reservation made, credit
+/// made, reservation not yet posted), and the restart resumes each from its step.
+#[tokio::test]
+async fn a_saga_killed_amid_transfers_to_another_bank_is_finished_or_compensated_on_restart() {
+    killed_amid_transfers("saga").await;
+}
+
+async fn killed_amid_transfers(mode: &str) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let Some(pg) = PrivatePostgres::start(20).await else {
         return;
@@ -304,6 +403,8 @@ async fn a_server_killed_amid_transfers_to_another_bank_leaves_each_on_both_or_n
     let flags = [
         "--ledger-remote-url",
         remote_url.as_str(),
+        "--cross-ledger",
+        mode,
         "--request-timeout-ms",
         "5000",
     ];
@@ -366,6 +467,13 @@ async fn a_server_killed_amid_transfers_to_another_bank_leaves_each_on_both_or_n
     })
     .unwrap();
     assert_eq!(open, 0, "no transfer left undecided");
+    let reserved: i64 = basis_store::on_pool!(home.store(), write, pool => {
+        sqlx::query_scalar("SELECT count(*) FROM ledger_transfers WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await
+    })
+    .unwrap();
+    assert_eq!(reserved, 0, "no reservation left pending");
     let alice = home.account(s.alice).await.unwrap();
     let bob = remote.account(s.bob).await.unwrap();
     assert_eq!(

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use basis_ledger::{
-    CrossLedger, CrossRequest, Currency, Ledger, Mode, NewAccount, SystemClock, TransferRequest,
+    CrossLedger, CrossRequest, Currency, Direction, Ledger, Mode, NewAccount, SystemClock,
+    TransferRequest,
 };
 use basis_store::{ConnectOptions, Store};
 
@@ -95,6 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     }
                     Some(_) => {
                         let req = CrossRequest {
+                            direction: Direction::Outgoing,
                             from,
                             to: receiver,
                             amount: 1,

@@ -15,6 +15,10 @@
 //!   (the compensation). Each step is its own short transaction, made at most once by its
 //!   request key, so a coordinator that stops is resumed by recovery from the same step.
 //!
+//! Money goes either way ([`Direction`]): out of an account of this ledger into one of the
+//! participant's, or in from one of the participant's. Whichever bank is debited holds the
+//! first half (the saga's reservation); this ledger's database always keeps the log.
+//!
 //! Accounts are named by [`AccountRef`]: `42` is an account of this ledger, `remote:42` one
 //! of the participant called `remote`.
 
@@ -81,6 +85,28 @@ pub fn valid_name(name: &str) -> Result<String, String> {
     }
 }
 
+/// Which way the money goes between this ledger and the participant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub enum Direction {
+    /// From an account of this ledger to one of the participant's.
+    #[default]
+    #[serde(rename = "out")]
+    Outgoing,
+    /// From an account of the participant's to one of this ledger.
+    #[serde(rename = "in")]
+    Incoming,
+}
+
+impl Direction {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Outgoing => "out",
+            Self::Incoming => "in",
+        }
+    }
+}
+
 /// How a cross-ledger transfer is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Mode {
@@ -115,9 +141,10 @@ impl FromStr for Mode {
     }
 }
 
-/// Where the 2PC coordinator may be made to stop dead (tests of recovery): it returns
+/// Where a coordinator may be made to stop dead (tests of recovery): it returns
 /// [`CrossError::Crashed`] at once, closing its connections without rolling anything back,
-/// as a process killed at that point would.
+/// as a process killed at that point would. The first four are points of two-phase commit,
+/// the last three step boundaries of the saga.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CrashPoint {
     /// Both halves written, neither prepared.
@@ -128,14 +155,43 @@ pub enum CrashPoint {
     AfterBothPrepares,
     /// 'commit' logged, nothing committed.
     AfterDecision,
+    /// Saga: the sender's money reserved (a pending transfer), nothing credited.
+    AfterReserve,
+    /// Saga: the receiver credited, the reservation not yet posted.
+    AfterCredit,
+    /// Saga: the credit refused and the compensation logged, the reservation not yet voided.
+    BeforeVoid,
 }
 
-/// A request to move money from an account of this ledger to one of the remote participant.
+/// Holds a coordinator at a [`CrashPoint`] until released, instead of stopping it: a
+/// coordinator that is only slow there (tests of its race with recovery).
+#[derive(Debug, Default)]
+pub struct Hold {
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+impl Hold {
+    /// Waits until the coordinator has arrived at the point.
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the coordinator go on.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
+/// A request to move money between an account of this ledger and one of the remote
+/// participant, either way.
 #[derive(Debug, Clone)]
 pub struct CrossRequest {
-    /// The local account debited.
+    /// Out of this ledger (the default) or into it.
+    pub direction: Direction,
+    /// The account debited: this ledger's when outgoing, the participant's when incoming.
     pub from: i64,
-    /// The remote account credited.
+    /// The account credited: the participant's when outgoing, this ledger's when incoming.
     pub to: i64,
     /// Minor units, at least 1.
     pub amount: i64,
@@ -155,11 +211,13 @@ pub struct CrossTransfer {
     pub id: i64,
     /// `2pc` or `saga`.
     pub mode: String,
-    /// The local account debited.
+    /// `out` (this ledger debited, the participant credited) or `in` (the other way).
+    pub direction: String,
+    /// The account debited (in the participant's ledger when `in`).
     pub from_account: i64,
-    /// The participant credited.
-    pub to_participant: String,
-    /// The remote account credited.
+    /// The other bank.
+    pub participant: String,
+    /// The account credited (in the participant's ledger when `out`).
     pub to_account: i64,
     /// Minor units.
     pub amount: i64,
@@ -171,9 +229,9 @@ pub struct CrossTransfer {
     pub status: String,
     /// The last phase (2PC) or the next step (saga).
     pub step: String,
-    /// The local half, once committed (for a saga: the reservation, from its first step).
+    /// The local half, once committed (for a saga out: the reservation, from its first step).
     pub local_transfer_id: Option<i64>,
-    /// The remote half, once committed.
+    /// The remote half, once committed (for a saga in: the reservation, from its first step).
     pub remote_transfer_id: Option<i64>,
     /// Why it was aborted.
     pub failure: Option<String>,
@@ -229,6 +287,7 @@ pub struct CrossLedger {
     pub(crate) remote_name: String,
     pub(crate) mode: Mode,
     pub(crate) crash_at: Option<CrashPoint>,
+    pub(crate) hold_at: Option<(CrashPoint, Arc<Hold>)>,
 }
 
 impl CrossLedger {
@@ -272,6 +331,7 @@ impl CrossLedger {
             remote_name,
             mode,
             crash_at: None,
+            hold_at: None,
         })
     }
 
@@ -279,6 +339,27 @@ impl CrossLedger {
     pub fn crashing_at(mut self, point: CrashPoint) -> Self {
         self.crash_at = Some(point);
         self
+    }
+
+    /// The same coordinator, waiting at `point` until `hold` releases it (tests only).
+    pub fn holding_at(mut self, point: CrashPoint, hold: Arc<Hold>) -> Self {
+        self.hold_at = Some((point, hold));
+        self
+    }
+
+    /// Waits at `here` if told to hold there, then stops dead if told to crash there.
+    pub(crate) async fn checkpoint(&self, here: CrashPoint) -> Result<(), CrossError> {
+        if let Some((at, hold)) = &self.hold_at
+            && *at == here
+        {
+            hold.reached.notify_one();
+            hold.release.notified().await;
+        }
+        if self.crash_at == Some(here) {
+            Err(CrossError::Crashed(here))
+        } else {
+            Ok(())
+        }
     }
 
     /// The same coordinator in another mode.
@@ -330,7 +411,20 @@ impl CrossLedger {
         format!("basis:{}.", self.home_name)
     }
 
-    /// Moves `req.amount` from a local account to a remote one, on both ledgers or neither.
+    /// The ledger debited by a transfer going `direction`, and the one credited, each with
+    /// its participant name.
+    pub(crate) fn sides(&self, direction: &str) -> ((&Ledger, &str), (&Ledger, &str)) {
+        let home = (&self.home, self.home_name.as_str());
+        let remote = (&self.remote, self.remote_name.as_str());
+        if direction == Direction::Incoming.as_str() {
+            (remote, home)
+        } else {
+            (home, remote)
+        }
+    }
+
+    /// Moves `req.amount` between a local account and a remote one (`req.direction` says
+    /// which way), on both ledgers or neither.
     pub async fn transfer(&self, req: &CrossRequest) -> Result<CrossTransfer, CrossError> {
         if req.amount <= 0 {
             return Err(Error::InvalidAmount.into());
@@ -373,9 +467,9 @@ impl CrossLedger {
             Mode::Saga => "debit",
         };
         let made: Option<CrossTransfer> = sqlx::query_as(
-            "INSERT INTO ledger_cross_transfers (request_key, mode, from_account, to_participant, \
-             to_account, amount, currency, reference, status, step, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', $9, $10) \
+            "INSERT INTO ledger_cross_transfers (request_key, mode, from_account, participant, \
+             to_account, amount, currency, reference, status, step, created_at, direction) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'started', $9, $10, $11) \
              ON CONFLICT (request_key) DO NOTHING RETURNING *",
         )
         .bind(&req.request_key)
@@ -388,6 +482,7 @@ impl CrossLedger {
         .bind(&req.reference)
         .bind(first_step)
         .bind(now)
+        .bind(req.direction.as_str())
         .fetch_optional(self.home_pool())
         .await?;
         if let Some(row) = made {
@@ -399,7 +494,8 @@ impl CrossLedger {
                 .bind(&key)
                 .fetch_one(self.home_pool())
                 .await?;
-        let same = row.from_account == req.from
+        let same = row.direction == req.direction.as_str()
+            && row.from_account == req.from
             && row.to_account == req.to
             && row.amount == req.amount
             && row.currency == req.currency.as_str();
@@ -461,10 +557,17 @@ impl CrossLedger {
     pub(crate) async fn saga(&self, row: CrossTransfer) -> Result<CrossTransfer, CrossError> {
         let id = row.id;
         let currency = Currency::parse(&row.currency)?;
+        let ((payer, payer_name), (payee, payee_name)) = self.sides(&row.direction);
+        let incoming = row.direction == Direction::Incoming.as_str();
         if row.step == "void" {
             // Stopped while compensating: the credit was refused, finish the void.
-            if let Some(reservation) = row.local_transfer_id {
-                match self.home.void(reservation).await {
+            let reservation = if incoming {
+                row.remote_transfer_id
+            } else {
+                row.local_transfer_id
+            };
+            if let Some(reservation) = reservation {
+                match payer.void(reservation).await {
                     Ok(_)
                     | Err(Error::NotPending {
                         status: TransferStatus::Voided,
@@ -476,12 +579,12 @@ impl CrossLedger {
             return self.finish(id, "aborted", None, None).await;
         }
         let mut hold = 0i64;
-        let funding = self.home.funding_account(&currency).await?;
+        let funding = payer.funding_account(&currency).await?;
         let reserve = TransferRequest::posted(row.from_account, funding.id, row.amount, &currency)
             .pending(None)
-            .once_for(self.half_key(id, &self.home_name));
+            .once_for(self.half_key(id, payer_name));
         let timed = Instant::now();
-        let debit = match self.home.transfer(&reserve).await {
+        let debit = match payer.transfer(&reserve).await {
             Ok(t) => t,
             Err(err) if is_refusal(&err) => {
                 self.finish(id, "aborted", Some(err.to_string()), None)
@@ -491,19 +594,22 @@ impl CrossLedger {
             Err(err) => return Err(err.into()),
         };
         hold = hold.max(micros(timed.elapsed()));
-        self.saga_step(id, "credit", Some(debit.id)).await?;
-        let remote_funding = self.remote.funding_account(&currency).await?;
+        self.saga_step(id, "credit", Some(debit.id), incoming)
+            .await?;
+        self.checkpoint(CrashPoint::AfterReserve).await?;
+        let payee_funding = payee.funding_account(&currency).await?;
         let credit =
-            TransferRequest::posted(remote_funding.id, row.to_account, row.amount, &currency)
-                .once_for(self.half_key(id, &self.remote_name));
+            TransferRequest::posted(payee_funding.id, row.to_account, row.amount, &currency)
+                .once_for(self.half_key(id, payee_name));
         let timed = Instant::now();
-        let credited = self.remote.transfer(&credit).await;
+        let credited = payee.transfer(&credit).await;
         hold = hold.max(micros(timed.elapsed()));
         match credited {
             Ok(_) => {
-                self.saga_step(id, "post", None).await?;
+                self.saga_step(id, "post", None, incoming).await?;
+                self.checkpoint(CrashPoint::AfterCredit).await?;
                 let timed = Instant::now();
-                match self.home.post(debit.id, None).await {
+                match payer.post(debit.id, None).await {
                     Ok(_) => {}
                     Err(Error::NotPending {
                         status: TransferStatus::Posted,
@@ -515,9 +621,10 @@ impl CrossLedger {
                 self.finish(id, "committed", None, Some(hold)).await
             }
             Err(err) if is_refusal(&err) => {
-                self.saga_step(id, "void", None).await?;
+                self.saga_step(id, "void", None, incoming).await?;
+                self.checkpoint(CrashPoint::BeforeVoid).await?;
                 let timed = Instant::now();
-                match self.home.void(debit.id).await {
+                match payer.void(debit.id).await {
                     Ok(_) => {}
                     Err(Error::NotPending {
                         status: TransferStatus::Voided,
@@ -534,14 +641,29 @@ impl CrossLedger {
         }
     }
 
-    async fn saga_step(&self, id: i64, step: &str, local: Option<i64>) -> Result<(), CrossError> {
+    /// Records the saga's next step, and its reservation (in the column of the ledger that
+    /// holds it: the remote one for a transfer coming in).
+    async fn saga_step(
+        &self,
+        id: i64,
+        step: &str,
+        reservation: Option<i64>,
+        incoming: bool,
+    ) -> Result<(), CrossError> {
+        let (local, remote) = if incoming {
+            (None, reservation)
+        } else {
+            (reservation, None)
+        };
         sqlx::query(
             "UPDATE ledger_cross_transfers SET step = $2, \
-             local_transfer_id = COALESCE($3, local_transfer_id) WHERE id = $1",
+             local_transfer_id = COALESCE($3, local_transfer_id), \
+             remote_transfer_id = COALESCE($4, remote_transfer_id) WHERE id = $1",
         )
         .bind(id)
         .bind(step)
         .bind(local)
+        .bind(remote)
         .execute(self.home_pool())
         .await?;
         Ok(())

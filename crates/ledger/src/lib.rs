@@ -59,7 +59,8 @@ use basis_store::{Pools, Store};
 
 pub use basis_clock::{Clock, ManualClock, SystemClock};
 pub use cross::{
-    AccountRef, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Mode,
+    AccountRef, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Direction, Hold,
+    Mode,
 };
 pub use events::{Event, EventKind, Position};
 pub use model::{

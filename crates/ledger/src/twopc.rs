@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
-use crate::cross::{CrashPoint, CrossError, CrossLedger, CrossTransfer, is_refusal, micros};
+use crate::cross::{
+    CrashPoint, CrossError, CrossLedger, CrossTransfer, Direction, is_refusal, micros,
+};
 use crate::model::{Currency, Error, TransferRequest};
 use crate::write;
 
@@ -43,6 +45,13 @@ const MAX_ATTEMPTS: u32 = 10;
 /// SQLSTATE of `COMMIT/ROLLBACK PREPARED` on a global id that no longer exists (someone else
 /// settled it already).
 const UNDEFINED_OBJECT: &str = "42704";
+
+/// SQLSTATE of `COMMIT/ROLLBACK PREPARED` on a global id another session is settling at this
+/// moment ("prepared transaction … is busy").
+const BUSY: &str = "55000";
+
+/// How many times [`settle`] waits for another session's settling of the same id.
+const SETTLE_WAITS: u32 = 20;
 
 /// What one recovery pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -85,28 +94,26 @@ impl CrossLedger {
         ]
     }
 
-    fn fault(&self, here: CrashPoint) -> Result<(), CrossError> {
-        if self.crash_at == Some(here) {
-            Err(CrossError::Crashed(here))
-        } else {
-            Ok(())
-        }
-    }
-
     /// Runs the protocol for a freshly logged transfer.
     pub(crate) async fn two_phase(&self, row: CrossTransfer) -> Result<CrossTransfer, CrossError> {
         let id = row.id;
         let currency = Currency::parse(&row.currency)?;
-        let local_funding = self.home.funding_account(&currency).await?;
-        let remote_funding = self.remote.funding_account(&currency).await?;
+        let ((payer, payer_name), (payee, payee_name)) = self.sides(&row.direction);
+        let payer_funding = payer.funding_account(&currency).await?;
+        let payee_funding = payee.funding_account(&currency).await?;
+        let debit =
+            TransferRequest::posted(row.from_account, payer_funding.id, row.amount, &currency)
+                .once_for(self.half_key(id, payer_name));
+        let credit =
+            TransferRequest::posted(payee_funding.id, row.to_account, row.amount, &currency)
+                .once_for(self.half_key(id, payee_name));
+        let (local_req, remote_req) = if row.direction == Direction::Incoming.as_str() {
+            (credit, debit)
+        } else {
+            (debit, credit)
+        };
         let local_gid = self.half_key(id, &self.home_name);
         let remote_gid = self.half_key(id, &self.remote_name);
-        let local_req =
-            TransferRequest::posted(row.from_account, local_funding.id, row.amount, &currency)
-                .once_for(local_gid.clone());
-        let remote_req =
-            TransferRequest::posted(remote_funding.id, row.to_account, row.amount, &currency)
-                .once_for(remote_gid.clone());
 
         let mut local = self.home_pool().acquire().await?;
         let mut remote = self.remote_pool().acquire().await?;
@@ -134,7 +141,7 @@ impl CrossLedger {
                 }
             }
         };
-        if let Err(err) = self.fault(CrashPoint::BeforePrepare) {
+        if let Err(err) = self.checkpoint(CrashPoint::BeforePrepare).await {
             return Err(crash(err, local, remote));
         }
 
@@ -143,14 +150,14 @@ impl CrossLedger {
             return Err(self.abort_prepared(id, &[], err).await);
         }
         self.step(id, "prepared-local").await?;
-        if let Err(err) = self.fault(CrashPoint::AfterFirstPrepare) {
+        if let Err(err) = self.checkpoint(CrashPoint::AfterFirstPrepare).await {
             return Err(crash(err, local, remote));
         }
         if let Err(err) = prepare(&mut remote, &remote_gid).await {
             return Err(self.abort_prepared(id, &[&local_gid], err).await);
         }
         self.step(id, "prepared").await?;
-        if let Err(err) = self.fault(CrashPoint::AfterBothPrepares) {
+        if let Err(err) = self.checkpoint(CrashPoint::AfterBothPrepares).await {
             return Err(crash(err, local, remote));
         }
 
@@ -162,7 +169,7 @@ impl CrossLedger {
                 .await?;
             return Err(CrossError::Aborted(id));
         }
-        if let Err(err) = self.fault(CrashPoint::AfterDecision) {
+        if let Err(err) = self.checkpoint(CrashPoint::AfterDecision).await {
             return Err(crash(err, local, remote));
         }
         settle(&mut local, "COMMIT", &local_gid).await?;
@@ -418,19 +425,33 @@ async fn prepare(conn: &mut PoolConnection<Postgres>, gid: &str) -> Result<(), s
     Ok(())
 }
 
-/// `COMMIT PREPARED` or `ROLLBACK PREPARED`; a global id already settled is fine.
+/// `COMMIT PREPARED` or `ROLLBACK PREPARED`; a global id already settled is fine. The
+/// coordinator and recovery may settle the same id at the same moment (both read the same
+/// decision, so with the same verb): the later one is told the id is busy, waits for the
+/// other to finish, and then finds it gone.
 async fn settle(
     conn: &mut PoolConnection<Postgres>,
     verb: &str,
     gid: &str,
 ) -> Result<(), CrossError> {
-    match sqlx::query(&format!("{verb} PREPARED '{gid}'"))
-        .execute(&mut **conn)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNDEFINED_OBJECT) => Ok(()),
-        Err(err) => Err(err.into()),
+    let mut waits = 0;
+    loop {
+        match sqlx::query(&format!("{verb} PREPARED '{gid}'"))
+            .execute(&mut **conn)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(UNDEFINED_OBJECT) => {
+                return Ok(());
+            }
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some(BUSY) && waits < SETTLE_WAITS =>
+            {
+                waits += 1;
+                tokio::time::sleep(Duration::from_millis(2 << waits.min(6))).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
 }
 

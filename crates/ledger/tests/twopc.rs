@@ -1,6 +1,8 @@
 //! Transfers between two banks (two PostgreSQL databases of a private cluster with
-//! `max_prepared_transactions` above 0): all or nothing by two-phase commit or by saga, and a
-//! coordinator stopped dead at each point of the protocol converging on restart.
+//! `max_prepared_transactions` above 0), either way: all or nothing by two-phase commit or by
+//! saga, a coordinator stopped dead at each point of the protocol (or step of the saga)
+//! converging on restart, and a coordinator that decides only after recovery presumed the
+//! abort never committing half a transfer.
 
 mod common;
 
@@ -8,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basis_ledger::{
-    Clock, CrashPoint, CrossError, CrossLedger, CrossRequest, Ledger, ManualClock, Mode, NewAccount,
+    Clock, CrashPoint, CrossError, CrossLedger, CrossRequest, CrossTransfer, Direction, Hold,
+    Ledger, ManualClock, Mode, NewAccount, TransferStatus,
 };
 use basis_store::{ConnectOptions, Store};
 use basis_testkit::PrivatePostgres;
@@ -74,6 +77,7 @@ impl Banks {
 
     fn send(&self, amount: i64, key: &str) -> CrossRequest {
         CrossRequest {
+            direction: Direction::Outgoing,
             from: self.alice,
             to: self.bob,
             amount,
@@ -81,6 +85,33 @@ impl Banks {
             reference: None,
             request_key: Some(key.into()),
         }
+    }
+
+    /// Bob (at the other bank) sends Alice (at this one) `amount`.
+    fn receive(&self, amount: i64, key: &str) -> CrossRequest {
+        CrossRequest {
+            direction: Direction::Incoming,
+            from: self.bob,
+            to: self.alice,
+            ..self.send(amount, key)
+        }
+    }
+
+    /// Money reserved and not yet posted or voided, on both banks.
+    async fn pending(&self) -> i64 {
+        let a = self.home.account(self.alice).await.expect("alice");
+        let b = self.remote.account(self.bob).await.expect("bob");
+        a.pending_debits + b.pending_debits
+    }
+
+    /// The decision logged for the transfer made with `key`, if any.
+    async fn decision(&self, key: &str) -> Option<String> {
+        let id = cross_id(self, key).await;
+        basis_store::on_pool!(self.home.store(), write, pool => {
+            sqlx::query_scalar::<_, String>("SELECT outcome FROM ledger_2pc_decisions WHERE transfer_id = $1")
+                .bind(id).fetch_optional(pool).await
+        })
+        .expect("the decision log")
     }
 
     /// Alice's and Bob's balances.
@@ -312,4 +343,235 @@ async fn two_phase_commit_is_refused_where_transactions_cannot_be_prepared() {
         matches!(refused, Err(CrossError::Unsupported(ref m)) if m.contains("SQLite")),
         "{refused:?}"
     );
+}
+
+#[tokio::test]
+async fn a_coordinator_deciding_after_recovery_presumed_abort_never_commits_half_a_transfer() {
+    let Some(b) = banks().await else { return };
+    let grace = Duration::from_secs(30);
+    let recovery = b.coordinator(Mode::TwoPhase).await;
+    // Starts a transfer whose coordinator waits at `point` (both halves prepared, or the
+    // commit logged), and moves the clock past the grace, so recovery takes it for dead.
+    let slow = |point: CrashPoint, key: String| {
+        let hold = Arc::new(Hold::default());
+        let b = &b;
+        let held = hold.clone();
+        async move {
+            let coordinator = b.coordinator(Mode::TwoPhase).await.holding_at(point, held);
+            let req = b.send(40, &key);
+            let running = tokio::spawn(async move { coordinator.transfer(&req).await });
+            hold.reached().await;
+            b.clock.advance_ms(60_000);
+            (hold, running)
+        }
+    };
+
+    // Recovery first: it logs 'abort' and rolls both halves back; the coordinator, released,
+    // meets that row when it logs 'commit', and rolls back too.
+    let (hold, running) = slow(CrashPoint::AfterBothPrepares, "late".into()).await;
+    let settled = recovery.recover(grace).await.expect("recovery");
+    assert_eq!((settled.rolled_back, settled.committed), (2, 0));
+    hold.release();
+    let out = running.await.unwrap();
+    assert!(matches!(out, Err(CrossError::Aborted(_))), "{out:?}");
+    assert_eq!(b.decision("late").await.as_deref(), Some("abort"));
+    assert_eq!(
+        b.balances().await,
+        (1_000, 0),
+        "nothing moved on either bank"
+    );
+
+    // The coordinator's commit first: recovery finds it and commits, never aborts.
+    let (hold, running) = slow(CrashPoint::AfterDecision, "early".into()).await;
+    let settled = recovery.recover(grace).await.expect("recovery");
+    assert_eq!((settled.rolled_back, settled.committed), (0, 2));
+    hold.release();
+    let t = running.await.unwrap().expect("committed");
+    assert_eq!(t.status, "committed");
+    assert_eq!(b.balances().await, (960, 40), "moved once on both banks");
+
+    // Both at once, again and again: whichever decision wins, the transfer is on both banks
+    // or on neither, and the coordinator's answer says which.
+    let mut expected = (960, 40);
+    let mut outcomes = (0, 0);
+    for round in 0..12 {
+        let key = format!("race-{round}");
+        let (hold, running) = slow(CrashPoint::AfterBothPrepares, key.clone()).await;
+        let (out, recovered) = tokio::join!(
+            async {
+                hold.release();
+                running.await.unwrap()
+            },
+            recovery.recover(grace)
+        );
+        recovered.expect("recovery never fails on the race");
+        match out {
+            Ok(CrossTransfer { ref status, .. }) if status == "committed" => {
+                expected = (expected.0 - 40, expected.1 + 40);
+                outcomes.0 += 1;
+                assert_eq!(b.decision(&key).await.as_deref(), Some("commit"));
+            }
+            Err(CrossError::Aborted(_)) => {
+                outcomes.1 += 1;
+                assert_eq!(b.decision(&key).await.as_deref(), Some("abort"));
+            }
+            other => panic!("round {round}: neither committed nor aborted: {other:?}"),
+        }
+        assert_eq!(
+            b.balances().await,
+            expected,
+            "round {round}: all or nothing"
+        );
+        assert_eq!(recovery.prepared().await.unwrap().0, 0, "round {round}");
+    }
+    eprintln!("race outcomes (committed, aborted): {outcomes:?}");
+    b.assert_each_bank_balances().await;
+    recovery.recover(grace).await.expect("recovery");
+    let open: i64 = basis_store::on_pool!(b.home.store(), write, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ledger_cross_transfers WHERE status = 'started'")
+            .fetch_one(pool).await
+    })
+    .unwrap();
+    assert_eq!(open, 0, "every transfer decided");
+}
+
+#[tokio::test]
+async fn money_comes_in_from_the_other_bank_in_either_mode() {
+    let Some(b) = banks().await else { return };
+    b.remote.deposit(b.bob, 500, &usd()).await.expect("deposit");
+    for mode in [Mode::TwoPhase, Mode::Saga] {
+        let cross = b.coordinator(mode).await;
+        let key = format!("in-{mode:?}");
+        let t = cross
+            .transfer(&b.receive(100, &key))
+            .await
+            .expect("committed");
+        assert_eq!(
+            (t.status.as_str(), t.direction.as_str()),
+            ("committed", "in")
+        );
+        assert_eq!((t.from_account, t.to_account), (b.bob, b.alice));
+        assert!(t.local_transfer_id.is_some() && t.remote_transfer_id.is_some());
+        // The local half credits Alice, the remote one debits Bob.
+        let local = b
+            .home
+            .transfer_by_id(t.local_transfer_id.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (local.credit_account_id, local.status),
+            (b.alice, TransferStatus::Posted)
+        );
+        let remote = b
+            .remote
+            .transfer_by_id(t.remote_transfer_id.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (remote.debit_account_id, remote.status),
+            (b.bob, TransferStatus::Posted)
+        );
+        // The same key the other way is another transfer: refused.
+        let turned = cross.transfer(&b.send(100, &key)).await;
+        assert!(
+            matches!(turned, Err(CrossError::RequestKeyReused(_))),
+            "{turned:?}"
+        );
+
+        // Refusals move nothing: too little money at the other bank, no such account here.
+        let broke = cross
+            .transfer(&b.receive(10_000, &format!("{key}-broke")))
+            .await;
+        assert!(
+            matches!(
+                broke,
+                Err(CrossError::Ledger(
+                    basis_ledger::Error::InsufficientFunds { .. }
+                ))
+            ),
+            "{broke:?}"
+        );
+        let mut nobody = b.receive(10, &format!("{key}-nobody"));
+        nobody.to = 999_999;
+        let missing = cross.transfer(&nobody).await;
+        assert!(
+            matches!(
+                missing,
+                Err(CrossError::Ledger(basis_ledger::Error::AccountNotFound(_)))
+            ),
+            "{missing:?}"
+        );
+        assert_eq!(
+            b.pending().await,
+            0,
+            "{mode:?}: the reservation at the other bank voided"
+        );
+    }
+    assert_eq!(b.balances().await, (1_200, 300));
+    b.assert_each_bank_balances().await;
+    assert_eq!(
+        b.coordinator(Mode::TwoPhase)
+            .await
+            .prepared()
+            .await
+            .unwrap()
+            .0,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_saga_stopped_at_any_step_converges_to_all_or_nothing_on_restart() {
+    let Some(b) = banks().await else { return };
+    b.remote
+        .deposit(b.bob, 1_000, &usd())
+        .await
+        .expect("deposit");
+    let mut expected = (1_000, 1_000);
+    for direction in [Direction::Outgoing, Direction::Incoming] {
+        for point in [
+            CrashPoint::AfterReserve,
+            CrashPoint::AfterCredit,
+            CrashPoint::BeforeVoid,
+        ] {
+            let key = format!("saga-{direction:?}-{point:?}");
+            let mut req = match direction {
+                Direction::Outgoing => b.send(30, &key),
+                Direction::Incoming => b.receive(30, &key),
+            };
+            if point == CrashPoint::BeforeVoid {
+                req.to = 999_999; // the credit is refused, the saga compensates
+            }
+            let dying = b.coordinator(Mode::Saga).await.crashing_at(point);
+            let out = dying.transfer(&req).await;
+            assert!(
+                matches!(out, Err(CrossError::Crashed(p)) if p == point),
+                "{out:?}"
+            );
+            // Stopped in the middle: the sender's money is reserved, not yet settled.
+            assert_eq!(b.pending().await, 30, "{key}: stopped between steps");
+
+            // A fresh coordinator starts and recovers with no grace, as `basis serve` does.
+            let fresh = b.coordinator(Mode::Saga).await;
+            let report = fresh.recover(Duration::ZERO).await.expect("recovery");
+            assert_eq!(report.settled, 1, "{key}");
+            let row = fresh.get(cross_id(&b, &key).await).await.unwrap().unwrap();
+            if point == CrashPoint::BeforeVoid {
+                assert_eq!(row.status, "aborted", "{key}");
+            } else {
+                assert_eq!(row.status, "committed", "{key}");
+                expected = match direction {
+                    Direction::Outgoing => (expected.0 - 30, expected.1 + 30),
+                    Direction::Incoming => (expected.0 + 30, expected.1 - 30),
+                };
+            }
+            assert!(row.finished_at.is_some(), "{key}: settled");
+            assert_eq!(b.pending().await, 0, "{key}: nothing left reserved");
+            assert_eq!(b.balances().await, expected, "{key}: all or nothing");
+            b.assert_each_bank_balances().await;
+            // Settled for good: another pass finds nothing to do.
+            let again = fresh.recover(Duration::ZERO).await.unwrap();
+            assert_eq!(again.settled, 0, "{key}");
+        }
+    }
 }

@@ -13,7 +13,7 @@ use basis_store::{Pools, Store};
 
 use crate::clock::{Clock, SystemClock};
 use crate::jobs::context::JobContext;
-use crate::jobs::{QUEUES, config::Workers, mail, status};
+use crate::jobs::{QUEUES, SHOP_MAIL_EVENTS_QUEUE, config::Workers, mail, status};
 use crate::links::click_batches as clicks;
 use crate::ops::{Ops, serve_worker_ops};
 use crate::{Config, accounts, ledger, links, shop, webhooks};
@@ -62,6 +62,10 @@ pub async fn open_backend(
         .subscribe(crate::outbox::EVENTS_TOPIC, webhooks::jobs::GROUP)
         .await
         .context("cannot subscribe the webhooks to the events topic")?;
+    backend
+        .subscribe(crate::outbox::EVENTS_TOPIC, shop::jobs::MAIL_GROUP)
+        .await
+        .context("cannot subscribe the confirmation mail to the events topic")?;
     Ok(backend)
 }
 
@@ -102,7 +106,7 @@ where
 /// Every product job kind and its handler; jobs users follow keep their status row.
 pub fn registry(ctx: &Arc<JobContext>) -> Registry {
     let tracked = |inner| status::tracked(ctx.store.clone(), ctx.clock.clone(), inner);
-    Registry::new()
+    let registry = Registry::new()
         .handle(clicks::APPLY_CLICKS, handler(ctx, clicks::apply))
         .handle(mail::PASSWORD_RESET, handler(ctx, mail::password_reset))
         .handle(mail::NEW_COMMENT, handler(ctx, mail::new_comment))
@@ -121,29 +125,38 @@ pub fn registry(ctx: &Arc<JobContext>) -> Registry {
         .handle(shop::handle::ADVANCE, handler(ctx, shop::jobs::advance))
         .handle(
             shop::handle::ORDER_MAIL,
-            handler(ctx, shop::jobs::order_mail),
+            handler(ctx, shop::jobs::legacy_order_mail),
         )
         .handle(
             webhooks::jobs::DELIVER,
             handler(ctx, webhooks::jobs::attempt),
-        )
-        // Every kind published to the `events` topic reaches the webhooks' group; the
-        // fan-out ignores those that are not for webhooks.
-        .handle(LINK_CREATED, handler(ctx, webhooks::jobs::fan_out))
-        .handle(LINK_CLICKED, handler(ctx, webhooks::jobs::fan_out))
-        .handle(LINK_DELETED, handler(ctx, webhooks::jobs::fan_out))
-        .handle(
-            basis_ledger::TRANSFER_POSTED,
-            handler(ctx, webhooks::jobs::fan_out),
-        )
-        .handle(
-            basis_shop::saga::ORDER_CONFIRMED,
-            handler(ctx, webhooks::jobs::fan_out),
-        )
-        .handle(
-            basis_shop::saga::ORDER_CANCELLED,
-            handler(ctx, webhooks::jobs::fan_out),
-        )
+        );
+    // Every kind published to the `events` topic reaches every group's queue: the queue a
+    // job came from names its consumer, which ignores the kinds that are not for it.
+    [
+        LINK_CREATED,
+        LINK_CLICKED,
+        LINK_DELETED,
+        basis_ledger::TRANSFER_POSTED,
+        basis_shop::saga::ORDER_CONFIRMED,
+        basis_shop::saga::ORDER_CANCELLED,
+        basis_shop::saga::ORDER_COMPLETED,
+    ]
+    .into_iter()
+    .fold(registry, |r, kind| {
+        r.handle(kind, handler(ctx, consume_event))
+    })
+}
+
+/// Hands an `events` job to the consumer of the group it was delivered to.
+async fn consume_event(
+    ctx: Arc<JobContext>,
+    job: ClaimedJob,
+) -> Result<Option<serde_json::Value>, JobError> {
+    match job.lease.queue.as_str() {
+        SHOP_MAIL_EVENTS_QUEUE => shop::jobs::order_mail(ctx, job).await,
+        _ => webhooks::jobs::fan_out(ctx, job).await,
+    }
 }
 
 /// How the product's workers run.

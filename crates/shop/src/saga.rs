@@ -2,7 +2,7 @@
 //! [`Checkout::advance`] (the server's queue jobs), one step at a time.
 //!
 //! ```text
-//! reserve stock → authorize payment → confirm order → capture payment → mail
+//! reserve stock → authorize payment → confirm order → capture payment → mail (outbox)
 //!       ↓ a step fails for good, runs out of attempts, or the deadline passes (before capture)
 //! compensate from the failed step back to the first, in reverse:
 //!   capture → cancel payment (refund) · confirm → un-confirm · authorize → cancel payment
@@ -28,8 +28,6 @@
 //! Every attempt is logged in `shop_saga_log`; `GET /orders/{id}` shows it as `steps`.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use crate::model::{Error, LogEntry, Order, Saga};
@@ -50,7 +48,8 @@ pub enum Step {
     Confirm,
     /// Ask the provider to take the reserved money.
     Capture,
-    /// Hand the confirmation mail to the queue (eventually consistent; never compensated).
+    /// Write the order's `order.completed` event to the outbox, once; the mail consumer
+    /// sends the confirmation from it (eventually consistent; never compensated).
     Mail,
 }
 
@@ -141,11 +140,6 @@ impl SagaConfig {
     }
 }
 
-/// What the mail step calls: hand the order's confirmation mail to whoever sends it, at
-/// most once per order (the server enqueues a job with a deduplication key).
-pub type Notify =
-    Arc<dyn Fn(i64) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
-
 /// Failures injected into steps and compensations (tests, drills).
 #[derive(Debug, Clone, Default)]
 pub struct StepFaults(Arc<Mutex<HashMap<FaultAt, Fault>>>);
@@ -230,7 +224,6 @@ pub struct Checkout {
     shop: Shop,
     payments: PaymentsClient,
     config: SagaConfig,
-    notify: Notify,
     /// Injected failures.
     pub faults: StepFaults,
 }
@@ -256,13 +249,12 @@ struct Transition {
 }
 
 impl Checkout {
-    /// A runner of `shop`'s sagas that pays through `payments` and mails through `notify`.
-    pub fn new(shop: Shop, payments: PaymentsClient, config: SagaConfig, notify: Notify) -> Self {
+    /// A runner of `shop`'s sagas that pays through `payments`.
+    pub fn new(shop: Shop, payments: PaymentsClient, config: SagaConfig) -> Self {
         Self {
             shop,
             payments,
             config,
-            notify,
             faults: StepFaults::default(),
         }
     }
@@ -545,10 +537,7 @@ impl Checkout {
                     .map_err(pay)?;
                 Ok(None)
             }
-            Step::Mail => {
-                (self.notify)(order.id).await.map_err(StepError::Retry)?;
-                Ok(None)
-            }
+            Step::Mail => self.request_mail(saga).await.map_err(retry)?.map(|()| None),
         }
     }
 
@@ -642,6 +631,46 @@ impl Checkout {
                 }
                 "confirmed" => {}
                 other => return Ok(Err(StepError::Fail(format!("the order is {other}")))),
+            }
+            Ok(())
+        }))
+    }
+
+    /// The mail step: writes the order's `order.completed` event to the outbox with its
+    /// `shop_mails` row, in one transaction fenced by the lease. A second run (a crash before
+    /// the step was recorded) finds the row and writes nothing.
+    async fn request_mail(&self, saga: &Saga) -> Result<Result<(), StepError>> {
+        let now = self.shop.clock.now_ms();
+        Ok(in_tx!(self.shop.store, tx => {
+            let fenced = sqlx::query(
+                "UPDATE shop_sagas SET updated_at = $3 WHERE id = $1 AND lease_token = $2 \
+                 AND status = 'running'",
+            )
+            .bind(saga.id)
+            .bind(saga.lease_token)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if fenced.rows_affected() == 0 {
+                return Ok(Err(StepError::LeaseLost));
+            }
+            let order: Order = sqlx::query_as("SELECT * FROM shop_orders WHERE id = $1")
+                .bind(saga.id)
+                .fetch_one(&mut *tx)
+                .await?;
+            if order.status != "confirmed" {
+                return Ok(Err(StepError::Retry(format!("the order is {}", order.status))));
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO shop_mails (order_id, requested_at) VALUES ($1, $2) \
+                 ON CONFLICT (order_id) DO NOTHING",
+            )
+            .bind(order.id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 1 {
+                basis_store::outbox::append(&mut *tx, &completed_event(&order, now)).await?;
             }
             Ok(())
         }))
@@ -877,23 +906,61 @@ impl Checkout {
         Ok(())
     }
 
-    /// Records the confirmation mail of order `id`: `true` the first time only, so a
-    /// redelivered mail job sends nothing. `false` too when the order is not confirmed.
-    pub async fn claim_mail(&self, id: i64) -> Result<bool> {
-        let order: Order = self.shop.order(id).await?;
-        if order.status != "confirmed" {
-            return Ok(false);
+    /// The order to mail for event `event_id` of order `id` (an `order.completed` event),
+    /// or `None` when the mail consumer already sent it or the order is not confirmed.
+    pub async fn mail_to_send(&self, event_id: i64, id: i64) -> Result<Option<Order>> {
+        if basis_store::outbox::was_processed(&self.shop.store, MAIL_CONSUMER, event_id).await? {
+            return Ok(None);
         }
+        let order: Order = self.shop.order(id).await?;
+        Ok((order.status == "confirmed").then_some(order))
+    }
+
+    /// Records that the mail of event `event_id` (order `id`) went out: the event as
+    /// processed by [`MAIL_CONSUMER`] and the order's `sent_at`, in one transaction. Called
+    /// after sending, so a crash in between sends it again (at least once); a redelivered
+    /// event finds the record and sends nothing. False when it was recorded already.
+    pub async fn mail_sent(&self, event_id: i64, id: i64) -> Result<bool> {
         let now = self.shop.clock.now_ms();
-        let inserted = basis_store::on_pool!(self.shop.store, write, pool => {
-            sqlx::query("INSERT INTO shop_mails (order_id, sent_at) VALUES ($1, $2) ON CONFLICT (order_id) DO NOTHING")
+        Ok(in_tx!(self.shop.store, tx => {
+            use basis_store::outbox::OutboxConn as _;
+            let first = (*tx).mark_processed(MAIL_CONSUMER, event_id, now).await?;
+            sqlx::query("UPDATE shop_mails SET sent_at = COALESCE(sent_at, $2) WHERE order_id = $1")
                 .bind(id)
                 .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(inserted == 1)
+                .execute(&mut *tx)
+                .await?;
+            first
+        }))
+    }
+
+    /// Writes the `order.completed` event of a confirmed order that has none (a mail job
+    /// queued before mails went through the outbox); true when it wrote one.
+    pub async fn request_mail_once(&self, id: i64) -> Result<bool> {
+        let now = self.shop.clock.now_ms();
+        Ok(in_tx!(self.shop.store, tx => {
+            let order: Option<Order> =
+                sqlx::query_as("SELECT * FROM shop_orders WHERE id = $1 AND status = 'confirmed'")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            let mut wrote = false;
+            if let Some(order) = order {
+                let inserted = sqlx::query(
+                    "INSERT INTO shop_mails (order_id, requested_at) VALUES ($1, $2) \
+                     ON CONFLICT (order_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 1 {
+                    basis_store::outbox::append(&mut *tx, &completed_event(&order, now)).await?;
+                    wrote = true;
+                }
+            }
+            wrote
+        }))
     }
 }
 
@@ -922,6 +989,11 @@ impl Transition {
 pub const ORDER_CONFIRMED: &str = "order.confirmed";
 /// The event kind announcing a cancelled order.
 pub const ORDER_CANCELLED: &str = "order.cancelled";
+/// The event kind announcing an order paid and confirmed for good (the saga's last step);
+/// the confirmation mail is sent from it.
+pub const ORDER_COMPLETED: &str = "order.completed";
+/// The name under which the mail consumer records the events it handled.
+pub const MAIL_CONSUMER: &str = "shop-mail";
 
 /// The outbox event of an order's status change, written in the transaction that makes it
 /// (the saga's lease or the order row is locked by then, so one order's events keep their
@@ -931,6 +1003,21 @@ fn order_event(kind: &'static str, order: i64, now: i64) -> basis_store::outbox:
         kind,
         aggregate: format!("order:{order}"),
         payload: serde_json::json!({ "orderId": order, "status": kind.trim_start_matches("order.") }),
+        at: now,
+    }
+}
+
+/// The `order.completed` event: what the confirmation mail needs to be addressed.
+fn completed_event(order: &Order, now: i64) -> basis_store::outbox::NewEvent {
+    basis_store::outbox::NewEvent {
+        kind: ORDER_COMPLETED,
+        aggregate: format!("order:{}", order.id),
+        payload: serde_json::json!({
+            "orderId": order.id,
+            "status": "confirmed",
+            "total": order.total,
+            "currency": order.currency,
+        }),
         at: now,
     }
 }

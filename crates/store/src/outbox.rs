@@ -34,7 +34,9 @@
 //! Delivery is at least once (a relay that crashes between the publish and the delete
 //! publishes again). A consumer records the events it applied in `processed_events`
 //! ([`first_delivery`], or [`OutboxConn::mark_processed`] inside its own transaction, so the
-//! record and the effect commit together) and ignores an id it has seen.
+//! record and the effect commit together) and ignores an id it has seen. A consumer whose
+//! effect leaves the database (a mail) checks with [`was_processed`] first and records after
+//! the effect: at least once, and once in normal operation.
 
 use std::future::Future;
 
@@ -272,6 +274,22 @@ pub async fn first_delivery(
         }
     };
     Ok(first)
+}
+
+/// Whether `consumer` recorded event `event_id` as applied. For a consumer whose effect
+/// cannot share a transaction with the record (a mail): it checks first, acts, and records
+/// after, so a crash in between repeats the effect rather than losing it.
+pub async fn was_processed(store: &Store, consumer: &str, event_id: i64) -> Result<bool> {
+    let found: Option<i64> = on_pool!(store, write, pool => {
+        sqlx::query_scalar(
+            "SELECT event_id FROM processed_events WHERE consumer = $1 AND event_id = $2",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .fetch_optional(pool)
+        .await
+    })?;
+    Ok(found.is_some())
 }
 
 /// Forgets processed-event records older than `before` (Unix ms); redeliveries come within

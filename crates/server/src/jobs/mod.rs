@@ -52,8 +52,11 @@ pub const SAGAS_QUEUE: &str = "sagas";
 pub const WEBHOOK_EVENTS_QUEUE: &str = "events.webhooks";
 /// Queue of webhook delivery attempts.
 pub const WEBHOOKS_QUEUE: &str = "webhooks";
+/// The outbox events the confirmation mail is sent from (the `events` topic's `shop-mail`
+/// group).
+pub const SHOP_MAIL_EVENTS_QUEUE: &str = "events.shop-mail";
 /// Every queue the product's workers consume.
-pub const QUEUES: [&str; 8] = [
+pub const QUEUES: [&str; 9] = [
     CLICKS_QUEUE,
     MAIL_QUEUE,
     MEDIA_QUEUE,
@@ -62,6 +65,7 @@ pub const QUEUES: [&str; 8] = [
     SAGAS_QUEUE,
     WEBHOOK_EVENTS_QUEUE,
     WEBHOOKS_QUEUE,
+    SHOP_MAIL_EVENTS_QUEUE,
 ];
 
 /// The queue as the request side uses it.

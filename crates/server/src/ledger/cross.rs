@@ -1,13 +1,16 @@
-//! Transfers to another bank's ledger over HTTP: `POST /transfers` with `"to": "remote:42"`
-//! (the participant's name, a colon, the account's id there). The coordination itself
+//! Transfers to and from another bank's ledger over HTTP: `POST /transfers` with
+//! `"to": "remote:42"` (the participant's name, a colon, the account's id there), or with
+//! `"from": "remote:42"` for the caller's own account at the other bank (its owner id there
+//! is the caller's user id) to an account of this bank. The coordination itself
 //! (two-phase commit or saga, the decision log, recovery) lives in
 //! `basis_ledger::{cross, twopc}`; this file holds its flags, the refusals and the
 //! recovery loop.
 //!
-//! Statuses: 201 when both banks committed; 422 naming `to` when the reference names no
-//! configured participant, and when this server's ledger is on SQLite (cross-bank transfers
+//! Statuses: 201 when both banks committed; 422 naming the field when a reference names no
+//! configured participant or both name another bank, and when this server's ledger is on SQLite (cross-bank transfers
 //! need PostgreSQL on both sides: 422, not 409, because no later state of the server makes
-//! the same request succeed); 404 for an unknown remote account; 422 for the ledger's own
+//! the same request succeed); 404 for an unknown remote account, and for a debited one
+//! the caller does not own (at either bank); 422 for the ledger's own
 //! refusals (funds, currency); 409 when recovery aborted it first or it is still running.
 
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use anyhow::Context as _;
 use axum::http::StatusCode;
 use axum::response::Response;
 use basis_ledger::{
-    Account, AccountRef, CrossError, CrossLedger, CrossRequest, CrossTransfer, Currency, Ledger,
+    AccountRef, CrossError, CrossLedger, CrossRequest, CrossTransfer, Currency, Direction, Ledger,
     Mode,
 };
 use basis_store::{ConnectOptions, Pools, Store};
@@ -26,7 +29,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
-use super::service::{self, json_response, refusal, unprocessable};
+use super::service::{self, is_admin, json_response, refusal, unprocessable};
 use crate::clock::{Clock, to_datetime};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ClientIp;
@@ -180,9 +183,9 @@ pub struct CrossTransferView {
     pub id: i64,
     /// `2pc` or `saga`.
     pub mode: String,
-    /// The local account debited.
+    /// The account debited (`participant:id` when it is at the other bank).
     pub from: String,
-    /// The remote account credited (`participant:id`).
+    /// The account credited (`participant:id` when it is at the other bank).
     pub to: String,
     /// Minor units.
     pub amount: i64,
@@ -190,7 +193,7 @@ pub struct CrossTransferView {
     pub currency: String,
     /// `committed` (both banks), `aborted` (neither) or `started`.
     pub status: String,
-    /// The local half (`GET /transfers/{id}`).
+    /// The half in this bank's ledger (`GET /transfers/{id}`).
     pub local_transfer_id: Option<i64>,
     /// The half in the remote bank's ledger.
     pub remote_transfer_id: Option<i64>,
@@ -202,11 +205,17 @@ pub struct CrossTransferView {
 
 impl From<&CrossTransfer> for CrossTransferView {
     fn from(t: &CrossTransfer) -> Self {
+        let remote = |id: i64| format!("{}:{id}", t.participant);
+        let (from, to) = if t.direction == Direction::Incoming.as_str() {
+            (remote(t.from_account), t.to_account.to_string())
+        } else {
+            (t.from_account.to_string(), remote(t.to_account))
+        };
         Self {
             id: t.id,
             mode: t.mode.clone(),
-            from: t.from_account.to_string(),
-            to: format!("{}:{}", t.to_participant, t.to_account),
+            from,
+            to,
             amount: t.amount,
             currency: t.currency.clone(),
             status: t.status.clone(),
@@ -220,9 +229,9 @@ impl From<&CrossTransfer> for CrossTransferView {
 
 /// What a cross-bank `POST /transfers` carries once parsed.
 pub struct CrossInput {
-    /// The caller's own local account (checked by the caller).
-    pub from: Account,
-    /// The remote account.
+    /// The account debited: at this bank or the other.
+    pub from: AccountRef,
+    /// The account credited: at this bank or the other.
     pub to: AccountRef,
     /// Minor units.
     pub amount: i64,
@@ -243,10 +252,21 @@ pub async fn create(
     ip: &ClientIp,
     input: CrossInput,
 ) -> ApiResult<Response> {
-    let participant = input.to.participant.as_deref().unwrap_or_default();
+    let (field, remote_ref, direction) = match (&input.from.participant, &input.to.participant) {
+        (Some(_), Some(_)) => {
+            return Err(unprocessable(
+                "from",
+                "names another bank's account, and so does `to`: one side of a transfer must \
+                 be an account of this bank",
+            ));
+        }
+        (Some(_), None) => ("from", &input.from, Direction::Incoming),
+        _ => ("to", &input.to, Direction::Outgoing),
+    };
+    let participant = remote_ref.participant.as_deref().unwrap_or_default();
     if matches!(state.store.pools(), Pools::Sqlite { .. }) {
         return Err(unprocessable(
-            "to",
+            field,
             format!(
                 "names an account of another bank ({participant}); transfers between banks \
                  need PostgreSQL for both ledgers, and this server's ledger is on SQLite"
@@ -260,23 +280,51 @@ pub async fn create(
         .filter(|c| c.remote_name() == participant)
     else {
         return Err(unprocessable(
-            "to",
+            field,
             format!("no ledger named {participant:?} is configured (--ledger-remote-url)"),
         ));
     };
     if input.pending {
         return Err(unprocessable(
             "pending",
-            "transfers to another bank are posted at once",
+            "transfers between banks are posted at once",
         ));
     }
-    let to = cross.remote().account(input.to.id).await.map_err(refusal)?;
-    if to.is_funding {
-        return Err(ApiError::NotFound);
-    }
+    let remote = cross
+        .remote()
+        .account(remote_ref.id)
+        .await
+        .map_err(refusal)?;
+    let (from, to) = match direction {
+        Direction::Outgoing => {
+            let from = super::transfers::debitable(state, principal, input.from.id).await?;
+            // The other bank's funding account is its own business.
+            if remote.is_funding {
+                return Err(ApiError::NotFound);
+            }
+            (from.id, remote.id)
+        }
+        Direction::Incoming => {
+            // Money leaves an account of the other bank only at its owner's request.
+            if remote.is_funding || remote.owner_id.as_deref() != Some(principal.user_id.as_str()) {
+                return Err(ApiError::NotFound);
+            }
+            let to = state
+                .ledger
+                .ledger
+                .account(input.to.id)
+                .await
+                .map_err(refusal)?;
+            if to.is_funding && !is_admin(principal) {
+                return Err(ApiError::NotFound);
+            }
+            (remote.id, to.id)
+        }
+    };
     let request = CrossRequest {
-        from: input.from.id,
-        to: to.id,
+        direction,
+        from,
+        to,
         amount: input.amount,
         currency: input.currency,
         reference: input.reference,
@@ -290,9 +338,10 @@ pub async fn create(
         )));
     }
     state.ledger.written();
+    let view = CrossTransferView::from(&t);
     let detail = format!(
-        "cross-bank transfer {} ({}) {} {} from account {} to {}:{}",
-        t.id, t.mode, t.amount, t.currency, t.from_account, t.to_participant, t.to_account
+        "cross-bank transfer {} ({}) {} {} from account {} to {}",
+        t.id, t.mode, t.amount, t.currency, view.from, view.to
     );
     crate::audit::record(
         state,
@@ -305,7 +354,7 @@ pub async fn create(
     json_response(
         StatusCode::CREATED,
         t.local_transfer_id.map(|id| format!("/transfers/{id}")),
-        &CrossTransferView::from(&t),
+        &view,
     )
 }
 

@@ -18,15 +18,16 @@ use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ClientIp;
 use crate::http::idempotency;
 use crate::http::rest::{body_of, from_document, parse_id, parse_json};
-use crate::identity::caller::Caller;
+use crate::identity::caller::{Caller, Principal};
 use crate::state::AppState;
 
 /// What `POST /transfers` takes.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransferBody {
-    /// The account debited (the caller's own; admins may use a funding account).
-    pub from: i64,
+    /// The account debited (the caller's own; admins may use a funding account): an id of
+    /// this bank, or `participant:id` for the caller's own account at another bank.
+    pub from: AccountTarget,
     /// The account credited: an id of this bank, or `participant:id` for an account of
     /// another bank (`--ledger-remote-url`).
     pub to: AccountTarget,
@@ -45,7 +46,7 @@ pub struct TransferBody {
     pub reference: Option<String>,
 }
 
-/// The credited account of `POST /transfers`.
+/// An account of `POST /transfers`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum AccountTarget {
@@ -56,14 +57,14 @@ pub enum AccountTarget {
 }
 
 impl AccountTarget {
-    /// The reference it names, or a 422 naming `to`.
-    fn parse(&self) -> Result<AccountRef, ApiError> {
+    /// The reference it names, or a 422 naming `field`.
+    fn parse(&self, field: &str) -> Result<AccountRef, ApiError> {
         match self {
             Self::Local(id) => Ok(AccountRef {
                 participant: None,
                 id: *id,
             }),
-            Self::Named(s) => s.parse().map_err(|e: String| unprocessable("to", e)),
+            Self::Named(s) => s.parse().map_err(|e: String| unprocessable(field, e)),
         }
     }
 }
@@ -131,17 +132,11 @@ pub async fn create(
                 ));
             }
             let ledger = &state.ledger.ledger;
-            let from = ledger.account(input.from).await.map_err(refusal)?;
-            // Only the owner moves money out of an account; money enters through the funding
-            // account, which only admins may debit. Anything else looks like no account at all.
-            let owns = from.owner_id.as_deref() == Some(principal.user_id.as_str());
-            if !(owns || (from.is_funding && is_admin(principal))) {
-                return Err(ApiError::NotFound);
-            }
-            let target = input.to.parse()?;
-            if target.participant.is_some() {
+            let source = input.from.parse("from")?;
+            let target = input.to.parse("to")?;
+            if source.participant.is_some() || target.participant.is_some() {
                 let cross = super::cross::CrossInput {
-                    from,
+                    from: source,
                     to: target,
                     amount,
                     currency,
@@ -151,6 +146,7 @@ pub async fn create(
                 };
                 return super::cross::create(&state, principal, &ip, cross).await;
             }
+            let from = debitable(&state, principal, source.id).await?;
             let to = ledger.account(target.id).await.map_err(refusal)?;
             if to.is_funding && !is_admin(principal) {
                 return Err(ApiError::NotFound);
@@ -171,6 +167,23 @@ pub async fn create(
         },
     )
     .await
+}
+
+/// Account `id` of this bank, if `principal` may move money out of it: only the owner
+/// may; money enters through the funding account, which only admins may debit. Anything
+/// else looks like no account at all (404).
+pub(super) async fn debitable(
+    state: &AppState,
+    principal: &Principal,
+    id: i64,
+) -> Result<basis_ledger::Account, ApiError> {
+    let from = state.ledger.ledger.account(id).await.map_err(refusal)?;
+    let owns = from.owner_id.as_deref() == Some(principal.user_id.as_str());
+    if owns || (from.is_funding && is_admin(principal)) {
+        Ok(from)
+    } else {
+        Err(ApiError::NotFound)
+    }
 }
 
 /// What `POST /transfers` answers with.

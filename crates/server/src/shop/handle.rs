@@ -9,14 +9,15 @@ use basis_queue::{Backend, NewJob};
 use basis_shop::Shop;
 use basis_shop::payments::PaymentsClient;
 use basis_shop::payments::sim::{Faults, SimConfig, Simulator};
-use basis_shop::saga::{Checkout, Notify, SagaConfig};
+use basis_shop::saga::{Checkout, SagaConfig};
 use serde_json::json;
 
-use crate::jobs::{MAIL_QUEUE, SAGAS_QUEUE};
+use crate::jobs::SAGAS_QUEUE;
 
 /// Job kind: advance one saga (`{"sagaId"}`).
 pub const ADVANCE: &str = "shop.saga.advance";
-/// Job kind: the confirmation mail of one order (`{"orderId"}`).
+/// Job kind of the confirmation mail before it went through the outbox (`{"orderId"}`):
+/// still handled, so jobs queued by an older version are not dead-lettered.
 pub const ORDER_MAIL: &str = "shop.order_mail";
 
 /// Flags of the shop and its checkout.
@@ -117,24 +118,8 @@ impl ShopHandle {
             lease_ms: config.saga_lease_ms.max(1) as i64,
             ..SagaConfig::default()
         };
-        let mail_backend = backend.clone();
-        let notify: Notify = Arc::new(move |order: i64| {
-            let backend = mail_backend.clone();
-            Box::pin(async move {
-                let job = NewJob {
-                    // One mail job per order, however often this step runs.
-                    dedup_key: Some(format!("order-mail:{order}")),
-                    ..NewJob::new(MAIL_QUEUE, ORDER_MAIL, json!({"orderId": order}))
-                };
-                backend
-                    .enqueue(job)
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            })
-        });
         Ok(Self {
-            checkout: Checkout::new(shop.clone(), payments, saga, notify),
+            checkout: Checkout::new(shop.clone(), payments, saga),
             shop,
             sim_faults,
             payments_url: url,

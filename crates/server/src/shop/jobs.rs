@@ -1,10 +1,11 @@
-//! The shop's queue jobs: advancing a saga, and the confirmation mail (sent at most once per
-//! order, and never for an order that is not confirmed).
+//! The shop's queue jobs: advancing a saga, and the confirmation mail, sent from the outbox's
+//! `order.completed` event (at least once, deduplicated by event id, and never for an order
+//! that is not confirmed).
 
 use std::sync::Arc;
 
 use basis_queue::{ClaimedJob, JobError};
-use basis_shop::saga::Advance;
+use basis_shop::saga::{Advance, ORDER_COMPLETED};
 use basis_store::users;
 use serde_json::{Value, json};
 
@@ -35,28 +36,34 @@ pub async fn advance(ctx: Arc<JobContext>, job: ClaimedJob) -> Result<Option<Val
     }
 }
 
-/// Sends an order's confirmation mail, once.
+/// The `events` topic's group whose queue the confirmation mail is sent from.
+pub const MAIL_GROUP: &str = "shop-mail";
+
+/// The mail consumer: an `order.completed` event becomes the order's confirmation mail
+/// (other kinds are not for it). At least once: the event is recorded as processed only
+/// after the mail went out, so a crash in between sends it again, and a failed send is
+/// retried by the queue; a redelivered event that was recorded sends nothing.
 pub async fn order_mail(ctx: Arc<JobContext>, job: ClaimedJob) -> Result<Option<Value>, JobError> {
-    let id = id_of(&job, "orderId")?;
+    let event = crate::outbox::envelope(&job.payload)
+        .ok_or_else(|| JobError::bad_payload("not an outbox event"))?;
+    if event.kind != ORDER_COMPLETED {
+        return Ok(None);
+    }
+    let id = event.data["orderId"]
+        .as_i64()
+        .ok_or_else(|| JobError::bad_payload("no integer orderId"))?;
     let Some(shop) = &ctx.shop else {
         return Err(JobError::Retry("this process runs no shop".into()));
     };
-    // Claimed before sending: a crash between the two loses this mail rather than sending
-    // it twice (the order page still shows the order confirmed).
-    let first = shop
+    let retry = |e: basis_shop::Error| JobError::Retry(e.to_string());
+    let Some(order) = shop
         .checkout
-        .claim_mail(id)
+        .mail_to_send(event.id, id)
         .await
-        .map_err(|e| JobError::Retry(e.to_string()))?;
-    if !first {
+        .map_err(retry)?
+    else {
         return Ok(Some(json!({"skipped": "already sent or not confirmed"})));
-    }
-    metrics::counter!("shop_mails_total").increment(1);
-    let order = shop
-        .shop
-        .order(id)
-        .await
-        .map_err(|e| JobError::Retry(e.to_string()))?;
+    };
     if let Some(mailer) = &ctx.mailer
         && let Some(user) = users::find(&ctx.store, &order.buyer_id)
             .await
@@ -66,12 +73,36 @@ pub async fn order_mail(ctx: Arc<JobContext>, job: ClaimedJob) -> Result<Option<
             "Your order {} is confirmed: {} {} (minor units) paid from account {}.\n",
             order.id, order.total, order.currency, order.payment_account
         );
-        if let Err(err) = mailer
+        mailer
             .send(&user.email, &format!("Order {} confirmed", order.id), body)
             .await
-        {
-            tracing::warn!(error = %err, order = id, "confirmation mail not delivered");
-        }
+            .map_err(|e| JobError::Retry(format!("confirmation mail not delivered: {e}")))?;
+    }
+    if shop
+        .checkout
+        .mail_sent(event.id, order.id)
+        .await
+        .map_err(retry)?
+    {
+        metrics::counter!("shop_mails_total").increment(1);
     }
     Ok(Some(json!({"sent": true})))
+}
+
+/// A mail job queued before mails went through the outbox: writes the order's
+/// `order.completed` event if it has none, and the mail consumer takes it from there.
+pub async fn legacy_order_mail(
+    ctx: Arc<JobContext>,
+    job: ClaimedJob,
+) -> Result<Option<Value>, JobError> {
+    let id = id_of(&job, "orderId")?;
+    let Some(shop) = &ctx.shop else {
+        return Err(JobError::Retry("this process runs no shop".into()));
+    };
+    let wrote = shop
+        .checkout
+        .request_mail_once(id)
+        .await
+        .map_err(|e| JobError::Retry(e.to_string()))?;
+    Ok(Some(json!({"requested": wrote})))
 }

@@ -61,5 +61,6 @@ mod ledger_pending;
 mod ledger_support;
 // The shop.
 mod shop;
+mod shop_mail;
 mod shop_saga;
 mod shop_support;

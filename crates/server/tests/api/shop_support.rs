@@ -21,10 +21,21 @@ pub struct ShopFixture {
 
 impl ShopFixture {
     pub async fn new(engine: &Engine, funds: i64, max_attempts: u32) -> Self {
-        let app = TestApp::spawn_with(engine, |c| {
+        Self::with_smtp(engine, funds, max_attempts, None).await
+    }
+
+    /// The same, with mail going to `smtp_url`.
+    pub async fn with_smtp(
+        engine: &Engine,
+        funds: i64,
+        max_attempts: u32,
+        smtp_url: Option<String>,
+    ) -> Self {
+        let app = TestApp::spawn_with(engine, move |c| {
             c.shop.saga_backoff_ms = 0;
             c.shop.saga_max_attempts = max_attempts;
             c.shop.payments_timeout_ms = 300;
+            c.auth.smtp_url = smtp_url;
         })
         .await;
         let admin = app

@@ -308,7 +308,10 @@ async fn a_redelivered_event_makes_one_delivery(engine: Engine) {
             )
             .await
             .unwrap();
-        assert_eq!(groups, 1, "the webhooks group is subscribed");
+        assert_eq!(
+            groups, 2,
+            "the webhooks group and the confirmation mail's are subscribed"
+        );
     }
     let list = eventually("the delivery", || async {
         let list = deliveries(&app, &ann.access, &hook).await;
