@@ -209,6 +209,11 @@ impl Server {
             None => Default::default(),
         };
 
+        let geoip = match &config.geoip_db {
+            Some(path) => Some(Arc::new(links::geoip::GeoIp::open(path)?)),
+            None => None,
+        };
+
         let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone())
             .await?
             .with_remote(&config.cross, clock.clone())
@@ -227,6 +232,7 @@ impl Server {
                 &config.domains,
                 config.unknown_domain_redirect.as_ref(),
             )?),
+            geoip,
             clicks: Arc::new(
                 ClickRecorder::new(store.clone(), queue.clone())
                     .with_visit_log(config.visit_log_days),

@@ -51,6 +51,8 @@ pub struct AppServices {
     pub base_url: Arc<str>,
     /// The domains short links live on.
     pub domains: Arc<crate::links::domains::Domains>,
+    /// Visitors' countries (`--geoip-db`); `None` when no database was given.
+    pub geoip: Option<Arc<crate::links::geoip::GeoIp>>,
     /// In-memory click counters, flushed in batches.
     pub clicks: Arc<ClickRecorder>,
     /// The code → link lookup cache.

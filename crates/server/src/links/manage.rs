@@ -95,7 +95,7 @@ pub async fn read(
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Rules that cannot work: more than 10, or weights that do not sum to a positive number", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work: more than 10, weights that do not sum to a positive number, or a country target on a server without --geoip-db", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update(
@@ -108,7 +108,8 @@ pub async fn update(
     let ApiJson(mut change) = change?;
     let rules = match change.rules.take() {
         Some(Some(rules)) => Some(Some(
-            Rules::parse(rules, &state.url_policy).map_err(ApiError::UnprocessableFields)?,
+            Rules::parse(rules, &state.url_policy, state.geoip.is_some())
+                .map_err(ApiError::UnprocessableFields)?,
         )),
         Some(None) => Some(None),
         None => None,

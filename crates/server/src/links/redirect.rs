@@ -240,6 +240,17 @@ async fn respond(
             return Err(denied());
         }
     }
+    // Looked up only with a GeoIP database, and only when the visit log or the link's
+    // rules need it: without `--geoip-db` this is one test of an `Option`.
+    let country = match (&state.geoip, peer) {
+        (Some(geoip), Some(ip))
+            if (count && state.clicks.logs_visits())
+                || link.rules.as_ref().is_some_and(|r| r.targets_countries()) =>
+        {
+            geoip.country_of(ip)
+        }
+        _ => None,
+    };
     if count {
         let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
         let user_agent = header(header::USER_AGENT);
@@ -247,7 +258,7 @@ async fn respond(
         let visit = state.clicks.logs_visits().then(|| VisitDetails {
             browser: browser_of(user_agent),
             ip: peer.map(truncated_ip),
-            country: None,
+            country: country.map(|c| c.as_str().to_owned()),
         });
         state.clicks.record(Click {
             link_id: row.id,
@@ -278,7 +289,7 @@ async fn respond(
                 response_headers.insert(header::SET_COOKIE, visitor_cookie(visitor));
             }
             rules
-                .choose(headers, row.id, visitor)
+                .choose(headers, country, row.id, visitor)
                 .unwrap_or(&link.location)
         }
     };

@@ -22,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::device::Device;
 use super::exports::{field, owned_link};
+use super::geoip::Country;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::identity::caller::Caller;
@@ -47,6 +48,9 @@ pub struct VisitParams {
     pub browser: Option<String>,
     /// Only visits referred by this host.
     pub referrer: Option<String>,
+    /// Only visits from this country (ISO 3166-1 alpha-2, e.g. `FR`; known only with
+    /// `--geoip-db`).
+    pub country: Option<String>,
     /// `exclude` (the default: humans only), `include` or `only`.
     pub bots: Option<String>,
     /// Page size, 1–100 (default 20); ignored by the CSV export, which holds every visit.
@@ -163,6 +167,16 @@ fn query_of(link_id: i64, params: VisitParams) -> ApiResult<(VisitQuery, bool)> 
             device,
             browser: word_of("browser", params.browser, 32)?,
             referrer: word_of("referrer", params.referrer, 253)?,
+            country: params
+                .country
+                .map(|raw| {
+                    Country::parse(&raw)
+                        .map(|c| c.as_str().to_owned())
+                        .ok_or_else(|| {
+                            ApiError::field("country", "must be an ISO 3166-1 alpha-2 code (FR)")
+                        })
+                })
+                .transpose()?,
             bots,
             before,
             limit,
