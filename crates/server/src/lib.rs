@@ -369,6 +369,15 @@ impl Server {
                 .run(outbox::INTERVAL, flusher_stopped.clone()),
             )
         });
+        // So is the sweep of webhook attempts a crash lost.
+        let webhook_sweep = workers.is_some().then(|| {
+            tokio::spawn(webhooks::jobs::sweep_periodically(
+                state.store.clone(),
+                state.webhooks.clone(),
+                state.clock.clone(),
+                flusher_stopped.clone(),
+            ))
+        });
         let cutoffs = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -408,6 +417,9 @@ impl Server {
         let _ = shop_runner.await;
         if let Some(relay) = relay {
             let _ = relay.await;
+        }
+        if let Some(sweep) = webhook_sweep {
+            let _ = sweep.await;
         }
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
