@@ -552,3 +552,49 @@ async fn a_delivery_claimed_by_a_worker_that_died_is_attempted_once_its_lease_en
     assert_eq!(delivered.attempts, 1, "one attempt, recorded once");
     assert_eq!(receiver.received().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_go_through_rabbitmq_and_the_sweep_keeps_to_its_deduplication_keys() {
+    let Some(app) = crate::jobs_amqp::on_rabbitmq_with(|c| {
+        c.webhooks.webhooks_allow_private = true;
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(app.state.jobs.backend().name(), "amqp");
+    let receiver = Receiver::start(vec![200], Duration::ZERO).await;
+    let ann = app.account("ann@example.com").await;
+    let hook = register(
+        &app,
+        &ann.access,
+        &receiver.url,
+        &["link.created", "link.deleted"],
+    )
+    .await;
+
+    // The outbox event crosses the broker's topic, the attempt its work queue.
+    app.create_as(&ann.access, "https://example.com/by-rabbit")
+        .await;
+    let created = after_attempt(&app, &ann.access, &hook, 1).await;
+    assert_eq!(created["status"], "delivered");
+    assert_eq!(created["type"], "link.created");
+    assert_signed(&receiver.received()[0], SECRET);
+
+    // A delivery whose job a crash lost: swept once overdue, and only once, since the
+    // swept job holds the attempt's key on the broker until it is done.
+    let id = orphan_delivery(&app, &ann.id, 3_000_003).await;
+    app.clock
+        .advance(basis_server::webhooks::jobs::SWEEP_AFTER + Duration::from_secs(1));
+    let first = sweep(&app).await;
+    let second = sweep(&app).await;
+    assert_eq!(first, 1);
+    assert_eq!(second, 0, "{first} then {second}");
+    let delivered = eventually("the swept delivery", || async {
+        let d = stored_delivery(&app, id).await;
+        (d.status == "delivered").then_some(d)
+    })
+    .await;
+    assert_eq!(delivered.attempts, 1);
+    assert_eq!(receiver.received().len(), 2);
+}
