@@ -232,6 +232,7 @@ impl Server {
                 &config.domains,
                 config.unknown_domain_redirect.as_ref(),
             )?),
+            trusted_proxies: rate_limit_config(&config)?.trusted_proxies.into(),
             geoip,
             clicks: Arc::new(
                 ClickRecorder::new(store.clone(), queue.clone())
@@ -452,14 +453,7 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let routes = routes()
         .into_router()
         .fallback(|| async { ApiError::NotFound });
-    let rules_file = config.rate_limit_config.as_deref();
-    let limits =
-        RateLimitConfig::load(rules_file, config.rate_limits.as_deref()).with_context(|| {
-            match rules_file {
-                Some(path) => format!("invalid rate-limit rules in {}", path.display()),
-                None => "invalid rate-limit settings".to_owned(),
-            }
-        })?;
+    let limits = rate_limit_config(config)?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
     let routes = http::layer(
@@ -470,6 +464,18 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         config.conn.max_in_flight,
     );
     Ok(http::transport::layer(routes, &config.transport)?.with_state(state))
+}
+
+/// The rate-limit rules in effect (the file of `--rate-limit-config`, else the built-in
+/// ones), with the reason when they cannot be read.
+fn rate_limit_config(config: &Config) -> anyhow::Result<RateLimitConfig> {
+    let rules_file = config.rate_limit_config.as_deref();
+    RateLimitConfig::load(rules_file, config.rate_limits.as_deref()).with_context(|| {
+        match rules_file {
+            Some(path) => format!("invalid rate-limit rules in {}", path.display()),
+            None => "invalid rate-limit settings".to_owned(),
+        }
+    })
 }
 
 /// Every resource's routes.

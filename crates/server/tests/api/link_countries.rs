@@ -20,6 +20,7 @@ on_both_engines!(
     a_visits_country_is_logged_and_country_targets_send_it_to_their_url,
     without_a_geoip_database_countries_stay_unknown_and_country_targets_are_422,
     a_missing_or_unreadable_geoip_database_stops_the_server_naming_the_file,
+    behind_a_trusted_proxy_the_forwarded_client_is_the_visitor,
 );
 
 /// A database placing the test client (loopback) in `country`, and a documentation
@@ -102,6 +103,15 @@ async fn a_visits_country_is_logged_and_country_targets_send_it_to_their_url(eng
     assert_eq!(french["rules"]["targets"][0]["country"], "DE");
     assert_eq!(french["rules"]["targets"][1]["country"], "FR");
     assert_eq!(location(&app, &code).await, "https://example.com/fr");
+    // A client naming another address is not believed: no proxy is trusted here.
+    let spoofed = app
+        .client
+        .get(app.url(&format!("/{code}")))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spoofed.headers()["location"], "https://example.com/fr");
     // A link targeting other countries only sends the visitor to its own URL.
     let other: Value = shorten_as(&app, &ann.access, targeting(&["JP", "DE"]))
         .await
@@ -127,10 +137,13 @@ async fn a_visits_country_is_logged_and_country_targets_send_it_to_their_url(eng
 
     store_clicks(&app).await;
     let path = format!("/links/{code}/visits");
-    assert_eq!(visit_countries(&app, &ann.access, &path).await, ["FR"]);
+    assert_eq!(
+        visit_countries(&app, &ann.access, &path).await,
+        ["FR", "FR"]
+    );
     assert_eq!(
         visit_countries(&app, &ann.access, &format!("{path}?country=fr")).await,
-        ["FR"]
+        ["FR", "FR"]
     );
     assert!(
         visit_countries(&app, &ann.access, &format!("{path}?country=DE"))
@@ -226,4 +239,55 @@ async fn a_missing_or_unreadable_geoip_database_stops_the_server_naming_the_file
     Server::build_with_clock(config, clock)
         .await
         .expect("a good database is accepted");
+}
+
+async fn behind_a_trusted_proxy_the_forwarded_client_is_the_visitor(engine: Engine) {
+    let (dir, db) = database_placing_loopback_in("FR");
+    // The test client plays the proxy (a gateway in front of the server).
+    let rules = dir.path().join("rate-limits.toml");
+    std::fs::write(&rules, "trusted_proxies = [\"127.0.0.1\", \"::1\"]\n").unwrap();
+    let app = TestApp::spawn_with(&engine, |c| {
+        c.visit_log_days = Some(30);
+        c.geoip_db = Some(db);
+        c.rate_limit_config = Some(rules);
+    })
+    .await;
+    let ann = app.account("ann@example.com").await;
+    let link: Value = shorten_as(&app, &ann.access, targeting(&["JP", "FR"]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let code = link["shortCode"].as_str().unwrap().to_owned();
+    let forwarded = app
+        .client
+        .get(app.url(&format!("/{code}")))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.headers()["location"], "https://example.com/jp");
+    // The proxy's own requests are its own.
+    assert_eq!(location(&app, &code).await, "https://example.com/fr");
+
+    store_clicks(&app).await;
+    let response = app
+        .bearer(Method::GET, &format!("/links/{code}/visits"), &ann.access)
+        .send()
+        .await
+        .unwrap();
+    let page: Value = response.json().await.unwrap();
+    let seen: Vec<(Value, Value)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["country"].clone(), v["ip"].clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (Value::from("FR"), Value::from("127.0.0.0")),
+            (Value::from("JP"), Value::from("198.51.100.0")),
+        ]
+    );
 }
