@@ -52,7 +52,8 @@ fn retry(e: impl std::fmt::Display) -> JobError {
 /// its job for lost: far beyond a job's lease and an attempt's timeout, so a queue that is
 /// merely busy is left alone (and the deduplication key would stop a double anyway).
 pub const SWEEP_AFTER: Duration = Duration::from_secs(600);
-/// How often `serve` sweeps.
+/// How often the processes that run the outbox relay (`serve` with workers, `basis worker`)
+/// sweep.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Deliveries looked at per sweep.
 const SWEEP_BATCH: i64 = 1_000;
@@ -94,7 +95,7 @@ pub async fn sweep(db: &basis_store::Store, hooks: &Webhooks, now: i64) -> Resul
     Ok(added)
 }
 
-/// [`sweep`] every minute by the app's clock until `stop` turns true.
+/// [`sweep`] every minute, overdue judged by `clock`, until `stop` turns true.
 pub async fn sweep_periodically(
     db: basis_store::Store,
     hooks: Arc<Webhooks>,
