@@ -102,7 +102,9 @@ pub async fn sweep_periodically(
     clock: Arc<dyn crate::clock::Clock>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut ticks = tokio::time::interval(SWEEP_EVERY);
+    // The first sweep a minute after start: what it looks for is ten minutes overdue.
+    let first = tokio::time::Instant::now() + SWEEP_EVERY;
+    let mut ticks = tokio::time::interval_at(first, SWEEP_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
