@@ -1,6 +1,7 @@
 //! `basis links import` and `basis links export` as an operator runs them: a file in the
 //! wrong format is refused with its line before anything is written; a good one is
-//! imported with a progress line and comes back out of the export.
+//! imported with a progress line and comes back out of the export. And `basis serve`
+//! refuses to start on a GeoIP database it cannot use, naming the file.
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};
@@ -149,4 +150,37 @@ fn an_import_refuses_a_wrong_file_whole_and_writes_a_good_one() {
     assert_eq!(ozh["longUrl"], "https://example.net/yourls-home");
     assert_eq!(ozh["clicks"], 128);
     assert_eq!(ozh["createdAt"], "2022-06-01T09:00:00Z");
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_geoip_database_it_cannot_use_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.mmdb");
+    let garbage = dir.path().join("GeoLite2-Country.mmdb");
+    std::fs::write(&garbage, "a text file, not a MaxMind database").unwrap();
+    for (file, says) in [
+        (&missing, "cannot read the GeoIP database"),
+        (
+            &garbage,
+            "GeoLite2-Country.mmdb is not a usable GeoIP database",
+        ),
+    ] {
+        let output = basis(
+            dir.path(),
+            &[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--geoip-db",
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(!output.status.success(), "serve must refuse to start");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(
+            stderr.contains(file.file_name().unwrap().to_str().unwrap()),
+            "{stderr}"
+        );
+    }
 }

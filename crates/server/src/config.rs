@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "BASIS_VISIT_LOG_DAYS")]
     pub visit_log_days: Option<u32>,
 
+    /// A MaxMind-format database (`.mmdb`, e.g. GeoLite2-Country) giving visitors'
+    /// countries to the visit log and to routing rules that target countries.
+    #[arg(long, env = "BASIS_GEOIP_DB")]
+    pub geoip_db: Option<PathBuf>,
+
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BASIS_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
@@ -138,6 +143,7 @@ impl Config {
             host_blocklist: None,
             click_flush_ms: 1000,
             visit_log_days: None,
+            geoip_db: None,
             domains: Vec::new(),
             unknown_domain_redirect: None,
             body_limit: 64 * 1024,

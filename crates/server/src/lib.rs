@@ -209,6 +209,11 @@ impl Server {
             None => Default::default(),
         };
 
+        let geoip = match &config.geoip_db {
+            Some(path) => Some(Arc::new(links::geoip::GeoIp::open(path)?)),
+            None => None,
+        };
+
         let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone())
             .await?
             .with_remote(&config.cross, clock.clone())
@@ -227,6 +232,8 @@ impl Server {
                 &config.domains,
                 config.unknown_domain_redirect.as_ref(),
             )?),
+            trusted_proxies: rate_limit_config(&config)?.trusted_proxies.into(),
+            geoip,
             clicks: Arc::new(
                 ClickRecorder::new(store.clone(), queue.clone())
                     .with_visit_log(config.visit_log_days),
@@ -363,6 +370,15 @@ impl Server {
                 .run(outbox::INTERVAL, flusher_stopped.clone()),
             )
         });
+        // So is the sweep of webhook attempts a crash lost.
+        let webhook_sweep = workers.is_some().then(|| {
+            tokio::spawn(webhooks::jobs::sweep_periodically(
+                state.store.clone(),
+                state.webhooks.clone(),
+                state.clock.clone(),
+                flusher_stopped.clone(),
+            ))
+        });
         let cutoffs = {
             let state = state.clone();
             tokio::spawn(async move {
@@ -403,6 +419,9 @@ impl Server {
         if let Some(relay) = relay {
             let _ = relay.await;
         }
+        if let Some(sweep) = webhook_sweep {
+            let _ = sweep.await;
+        }
         match state.clicks.flush().await {
             Ok(links) => tracing::info!(links, "final click batch enqueued"),
             Err(err) => {
@@ -434,14 +453,7 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let routes = routes()
         .into_router()
         .fallback(|| async { ApiError::NotFound });
-    let rules_file = config.rate_limit_config.as_deref();
-    let limits =
-        RateLimitConfig::load(rules_file, config.rate_limits.as_deref()).with_context(|| {
-            match rules_file {
-                Some(path) => format!("invalid rate-limit rules in {}", path.display()),
-                None => "invalid rate-limit settings".to_owned(),
-            }
-        })?;
+    let limits = rate_limit_config(config)?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
     let routes = http::layer(
@@ -452,6 +464,18 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         config.conn.max_in_flight,
     );
     Ok(http::transport::layer(routes, &config.transport)?.with_state(state))
+}
+
+/// The rate-limit rules in effect (the file of `--rate-limit-config`, else the built-in
+/// ones), with the reason when they cannot be read.
+fn rate_limit_config(config: &Config) -> anyhow::Result<RateLimitConfig> {
+    let rules_file = config.rate_limit_config.as_deref();
+    RateLimitConfig::load(rules_file, config.rate_limits.as_deref()).with_context(|| {
+        match rules_file {
+            Some(path) => format!("invalid rate-limit rules in {}", path.display()),
+            None => "invalid rate-limit settings".to_owned(),
+        }
+    })
 }
 
 /// Every resource's routes.

@@ -51,6 +51,11 @@ pub struct AppServices {
     pub base_url: Arc<str>,
     /// The domains short links live on.
     pub domains: Arc<crate::links::domains::Domains>,
+    /// The proxies whose forwarding headers name the client (the rate-limit rules'
+    /// `trusted_proxies`): who a visitor is for the visit log and country targeting.
+    pub trusted_proxies: Arc<[basis_ratelimit::http::IpNet]>,
+    /// Visitors' countries (`--geoip-db`); `None` when no database was given.
+    pub geoip: Option<Arc<crate::links::geoip::GeoIp>>,
     /// In-memory click counters, flushed in batches.
     pub clicks: Arc<ClickRecorder>,
     /// The code → link lookup cache.

@@ -272,10 +272,21 @@ pub async fn run_workers(
         crate::outbox::Relay::new(store.clone(), backend.clone(), ctx.clock.clone())
             .run(crate::outbox::INTERVAL, relay_stopped),
     );
+    let webhook_sweep = ctx.webhooks.clone().map(|hooks| {
+        tokio::spawn(webhooks::jobs::sweep_periodically(
+            store.clone(),
+            hooks,
+            ctx.clock.clone(),
+            stop_relay.subscribe(),
+        ))
+    });
     tracing::info!(queue = backend.name(), queues = ?QUEUES, "worker running");
     let report = worker.run(shutdown).await;
     let _ = stop_relay.send(true);
     let _ = relay.await;
+    if let Some(sweep) = webhook_sweep {
+        let _ = sweep.await;
+    }
     tracing::info!(
         claimed = report.claimed,
         released = report.released,

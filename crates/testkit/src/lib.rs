@@ -7,6 +7,9 @@
 //!   `max_prepared_transactions`), so nothing reconfigures the shared server.
 //! - [`eventually`]: polls a real condition within a bound, instead of sleeping and hoping.
 //! - [`free_port`]: a port nothing listens on right now.
+//! - [`mmdb`]: small MaxMind DB files mapping networks to countries.
+
+pub mod mmdb;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -67,8 +67,9 @@ impl<'de> Deserialize<'de> for IpNet {
     }
 }
 
-/// The client address for a request that came from `peer`.
-pub(crate) fn client_ip(
+/// The client address for a request that came from `peer`, given the proxies whose
+/// forwarding headers are believed (none: the peer, whatever the headers say).
+pub fn client_ip(
     peer: Option<SocketAddr>,
     headers: &HeaderMap,
     trusted: &[IpNet],

@@ -2,7 +2,8 @@
 //!
 //! * [`config`]: the TOML rule file and the built-in defaults;
 //! * `rules`: path patterns, methods and who a rule limits ([`KeyKind`]);
-//! * `client_ip`: the peer address and trusted forwarding headers;
+//! * `client_ip`: the peer address and trusted forwarding headers ([`client_ip()`], also
+//!   used by the server wherever it records who a client is);
 //! * `response`: `RateLimit-Policy` / `RateLimit` / `X-RateLimit-*` headers and the 429;
 //! * `layer`: the [`tower::Layer`] and [`tower::Service`].
 
@@ -12,7 +13,7 @@ mod layer;
 mod response;
 mod rules;
 
-pub use client_ip::IpNet;
+pub use client_ip::{IpNet, client_ip};
 pub use config::{RateLimitConfig, RuleConfig, StoreSettings};
 pub use layer::{RateLimitLayer, RateLimitService};
 pub use rules::{KeyKind, PathPattern};

@@ -67,8 +67,8 @@ fn is_json(headers: &axum::http::HeaderMap) -> bool {
     })
 }
 
-/// The client's address (the TCP peer; a trusted proxy's header is the rate limiter's
-/// business).
+/// The TCP peer's address (the rate limiter and the redirect path read a trusted proxy's
+/// forwarding headers with `basis_ratelimit::http::client_ip`).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 

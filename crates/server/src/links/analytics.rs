@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::domains::{DomainParam, LinkDomain};
 use super::service;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, Problem};
@@ -76,11 +77,11 @@ const TOP_REFERRERS: usize = 10;
 /// Reads a link's click statistics.
 #[utoipa::path(
     get, path = "/links/{code}/stats", tag = "links",
-    params(("code" = String, Path, description = "The short code"), StatsQuery),
+    params(("code" = String, Path, description = "The short code"), StatsQuery, DomainParam),
     responses(
         (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "Statistics", body = LinkStats),
-        (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid query (`days`, or a `domain` this server does not serve)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -88,6 +89,7 @@ pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    domain: LinkDomain,
     query: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<LinkStats>> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -96,7 +98,7 @@ pub async fn stats(
         return Err(ApiError::field("days", "must be between 1 and 366"));
     }
     let service::Analytics { link, stats } =
-        service::analytics(&state, &caller, &code, days, TOP_REFERRERS).await?;
+        service::analytics(&state, &caller, (&code, &domain), days, TOP_REFERRERS).await?;
     let mut devices = DeviceClicks::default();
     for (name, n) in &stats.devices {
         match name.as_str() {

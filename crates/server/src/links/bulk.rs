@@ -65,7 +65,7 @@ type Read = (Option<usize>, Result<CreateLink, Problem>);
 #[utoipa::path(
     post, path = "/links/bulk", tag = "links",
     request_body(
-        description = "A JSON array of `POST /shorten` bodies (without `reuse`), or a CSV file whose header names the columns: `longUrl` (required), `customAlias`, `tags` (separated by `|`), `expiresAt`, `maxClicks`, `redirectType`, `password`, `title`",
+        description = "A JSON array of `POST /shorten` bodies (without `reuse`), or a CSV file whose header names the columns: `longUrl` (required), `customAlias`, `tags` (separated by `|`), `expiresAt`, `maxClicks`, `redirectType`, `password`, `title`, `domain` (one this server serves; default: the default domain)",
         content(
             (Vec<CreateLink> = "application/json"),
             (String = "text/csv"),
@@ -133,7 +133,7 @@ async fn run(state: &AppState, owner_id: &str, read: Vec<Read>) -> ApiResult<imp
                 ApiError::UnprocessableFields(errors) => Problem {
                     errors,
                     ..Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
-                        .detail("the link's rules cannot work")
+                        .detail("the link's rules cannot work, or its domain is not served here")
                 },
                 ApiError::Invalid(errors) => invalid(errors),
                 other => Problem::new(StatusCode::BAD_REQUEST).detail(other.to_string()),
@@ -213,16 +213,18 @@ fn from_json(body: &[u8]) -> ApiResult<Vec<Read>> {
         .collect())
 }
 
-/// The columns a CSV upload may have, by their lower-case names.
+/// The columns a CSV upload may have: the members of a `POST /shorten` body, matched in
+/// any case, with `_` and spaces ignored.
 const COLUMNS: &[&str] = &[
-    "longurl",
-    "customalias",
+    "longUrl",
+    "customAlias",
     "tags",
-    "expiresat",
-    "maxclicks",
-    "redirecttype",
+    "expiresAt",
+    "maxClicks",
+    "redirectType",
     "password",
     "title",
+    "domain",
 ];
 
 /// The links of a CSV file with a header row; a row that does not parse fails alone.
@@ -238,10 +240,10 @@ fn from_csv(body: &[u8]) -> ApiResult<Vec<Read>> {
     let mut columns = Vec::with_capacity(header.len());
     for name in &header {
         let key = name.trim().to_ascii_lowercase().replace(['_', ' '], "");
-        let Some(known) = COLUMNS.iter().position(|c| *c == key) else {
+        let Some(known) = COLUMNS.iter().position(|c| c.eq_ignore_ascii_case(&key)) else {
             return Err(ApiError::BadRequest(format!(
-                "line 1: unknown column '{name}' (known: longUrl, customAlias, tags, expiresAt, \
-                 maxClicks, redirectType, password, title)"
+                "line 1: unknown column '{name}' (known: {})",
+                COLUMNS.join(", ")
             )));
         };
         columns.push(known);
@@ -279,16 +281,7 @@ fn csv_link(
         if field.is_empty() {
             continue;
         }
-        let name = [
-            "longUrl",
-            "customAlias",
-            "tags",
-            "expiresAt",
-            "maxClicks",
-            "redirectType",
-            "password",
-            "title",
-        ][*column];
+        let name = COLUMNS[*column];
         let value = match *column {
             2 => Value::from(
                 field
@@ -332,6 +325,11 @@ mod tests {
         assert_eq!(first.max_clicks, Some(3));
         let refused = read[1].1.as_ref().unwrap_err();
         assert_eq!(refused.errors[0].field, "maxClicks");
+        let on_domain = from_csv(b"longUrl,Domain\nhttps://example.com/,go.example\n").unwrap();
+        assert_eq!(
+            on_domain[0].1.as_ref().unwrap().domain.as_deref(),
+            Some("go.example")
+        );
         assert!(from_csv(b"url,shape\n").is_err());
         assert!(from_csv(b"customAlias\nabc\n").is_err());
     }

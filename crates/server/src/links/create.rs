@@ -81,7 +81,7 @@ pub struct CreateLink {
         (status = 200, description = "With `reuse`: the oldest plain link (no alias, password, expiry or click limit; redirect 301) to the same URL with the same owner, however it was made", body = LinkView),
         (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The alias is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Rules that cannot work (more than 10, or weights that do not sum to a positive number), or a domain this server does not serve", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work (more than 10, weights that do not sum to a positive number, a country target on a server without --geoip-db), or a domain this server does not serve", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
     )
@@ -128,7 +128,7 @@ pub(super) fn parse(state: &AppState, mut body: CreateLink) -> ApiResult<NewLink
     let rules = body
         .rules
         .take()
-        .map(|rules| Rules::parse(rules, &state.url_policy))
+        .map(|rules| Rules::parse(rules, &state.url_policy, state.geoip.is_some()))
         .transpose()
         .map_err(ApiError::UnprocessableFields)?;
     // A domain that this server does not serve is well-formed but cannot be used: 422.

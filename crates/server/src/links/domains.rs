@@ -7,11 +7,23 @@
 //!
 //! With no other domain and no fallback configured (one domain, the usual case), `Host` is
 //! not even read: every request is for the default domain, as before domains existed.
+//!
+//! The routes that manage one link (`/links/{code}`, its stats, visits and exports) take
+//! `?domain=` ([`LinkDomain`]): the same alias on two domains is two links, and the
+//! parameter says which one is meant. Without it an alias is looked up on the default
+//! domain and a generated code wherever it lives.
 
 use std::collections::HashSet;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use serde::Deserialize;
 use url::Url;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The domains this instance serves.
 #[derive(Debug, Clone)]
@@ -162,6 +174,60 @@ fn parse_name(raw: &str) -> Result<String, String> {
         Ok(name)
     } else {
         Err("must be a host name such as links.example.com (no scheme, port or path)".into())
+    }
+}
+
+/// The query parameter of the routes that manage one link, for the OpenAPI document (the
+/// handlers read it with [`LinkDomain`]).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DomainParam {
+    /// The domain the link lives on (the same alias may live on several). Without it an
+    /// alias is looked up on the default domain, and a generated code on any domain.
+    pub domain: Option<String>,
+}
+
+/// Which domain a request managing one link means: `?domain=`, checked against the
+/// served domains (400 naming `domain` for any other).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkDomain(Option<Option<String>>);
+
+impl LinkDomain {
+    /// `domain` named explicitly (`None`: the default one).
+    pub fn named(domain: Option<String>) -> Self {
+        Self(Some(domain))
+    }
+
+    /// The domain an alias is looked up on (`None`: the default one).
+    pub fn lookup(&self) -> Option<&str> {
+        self.0.as_ref().and_then(|d| d.as_deref())
+    }
+
+    /// Whether a link living on `domain` is the one meant: any, unless one was named.
+    pub fn admits(&self, domain: Option<&str>) -> bool {
+        self.0
+            .as_ref()
+            .is_none_or(|named| named.as_deref() == domain)
+    }
+}
+
+impl FromRequestParts<AppState> for LinkDomain {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(query) = parts.uri.query() else {
+            return Ok(Self::default());
+        };
+        let Some((_, name)) =
+            url::form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "domain")
+        else {
+            return Ok(Self::default());
+        };
+        state
+            .domains
+            .parse(&name)
+            .map(Self::named)
+            .map_err(|why| ApiError::field("domain", why))
     }
 }
 

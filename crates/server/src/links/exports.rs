@@ -21,6 +21,7 @@ use basis_store::links::{self, LinkRow};
 use serde::Deserialize;
 
 use super::code::ShortCode;
+use super::domains::{DomainParam, LinkDomain};
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult};
 use crate::identity::caller::{Authenticated, Caller};
@@ -34,18 +35,20 @@ const ALL_DAYS: i64 = 100_000;
 /// Referrer hosts listed.
 const TOP_REFERRERS: i64 = 1_000;
 
-/// The link behind `code` if `caller` owns it (or is an admin); 404 for anyone else, so
-/// codes and exports cannot be probed.
+/// The link behind `code` on `domain` if `caller` owns it (or is an admin); 404 for anyone
+/// else, so codes and exports cannot be probed.
 pub(super) async fn owned_link(
     state: &AppState,
     caller: &Caller,
-    code: &str,
+    (code, domain): (&str, &LinkDomain),
 ) -> ApiResult<LinkRow> {
     let principal = caller.require()?;
     caller.require_scope(Scope::LinksRead)?;
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
-    let row = links::find(&state.store, state.codes.key_of(code.as_str()))
+    let key = state.codes.key_of(code.as_str());
+    let row = links::find_in(&state.store, key, domain.lookup())
         .await?
+        .filter(|row| domain.admits(row.domain.as_deref()))
         .ok_or(ApiError::NotFound)?;
     let owner = row.owner_id.as_deref() == Some(principal.user_id.as_str());
     if owner || principal.role.at_least(Role::Admin) {
@@ -57,9 +60,10 @@ pub(super) async fn owned_link(
 
 /// Starts an export of a link's clicks (its owner or an admin): 202 with the job.
 #[utoipa::path(post, path = "/links/{code}/exports", tag = "links",
-    params(("code" = String, Path, description = "The short code")),
+    params(("code" = String, Path, description = "The short code"), DomainParam),
     responses(
         (status = 202, body = crate::jobs::JobAccepted, headers(("Location" = String, description = "The job: /jobs/{id}"))),
+        (status = 400, description = "A `domain` this server does not serve", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link, or not yours", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
@@ -67,8 +71,9 @@ pub async fn create(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(code): Path<String>,
+    domain: LinkDomain,
 ) -> ApiResult<Response> {
-    let row = owned_link(&state, &caller, &code).await?;
+    let row = owned_link(&state, &caller, (&code, &domain)).await?;
     let owner = caller.require()?.user_id.clone();
     let mut payload = serde_json::Map::new();
     payload.insert("linkId".into(), row.id.into());
@@ -82,9 +87,10 @@ pub async fn create(
 
 /// Downloads a finished export (the link's owner or an admin).
 #[utoipa::path(get, path = "/links/{code}/exports/{id}", tag = "links",
-    params(("code" = String, Path, description = "The short code"), ("id" = String, Path, description = "The export job's id")),
+    params(("code" = String, Path, description = "The short code"), ("id" = String, Path, description = "The export job's id"), DomainParam),
     responses(
         (status = 200, description = "The CSV", content_type = "text/csv"),
+        (status = 400, description = "A `domain` this server does not serve", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such export (yet), or not yours", body = crate::error::Problem, content_type = "application/problem+json"),
     ))]
@@ -92,8 +98,9 @@ pub async fn download(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path((code, id)): Path<(String, String)>,
+    domain: LinkDomain,
 ) -> ApiResult<Response> {
-    let row = owned_link(&state, &caller, &code).await?;
+    let row = owned_link(&state, &caller, (&code, &domain)).await?;
     let csv = exports::csv(&state.store, &id, row.id)
         .await?
         .ok_or(ApiError::NotFound)?;

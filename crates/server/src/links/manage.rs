@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 use utoipa::ToSchema;
 
 use super::LinkView;
+use super::domains::{DomainParam, LinkDomain};
 use super::link::{ClickLimit, Expiry, LinkChange, LinkPassword, LinkTitle, RedirectType};
 use super::rules::{Rules, RulesInput};
 use super::service;
@@ -64,10 +65,11 @@ fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
 /// Reads a link, with its click count.
 #[utoipa::path(
     get, path = "/links/{code}", tag = "links",
-    params(("code" = String, Path, description = "The short code")),
+    params(("code" = String, Path, description = "The short code"), DomainParam),
     responses(
         (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The link", body = LinkView),
+        (status = 400, description = "A `domain` this server does not serve", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -75,8 +77,9 @@ pub async fn read(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    domain: LinkDomain,
 ) -> ApiResult<Json<LinkView>> {
-    let link = service::find_managed(&state, &caller, &code, Scope::LinksRead).await?;
+    let link = service::find_managed(&state, &caller, (&code, &domain), Scope::LinksRead).await?;
     let (tags, title) = service::extras_of(&state, link.row.id).await?;
     Ok(Json(
         LinkView::new(&state, &link.row, link.clicks).with_extras(tags, title),
@@ -87,28 +90,30 @@ pub async fn read(
 /// routing rules.
 #[utoipa::path(
     patch, path = "/links/{code}", tag = "links",
-    params(("code" = String, Path, description = "The short code")),
+    params(("code" = String, Path, description = "The short code"), DomainParam),
     request_body(content = ChangeLink, content_type = "application/merge-patch+json"),
     responses(
         (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 200, description = "The changed link", body = LinkView),
-        (status = 400, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid fields, or a `domain` this server does not serve", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Rules that cannot work: more than 10, or weights that do not sum to a positive number", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rules that cannot work: more than 10, weights that do not sum to a positive number, or a country target on a server without --geoip-db", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    domain: LinkDomain,
     change: Result<ApiJson<ChangeLink>, ApiError>,
 ) -> ApiResult<Json<LinkView>> {
-    let link = service::managed(&state, &caller, &code, Scope::LinksWrite).await?;
+    let link = service::managed(&state, &caller, (&code, &domain), Scope::LinksWrite).await?;
     let ApiJson(mut change) = change?;
     let rules = match change.rules.take() {
         Some(Some(rules)) => Some(Some(
-            Rules::parse(rules, &state.url_policy).map_err(ApiError::UnprocessableFields)?,
+            Rules::parse(rules, &state.url_policy, state.geoip.is_some())
+                .map_err(ApiError::UnprocessableFields)?,
         )),
         Some(None) => Some(None),
         None => None,
@@ -166,10 +171,11 @@ fn parse(state: &AppState, change: ChangeLink) -> Result<LinkChange, Vec<FieldEr
 /// Deletes a link; its code answers 404 afterwards.
 #[utoipa::path(
     delete, path = "/links/{code}", tag = "links",
-    params(("code" = String, Path, description = "The short code")),
+    params(("code" = String, Path, description = "The short code"), DomainParam),
     responses(
         (status = 401, description = "Credentials given but invalid, expired or revoked", body = Problem, content_type = "application/problem+json"),
         (status = 204, description = "Deleted"),
+        (status = 400, description = "A `domain` this server does not serve", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -177,7 +183,8 @@ pub async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    domain: LinkDomain,
 ) -> ApiResult<StatusCode> {
-    service::remove(&state, &caller, &code).await?;
+    service::remove(&state, &caller, (&code, &domain)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

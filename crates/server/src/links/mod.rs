@@ -7,7 +7,8 @@
 //! - [`link`]: the parsed options of a link ([`link::RedirectType`], [`link::Expiry`],
 //!   [`link::ClickLimit`], [`link::LinkPassword`]) and the create and change they make up.
 //! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path; [`preview`]: `GET /{code}+`;
-//!   [`rules`]: a link's routing rules (split by weight, targets by device, system, language).
+//!   [`rules`]: a link's routing rules (split by weight, targets by device, system,
+//!   language, country).
 //! - [`code`]: ids ↔ codes (keyed permutation + base62), the code alphabet, and which
 //!   lookup a code needs (generated codes are not stored).
 //! - [`legacy`]: settling codes stored before migration 0004.
@@ -16,7 +17,8 @@
 //!   [`click_batches`]: the job that stores a batch, once.
 //! - [`cache`]: the code → link lookup cache; [`domains`]: the domains links live on
 //!   (`--domain`), and which one a request is for.
-//! - [`device`]: device classes and referrer hosts.
+//! - [`device`]: device classes and referrer hosts; [`geoip`]: visitors' countries
+//!   (`--geoip-db`).
 //! - [`list`]: `GET /links`, the caller's links in cursor pages; [`tags`]: tags on links
 //!   and `/links/tags…` (statistics, rename, delete).
 //! - [`bulk`]: `POST /links/bulk`, up to 1,000 links per request (JSON or CSV, [`csv`]).
@@ -48,6 +50,7 @@ pub mod device;
 pub mod domains;
 pub mod dump;
 pub mod exports;
+pub mod geoip;
 pub mod import;
 pub mod input;
 pub mod legacy;

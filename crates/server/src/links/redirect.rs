@@ -3,7 +3,9 @@
 //! The hot path: parse the code (a foreign character is 404 at once), look it up in the
 //! cache (the database only on a miss), check expiry, click limit and password, count the
 //! click in memory and answer with the link's redirect status. No database write happens
-//! here; `HEAD` is not counted as a click (link checkers use it).
+//! here; `HEAD` is not counted as a click (link checkers use it). The client, for the visit
+//! log and country targets, is the TCP peer unless the peer is one of the trusted proxies
+//! (`trusted_proxies` of the rate-limit rules), whose forwarding headers then name it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
+use basis_ratelimit::http::client_ip;
 use basis_store::links;
 use serde::Deserialize;
 
@@ -85,12 +88,13 @@ pub async fn follow(
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip());
+        .map(|ConnectInfo(addr)| *addr);
+    let visitor = client_ip(peer, headers, &state.trusted_proxies);
     respond(
         &state,
         link,
         offered_password(headers),
-        (headers, peer),
+        (headers, visitor),
         count,
         None,
     )
@@ -142,11 +146,16 @@ pub async fn follow_with_form(
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         _ => ApiError::BadRequest(rejection.body_text()),
     })?;
+    let visitor = client_ip(
+        peer.map(|ip| SocketAddr::new(ip, 0)),
+        &headers,
+        &state.trusted_proxies,
+    );
     respond(
         &state,
         link,
         form.password,
-        (&headers, peer),
+        (&headers, visitor),
         true,
         Some(StatusCode::SEE_OTHER),
     )
@@ -216,7 +225,7 @@ async fn respond(
     state: &AppState,
     (link, clicks): (Arc<CachedLink>, i64),
     offered_password: Option<String>,
-    (headers, peer): (&HeaderMap, Option<IpAddr>),
+    (headers, client): (&HeaderMap, Option<IpAddr>),
     count: bool,
     status_override: Option<StatusCode>,
 ) -> ApiResult<Response> {
@@ -240,14 +249,25 @@ async fn respond(
             return Err(denied());
         }
     }
+    // Looked up only with a GeoIP database, and only when the visit log or the link's
+    // rules need it: without `--geoip-db` this is one test of an `Option`.
+    let country = match (&state.geoip, client) {
+        (Some(geoip), Some(ip))
+            if (count && state.clicks.logs_visits())
+                || link.rules.as_ref().is_some_and(|r| r.targets_countries()) =>
+        {
+            geoip.country_of(ip)
+        }
+        _ => None,
+    };
     if count {
         let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
         let user_agent = header(header::USER_AGENT);
         // Only with the visit log on: its details cost a little more than the counters.
         let visit = state.clicks.logs_visits().then(|| VisitDetails {
             browser: browser_of(user_agent),
-            ip: peer.map(truncated_ip),
-            country: None,
+            ip: client.map(truncated_ip),
+            country: country.map(|c| c.as_str().to_owned()),
         });
         state.clicks.record(Click {
             link_id: row.id,
@@ -278,7 +298,7 @@ async fn respond(
                 response_headers.insert(header::SET_COOKIE, visitor_cookie(visitor));
             }
             rules
-                .choose(headers, row.id, visitor)
+                .choose(headers, country, row.id, visitor)
                 .unwrap_or(&link.location)
         }
     };

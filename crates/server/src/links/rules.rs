@@ -3,7 +3,8 @@
 //! - **Targets** (first match wins): by device class (`desktop`, `mobile`, `tablet`), by
 //!   operating system (`android`, `ios`, `windows`, `macos`, `linux`, `chromeos`) or by
 //!   language (a primary tag such as `fr`, matched against `Accept-Language` in the
-//!   client's order of preference).
+//!   client's order of preference), or by country (ISO 3166 alpha-2, the client's address
+//!   looked up in the `--geoip-db` database; refused with 422 when the server has none).
 //! - **Split**: when no target matches, destinations chosen by weight. Each visitor keeps
 //!   the destination first drawn: the visitor carries a random number in a cookie, and the
 //!   draw is a hash of that number and the link's id, so the same visitor lands on the same
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::device::Device;
+use super::geoip::Country;
 use super::input::UrlPolicy;
 use crate::error::FieldError;
 
@@ -54,7 +56,7 @@ pub struct SplitInput {
     pub weight: i64,
 }
 
-/// One targeted destination: exactly one of `device`, `os`, `language`.
+/// One targeted destination: exactly one of `device`, `os`, `language`, `country`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetInput {
@@ -67,6 +69,10 @@ pub struct TargetInput {
     /// A language's primary tag (`fr`, `de`, `pt`...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+    /// A country's ISO 3166-1 alpha-2 code (`FR`, `DE`), from the client's address; needs
+    /// the server started with `--geoip-db`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
     /// Where it goes (the rules of `longUrl`).
     pub url: String,
 }
@@ -77,6 +83,7 @@ enum Condition {
     Device(Device),
     Os(&'static str),
     Language(String),
+    Country(Country),
 }
 
 /// Parsed rules, ready for the redirect path.
@@ -90,8 +97,13 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// Parses and checks `input`, every problem named by its member.
-    pub fn parse(input: RulesInput, policy: &UrlPolicy) -> Result<Self, Vec<FieldError>> {
+    /// Parses and checks `input`, every problem named by its member; `countries` says
+    /// whether the server can tell a visitor's country (`--geoip-db`).
+    pub fn parse(
+        input: RulesInput,
+        policy: &UrlPolicy,
+        countries: bool,
+    ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         if input.split.len() + input.targets.len() > MAX_RULES {
             errors.push(FieldError::new(
@@ -140,8 +152,14 @@ impl Rules {
         let mut targets = Vec::new();
         for (i, target) in input.targets.iter().enumerate() {
             let field = format!("rules.targets[{i}]");
-            let condition = match (&target.device, &target.os, &target.language) {
-                (Some(device), None, None) => {
+            let given = (
+                &target.device,
+                &target.os,
+                &target.language,
+                &target.country,
+            );
+            let condition = match given {
+                (Some(device), None, None, None) => {
                     let device = device.to_ascii_lowercase();
                     match DEVICES.iter().position(|d| *d == device) {
                         Some(0) => Some(Condition::Device(Device::Desktop)),
@@ -156,7 +174,7 @@ impl Rules {
                         }
                     }
                 }
-                (None, Some(os), None) => {
+                (None, Some(os), None, None) => {
                     let os = os.to_ascii_lowercase();
                     match SYSTEMS.iter().find(|s| **s == os) {
                         Some(known) => Some(Condition::Os(known)),
@@ -169,7 +187,7 @@ impl Rules {
                         }
                     }
                 }
-                (None, None, Some(language)) => {
+                (None, None, Some(language), None) => {
                     let language = language.trim().to_ascii_lowercase();
                     if (2..=3).contains(&language.len())
                         && language.bytes().all(|b| b.is_ascii_lowercase())
@@ -183,10 +201,27 @@ impl Rules {
                         None
                     }
                 }
+                (None, None, None, Some(country)) => match Country::parse(country) {
+                    Some(_) if !countries => {
+                        errors.push(FieldError::new(
+                            format!("{field}.country"),
+                            "cannot be targeted: this server has no GeoIP database (--geoip-db)",
+                        ));
+                        None
+                    }
+                    Some(country) => Some(Condition::Country(country)),
+                    None => {
+                        errors.push(FieldError::new(
+                            format!("{field}.country"),
+                            "must be an ISO 3166-1 alpha-2 country code (FR, DE, JP)",
+                        ));
+                        None
+                    }
+                },
                 _ => {
                     errors.push(FieldError::new(
                         field.clone(),
-                        "must name exactly one of device, os or language",
+                        "must name exactly one of device, os, language or country",
                     ));
                     None
                 }
@@ -204,6 +239,10 @@ impl Rules {
                     },
                     language: match &condition {
                         Condition::Language(l) => Some(l.clone()),
+                        _ => None,
+                    },
+                    country: match &condition {
+                        Condition::Country(c) => Some(c.as_str().to_owned()),
                         _ => None,
                     },
                     url: text,
@@ -240,14 +279,17 @@ impl Rules {
             .targets
             .iter()
             .map(|t| {
-                let condition = match (&t.device, &t.os, &t.language) {
-                    (Some(d), None, None) => Condition::Device(match d.as_str() {
+                let condition = match (&t.device, &t.os, &t.language, &t.country) {
+                    (Some(d), None, None, None) => Condition::Device(match d.as_str() {
                         "mobile" => Device::Mobile,
                         "tablet" => Device::Tablet,
                         _ => Device::Desktop,
                     }),
-                    (None, Some(os), None) => Condition::Os(SYSTEMS.iter().find(|s| *s == os)?),
-                    (None, None, Some(l)) => Condition::Language(l.clone()),
+                    (None, Some(os), None, None) => {
+                        Condition::Os(SYSTEMS.iter().find(|s| *s == os)?)
+                    }
+                    (None, None, Some(l), None) => Condition::Language(l.clone()),
+                    (None, None, None, Some(c)) => Condition::Country(Country::parse(c)?),
                     _ => return None,
                 };
                 Some((condition, HeaderValue::from_str(&t.url).ok()?))
@@ -275,9 +317,22 @@ impl Rules {
         !self.split.is_empty()
     }
 
-    /// Where a visit with `headers` goes, `visitor` being its number (for the split);
-    /// `None` means the link's own URL.
-    pub fn choose(&self, headers: &HeaderMap, link_id: i64, visitor: u64) -> Option<&HeaderValue> {
+    /// Whether a visit needs the visitor's country (a target names one).
+    pub fn targets_countries(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|(condition, _)| matches!(condition, Condition::Country(_)))
+    }
+
+    /// Where a visit with `headers` from `country` goes, `visitor` being its number (for
+    /// the split); `None` means the link's own URL.
+    pub fn choose(
+        &self,
+        headers: &HeaderMap,
+        country: Option<Country>,
+        link_id: i64,
+        visitor: u64,
+    ) -> Option<&HeaderValue> {
         if !self.targets.is_empty() {
             let user_agent = headers
                 .get(header::USER_AGENT)
@@ -291,6 +346,7 @@ impl Rules {
                     Condition::Device(device) => Device::classify(user_agent) == *device,
                     Condition::Os(os) => system_of(user_agent) == Some(os),
                     Condition::Language(wanted) => prefers(languages, wanted),
+                    Condition::Country(wanted) => country == Some(*wanted),
                 };
                 if hit {
                     return Some(url);
@@ -402,12 +458,12 @@ mod tests {
 
     #[test]
     fn weights_must_sum_to_a_positive_number_and_rules_are_at_most_ten() {
-        assert!(Rules::parse(split(&[1, 0]), &policy()).is_ok());
-        let zero = Rules::parse(split(&[0, 0]), &policy()).unwrap_err();
+        assert!(Rules::parse(split(&[1, 0]), &policy(), false).is_ok());
+        let zero = Rules::parse(split(&[0, 0]), &policy(), false).unwrap_err();
         assert_eq!(zero[0].field, "rules.split");
-        let negative = Rules::parse(split(&[-1, 2]), &policy()).unwrap_err();
+        let negative = Rules::parse(split(&[-1, 2]), &policy(), false).unwrap_err();
         assert_eq!(negative[0].field, "rules.split[0].weight");
-        let many = Rules::parse(split(&[1; 11]), &policy()).unwrap_err();
+        let many = Rules::parse(split(&[1; 11]), &policy(), false).unwrap_err();
         assert_eq!(many[0].field, "rules");
         let both = RulesInput {
             split: Vec::new(),
@@ -415,35 +471,74 @@ mod tests {
                 device: Some("mobile".into()),
                 os: Some("ios".into()),
                 language: None,
+                country: None,
                 url: "https://example.com/".into(),
             }],
         };
         assert_eq!(
-            Rules::parse(both, &policy()).unwrap_err()[0].field,
+            Rules::parse(both, &policy(), false).unwrap_err()[0].field,
             "rules.targets[0]"
         );
     }
 
     #[test]
     fn stored_rules_read_back_the_same() {
-        let rules = Rules::parse(split(&[3, 1]), &policy()).unwrap();
+        let rules = Rules::parse(split(&[3, 1]), &policy(), false).unwrap();
         assert_eq!(Rules::from_stored(&rules.to_stored()), Some(rules));
         assert_eq!(Rules::from_stored("not json"), None);
     }
 
     #[test]
     fn a_split_follows_its_weights_and_keeps_each_visitor() {
-        let rules = Rules::parse(split(&[1, 3]), &policy()).unwrap();
+        let rules = Rules::parse(split(&[1, 3]), &policy(), false).unwrap();
         let headers = HeaderMap::new();
         let mut second = 0;
         for visitor in 0..10_000u64 {
-            let url = rules.choose(&headers, 7, visitor).unwrap();
-            assert_eq!(rules.choose(&headers, 7, visitor), Some(url));
+            let url = rules.choose(&headers, None, 7, visitor).unwrap();
+            assert_eq!(rules.choose(&headers, None, 7, visitor), Some(url));
             if url == "https://example.com/1" {
                 second += 1;
             }
         }
         assert!((7_300..=7_700).contains(&second), "{second}");
+    }
+
+    #[test]
+    fn country_targets_need_a_geoip_database_and_match_the_visitors_country() {
+        let input = RulesInput {
+            split: Vec::new(),
+            targets: vec![TargetInput {
+                device: None,
+                os: None,
+                language: None,
+                country: Some("fr".into()),
+                url: "https://example.com/fr".into(),
+            }],
+        };
+        let refused = Rules::parse(input.clone(), &policy(), false).unwrap_err();
+        assert_eq!(refused[0].field, "rules.targets[0].country");
+        let mut bad = input.clone();
+        bad.targets[0].country = Some("FRA".into());
+        let refused = Rules::parse(bad, &policy(), true).unwrap_err();
+        assert_eq!(refused[0].field, "rules.targets[0].country");
+
+        let rules = Rules::parse(input, &policy(), true).unwrap();
+        assert!(rules.targets_countries());
+        assert_eq!(rules.input().targets[0].country.as_deref(), Some("FR"));
+        assert_eq!(
+            Rules::from_stored(&rules.to_stored()).as_ref(),
+            Some(&rules)
+        );
+        let headers = HeaderMap::new();
+        let france = Country::parse("FR");
+        assert_eq!(
+            rules
+                .choose(&headers, france, 1, 0)
+                .map(|u| u.to_str().unwrap()),
+            Some("https://example.com/fr")
+        );
+        assert_eq!(rules.choose(&headers, Country::parse("DE"), 1, 0), None);
+        assert_eq!(rules.choose(&headers, None, 1, 0), None);
     }
 
     #[test]

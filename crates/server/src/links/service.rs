@@ -7,6 +7,7 @@ use basis_auth::role::Scope;
 use basis_store::links::{self, CountedLink, LinkRow, LinkStats};
 
 use super::code::{CODE_SPACE, ShortCode};
+use super::domains::LinkDomain;
 use super::link::{LinkChange, NewLink};
 use crate::clock::day_of;
 use crate::error::{ApiError, ApiResult};
@@ -134,19 +135,21 @@ async fn reusable(
     }))
 }
 
-/// Loads the link `code` names for a caller who wants to use `scope` on it, with its
-/// stored human clicks: 404 if unknown, 401 if owned and the caller is anonymous, 403 if
-/// owned by someone else or the API key lacks the scope. Handlers call it before they look
-/// at a request's body, so a stranger learns nothing from a 400.
+/// Loads the link `code` names on `domain` for a caller who wants to use `scope` on it,
+/// with its stored human clicks: 404 if unknown, 401 if owned and the caller is anonymous,
+/// 403 if owned by someone else or the API key lacks the scope. Handlers call it before
+/// they look at a request's body, so a stranger learns nothing from a 400.
 pub async fn managed(
     state: &AppState,
     caller: &Caller,
-    code: &str,
+    (code, domain): (&str, &LinkDomain),
     scope: Scope,
 ) -> ApiResult<CountedLink> {
     let code = ShortCode::parse(code).ok_or(ApiError::NotFound)?;
-    let link = links::find_counted(&state.store, state.codes.key_of(code.as_str()))
+    let key = state.codes.key_of(code.as_str());
+    let link = links::find_counted_in(&state.store, key, domain.lookup())
         .await?
+        .filter(|link| domain.admits(link.row.domain.as_deref()))
         .ok_or(ApiError::NotFound)?;
     caller.may_manage(link.row.owner_id.as_deref())?;
     caller.require_scope(scope)?;
@@ -157,13 +160,13 @@ pub async fn managed(
 pub async fn find_managed(
     state: &AppState,
     caller: &Caller,
-    code: &str,
+    link: (&str, &LinkDomain),
     scope: Scope,
 ) -> ApiResult<CountedLink> {
     let (link, unstored) = state
         .clicks
         .read_with_unstored(
-            || managed(state, caller, code, scope),
+            || managed(state, caller, link, scope),
             |clicks, link| clicks.unflushed_humans(link.row.id),
         )
         .await?;
@@ -230,9 +233,9 @@ pub async fn extras_of(state: &AppState, id: i64) -> ApiResult<(Vec<String>, Opt
     Ok((tags, title))
 }
 
-/// Deletes the link `code` names, for a caller allowed to.
-pub async fn remove(state: &AppState, caller: &Caller, code: &str) -> ApiResult<()> {
-    let row = managed(state, caller, code, Scope::LinksWrite).await?.row;
+/// Deletes the link `code` names on `domain`, for a caller allowed to.
+pub async fn remove(state: &AppState, caller: &Caller, link: (&str, &LinkDomain)) -> ApiResult<()> {
+    let row = managed(state, caller, link, Scope::LinksWrite).await?.row;
     if !links::delete(&state.store, row.id, state.clock.now_ms()).await? {
         return Err(ApiError::NotFound);
     }
@@ -249,12 +252,12 @@ pub struct Analytics {
     pub stats: LinkStats,
 }
 
-/// The analytics of the link `code` names over the last `days` days (1–366), with its
+/// The analytics of the link `code` names on its domain over the last `days` days (1–366), with its
 /// `top` most frequent referrers.
 pub async fn analytics(
     state: &AppState,
     caller: &Caller,
-    code: &str,
+    link: (&str, &LinkDomain),
     days: i64,
     top: usize,
 ) -> ApiResult<Analytics> {
@@ -264,7 +267,7 @@ pub async fn analytics(
         .clicks
         .read_with_unstored(
             || async {
-                let link = managed(state, caller, code, Scope::LinksRead).await?;
+                let link = managed(state, caller, link, Scope::LinksRead).await?;
                 let stored = links::stats(&state.store, link.row.id, days, read_top).await?;
                 Ok::<_, ApiError>((link, stored))
             },

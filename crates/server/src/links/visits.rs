@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::device::Device;
+use super::domains::{DomainParam, LinkDomain};
 use super::exports::{field, owned_link};
+use super::geoip::Country;
 use crate::clock::to_datetime;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::identity::caller::Caller;
@@ -47,6 +49,9 @@ pub struct VisitParams {
     pub browser: Option<String>,
     /// Only visits referred by this host.
     pub referrer: Option<String>,
+    /// Only visits from this country (ISO 3166-1 alpha-2, e.g. `FR`; known only with
+    /// `--geoip-db`).
+    pub country: Option<String>,
     /// `exclude` (the default: humans only), `include` or `only`.
     pub bots: Option<String>,
     /// Page size, 1–100 (default 20); ignored by the CSV export, which holds every visit.
@@ -163,6 +168,16 @@ fn query_of(link_id: i64, params: VisitParams) -> ApiResult<(VisitQuery, bool)> 
             device,
             browser: word_of("browser", params.browser, 32)?,
             referrer: word_of("referrer", params.referrer, 253)?,
+            country: params
+                .country
+                .map(|raw| {
+                    Country::parse(&raw)
+                        .map(|c| c.as_str().to_owned())
+                        .ok_or_else(|| {
+                            ApiError::field("country", "must be an ISO 3166-1 alpha-2 code (FR)")
+                        })
+                })
+                .transpose()?,
             bots,
             before,
             limit,
@@ -193,10 +208,10 @@ fn wants_csv(headers: &HeaderMap) -> bool {
 /// Lists a link's visits (its owner or an admin), or exports them as CSV.
 #[utoipa::path(
     get, path = "/links/{code}/visits", tag = "links",
-    params(("code" = String, Path, description = "The short code"), VisitParams),
+    params(("code" = String, Path, description = "The short code"), VisitParams, DomainParam),
     responses(
         (status = 200, description = "A page of visits, newest first; or every matching visit as CSV", content((VisitPage = "application/json"), (String = "text/csv")), headers(("Link" = String, description = "rel=\"next\" when there is a next page"))),
-        (status = 400, description = "A bad filter or cursor", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad filter or cursor, or a `domain` this server does not serve", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such link, or not yours", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The visit log is off on this server", body = Problem, content_type = "application/problem+json"),
@@ -206,11 +221,12 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    domain: LinkDomain,
     uri: Uri,
     headers: HeaderMap,
     params: Result<Query<VisitParams>, QueryRejection>,
 ) -> ApiResult<Response> {
-    let row = owned_link(&state, &caller, &code).await?;
+    let row = owned_link(&state, &caller, (&code, &domain)).await?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     if state.clicks.visit_log_days().is_none() {
         return Err(ApiError::Conflict(

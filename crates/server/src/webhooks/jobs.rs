@@ -1,7 +1,17 @@
 //! The queue handlers of webhooks: the `events` consumer that turns an event into
-//! deliveries, and one delivery attempt.
+//! deliveries, and one delivery attempt; and the sweep that re-enqueues the attempts a
+//! crash lost.
+//!
+//! A delivery's next attempt is a queue job enqueued after the database says the attempt
+//! is due (after the fan-out's transaction, after an attempt is recorded). A process that
+//! dies between the two leaves a pending delivery with no job, which a redelivered job then
+//! takes for stale. [`sweep`] finds pending deliveries overdue by [`SWEEP_AFTER`] and
+//! enqueues their attempt under the attempt's deduplication key: a job the queue still
+//! holds (waiting, or leased by a live or dead worker, which the lease hands back) keeps
+//! the key, so only lost attempts get a new job, and the attempt count fences any double.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use basis_queue::{ClaimedJob, JobError, NewJob};
 use basis_store::webhooks as store;
@@ -38,18 +48,74 @@ fn retry(e: impl std::fmt::Display) -> JobError {
     JobError::Retry(e.to_string())
 }
 
-/// Enqueues attempt number `attempts + 1` of delivery `id`, due at `run_at`. The dedup key
-/// names the attempt, so a fan-out run twice enqueues it once.
-async fn schedule(hooks: &Webhooks, id: i64, attempts: i32, run_at: i64) -> Result<(), JobError> {
-    let mut job = NewJob::new(
-        QUEUE,
-        DELIVER,
-        serde_json::to_value(DeliverJob { delivery_id: id }).map_err(retry)?,
-    );
+/// How long past its due time a pending delivery's attempt must be before [`sweep`] takes
+/// its job for lost: far beyond a job's lease and an attempt's timeout, so a queue that is
+/// merely busy is left alone (and the deduplication key would stop a double anyway).
+pub const SWEEP_AFTER: Duration = Duration::from_secs(600);
+/// How often the processes that run the outbox relay (`serve` with workers, `basis worker`)
+/// sweep.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// Deliveries looked at per sweep.
+const SWEEP_BATCH: i64 = 1_000;
+
+/// The job of attempt number `attempts + 1` of delivery `id`, due at `run_at`. The dedup
+/// key names the attempt, so a fan-out run twice, or a sweep, enqueues it once.
+pub fn attempt_job(id: i64, attempts: i32, run_at: i64) -> NewJob {
+    let payload =
+        serde_json::to_value(DeliverJob { delivery_id: id }).expect("a delivery job is plain JSON");
+    let mut job = NewJob::new(QUEUE, DELIVER, payload);
     job.run_at_ms = Some(run_at);
     job.dedup_key = Some(format!("webhook-delivery:{id}:{attempts}"));
-    hooks.backend.enqueue(job).await.map_err(retry)?;
-    Ok(())
+    job
+}
+
+/// Enqueues [`attempt_job`]; true when a job was added (not held already).
+async fn schedule(hooks: &Webhooks, id: i64, attempts: i32, run_at: i64) -> Result<bool, JobError> {
+    let enqueued = hooks
+        .backend
+        .enqueue(attempt_job(id, attempts, run_at))
+        .await
+        .map_err(retry)?;
+    Ok(!enqueued.duplicate)
+}
+
+/// Enqueues, due now, the attempt of every pending delivery overdue by [`SWEEP_AFTER`] at
+/// `now` whose job the queue no longer holds; returns how many jobs were added.
+pub async fn sweep(db: &basis_store::Store, hooks: &Webhooks, now: i64) -> Result<usize, JobError> {
+    let overdue_at = now - SWEEP_AFTER.as_millis() as i64;
+    let overdue = store::due(db, overdue_at, SWEEP_BATCH)
+        .await
+        .map_err(retry)?;
+    let mut added = 0;
+    for (id, _, attempts) in overdue {
+        if schedule(hooks, id, attempts, now).await? {
+            added += 1;
+        }
+    }
+    Ok(added)
+}
+
+/// [`sweep`] every minute, overdue judged by `clock`, until `stop` turns true.
+pub async fn sweep_periodically(
+    db: basis_store::Store,
+    hooks: Arc<Webhooks>,
+    clock: Arc<dyn crate::clock::Clock>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // The first sweep a minute after start: what it looks for is ten minutes overdue.
+    let first = tokio::time::Instant::now() + SWEEP_EVERY;
+    let mut ticks = tokio::time::interval_at(first, SWEEP_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => match sweep(&db, &hooks, clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(added) => tracing::warn!(added, "lost webhook attempts enqueued again"),
+                Err(err) => tracing::warn!(error = %err, "the webhook sweep failed; will retry"),
+            },
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// The `events` consumer: a link event becomes one delivery per endpoint of the link's owner

@@ -16,6 +16,14 @@ use crate::helpers::{Engine, TestApp};
 use crate::jobs_support::{backend, eventually, picture};
 
 async fn on_rabbitmq() -> Option<TestApp> {
+    on_rabbitmq_with(|_| {}).await
+}
+
+/// An app on SQLite whose queue is RabbitMQ (a namespace of its own), with the
+/// configuration `tweak` adjusts; `None`, after a visible line, without a broker.
+pub(crate) async fn on_rabbitmq_with(
+    tweak: impl FnOnce(&mut basis_server::Config),
+) -> Option<TestApp> {
     let Some(url) = std::env::var("BASIS_TEST_AMQP_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -25,7 +33,13 @@ async fn on_rabbitmq() -> Option<TestApp> {
     };
     let namespace = format!("basis_test_{:016x}", rand::random::<u64>());
     let queue_url = format!("{url}?namespace={namespace}");
-    Some(TestApp::spawn_with(&Engine::Sqlite, move |c| c.jobs.queue_url = Some(queue_url)).await)
+    Some(
+        TestApp::spawn_with(&Engine::Sqlite, move |c| {
+            c.jobs.queue_url = Some(queue_url);
+            tweak(c);
+        })
+        .await,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

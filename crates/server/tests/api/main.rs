@@ -12,6 +12,7 @@ mod concurrency;
 mod errors;
 mod link_bulk;
 mod link_codes;
+mod link_countries;
 mod link_domains;
 mod link_import;
 mod link_lists;

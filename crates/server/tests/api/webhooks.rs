@@ -437,4 +437,170 @@ on_both_engines!(
     clicks_are_batched_into_one_delivery_per_link_per_flush,
     a_redelivered_event_makes_one_delivery,
     bad_registrations_get_422_naming_the_field,
+    a_delivery_whose_job_a_crash_lost_is_enqueued_again_by_the_sweep,
+    a_delivery_claimed_by_a_worker_that_died_is_attempted_once_its_lease_ends,
 );
+
+/// A pending delivery of a `link.deleted` event to `ann`'s endpoints, written as the
+/// fan-out writes it, with no job enqueued: the state a process leaves when it dies between
+/// the fan-out's commit and the enqueue. Returns the delivery's id.
+async fn orphan_delivery(app: &TestApp, owner: &str, event_id: i64) -> i64 {
+    let body =
+        json!({"id": format!("evt_{event_id}"), "type": "link.deleted", "data": {"linkId": 9}});
+    let pending = basis_store::webhooks::fan_out(
+        &app.state.store,
+        basis_server::webhooks::jobs::GROUP,
+        event_id,
+        "link.deleted",
+        owner,
+        &body.to_string(),
+        app.clock.now_ms(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pending.len(), 1, "one endpoint subscribed");
+    pending[0].0
+}
+
+async fn stored_delivery(app: &TestApp, id: i64) -> basis_store::webhooks::Delivery {
+    basis_store::webhooks::delivery(&app.state.store, id)
+        .await
+        .unwrap()
+        .expect("the delivery")
+        .0
+}
+
+async fn sweep(app: &TestApp) -> usize {
+    basis_server::webhooks::jobs::sweep(&app.state.store, &app.state.webhooks, app.clock.now_ms())
+        .await
+        .unwrap()
+}
+
+async fn a_delivery_whose_job_a_crash_lost_is_enqueued_again_by_the_sweep(engine: Engine) {
+    let receiver = Receiver::start(vec![200], Duration::ZERO).await;
+    let app = app_with_webhooks(&engine, 5_000).await;
+    let ann = app.account("ann@example.com").await;
+    register(&app, &ann.access, &receiver.url, &["link.deleted"]).await;
+    let id = orphan_delivery(&app, &ann.id, 3_000_001).await;
+
+    // Due, but not overdue long enough for its job to be taken for lost.
+    assert_eq!(sweep(&app).await, 0);
+    app.clock
+        .advance(basis_server::webhooks::jobs::SWEEP_AFTER - Duration::from_secs(1));
+    assert_eq!(sweep(&app).await, 0);
+    assert_eq!(stored_delivery(&app, id).await.attempts, 0);
+
+    app.clock.advance(Duration::from_secs(2));
+    assert_eq!(sweep(&app).await, 1, "the lost attempt is enqueued again");
+    let delivered = eventually("the swept delivery", || async {
+        let d = stored_delivery(&app, id).await;
+        (d.status == "delivered").then_some(d)
+    })
+    .await;
+    assert_eq!(delivered.attempts, 1);
+    assert_eq!(sweep(&app).await, 0, "nothing pending is left to sweep");
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_signed(&got[0], SECRET);
+}
+
+async fn a_delivery_claimed_by_a_worker_that_died_is_attempted_once_its_lease_ends(engine: Engine) {
+    let receiver = Receiver::start(vec![200], Duration::ZERO).await;
+    // A first process without workers: this test plays its worker, which claims the
+    // delivery's attempt and dies without finishing or releasing it.
+    let mut app = TestApp::spawn_with(&engine, |c| {
+        c.webhooks.webhooks_allow_private = true;
+        c.jobs.workers = basis_server::jobs::config::Workers::Off;
+    })
+    .await;
+    let ann = app.account("ann@example.com").await;
+    register(&app, &ann.access, &receiver.url, &["link.deleted"]).await;
+    let id = orphan_delivery(&app, &ann.id, 3_000_002).await;
+    let backend = app.state.jobs.backend().clone();
+    backend
+        .enqueue(basis_server::webhooks::jobs::attempt_job(
+            id,
+            0,
+            app.clock.now_ms(),
+        ))
+        .await
+        .unwrap();
+    // A long lease, so that the delivery is overdue for the sweep while it lasts.
+    let lease = basis_server::webhooks::jobs::SWEEP_AFTER + Duration::from_secs(300);
+    let claimed = backend
+        .claim(basis_server::webhooks::jobs::QUEUE, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    drop(claimed);
+
+    // The next process runs workers. While the dead worker's lease lasts, the job is
+    // neither run nor doubled by the sweep (its deduplication key is still held).
+    app.config.jobs.workers = basis_server::jobs::config::Workers::On;
+    let app = app.restart().await;
+    app.clock
+        .advance(basis_server::webhooks::jobs::SWEEP_AFTER + Duration::from_secs(1));
+    assert_eq!(
+        sweep(&app).await,
+        0,
+        "the leased job still holds the attempt"
+    );
+    assert_eq!(stored_delivery(&app, id).await.attempts, 0);
+    assert!(receiver.received().is_empty());
+
+    // Once the lease has run out, a live worker claims the job and makes the attempt.
+    app.clock.advance(Duration::from_secs(300));
+    let delivered = eventually("the attempt after the lease", || async {
+        let d = stored_delivery(&app, id).await;
+        (d.status == "delivered").then_some(d)
+    })
+    .await;
+    assert_eq!(delivered.attempts, 1, "one attempt, recorded once");
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_go_through_rabbitmq_and_the_sweep_keeps_to_its_deduplication_keys() {
+    let Some(app) = crate::jobs_amqp::on_rabbitmq_with(|c| {
+        c.webhooks.webhooks_allow_private = true;
+    })
+    .await
+    else {
+        return;
+    };
+    assert_eq!(app.state.jobs.backend().name(), "amqp");
+    let receiver = Receiver::start(vec![200], Duration::ZERO).await;
+    let ann = app.account("ann@example.com").await;
+    let hook = register(
+        &app,
+        &ann.access,
+        &receiver.url,
+        &["link.created", "link.deleted"],
+    )
+    .await;
+
+    // The outbox event crosses the broker's topic, the attempt its work queue.
+    app.create_as(&ann.access, "https://example.com/by-rabbit")
+        .await;
+    let created = after_attempt(&app, &ann.access, &hook, 1).await;
+    assert_eq!(created["status"], "delivered");
+    assert_eq!(created["type"], "link.created");
+    assert_signed(&receiver.received()[0], SECRET);
+
+    // A delivery whose job a crash lost: swept once overdue, and only once, since the
+    // swept job holds the attempt's key on the broker until it is done.
+    let id = orphan_delivery(&app, &ann.id, 3_000_003).await;
+    app.clock
+        .advance(basis_server::webhooks::jobs::SWEEP_AFTER + Duration::from_secs(1));
+    let first = sweep(&app).await;
+    let second = sweep(&app).await;
+    assert_eq!(first, 1);
+    assert_eq!(second, 0, "{first} then {second}");
+    let delivered = eventually("the swept delivery", || async {
+        let d = stored_delivery(&app, id).await;
+        (d.status == "delivered").then_some(d)
+    })
+    .await;
+    assert_eq!(delivered.attempts, 1);
+    assert_eq!(receiver.received().len(), 2);
+}

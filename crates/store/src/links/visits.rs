@@ -56,6 +56,8 @@ pub struct VisitQuery {
     pub browser: Option<String>,
     /// Only this referring host.
     pub referrer: Option<String>,
+    /// Only this country (ISO 3166 alpha-2, upper case).
+    pub country: Option<String>,
     /// Bots in or out.
     pub bots: Bots,
     /// The `(at, id)` of the previous page's last visit.
@@ -97,6 +99,7 @@ pub async fn list_visits(store: &Store, query: &VisitQuery) -> Result<Vec<Visit>
         ("device", &query.device),
         ("browser", &query.browser),
         ("referrer", &query.referrer),
+        ("country", &query.country),
     ] {
         if let Some(value) = value {
             let value = sql.bind(Bind::Text(value.clone()));
