@@ -93,13 +93,13 @@ pub trait OutboxConn: Send {
 }
 
 macro_rules! outbox_conn {
-    ($Conn:ty) => {
+    ($Conn:ty, $engine:expr) => {
         impl OutboxConn for $Conn {
             async fn append_many(&mut self, events: &[NewEvent]) -> sqlx::Result<()> {
                 for chunk in events.chunks(ROWS_PER_INSERT) {
                     let sql = format!(
                         "INSERT INTO outbox (kind, aggregate, payload, created_at) VALUES {}",
-                        crate::links::placeholders(chunk.len(), 4)
+                        crate::links::placeholders($engine, chunk.len(), 4)
                     );
                     let mut query = sqlx::query(&sql);
                     for e in chunk {
@@ -135,8 +135,8 @@ macro_rules! outbox_conn {
     };
 }
 
-outbox_conn!(SqliteConnection);
-outbox_conn!(PgConnection);
+outbox_conn!(SqliteConnection, crate::Engine::Sqlite);
+outbox_conn!(PgConnection, crate::Engine::Postgres);
 
 /// Appends one event in the transaction behind `conn`.
 pub async fn append<C: OutboxConn + ?Sized>(conn: &mut C, event: &NewEvent) -> sqlx::Result<()> {

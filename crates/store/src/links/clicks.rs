@@ -149,7 +149,7 @@ async fn apply(
                 .filter(|v| present.contains(&v.link_id))
                 .collect();
             for chunk in logged.chunks(super::visits::ROWS_PER_INSERT) {
-                let sql = super::visits::insert_sql(chunk.len());
+                let sql = super::visits::insert_sql(store.engine(), chunk.len());
                 let mut query = sqlx::query(&sql);
                 for v in chunk {
                     query = query

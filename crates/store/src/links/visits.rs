@@ -71,11 +71,11 @@ pub(crate) const ROWS_PER_INSERT: usize = 500;
 
 /// The `INSERT` of `rows` visits: `(link_id, at, referrer, device, browser, country, bot,
 /// ip)` per row.
-pub(crate) fn insert_sql(rows: usize) -> String {
+pub(crate) fn insert_sql(engine: crate::Engine, rows: usize) -> String {
     format!(
         "INSERT INTO link_visits (link_id, at, referrer, device, browser, country, bot, ip) \
          VALUES {}",
-        super::placeholders(rows, 8)
+        super::placeholders(engine, rows, 8)
     )
 }
 
