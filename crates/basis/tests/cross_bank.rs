@@ -88,6 +88,19 @@ async fn set_up(server: &Basis, remote: &Ledger) -> Setup {
 }
 
 impl Setup {
+    /// The JSON answer to a signed-in `GET` of `path` at the home bank.
+    async fn get(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("a response")
+            .json()
+            .await
+            .expect("a JSON answer")
+    }
+
     async fn send(&self, to: &str, amount: i64, key: &str) -> (u16, Value) {
         self.move_money(json!(self.alice), json!(to), amount, key)
             .await
@@ -153,16 +166,7 @@ async fn a_transfer_to_or_from_another_bank_commits_on_both_over_http_in_either_
         );
         moved += 2_500 + 400;
         let local = body["localTransferId"].as_i64().expect("the local half");
-        let half: Value = s
-            .client
-            .get(format!("{}/transfers/{local}", s.base))
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let half = s.get(&format!("/transfers/{local}")).await;
         assert_eq!(half["status"], "posted", "{half}");
         // Refusals: an unknown participant, an unknown remote account, too little money.
         let (status, body) = s.send("elsewhere:1", 1, &format!("{mode}-2")).await;
@@ -179,16 +183,7 @@ async fn a_transfer_to_or_from_another_bank_commits_on_both_over_http_in_either_
         assert_eq!(status, 422, "{body}");
 
         // Money comes in: from the teller's own account at the other bank to Alice.
-        let me: Value = s
-            .client
-            .get(format!("{}/auth/me", s.base))
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let me = s.get("/auth/me").await;
         let carol = remote
             .open_account(&NewAccount {
                 currency: usd(),
@@ -216,16 +211,7 @@ async fn a_transfer_to_or_from_another_bank_commits_on_both_over_http_in_either_
         assert_eq!(body["from"], format!("remote:{carol}"), "{body}");
         assert_eq!(body["to"], s.alice.to_string(), "{body}");
         let credit = body["localTransferId"].as_i64().expect("the local half");
-        let half: Value = s
-            .client
-            .get(format!("{}/transfers/{credit}", s.base))
-            .bearer_auth(&s.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let half = s.get(&format!("/transfers/{credit}")).await;
         assert_eq!(half["status"], "posted", "{half}");
         // Only the owner takes money out of an account of the other bank; both sides at
         // the other bank, or too little money there, are refused; nothing moves.

@@ -34,6 +34,25 @@ use crate::model::{Error, LogEntry, Order, Saga};
 use crate::payments::{PayError, PaymentsClient};
 use crate::{Result, Shop, in_tx};
 
+/// Renews the saga's fence in transaction `$tx`: false when another worker holds its lease or
+/// it no longer runs. It also locks the saga row until commit (PostgreSQL), so a step's writes
+/// and its fence stand or fall together.
+macro_rules! fenced {
+    ($tx:ident, $saga:expr, $now:expr) => {
+        sqlx::query(
+            "UPDATE shop_sagas SET updated_at = $3 WHERE id = $1 AND lease_token = $2 \
+             AND status = 'running'",
+        )
+        .bind($saga.id)
+        .bind($saga.lease_token)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?
+        .rows_affected()
+            != 0
+    };
+}
+
 /// How long the steps before capture may take in all before the saga compensates.
 pub const DEADLINE_MS: i64 = 10 * 60 * 1000;
 
@@ -546,17 +565,8 @@ impl Checkout {
         let now = self.shop.clock.now_ms();
         let items = self.shop.order_items(saga.id).await?;
         Ok(in_tx!(self.shop.store, tx => {
-            // The fence, first: it also locks the saga row until commit (PostgreSQL).
-            let fenced = sqlx::query(
-                "UPDATE shop_sagas SET updated_at = $3 WHERE id = $1 AND lease_token = $2 \
-                 AND status = 'running'",
-            )
-            .bind(saga.id)
-            .bind(saga.lease_token)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if fenced.rows_affected() == 0 {
+            // The fence, first.
+            if !fenced!(tx, saga, now) {
                 return Ok(Err(StepError::LeaseLost));
             }
             let held: i64 = sqlx::query_scalar(
@@ -601,16 +611,7 @@ impl Checkout {
     async fn confirm(&self, saga: &Saga) -> Result<Result<(), StepError>> {
         let now = self.shop.clock.now_ms();
         Ok(in_tx!(self.shop.store, tx => {
-            let fenced = sqlx::query(
-                "UPDATE shop_sagas SET updated_at = $3 WHERE id = $1 AND lease_token = $2 \
-                 AND status = 'running'",
-            )
-            .bind(saga.id)
-            .bind(saga.lease_token)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if fenced.rows_affected() == 0 {
+            if !fenced!(tx, saga, now) {
                 return Ok(Err(StepError::LeaseLost));
             }
             let status: String = sqlx::query_scalar("SELECT status FROM shop_orders WHERE id = $1")
@@ -642,16 +643,7 @@ impl Checkout {
     async fn request_mail(&self, saga: &Saga) -> Result<Result<(), StepError>> {
         let now = self.shop.clock.now_ms();
         Ok(in_tx!(self.shop.store, tx => {
-            let fenced = sqlx::query(
-                "UPDATE shop_sagas SET updated_at = $3 WHERE id = $1 AND lease_token = $2 \
-                 AND status = 'running'",
-            )
-            .bind(saga.id)
-            .bind(saga.lease_token)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            if fenced.rows_affected() == 0 {
+            if !fenced!(tx, saga, now) {
                 return Ok(Err(StepError::LeaseLost));
             }
             let order: Order = sqlx::query_as("SELECT * FROM shop_orders WHERE id = $1")

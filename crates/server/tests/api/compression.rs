@@ -13,7 +13,8 @@ on_both_engines!(
     redirects_tiny_bodies_and_clients_without_accept_encoding_get_plain_bodies,
 );
 
-fn decode(encoding: &str, bytes: &[u8]) -> Vec<u8> {
+/// The body of a compressed answer, decoded (the other tests' compressed reads use it too).
+pub fn decode(encoding: &str, bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match encoding {
         "gzip" => {

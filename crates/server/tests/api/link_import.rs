@@ -220,12 +220,7 @@ async fn an_export_streams_csv_or_json_of_the_callers_links_only(engine: Engine)
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-encoding"], "gzip");
     let packed = response.bytes().await.expect("the whole compressed body");
-    let mut unpacked = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&packed[..]),
-        &mut unpacked,
-    )
-    .unwrap();
+    let unpacked = String::from_utf8(crate::compression::decode("gzip", &packed)).unwrap();
     assert_eq!(unpacked, csv);
 
     // Bob sees his own only; he may not ask for Ann's; bad formats and anonymous callers

@@ -207,12 +207,7 @@ async fn the_csv_export_holds_every_visit_and_visits_past_their_days_are_pruned(
         .unwrap();
     assert_eq!(packed.headers()["content-encoding"], "gzip");
     let packed = packed.bytes().await.expect("the whole compressed body");
-    let mut unpacked = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&packed[..]),
-        &mut unpacked,
-    )
-    .unwrap();
+    let unpacked = String::from_utf8(crate::compression::decode("gzip", &packed)).unwrap();
     assert_eq!(unpacked, csv);
     let with_bots = app
         .bearer(
