@@ -5,7 +5,8 @@
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-BASIS=$TARGET_DIR/release/basis
+# BASIS_BIN=path runs a binary built elsewhere (an older commit, say) instead of building.
+BASIS=${BASIS_BIN:-$TARGET_DIR/release/basis}
 WRK_THREADS=${WRK_THREADS:-1}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-64}
 WRK_DURATION=${WRK_DURATION:-10s}
@@ -31,7 +32,7 @@ ensure_tools() { # installs wrk and nginx from Debian's packages when missing
 }
 
 build_basis() {
-  (cd "$ROOT" && cargo build --release -p basis >/dev/null)
+  [ -n "${BASIS_BIN:-}" ] || (cd "$ROOT" && cargo build --release -p basis >/dev/null)
 }
 
 wait_http() { # wait_http <url>: up to 30 s for a 2xx

@@ -153,18 +153,18 @@ pub fn browser_of(user_agent: Option<&str>) -> &'static str {
 
 /// The network of a client address as the visit log keeps it: the /24 of an IPv4 address,
 /// the /48 of an IPv6 one (an IPv4-mapped IPv6 address is treated as IPv4).
-pub fn truncated_ip(ip: std::net::IpAddr) -> String {
+pub fn truncated_ip(ip: std::net::IpAddr) -> std::net::IpAddr {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
-            Ipv4Addr::new(a, b, c, 0).to_string()
+            IpAddr::V4(Ipv4Addr::new(a, b, c, 0))
         }
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => truncated_ip(IpAddr::V4(v4)),
             None => {
                 let s = v6.segments();
-                Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0))
             }
         },
     }
@@ -267,9 +267,15 @@ mod tests {
     #[test]
     fn client_addresses_are_cut_to_their_network() {
         let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
-        assert_eq!(truncated_ip(ip("203.0.113.77")), "203.0.113.0");
-        assert_eq!(truncated_ip(ip("2001:db8:1234:5678::1")), "2001:db8:1234::");
-        assert_eq!(truncated_ip(ip("::ffff:198.51.100.9")), "198.51.100.0");
+        assert_eq!(truncated_ip(ip("203.0.113.77")).to_string(), "203.0.113.0");
+        assert_eq!(
+            truncated_ip(ip("2001:db8:1234:5678::1")).to_string(),
+            "2001:db8:1234::"
+        );
+        assert_eq!(
+            truncated_ip(ip("::ffff:198.51.100.9")).to_string(),
+            "198.51.100.0"
+        );
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! `UPDATE` per interval, never serialises requests on its row, and a batch delivered
 //! twice is counted once (`crate::links::click_batches`). A graceful stop enqueues what is left.
 //!
-//! With the visit log on (`--visit-log-days`), each click is also kept as a visit (a few
-//! short strings, capped per shard) and handed over in batches of its own at the same
-//! flush, so the log too costs no database write on the redirect path.
+//! With the visit log on (`--visit-log-days`), each click is also kept as a visit (one
+//! short line of text appended to its shard's buffer, capped per shard) and handed over in
+//! batches of its own at the same flush, so the log too costs no database write and no
+//! allocation of its own on the redirect path.
 //!
 //! Counts read through the API add the clicks not yet stored: the pending counters, and
 //! the batches enqueued but not yet applied ("in flight"). An in-flight batch is dropped
@@ -37,7 +38,8 @@ use basis_store::links::{self, LinkClicks};
 
 use super::device::Device;
 use crate::clock::day_of;
-use crate::links::click_batches::{APPLY_CLICKS, ClickBatchJob, VisitEntry};
+use crate::links::click_batches::{APPLY_CLICKS, ClickBatchJob, VisitLine};
+use crate::links::geoip::Country;
 
 /// Links per click-batch job, so one job stays small whatever the traffic.
 pub const MAX_LINKS_PER_BATCH: usize = 500;
@@ -78,9 +80,27 @@ pub struct VisitDetails {
     /// The browser family.
     pub browser: &'static str,
     /// The client's network (its address cut to /24 or /48).
-    pub ip: Option<String>,
+    pub network: Option<std::net::IpAddr>,
     /// The client's country, when known.
-    pub country: Option<String>,
+    pub country: Option<Country>,
+}
+
+/// Visits of one shard waiting for the next flush: their [`VisitLine`]s, and how many.
+#[derive(Debug, Default)]
+struct PendingVisits {
+    lines: String,
+    count: usize,
+}
+
+impl PendingVisits {
+    fn is_full(&self) -> bool {
+        self.count >= MAX_VISITS_PER_SHARD
+    }
+
+    fn push_line(&mut self, line: &str) {
+        self.lines.push_str(line);
+        self.count += 1;
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -166,7 +186,7 @@ pub struct ClickRecorder {
     // std mutexes: held only for a few map operations, never across an await.
     shards: Box<[Mutex<HashMap<i64, Pending>>]>,
     /// Visits waiting for the next flush, by shard, when the visit log is on.
-    visits: Option<Box<[Mutex<Vec<VisitEntry>>]>>,
+    visits: Option<Box<[Mutex<PendingVisits>]>>,
     /// How many days the visit log keeps visits (`None`: off).
     visit_log_days: Option<u32>,
     /// Batches enqueued and not yet seen applied, by batch id, so counts read meanwhile
@@ -240,26 +260,36 @@ impl ClickRecorder {
                 .unwrap_or_else(|p| p.into_inner());
             shard.entry(click.link_id).or_default().add(&click);
         }
-        let (Some(log), Some(details)) = (&self.visits, click.visit) else {
+        let (Some(log), Some(details)) = (&self.visits, &click.visit) else {
             return;
         };
-        let mut visits = log[(click.link_id as u64 % SHARDS as u64) as usize]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if visits.len() >= MAX_VISITS_PER_SHARD {
+        let mut visits = self.visit_shard(log, click.link_id);
+        if visits.is_full() {
             drop(visits);
             metrics::counter!("basis_visits_dropped_total").increment(1);
             return;
         }
-        visits.push(VisitEntry {
+        VisitLine {
             link: click.link_id,
             at: click.at_ms,
-            referrer: click.referrer,
-            device: click.device.as_str().into(),
-            browser: details.browser.into(),
-            country: details.country,
-            ip: details.ip,
-        });
+            device: click.device,
+            browser: details.browser,
+            referrer: click.referrer.as_deref(),
+            country: details.country.as_ref().map(Country::as_str),
+            network: details.network,
+        }
+        .write_to(&mut visits.lines);
+        visits.count += 1;
+    }
+
+    fn visit_shard<'a>(
+        &self,
+        log: &'a [Mutex<PendingVisits>],
+        link_id: i64,
+    ) -> std::sync::MutexGuard<'a, PendingVisits> {
+        log[(link_id as u64 % SHARDS as u64) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Human clicks of `link_id` counted here but not yet stored.
@@ -438,19 +468,26 @@ impl ClickRecorder {
             .map(|links| ClickBatchJob::new(crate::jobs::new_id(), links))
             .collect();
         // Visits travel in batches of their own (no counts), applied once like the others.
-        let visits: Vec<VisitEntry> = self
-            .visits
-            .iter()
-            .flat_map(|log| log.iter())
-            .flat_map(|shard| std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner())))
-            .collect();
-        let mut visits = visits.into_iter().peekable();
-        while visits.peek().is_some() {
+        let mut visits = PendingVisits::default();
+        let mut visit_batch = |visits: &mut PendingVisits| {
             batches.push(ClickBatchJob {
                 batch: crate::jobs::new_id(),
                 links: Vec::new(),
-                visits: visits.by_ref().take(VISITS_PER_BATCH).collect(),
+                visits: std::mem::take(&mut visits.lines),
             });
+            visits.count = 0;
+        };
+        for shard in self.visits.iter().flat_map(|log| log.iter()) {
+            let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(|p| p.into_inner()));
+            for line in taken.lines.split_inclusive('\n') {
+                visits.push_line(line);
+                if visits.count == VISITS_PER_BATCH {
+                    visit_batch(&mut visits);
+                }
+            }
+        }
+        if visits.count > 0 {
+            visit_batch(&mut visits);
         }
         {
             let mut in_flight = self.in_flight();
@@ -519,14 +556,15 @@ impl ClickRecorder {
     }
 
     /// Puts visits of a batch the queue refused back for the next flush (within the cap).
-    fn restore_visits(&self, visits: &[VisitEntry]) {
+    fn restore_visits(&self, lines: &str) {
         let Some(log) = &self.visits else { return };
-        for visit in visits {
-            let mut shard = log[(visit.link as u64 % SHARDS as u64) as usize]
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if shard.len() < MAX_VISITS_PER_SHARD {
-                shard.push(visit.clone());
+        for line in lines.split_inclusive('\n') {
+            let Some(link_id) = VisitLine::link_of(line) else {
+                continue;
+            };
+            let mut shard = self.visit_shard(log, link_id);
+            if !shard.is_full() {
+                shard.push_line(line);
             }
         }
     }

@@ -266,8 +266,8 @@ async fn respond(
         // Only with the visit log on: its details cost a little more than the counters.
         let visit = state.clicks.logs_visits().then(|| VisitDetails {
             browser: browser_of(user_agent),
-            ip: client.map(truncated_ip),
-            country: country.map(|c| c.as_str().to_owned()),
+            network: client.map(truncated_ip),
+            country,
         });
         state.clicks.record(Click {
             link_id: row.id,

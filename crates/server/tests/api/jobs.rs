@@ -46,7 +46,7 @@ async fn a_click_batch_delivered_twice_is_counted_once(engine: Engine) {
             referrers: vec![("news.example".into(), 5)],
             devices: vec![("desktop".into(), 5), ("bot".into(), 2)],
         }],
-        visits: vec![],
+        visits: String::new(),
     };
     let payload = serde_json::to_value(&batch).unwrap();
     // Two deliveries of one batch, as after a crash between applying and acknowledging.

@@ -129,7 +129,7 @@ async fn a_click_batch_delivered_twice_through_rabbitmq_is_counted_once() {
             referrers: vec![],
             devices: vec![("mobile".into(), 4)],
         }],
-        visits: vec![],
+        visits: String::new(),
     };
     let payload = serde_json::to_value(&batch).unwrap();
     for _ in 0..2 {
