@@ -1,16 +1,6 @@
 //! Rate-limit rule files (TOML), path patterns and client addresses: an error with a
 //! line number, never a panic.
+//! The property is [`basis_fuzz_checks::rate_limit_rules`], which CI also runs in a short form.
 #![no_main]
 
-use basis_ratelimit::RateLimitConfig;
-use basis_ratelimit::http::{IpNet, PathPattern};
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let _ = RateLimitConfig::parse(text);
-    let _ = PathPattern::parse(text);
-    let _ = IpNet::parse(text);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| basis_fuzz_checks::rate_limit_rules(data));
