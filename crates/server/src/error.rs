@@ -182,6 +182,11 @@ impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         Self::Invalid(vec![FieldError::new(field, message)])
     }
+
+    /// A 422: the request is well formed, but `field`'s value cannot be taken.
+    pub fn unprocessable(field: &str, message: impl Into<String>) -> Self {
+        Self::UnprocessableFields(vec![FieldError::new(field, message)])
+    }
 }
 
 impl From<basis_store::Error> for ApiError {

@@ -97,6 +97,23 @@ pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, Fi
     serde_path_to_error::deserialize(value).map_err(|err| field_error(&err))
 }
 
+/// `value` without the whitespace around it, when that leaves 1 to `max_chars` characters;
+/// otherwise a 422 naming `field`. For the names of things (products, events).
+pub fn trimmed_name<'a>(
+    field: &str,
+    value: &'a str,
+    max_chars: usize,
+) -> Result<&'a str, ApiError> {
+    let name = value.trim();
+    if name.is_empty() || name.chars().count() > max_chars {
+        return Err(ApiError::unprocessable(
+            field,
+            format!("must be 1 to {max_chars} characters"),
+        ));
+    }
+    Ok(name)
+}
+
 /// The field a deserialisation failure is about, and what is wrong with it, in words a
 /// client can act on: no Rust type names, no line and column of our own parser.
 pub fn field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::service::{self, json_response, refusal, unprocessable, visible_account};
+use super::service::{self, json_response, refusal, visible_account};
 use super::views::{AccountView, EntryView, TransferView};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ClientIp;
@@ -62,7 +62,7 @@ pub async fn create(
         .as_ref()
         .is_some_and(|n| n.chars().count() > MAX_NAME_CHARS)
     {
-        return Err(unprocessable(
+        return Err(ApiError::unprocessable(
             "name",
             format!("must be at most {MAX_NAME_CHARS} characters"),
         ));

@@ -29,7 +29,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use utoipa::ToSchema;
 
-use super::service::{self, is_admin, json_response, refusal, unprocessable};
+use super::service::{self, is_admin, json_response, refusal};
 use crate::clock::{Clock, to_datetime};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::ClientIp;
@@ -254,7 +254,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let (field, remote_ref, direction) = match (&input.from.participant, &input.to.participant) {
         (Some(_), Some(_)) => {
-            return Err(unprocessable(
+            return Err(ApiError::unprocessable(
                 "from",
                 "names another bank's account, and so does `to`: one side of a transfer must \
                  be an account of this bank",
@@ -265,7 +265,7 @@ pub async fn create(
     };
     let participant = remote_ref.participant.as_deref().unwrap_or_default();
     if matches!(state.store.pools(), Pools::Sqlite { .. }) {
-        return Err(unprocessable(
+        return Err(ApiError::unprocessable(
             field,
             format!(
                 "names an account of another bank ({participant}); transfers between banks \
@@ -279,13 +279,13 @@ pub async fn create(
         .as_ref()
         .filter(|c| c.remote_name() == participant)
     else {
-        return Err(unprocessable(
+        return Err(ApiError::unprocessable(
             field,
             format!("no ledger named {participant:?} is configured (--ledger-remote-url)"),
         ));
     };
     if input.pending {
-        return Err(unprocessable(
+        return Err(ApiError::unprocessable(
             "pending",
             "transfers between banks are posted at once",
         ));
@@ -365,7 +365,7 @@ fn cross_refusal(err: CrossError) -> ApiError {
         CrossError::RequestKeyReused(_) => {
             ApiError::Unprocessable("this Idempotency-Key already made a different transfer".into())
         }
-        CrossError::Unsupported(why) => unprocessable("to", why),
+        CrossError::Unsupported(why) => ApiError::unprocessable("to", why),
         CrossError::Aborted(_) => {
             ApiError::Conflict(format!("{err}; retry with a new Idempotency-Key"))
         }

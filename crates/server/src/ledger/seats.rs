@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::service::{self, json_response, refusal, unprocessable};
+use super::service::{self, json_response, refusal};
 use crate::clock::to_datetime;
-use crate::error::{ApiResult, Problem};
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::trimmed_name;
 use crate::http::rest::{body_of, from_document, parse_id, parse_json};
 use crate::identity::caller::Caller;
 use crate::state::AppState;
@@ -105,16 +106,10 @@ pub async fn create(
     caller.require_role(Role::Admin)?;
     let bytes = body_of(&headers, body, "application/json")?;
     let input: NewSeatEvent = from_document(parse_json(&bytes)?)?;
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(unprocessable(
-            "name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters"),
-        ));
-    }
+    let name = trimmed_name("name", &input.name, MAX_NAME_CHARS)?;
     let seats = service::amount("seats", &input.seats)?;
     if seats > MAX_SEATS {
-        return Err(unprocessable(
+        return Err(ApiError::unprocessable(
             "seats",
             format!("must be at most {MAX_SEATS}"),
         ));

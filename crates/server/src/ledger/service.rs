@@ -6,21 +6,16 @@ use basis_auth::role::Role;
 use basis_ledger::{Account, Error, Transfer};
 use serde_json::Value;
 
-use crate::error::{ApiError, FieldError};
+use crate::error::ApiError;
 use crate::http::extract::ClientIp;
 use crate::identity::caller::Principal;
 use crate::state::AppState;
-
-/// A 422 naming `field`.
-pub fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::UnprocessableFields(vec![FieldError::new(field, message)])
-}
 
 /// An amount in minor units: a JSON integer from 1 to 2⁶³−1. Fractions, strings, zero,
 /// negatives and anything past 64 bits are refused by name, never rounded or wrapped.
 pub fn amount(field: &str, value: &Value) -> Result<i64, ApiError> {
     let refuse = || {
-        unprocessable(
+        ApiError::unprocessable(
             field,
             "must be an integer number of minor units from 1 to 9223372036854775807",
         )
@@ -79,14 +74,14 @@ pub async fn visible_transfer(
 pub fn refusal(err: Error) -> ApiError {
     match err {
         Error::InvalidCurrency(_) | Error::CurrencyMismatch { .. } => {
-            unprocessable("currency", err.to_string())
+            ApiError::unprocessable("currency", err.to_string())
         }
         Error::InvalidAmount
         | Error::InsufficientFunds { .. }
         | Error::Overflow
-        | Error::PostExceedsPending { .. } => unprocessable("amount", err.to_string()),
-        Error::InvalidTimeout => unprocessable("timeoutSeconds", err.to_string()),
-        Error::SameAccount => unprocessable("to", err.to_string()),
+        | Error::PostExceedsPending { .. } => ApiError::unprocessable("amount", err.to_string()),
+        Error::InvalidTimeout => ApiError::unprocessable("timeoutSeconds", err.to_string()),
+        Error::SameAccount => ApiError::unprocessable("to", err.to_string()),
         Error::AccountNotFound(_) | Error::TransferNotFound(_) | Error::SeatEventNotFound(_) => {
             ApiError::NotFound
         }

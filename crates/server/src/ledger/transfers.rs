@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::service::{self, is_admin, json_response, refusal, unprocessable, visible_transfer};
+use super::service::{self, is_admin, json_response, refusal, visible_transfer};
 use super::views::{EventPage, EventView, TransferView};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::extract::ClientIp;
@@ -64,7 +64,9 @@ impl AccountTarget {
                 participant: None,
                 id: *id,
             }),
-            Self::Named(s) => s.parse().map_err(|e: String| unprocessable(field, e)),
+            Self::Named(s) => s
+                .parse()
+                .map_err(|e: String| ApiError::unprocessable(field, e)),
         }
     }
 }
@@ -110,7 +112,7 @@ pub async fn create(
             let timeout_ms = match &input.timeout_seconds {
                 None => None,
                 Some(_) if input.pending != Some(true) => {
-                    return Err(unprocessable(
+                    return Err(ApiError::unprocessable(
                         "timeoutSeconds",
                         "applies to pending transfers only",
                     ));
@@ -118,7 +120,7 @@ pub async fn create(
                 Some(value) => Some(
                     service::amount("timeoutSeconds", value)?
                         .checked_mul(1000)
-                        .ok_or_else(|| unprocessable("timeoutSeconds", "is too large"))?,
+                        .ok_or_else(|| ApiError::unprocessable("timeoutSeconds", "is too large"))?,
                 ),
             };
             if input
@@ -126,7 +128,7 @@ pub async fn create(
                 .as_ref()
                 .is_some_and(|r| r.chars().count() > MAX_REFERENCE_CHARS)
             {
-                return Err(unprocessable(
+                return Err(ApiError::unprocessable(
                     "reference",
                     format!("must be at most {MAX_REFERENCE_CHARS} characters"),
                 ));
@@ -294,7 +296,9 @@ async fn resolve(
             };
             let amount = match (&input.amount, post) {
                 (None, _) => None,
-                (Some(_), false) => return Err(unprocessable("amount", "a void takes no amount")),
+                (Some(_), false) => {
+                    return Err(ApiError::unprocessable("amount", "a void takes no amount"));
+                }
                 (Some(value), true) => Some(service::amount("amount", value)?),
             };
             visible_transfer(&state, principal, id).await?;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::views::{OrderView, json_response, positive, refusal, unprocessable};
+use super::views::{OrderView, json_response, positive, refusal};
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::http::idempotency;
 use crate::http::rest::{body_of, from_document, parse_id, parse_json};
@@ -73,7 +73,7 @@ pub async fn create(
             let quantity = item
                 .quantity
                 .as_i64()
-                .ok_or_else(|| unprocessable(&format!("items[{i}].quantity"), "must be an integer"))?;
+                .ok_or_else(|| ApiError::unprocessable(&format!("items[{i}].quantity"), "must be an integer"))?;
             items.push((product, quantity));
         }
         let payment_account = positive("paymentAccount", &input.payment_account)?;

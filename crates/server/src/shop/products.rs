@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::views::{ProductView, json_response, positive, refusal, unprocessable};
+use super::views::{ProductView, json_response, positive, refusal};
 use crate::error::{ApiError, ApiResult, Problem};
+use crate::http::extract::trimmed_name;
 use crate::http::rest::{
     List, Page, body_of, from_document, id_cursor, list_response, merge_patch_body, parse_id,
     parse_json,
@@ -59,7 +60,9 @@ fn stock(value: &Value) -> ApiResult<i64> {
     value
         .as_i64()
         .filter(|n| (0..=MAX_STOCK).contains(n))
-        .ok_or_else(|| unprocessable("stock", format!("must be an integer from 0 to {MAX_STOCK}")))
+        .ok_or_else(|| {
+            ApiError::unprocessable("stock", format!("must be an integer from 0 to {MAX_STOCK}"))
+        })
 }
 
 /// Adds a product (admins).
@@ -80,16 +83,11 @@ pub async fn create(
     caller.require_role(Role::Admin)?;
     let bytes = body_of(&headers, body, "application/json")?;
     let input: NewProductBody = from_document(parse_json(&bytes)?)?;
-    let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(unprocessable(
-            "name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters"),
-        ));
-    }
+    let name = trimmed_name("name", &input.name, MAX_NAME_CHARS)?;
     let price = positive("price", &input.price)?;
-    let currency = Currency::parse(&input.currency)
-        .map_err(|_| unprocessable("currency", "must be an ISO 4217 code in upper case"))?;
+    let currency = Currency::parse(&input.currency).map_err(|_| {
+        ApiError::unprocessable("currency", "must be an ISO 4217 code in upper case")
+    })?;
     let stock = stock(&input.stock)?;
     let product = state
         .shop
