@@ -27,7 +27,7 @@ pub(crate) fn enqueue_span(system: &'static str, queue: &str, kind: &str, count:
         messaging.system = system,
         messaging.operation.type = "publish",
         messaging.destination.name = queue,
-        messaging.batch.message_count = count,
+        messaging.batch.message_count = i64::try_from(count).unwrap_or(i64::MAX),
         job.kind = kind,
     )
 }
@@ -77,7 +77,7 @@ pub(crate) fn job_span(system: &'static str, job: &ClaimedJob) -> Span {
         messaging.destination.name = %job.lease.queue,
         messaging.message.id = %job.lease.id,
         job.kind = %job.kind,
-        job.attempt = job.attempt,
+        job.attempt = i64::from(job.attempt),
         job.outcome = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );

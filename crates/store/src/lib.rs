@@ -110,7 +110,8 @@ macro_rules! on_pool {
 
 /// The span of one database call (a statement or a transaction) made where the macro is
 /// used, on `$store`'s `$side` pool ("read" or "write"), named by the calling module:
-/// `db links read`. Keep it alive for as long as the call runs.
+/// `db store::links read` (the exporter adds the calling file and line). Keep it alive for
+/// as long as the call runs.
 ///
 /// The span is created but never entered: it needs no `.await`-safe guard, so it wraps
 /// any body, and its parent is the span current at the call (the request's, the job's).
@@ -125,8 +126,6 @@ macro_rules! db_span {
             otel.kind = "client",
             db.system.name = $store.engine().system_name(),
             db.pool = $side,
-            code.namespace = module_path!(),
-            code.lineno = line!(),
         )
     };
 }

@@ -49,7 +49,8 @@ pub(crate) fn record_status(span: &Span, status: StatusCode) {
     if span.is_disabled() {
         return;
     }
-    span.record("http.response.status_code", status.as_u16());
+    // As a signed integer: the exporter records unsigned ones as text.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
