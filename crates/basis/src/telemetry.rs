@@ -105,7 +105,10 @@ pub fn init(format: LogFormat, otlp: &OtlpArgs) -> anyhow::Result<Telemetry> {
         .with_tracked_inactivity(false)
         .with_threads(false)
         .with_filter(traced());
-    tracing_subscriber::registry().with(lines).with(spans).init();
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
+        .init();
     tracing::info!(endpoint = %url, service = %otlp.otlp_service_name, "exporting traces");
     Ok(Telemetry {
         provider: Some(provider),

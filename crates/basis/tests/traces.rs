@@ -127,7 +127,14 @@ fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a AttrValue> {
 }
 
 fn text_of(attributes: &[KeyValue], key: &str) -> Option<String> {
-    match attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()? {
+    match attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
         AttrValue::StringValue(text) => Some(text.clone()),
         _ => None,
     }
@@ -189,8 +196,7 @@ fn request_span(spans: &[Exported], method: &str, path: &str) -> Option<Span> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_is_a_server_span_named_by_its_route_with_its_status_database_and_cache_calls()
-{
+async fn a_request_is_a_server_span_named_by_its_route_with_its_status_database_and_cache_calls() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = traced_serve(&receiver, dir.path(), &[]).await;
@@ -229,7 +235,12 @@ async fn a_request_is_a_server_span_named_by_its_route_with_its_status_database_
         .await;
     assert_eq!(post.name, "POST /shorten");
     assert_eq!(text(&post, "http.route").as_deref(), Some("/shorten"));
-    assert_eq!(int(&post, "http.response.status_code"), Some(201), "{:#?}", post.attributes);
+    assert_eq!(
+        int(&post, "http.response.status_code"),
+        Some(201),
+        "{:#?}",
+        post.attributes
+    );
 
     let path = format!("/{code}");
     let redirects = receiver
@@ -412,7 +423,10 @@ async fn a_job_a_request_enqueues_runs_in_a_worker_process_within_the_requests_t
         .unwrap_or_else(|| panic!("the job's parent span: {:#?}", names(&spans)));
     assert_eq!(enqueue.service, "basis", "enqueued by the server");
     assert_eq!(enqueue.span.kind, SpanKind::Producer as i32);
-    assert_eq!(text(&enqueue.span, "messaging.destination.name").as_deref(), Some("mail"));
+    assert_eq!(
+        text(&enqueue.span, "messaging.destination.name").as_deref(),
+        Some("mail")
+    );
     assert!(
         descends_from(&spans, &enqueue.span, &request),
         "the enqueue happened within the request"
@@ -485,7 +499,10 @@ async fn a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(slow["elapsed_secs"].as_f64().is_some_and(|s| s >= 0.001), "{slow}");
+    assert!(
+        slow["elapsed_secs"].as_f64().is_some_and(|s| s >= 0.001),
+        "{slow}"
+    );
     assert!(slow["elapsed"].is_string(), "{slow}");
     assert!(server.terminate().await.success());
 }
@@ -499,9 +516,7 @@ async fn a_slow_statement_is_logged_with_its_sql_and_duration_on_sqlite() {
 async fn a_slow_statement_is_logged_with_its_sql_and_duration_on_postgres() {
     if let Some(admin) = postgres_admin_url() {
         let url = fresh_postgres_database(&admin).await;
-        a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_no_values(Some(
-            url,
-        ))
-        .await;
+        a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_no_values(Some(url))
+            .await;
     }
 }
