@@ -19,7 +19,11 @@ use tokio::process::Command;
 
 mod support;
 
-use support::{Basis, access_token, basis, client, fresh_postgres_database, postgres_admin_url};
+use support::{
+    Basis, access_token, basis, client, create_user, fresh_postgres_database, postgres_admin_url,
+};
+
+const PASSWORD: &str = "velvet otter juggles nine lanterns";
 
 /// One span as received, with the `service.name` of the process that sent it.
 #[derive(Debug, Clone)]
@@ -432,6 +436,131 @@ async fn a_job_a_request_enqueues_runs_in_a_worker_process_within_the_requests_t
         "the enqueue happened within the request"
     );
     assert!(worker.terminate().await.success());
+    assert!(server.terminate().await.success());
+}
+
+/// `method url` with a bearer token, an optional `Idempotency-Key` and a JSON body; answers
+/// the status and the body.
+async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = client.request(method, url).bearer_auth(token).json(&body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_sagas_steps_are_spans_in_the_trace_of_the_order_request() {
+    use reqwest::Method;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    create_user(dir.path(), None, "admin@example.com", "admin", PASSWORD).await;
+    // Workers in the server, and the payment provider's simulator it starts by itself.
+    let server = traced_serve(&receiver, dir.path(), &[]).await;
+    let client = client();
+    let base = server.url("");
+    let admin = access_token(&client, &base, "admin@example.com", PASSWORD).await;
+    let product = json!({"name": "lamp", "price": 250, "currency": "USD", "stock": 3});
+    let (status, product) = call(
+        &client,
+        Method::POST,
+        server.url("/products"),
+        &admin,
+        None,
+        product,
+    )
+    .await;
+    assert_eq!(status, 201, "{product}");
+    let signed_up = client
+        .post(server.url("/users"))
+        .json(&json!({"email": "buyer@example.com", "password": PASSWORD, "name": "Buyer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_up.status(), 201);
+    let buyer = access_token(&client, &base, "buyer@example.com", PASSWORD).await;
+    let (status, account) = call(
+        &client,
+        Method::POST,
+        server.url("/accounts"),
+        &buyer,
+        None,
+        json!({"currency": "USD"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{account}");
+    let account = account["id"].as_i64().unwrap();
+    let deposits = server.url(&format!("/accounts/{account}/deposits"));
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        deposits,
+        &admin,
+        Some("d1"),
+        json!({"amount": 1_000}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let order =
+        json!({"items": [{"productId": product["id"], "quantity": 1}], "paymentAccount": account});
+    let (status, order) = call(
+        &client,
+        Method::POST,
+        server.url("/orders"),
+        &buyer,
+        Some("o1"),
+        order,
+    )
+    .await;
+    assert_eq!(status, 202, "{order}");
+
+    let request = receiver
+        .wait_for("span of POST /orders", |s| {
+            request_span(s, "POST", "/orders")
+        })
+        .await;
+    let steps = ["reserve", "authorize", "confirm", "capture"];
+    let spans = receiver
+        .wait_for("every step's span in the order's trace", |s| {
+            steps
+                .iter()
+                .all(|step| {
+                    s.iter().any(|e| {
+                        e.span.name == format!("saga {step} run")
+                            && e.span.trace_id == request.trace_id
+                    })
+                })
+                .then(|| s.to_vec())
+        })
+        .await;
+    for step in steps {
+        let span = spans
+            .iter()
+            .find(|e| {
+                e.span.name == format!("saga {step} run") && e.span.trace_id == request.trace_id
+            })
+            .map(|e| e.span.clone())
+            .unwrap();
+        assert_eq!(
+            text(&span, "saga.outcome").as_deref(),
+            Some("done"),
+            "{step}"
+        );
+        assert!(
+            descends_from(&spans, &span, &request),
+            "{step} runs in a job the order request enqueued: {:#?}",
+            names(&spans)
+        );
+    }
     assert!(server.terminate().await.success());
 }
 
