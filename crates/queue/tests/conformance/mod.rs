@@ -583,7 +583,7 @@ pub async fn trace_context(h: Harness) {
     let mut batch = vec![job("traced-many", 1), job("traced-many", 2)];
     batch[0].traceparent = Some(PARENT.into());
     h.backend.enqueue_many(batch).await.unwrap();
-    let mut claimed = vec![
+    let mut claimed = [
         claim_soon(&h, "traced-many").await,
         claim_soon(&h, "traced-many").await,
     ];
