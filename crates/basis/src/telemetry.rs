@@ -65,20 +65,31 @@ impl Telemetry {
 pub fn init(format: LogFormat, otlp: &OtlpArgs) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let lines = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let lines = match format {
-        LogFormat::Text => lines.with_filter(filter).boxed(),
-        LogFormat::Json => lines.json().flatten_event(true).with_filter(filter).boxed(),
-    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let endpoint = otlp
         .otlp_endpoint
         .as_deref()
         .filter(|endpoint| !endpoint.trim().is_empty());
     let Some(endpoint) = endpoint else {
-        tracing_subscriber::registry().with(lines).init();
+        // Log lines only, the filter global: what is filtered out costs nothing anywhere.
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi);
+        match format {
+            LogFormat::Text => builder.init(),
+            LogFormat::Json => builder.json().flatten_event(true).init(),
+        }
         return Ok(Telemetry { provider: None });
+    };
+    // Two consumers with filters of their own: the log filter for the lines, and
+    // `traced()` for the spans, whatever the log filter says.
+    let lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    let lines = match format {
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).with_filter(filter).boxed(),
     };
 
     let url = traces_url(endpoint)?;

@@ -143,12 +143,7 @@ where
             Some(id) if is_sane_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
-        let span = trace::request_span(
-            &request,
-            method,
-            route.as_ref(),
-            request_id.to_str().unwrap_or("-"),
-        );
+        let span = trace::request_span(&request, method, route.as_ref(), &request_id);
         let inner = {
             let _entered = span.enter();
             self.inner.call(request)

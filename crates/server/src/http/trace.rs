@@ -6,7 +6,7 @@
 //! exporter (`--otlp-endpoint`) it is never built and the request pays one cached check.
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TraceContextExt as _;
 use tracing::Span;
@@ -17,9 +17,10 @@ pub(crate) fn request_span(
     request: &Request,
     method: &'static str,
     route: Option<&MatchedPath>,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Span {
     let route = route.map(MatchedPath::as_str);
+    // The fields are evaluated only when the span is enabled.
     let span = tracing::debug_span!(
         target: "basis_server::http",
         "request",
@@ -28,7 +29,7 @@ pub(crate) fn request_span(
         http.request.method = method,
         http.route = route,
         url.path = request.uri().path(),
-        request_id,
+        request_id = request_id.to_str().unwrap_or("-"),
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
