@@ -8,6 +8,7 @@ use basis_server::{Config, Server};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod last_seat;
+mod telemetry;
 
 /// Most requests allocate and free many small buffers; mimalloc does that with far less
 /// contention and bookkeeping than the system allocator (see bench/RESULTS.md).
@@ -30,6 +31,10 @@ struct Cli {
         global = true
     )]
     log_format: LogFormat,
+
+    /// Trace export.
+    #[command(flatten)]
+    otlp: telemetry::OtlpArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -251,19 +256,6 @@ enum AdminCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
     },
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -569,7 +561,13 @@ async fn create_user(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let telemetry = match telemetry::init(cli.log_format, &cli.otlp) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -577,7 +575,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // Background tasks end with the runtime; then the spans they finished are flushed.
+    drop(runtime);
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

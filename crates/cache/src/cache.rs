@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::error::{BoxError, Error};
 use crate::flight::{self, Flights, Leader, Role};
@@ -16,6 +17,7 @@ use crate::l2::L2;
 use crate::metrics::Metrics;
 use crate::policy::{Entry, should_refresh_early};
 use crate::random::Random;
+use crate::trace;
 use basis_clock::Clock;
 
 /// A typed cache for one namespace. Cloning is cheap (one `Arc`); hold one per namespace
@@ -125,13 +127,18 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         Q: std::hash::Hash + Eq + ?Sized,
     {
         let inner = &*self.inner;
+        let span = trace::l1(&inner.namespace);
         let now = inner.clock.monotonic();
         match inner.l1.get(key) {
             Some(entry) if is_live(&entry, now) => {
+                trace::hit(&span, true);
                 self.count_hit(&entry);
                 Some(to_cached(&entry))
             }
-            _ => None,
+            _ => {
+                trace::hit(&span, false);
+                None
+            }
         }
     }
 
@@ -148,8 +155,23 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         Fut: Future<Output = Result<Option<V>, E>>,
         E: Into<BoxError>,
     {
+        let span = trace::lookup(&self.inner.namespace);
+        self.read_through(key, loader).instrument(span).await
+    }
+
+    /// [`Cache::get_or_load`] inside its span.
+    async fn read_through<F, Fut, E>(&self, key: &K, loader: F) -> Result<Option<V>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, E>>,
+        E: Into<BoxError>,
+    {
         let inner = &*self.inner;
-        match self.probe(key) {
+        let l1 = trace::l1(&inner.namespace);
+        let probe = self.probe(key);
+        trace::hit(&l1, !matches!(probe, Probe::Absent));
+        drop(l1);
+        match probe {
             Probe::Fresh(entry) => {
                 self.count_hit(&entry);
                 return Ok(entry.value.clone());
@@ -205,11 +227,13 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
 
     /// L1 then L2, without loading. `None`: neither tier has a live entry.
     pub async fn get(&self, key: &K) -> Option<Cached<V>> {
-        if let Some(found) = self.peek(key) {
+        let span = trace::lookup(&self.inner.namespace);
+        if let Some(found) = span.in_scope(|| self.peek(key)) {
             return Some(found);
         }
         self.inner.metrics.l1_misses.increment(1);
         self.read_l2(key, None)
+            .instrument(span)
             .await
             .map(|v| v.map_or(Cached::Missing, Cached::Value))
     }
@@ -295,7 +319,7 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         let inner = &*self.inner;
         inner.metrics.loads.increment(1);
         let started = inner.clock.monotonic();
-        let result = loader().await;
+        let result = loader().instrument(trace::load(&inner.namespace)).await;
         let delta = inner.clock.monotonic().saturating_sub(started);
         match result {
             Ok(value) => {

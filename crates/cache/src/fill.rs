@@ -4,12 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::cache::Cache;
 use crate::key::{CacheKey, CacheValue};
 use crate::l1::Slot;
 use crate::l2::Fetched;
 use crate::policy::{Entry, jittered_ttl};
+use crate::trace;
 
 /// The L2 payload. Borrowing on write avoids cloning the value to serialise it.
 #[derive(Serialize)]
@@ -34,24 +36,32 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
     pub(crate) async fn read_l2(&self, key: &K, outliving: Option<Duration>) -> Option<Option<V>> {
         let inner = &*self.inner;
         let l2 = inner.l2.as_ref()?;
-        let (bytes, left) = match l2.get(&key.key_string()).await {
+        let span = trace::l2(&inner.namespace);
+        let (bytes, left) = match l2.get(&key.key_string()).instrument(span.clone()).await {
             Fetched::Hit(bytes, left) => (bytes, left),
             Fetched::Miss => {
+                trace::hit(&span, false);
                 inner.metrics.l2_misses.increment(1);
                 return None;
             }
-            Fetched::Unavailable => return None,
+            Fetched::Unavailable => {
+                trace::unavailable(&span);
+                return None;
+            }
         };
         let Ok(record) = postcard::from_bytes::<Record<V>>(&bytes) else {
             // An old or foreign shape: a miss, and the load below overwrites it.
+            trace::hit(&span, false);
             inner.metrics.decode_errors.increment(1);
             inner.metrics.l2_misses.increment(1);
             return None;
         };
         let left = left.unwrap_or(inner.settings.ttl);
         if outliving.is_some_and(|ours| left < ours * 2) {
+            trace::hit(&span, false);
             return None;
         }
+        trace::hit(&span, true);
         inner.metrics.l2_hits.increment(1);
         let now = inner.clock.monotonic();
         let l1_life = left.min(inner.settings.l1_max_ttl);

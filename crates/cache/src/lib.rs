@@ -17,6 +17,7 @@
 //! | `coherence.rs` | pub/sub invalidation between instances, resubscription with backoff |
 //! | `random.rs` | injected randomness ([`FixedRandom`]); time is `basis_clock`'s ([`ManualClock`]) |
 //! | `metrics.rs` | counters (`basis_cache_*`), labelled by namespace |
+//! | `trace.rs` | spans per read and per tier (hit or miss) for the trace exporter |
 //!
 //! # Use
 //!
@@ -51,6 +52,7 @@ mod l2;
 mod metrics;
 mod policy;
 mod random;
+mod trace;
 mod write;
 mod write_behind;
 

@@ -24,6 +24,7 @@ async fn ledger(url: &str, clients: usize) -> Result<Ledger, Box<dyn std::error:
     let options = ConnectOptions {
         max_connections: (clients * 2 + 2) as u32,
         acquire_timeout: Duration::from_secs(60),
+        ..ConnectOptions::default()
     };
     let ledger = Ledger::new(Store::connect(url, &options).await?, Arc::new(SystemClock));
     ledger.install().await?;

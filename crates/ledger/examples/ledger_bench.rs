@@ -33,6 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = ConnectOptions {
         max_connections: clients as u32,
         acquire_timeout: Duration::from_secs(60),
+        ..ConnectOptions::default()
     };
     let store = Store::connect(url, &options).await?;
     let ledger = Ledger::new(store, Arc::new(SystemClock));

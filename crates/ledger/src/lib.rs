@@ -82,6 +82,7 @@ const MAX_ATTEMPTS: u32 = 10;
 macro_rules! write_tx {
     ($ledger:expr, $f:ident ( $($arg:expr),* )) => {{
         let ledger: &Ledger = $ledger;
+        let _span = basis_store::db_span!(ledger.store, "write");
         let mut attempt = 1;
         loop {
             let result: Result<_> = match ledger.store.pools() {

@@ -11,12 +11,13 @@
 use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
+use tracing::Instrument as _;
 
 use crate::postgres::PostgresQueue;
 use crate::sqlite::SqliteQueue;
-use crate::{Enqueued, Error, JobId, Lease, NewJob, Result, lease_id, validate};
+use crate::{Enqueued, Error, JobId, Lease, NewJob, Result, lease_id, trace, validate};
 
-/// Jobs per SQLite statement: 11 bound values each stays below SQLite's 32,766 limit.
+/// Jobs per SQLite statement: 12 bound values each stays below SQLite's 32,766 limit.
 pub(crate) const SQLITE_CHUNK: usize = 1_000;
 
 /// One acknowledgement: the attempt's lease and the result to store.
@@ -132,19 +133,25 @@ fn ack_results(acks: &[Ack], moved: impl IntoIterator<Item = i64>) -> Vec<Result
 
 pub(crate) async fn sqlite_enqueue_many(
     q: &SqliteQueue,
-    jobs: Vec<NewJob>,
+    mut jobs: Vec<NewJob>,
 ) -> Result<Vec<Enqueued>> {
     for job in &jobs {
         validate(job)?;
     }
+    let span = trace::enqueue_many_span(crate::Backend::name(q), &jobs);
+    trace::stamp(&span, &mut jobs);
+    sqlite_insert_many(q, jobs).instrument(span).await
+}
+
+async fn sqlite_insert_many(q: &SqliteQueue, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
     let now = q.now_ms();
     let mut tx = q.pool().begin_with("BEGIN IMMEDIATE").await?;
     let mut rows = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(SQLITE_CHUNK) {
-        let values = vec!["(?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let values = vec!["(?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
             "INSERT INTO queue_jobs (queue, kind, payload, priority, status, max_attempts,
-                 run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id)
+                 run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id, traceparent)
              VALUES {values}
              ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
              RETURNING id, queue, dedup_key"
@@ -162,7 +169,8 @@ pub(crate) async fn sqlite_enqueue_many(
                 .bind(&job.dedup_key)
                 .bind(&job.owner)
                 .bind(&job.reply_to)
-                .bind(&job.correlation_id);
+                .bind(&job.correlation_id)
+                .bind(&job.traceparent);
         }
         for row in query.fetch_all(&mut *tx).await? {
             rows.push((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?));
@@ -227,11 +235,17 @@ pub(crate) async fn sqlite_complete_many(q: &SqliteQueue, acks: &[Ack]) -> Resul
 
 pub(crate) async fn postgres_enqueue_many(
     q: &PostgresQueue,
-    jobs: Vec<NewJob>,
+    mut jobs: Vec<NewJob>,
 ) -> Result<Vec<Enqueued>> {
     for job in &jobs {
         validate(job)?;
     }
+    let span = trace::enqueue_many_span(crate::Backend::name(q), &jobs);
+    trace::stamp(&span, &mut jobs);
+    postgres_insert_many(q, jobs).instrument(span).await
+}
+
+async fn postgres_insert_many(q: &PostgresQueue, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
     let now = q.now_ms();
     let col = |f: fn(&NewJob) -> Option<String>| jobs.iter().map(f).collect::<Vec<_>>();
     // Ids are drawn before the insert, so each job's row (or its conflict) maps back to it.
@@ -239,14 +253,16 @@ pub(crate) async fn postgres_enqueue_many(
         "WITH input AS (
              SELECT t.*, nextval('queue_job_ids') AS id
              FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::int[],
-                         $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[])
+                         $6::bigint[], $7::text[], $8::text[], $9::text[], $10::text[],
+                         $12::text[])
                   WITH ORDINALITY AS t(queue, kind, payload, priority, max_attempts, run_at,
-                                       dedup_key, owner, reply_to, correlation_id, n)),
+                                       dedup_key, owner, reply_to, correlation_id, traceparent,
+                                       n)),
          inserted AS (
              INSERT INTO queue_jobs (id, queue, kind, payload, priority, status, max_attempts,
-                 run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id)
+                 run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id, traceparent)
              SELECT id, queue, kind, payload::jsonb, priority, 'queued', max_attempts, run_at,
-                 $11, dedup_key, owner, reply_to, correlation_id
+                 $11, dedup_key, owner, reply_to, correlation_id, traceparent
              FROM input ORDER BY n
              ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
              RETURNING id)
@@ -272,6 +288,7 @@ pub(crate) async fn postgres_enqueue_many(
     .bind(col(|j| j.reply_to.clone()))
     .bind(col(|j| j.correlation_id.clone()))
     .bind(now)
+    .bind(col(|j| j.traceparent.clone()))
     .fetch_all(q.pool())
     .await?;
     let mut inserted = Vec::with_capacity(rows.len());

@@ -36,6 +36,9 @@ pub struct NewJob {
     pub reply_to: Option<String>,
     /// Request-reply: echoed on the reply so the requester can match it.
     pub correlation_id: Option<String>,
+    /// The W3C `traceparent` of the trace the job continues. Left `None`, the enqueue fills
+    /// it with its own span's context when traces are exported ([`crate::trace`]).
+    pub traceparent: Option<String>,
 }
 
 impl NewJob {
@@ -56,6 +59,7 @@ impl NewJob {
             owner: None,
             reply_to: None,
             correlation_id: None,
+            traceparent: None,
         }
     }
 }
@@ -103,6 +107,8 @@ pub struct ClaimedJob {
     pub correlation_id: Option<String>,
     /// The job's owner, if any.
     pub owner: Option<String>,
+    /// The W3C `traceparent` it was enqueued with, if any: its run continues that trace.
+    pub traceparent: Option<String>,
 }
 
 /// Where a job is in its life.

@@ -13,6 +13,8 @@
 //! - [`worker`]: the runtime that claims, heartbeats, retries with backoff and shuts down
 //!   gracefully, acknowledging finished jobs in batches (`acker.rs`; the batch statements
 //!   of the SQL engines are in `batch.rs`); [`reply`]: request-reply on top of any backend; [`metrics`]: the gauges.
+//! - [`trace`]: the enqueue's producer span and the run's consumer span, one trace joined
+//!   by the W3C `traceparent` every backend carries with the job.
 //!
 //! # Schema and migrations
 //!
@@ -45,6 +47,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod reply;
 pub mod sqlite;
+pub mod trace;
 mod wake;
 pub mod worker;
 

@@ -14,12 +14,13 @@ use std::time::Duration;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::OnceCell;
+use tracing::Instrument as _;
 
 use crate::sqlite::DEFAULT_DONE_RETENTION;
 use crate::wake::Wakers;
 use crate::{
     Backend, ClaimedJob, Clock, DeadJob, Enqueued, Error, JobId, JobInfo, JobStatus, Lease, NewJob,
-    QueueStats, Result, lease_id, sql_id, stored_json, validate,
+    QueueStats, Result, lease_id, sql_id, stored_json, trace, validate,
 };
 
 /// The NOTIFY channel; the payload is the queue name.
@@ -101,15 +102,21 @@ impl PostgresQueue {
 
     /// Enqueues on `conn`, inside the caller's transaction if one is open there (the outbox
     /// pattern): the job exists, and workers hear of it, exactly when the caller commits.
-    pub async fn enqueue_in(&self, conn: &mut PgConnection, job: NewJob) -> Result<Enqueued> {
+    pub async fn enqueue_in(&self, conn: &mut PgConnection, mut job: NewJob) -> Result<Enqueued> {
         validate(&job)?;
+        let span = trace::enqueue_span(self.name(), &job.queue, &job.kind, 1);
+        trace::stamp(&span, std::slice::from_mut(&mut job));
+        self.insert_job(conn, job).instrument(span).await
+    }
+
+    async fn insert_job(&self, conn: &mut PgConnection, job: NewJob) -> Result<Enqueued> {
         let now = self.clock.now_ms();
         let payload = job.payload.to_string();
         for _ in 0..3 {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO queue_jobs (queue, kind, payload, priority, status, max_attempts,
-                     run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id)
-                 VALUES ($1, $2, $3::jsonb, $4, 'queued', $5, $6, $7, $8, $9, $10, $11)
+                     run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id, traceparent)
+                 VALUES ($1, $2, $3::jsonb, $4, 'queued', $5, $6, $7, $8, $9, $10, $11, $12)
                  ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
                  RETURNING id",
             )
@@ -124,6 +131,7 @@ impl PostgresQueue {
             .bind(&job.owner)
             .bind(&job.reply_to)
             .bind(&job.correlation_id)
+            .bind(&job.traceparent)
             .fetch_optional(&mut *conn)
             .await?;
             if let Some(id) = inserted {
@@ -285,7 +293,7 @@ impl Backend for PostgresQueue {
              FROM due WHERE j.id = due.id
              RETURNING j.id, j.kind, j.payload::text AS payload, j.priority, j.attempts,
                  j.max_attempts, j.enqueued_at, j.token, j.owner, j.reply_to, j.correlation_id,
-                 due.status AS prev_status, due.run_at AS due_at",
+                 j.traceparent, due.status AS prev_status, due.run_at AS due_at",
         )
         .bind(queue)
         .bind(now)
@@ -326,6 +334,7 @@ impl Backend for PostgresQueue {
                     reply_to: row.try_get("reply_to")?,
                     correlation_id: row.try_get("correlation_id")?,
                     owner: row.try_get("owner")?,
+                    traceparent: row.try_get("traceparent")?,
                 },
             ));
         }
@@ -448,9 +457,12 @@ impl Backend for PostgresQueue {
     async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize> {
         validate(&NewJob::new(topic, kind, serde_json::Value::Null))?;
         let now = self.clock.now_ms();
+        let span = trace::enqueue_span(self.name(), topic, kind, 1);
+        let traceparent = trace::traceparent(&span);
         let queues: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO queue_jobs (queue, kind, payload, status, max_attempts, run_at, enqueued_at)
-             SELECT topic || '.' || grp, $2, $3::jsonb, 'queued', 5, $4, $4
+            "INSERT INTO queue_jobs (queue, kind, payload, status, max_attempts, run_at, enqueued_at,
+                 traceparent)
+             SELECT topic || '.' || grp, $2, $3::jsonb, 'queued', 5, $4, $4, $5
              FROM queue_subscriptions WHERE topic = $1
              RETURNING queue",
         )
@@ -458,7 +470,9 @@ impl Backend for PostgresQueue {
         .bind(kind)
         .bind(payload.to_string())
         .bind(now)
+        .bind(traceparent)
         .fetch_all(&self.pool)
+        .instrument(span)
         .await?;
         for q in &queues {
             self.wakers.wake(q);

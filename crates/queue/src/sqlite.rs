@@ -19,10 +19,12 @@ use sqlx::sqlite::{
     SqliteRow, SqliteSynchronous,
 };
 
+use tracing::Instrument as _;
+
 use crate::wake::Wakers;
 use crate::{
     Backend, ClaimedJob, Clock, DeadJob, Enqueued, Error, JobId, JobInfo, JobStatus, Lease, NewJob,
-    QueueStats, Result, lease_id, sql_id, stored_json, validate,
+    QueueStats, Result, lease_id, sql_id, stored_json, trace, validate,
 };
 
 /// How long finished jobs stay readable in `queue_done` by default.
@@ -86,15 +88,25 @@ impl SqliteQueue {
 
     /// Enqueues on `conn`, inside the caller's transaction if one is open there: the job
     /// exists exactly when the caller's data does.
-    pub async fn enqueue_in(&self, conn: &mut SqliteConnection, job: NewJob) -> Result<Enqueued> {
+    pub async fn enqueue_in(
+        &self,
+        conn: &mut SqliteConnection,
+        mut job: NewJob,
+    ) -> Result<Enqueued> {
         validate(&job)?;
+        let span = trace::enqueue_span(self.name(), &job.queue, &job.kind, 1);
+        trace::stamp(&span, std::slice::from_mut(&mut job));
+        self.insert_job(conn, job).instrument(span).await
+    }
+
+    async fn insert_job(&self, conn: &mut SqliteConnection, job: NewJob) -> Result<Enqueued> {
         let now = self.clock.now_ms();
         let payload = job.payload.to_string();
         for _ in 0..3 {
             let inserted = sqlx::query(
                 "INSERT INTO queue_jobs (queue, kind, payload, priority, status, max_attempts,
-                     run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id)
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     run_at, enqueued_at, dedup_key, owner, reply_to, correlation_id, traceparent)
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (queue, dedup_key) WHERE dedup_key IS NOT NULL DO NOTHING
                  RETURNING id",
             )
@@ -109,6 +121,7 @@ impl SqliteQueue {
             .bind(&job.owner)
             .bind(&job.reply_to)
             .bind(&job.correlation_id)
+            .bind(&job.traceparent)
             .fetch_optional(&mut *conn)
             .await?;
             if let Some(row) = inserted {
@@ -270,7 +283,7 @@ impl Backend for SqliteQueue {
                      token = token + 1, run_at = ?2
                  WHERE id = ?1
                  RETURNING kind, payload, attempts, max_attempts, enqueued_at, token, owner,
-                     reply_to, correlation_id",
+                     reply_to, correlation_id, traceparent",
             )
             .bind(id)
             .bind(until)
@@ -302,6 +315,7 @@ impl Backend for SqliteQueue {
                 reply_to: row.try_get("reply_to")?,
                 correlation_id: row.try_get("correlation_id")?,
                 owner: row.try_get("owner")?,
+                traceparent: row.try_get("traceparent")?,
             });
         }
         tx.commit().await?;
@@ -428,9 +442,12 @@ impl Backend for SqliteQueue {
     async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize> {
         validate(&NewJob::new(topic, kind, serde_json::Value::Null))?;
         let now = self.clock.now_ms();
+        let span = trace::enqueue_span(self.name(), topic, kind, 1);
+        let traceparent = trace::traceparent(&span);
         let queues: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO queue_jobs (queue, kind, payload, status, max_attempts, run_at, enqueued_at)
-             SELECT topic || '.' || grp, ?2, ?3, 'queued', 5, ?4, ?4
+            "INSERT INTO queue_jobs (queue, kind, payload, status, max_attempts, run_at, enqueued_at,
+                 traceparent)
+             SELECT topic || '.' || grp, ?2, ?3, 'queued', 5, ?4, ?4, ?5
              FROM queue_subscriptions WHERE topic = ?1
              RETURNING queue",
         )
@@ -438,7 +455,9 @@ impl Backend for SqliteQueue {
         .bind(kind)
         .bind(payload.to_string())
         .bind(now)
+        .bind(traceparent)
         .fetch_all(&self.pool)
+        .instrument(span)
         .await?;
         for q in &queues {
             self.wakers.wake(q);

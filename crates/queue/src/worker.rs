@@ -18,9 +18,10 @@ use futures_util::FutureExt;
 use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use crate::acker::Acker;
-use crate::{Backend, ClaimedJob, Clock, Error, Handler, JobError, metrics, reply};
+use crate::{Backend, ClaimedJob, Clock, Error, Handler, JobError, metrics, reply, trace};
 
 /// The handlers a worker runs, by job kind.
 #[derive(Clone, Default)]
@@ -305,7 +306,9 @@ async fn run_one(
         return false;
     };
     let started = Instant::now();
-    let work = AssertUnwindSafe(handler.run(&job)).catch_unwind();
+    // The run continues the trace of whoever enqueued the job.
+    let span = trace::job_span(ctx.backend.name(), &job);
+    let work = AssertUnwindSafe(handler.run(&job).instrument(span.clone())).catch_unwind();
     let beat = heartbeat(ctx, &job);
     tokio::pin!(work, beat);
     let outcome = tokio::select! {
@@ -324,6 +327,15 @@ async fn run_one(
     };
     ::metrics::histogram!("queue_processing_seconds", "queue" => queue.clone())
         .record(started.elapsed().as_secs_f64());
+    trace::record_outcome(
+        &span,
+        match &outcome {
+            Ok(Ok(_)) => "processed",
+            Ok(Err(JobError::Fatal(_))) => "failed",
+            Ok(Err(JobError::Retry(_))) => "retry",
+            Err(_) => "panicked",
+        },
+    );
     match outcome {
         Ok(Ok(result)) => {
             if job.reply_to.is_some() {

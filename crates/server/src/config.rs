@@ -27,6 +27,11 @@ pub struct Config {
     #[arg(long, env = "BASIS_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
 
+    /// Log a warning with the SQL (never its bound values) and duration of every statement
+    /// that runs at least this many milliseconds; 0 turns the slow-query log off.
+    #[arg(long, env = "BASIS_SLOW_QUERY_MS", default_value_t = 500)]
+    pub slow_query_ms: u64,
+
     /// Public origin used to build `shortUrl` (default: `http://<listen>`).
     #[arg(long, env = "BASIS_BASE_URL")]
     pub base_url: Option<Url>,
@@ -137,6 +142,7 @@ impl Config {
             data_dir: data_dir.as_ref().to_path_buf(),
             database_url: None,
             db_pool_size: 16,
+            slow_query_ms: 500,
             base_url: None,
             environment: Environment::Development,
             max_url_length: 2048,
@@ -183,6 +189,11 @@ impl Config {
         self.base_url.clone().unwrap_or_else(|| {
             Url::parse(&format!("http://{bound}")).expect("a socket address forms a valid URL")
         })
+    }
+
+    /// The slow-statement threshold in effect (`None`: off).
+    pub fn slow_statement(&self) -> Option<Duration> {
+        (self.slow_query_ms > 0).then(|| Duration::from_millis(self.slow_query_ms))
     }
 
     /// The click flush interval.

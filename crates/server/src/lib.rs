@@ -118,6 +118,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url();
     let options = ConnectOptions {
         max_connections: config.db_pool_size,
+        slow_statement: config.slow_statement(),
         ..ConnectOptions::default()
     };
     let store = Store::connect(&url, &options)

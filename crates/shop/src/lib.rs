@@ -68,6 +68,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 macro_rules! in_tx {
     ($store:expr, $tx:ident => $body:expr) => {{
         let store: &basis_store::Store = &$store;
+        let _span = basis_store::db_span!(store, "write");
         match store.pools() {
             basis_store::Pools::Sqlite { write, .. } => {
                 let mut $tx = write.begin_with("BEGIN IMMEDIATE").await?;

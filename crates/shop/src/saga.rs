@@ -25,10 +25,14 @@
 //! - Nothing is kept in memory between steps: after a crash the next runner reads the row and
 //!   carries on from `step`, `attempt` and `status`.
 //!
-//! Every attempt is logged in `shop_saga_log`; `GET /orders/{id}` shows it as `steps`.
+//! Every attempt is logged in `shop_saga_log`; `GET /orders/{id}` shows it as `steps`. In a
+//! trace, every attempt is a `saga <step> run|compensate` span, a child of the queue job
+//! that advanced the saga, with its outcome.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use tracing::Instrument as _;
 
 use crate::model::{Error, LogEntry, Order, Saga};
 use crate::payments::{PayError, PaymentsClient};
@@ -267,6 +271,38 @@ struct Transition {
     order: Option<(&'static str, Option<String>)>,
 }
 
+/// The span of one attempt at `step` of `saga` (run or compensation), for the trace
+/// exporter; at DEBUG level, so never built without one.
+fn step_span(saga: &Saga, step: Step, attempt: i64) -> tracing::Span {
+    let action = if saga.status == "compensating" {
+        "compensate"
+    } else {
+        "run"
+    };
+    tracing::debug_span!(
+        target: "basis_shop::saga",
+        "saga.step",
+        otel.name = %format_args!("saga {} {action}", step.as_str()),
+        saga.id = saga.id,
+        saga.step = step.as_str(),
+        saga.action = action,
+        saga.attempt = attempt,
+        saga.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records how a step's attempt ended; a failure marks the span failed.
+fn record_step(span: &tracing::Span, outcome: &'static str) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("saga.outcome", outcome);
+    if outcome != "done" {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
 impl Checkout {
     /// A runner of `shop`'s sagas that pays through `payments`.
     pub fn new(shop: Shop, payments: PaymentsClient, config: SagaConfig) -> Self {
@@ -303,12 +339,13 @@ impl Checkout {
             let attempt = saga.attempt + 1;
             let mut next = saga.clone();
             next.attempt = attempt;
+            let span = step_span(&saga, step, attempt);
             let transition = match saga.status.as_str() {
                 "running" => {
                     let outcome = if step < Step::Capture && now > saga.deadline {
                         Err(StepError::Fail("the checkout's deadline passed".into()))
                     } else {
-                        self.run_step(&saga, step).await
+                        self.run_step(&saga, step).instrument(span.clone()).await
                     };
                     match outcome {
                         Ok(authorization) => {
@@ -349,7 +386,11 @@ impl Checkout {
                         }
                     }
                 }
-                "compensating" => match self.compensate_step(&saga, step).await {
+                "compensating" => match self
+                    .compensate_step(&saga, step)
+                    .instrument(span.clone())
+                    .await
+                {
                     Ok(detail) => {
                         next.compensations += 1;
                         metrics::counter!("shop_compensations_total", "step" => step.as_str())
@@ -392,6 +433,8 @@ impl Checkout {
             metrics::counter!("shop_saga_steps_total", "step" => step.as_str(),
                 "action" => transition.action, "outcome" => transition.outcome)
             .increment(1);
+            record_step(&span, transition.outcome);
+            drop(span);
             if !self.persist(&transition, saga.lease_token, now).await? {
                 return self.wait(saga.id).await;
             }

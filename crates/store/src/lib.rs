@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{ConnectOptions as _, PgPool, SqlitePool};
 
 pub mod api_keys;
 pub mod audit;
@@ -84,11 +84,14 @@ pub(crate) use error::{on_foreign_key, on_unique};
 /// `on_pool!(store, read, pool => sqlx::query("…").fetch_one(pool).await)` expands to a
 /// `match` whose arms share the body, so one query text serves SQLite and PostgreSQL while
 /// each arm is type-checked against its own driver.
+///
+/// Each use is one database call in a trace: a [`db_span!`] open while the body runs.
 #[macro_export]
 macro_rules! on_pool {
     ($store:expr, read, $pool:ident => $body:expr) => {{
         let store: &$crate::Store = &$store;
         store.count_round_trip();
+        let _span = $crate::db_span!(store, "read");
         match store.pools() {
             $crate::Pools::Sqlite { read: $pool, .. } => $body,
             $crate::Pools::Postgres { read: $pool, .. } => $body,
@@ -97,11 +100,48 @@ macro_rules! on_pool {
     ($store:expr, write, $pool:ident => $body:expr) => {{
         let store: &$crate::Store = &$store;
         store.count_round_trip();
+        let _span = $crate::db_span!(store, "write");
         match store.pools() {
             $crate::Pools::Sqlite { write: $pool, .. } => $body,
             $crate::Pools::Postgres { write: $pool, .. } => $body,
         }
     }};
+}
+
+/// The span of one database call (a statement or a transaction) made where the macro is
+/// used, on `$store`'s `$side` pool ("read" or "write"), named by the calling module:
+/// `db store::links read` (the exporter adds the calling file and line). Keep it alive for
+/// as long as the call runs.
+///
+/// The span is created but never entered: it needs no `.await`-safe guard, so it wraps
+/// any body, and its parent is the span current at the call (the request's, the job's).
+/// It is at DEBUG level: without a trace exporter it is never built.
+#[macro_export]
+macro_rules! db_span {
+    ($store:expr, $side:literal) => {
+        $crate::__tracing::debug_span!(
+            target: "basis_store::db",
+            "db",
+            otel.name = %$crate::DbSpanName(module_path!(), $side),
+            otel.kind = "client",
+            db.system.name = $store.engine().system_name(),
+            db.pool = $side,
+        )
+    };
+}
+
+#[doc(hidden)]
+pub use tracing as __tracing;
+
+/// The name of a [`db_span!`]: the calling module without the crate prefix, and the side.
+#[doc(hidden)]
+pub struct DbSpanName(pub &'static str, pub &'static str);
+
+impl std::fmt::Display for DbSpanName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let module = self.0.strip_prefix("basis_").unwrap_or(self.0);
+        write!(f, "db {module} {}", self.1)
+    }
 }
 
 /// Which database engine a [`Store`] runs on.
@@ -111,6 +151,16 @@ pub enum Engine {
     Sqlite,
     /// A PostgreSQL server.
     Postgres,
+}
+
+impl Engine {
+    /// The engine's name in OpenTelemetry's `db.system.name`.
+    pub fn system_name(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgresql",
+        }
+    }
 }
 
 /// The pools behind a store, by engine.
@@ -139,6 +189,9 @@ pub struct ConnectOptions {
     pub max_connections: u32,
     /// How long to wait for a connection before reporting the database unavailable.
     pub acquire_timeout: Duration,
+    /// A statement that runs at least this long is logged as a warning with its SQL (never
+    /// its bound values) and duration; `None` logs none.
+    pub slow_statement: Option<Duration>,
 }
 
 impl Default for ConnectOptions {
@@ -146,6 +199,17 @@ impl Default for ConnectOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            slow_statement: Some(Duration::from_millis(500)),
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// sqlx's slow-statement log settings for these options.
+    fn slow_log(&self) -> (log::LevelFilter, Duration) {
+        match self.slow_statement {
+            Some(threshold) => (log::LevelFilter::Warn, threshold),
+            None => (log::LevelFilter::Off, Duration::MAX),
         }
     }
 }
@@ -162,9 +226,11 @@ impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and checks that it answers.
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
         let pools = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let (level, threshold) = options.slow_log();
             let connect = PgConnectOptions::from_str(url)
                 .map_err(|e| Error::InvalidUrl(e.to_string()))?
-                .application_name("basis");
+                .application_name("basis")
+                .log_slow_statements(level, threshold);
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
@@ -176,6 +242,7 @@ impl Store {
                 read: pool,
             }
         } else if url.starts_with("sqlite:") {
+            let (level, threshold) = options.slow_log();
             let connect = SqliteConnectOptions::from_str(url)
                 .map_err(|e| Error::InvalidUrl(e.to_string()))?
                 .create_if_missing(true)
@@ -186,7 +253,8 @@ impl Store {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
                 .pragma("temp_store", "memory")
-                .pragma("cache_size", "-32768");
+                .pragma("cache_size", "-32768")
+                .log_slow_statements(level, threshold);
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(options.acquire_timeout)

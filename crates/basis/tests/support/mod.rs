@@ -39,6 +39,8 @@ pub fn basis(data_dir: &Path, database_url: Option<&str>) -> Command {
 pub struct Basis {
     child: Child,
     address: Option<String>,
+    /// The log lines after the `listening` one, for processes started by `listening`.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Basis {
@@ -68,6 +70,7 @@ impl Basis {
         Self {
             child,
             address: None,
+            log: Default::default(),
         }
     }
 
@@ -102,8 +105,9 @@ impl Basis {
         self.address.as_deref().expect("a process that listens")
     }
 
-    /// Starts `command` and waits for its `listening` log line.
-    async fn listening(mut command: Command) -> Self {
+    /// Starts `command` (a `serve`, or a `worker` with `--ops-listen`, built by [`basis`])
+    /// and waits for its `listening` log line.
+    pub async fn listening(mut command: Command) -> Self {
         let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -127,11 +131,23 @@ impl Basis {
             }
         };
         // Keep draining the log so the process never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().expect("log lock").push(line);
+            }
+        });
         Self {
             child,
             address: Some(address),
+            log,
         }
+    }
+
+    /// The log lines written so far after the `listening` one (JSON, one event a line).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
     }
 
     /// The URL of `path` on this process.

@@ -7,13 +7,14 @@ use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
+use tracing::Instrument as _;
 
 use super::message::{Envelope, short};
 use super::topology::{self, broker, check_name};
 use super::{AmqpQueue, DIRECT_REPLY, Inner, lock, new_id};
 use crate::{
     Backend, ClaimedJob, DeadJob, Enqueued, Error, JobId, JobInfo, Lease, NewJob, QueueStats,
-    Result, topic_queue,
+    Result, topic_queue, trace,
 };
 
 /// The outcome of trying to take a deduplication key.
@@ -82,6 +83,7 @@ impl Inner {
         env.owner = job.owner;
         env.reply_to = job.reply_to;
         env.correlation_id = job.correlation_id;
+        env.traceparent = job.traceparent;
         env.properties()?; // refuse over-long kinds and ids before anything is declared
         if job.queue.starts_with(DIRECT_REPLY) {
             // A reply to a waiting `request`: straight to its pseudo-queue, nothing to declare.
@@ -133,7 +135,13 @@ impl Inner {
         Ok(())
     }
 
-    async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize> {
+    async fn publish(
+        &self,
+        topic: &str,
+        kind: &str,
+        payload: serde_json::Value,
+        traceparent: Option<String>,
+    ) -> Result<usize> {
         check_name("topic", topic)?;
         let key = format!("topic:{topic}");
         if !self.is_declared(&key) {
@@ -143,7 +151,8 @@ impl Inner {
             self.remember(&key, &[(true, self.names.topic(topic))]);
         }
         let now = self.clock.now_ms();
-        let env = Envelope::fresh(new_id(now), "", kind, payload, now);
+        let mut env = Envelope::fresh(new_id(now), "", kind, payload, now);
+        env.traceparent = traceparent;
         let routed = self
             .publish_raw(&self.names.topic(topic), "", &env.body(), env.properties()?)
             .await?;
@@ -247,8 +256,10 @@ impl Backend for AmqpQueue {
         "amqp"
     }
 
-    async fn enqueue(&self, job: NewJob) -> Result<Enqueued> {
-        self.inner.enqueue(job).await
+    async fn enqueue(&self, mut job: NewJob) -> Result<Enqueued> {
+        let span = trace::enqueue_span(self.name(), &job.queue, &job.kind, 1);
+        trace::stamp(&span, std::slice::from_mut(&mut job));
+        self.inner.enqueue(job).instrument(span).await
     }
 
     async fn claim(&self, queue: &str, lease: Duration, limit: usize) -> Result<Vec<ClaimedJob>> {
@@ -289,7 +300,12 @@ impl Backend for AmqpQueue {
     }
 
     async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize> {
-        self.inner.publish(topic, kind, payload).await
+        let span = trace::enqueue_span(self.name(), topic, kind, 1);
+        let traceparent = trace::traceparent(&span);
+        self.inner
+            .publish(topic, kind, payload, traceparent)
+            .instrument(span)
+            .await
     }
 
     async fn dead_letters(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadJob>> {

@@ -142,6 +142,7 @@ impl Inner {
             reply_to: env.reply_to.clone(),
             correlation_id: env.correlation_id.clone(),
             owner: env.owner.clone(),
+            traceparent: env.traceparent.clone(),
         };
         let deadline_ms = now.saturating_add(lease.as_millis() as i64);
         lock(&self.held).insert(

@@ -1,6 +1,6 @@
 //! How a job travels on the broker: the payload is the message body (JSON), the job's
 //! bookkeeping rides in AMQP properties (`message_id`, `type`, `reply_to`,
-//! `correlation_id`) and `basis-*` headers.
+//! `correlation_id`), `basis-*` headers and the W3C `traceparent` header.
 
 use lapin::BasicProperties;
 use lapin::message::Delivery;
@@ -18,6 +18,7 @@ const DEDUP: &str = "basis-dedup";
 const OWNER: &str = "basis-owner";
 const ERROR: &str = "basis-error";
 const DIED_AT: &str = "basis-died-at";
+const TRACEPARENT: &str = crate::trace::TRACEPARENT;
 /// Set by quorum queues: how many times the broker has handed this copy out before.
 const DELIVERY_COUNT: &str = "x-delivery-count";
 
@@ -43,6 +44,8 @@ pub(super) struct Envelope {
     pub correlation_id: Option<String>,
     pub last_error: Option<String>,
     pub died_at_ms: Option<i64>,
+    /// The trace the job continues (W3C `traceparent`).
+    pub traceparent: Option<String>,
 }
 
 /// A text that must fit an AMQP short string (255 bytes): names, kinds, ids.
@@ -76,6 +79,7 @@ impl Envelope {
             correlation_id: None,
             last_error: None,
             died_at_ms: None,
+            traceparent: None,
         }
     }
 
@@ -104,6 +108,7 @@ impl Envelope {
             (DEDUP, &self.dedup),
             (OWNER, &self.owner),
             (ERROR, &self.last_error),
+            (TRACEPARENT, &self.traceparent),
         ] {
             if let Some(value) = value {
                 h.insert(key.into(), long(value));
@@ -168,6 +173,7 @@ impl Envelope {
             correlation_id: props.correlation_id().as_ref().map(|s| s.to_string()),
             last_error: text(h, ERROR).or_else(|| broker_death_reason(h)),
             died_at_ms: int(h, DIED_AT),
+            traceparent: text(h, TRACEPARENT),
         })
     }
 
@@ -245,6 +251,7 @@ mod tests {
             correlation_id: Some("c1".into()),
             last_error: Some("smtp down".into()),
             died_at_ms: None,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
         }
     }
 

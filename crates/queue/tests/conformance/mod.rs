@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use basis_queue::{Backend, Error, JobStatus, ManualClock, NewJob, topic_queue};
+use basis_queue::{Backend, ClaimedJob, Error, JobStatus, ManualClock, NewJob, topic_queue};
 use futures_util::future::BoxFuture;
 use serde_json::json;
 
@@ -103,6 +103,7 @@ macro_rules! conformance_suite {
             enqueue_many_keeps_order_dedup_and_validation => enqueue_many_keeps_order_dedup_and_validation,
             enqueue_many_takes_a_large_batch => enqueue_many_takes_a_large_batch,
             complete_many_refuses_only_the_lost_lease => complete_many_refuses_only_the_lost_lease,
+            a_job_carries_its_trace_context_through_claims_retries_and_batches => trace_context,
         );
     };
     (@cases $make:path; $($name:ident => $case:ident),* $(,)?) => {
@@ -545,4 +546,48 @@ pub async fn invalid(h: Harness) {
             .iter()
             .all(|s| s.queue != "q")
     );
+}
+
+/// Claims one job of `queue`, waiting up to 5 s for it to be delivered (a broker pushes
+/// jobs to its consumer a moment after they are published).
+async fn claim_soon(h: &Harness, queue: &str) -> ClaimedJob {
+    for _ in 0..100 {
+        if let Some(job) = h.backend.claim(queue, LEASE, 1).await.unwrap().pop() {
+            return job;
+        }
+        h.backend
+            .wait_for_work(queue, Duration::from_millis(50))
+            .await;
+    }
+    panic!("nothing to claim on {queue} within 5 s");
+}
+
+pub async fn trace_context(h: Harness) {
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut traced = job("traced", 1);
+    traced.traceparent = Some(PARENT.into());
+    h.backend.enqueue(traced).await.unwrap();
+    let first = claim_soon(&h, "traced").await;
+    assert_eq!(first.traceparent.as_deref(), Some(PARENT));
+    // Every attempt continues the trace of the enqueue.
+    h.backend
+        .retry(&first.lease, "try again", h.now())
+        .await
+        .unwrap();
+    let second = claim_soon(&h, "traced").await;
+    assert_eq!(second.attempt, 2);
+    assert_eq!(second.traceparent.as_deref(), Some(PARENT));
+    h.backend.complete(&second.lease, None).await.unwrap();
+
+    // Batches keep each job's own context; without a trace exporter a job carries none.
+    let mut batch = vec![job("traced-many", 1), job("traced-many", 2)];
+    batch[0].traceparent = Some(PARENT.into());
+    h.backend.enqueue_many(batch).await.unwrap();
+    let mut claimed = [
+        claim_soon(&h, "traced-many").await,
+        claim_soon(&h, "traced-many").await,
+    ];
+    claimed.sort_by_key(|j| j.payload["n"].as_i64());
+    assert_eq!(claimed[0].traceparent.as_deref(), Some(PARENT));
+    assert_eq!(claimed[1].traceparent, None);
 }

@@ -12,14 +12,16 @@
 //! - [`rest`]: content negotiation, conditional requests, merge patch, cursor pages;
 //! - [`idempotency`]: stored answers of POSTs retried with an `Idempotency-Key`;
 //! - [`compress`]: gzip, brotli and zstd for JSON and HTML by `Accept-Encoding`;
+//! - `trace`: the request's span for the trace exporter (`--otlp-endpoint`);
 //! - this module: the middleware every request passes through, outermost first:
 //!
 //! 0. compression ([`compress`]), around everything so problem documents qualify too;
 //! 1. [`Observe`], in one service so the redirect path pays for one layer, not six: the
 //!    request id (a sane incoming `x-request-id` is reused, else one is made; echoed on the
 //!    response), security headers on every response, metrics by route and status, a log
-//!    line for every 5xx with its request id and cause, and problem documents for the
-//!    bodiless errors the framework produces (405 with `Allow`, 413, …);
+//!    line for every 5xx with its request id and cause, problem documents for the
+//!    bodiless errors the framework produces (405 with `Allow`, 413, …), and the request's
+//!    trace span, entered while everything inside runs;
 //! 2. [`shed::Shed`], load shedding past a number of requests in progress (503 with
 //!    `Retry-After`);
 //! 3. [`Deadline`], the request timeout (503);
@@ -43,6 +45,7 @@ pub mod idempotency;
 pub mod rest;
 pub mod routes;
 pub mod shed;
+mod trace;
 pub mod transport;
 
 use std::cell::RefCell;
@@ -134,14 +137,20 @@ where
         let method = method_label(request.method());
         // A clone of the router's `Arc<str>`, not a copy of the text.
         let route = request.extensions().get::<MatchedPath>().cloned();
-        // Only the response and the error log carry the id; nothing downstream reads it
-        // from the request.
+        // Only the response, the error log and the span carry the id; nothing downstream
+        // reads it from the request.
         let request_id = match request.headers().get(&REQUEST_ID) {
             Some(id) if is_sane_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
+        let span = trace::request_span(&request, method, route.as_ref(), &request_id);
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
         Observed {
-            inner: self.inner.call(request),
+            inner,
+            span,
             seen: Some(Seen {
                 started,
                 method,
@@ -165,6 +174,8 @@ pin_project_lite::pin_project! {
     pub struct Observed<F> {
         #[pin]
         inner: F,
+        // Disabled (a no-op to enter) unless spans are exported.
+        span: tracing::Span,
         seen: Option<Seen>,
     }
 }
@@ -174,11 +185,13 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Observed<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let _entered = this.span.enter();
         let Ok(response) = ready!(this.inner.poll(cx));
         let seen = this
             .seen
             .take()
             .expect("an observed future is not polled after it ends");
+        trace::record_status(this.span, response.status());
         Poll::Ready(Ok(finish(response, seen)))
     }
 }
