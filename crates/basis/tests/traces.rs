@@ -529,14 +529,16 @@ async fn the_checkout_sagas_steps_are_spans_in_the_trace_of_the_order_request() 
         })
         .await;
     let steps = ["reserve", "authorize", "confirm", "capture"];
+    // A job's span ends (and is exported) after the step inside it: wait for the whole line
+    // of ancestors, not only for the steps.
     let spans = receiver
-        .wait_for("every step's span in the order's trace", |s| {
+        .wait_for("every step's span under the order request", |s| {
             steps
                 .iter()
                 .all(|step| {
                     s.iter().any(|e| {
                         e.span.name == format!("saga {step} run")
-                            && e.span.trace_id == request.trace_id
+                            && descends_from(s, &e.span, &request)
                     })
                 })
                 .then(|| s.to_vec())
