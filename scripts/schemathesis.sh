@@ -3,7 +3,7 @@
 # own /openapi.json, over every operation, and fails on any 5xx or any response that breaks
 # the spec (status code, content type, headers, body schema).
 #
-# Usage: scripts/schemathesis.sh [extra `st run` options]   (SCHEMATHESIS_EXAMPLES=n)
+# Usage: scripts/schemathesis.sh [extra `st run` options]   (SCHEMATHESIS_EXAMPLES=n, BASIS_BIN)
 # Loopback only; bounded in time; the server and its temporary data dir are removed at exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +15,12 @@ if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check "schemathesis>=4.3,<5"
 fi
 
-cargo build -q -p basis
-BASIS=$(realpath "${CARGO_TARGET_DIR:-target}/debug/basis")
+# BASIS_BIN=path tests a binary built elsewhere instead of building one.
+if [ -z "${BASIS_BIN:-}" ]; then
+  cargo build -q -p basis
+  BASIS_BIN=${CARGO_TARGET_DIR:-target}/debug/basis
+fi
+BASIS=$(realpath "$BASIS_BIN")
 DATA=$(mktemp -d)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 BASE=http://127.0.0.1:$PORT
