@@ -29,6 +29,11 @@ impl Currency {
         }
     }
 
+    /// Every code [`Currency::parse`] takes, for documents that list them.
+    pub fn known() -> impl Iterator<Item = &'static str> {
+        ISO_4217.split_ascii_whitespace()
+    }
+
     /// The code.
     pub fn as_str(&self) -> &str {
         &self.0

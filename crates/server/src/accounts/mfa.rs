@@ -296,7 +296,7 @@ async fn enrolling_user(
 
 /// Starts (or restarts) enrolling a TOTP app. Signed in, or with the challenge of a sign-in
 /// refused because the role requires MFA.
-#[utoipa::path(post, path = "/auth/mfa/totp", tag = "auth", request_body = EnrolRequest,
+#[utoipa::path(post, path = "/auth/mfa/totp", tag = "auth", request_body = Option<EnrolRequest>,
     responses((status = 201, body = Enrolment),
         (status = 400, description = "Malformed JSON or invalid fields"),
         (status = 401, description = "Neither signed in nor a valid challenge"),

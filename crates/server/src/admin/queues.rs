@@ -104,6 +104,7 @@ pub struct DeadQuery {
     /// Only this queue's.
     pub queue: Option<String>,
     /// At most this many (default 20, at most 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
 }
 

@@ -310,6 +310,7 @@ pub fn no_store(status: StatusCode, body: impl Serialize) -> Response {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct Page {
     /// Items per page (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,

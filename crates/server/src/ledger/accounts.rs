@@ -27,6 +27,7 @@ use crate::state::AppState;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewAccountBody {
     /// ISO 4217 code, upper case.
+    #[schema(schema_with = crate::ledger::service::currency_schema)]
     pub currency: String,
     /// A label.
     #[schema(max_length = 100)]
@@ -115,6 +116,7 @@ pub async fn list(
 #[into_params(parameter_in = Query)]
 pub struct ReadQuery {
     /// `strong` reads the write side; the default reads the projection (see `X-Projection-Lag`).
+    #[param(pattern = "^(strong|projected)$")]
     pub consistency: Option<String>,
 }
 
@@ -203,7 +205,7 @@ pub struct DepositBody {
 /// account. Needs an `Idempotency-Key`.
 #[utoipa::path(post, path = "/accounts/{id}/deposits", tag = "ledger", request_body = DepositBody,
     params(("id" = i64, Path, description = "The account id"),
-        ("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body returns the first response")),
+        ("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = "Required; a retry with the same key and body returns the first response")),
     responses((status = 201, body = TransferView, headers(("Location" = String))),
         (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"), (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json"), (status = 422, body = Problem, content_type = "application/problem+json"),

@@ -11,6 +11,17 @@ use crate::http::extract::ClientIp;
 use crate::identity::caller::Principal;
 use crate::state::AppState;
 
+/// The OpenAPI schema of a currency in a request: one of the ISO 4217 codes the ledger
+/// knows, so a client's tooling can check it before sending.
+pub fn currency_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("ISO 4217 code, upper case"))
+        .enum_values(Some(basis_ledger::Currency::known()))
+        .build()
+}
+
 /// An amount in minor units: a JSON integer from 1 to 2⁶³−1. Fractions, strings, zero,
 /// negatives and anything past 64 bits are refused by name, never rounded or wrapped.
 pub fn amount(field: &str, value: &Value) -> Result<i64, ApiError> {

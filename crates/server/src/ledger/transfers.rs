@@ -35,6 +35,7 @@ pub struct TransferBody {
     #[schema(value_type = i64, minimum = 1)]
     pub amount: Value,
     /// ISO 4217 code of both accounts.
+    #[schema(schema_with = crate::ledger::service::currency_schema)]
     pub currency: String,
     /// Reserve the amount until posted or voided (default false).
     pub pending: Option<bool>,
@@ -80,7 +81,7 @@ const KEY_PARAM: &str = "Required; a retry with the same key and body returns th
 /// Moves money from the caller's account, or reserves it (`pending`). Needs an
 /// `Idempotency-Key`.
 #[utoipa::path(post, path = "/transfers", tag = "ledger", request_body = TransferBody,
-    params(("Idempotency-Key" = String, Header, description = KEY_PARAM)),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = KEY_PARAM)),
     responses((status = 201, description = "The transfer (a CrossTransferView when `to` names another bank)", body = CreatedTransfer, headers(("Location" = String))),
         (status = 400, description = "No or bad Idempotency-Key, malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"), (status = 404, description = "Unknown or foreign account", body = Problem, content_type = "application/problem+json"),
@@ -224,7 +225,7 @@ pub struct PostBody {
 
 /// Posts a pending transfer: all it reserved, or a smaller `amount` (409 if not pending).
 #[utoipa::path(post, path = "/transfers/{id}/post", tag = "ledger", request_body(content = Option<PostBody>),
-    params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, description = KEY_PARAM)),
+    params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = KEY_PARAM)),
     responses((status = 200, body = TransferView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not pending (or the same key is running)", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
@@ -245,7 +246,7 @@ pub async fn post(
 /// Voids a pending transfer, releasing what it reserved (409 if not pending).
 #[utoipa::path(post, path = "/transfers/{id}/void", tag = "ledger",
     request_body(content = Option<PostBody>, description = "Nothing: a void takes no amount"),
-    params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, description = KEY_PARAM)),
+    params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = KEY_PARAM)),
     responses((status = 200, body = TransferView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not pending (or the same key is running)", body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
@@ -330,6 +331,7 @@ pub struct FeedQuery {
     /// A position (`tx.seq`) from a previous page's `next`; the start when absent.
     pub after: Option<String>,
     /// Events per page (1–1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

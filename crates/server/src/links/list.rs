@@ -37,8 +37,10 @@ pub struct LinkListParams {
     pub domain: Option<String>,
     /// `-created` (newest first, the default), `created`, `-clicks` (most clicked first) or
     /// `clicks`. Clicks are those stored, which trail the redirects by the flush interval.
+    #[param(pattern = "^-?(created|clicks)$")]
     pub sort: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,

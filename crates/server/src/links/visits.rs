@@ -53,8 +53,10 @@ pub struct VisitParams {
     /// `--geoip-db`).
     pub country: Option<String>,
     /// `exclude` (the default: humans only), `include` or `only`.
+    #[param(pattern = "^(exclude|include|only)$")]
     pub bots: Option<String>,
     /// Page size, 1–100 (default 20); ignored by the CSV export, which holds every visit.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,

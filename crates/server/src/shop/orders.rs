@@ -47,7 +47,7 @@ pub struct OrderBody {
 /// confirmed by the checkout saga in the background. Needs an `Idempotency-Key`; follow the
 /// order at `Location`.
 #[utoipa::path(post, path = "/orders", tag = "shop", request_body = OrderBody,
-    params(("Idempotency-Key" = String, Header, description = "Required; a retry with the same key and body returns the first response, another body is 422")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = "Required; a retry with the same key and body returns the first response, another body is 422")),
     responses((status = 202, body = OrderView, headers(("Location" = String))),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),

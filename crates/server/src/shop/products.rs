@@ -38,6 +38,7 @@ pub struct NewProductBody {
     #[schema(value_type = i64, minimum = 1)]
     pub price: Value,
     /// ISO 4217 code, upper case.
+    #[schema(schema_with = crate::ledger::service::currency_schema)]
     pub currency: String,
     /// Units in stock, 0 to 1000000000.
     #[schema(value_type = i64, minimum = 0, maximum = 1000000000)]

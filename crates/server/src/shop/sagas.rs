@@ -20,8 +20,10 @@ use crate::state::AppState;
 #[into_params(parameter_in = Query)]
 pub struct SagaQuery {
     /// `stuck`, `running`, `compensating`, `completed` or `compensated`; all when absent.
+    #[param(pattern = "^(stuck|running|compensating|completed|compensated)$")]
     pub status: Option<String>,
     /// Items per page (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,

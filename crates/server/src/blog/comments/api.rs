@@ -140,7 +140,7 @@ pub async fn list(
 /// Comments on a post (201 with `Location`). Honours `Idempotency-Key`.
 #[utoipa::path(
     post, path = "/posts/{id}/comments", tag = "comments", request_body = CommentInput,
-    params(("id" = String, Path, description = "The post id"), ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first response")),
+    params(("id" = String, Path, description = "The post id"), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = "Retries with the same key and body return the first response")),
     responses(
         (status = 201, description = "Created", body = CommentView, headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed JSON or key", body = Problem, content_type = "application/problem+json"),

@@ -212,7 +212,7 @@ async fn list_posts(
 /// Creates a post (201 with `Location`). Honours `Idempotency-Key`.
 #[utoipa::path(
     post, path = "/posts", tag = "posts", request_body = PostInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body return the first response")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = "Retries with the same key and body return the first response")),
     responses(
         (status = 201, description = "Created", body = PostView, headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed JSON or key", body = Problem, content_type = "application/problem+json"),

@@ -26,8 +26,10 @@ pub struct PostListParams {
     /// Full-text search over titles and bodies; results are ranked unless `sort` is given.
     pub q: Option<String>,
     /// `-date` (newest first, the default), `date`, `title` or `-title`.
+    #[param(pattern = "^-?(date|title)$")]
     pub sort: Option<String>,
     /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -38,6 +40,7 @@ pub struct PostListParams {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1–100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
