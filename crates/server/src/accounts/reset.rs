@@ -114,6 +114,13 @@ pub async fn confirm(
     if !password_resets::reset_password(&state.store, &hash, &user.id, &new_hash, now).await? {
         return Err(invalid_token());
     }
+    // Access tokens issued with the old password (perhaps to whoever made the reset
+    // necessary) are refused from the next request on.
+    state
+        .identity
+        .cutoffs
+        .cut(&state.store, &user.id, now)
+        .await?;
     audit::record(&state, "password.reset", Some(&user.id), &ip, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -368,6 +368,9 @@ pub async fn change_password(
     if !users::change_password(&state.store, &id, &hash, keep, now).await? {
         return Err(ApiError::NotFound);
     }
+    // Nor does an access token issued before it (the caller's own included: a bearer
+    // caller signs in again with the new password; the kept session is not a token).
+    state.identity.cutoffs.cut(&state.store, &id, now).await?;
     audit::record(&state, "password.changed", Some(&id), &ip, None).await;
     Ok(StatusCode::NO_CONTENT)
 }

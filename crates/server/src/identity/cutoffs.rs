@@ -1,9 +1,9 @@
 //! Access tokens that die at once: a per-account "valid after" time.
 //!
 //! An access token is checked locally (signature, expiry), so by itself it lives until it
-//! expires even when its account is deleted, demoted or signed out everywhere. Each of
-//! those raises the account's cutoff; a token issued before it is refused on its next
-//! request.
+//! expires even when its account is deleted, demoted, signed out everywhere or given a new
+//! password. Each of those raises the account's cutoff; a token issued before it is refused
+//! on its next request.
 //!
 //! - The check is a read of an in-memory map (tens of nanoseconds; `benches/auth_overhead.rs`).
 //! - The database is the source of truth (`basis_store::token_cutoffs`); only cutoffs

@@ -373,6 +373,8 @@ async fn changing_the_password_revokes_refresh_tokens_and_other_sessions(engine:
         .unwrap();
     assert_problem(response, 403).await;
 
+    // The access token below was issued a second before the change.
+    app.clock.advance_ms(1_000);
     let response = app
         .client
         .post(app.url(&path))
@@ -402,6 +404,13 @@ async fn changing_the_password_revokes_refresh_tokens_and_other_sessions(engine:
         }
     };
     assert_unauthorized(me(other_cookie).await).await;
+    assert_unauthorized(
+        app.bearer(Method::GET, "/auth/me", &liam.access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(
         me(cookie).await.status(),
         200,

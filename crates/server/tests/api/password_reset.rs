@@ -62,6 +62,8 @@ async fn a_reset_mail_carries_a_single_use_token_that_revokes_old_credentials(en
     // A weak password (400) and a breached one (422) are refused and leave the token usable.
     assert_problem(confirm(&app, &token, "abcabcabcabc").await, 400).await;
     assert_problem(confirm(&app, &token, "password1234").await, 422).await;
+    // The access token was issued a second before the reset.
+    app.clock.advance_ms(1_000);
     assert_eq!(confirm(&app, &token, NEW_PASSWORD).await.status(), 204);
     assert_problem(confirm(&app, &token, NEW_PASSWORD).await, 400).await;
 
@@ -78,6 +80,13 @@ async fn a_reset_mail_carries_a_single_use_token_that_revokes_old_credentials(en
         .await
         .unwrap();
     assert_unauthorized(me).await;
+    assert_unauthorized(
+        app.bearer(Method::GET, "/auth/me", &ann.access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_unauthorized(
         app.post_json(
             "/auth/login",
