@@ -58,10 +58,11 @@ ensure_rabbitmq() { # the RabbitMQ queue backend's suite (quorum queues need 3.8
   fi
   export BASIS_TEST_AMQP_URL=${BASIS_TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
   # Tests declare under basis-test-<random> or basis_test_<random>; drop what earlier runs left.
+  # A delete can hang (seen on a key queue left by a killed test), so each is bounded.
   # (`|| true`: finding none is the usual case, and pipefail would make it an error.)
   { rabbitmqctl -q list_queues --no-table-headers name 2>/dev/null || true; } |
     { grep -E '^basis[-_]test[-_]' || true; } |
-    while read -r q; do rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true; done
+    while read -r q; do timeout 20 rabbitmqctl -q delete_queue "$q" </dev/null >/dev/null 2>&1 || true; done
 }
 
 ensure_node() { # the OpenID Connect tests run a real provider (npm package oidc-provider)
