@@ -19,7 +19,7 @@ use tokio::process::Child;
 
 mod support;
 
-use support::{Basis, basis, fresh_postgres_database, postgres_admin_url};
+use support::{Basis, basis, call, fresh_postgres_database, postgres_admin_url};
 
 const PASSWORD: &str = "velvet otter juggles nine lanterns";
 
@@ -58,23 +58,6 @@ fn worker(dir: &std::path::Path, url: &str, payments: &str) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("the worker starts")
-}
-
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    key: Option<&str>,
-    body: Value,
-) -> (u16, Value) {
-    let mut request = client.request(method, url).bearer_auth(token).json(&body);
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

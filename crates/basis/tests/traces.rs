@@ -20,7 +20,8 @@ use tokio::process::Command;
 mod support;
 
 use support::{
-    Basis, access_token, basis, client, create_user, fresh_postgres_database, postgres_admin_url,
+    Basis, access_token, basis, call, client, create_user, fresh_postgres_database,
+    postgres_admin_url,
 };
 
 const PASSWORD: &str = "velvet otter juggles nine lanterns";
@@ -437,25 +438,6 @@ async fn a_job_a_request_enqueues_runs_in_a_worker_process_within_the_requests_t
     );
     assert!(worker.terminate().await.success());
     assert!(server.terminate().await.success());
-}
-
-/// `method url` with a bearer token, an optional `Idempotency-Key` and a JSON body; answers
-/// the status and the body.
-async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    key: Option<&str>,
-    body: Value,
-) -> (u16, Value) {
-    let mut request = client.request(method, url).bearer_auth(token).json(&body);
-    if let Some(key) = key {
-        request = request.header("idempotency-key", key);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

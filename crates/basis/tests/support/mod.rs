@@ -253,6 +253,25 @@ pub async fn access_token(
     login["accessToken"].as_str().expect("a token").to_owned()
 }
 
+/// `method url` with a bearer token, an optional `Idempotency-Key` and a JSON body; answers
+/// the status and the body.
+pub async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    key: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = client.request(method, url).bearer_auth(token).json(&body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 /// `GET url` as JSON, whatever the status.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     let response = client.get(url).send().await.expect("a response");
