@@ -1,11 +1,15 @@
 //! The OpenAPI description, served at `/openapi.json`.
 
-use crate::http::routes::Routes;
-use axum::Json;
+use std::sync::LazyLock;
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
 use crate::blog::{comments, posts};
 use crate::error::{FieldError, Problem};
+use crate::http::routes::Routes;
 use crate::links;
 use crate::ops;
 use crate::state::AppState;
@@ -121,8 +125,18 @@ pub fn router() -> Routes<AppState> {
 
 /// This API's OpenAPI 3.1 description.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi_json() -> Response {
+    // The document never changes while the process runs: built and printed once.
+    static DOCUMENT: LazyLock<Bytes> = LazyLock::new(|| {
+        serde_json::to_vec(&ApiDoc::openapi())
+            .expect("the OpenAPI document prints")
+            .into()
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        DOCUMENT.clone(),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
