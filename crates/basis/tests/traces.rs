@@ -21,7 +21,7 @@ mod support;
 
 use support::{
     Basis, access_token, basis, call, client, create_user, fresh_postgres_database,
-    postgres_admin_url,
+    postgres_admin_url, sign_up,
 };
 
 const PASSWORD: &str = "velvet otter juggles nine lanterns";
@@ -383,13 +383,7 @@ async fn a_job_a_request_enqueues_runs_in_a_worker_process_within_the_requests_t
     ))
     .await;
     let client = client();
-    let signed_up = client
-        .post(server.url("/users"))
-        .json(&json!({"email": "ann@example.com", "password": "velvet otter juggles nine lanterns", "name": "Ann"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_up.status(), 201);
+    sign_up(&client, &server.url(""), "ann@example.com", PASSWORD, "Ann").await;
     let asked = client
         .post(server.url("/auth/password-reset"))
         .json(&json!({"email": "ann@example.com"}))
@@ -462,13 +456,14 @@ async fn the_checkout_sagas_steps_are_spans_in_the_trace_of_the_order_request() 
     )
     .await;
     assert_eq!(status, 201, "{product}");
-    let signed_up = client
-        .post(server.url("/users"))
-        .json(&json!({"email": "buyer@example.com", "password": PASSWORD, "name": "Buyer"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_up.status(), 201);
+    sign_up(
+        &client,
+        &server.url(""),
+        "buyer@example.com",
+        PASSWORD,
+        "Buyer",
+    )
+    .await;
     let buyer = access_token(&client, &base, "buyer@example.com", PASSWORD).await;
     let (status, account) = call(
         &client,
@@ -556,20 +551,15 @@ async fn a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_
     let url = database_url.as_deref();
     let client = client();
     let server = Basis::serve(dir.path(), url, &["--slow-query-ms", "1"]).await;
-    let signed_up = client
-        .post(server.url("/users"))
-        .json(&json!({"email": "slow@example.com", "password": "velvet otter juggles nine lanterns", "name": "Slow"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_up.status(), 201);
-    let token = access_token(
+    sign_up(
         &client,
         &server.url(""),
         "slow@example.com",
-        "velvet otter juggles nine lanterns",
+        PASSWORD,
+        "Slow",
     )
     .await;
+    let token = access_token(&client, &server.url(""), "slow@example.com", PASSWORD).await;
     let items: Vec<Value> = (0..1000)
         .map(|i| json!({"longUrl": format!("https://example.com/slow-value-{i}")}))
         .collect();

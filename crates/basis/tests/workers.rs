@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{Basis, basis, client, fresh_postgres_database, get_json, postgres_admin_url};
+use support::{
+    Basis, basis, client, fresh_postgres_database, get_json, postgres_admin_url, sign_up,
+};
 
 async fn postgres_database() -> Option<String> {
     Some(fresh_postgres_database(&postgres_admin_url()?).await)
@@ -149,13 +151,14 @@ async fn the_dlq_commands_list_show_replay_and_purge_dead_letters() {
     let client = client();
     // Without --smtp-url a mail job cannot succeed: it goes to the dead letters at once.
     let server = Basis::serve(dir.path(), None, &["--workers", "on"]).await;
-    let signed_up = client
-        .post(server.url("/users"))
-        .json(&json!({"email": "ann@example.com", "password": "velvet otter juggles nine lanterns", "name": "Ann"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_up.status(), 201);
+    sign_up(
+        &client,
+        &server.url(""),
+        "ann@example.com",
+        "velvet otter juggles nine lanterns",
+        "Ann",
+    )
+    .await;
     ask_for_a_reset_mail(&server, &client).await;
     // The stop must not race the worker's one attempt: a job not yet claimed is left queued.
     eventually("the mail job to be dead-lettered", || async {

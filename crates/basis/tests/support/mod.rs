@@ -253,6 +253,23 @@ pub async fn access_token(
     login["accessToken"].as_str().expect("a token").to_owned()
 }
 
+/// Signs up an account over HTTP (`POST /users`), asserting 201.
+pub async fn sign_up(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+    name: &str,
+) {
+    let response = client
+        .post(format!("{base}/users"))
+        .json(&serde_json::json!({"email": email, "password": password, "name": name}))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), 201, "signing up {email}");
+}
+
 /// `method url` with a bearer token, an optional `Idempotency-Key` and a JSON body; answers
 /// the status and the body.
 pub async fn call(
