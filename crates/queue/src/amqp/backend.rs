@@ -18,18 +18,18 @@ use crate::{
 };
 
 /// The outcome of trying to take a deduplication key.
-enum Key {
-    /// Taken: the marker's name.
-    Taken(String),
-    /// An unfinished job holds it: that job's id.
+pub(super) enum Key {
+    /// Taken (or held by this job already).
+    Taken,
+    /// Another unfinished job holds it: that job's id.
     HeldBy(String),
 }
 
 impl Inner {
-    /// Takes the marker for `key` on `queue` for job `id`, or learns which job holds it.
-    async fn take_key(&self, queue: &str, key: &str, id: &str) -> Result<Key> {
-        let marker = self.names.key(queue, key);
-        short("queue", &marker)?;
+    /// Takes deduplication marker `marker` for job `id`, or learns which job holds it.
+    /// Taking a marker that already names `id` changes nothing, so the enqueuer and the
+    /// claimer of a job may both take it.
+    pub(super) async fn take_key(&self, marker: &str, id: &str) -> Result<Key> {
         // A refused declaration closes its channel, so each attempt uses a private one.
         let ch = self
             .link()
@@ -39,12 +39,12 @@ impl Inner {
             .await
             .map_err(broker)?;
         let expires = self.config.dedup_expiry.as_millis() as u64;
-        let outcome = topology::declare_key(&ch, &marker, id, expires).await;
+        let outcome = topology::declare_key(&ch, marker, id, expires).await;
         let _ = ch.close(200, "key checked".into()).await;
         match outcome {
             Ok(()) => {
-                lock(&self.created).insert((false, marker.clone()));
-                Ok(Key::Taken(marker))
+                lock(&self.created).insert((false, marker.to_owned()));
+                Ok(Key::Taken)
             }
             Err(e) => match topology::marker_holder(&e) {
                 Some(holder) => Ok(Key::HeldBy(holder)),
@@ -95,24 +95,33 @@ impl Inner {
             });
         }
         self.ensure_queue(&job.queue).await?;
-        if let Some(key) = &job.dedup_key {
-            match self.take_key(&job.queue, key, &env.id).await? {
-                Key::Taken(marker) => env.dedup = Some(marker),
-                Key::HeldBy(holder) => {
-                    return Ok(Enqueued {
-                        id: JobId(holder),
-                        duplicate: true,
-                    });
-                }
-            }
-        }
-        if let Err(e) = self.publish_job(&env).await {
-            self.release_key(&env).await;
-            return Err(e);
-        }
-        Ok(Enqueued {
-            id: JobId(env.id),
-            duplicate: false,
+        let Some(key) = &job.dedup_key else {
+            self.publish_job(&env).await?;
+            return Ok(Enqueued {
+                id: JobId(env.id),
+                duplicate: false,
+            });
+        };
+        // The job first, then its key. A crash or a broker failure between the two leaves a
+        // stored job without its marker, and the job takes its key itself when claimed
+        // (`admit`). The other order could leave a marker naming a job that was never
+        // stored, and every later job with that key would be refused as its duplicate
+        // until the marker expired, days later. The price: a copy refused here is in the
+        // queue all the same; it is dropped when claimed while its key is held, and runs
+        // (handlers are idempotent) only if the holder finished first.
+        let marker = self.names.key(&job.queue, key);
+        short("queue", &marker)?;
+        env.dedup = Some(marker.clone());
+        self.publish_job(&env).await?;
+        Ok(match self.take_key(&marker, &env.id).await? {
+            Key::Taken => Enqueued {
+                id: JobId(env.id),
+                duplicate: false,
+            },
+            Key::HeldBy(holder) => Enqueued {
+                id: JobId(holder),
+                duplicate: true,
+            },
         })
     }
 

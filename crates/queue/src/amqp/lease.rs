@@ -8,6 +8,7 @@ use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 
+use super::backend::Key;
 use super::consume::Feed;
 use super::message::Envelope;
 use super::{Inner, lock};
@@ -126,6 +127,26 @@ impl Inner {
                 .await?;
             return Ok(None);
         }
+        if let Some(marker) = &env.dedup {
+            // The key, taken here when its enqueuer could not (see `enqueue`). A copy whose
+            // key another job holds is one its enqueuer was told is a duplicate: dropped.
+            match self.take_key(marker, &env.id).await {
+                Ok(Key::Taken) => {}
+                Ok(Key::HeldBy(holder)) => {
+                    tracing::debug!(job = %env.id, %holder, "a duplicate of a keyed job dropped");
+                    let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    let requeue = BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    };
+                    let _ = delivery.acker.nack(requeue).await;
+                    return Err(e);
+                }
+            }
+        }
         let token = token(feed.generation, delivery.delivery_tag);
         let job = ClaimedJob {
             lease: Lease {
@@ -189,9 +210,11 @@ impl Inner {
 
     pub(super) async fn complete(&self, lease: &Lease) -> Result<()> {
         let held = self.take(lease)?;
-        ack(&held.acker, lease).await?;
+        // The key before the ack: a crash between the two runs the job once more (its copy
+        // takes the key again when claimed), where the other order would leave the key held
+        // by a finished job until the marker expired.
         self.release_key(&held.env).await;
-        Ok(())
+        ack(&held.acker, lease).await
     }
 
     pub(super) async fn retry(&self, lease: &Lease, error: &str, run_at_ms: i64) -> Result<()> {

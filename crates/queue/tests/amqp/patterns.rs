@@ -35,6 +35,46 @@ async fn a_deduplication_key_admits_one_unfinished_job_at_a_time() {
 }
 
 #[tokio::test]
+async fn a_stored_job_whose_marker_was_lost_takes_its_key_when_claimed() {
+    let Some(url) = amqp_url() else { return };
+    let ns = namespace();
+    let q = backend(&url, &ns).await;
+    let keyed = |n| {
+        let mut job = NewJob::new("work", "export", json!(n));
+        job.dedup_key = Some("link-7".into());
+        job
+    };
+    let first = q.enqueue(keyed(1)).await.expect("enqueue");
+    assert!(!first.duplicate);
+    // What an enqueuer that died (or lost the broker) right after storing the job leaves: the
+    // job without its marker.
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("a channel");
+    ch.queue_delete(
+        format!("{ns}.key.work.link-7").as_str().into(),
+        lapin::options::QueueDeleteOptions::default(),
+    )
+    .await
+    .expect("the marker existed");
+    let job = claim_one(&q, "work", LEASE).await;
+    assert_eq!(job.payload, json!(1));
+    // Claimed, it holds its key again: a second job with the key is its duplicate, and that
+    // copy is dropped, not run, while the first is unfinished.
+    let dup = q.enqueue(keyed(2)).await.expect("enqueue");
+    assert!(dup.duplicate, "the running job holds its key");
+    assert_eq!(dup.id, first.id);
+    assert_nothing_for(&q, "work", std::time::Duration::from_millis(300)).await;
+    q.complete(&job.lease, None).await.expect("complete");
+    let after = q.enqueue(keyed(3)).await.expect("enqueue");
+    assert!(!after.duplicate, "the key is free once the job finished");
+    assert_eq!(claim_one(&q, "work", LEASE).await.payload, json!(3));
+    let _ = conn.close(200, "done".into()).await;
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
 async fn concurrent_enqueues_with_one_key_add_exactly_one_job() {
     let Some(url) = amqp_url() else { return };
     let q = backend(&url, &namespace()).await;
