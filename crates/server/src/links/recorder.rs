@@ -201,6 +201,9 @@ pub struct ClickRecorder {
     /// change read a consistent picture (see [`Self::read_with_unstored`]).
     moves: AtomicU64,
     moving: AtomicUsize,
+    /// Batches a flush could not hand to the queue, sent again as they are by the next
+    /// one (their clicks stay counted in flight meanwhile).
+    unsent: Mutex<Vec<ClickBatchJob>>,
     /// One flush at a time.
     flush_lock: tokio::sync::Mutex<()>,
 }
@@ -219,6 +222,7 @@ impl ClickRecorder {
             applied: tokio::sync::Notify::new(),
             moves: AtomicU64::new(0),
             moving: AtomicUsize::new(0),
+            unsent: Mutex::default(),
             flush_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -445,9 +449,11 @@ impl ClickRecorder {
         self.end_move();
     }
 
-    /// Enqueues every pending click as click-batch jobs. If the queue refuses a batch, its
-    /// clicks (and those of the batches after it) go back to the pending counters and the
-    /// next flush tries again. Returns the links enqueued (visit batches go along uncounted).
+    /// Enqueues every pending click as click-batch jobs. A batch the queue refuses (and those
+    /// after it) is kept as it is and sent first by the next flush, under the same batch id:
+    /// a refusal can be ambiguous (the broker stored the job, then the answer was lost), and
+    /// only the same id lets the worker apply such a batch once. Returns the links enqueued
+    /// (visit batches go along uncounted).
     pub async fn flush(&self) -> Result<usize, basis_queue::Error> {
         let _one_at_a_time = self.flush_lock.lock().await;
         self.expire_in_flight();
@@ -511,25 +517,19 @@ impl ClickRecorder {
         }
         self.end_move();
 
+        // What an earlier flush could not send goes first.
+        let unsent = std::mem::take(&mut *self.unsent.lock().unwrap_or_else(|p| p.into_inner()));
+        let batches: Vec<ClickBatchJob> = unsent.into_iter().chain(batches).collect();
+
         let started = Instant::now();
         let mut enqueued = 0;
         for (i, job) in batches.iter().enumerate() {
             if let Err(err) = self.enqueue(job).await {
                 metrics::counter!("basis_click_flush_errors_total").increment(1);
-                self.begin_move();
-                let mut in_flight = self.in_flight();
-                for failed in &batches[i..] {
-                    if let Some(batch) = in_flight.remove(&failed.batch) {
-                        for link in batch.links.values() {
-                            self.restore(link);
-                        }
-                    }
-                    self.restore_visits(&failed.visits);
-                }
-                self.in_flight_count
-                    .store(in_flight.len(), Ordering::Release);
-                drop(in_flight);
-                self.end_move();
+                self.unsent
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&batches[i..]);
                 return Err(err);
             }
             enqueued += job.links.len();
@@ -553,29 +553,6 @@ impl ClickRecorder {
             ..NewJob::new(crate::jobs::CLICKS_QUEUE, APPLY_CLICKS, payload)
         };
         self.queue.enqueue(job).await.map(drop)
-    }
-
-    /// Puts visits of a batch the queue refused back for the next flush (within the cap).
-    fn restore_visits(&self, lines: &str) {
-        let Some(log) = &self.visits else { return };
-        for line in lines.split_inclusive('\n') {
-            let Some(link_id) = VisitLine::link_of(line) else {
-                continue;
-            };
-            let mut shard = self.visit_shard(log, link_id);
-            if !shard.is_full() {
-                shard.push_line(line);
-            }
-        }
-    }
-
-    fn restore(&self, link: &LinkClicks) {
-        self.shard(link.link_id)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(link.link_id)
-            .or_default()
-            .merge(link);
     }
 }
 
@@ -641,5 +618,136 @@ mod tests {
         let mut restored = Pending::default();
         restored.merge(&batch);
         assert_eq!(restored.into_link_clicks(1), batch);
+    }
+
+    /// The real SQLite queue, except that one enqueue stores its job and then reports a
+    /// failure, as a broker does when it stored a message and its confirmation was lost.
+    #[derive(Debug)]
+    struct LosesOneAnswer {
+        inner: basis_queue::sqlite::SqliteQueue,
+        lose: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Backend for LosesOneAnswer {
+        fn name(&self) -> &'static str {
+            self.inner.name()
+        }
+        async fn enqueue(&self, job: NewJob) -> basis_queue::Result<basis_queue::Enqueued> {
+            let stored = self.inner.enqueue(job).await?;
+            if self.lose.swap(false, Ordering::SeqCst) {
+                return Err(basis_queue::Error::Unavailable("confirmation lost".into()));
+            }
+            Ok(stored)
+        }
+        async fn claim(
+            &self,
+            queue: &str,
+            lease: Duration,
+            limit: usize,
+        ) -> basis_queue::Result<Vec<basis_queue::ClaimedJob>> {
+            self.inner.claim(queue, lease, limit).await
+        }
+        async fn heartbeat(&self, l: &basis_queue::Lease, d: Duration) -> basis_queue::Result<()> {
+            self.inner.heartbeat(l, d).await
+        }
+        async fn complete(
+            &self,
+            l: &basis_queue::Lease,
+            r: Option<serde_json::Value>,
+        ) -> basis_queue::Result<()> {
+            self.inner.complete(l, r).await
+        }
+        async fn retry(&self, l: &basis_queue::Lease, e: &str, at: i64) -> basis_queue::Result<()> {
+            self.inner.retry(l, e, at).await
+        }
+        async fn bury(&self, l: &basis_queue::Lease, e: &str) -> basis_queue::Result<()> {
+            self.inner.bury(l, e).await
+        }
+        async fn release(&self, l: &basis_queue::Lease) -> basis_queue::Result<()> {
+            self.inner.release(l).await
+        }
+        async fn wait_for_work(&self, queue: &str, timeout: Duration) {
+            self.inner.wait_for_work(queue, timeout).await
+        }
+        async fn job(
+            &self,
+            id: &basis_queue::JobId,
+        ) -> basis_queue::Result<Option<basis_queue::JobInfo>> {
+            self.inner.job(id).await
+        }
+        async fn subscribe(&self, topic: &str, group: &str) -> basis_queue::Result<()> {
+            self.inner.subscribe(topic, group).await
+        }
+        async fn publish(
+            &self,
+            topic: &str,
+            kind: &str,
+            payload: serde_json::Value,
+        ) -> basis_queue::Result<usize> {
+            self.inner.publish(topic, kind, payload).await
+        }
+        async fn dead_letters(
+            &self,
+            queue: Option<&str>,
+            limit: usize,
+        ) -> basis_queue::Result<Vec<basis_queue::DeadJob>> {
+            self.inner.dead_letters(queue, limit).await
+        }
+        async fn dead_letter(
+            &self,
+            id: &basis_queue::JobId,
+        ) -> basis_queue::Result<Option<basis_queue::DeadJob>> {
+            self.inner.dead_letter(id).await
+        }
+        async fn replay(&self, id: &basis_queue::JobId) -> basis_queue::Result<bool> {
+            self.inner.replay(id).await
+        }
+        async fn purge(&self, queue: Option<&str>) -> basis_queue::Result<u64> {
+            self.inner.purge(queue).await
+        }
+        async fn stats(&self) -> basis_queue::Result<Vec<basis_queue::QueueStats>> {
+            self.inner.stats().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_enqueue_answer_was_lost_is_sent_again_under_its_own_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("basis.db").display());
+        let store = Store::connect(&url, &basis_store::ConnectOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let basis_store::Pools::Sqlite { write, .. } = store.pools() else {
+            unreachable!("a SQLite store")
+        };
+        let inner = basis_queue::sqlite::SqliteQueue::new(
+            write.clone(),
+            Arc::new(basis_queue::SystemClock),
+        );
+        inner.install().await.unwrap();
+        let queue = Arc::new(LosesOneAnswer {
+            inner,
+            lose: true.into(),
+        });
+        let recorder = ClickRecorder::new(store.clone(), queue.clone());
+        for _ in 0..3 {
+            recorder.record(click(Device::Desktop, None, 0));
+        }
+        assert!(recorder.flush().await.is_err(), "the answer was lost");
+        assert_eq!(recorder.unflushed_humans(1), 3, "still counted, in flight");
+        recorder.flush().await.expect("sent again");
+
+        // One job: the second send was the same batch (its key held), not the clicks
+        // again under a new id, which would count them twice.
+        let jobs = queue
+            .claim(crate::jobs::CLICKS_QUEUE, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        let batch: ClickBatchJob = serde_json::from_value(jobs[0].payload.clone()).unwrap();
+        assert_eq!(batch.links.len(), 1);
+        assert_eq!(batch.links[0].humans, 3);
     }
 }
