@@ -4,12 +4,18 @@
 //!   and restart Redis without disturbing the shared instance other suites use.
 //! - [`PrivatePostgres`]: a PostgreSQL cluster of the test's own (`initdb` into a temporary
 //!   directory, a free port, settings of the test's choosing such as
-//!   `max_prepared_transactions`), so nothing reconfigures the shared server.
+//!   `max_prepared_transactions`), so nothing reconfigures the shared server; a crash-safe
+//!   one can be crashed (immediate shutdown) and started again on the same data.
+//! - [`PrivateRabbit`]: a RabbitMQ node of the test's own (its own node name, ports and
+//!   data directory), for tests that kill and restart the broker.
 //! - [`eventually`]: polls a real condition within a bound, instead of sleeping and hoping.
 //! - [`free_port`]: a port nothing listens on right now.
 //! - [`mmdb`]: small MaxMind DB files mapping networks to countries.
 
 pub mod mmdb;
+mod rabbit;
+
+pub use rabbit::PrivateRabbit;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -110,6 +116,13 @@ impl PrivateRedis {
             let _ = child.wait();
         }
     }
+
+    /// Starts a stopped server again on its port (empty: it keeps nothing on disk).
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is stopped first");
+        let again = Self::start(self.port).await.expect("redis-server restarts");
+        *self = again;
+    }
 }
 
 impl Drop for PrivateRedis {
@@ -126,7 +139,9 @@ impl Drop for PrivateRedis {
 pub struct PrivatePostgres {
     child: Option<Child>,
     port: u16,
-    _dir: tempfile::TempDir,
+    /// `-c` settings beyond the common ones.
+    settings: Vec<String>,
+    dir: tempfile::TempDir,
 }
 
 impl PrivatePostgres {
@@ -134,8 +149,25 @@ impl PrivatePostgres {
     /// waits (at most 30 s) until it accepts connections. `None` (with one visible
     /// `skipped:` line) when `initdb` is not installed; a cluster that fails to start fails
     /// the test. Run as root, the server runs as the `postgres` user (PostgreSQL refuses
-    /// root).
+    /// root). Commits are acknowledged before their WAL is written (fast, and a crash of
+    /// the server may lose the last ones): for tests that never crash it.
     pub async fn start(max_prepared_transactions: u32) -> Option<Self> {
+        Self::launch(&[
+            "synchronous_commit=off".to_owned(),
+            format!("max_prepared_transactions={max_prepared_transactions}"),
+        ])
+        .await
+    }
+
+    /// A cluster whose acknowledged commits survive a crash of the server
+    /// (`synchronous_commit=on`), for tests that [`Self::crash`] it. `fsync` stays off: the
+    /// WAL reaches the kernel before a commit is acknowledged, and only the server process
+    /// dies, never the machine.
+    pub async fn crash_safe() -> Option<Self> {
+        Self::launch(&["synchronous_commit=on".to_owned()]).await
+    }
+
+    async fn launch(settings: &[String]) -> Option<Self> {
         if Command::new("initdb").arg("--version").output().is_err() {
             println!("skipped: initdb is not installed, no private PostgreSQL");
             return None;
@@ -158,31 +190,64 @@ impl PrivatePostgres {
             .status()
             .expect("run initdb");
         assert!(status.success(), "initdb into {} succeeds", data.display());
-        let port = free_port();
-        let child = as_postgres_if(root, "postgres")
+        let mut server = Self {
+            child: None,
+            port: free_port(),
+            settings: settings.to_vec(),
+            dir,
+        };
+        server.start_again().await;
+        Some(server)
+    }
+
+    /// Starts the (stopped) server on its data directory and port and waits (at most 30 s)
+    /// until it accepts connections; after [`Self::crash`], it recovers from its WAL first.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the server is stopped first");
+        let mut command = as_postgres_if(is_root(), "postgres");
+        command
             .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=100"])
+            .arg(self.dir.path().join("data"))
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
             .arg("-c")
             .arg(format!(
-                "max_prepared_transactions={max_prepared_transactions}"
+                "unix_socket_directories={}",
+                self.dir.path().display()
             ))
+            .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=100"]);
+        for setting in &self.settings {
+            command.arg("-c").arg(setting);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start postgres");
-        let server = Self {
-            child: Some(child),
-            port,
-            _dir: dir,
-        };
-        let up = eventually(Duration::from_secs(30), || async { server.ready() }).await;
-        assert!(up, "private PostgreSQL on port {port} accepts connections");
-        Some(server)
+        self.child = Some(child);
+        let up = eventually(Duration::from_secs(30), || async { self.ready() }).await;
+        assert!(
+            up,
+            "private PostgreSQL on port {} accepts connections",
+            self.port
+        );
+    }
+
+    /// Stops the server the way a crash would: SIGQUIT, an immediate shutdown in which the
+    /// postmaster takes its backends with it and nothing is checkpointed (a SIGKILL would
+    /// leave the backends to notice on their own).
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-QUIT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
     }
 
     /// The URL of database `name` on this cluster (`postgres` exists from the start).
@@ -219,14 +284,7 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGQUIT: immediate shutdown, the postmaster takes its backends with it (a
-            // SIGKILL would leave them to notice on their own).
-            let _ = Command::new("kill")
-                .args(["-QUIT", &child.id().to_string()])
-                .status();
-            let _ = child.wait();
-        }
+        self.crash();
     }
 }
 
