@@ -78,7 +78,7 @@ status=0
   BASIS_FUZZ_BASE="$BASE" BASIS_FUZZ_BIN="$BASIS" BASIS_FUZZ_DATA_DIR="$DATA" \
   BASIS_FUZZ_PASSWORD="$PASSWORD" \
   python3 -m schemathesis.cli run "$BASE/openapi.json" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
+  --checks "${SCHEMATHESIS_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance}" \
   --phases examples,coverage,fuzzing \
   --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
   --max-time 150 \
