@@ -71,10 +71,19 @@ pub async fn show(
     };
     let mut response = if crate::http::rest::wants_html(headers) {
         (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            )],
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                // The page is text and one link: it needs nothing loaded, run or framed.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                    ),
+                ),
+            ],
             page(&preview),
         )
             .into_response()

@@ -11,7 +11,7 @@ use basis_auth::role::Role;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::forms::{Field, FormErrors, optional, token};
+use super::forms::{Field, FormErrors, token};
 use super::session::Visitor;
 use super::{local_path, page, paths, see_other};
 use crate::accounts::users::NewUser;
@@ -251,7 +251,7 @@ pub async fn sign_in(
             sign_in_page(&visitor, &form, &errors),
         )
     };
-    if optional(&Some(form.email.clone())).is_none() || form.password.is_empty() {
+    if form.email.trim().is_empty() || form.password.is_empty() {
         return invalid("Enter your email and password.");
     }
     let credentials = tokens::Credentials {

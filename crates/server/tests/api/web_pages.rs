@@ -657,6 +657,16 @@ async fn a_qr_code_decodes_back_to_the_short_url(engine: Engine) {
     let text = svg.text().await.unwrap();
     assert!(text.contains("<svg") && !text.contains("<script"), "{text}");
 
+    // The link's preview page is HTML too, under a policy that allows nothing.
+    let preview = Browser::new(&app).get(&format!("/{code}+")).await;
+    assert!(preview.is_html());
+    assert!(
+        preview.policy().starts_with("default-src 'none'"),
+        "{}",
+        preview.policy()
+    );
+    assert!(preview.policy().contains("frame-ancestors 'none'"));
+
     assert_problem(app.get("/nothing1/qr.png").await, 404).await;
     assert_problem(app.get("/nothing1/qr.svg").await, 404).await;
     // Deleted: no code any more.
