@@ -65,7 +65,10 @@ pub struct SignInForm {
 }
 
 /// The form of a POST, or the 400 page when the body is not a form.
-#[allow(clippy::result_large_err)]
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the answer itself, made once on a rare path"
+)]
 pub fn form_of<T>(visitor: &Visitor, form: Result<Form<T>, FormRejection>) -> Result<T, Response> {
     form.map(|Form(form)| form).map_err(|rejection| {
         page::message(
