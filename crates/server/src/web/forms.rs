@@ -159,9 +159,22 @@ impl<'a> Field<'a> {
                 input id=(id) name=(self.name) type=(self.kind) value=(self.value)
                     required[self.required] autocomplete=[self.autocomplete]
                     aria-invalid=[error.map(|_| "true")] aria-describedby=[described];
-                @if let Some(error) = error { p.error id=(error_id) { (error) } }
+                @if let Some(error) = error { p.error id=(error_id) { (sentence(self.label, error)) } }
             }
         }
+    }
+}
+
+/// A problem as a sentence under its field: the API words its problems as the rest of a
+/// sentence about the field ("must be at least 1"), so the field's label starts it.
+pub fn sentence(label: &str, message: &str) -> String {
+    const PREDICATES: [&str; 7] = [
+        "is ", "must ", "may ", "appears ", "points ", "has ", "applies ",
+    ];
+    if PREDICATES.iter().any(|p| message.starts_with(p)) {
+        format!("{label} {message}.")
+    } else {
+        message.to_owned()
     }
 }
 
@@ -192,12 +205,24 @@ mod tests {
             html.contains(r#"aria-describedby="f-url-hint f-url-error""#),
             "{html}"
         );
-        assert!(html.contains("must be an absolute URL"), "{html}");
+        assert!(html.contains("Long URL must be an absolute URL."), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
         let clean = Field::new("alias", "Alias", "")
             .render(&errors)
             .into_string();
         assert!(!clean.contains("aria-invalid"), "{clean}");
+    }
+
+    #[test]
+    fn problems_worded_as_predicates_get_their_fields_label() {
+        assert_eq!(
+            sentence("Click limit", "must be at least 1"),
+            "Click limit must be at least 1."
+        );
+        assert_eq!(
+            sentence("Custom alias", "the alias 'x' is already taken"),
+            "the alias 'x' is already taken"
+        );
     }
 
     #[test]

@@ -91,7 +91,7 @@ fn shorten_form(visitor: &Visitor, form: &ShortenForm, errors: &FormErrors) -> M
                                 option value=(status) selected[status == redirect] { (status) " " (describe(kind)) }
                             }
                         }
-                        @if let Some(error) = redirect_error { p.error #f-redirect-error { (error) } }
+                        @if let Some(error) = redirect_error { p.error #f-redirect-error { (super::forms::sentence("Redirect type", error)) } }
                     }
                 }
             }
@@ -307,7 +307,7 @@ pub async fn shorten(
         ),
         Err(ApiError::Conflict(message)) => {
             let mut errors = FormErrors::none();
-            errors.add("alias", message);
+            errors.add("alias", format!("{message}; choose another"));
             invalid(errors)
         }
         Err(err) => page::failure(&visitor, err),
