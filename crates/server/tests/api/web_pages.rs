@@ -544,6 +544,10 @@ async fn a_page_that_needs_sign_in_sends_people_there_and_back_but_never_elsewhe
         )
         .await;
     assert_see_other(&back, "/my/links?q=docs&sort=-clicks");
+    assert_eq!(
+        browser.get("/my/links?q=docs&sort=-clicks").await.status,
+        200
+    );
 
     let hostile = [
         "https://evil.example/",
@@ -581,6 +585,11 @@ async fn a_page_that_needs_sign_in_sends_people_there_and_back_but_never_elsewhe
     let mut anonymous = Browser::new(&app);
     let form = anonymous.get("/signin?next=%2F%2Fevil.example%2F").await;
     assert!(!form.body.contains("evil.example"), "{}", form.body);
+
+    // A session idle past its 30 minutes sends the person to sign in again, and back.
+    app.clock.advance_ms(31 * 60 * 1000);
+    let expired = browser.get("/my/links").await;
+    assert_see_other(&expired, "/signin?next=%2Fmy%2Flinks");
 }
 
 async fn my_links_come_in_cursor_pages(engine: Engine) {
