@@ -466,11 +466,9 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
     let routes = http::layer(
         routes,
         limiter,
-        (
-            config.body_limit,
-            config.request_timeout(),
-            config.conn.max_in_flight,
-        ),
+        config.body_limit,
+        config.request_timeout(),
+        config.conn.max_in_flight,
         web::not_found_page,
     );
     Ok(http::transport::layer(routes, &config.transport)?.with_state(state))

@@ -77,7 +77,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn layer<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     limiter: RateLimitLayer,
-    (body_limit, timeout, max_in_flight): (usize, Duration, usize),
+    body_limit: usize,
+    timeout: Duration,
+    max_in_flight: usize,
     not_found_page: fn() -> Response,
 ) -> Router<S> {
     let stack = ServiceBuilder::new()
@@ -156,7 +158,8 @@ where
             Some(id) if is_sane_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
-        // Only a 404 reads it: one header lookup, no allocation.
+        // Decided now (the request is gone when the answer comes), used only by a 404: one
+        // header lookup and a substring search, no allocation.
         let not_found_page = self
             .not_found_page
             .filter(|_| rest::wants_html(request.headers()));
