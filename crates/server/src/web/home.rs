@@ -22,7 +22,7 @@ use super::{page, see_other, sign_in_first};
 use crate::error::ApiError;
 use crate::links::create::{CreateLink, parse};
 use crate::links::domains::LinkDomain;
-use crate::links::link::RedirectType;
+use crate::links::link::{NewLink, RedirectType};
 use crate::links::service::{self, Creation};
 use crate::state::AppState;
 
@@ -243,19 +243,23 @@ fn body_of(form: &ShortenForm) -> (CreateLink, FormErrors) {
     (body, errors)
 }
 
+/// Why the form made no link.
+enum Refusal {
+    /// Problems with what was typed: the form again.
+    Fields(FormErrors),
+    /// Anything else.
+    Failed(ApiError),
+}
+
 /// The link the form describes, or every problem with it.
-fn link_of(
-    state: &AppState,
-    form: &ShortenForm,
-) -> Result<crate::links::link::NewLink, Result<FormErrors, ApiError>> {
+fn link_of(state: &AppState, form: &ShortenForm) -> Result<NewLink, Refusal> {
     let (body, mut errors) = body_of(form);
     match parse(state, body) {
         Ok(link) if errors.is_empty() => Ok(link),
-        Ok(_) => Err(Ok(errors)),
+        Ok(_) => Err(Refusal::Fields(errors)),
         Err(err) => {
-            let found = FormErrors::of_error(err, NAMES).map_err(Err)?;
-            errors.extend(found);
-            Err(Ok(errors))
+            errors.extend(FormErrors::of_error(err, NAMES).map_err(Refusal::Failed)?);
+            Err(Refusal::Fields(errors))
         }
     }
 }
@@ -289,8 +293,8 @@ pub async fn shorten(
     };
     let link = match link_of(&state, &form) {
         Ok(link) => link,
-        Err(Ok(errors)) => return invalid(errors),
-        Err(Err(err)) => return page::failure(&visitor, err),
+        Err(Refusal::Fields(errors)) => return invalid(errors),
+        Err(Refusal::Failed(err)) => return page::failure(&visitor, err),
     };
     let owner = visitor.user.as_ref().map(|u| u.user_id.clone());
     match service::create(&state, owner, link, false).await {
