@@ -6,7 +6,8 @@
 // page: no Content-Security-Policy report, no script error, no dialog (hostile text typed
 // into the fields must stay text), and in the run with JavaScript (axe-core is a script)
 // axe-core, failing on serious or critical violations; the server sends the same page to
-// both runs. Screenshots of each page go to the artifacts directory.
+// both runs. With JavaScript on, a keyboard-only pass too: sign in, shorten and copy with
+// Tab, typing and Enter. Screenshots of each page go to the artifacts directory.
 //
 // Usage: node journey.js <base-url> <artifacts-dir>   (CHROMIUM=path, default /usr/bin/chromium)
 
@@ -50,6 +51,40 @@ async function audit(page, label, problems) {
   for (const v of grave) {
     problems.push(`${label}: axe ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
   }
+}
+
+/** Presses Tab until the element matching `selector` has the focus (at most 20 times). */
+async function tabTo(page, selector, mode) {
+  for (let i = 0; i < 20; i += 1) {
+    if (await page.evaluate((s) => document.activeElement?.matches(s) ?? false, selector)) {
+      return;
+    }
+    await page.keyboard.press("Tab");
+  }
+  throw new Failure(`${mode}: Tab never reached ${selector}`);
+}
+
+/** Signs in, shortens and copies with the keyboard alone. */
+async function keyboardOnly(page, mode, email) {
+  await page.context().clearCookies();
+  await page.goto("/signin");
+  await tabTo(page, "#f-email", mode);
+  await page.keyboard.type(email);
+  await page.keyboard.press("Tab");
+  await page.keyboard.type(PASSWORD);
+  await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
+  check(new URL(page.url()).pathname === "/my/links", `${mode} keyboard: sign-in landed on ${page.url()}`);
+  await page.goto("/");
+  await tabTo(page, "#f-url", mode);
+  await page.keyboard.type("https://example.com/typed");
+  await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
+  check(page.url().includes("/?created="), `${mode} keyboard: shorten landed on ${page.url()}`);
+  await tabTo(page, "button[data-copy]", mode);
+  await page.keyboard.press("Enter");
+  await page.getByText("Copied to the clipboard.").waitFor();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  const shown = await page.locator("#short-url").inputValue();
+  check(copied === shown, `${mode} keyboard: copied ${copied}, shown ${shown}`);
 }
 
 async function journey(browser, javaScript) {
@@ -192,6 +227,10 @@ async function journey(browser, javaScript) {
     await page.getByLabel("Password").fill(PASSWORD);
     await submit(page.getByRole("button", { name: "Sign in" }));
     check(new URL(page.url()).pathname === "/my/links", `${mode}: not sent back to my links`);
+
+    if (javaScript) {
+      await keyboardOnly(page, mode, email);
+    }
 
     await goto("/no/such/page", "not-found", 404);
   } catch (error) {
