@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! composition   lib (Server, app, routes)  openapi  config  workers  queue_cli  backup
+//!               web (the pages: HTML over the resources' services)
 //!                    │ builds the state, merges every router, registers every job
 //!                    ▼
 //! resources     links   accounts   blog (posts, comments)   admin        ← handlers + rules
@@ -33,6 +34,8 @@
 //!   `serve` runs in-process unless `--workers off`, and `basis worker`; [`queue_cli`]:
 //!   `basis queue …`; [`backup`]: `basis backup` and `basis restore`; [`outbox`]: the relay
 //!   that publishes the store's outbox events to the queue (running wherever workers run).
+//! - [`web`]: the server-rendered pages (sign up, sign in, shorten, my links), calling the
+//!   resources' services as the API handlers do.
 //! - Resources: [`links`] (the shortener: create, manage, analytics, redirect, exports),
 //!   [`accounts`] (`/users…` and `/auth…`), [`blog`], [`ledger`] (money over HTTP on
 //!   `basis-ledger`), [`admin`] (audit list, queues).
@@ -74,6 +77,7 @@ pub mod passwords;
 pub mod queue_cli;
 pub mod shop;
 pub mod state;
+pub mod web;
 pub mod webhooks;
 pub mod workers;
 
@@ -451,8 +455,10 @@ impl Server {
 /// The full router with its middleware (fails on invalid transport settings, such as a
 /// malformed CORS origin).
 pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
+    // The pages are not API: they stay out of the route table the OpenAPI test reads.
     let routes = routes()
         .into_router()
+        .merge(web::router())
         .fallback(|| async { ApiError::NotFound });
     let limits = rate_limit_config(config)?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
@@ -463,6 +469,7 @@ pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
         config.body_limit,
         config.request_timeout(),
         config.conn.max_in_flight,
+        web::not_found_page,
     );
     Ok(http::transport::layer(routes, &config.transport)?.with_state(state))
 }

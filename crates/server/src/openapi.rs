@@ -32,6 +32,8 @@ use crate::{accounts, admin, jobs, ledger, shop, webhooks};
         links::analytics::stats,
         links::redirect::follow,
         links::redirect::follow_with_form,
+        links::qr::svg,
+        links::qr::png,
         ops::healthz,
         ops::readyz,
         ops::metrics_page,

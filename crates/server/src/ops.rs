@@ -117,7 +117,7 @@ pub async fn serve_worker_ops(
     // Request metrics, request ids and problem bodies, as on the API port.
     let app = router()
         .into_router()
-        .layer(crate::http::ObserveLayer)
+        .layer(crate::http::ObserveLayer::default())
         .with_state(ops);
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)

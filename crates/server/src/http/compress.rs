@@ -1,5 +1,6 @@
 //! Response compression: gzip, brotli or zstd, whichever the client's `Accept-Encoding`
-//! prefers, for JSON, CSV and HTML bodies big enough to gain from it.
+//! prefers, for JSON, CSV, HTML and the pages' text assets (CSS, JavaScript, SVG) big
+//! enough to gain from it.
 //!
 //! tower-http's layer does the negotiation and the streaming; [`Compressible`] decides
 //! which responses qualify. Redirects and other bodiless answers never do (nothing to
@@ -24,8 +25,8 @@ pub fn layer() -> CompressionLayer<Compressible> {
         .compress_when(Compressible)
 }
 
-/// Which responses are compressed: JSON (problem documents included), CSV and HTML, not a
-/// redirect, not tiny.
+/// Which responses are compressed: JSON (problem documents included), CSV, HTML, CSS,
+/// JavaScript and SVG; not a redirect, not tiny.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Compressible;
 
@@ -57,6 +58,9 @@ impl Predicate for Compressible {
             || media.eq_ignore_ascii_case("application/problem+json")
             || media.eq_ignore_ascii_case("text/csv")
             || media.eq_ignore_ascii_case("text/html")
+            || media.eq_ignore_ascii_case("text/css")
+            || media.eq_ignore_ascii_case("text/javascript")
+            || media.eq_ignore_ascii_case("image/svg+xml")
     }
 }
 
@@ -79,6 +83,8 @@ mod tests {
         assert!(rule.should_compress(&response(404, "application/problem+json", 600)));
         assert!(rule.should_compress(&response(200, "text/html; charset=utf-8", 600)));
         assert!(rule.should_compress(&response(200, "text/csv; charset=utf-8", 600)));
+        assert!(rule.should_compress(&response(200, "text/css", 600)));
+        assert!(rule.should_compress(&response(200, "image/svg+xml", 600)));
     }
 
     #[test]

@@ -20,8 +20,9 @@
 //!    request id (a sane incoming `x-request-id` is reused, else one is made; echoed on the
 //!    response), security headers on every response, metrics by route and status, a log
 //!    line for every 5xx with its request id and cause, problem documents for the
-//!    bodiless errors the framework produces (405 with `Allow`, 413, …), and the request's
-//!    trace span, entered while everything inside runs;
+//!    bodiless errors the framework produces (405 with `Allow`, 413, …), the 404 page for
+//!    a client that prefers HTML (a browser; the page is the composition's, see
+//!    [`ObserveLayer`]), and the request's trace span, entered while everything inside runs;
 //! 2. [`shed::Shed`], load shedding past a number of requests in progress (503 with
 //!    `Retry-After`);
 //! 3. [`Deadline`], the request timeout (503);
@@ -71,17 +72,21 @@ use crate::error::{InternalError, Problem};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps `router` in the middleware stack, `limiter` innermost.
+/// Wraps `router` in the middleware stack, `limiter` innermost; `not_found_page` answers
+/// a browser's 404 (see [`ObserveLayer`]).
 pub fn layer<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     limiter: RateLimitLayer,
     body_limit: usize,
     timeout: Duration,
     max_in_flight: usize,
+    not_found_page: fn() -> Response,
 ) -> Router<S> {
     let stack = ServiceBuilder::new()
         .layer(compress::layer())
-        .layer(ObserveLayer)
+        .layer(ObserveLayer {
+            not_found_page: Some(not_found_page),
+        })
         .layer(shed::ShedLayer::new(max_in_flight))
         .layer(DeadlineLayer(timeout))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -103,21 +108,31 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 }
 
 /// Applies [`Observe`].
-#[derive(Debug, Clone, Copy)]
-pub struct ObserveLayer;
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ObserveLayer {
+    /// The page a 404 becomes for a client that prefers HTML (a browser following a dead
+    /// link or mistyping a path): given by the composition, since pages live above this
+    /// layer. `None`: every 404 stays a problem document.
+    pub not_found_page: Option<fn() -> Response>,
+}
 
 impl<S> Layer<S> for ObserveLayer {
     type Service = Observe<S>;
 
     fn layer(&self, inner: S) -> Observe<S> {
-        Observe { inner }
+        Observe {
+            inner,
+            not_found_page: self.not_found_page,
+        }
     }
 }
 
-/// Records metrics, logs server errors and turns bodiless error responses into problems.
+/// Records metrics, logs server errors and turns bodiless error responses into problems
+/// (and a browser's 404 into a page).
 #[derive(Debug, Clone)]
 pub struct Observe<S> {
     inner: S,
+    not_found_page: Option<fn() -> Response>,
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -143,6 +158,11 @@ where
             Some(id) if is_sane_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
+        // Decided now (the request is gone when the answer comes), used only by a 404: one
+        // header lookup and a substring search, no allocation.
+        let not_found_page = self
+            .not_found_page
+            .filter(|_| rest::wants_html(request.headers()));
         let span = trace::request_span(&request, method, route.as_ref(), &request_id);
         let inner = {
             let _entered = span.enter();
@@ -156,6 +176,7 @@ where
                 method,
                 route,
                 request_id,
+                not_found_page,
             }),
         }
     }
@@ -167,6 +188,8 @@ struct Seen {
     method: &'static str,
     route: Option<MatchedPath>,
     request_id: HeaderValue,
+    /// The page to answer a 404 with, for a browser.
+    not_found_page: Option<fn() -> Response>,
 }
 
 pin_project_lite::pin_project! {
@@ -199,6 +222,12 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Observed<F> {
 /// Completes a response on its way out, and counts it.
 fn finish(mut response: Response, seen: Seen) -> Response {
     let status = response.status();
+    if status == StatusCode::NOT_FOUND
+        && let Some(page) = seen.not_found_page
+        && !is_html(&response)
+    {
+        response = page();
+    }
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, seen.request_id.clone());
     for (name, value) in SECURITY_HEADERS {
@@ -349,6 +378,14 @@ fn record_request(method: &'static str, route: &str, status: u16, elapsed: Durat
         handles.requests.increment(1);
         handles.duration.record(elapsed.as_secs_f64());
     });
+}
+
+/// Whether a response is already a page.
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"))
 }
 
 /// Replaces the empty body of a framework-made error with a problem document, keeping its

@@ -248,15 +248,8 @@ pub async fn authenticate(
         return Ok(Caller::Anonymous);
     };
     if !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        check_csrf(
-            &session.csrf_token,
-            text(CSRF_HEADER),
-            text("origin"),
-            text("sec-fetch-site"),
-            &state.base_url,
-        )
-        .map_err(|failure| {
+        let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        check_write(&session.csrf_token, presented, headers, state).map_err(|failure| {
             ApiError::Forbidden(match failure {
                 CsrfFailure::Token => "missing or wrong X-CSRF-Token for this session".into(),
                 CsrfFailure::Origin => "cross-site requests may not use the session".into(),
@@ -272,6 +265,26 @@ pub async fn authenticate(
             csrf_token: session.csrf_token,
         },
     }))
+}
+
+/// The CSRF check of a cookie-authenticated write: `presented` must be `expected` (the
+/// session's token; for the pages' forms before sign-in, the token of their own cookie),
+/// and the request must come from our origin. The API reads the token from `X-CSRF-Token`,
+/// the pages' forms from a hidden field.
+pub fn check_write(
+    expected: &str,
+    presented: Option<&str>,
+    headers: &HeaderMap,
+    state: &AppState,
+) -> Result<(), CsrfFailure> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    check_csrf(
+        expected,
+        presented,
+        text("origin"),
+        text("sec-fetch-site"),
+        &state.base_url,
+    )
 }
 
 /// Looks up a live API key by its digest.

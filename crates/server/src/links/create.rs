@@ -122,8 +122,9 @@ pub async fn create(
     )
 }
 
-/// Parses every option of a create, reporting all the problems at once.
-pub(super) fn parse(state: &AppState, mut body: CreateLink) -> ApiResult<NewLink> {
+/// Parses every option of a create, reporting all the problems at once (the home page's
+/// form parses through it too).
+pub(crate) fn parse(state: &AppState, mut body: CreateLink) -> ApiResult<NewLink> {
     // Rules that cannot work are 422, apart from the 400 of malformed fields.
     let rules = body
         .rules

@@ -8,8 +8,12 @@ use std::path::Path;
 use url::{Host, Url};
 
 /// Path segments that belong to the service itself and cannot be aliases (compared without
-/// regard to case, since a client may not care about it).
-const RESERVED: &[&str] = &[
+/// regard to case, since a client may not care about it). The pages' words (`crate::web`)
+/// are among them. A word is reserved for new aliases only: a link made before its word
+/// was reserved keeps its alias, is still managed under `/links/{code}` and still
+/// redirects at `/{code}` until a page takes that path (a fixed route wins over `/{code}`).
+pub const RESERVED: &[&str] = &[
+    "account",
     "admin",
     "api",
     "api-keys",
@@ -17,6 +21,7 @@ const RESERVED: &[&str] = &[
     "assets",
     "auth",
     // Names under /links/ that are routes, not codes (`/links/bulk`, `/links/tags`, ...).
+    "blog",
     "bulk",
     "comments",
     "docs",
@@ -28,13 +33,17 @@ const RESERVED: &[&str] = &[
     "login",
     "logout",
     "metrics",
+    "my",
     "openapi",
     "posts",
     "queues",
     "readyz",
+    "reset",
     "robots",
     "session",
     "shorten",
+    "signin",
+    "signout",
     "signup",
     "static",
     "swagger",
@@ -257,6 +266,11 @@ mod tests {
         assert!(Alias::parse("has space").is_err());
         assert!(Alias::parse("Links").is_err());
         assert!(Alias::parse("healthz").is_err());
+        for page in [
+            "signin", "SignUp", "signout", "account", "blog", "reset", "admin",
+        ] {
+            assert!(Alias::parse(page).is_err(), "{page} is a page's path");
+        }
         assert!(Alias::parse(&"a".repeat(65)).is_err());
         assert!(
             Alias::parse("Promo26").is_err(),

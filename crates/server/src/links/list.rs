@@ -117,10 +117,43 @@ pub async fn list(
     let principal = caller.require()?;
     caller.require_scope(Scope::LinksRead)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let owner_id = match params.owner {
-        Some(owner) if owner != principal.user_id => caller.act_for(&owner).map(|_| owner)?,
+    let owner_id = match &params.owner {
+        Some(owner) if *owner != principal.user_id => {
+            caller.act_for(owner).map(|_| owner.clone())?
+        }
         _ => principal.user_id.clone(),
     };
+    let page = page_of(&state, owner_id, &params).await?;
+    let link = page.next_cursor.as_ref().and_then(|next| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
+        {
+            if name != "cursor" {
+                query.append_pair(&name, &value);
+            }
+        }
+        query.append_pair("cursor", next);
+        HeaderValue::from_str(&format!(
+            "<{}?{}>; rel=\"next\"",
+            uri.path(),
+            query.finish()
+        ))
+        .ok()
+    });
+    let mut response = Json(page).into_response();
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+/// A page of `owner_id`'s links as `params` ask (search, tag, domain, order, cursor; the
+/// `owner` parameter is the caller's to check): for `GET /links` and the "My links" page.
+pub async fn page_of(
+    state: &AppState,
+    owner_id: String,
+    params: &LinkListParams,
+) -> ApiResult<LinkPage> {
     let (sort, sort_name) = sort_of(params.sort.as_deref())?;
     let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
     let after = after_of(params.cursor.as_deref(), sort_name)?;
@@ -201,31 +234,10 @@ pub async fn list(
                 own.push(tag);
             }
             let title = titles.remove(&link.row.id);
-            LinkView::new(&state, &link.row, clicks).with_extras(own, title)
+            LinkView::new(state, &link.row, clicks).with_extras(own, title)
         })
         .collect::<Vec<_>>();
-    let page = LinkPage { items, next_cursor };
-    let link = page.next_cursor.as_ref().and_then(|next| {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes())
-        {
-            if name != "cursor" {
-                query.append_pair(&name, &value);
-            }
-        }
-        query.append_pair("cursor", next);
-        HeaderValue::from_str(&format!(
-            "<{}?{}>; rel=\"next\"",
-            uri.path(),
-            query.finish()
-        ))
-        .ok()
-    });
-    let mut response = Json(page).into_response();
-    if let Some(link) = link {
-        response.headers_mut().insert(header::LINK, link);
-    }
-    Ok(response)
+    Ok(LinkPage { items, next_cursor })
 }
 
 #[cfg(test)]

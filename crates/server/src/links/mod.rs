@@ -7,6 +7,7 @@
 //! - [`link`]: the parsed options of a link ([`link::RedirectType`], [`link::Expiry`],
 //!   [`link::ClickLimit`], [`link::LinkPassword`]) and the create and change they make up.
 //! - [`redirect`]: `GET|HEAD|POST /{code}`, the hot path; [`preview`]: `GET /{code}+`;
+//!   [`qr`]: `GET /{code}/qr.svg|png`, the short URL as a QR code;
 //!   [`rules`]: a link's routing rules (split by weight, targets by device, system,
 //!   language, country).
 //! - [`code`]: ids ↔ codes (keyed permutation + base62), the code alphabet, and which
@@ -58,6 +59,7 @@ pub mod link;
 pub mod list;
 pub mod manage;
 pub mod preview;
+pub mod qr;
 pub mod recorder;
 pub mod redirect;
 pub mod rules;
@@ -85,6 +87,8 @@ pub fn router() -> Routes<AppState> {
         .post("/links/{code}/exports", exports::create)
         .get("/links/{code}/exports/{id}", exports::download)
         .get("/links/{code}/visits", visits::list)
+        .get("/{code}/qr.svg", qr::svg)
+        .get("/{code}/qr.png", qr::png)
         .get("/{code}", redirect::follow)
         .post("/{code}", redirect::follow_with_form)
 }

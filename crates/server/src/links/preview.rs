@@ -69,12 +69,21 @@ pub async fn show(
         created_at: to_datetime(row.created_at),
         password_protected: protected,
     };
-    let mut response = if wants_html(headers) {
+    let mut response = if crate::http::rest::wants_html(headers) {
         (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            )],
+            [
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                ),
+                // The page is text and one link: it needs nothing loaded, run or framed.
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    HeaderValue::from_static(
+                        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+                    ),
+                ),
+            ],
             page(&preview),
         )
             .into_response()
@@ -87,21 +96,6 @@ pub async fn show(
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-robots-tag", HeaderValue::from_static("noindex"));
     Ok(response)
-}
-
-/// Whether the client lists `text/html` before any JSON type (a browser).
-fn wants_html(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let html = accept.find("text/html");
-    let json = accept.find("json");
-    match (html, json) {
-        (Some(h), Some(j)) => h < j,
-        (Some(_), None) => true,
-        _ => false,
-    }
 }
 
 /// Escapes text for HTML.
@@ -147,22 +141,6 @@ fn page(preview: &LinkPreview) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn html_is_for_clients_that_prefer_it() {
-        let mut headers = HeaderMap::new();
-        assert!(!wants_html(&headers));
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("text/html,application/xhtml+xml,*/*;q=0.8"),
-        );
-        assert!(wants_html(&headers));
-        headers.insert(
-            header::ACCEPT,
-            HeaderValue::from_static("application/json, text/html"),
-        );
-        assert!(!wants_html(&headers));
-    }
 
     #[test]
     fn the_page_escapes_what_owners_wrote() {

@@ -6,6 +6,7 @@ mod blog_support;
 mod helpers;
 mod jobs_support;
 mod smtp_sink;
+mod web_support;
 
 mod compression;
 mod concurrency;
@@ -41,6 +42,8 @@ mod secrets;
 mod sessions;
 mod tokens;
 mod transport;
+// The web pages.
+mod web_pages;
 
 // Background jobs.
 mod avatars;

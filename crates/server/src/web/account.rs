@@ -1,0 +1,321 @@
+//! `/signup`, `/signin` and `/signout`: accounts and sessions through the API's own rules
+//! (the password policy and breached-password list, the login throttle, the audit log, the
+//! session cookie).
+
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use basis_auth::role::Role;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::forms::{Field, FormErrors, token};
+use super::session::Visitor;
+use super::{local_path, page, paths, see_other};
+use crate::accounts::users::NewUser;
+use crate::accounts::{mfa, session, tokens, users};
+use crate::audit;
+use crate::error::ApiError;
+use crate::http::extract::ClientIp;
+use crate::state::AppState;
+
+/// Where people go after signing in or up, unless `next` says otherwise.
+const AFTER_SIGN_IN: &str = paths::MY_LINKS;
+
+/// `?next=` of the sign-in and sign-up pages.
+#[derive(Debug, Default, Deserialize)]
+pub struct Next {
+    /// Where to go afterwards (a local path).
+    pub next: Option<String>,
+}
+
+/// The sign-up form as sent.
+#[derive(Debug, Default, Deserialize)]
+pub struct SignUpForm {
+    /// The CSRF token.
+    pub csrf: Option<String>,
+    /// Email.
+    #[serde(default)]
+    pub email: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Password.
+    #[serde(default)]
+    pub password: String,
+    /// Where to go afterwards.
+    pub next: Option<String>,
+}
+
+/// The sign-in form as sent.
+#[derive(Debug, Default, Deserialize)]
+pub struct SignInForm {
+    /// The CSRF token.
+    pub csrf: Option<String>,
+    /// Email.
+    #[serde(default)]
+    pub email: String,
+    /// Password.
+    #[serde(default)]
+    pub password: String,
+    /// Where to go afterwards.
+    pub next: Option<String>,
+}
+
+/// The form of a POST, or the 400 page when the body is not a form.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the answer itself, made once on a rare path"
+)]
+pub fn form_of<T>(visitor: &Visitor, form: Result<Form<T>, FormRejection>) -> Result<T, Response> {
+    form.map(|Form(form)| form).map_err(|rejection| {
+        page::message(
+            Some(visitor),
+            rejection.status(),
+            "This form could not be read",
+            "Send the form from its page.",
+        )
+    })
+}
+
+fn next_of(next: &Option<String>) -> &str {
+    next.as_deref()
+        .and_then(local_path)
+        .unwrap_or(AFTER_SIGN_IN)
+}
+
+/// Signs `user_id` in: a new session, its cookie, and a 303 to `next`.
+async fn signed_in(state: &AppState, user_id: &str, next: &str) -> Result<Response, ApiError> {
+    let (cookie, _csrf) = session::start(state, user_id).await?;
+    let mut response = see_other(next);
+    let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?;
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+fn sign_up_page(visitor: &Visitor, form: &SignUpForm, errors: &FormErrors) -> Markup {
+    html! {
+        (errors.summary())
+        form.panel method="post" action=(paths::SIGN_UP) novalidate {
+            (token(&visitor.csrf))
+            @if let Some(next) = form.next.as_deref().and_then(local_path) {
+                input type="hidden" name="next" value=(next);
+            }
+            (Field::new("email", "Email", &form.email).kind("email").required().autocomplete("email").render(errors))
+            (Field::new("name", "Name", &form.name).required().autocomplete("name").hint("How others see you: 1 to 100 characters.").render(errors))
+            (Field::new("password", "Password", "").kind("password").required().autocomplete("new-password")
+                .hint("At least 12 characters, hard to guess.").render(errors))
+            button type="submit" { "Sign up" }
+        }
+        p { "Have an account? " a href=(paths::SIGN_IN) { "Sign in" } }
+    }
+}
+
+/// `GET /signup`.
+pub async fn sign_up_form(visitor: Visitor, Query(next): Query<Next>) -> Response {
+    if visitor.user.is_some() {
+        return see_other(next_of(&next.next));
+    }
+    let form = SignUpForm {
+        next: next.next,
+        ..SignUpForm::default()
+    };
+    page::render(
+        Some(&visitor),
+        StatusCode::OK,
+        "Sign up",
+        sign_up_page(&visitor, &form, &FormErrors::none()),
+    )
+}
+
+/// `POST /signup`: makes the account and signs it in, or shows the form again (422).
+pub async fn sign_up(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    form: Result<Form<SignUpForm>, FormRejection>,
+) -> Response {
+    let form = match form_of(&visitor, form) {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
+        return refused;
+    }
+    let body = NewUser {
+        email: form.email.clone(),
+        password: form.password.clone(),
+        name: form.name.clone(),
+    };
+    let invalid = |errors: FormErrors| {
+        page::render(
+            Some(&visitor),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Sign up",
+            sign_up_page(&visitor, &form, &errors),
+        )
+    };
+    let user = match users::create_user(&state, body, Role::User).await {
+        Ok(user) => user,
+        Err(ApiError::Conflict(_)) => {
+            let mut errors = FormErrors::none();
+            errors.add(
+                "email",
+                "an account with this email exists; sign in instead",
+            );
+            return invalid(errors);
+        }
+        Err(err) => {
+            return match FormErrors::of_error(err, &[]) {
+                Ok(errors) => invalid(errors),
+                Err(err) => page::failure(&visitor, err),
+            };
+        }
+    };
+    match signed_in(&state, &user.id, next_of(&form.next)).await {
+        Ok(response) => response,
+        Err(err) => page::failure(&visitor, err),
+    }
+}
+
+fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors) -> Markup {
+    let next = form.next.as_deref().and_then(local_path);
+    let sign_up = match next {
+        Some(next) => format!(
+            "{}?{}",
+            paths::SIGN_UP,
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", next)
+                .finish()
+        ),
+        None => paths::SIGN_UP.to_owned(),
+    };
+    html! {
+        @if let Some(problem) = errors.get("form") {
+            div.problem role="alert" { p { (problem) } }
+        } @else {
+            (errors.summary())
+        }
+        form.panel method="post" action=(paths::SIGN_IN) novalidate {
+            (token(&visitor.csrf))
+            @if let Some(next) = next {
+                input type="hidden" name="next" value=(next);
+            }
+            (Field::new("email", "Email", &form.email).kind("email").required().autocomplete("username").render(errors))
+            (Field::new("password", "Password", "").kind("password").required().autocomplete("current-password").render(errors))
+            button type="submit" { "Sign in" }
+        }
+        p { "No account yet? " a href=(sign_up) { "Sign up" } }
+    }
+}
+
+/// `GET /signin`.
+pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Response {
+    if visitor.user.is_some() {
+        return see_other(next_of(&next.next));
+    }
+    let form = SignInForm {
+        next: next.next,
+        ..SignInForm::default()
+    };
+    page::render(
+        Some(&visitor),
+        StatusCode::OK,
+        "Sign in",
+        sign_in_page(&visitor, &form, &FormErrors::none()),
+    )
+}
+
+/// `POST /signin`: checks the password and starts a session, or shows the form again
+/// (422) with one message whatever was wrong, as the API does.
+pub async fn sign_in(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    ip: ClientIp,
+    headers: HeaderMap,
+    form: Result<Form<SignInForm>, FormRejection>,
+) -> Response {
+    let form = match form_of(&visitor, form) {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
+        return refused;
+    }
+    let invalid = |message: &str| {
+        let mut errors = FormErrors::none();
+        errors.add("form", message);
+        page::render(
+            Some(&visitor),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Sign in",
+            sign_in_page(&visitor, &form, &errors),
+        )
+    };
+    if form.email.trim().is_empty() || form.password.is_empty() {
+        return invalid("Enter your email and password.");
+    }
+    let credentials = tokens::Credentials {
+        email: form.email.clone(),
+        password: form.password.clone(),
+    };
+    let user = match tokens::check_password(&state, &ip, credentials).await {
+        Ok(user) => user,
+        Err(ApiError::Unauthorized { .. } | ApiError::Invalid(_)) => {
+            return invalid("The email or password is not correct.");
+        }
+        Err(err) => return page::failure(&visitor, err),
+    };
+    // Two-step sign-in has no page yet: the API finishes it.
+    match mfa::second_step(&state, &user, mfa::Kind::Session).await {
+        Ok(None) => {}
+        Ok(Some(_)) => {
+            return invalid(
+                "This account signs in in two steps, which these pages do not offer yet; \
+                 sign in through the API (POST /auth/session).",
+            );
+        }
+        Err(err) => return page::failure(&visitor, err),
+    }
+    audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("page")).await;
+    match signed_in(&state, &user.id, next_of(&form.next)).await {
+        Ok(response) => response,
+        Err(err) => page::failure(&visitor, err),
+    }
+}
+
+/// The sign-out form as sent.
+#[derive(Debug, Default, Deserialize)]
+pub struct SignOutForm {
+    /// The CSRF token.
+    pub csrf: Option<String>,
+}
+
+/// `POST /signout`: ends the session and clears its cookie; 303 to the home page.
+pub async fn sign_out(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    form: Result<Form<SignOutForm>, FormRejection>,
+) -> Response {
+    let form = match form_of(&visitor, form) {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    let Some(user) = &visitor.user else {
+        return see_other("/");
+    };
+    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
+        return refused;
+    }
+    if let Err(err) = basis_store::sessions::delete(&state.store, &user.session_hash).await {
+        return page::failure(&visitor, err.into());
+    }
+    let mut response = see_other("/");
+    if let Ok(clear) = HeaderValue::from_str(&basis_auth::session::clear_cookie()) {
+        response.headers_mut().append(header::SET_COOKIE, clear);
+    }
+    response
+}

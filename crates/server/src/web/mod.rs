@@ -1,0 +1,167 @@
+//! The web interface: server-rendered pages in the same binary as the API.
+//!
+//! # Why maud
+//!
+//! Pages are written with [maud](https://maud.lambda.xyz): HTML as Rust expressions, turned
+//! into code by a macro. The compiler checks every page (a misspelt variable or a missing
+//! field fails the build, not a request), every value spliced into a page is escaped
+//! unless explicitly marked as markup, and a page is plain string building with no
+//! template files to find, load or keep in step with the structs they read. Components are
+//! ordinary functions ([`forms::Field`]). askama checks its templates at compile time too,
+//! but keeps them in separate files whose variables are matched by name; for a handful of
+//! small pages beside the code that feeds them, one language and one file read better.
+//!
+//! # Where this sits
+//!
+//! Above the resources, beside the API routes: the pages call the same service functions
+//! the API handlers do (a link is parsed by [`links::create::parse`] and made by
+//! [`links::service::create`], a sign-up goes through [`accounts::users::create_user`], a
+//! sign-in through [`accounts::tokens::check_password`] and [`accounts::session::start`]),
+//! so a rule holds on both. No resource imports this module. The pages are HTML for people,
+//! not API: they are not in the route table that the OpenAPI document describes.
+//!
+//! - [`page`]: the layout, the CSP with its per-response nonce, message pages, the 404 page;
+//! - [`session`]: who is looking ([`session::Visitor`]) and the forms' CSRF tokens;
+//! - [`forms`]: fields with their problems beside them;
+//! - [`assets`]: the stylesheet and script, under hashed names, cached for a year;
+//! - [`account`]: `/signup`, `/signin`, `/signout`; [`home`]: `/`, the shorten form;
+//!   [`my_links`]: `/my/links`, with delete behind a confirmation page.
+//!
+//! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
+//! the form again, 422, with each problem beside its field). The only script is the copy
+//! button's, and the button stays hidden without it.
+//!
+//! [`links::create::parse`]: crate::links::create
+//! [`links::service::create`]: crate::links::service::create
+//! [`accounts::users::create_user`]: crate::accounts::users::create_user
+//! [`accounts::tokens::check_password`]: crate::accounts::tokens::check_password
+//! [`accounts::session::start`]: crate::accounts::session::start
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::state::AppState;
+
+pub mod account;
+pub mod assets;
+pub mod forms;
+pub mod home;
+pub mod my_links;
+pub mod page;
+pub mod session;
+
+pub use page::not_found as not_found_page;
+
+/// The name of the hidden field that carries a form's CSRF token.
+pub const TOKEN_FIELD: &str = "csrf";
+
+/// The pages' paths. Their first segments are reserved aliases (`links::input`).
+pub mod paths {
+    /// Sign in.
+    pub const SIGN_IN: &str = "/signin";
+    /// Sign up.
+    pub const SIGN_UP: &str = "/signup";
+    /// Sign out (POST only).
+    pub const SIGN_OUT: &str = "/signout";
+    /// The signed-in person's links.
+    pub const MY_LINKS: &str = "/my/links";
+    /// Every page path, for the reserved-alias check.
+    pub const ALL: [&str; 5] = ["/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS];
+}
+
+/// The pages' routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(home::show).post(home::shorten))
+        .route(
+            paths::SIGN_UP,
+            get(account::sign_up_form).post(account::sign_up),
+        )
+        .route(
+            paths::SIGN_IN,
+            get(account::sign_in_form).post(account::sign_in),
+        )
+        .route(paths::SIGN_OUT, post(account::sign_out))
+        .route(paths::MY_LINKS, get(my_links::list))
+        .route(
+            "/my/links/{code}/delete",
+            get(my_links::confirm_delete).post(my_links::delete),
+        )
+        .route("/assets/{name}", get(assets::serve))
+}
+
+/// A 303 to `location` (a local path): the answer to every successful form.
+pub fn see_other(location: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Sends someone who must sign in to the sign-in page, which sends them back to `uri`.
+pub fn sign_in_first(uri: &Uri) -> Response {
+    let back = uri.path_and_query().map_or("/", |p| p.as_str());
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("next", back)
+        .finish();
+    see_other(&format!("{}?{query}", paths::SIGN_IN))
+}
+
+/// `next` if it is a path on this site, for a redirect after sign-in; anything that could
+/// leave the site (`//host`, `/\host`, a scheme, control characters) is refused, so the
+/// sign-in page cannot be made to send people elsewhere.
+pub fn local_path(next: &str) -> Option<&str> {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.len() <= 2048
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+    local.then_some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        for good in ["/", "/my/links", "/my/links?cursor=abc&q=x%20y"] {
+            assert_eq!(local_path(good), Some(good));
+        }
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "evil.example",
+            "javascript:alert(1)",
+            "/\t/evil.example",
+            "/ /evil.example",
+            "",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_page_word_is_a_reserved_alias() {
+        for path in paths::ALL {
+            let Some(word) = path.trim_start_matches('/').split('/').next() else {
+                continue;
+            };
+            if word.is_empty() {
+                continue;
+            }
+            assert!(
+                crate::links::input::RESERVED.contains(&word),
+                "{word} is a page's path but not a reserved alias"
+            );
+        }
+    }
+}
