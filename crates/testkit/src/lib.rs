@@ -46,6 +46,25 @@ pub fn free_port() -> u16 {
         .expect("a free local port")
 }
 
+/// A free local port below the kernel's ephemeral range, for a server that is stopped and
+/// started again on the same port: while it is down, a port from [`free_port`] can be taken
+/// as the source port of any outgoing connection, and the restart then fails.
+pub fn stable_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let start = u64::from(std::process::id()) ^ u64::from(nanos);
+    (0..u64::from(span))
+        .map(|i| 10_000 + ((start.wrapping_mul(7919) + i * 104_729) % u64::from(span)) as u16)
+        .find(|port| TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free local port below the ephemeral range")
+}
+
 /// A private `redis-server` that keeps nothing on disk, killed when dropped.
 #[derive(Debug)]
 pub struct PrivateRedis {
@@ -192,7 +211,7 @@ impl PrivatePostgres {
         assert!(status.success(), "initdb into {} succeeds", data.display());
         let mut server = Self {
             child: None,
-            port: free_port(),
+            port: stable_port(),
             settings: settings.to_vec(),
             dir,
         };

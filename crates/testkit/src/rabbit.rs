@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::{eventually, free_port};
+use crate::{eventually, stable_port};
 
 /// Debian's launcher that runs the broker as the calling user (the one in `/usr/sbin` switches
 /// to the `rabbitmq` user and that user's files).
@@ -39,8 +39,8 @@ impl PrivateRabbit {
         std::fs::write(dir.path().join("rabbitmq-env.conf"), "").expect("write env file");
         let mut node = Self {
             child: None,
-            port: free_port(),
-            dist_port: free_port(),
+            port: stable_port(),
+            dist_port: stable_port(),
             dir,
         };
         node.start_again().await;
@@ -76,11 +76,33 @@ impl PrivateRabbit {
             .expect("start rabbitmq-server");
         self.child = Some(child);
         let address = format!("127.0.0.1:{}", self.port);
-        let up = eventually(Duration::from_secs(60), || async {
+        let up = eventually(Duration::from_secs(120), || async {
             tokio::net::TcpStream::connect(&address).await.is_ok()
         })
         .await;
-        assert!(up, "private RabbitMQ on {address} accepts connections");
+        if !up {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            let log = std::fs::read_dir(self.dir.path().join("log"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+                .collect::<String>();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(3000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            panic!(
+                "private RabbitMQ on {address} does not accept connections (exited: {exited:?}); its log ends:\n{tail}"
+            );
+        }
     }
 
     /// Kills the node with SIGKILL (no chance to close anything) and waits for it to go.
