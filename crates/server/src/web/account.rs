@@ -2,17 +2,15 @@
 //! (the password policy and breached-password list, the login throttle, the audit log, the
 //! session cookie).
 
-use axum::Form;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use basis_auth::role::Role;
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::forms::{Field, FormErrors, token};
-use super::session::Visitor;
+use super::session::{Posted, Visitor, csrf_forms};
 use super::{local_path, page, paths, see_other};
 use crate::accounts::users::NewUser;
 use crate::accounts::{mfa, session, tokens, users};
@@ -64,21 +62,7 @@ pub struct SignInForm {
     pub next: Option<String>,
 }
 
-/// The form of a POST, or the 400 page when the body is not a form.
-#[allow(
-    clippy::result_large_err,
-    reason = "the error is the answer itself, made once on a rare path"
-)]
-pub fn form_of<T>(visitor: &Visitor, form: Result<Form<T>, FormRejection>) -> Result<T, Response> {
-    form.map(|Form(form)| form).map_err(|rejection| {
-        page::message(
-            Some(visitor),
-            rejection.status(),
-            "This form could not be read",
-            "Send the form from its page.",
-        )
-    })
-}
+csrf_forms!(SignUpForm, SignInForm, SignOutForm);
 
 fn next_of(next: &Option<String>) -> &str {
     next.as_deref()
@@ -133,17 +117,8 @@ pub async fn sign_up_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
 /// `POST /signup`: makes the account and signs it in, or shows the form again (422).
 pub async fn sign_up(
     State(state): State<AppState>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    form: Result<Form<SignUpForm>, FormRejection>,
+    Posted { visitor, form }: Posted<SignUpForm>,
 ) -> Response {
-    let form = match form_of(&visitor, form) {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
-        return refused;
-    }
     let body = NewUser {
         email: form.email.clone(),
         password: form.password.clone(),
@@ -232,18 +207,9 @@ pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
 /// (422) with one message whatever was wrong, as the API does.
 pub async fn sign_in(
     State(state): State<AppState>,
-    visitor: Visitor,
     ip: ClientIp,
-    headers: HeaderMap,
-    form: Result<Form<SignInForm>, FormRejection>,
+    Posted { visitor, form }: Posted<SignInForm>,
 ) -> Response {
-    let form = match form_of(&visitor, form) {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
-        return refused;
-    }
     let invalid = |message: &str| {
         let mut errors = FormErrors::none();
         errors.add("form", message);
@@ -296,20 +262,11 @@ pub struct SignOutForm {
 /// `POST /signout`: ends the session and clears its cookie; 303 to the home page.
 pub async fn sign_out(
     State(state): State<AppState>,
-    visitor: Visitor,
-    headers: HeaderMap,
-    form: Result<Form<SignOutForm>, FormRejection>,
+    Posted { visitor, .. }: Posted<SignOutForm>,
 ) -> Response {
-    let form = match form_of(&visitor, form) {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
     let Some(user) = &visitor.user else {
         return see_other("/");
     };
-    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
-        return refused;
-    }
     if let Err(err) = basis_store::sessions::delete(&state.store, &user.session_hash).await {
         return page::failure(&visitor, err.into());
     }

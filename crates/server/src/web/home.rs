@@ -5,19 +5,16 @@
 //! same input with the same words. A made link is shown by a 303 to `/?created={code}`,
 //! which displays it only to someone who may manage it.
 
-use axum::Form;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use basis_auth::role::Scope;
 use chrono::{NaiveDateTime, TimeZone, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::account::form_of;
 use super::forms::{Field, FormErrors, optional, token};
-use super::session::Visitor;
+use super::session::{Posted, Visitor, csrf_forms};
 use super::{page, see_other, sign_in_first};
 use crate::error::ApiError;
 use crate::links::create::{CreateLink, parse};
@@ -35,6 +32,8 @@ const NAMES: &[(&str, &str)] = &[
     ("redirectType", "redirect"),
     ("password", "password"),
 ];
+
+csrf_forms!(ShortenForm);
 
 /// The shorten form as sent (every field text, so that any input is shown back).
 #[derive(Debug, Default, Deserialize)]
@@ -267,20 +266,11 @@ fn link_of(state: &AppState, form: &ShortenForm) -> Result<NewLink, Refusal> {
 /// `POST /`: makes the link and shows it (303), or shows the form again (422).
 pub async fn shorten(
     State(state): State<AppState>,
-    visitor: Visitor,
-    headers: HeaderMap,
     uri: Uri,
-    form: Result<Form<ShortenForm>, FormRejection>,
+    Posted { visitor, form }: Posted<ShortenForm>,
 ) -> Response {
     if state.identity.config.require_auth_for_links && visitor.user.is_none() {
         return sign_in_first(&uri);
-    }
-    let form = match form_of(&visitor, form) {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
-        return refused;
     }
     let invalid = |errors: FormErrors| {
         home(

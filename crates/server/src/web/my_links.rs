@@ -3,18 +3,15 @@
 //! (`GET /my/links/{code}/delete` asks, its form's POST deletes), so no script is needed to
 //! ask "are you sure?".
 
-use axum::Form;
-use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use basis_auth::role::Scope;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::account::form_of;
 use super::forms::{FormErrors, optional, token};
-use super::session::Visitor;
+use super::session::{Posted, Visitor, csrf_forms};
 use super::{page, paths, see_other, sign_in_first};
 use crate::error::ApiError;
 use crate::links::LinkView;
@@ -216,6 +213,8 @@ pub async fn confirm_delete(
     page::render(Some(&visitor), StatusCode::OK, "Delete this link?", main)
 }
 
+csrf_forms!(DeleteForm);
+
 /// The delete form as sent.
 #[derive(Debug, Default, Deserialize)]
 pub struct DeleteForm {
@@ -226,22 +225,13 @@ pub struct DeleteForm {
 /// `POST /my/links/{code}/delete`: deletes, then 303 to the list.
 pub async fn delete(
     State(state): State<AppState>,
-    visitor: Visitor,
-    headers: HeaderMap,
     uri: Uri,
     Path(code): Path<String>,
     Query(query): Query<DomainQuery>,
-    form: Result<Form<DeleteForm>, FormRejection>,
+    Posted { visitor, .. }: Posted<DeleteForm>,
 ) -> Response {
     if visitor.user.is_none() {
         return sign_in_first(&uri);
-    }
-    let form = match form_of(&visitor, form) {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    if let Err(refused) = visitor.check_form(form.csrf.as_deref(), &headers, &state) {
-        return refused;
     }
     let Some(domain) = domain_of(&state, &query) else {
         return page::not_found_for(&visitor);

@@ -8,13 +8,15 @@
 //! made on first sight: a double-submit token). Either way a post is checked by
 //! [`caller::check_write`], the API's CSRF check: the token, and our own origin.
 
-use axum::extract::FromRequestParts;
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use basis_auth::role::Role;
 use basis_auth::secret::random_token;
 use basis_auth::session::session_id_from_cookies;
+use serde::de::DeserializeOwned;
 
 use super::page;
 use crate::identity::caller::{self, Caller, Credential, Principal};
@@ -69,7 +71,7 @@ impl Visitor {
         clippy::result_large_err,
         reason = "the error is the answer itself, made once on a rare path"
     )]
-    pub fn check_form(
+    fn check_form(
         &self,
         presented: Option<&str>,
         headers: &HeaderMap,
@@ -86,6 +88,61 @@ impl Visitor {
                  site. Go back, reload the page and send it again.",
             )),
         }
+    }
+}
+
+/// A form that carries its page's CSRF token in the [`TOKEN_FIELD`](super::TOKEN_FIELD) field.
+pub trait CsrfForm {
+    /// The token as sent, if any.
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// Implements [`CsrfForm`] for forms whose token is their `csrf: Option<String>` field.
+macro_rules! csrf_forms {
+    ($($form:ty),+ $(,)?) => {
+        $(impl $crate::web::session::CsrfForm for $form {
+            fn csrf(&self) -> Option<&str> {
+                self.csrf.as_deref()
+            }
+        })+
+    };
+}
+pub(crate) use csrf_forms;
+
+/// A posted form that was read and whose token (and origin) [`Visitor::check_form`]
+/// accepted, with who sent it. As an extractor it answers for the handler when either
+/// fails: 400 (the body is not this form) or 403 (the token is missing, old or foreign).
+#[derive(Debug)]
+pub struct Posted<T> {
+    /// Who sent it.
+    pub visitor: Visitor,
+    /// What they sent.
+    pub form: T,
+}
+
+impl<T> FromRequest<AppState> for Posted<T>
+where
+    T: DeserializeOwned + CsrfForm + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let visitor = Visitor::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let request = Request::from_parts(parts, body);
+        let Form(form) = Form::<T>::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                page::message(
+                    Some(&visitor),
+                    rejection.status(),
+                    "This form could not be read",
+                    "Send the form from its page.",
+                )
+            })?;
+        visitor.check_form(form.csrf(), &headers, state)?;
+        Ok(Self { visitor, form })
     }
 }
 
