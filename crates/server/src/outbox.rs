@@ -126,7 +126,16 @@ impl Relay {
                 .publish(EVENTS_TOPIC, &row.kind, envelope)
                 .await
             {
-                Ok(_) => done.push(row.id),
+                Ok(groups) => {
+                    tracing::debug!(
+                        id = row.id,
+                        kind = %row.kind,
+                        aggregate = %row.aggregate,
+                        groups,
+                        "event published"
+                    );
+                    done.push(row.id);
+                }
                 Err(err) => {
                     tracing::warn!(id = row.id, error = %err, "outbox publish failed; will retry");
                     break;

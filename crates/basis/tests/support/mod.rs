@@ -15,7 +15,8 @@ use tokio::process::{Child, Command};
 pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 
 /// `basis` with logs as JSON, rate limits off and none of the developer's own settings:
-/// the data dir and database are the test's.
+/// the data dir and database are the test's. `BASIS_TEST_RUST_LOG` overrides the log filter
+/// (default `info`).
 pub fn basis(data_dir: &Path, database_url: Option<&str>) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_basis"));
     command
@@ -27,7 +28,10 @@ pub fn basis(data_dir: &Path, database_url: Option<&str>) -> Command {
         .env_remove("BASIS_WORKERS")
         .env_remove("BASIS_SMTP_URL")
         .env("BASIS_RATE_LIMITS", "off")
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("BASIS_TEST_RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .kill_on_drop(true);
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
@@ -130,11 +134,20 @@ impl Basis {
                     .to_owned();
             }
         };
-        // Keep draining the log so the process never blocks on a full pipe.
+        // Keep draining the log so the process never blocks on a full pipe. With
+        // BASIS_TEST_LOG_DIR set, every process's lines also go to `<dir>/<pid>.log`, to read
+        // after a long drill fails.
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let kept = log.clone();
+        let mut file = std::env::var_os("BASIS_TEST_LOG_DIR").and_then(|dir| {
+            let path = Path::new(&dir).join(format!("{}.log", child.id().unwrap_or(0)));
+            std::fs::File::create(path).ok()
+        });
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(file) = file.as_mut() {
+                    let _ = writeln!(file, "{line}");
+                }
                 kept.lock().expect("log lock").push(line);
             }
         });

@@ -116,9 +116,18 @@ impl Inner {
             let _ = delivery.acker.ack(BasicAckOptions::default()).await;
             return Ok(None);
         }
-        let attempt = env.attempts_done + Envelope::redeliveries(&delivery) + 1;
+        // Only attempts that ended here count: a run, a retry, or a lease that ran out
+        // (`expire_leases` republishes those with the attempt counted). A redelivery (a
+        // worker or broker that died) does not, as the broker cannot say whether the copy
+        // was running or only waiting in a consumer's prefetch; `x-delivery-limit` stops a
+        // job that kills every worker that runs it.
+        let redeliveries = Envelope::redeliveries(&delivery);
+        if redeliveries > 0 {
+            metrics::counter!("queue_redeliveries_total", "queue" => queue.to_owned()).increment(1);
+        }
+        let attempt = env.attempts_done + 1;
         if attempt > env.max_attempts {
-            // Its last lease ran out (or the worker died) on the final attempt.
+            // Its lease ran out on the final attempt.
             let reason = match &env.last_error {
                 Some(before) => format!("lease expired on the last attempt (before: {before})"),
                 None => "lease expired on the last attempt".to_owned(),
@@ -306,7 +315,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Gives back every delivery whose lease ran out; the broker counts the redelivery.
+    /// Gives back every delivery whose lease ran out, as a new copy with the attempt
+    /// counted (the next claim buries it if that was the last).
     pub(super) async fn expire_leases(&self) {
         let now = self.clock.now_ms();
         let expired: Vec<Held> = {
@@ -321,13 +331,15 @@ impl Inner {
         for h in expired {
             metrics::counter!("queue_lease_expiries_total", "queue" => h.env.queue.clone())
                 .increment(1);
-            let _ = h
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await;
+            let lease = Lease {
+                id: JobId(h.env.id.clone()),
+                queue: h.env.queue.clone(),
+                token: 0,
+            };
+            let mut env = h.env;
+            env.attempts_done = h.attempt;
+            // On failure `replace` has handed the delivery back to the broker instead.
+            let _ = self.replace(&h.acker, &env, &lease).await;
         }
     }
 

@@ -30,10 +30,15 @@
 //!   worker has been delivered" holds, and finer priority values are not ordered.
 //! - **Lease expiry and fencing**: the fencing token is the delivery tag with the channel's
 //!   generation in its high bits. The backend keeps each claimed delivery with its deadline;
-//!   a background task gives expired ones back (`basic.nack` with requeue, which the broker
-//!   counts as a redelivery). An ack whose token is no longer held here, or whose channel has
-//!   closed, is [`Error::LeaseLost`]. Lease expiry thus needs the worker's process to be alive;
-//!   when it is not, its connection closing returns the deliveries.
+//!   a background task gives expired ones back as a new copy with the attempt counted (so a
+//!   lease that runs out on the last attempt buries the job, as on the SQL backends). An ack
+//!   whose token is no longer held here, or whose channel has closed, is
+//!   [`Error::LeaseLost`]. Lease expiry thus needs the worker's process to be alive; when it
+//!   is not, its connection closing returns the deliveries, and those returns are not
+//!   counted as attempts: the broker cannot tell a job that was running from one that was
+//!   only waiting in the dead consumer's prefetch, and counting both buried jobs that never
+//!   ran once a few crashes or broker restarts had passed. `x-delivery-limit` remains the
+//!   backstop against a job that kills every worker running it.
 //! - **Deduplication keys**: a marker per held key, `<ns>.key.<q>.<key>`: an empty queue
 //!   whose `x-dead-letter-routing-key` argument names the holding job. Queue creation is
 //!   atomic in the broker; a second declaration with another holder is refused with
@@ -91,8 +96,9 @@ pub struct AmqpConfig {
     pub prefetch: u16,
     /// The wait queues' TTLs; delays are covered by hops through them.
     pub delay_levels: Vec<Duration>,
-    /// `x-delivery-limit`: redeliveries of one copy (lease expiries, crashes) before the broker
-    /// dead-letters it on its own. The backend buries earlier when `max_attempts` is reached.
+    /// `x-delivery-limit`: returns of one copy by dead consumers (crashes, lost connections)
+    /// before the broker dead-letters it on its own: the backstop against a job that kills
+    /// its worker. Attempts that end in a live worker count against `max_attempts` instead.
     pub delivery_limit: u32,
     /// `x-expires` of deduplication markers.
     pub dedup_expiry: Duration,

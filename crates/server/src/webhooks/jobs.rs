@@ -145,6 +145,12 @@ pub async fn fan_out(ctx: Arc<JobContext>, job: ClaimedJob) -> Result<Option<Val
     let pending = store::fan_out(&ctx.store, GROUP, event.id, &event.kind, owner, &body, now)
         .await
         .map_err(retry)?;
+    tracing::debug!(
+        event = event.id,
+        aggregate = %event.aggregate,
+        deliveries = pending.len(),
+        "event fanned out to webhooks"
+    );
     for (id, next_at, attempts) in &pending {
         schedule(hooks, *id, *attempts, *next_at).await?;
     }
