@@ -127,13 +127,36 @@ struct History {
 
 struct Load {
     client: reqwest::Client,
-    token: String,
+    /// The access token, renewed by signing in again when a server answers 401 (it lives 15
+    /// minutes; the long drill runs 30).
+    token: RwLock<String>,
     servers: Servers,
     accounts: Vec<i64>,
     history: Mutex<History>,
 }
 
 impl Load {
+    fn token(&self) -> String {
+        self.token.read().unwrap().clone()
+    }
+
+    /// Signs in again on `base`; the old token stays when that fails (a dependency down).
+    async fn renew_token(&self, base: &str) {
+        let login = self
+            .client
+            .post(format!("{base}/auth/login"))
+            .json(&json!({"email": EMAIL, "password": PASSWORD}))
+            .send()
+            .await;
+        if let Ok(response) = login
+            && response.status() == 200
+            && let Ok(body) = response.json::<Value>().await
+            && let Some(token) = body["accessToken"].as_str()
+        {
+            *self.token.write().unwrap() = token.to_owned();
+        }
+    }
+
     /// Sends `request` (built for a base URL) to a live server; `None` when none answered
     /// (with `what` counted as unknown when the server may have handled it).
     async fn send<F>(&self, hint: usize, what: &str, build: F) -> Option<(u16, Value, usize)>
@@ -166,6 +189,10 @@ impl Load {
         };
         let status = response.status().as_u16();
         let body = response.json().await.unwrap_or(Value::Null);
+        if status == 401 {
+            // The token ran out: this request is not acknowledged, the next ones carry a new one.
+            self.renew_token(&base).await;
+        }
         Some((status, body, incarnation))
     }
 
@@ -175,7 +202,7 @@ impl Load {
             .send(client, "create", |base| {
                 self.client
                     .post(format!("{base}/shorten"))
-                    .bearer_auth(&self.token)
+                    .bearer_auth(self.token())
                     .json(&json!({"longUrl": url}))
             })
             .await;
@@ -218,7 +245,7 @@ impl Load {
             .send(client, "post", |base| {
                 self.client
                     .post(format!("{base}/posts"))
-                    .bearer_auth(&self.token)
+                    .bearer_auth(self.token())
                     .json(&json!({"title": title, "body": "All **quiet**."}))
             })
             .await;
@@ -276,7 +303,7 @@ impl Load {
                 .send(hint, what, |base| {
                     self.client
                         .post(format!("{base}{path}"))
-                        .bearer_auth(&self.token)
+                        .bearer_auth(self.token())
                         .header("idempotency-key", key)
                         .json(body)
                 })
@@ -535,7 +562,7 @@ async fn nothing_acknowledged_is_lost_while_processes_and_engines_are_killed() {
 
     let mut load = Load {
         client: http.clone(),
-        token,
+        token: RwLock::new(token),
         servers: servers.clone(),
         accounts: Vec::new(),
         history: Mutex::new(History::default()),
@@ -543,7 +570,7 @@ async fn nothing_acknowledged_is_lost_while_processes_and_engines_are_killed() {
     for i in 0..ACCOUNTS {
         let opened = http
             .post(format!("{base}/accounts"))
-            .bearer_auth(&load.token)
+            .bearer_auth(load.token())
             .json(&json!({"currency": "USD", "name": format!("chaos {i}")}))
             .send()
             .await
@@ -620,9 +647,11 @@ async fn nothing_acknowledged_is_lost_while_processes_and_engines_are_killed() {
     let (reader, _) = cluster.start_server().await;
     let base = reader.url("");
     ready(&http, &base, Duration::from_secs(30)).await;
+    // A token of its own for the checks, however long the drill ran.
+    load.renew_token(&base).await;
     let read = |path: String| {
         let http = http.clone();
-        let token = load.token.clone();
+        let token = load.token();
         async move {
             let response = http.get(path).bearer_auth(token).send().await.unwrap();
             (
