@@ -59,12 +59,16 @@ impl Telemetry {
     }
 }
 
+/// The log filter when `RUST_LOG` is not set: the project at INFO, and the libraries' own
+/// reports only when something failed (the OpenTelemetry SDK's exports among them).
+const DEFAULT_FILTER: &str = "info,sqlx=warn,opentelemetry=warn,opentelemetry_sdk=warn";
+
 /// Installs the global subscriber: log lines on stderr in `format`, and the span exporter
 /// when `otlp` names an endpoint. Call it before the async runtime starts: the exporter's
 /// blocking HTTP client must not be built inside one.
 pub fn init(format: LogFormat, otlp: &OtlpArgs) -> anyhow::Result<Telemetry> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let endpoint = otlp
         .otlp_endpoint

@@ -543,6 +543,56 @@ async fn the_checkout_sagas_steps_are_spans_in_the_trace_of_the_order_request() 
     assert!(server.terminate().await.success());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_the_collector_refuses_are_reported_in_the_log() {
+    // A collector that answers every export with 503.
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|| async { axum::http::StatusCode::SERVICE_UNAVAILABLE }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = basis(dir.path(), None);
+    command
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env_remove("RUST_LOG")
+        .args(["--otlp-endpoint", &url])
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = Basis::listening(command).await;
+    let client = client();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        // Each request makes spans for the next batch, which the collector refuses again.
+        let answer = client.get(server.url("/healthz")).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        let lines = server.log_lines();
+        let reported = lines
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .any(|event| {
+                event["level"] == "ERROR"
+                    && event["target"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("opentelemetry"))
+                    && event["name"]
+                        .as_str()
+                        .is_some_and(|name| name.contains("ExportError"))
+            });
+        if reported {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no export failure in the log: {lines:#?}"
+        );
+        ticks.tick().await;
+    }
+    assert!(server.terminate().await.success());
+}
+
 /// A thousand links in one request: the insert takes well over a millisecond.
 async fn a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_no_values(
     database_url: Option<String>,
