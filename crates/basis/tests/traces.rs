@@ -436,69 +436,12 @@ async fn a_job_a_request_enqueues_runs_in_a_worker_process_within_the_requests_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkout_sagas_steps_are_spans_in_the_trace_of_the_order_request() {
-    use reqwest::Method;
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     create_user(dir.path(), None, "admin@example.com", "admin", PASSWORD).await;
     // Workers in the server, and the payment provider's simulator it starts by itself.
     let server = traced_serve(&receiver, dir.path(), &[]).await;
-    let client = client();
-    let base = server.url("");
-    let admin = access_token(&client, &base, "admin@example.com", PASSWORD).await;
-    let product = json!({"name": "lamp", "price": 250, "currency": "USD", "stock": 3});
-    let (status, product) = call(
-        &client,
-        Method::POST,
-        server.url("/products"),
-        &admin,
-        None,
-        product,
-    )
-    .await;
-    assert_eq!(status, 201, "{product}");
-    sign_up(
-        &client,
-        &server.url(""),
-        "buyer@example.com",
-        PASSWORD,
-        "Buyer",
-    )
-    .await;
-    let buyer = access_token(&client, &base, "buyer@example.com", PASSWORD).await;
-    let (status, account) = call(
-        &client,
-        Method::POST,
-        server.url("/accounts"),
-        &buyer,
-        None,
-        json!({"currency": "USD"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{account}");
-    let account = account["id"].as_i64().unwrap();
-    let deposits = server.url(&format!("/accounts/{account}/deposits"));
-    let (status, _) = call(
-        &client,
-        Method::POST,
-        deposits,
-        &admin,
-        Some("d1"),
-        json!({"amount": 1_000}),
-    )
-    .await;
-    assert_eq!(status, 201);
-    let order =
-        json!({"items": [{"productId": product["id"], "quantity": 1}], "paymentAccount": account});
-    let (status, order) = call(
-        &client,
-        Method::POST,
-        server.url("/orders"),
-        &buyer,
-        Some("o1"),
-        order,
-    )
-    .await;
-    assert_eq!(status, 202, "{order}");
+    order_a_lamp(&server).await;
 
     let request = receiver
         .wait_for("span of POST /orders", |s| {
@@ -590,6 +533,133 @@ async fn spans_the_collector_refuses_are_reported_in_the_log() {
         );
         ticks.tick().await;
     }
+    assert!(server.terminate().await.success());
+}
+
+/// As the buyer of a lamp: the admin (made before the server started) stocks it, the buyer
+/// signs up, opens an account, gets a deposit and orders it (202).
+async fn order_a_lamp(server: &Basis) {
+    use reqwest::Method;
+    let client = client();
+    let base = server.url("");
+    let admin = access_token(&client, &base, "admin@example.com", PASSWORD).await;
+    let product = json!({"name": "lamp", "price": 250, "currency": "USD", "stock": 3});
+    let (status, product) = call(
+        &client,
+        Method::POST,
+        server.url("/products"),
+        &admin,
+        None,
+        product,
+    )
+    .await;
+    assert_eq!(status, 201, "{product}");
+    sign_up(
+        &client,
+        &server.url(""),
+        "buyer@example.com",
+        PASSWORD,
+        "Buyer",
+    )
+    .await;
+    let buyer = access_token(&client, &base, "buyer@example.com", PASSWORD).await;
+    let (status, account) = call(
+        &client,
+        Method::POST,
+        server.url("/accounts"),
+        &buyer,
+        None,
+        json!({"currency": "USD"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{account}");
+    let account = account["id"].as_i64().unwrap();
+    let deposits = server.url(&format!("/accounts/{account}/deposits"));
+    let (status, _) = call(
+        &client,
+        Method::POST,
+        deposits,
+        &admin,
+        Some("d1"),
+        json!({"amount": 1_000}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let order =
+        json!({"items": [{"productId": product["id"], "quantity": 1}], "paymentAccount": account});
+    let (status, order) = call(
+        &client,
+        Method::POST,
+        server.url("/orders"),
+        &buyer,
+        Some("o1"),
+        order,
+    )
+    .await;
+    assert_eq!(status, 202, "{order}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_the_payment_provider_carries_the_orders_trace() {
+    // The provider: remembers the traceparent of each authorization and answers 503 (the
+    // saga then retries, which does not matter here).
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = seen.clone();
+    let app = axum::Router::new().route(
+        "/authorizations",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let kept = kept.clone();
+            async move {
+                if let Some(parent) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+                    kept.lock().unwrap().push(parent.to_owned());
+                }
+                axum::http::StatusCode::SERVICE_UNAVAILABLE
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let provider = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    create_user(dir.path(), None, "admin@example.com", "admin", PASSWORD).await;
+    let server = traced_serve(&receiver, dir.path(), &["--payments-url", &provider]).await;
+    order_a_lamp(&server).await;
+    let request = receiver
+        .wait_for("span of POST /orders", |s| {
+            request_span(s, "POST", "/orders")
+        })
+        .await;
+    let trace_id = hex(&request.trace_id);
+    let parent = receiver
+        .wait_for("the provider's first authorization", |_| {
+            seen.lock().unwrap().first().cloned()
+        })
+        .await;
+    let fields: Vec<&str> = parent.split('-').collect();
+    assert_eq!(fields.len(), 4, "{parent}");
+    assert_eq!(fields[1], trace_id, "the call continues the order's trace");
+    // Its parent is the client span of the call, under the saga's authorize step.
+    let spans = receiver
+        .wait_for("the client span of the call", |s| {
+            s.iter()
+                .any(|e| hex(&e.span.span_id) == fields[2])
+                .then(|| s.to_vec())
+        })
+        .await;
+    let call = spans
+        .iter()
+        .find(|e| hex(&e.span.span_id) == fields[2])
+        .map(|e| e.span.clone())
+        .unwrap();
+    assert_eq!(call.name, "POST /authorizations");
+    assert_eq!(call.kind, SpanKind::Client as i32);
+    assert!(
+        descends_from(&spans, &call, &request),
+        "{:#?}",
+        names(&spans)
+    );
     assert!(server.terminate().await.success());
 }
 

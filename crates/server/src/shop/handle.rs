@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use basis_queue::{Backend, NewJob};
 use basis_shop::Shop;
-use basis_shop::payments::PaymentsClient;
 use basis_shop::payments::sim::{Faults, SimConfig, Simulator};
+use basis_shop::payments::{PaymentsClient, TraceContext};
 use basis_shop::saga::{Checkout, SagaConfig};
 use serde_json::json;
 
@@ -110,7 +110,10 @@ impl ShopHandle {
         let payments = PaymentsClient::new(
             &url,
             Duration::from_millis(config.payments_timeout_ms.max(1)),
-        );
+        )
+        .with_trace_context(TraceContext(Arc::new(|| {
+            basis_queue::trace::traceparent(&tracing::Span::current())
+        })));
         let saga = SagaConfig {
             backoff_base_ms: config.saga_backoff_ms as i64,
             max_attempts: i64::from(config.saga_max_attempts.max(1)),

@@ -16,10 +16,12 @@
 
 pub mod sim;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tracing::Instrument as _;
 
 /// How a call to the provider failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,11 +47,25 @@ pub struct Authorization {
     pub transfer_id: Option<i64>,
 }
 
-/// The provider over HTTP, with a timeout on every call.
+/// The W3C `traceparent` of the current span, when spans are exported: given by the
+/// process that wires tracing up, so this crate needs no tracing backend of its own.
+#[derive(Clone)]
+pub struct TraceContext(pub Arc<dyn Fn() -> Option<String> + Send + Sync>);
+
+impl std::fmt::Debug for TraceContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TraceContext")
+    }
+}
+
+/// The provider over HTTP, with a timeout on every call. Each call is a client span and,
+/// with a [`TraceContext`], carries `traceparent`, so the provider's side of a payment
+/// joins the trace of the order.
 #[derive(Debug, Clone)]
 pub struct PaymentsClient {
     base: String,
     http: reqwest::Client,
+    trace: Option<TraceContext>,
 }
 
 impl PaymentsClient {
@@ -64,7 +80,14 @@ impl PaymentsClient {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             http,
+            trace: None,
         }
+    }
+
+    /// The same client, sending the trace context `trace` gives with every call.
+    pub fn with_trace_context(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
     }
 
     /// Where the provider is.
@@ -103,15 +126,30 @@ impl PaymentsClient {
     }
 
     async fn post(&self, path: &str, key: &str, body: &Value) -> Result<Value, PayError> {
-        let response = self
+        let span = tracing::debug_span!(
+            target: "basis_shop::payments",
+            "payment call",
+            otel.name = %format_args!("POST {path}"),
+            otel.kind = "client",
+            http.request.method = "POST",
+            url.path = path,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let mut request = self
             .http
             .post(format!("{}{path}", self.base))
             .header("idempotency-key", key)
-            .json(body)
+            .json(body);
+        if let Some(parent) = self.trace.as_ref().and_then(|t| span.in_scope(|| (t.0)())) {
+            request = request.header("traceparent", parent);
+        }
+        let response = request
             .send()
+            .instrument(span.clone())
             .await
             .map_err(|e| PayError::Unavailable(e.to_string()))?;
         let status = response.status();
+        span.record("http.response.status_code", status.as_u16());
         let value: Value = response.json().await.unwrap_or(Value::Null);
         let detail = || {
             value["detail"]
