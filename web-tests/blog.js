@@ -145,13 +145,13 @@ async function journey(browser, mode) {
       "Some **bold** words.\n\n<script>alert(1)</script>\n\n- one\n- two\n\n[a link](javascript:alert(3))",
     );
     await page.getByLabel("Tags").fill(`${tag}, rust`);
-    await page.getByLabel(/^Published/).check();
+    await page.getByLabel(/Published:/).check();
     await author.submit(page.getByRole("button", { name: "Preview" }));
     const preview = page.getByRole("region", { name: "Preview" });
     check(await preview.isVisible(), `${mode}: no preview`);
     check((await preview.locator("strong").innerText()) === "bold", `${mode}: the preview is not rendered`);
     check((await preview.locator("script").count()) === 0, `${mode}: a script in the preview`);
-    check(await page.getByLabel(/^Published/).isChecked(), `${mode}: the choice was not kept`);
+    check(await page.getByLabel(/Published:/).isChecked(), `${mode}: the choice was not kept`);
     await author.visit("preview");
     await author.submit(page.getByRole("button", { name: "Save" }));
     const postPath = new URL(page.url()).pathname;
@@ -169,6 +169,17 @@ async function journey(browser, mode) {
     check(page.url().includes(`tag=${tag}`), `${mode}: the tag led to ${page.url()}`);
     check((await page.getByRole("article").count()) === 1, `${mode}: the tag's list is not just this post`);
     await author.visit("blog-by-tag");
+
+    // The list and the post fit a phone's width.
+    await page.setViewportSize({ width: 375, height: 740 });
+    for (const [path, label] of [["/blog", "phone-blog"], [postPath, "phone-post"], ["/blog/new", "phone-editor"]]) {
+      await author.goto(path, label);
+      if (mode === "js") {
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+        check(overflow <= 0, `${mode} ${path}: ${overflow}px wider than a phone`);
+      }
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
 
     // Someone else comments, with hostile text: first empty (422), then for real.
     const reader = await person(browser, mode, "reader", problems);
