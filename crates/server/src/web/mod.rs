@@ -26,7 +26,8 @@
 //! - [`assets`]: the stylesheet and script, under hashed names, cached for a year;
 //! - [`account`]: `/signup`, `/signin`, `/signout`; [`home`]: `/`, the shorten form;
 //!   [`my_links`]: `/my/links`, with delete behind a confirmation page;
-//! - [`blog`]: `/blog` and `/blog/{id}` with its comments and their moderation;
+//! - [`blog`]: `/blog`; [`blog_post`]: `/blog/{id}` with its comments and their
+//!   moderation, and deleting a post;
 //!   [`editor`]: `/blog/new` and `/blog/{id}/edit`, with a preview.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
@@ -49,6 +50,7 @@ use crate::state::AppState;
 pub mod account;
 pub mod assets;
 pub mod blog;
+pub mod blog_post;
 pub mod editor;
 pub mod forms;
 pub mod home;
@@ -100,11 +102,15 @@ pub fn router() -> Router<AppState> {
         .route("/assets/{name}", get(assets::serve))
         .route(paths::BLOG, get(blog::list))
         .route(paths::BLOG_NEW, get(editor::new_form).post(editor::create))
-        .route("/blog/{id}", get(blog::show))
-        .route("/blog/{id}/comments", post(blog::add))
+        .route("/blog/{id}", get(blog_post::show))
+        .route("/blog/{id}/comments", post(blog_post::add))
         .route(
             "/blog/{id}/comments/{comment}/delete",
-            post(blog::delete_comment),
+            post(blog_post::delete_comment),
+        )
+        .route(
+            "/blog/{id}/delete",
+            get(blog_post::confirm_delete).post(blog_post::delete_post),
         )
         .route(
             "/blog/{id}/edit",

@@ -23,6 +23,7 @@ on_both_engines!(
     the_editor_shows_empty_or_bad_fields_again_with_422_and_the_values_kept,
     people_who_may_not_write_or_edit_a_post_are_refused,
     moderators_delete_any_comment_and_others_only_their_own,
+    authors_and_moderators_delete_a_post_behind_a_confirmation,
     hostile_text_in_every_blog_field_comes_back_inert,
 );
 
@@ -362,6 +363,7 @@ async fn blog_forms_without_their_token_are_refused(engine: Engine) {
             ),
             vec![],
         ),
+        (format!("/blog/{id}/delete"), vec![("version", "1")]),
     ];
     for (path, fields) in &posts {
         let page = author.post(path, fields).await;
@@ -766,6 +768,119 @@ async fn moderators_delete_any_comment_and_others_only_their_own(engine: Engine)
     assert_eq!(own.status, 303);
     let (_, listed) = app.get_json(&format!("/posts/{id}/comments"), None).await;
     assert!(listed["items"].as_array().unwrap().is_empty());
+}
+
+async fn authors_and_moderators_delete_a_post_behind_a_confirmation(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let cast = app.cast().await;
+    let made = app.new_post(&cast.author, post("Short-lived")).await;
+    let id = made["id"].as_str().unwrap().to_owned();
+    app.new_comment(&cast.other, &id, "Goes with it").await;
+    let path = format!("/blog/{id}");
+    let delete = format!("{path}/delete");
+    let version = Regex::new(r#"name="version" value="(\d+)""#).unwrap();
+
+    // Someone else sees no delete button and is refused.
+    let mut other = signed_in(&app, &cast.other.email).await;
+    assert!(
+        !other
+            .get(&path)
+            .await
+            .body
+            .contains(&format!(r#"href="{delete}""#))
+    );
+    assert_eq!(other.get(&delete).await.status, 403);
+    let refused = other.submit(&path, &delete, &[("version", "1")]).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        Browser::new(&app).get(&delete).await.status,
+        303,
+        "sign in first"
+    );
+
+    // A confirmation, which a change made meanwhile makes stale.
+    let mut moderator = signed_in(&app, &cast.moderator.email).await;
+    assert!(
+        moderator
+            .get(&path)
+            .await
+            .body
+            .contains(&format!(r#"href="{delete}""#))
+    );
+    let asked = moderator.get(&delete).await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(
+        asked.body.contains("Its comment is deleted with it."),
+        "{}",
+        asked.body
+    );
+    let shown_version = version.captures(&asked.body).unwrap()[1].to_owned();
+    let changed = app
+        .merge_patch(
+            &format!("/posts/{id}"),
+            &cast.author,
+            json!({"title": "Edited meanwhile"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let stale = moderator
+        .post(
+            &delete,
+            &[("csrf", &asked.token()), ("version", &shown_version)],
+        )
+        .await;
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    assert_eq!(
+        app.get_json(&format!("/posts/{id}"), None).await.0,
+        200,
+        "not deleted"
+    );
+
+    let asked = moderator.get(&delete).await;
+    let current = version.captures(&asked.body).unwrap()[1].to_owned();
+    let deleted = moderator
+        .post(&delete, &[("csrf", &asked.token()), ("version", &current)])
+        .await;
+    assert_eq!(deleted.status, 303, "{}", deleted.body);
+    assert_eq!(deleted.location(), "/blog?deleted=1");
+    assert!(
+        moderator
+            .get(deleted.location())
+            .await
+            .body
+            .contains("The post was deleted.")
+    );
+    assert_eq!(app.get_json(&format!("/posts/{id}"), None).await.0, 404);
+    assert_eq!(moderator.get(&path).await.status, 404);
+
+    // An author deletes their own draft; nobody else even finds it.
+    let draft = app
+        .new_post(
+            &cast.author,
+            post_with("Draft to drop", "Text.", &[], "draft"),
+        )
+        .await;
+    let draft_delete = format!("/blog/{}/delete", draft["id"].as_str().unwrap());
+    assert_eq!(moderator.get(&draft_delete).await.status, 404);
+    let mut author = signed_in(&app, &cast.author.email).await;
+    let asked = author.get(&draft_delete).await;
+    let current = version.captures(&asked.body).unwrap()[1].to_owned();
+    let deleted = author
+        .post(
+            &draft_delete,
+            &[("csrf", &asked.token()), ("version", &current)],
+        )
+        .await;
+    assert_eq!(deleted.status, 303);
+    let (status, _) = app
+        .get_json(
+            &format!("/posts/{}", draft["id"].as_str().unwrap()),
+            Some(&cast.author),
+        )
+        .await;
+    assert_eq!(status, 404);
 }
 
 async fn hostile_text_in_every_blog_field_comes_back_inert(engine: Engine) {

@@ -256,6 +256,25 @@ pub async fn changeable(state: &AppState, caller: &Caller, id: i64) -> ApiResult
     Ok(row)
 }
 
+/// Whether `caller` may delete a post by `author_id`: its author, moderators and admins.
+pub fn may_delete_post(caller: &Caller, author_id: &str) -> bool {
+    caller
+        .principal()
+        .is_some_and(|p| p.user_id == author_id || p.role.at_least(Role::Moderator))
+}
+
+/// The post `id` if `caller` may delete it: visible to them (else 404), and theirs or
+/// they moderate (else 403).
+pub async fn deletable_post(state: &AppState, caller: &Caller, id: i64) -> ApiResult<PostRow> {
+    let row = visible_post(state, caller, id).await?;
+    if !may_delete_post(caller, &row.author_id) {
+        return Err(ApiError::Forbidden(
+            "only the author, moderators and admins may delete a post".into(),
+        ));
+    }
+    Ok(row)
+}
+
 /// Checks `input` and writes it over post `id` if the post is still at `version` (the one
 /// its writer read); `false` when it changed in between, and nothing is written then.
 pub async fn replace_post(
@@ -468,13 +487,8 @@ pub async fn remove(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let principal = caller.require_account()?;
-    let row = visible_post(&state, &caller, parse_id(&id)?).await?;
-    if principal.user_id != row.author_id && !principal.role.at_least(Role::Moderator) {
-        return Err(ApiError::Forbidden(
-            "only the author, moderators and admins may delete a post".into(),
-        ));
-    }
+    caller.require_account()?;
+    let row = deletable_post(&state, &caller, parse_id(&id)?).await?;
     check_if_match(&headers, &Representation::of(&PostView::from(&row))?.etag)?;
     if !posts::delete(&state.store, row.id, row.version).await? {
         return Err(lost_race(&headers));
