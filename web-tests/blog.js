@@ -4,7 +4,7 @@
 // an author signs up, writes a post (a form with problems first, then a preview, then
 // Save), publishes it, finds it in /blog and under its tag; another person comments with
 // hostile text; a moderator (made by `basis admin create-user`, see scripts/browser-test)
-// deletes the comment. On every page: no dialog (hostile text must stay text), no script
+// deletes the comment; the author deletes the post. On every page: no dialog (hostile text must stay text), no script
 // error, no Content-Security-Policy report, a nonce in the policy; with JavaScript on,
 // axe-core in the light and dark themes, failing on serious or critical violations.
 // Screenshots of each page go to the artifacts directory.
@@ -212,6 +212,17 @@ async function journey(browser, mode) {
     check(await mod.page.getByText("The comment was deleted.").isVisible(), `${mode}: no deletion notice`);
     check((await mod.page.locator("li.comment").filter({ hasText: "Thanks!" }).count()) === 0, `${mode}: still shown`);
     await mod.visit("comment-deleted");
+
+    // The author deletes the post, behind a confirmation.
+    await author.goto(postPath, "post-before-delete");
+    await author.submit(page.getByRole("link", { name: /^Delete/ }));
+    check(await page.getByRole("heading", { name: "Delete this post?" }).isVisible(), `${mode}: no confirmation`);
+    await author.visit("confirm-delete");
+    await author.submit(page.getByRole("button", { name: "Delete the post" }));
+    check(await page.getByText("The post was deleted.").isVisible(), `${mode}: no deletion notice`);
+    check((await page.getByRole("article").filter({ hasText: `Notes from the ${mode} journey` }).count()) === 0, `${mode}: still listed`);
+    await author.visit("post-deleted");
+    await author.goto(postPath, "deleted-post", 404);
 
     // Missing posts are the 404 page.
     await reader.goto("/blog/999999999", "missing-post", 404);
