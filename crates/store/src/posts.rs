@@ -23,11 +23,15 @@ const POST_COLUMNS: &str = "p.id, p.author_id, \
     p.title, p.body, p.body_html, p.category, p.status, p.created_at, p.updated_at, p.version, \
     (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id) AS comment_count";
 
-/// The columns of a list item (no bodies).
+/// How much of a body a list item carries, in characters: enough for an excerpt.
+pub const BODY_START_CHARS: i64 = 400;
+
+/// The columns of a list item (no bodies, only their start for an excerpt).
 const SUMMARY_COLUMNS: &str = "p.id, p.author_id, \
     (SELECT u.name FROM users u WHERE u.id = p.author_id) AS author_name, \
     p.title, p.category, p.status, p.created_at, p.updated_at, \
-    (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id) AS comment_count";
+    (SELECT COUNT(*) FROM comments c WHERE c.post_id = p.id) AS comment_count, \
+    SUBSTR(p.body, 1, 400) AS body_start";
 
 /// A stored post with its author's name, tags and comment count.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -82,6 +86,8 @@ pub struct PostSummaryRow {
     pub updated_at: i64,
     /// Comments on the post.
     pub comment_count: i64,
+    /// The first [`BODY_START_CHARS`] characters of the Markdown body (for an excerpt).
+    pub body_start: String,
     /// Tags, sorted.
     #[sqlx(skip)]
     pub tags: Vec<String>,
@@ -468,6 +474,11 @@ pub async fn delete(store: &Store, id: i64, version: i64) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_items_carry_as_much_of_the_body_as_the_constant_says() {
+        assert!(SUMMARY_COLUMNS.contains(&format!("SUBSTR(p.body, 1, {BODY_START_CHARS})")));
+    }
 
     #[test]
     fn search_words_are_quoted_so_operators_are_plain_words() {

@@ -25,7 +25,10 @@
 //! - [`forms`]: fields with their problems beside them;
 //! - [`assets`]: the stylesheet and script, under hashed names, cached for a year;
 //! - [`account`]: `/signup`, `/signin`, `/signout`; [`home`]: `/`, the shorten form;
-//!   [`my_links`]: `/my/links`, with delete behind a confirmation page.
+//!   [`my_links`]: `/my/links`, with delete behind a confirmation page;
+//! - [`blog`]: `/blog`; [`blog_post`]: `/blog/{id}` with its comments and their
+//!   moderation, and deleting a post;
+//!   [`editor`]: `/blog/new` and `/blog/{id}/edit`, with a preview.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -46,6 +49,9 @@ use crate::state::AppState;
 
 pub mod account;
 pub mod assets;
+pub mod blog;
+pub mod blog_post;
+pub mod editor;
 pub mod forms;
 pub mod home;
 pub mod my_links;
@@ -67,8 +73,12 @@ pub mod paths {
     pub const SIGN_OUT: &str = "/signout";
     /// The signed-in person's links.
     pub const MY_LINKS: &str = "/my/links";
+    /// The blog.
+    pub const BLOG: &str = "/blog";
+    /// A new post.
+    pub const BLOG_NEW: &str = "/blog/new";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 5] = ["/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS];
+    pub const ALL: [&str; 7] = ["/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS, BLOG, BLOG_NEW];
 }
 
 /// The pages' routes.
@@ -90,6 +100,22 @@ pub fn router() -> Router<AppState> {
             get(my_links::confirm_delete).post(my_links::delete),
         )
         .route("/assets/{name}", get(assets::serve))
+        .route(paths::BLOG, get(blog::list))
+        .route(paths::BLOG_NEW, get(editor::new_form).post(editor::create))
+        .route("/blog/{id}", get(blog_post::show))
+        .route("/blog/{id}/comments", post(blog_post::add))
+        .route(
+            "/blog/{id}/comments/{comment}/delete",
+            post(blog_post::delete_comment),
+        )
+        .route(
+            "/blog/{id}/delete",
+            get(blog_post::confirm_delete).post(blog_post::delete_post),
+        )
+        .route(
+            "/blog/{id}/edit",
+            get(editor::edit_form).post(editor::update),
+        )
 }
 
 /// A 303 to `location` (a local path): the answer to every successful form.

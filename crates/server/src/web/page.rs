@@ -78,8 +78,10 @@ fn layout(visitor: Option<&Visitor>, title: &str, nonce: &str, main: Markup) -> 
                     nav aria-label="Main" {
                         ul {
                             li { a href="/" { "Shorten" } }
+                            li { a href=(paths::BLOG) { "Blog" } }
                             @if let (Some(user), Some(visitor)) = (user, visitor) {
                                 li { a href=(paths::MY_LINKS) { "My links" } }
+                                li { a href=(paths::BLOG_NEW) { "Write" } }
                                 li.muted { "Signed in as " (user.name) }
                                 li {
                                     form method="post" action=(paths::SIGN_OUT) {

@@ -718,14 +718,23 @@ async fn page_words_are_reserved_aliases_and_a_link_that_holds_one_keeps_working
     };
     basis_store::links::insert_many(
         &app.state.store,
-        &[old(9_000_000_001, "blog"), old(9_000_000_002, "signin")],
+        &[
+            old(9_000_000_001, "docs"),
+            old(9_000_000_002, "signin"),
+            old(9_000_000_003, "blog"),
+        ],
     )
     .await
     .unwrap();
-    // No page takes /blog yet: it still redirects.
-    let blog = app.get("/blog").await;
-    assert_eq!(blog.status(), 301);
-    assert_eq!(blog.headers()["location"], "https://example.com/blog");
+    // No page takes /docs: it still redirects.
+    let docs = app.get("/docs").await;
+    assert_eq!(docs.status(), 301);
+    assert_eq!(docs.headers()["location"], "https://example.com/docs");
+    // /blog is a page now; its link lives on under its code.
+    let blog = Browser::new(&app).get("/blog").await;
+    assert!(blog.body.contains("<h1>Blog</h1>"), "{}", blog.body);
+    let link = app.get("/links/blog").await;
+    assert_eq!(link.status(), 200);
     // /signin is the page now, but the link is still there under its code.
     let page = Browser::new(&app).get("/signin").await;
     assert!(page.body.contains("<h1>Sign in</h1>"), "{}", page.body);

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::role::Role;
 use basis_store::comments::{self, CommentRow};
+use basis_store::posts::PostRow;
 use serde_json::json;
 
 use super::{CommentInput, CommentPage, CommentView, MAX_COMMENT_CHARS};
@@ -88,6 +89,77 @@ async fn comment_response(
     Ok(response)
 }
 
+/// One page of the comments on post `post_id` (which the caller may see), oldest first,
+/// and the cursor of the next page: the API's list and the post's page both use it.
+pub async fn comments_page(
+    state: &AppState,
+    post_id: i64,
+    params: &PageParams,
+) -> ApiResult<(Vec<CommentRow>, Option<String>)> {
+    let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
+    let after = list::comment_after(params.cursor.as_deref())?;
+    let mut rows = comments::list(&state.store, post_id, after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = rows
+        .last()
+        .filter(|_| more)
+        .map(|last| list::comment_cursor(last.created_at, last.id));
+    Ok((rows, next_cursor))
+}
+
+/// Adds `caller`'s comment to post `post_id` (404 if they may not see it, 422 for bad
+/// text) and tells the post's author; the comment's id and the post. The API's
+/// `POST /posts/{id}/comments` and the post's page both use it.
+pub async fn add_comment(
+    state: &AppState,
+    caller: &Caller,
+    post_id: i64,
+    input: CommentInput,
+) -> ApiResult<(i64, PostRow)> {
+    let principal = caller.require_account()?;
+    let text = checked(input)?;
+    let post = visible_post(state, caller, post_id).await?;
+    let id = comments::insert(
+        &state.store,
+        post_id,
+        &principal.user_id,
+        &text,
+        state.clock.now_ms(),
+    )
+    .await?
+    .ok_or(ApiError::NotFound)?;
+    state
+        .comment_notifier
+        .comment_added(CommentAdded {
+            post_id,
+            post_author_id: post.author_id.clone(),
+            comment_id: id,
+            comment_author_id: principal.user_id.clone(),
+        })
+        .await;
+    Ok((id, post))
+}
+
+/// Whether `caller` may delete a comment by `author_id`: its author, moderators and admins.
+pub fn may_delete(caller: &Caller, author_id: &str) -> bool {
+    caller
+        .principal()
+        .is_some_and(|p| p.user_id == author_id || p.role.at_least(Role::Moderator))
+}
+
+/// The comment `id` if `caller` may delete it (404 if they may not see it, 403 if it is
+/// not theirs to delete).
+pub async fn deletable(state: &AppState, caller: &Caller, id: i64) -> ApiResult<CommentRow> {
+    let (row, _) = visible_comment(state, caller, id).await?;
+    if !may_delete(caller, &row.author_id) {
+        return Err(ApiError::Forbidden(
+            "only the author, moderators and admins may delete a comment".into(),
+        ));
+    }
+    Ok(row)
+}
+
 /// Lists a post's comments, oldest first.
 #[utoipa::path(
     get, path = "/posts/{id}/comments", tag = "comments",
@@ -111,15 +183,7 @@ pub async fn list(
     negotiate(&headers)?;
     let post = visible_post(&state, &caller, parse_id(&id)?).await?;
     let (_, params) = list::parse_query(uri.query());
-    let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
-    let after = list::comment_after(params.cursor.as_deref())?;
-    let mut rows = comments::list(&state.store, post.id, after, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = rows
-        .last()
-        .filter(|_| more)
-        .map(|last| list::comment_cursor(last.created_at, last.id));
+    let (rows, next_cursor) = comments_page(&state, post.id, &params).await?;
     let last_modified = rows.iter().map(|r| r.updated_at).max();
     let page = CommentPage {
         items: rows.iter().map(CommentView::from).collect(),
@@ -173,26 +237,8 @@ pub async fn create(
         &path,
         &bytes,
         || async {
-            let text = checked(from_document::<CommentInput>(parse_json(&bytes)?)?)?;
-            let post = visible_post(&state, &caller, post_id).await?;
-            let id = comments::insert(
-                &state.store,
-                post_id,
-                &principal.user_id,
-                &text,
-                state.clock.now_ms(),
-            )
-            .await?
-            .ok_or(ApiError::NotFound)?;
-            state
-                .comment_notifier
-                .comment_added(CommentAdded {
-                    post_id,
-                    post_author_id: post.author_id.clone(),
-                    comment_id: id,
-                    comment_author_id: principal.user_id.clone(),
-                })
-                .await;
+            let input = from_document::<CommentInput>(parse_json(&bytes)?)?;
+            let (id, post) = add_comment(&state, &caller, post_id, input).await?;
             comment_response(&state, &headers, id, StatusCode::CREATED, &post.status).await
         },
     )
@@ -357,13 +403,8 @@ pub async fn remove(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let principal = caller.require_account()?;
-    let (row, _) = visible_comment(&state, &caller, parse_id(&id)?).await?;
-    if principal.user_id != row.author_id && !principal.role.at_least(Role::Moderator) {
-        return Err(ApiError::Forbidden(
-            "only the author, moderators and admins may delete a comment".into(),
-        ));
-    }
+    caller.require_account()?;
+    let row = deletable(&state, &caller, parse_id(&id)?).await?;
     check_if_match(
         &headers,
         &Representation::of(&CommentView::from(&row))?.etag,

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::role::Role;
-use basis_store::posts::{self, PostQuery, PostRow, Sort};
+use basis_store::posts::{self, PostQuery, PostRow, PostSummaryRow, Sort};
 use serde_json::json;
 
 use super::input::{PostInput, label};
@@ -134,6 +134,44 @@ async fn list_posts(
 ) -> ApiResult<Response> {
     negotiate(headers)?;
     let (params, _) = list::parse_query(uri.query());
+    let found = find_page(state, caller, params, path_author).await?;
+    let last_modified = found.rows.iter().map(|r| r.updated_at).max();
+    let page = PostPage {
+        items: found.rows.iter().map(PostSummary::from).collect(),
+        next_cursor: found.next_cursor,
+    };
+    let mut response = Representation::of(&page)?.respond(
+        headers,
+        StatusCode::OK,
+        caching(found.status),
+        last_modified,
+    );
+    if let Some(next) = &page.next_cursor {
+        list::link_next(&mut response, uri.path(), uri.query(), next);
+    }
+    Ok(response)
+}
+
+/// One page of posts as `caller` may list them.
+#[derive(Debug)]
+pub struct FoundPage {
+    /// The posts of the page.
+    pub rows: Vec<PostSummaryRow>,
+    /// The cursor of the next page, if there is one.
+    pub next_cursor: Option<String>,
+    /// The status listed: `published` or `draft`.
+    pub status: &'static str,
+}
+
+/// The page of posts `params` asks for, by the list's rules: drafts are their author's
+/// (every draft for admins), bad parameters are 400 naming the parameter. `path_author`
+/// is the author of `/users/{id}/posts`. The API's lists and the blog pages both use it.
+pub async fn find_page(
+    state: &AppState,
+    caller: &Caller,
+    params: PostListParams,
+    path_author: Option<String>,
+) -> ApiResult<FoundPage> {
     let limit = crate::http::rest::limit_param(params.limit.as_deref())?;
     let search = params
         .q
@@ -196,17 +234,57 @@ async fn list_posts(
         }
         _ => None,
     };
-    let last_modified = rows.iter().map(|r| r.updated_at).max();
-    let page = PostPage {
-        items: rows.iter().map(PostSummary::from).collect(),
+    Ok(FoundPage {
+        rows,
         next_cursor,
-    };
-    let mut response =
-        Representation::of(&page)?.respond(headers, StatusCode::OK, caching(status), last_modified);
-    if let Some(next) = &page.next_cursor {
-        list::link_next(&mut response, uri.path(), uri.query(), next);
+        status,
+    })
+}
+
+/// Checks `input` and stores it as a new post by `author_id`; the new post's id. The API's
+/// `POST /posts` and the blog's editor both use it.
+pub async fn create_post(state: &AppState, author_id: &str, input: PostInput) -> ApiResult<i64> {
+    let fields = input.into_fields()?;
+    Ok(posts::insert(&state.store, author_id, &fields, state.clock.now_ms()).await?)
+}
+
+/// The post `id` if `caller` may change it: visible to them (else 404), and theirs or they
+/// are an admin (else 403).
+pub async fn changeable(state: &AppState, caller: &Caller, id: i64) -> ApiResult<PostRow> {
+    let row = visible_post(state, caller, id).await?;
+    caller.act_for(&row.author_id)?;
+    Ok(row)
+}
+
+/// Whether `caller` may delete a post by `author_id`: its author, moderators and admins.
+pub fn may_delete_post(caller: &Caller, author_id: &str) -> bool {
+    caller
+        .principal()
+        .is_some_and(|p| p.user_id == author_id || p.role.at_least(Role::Moderator))
+}
+
+/// The post `id` if `caller` may delete it: visible to them (else 404), and theirs or
+/// they moderate (else 403).
+pub async fn deletable_post(state: &AppState, caller: &Caller, id: i64) -> ApiResult<PostRow> {
+    let row = visible_post(state, caller, id).await?;
+    if !may_delete_post(caller, &row.author_id) {
+        return Err(ApiError::Forbidden(
+            "only the author, moderators and admins may delete a post".into(),
+        ));
     }
-    Ok(response)
+    Ok(row)
+}
+
+/// Checks `input` and writes it over post `id` if the post is still at `version` (the one
+/// its writer read); `false` when it changed in between, and nothing is written then.
+pub async fn replace_post(
+    state: &AppState,
+    id: i64,
+    version: i64,
+    input: PostInput,
+) -> ApiResult<bool> {
+    let fields = input.into_fields()?;
+    Ok(posts::replace(&state.store, id, version, &fields, state.clock.now_ms()).await?)
 }
 
 /// Creates a post (201 with `Location`). Honours `Idempotency-Key`.
@@ -241,14 +319,8 @@ pub async fn create(
         "/posts",
         &bytes,
         || async {
-            let fields = from_document::<PostInput>(parse_json(&bytes)?)?.into_fields()?;
-            let id = posts::insert(
-                &state.store,
-                &principal.user_id,
-                &fields,
-                state.clock.now_ms(),
-            )
-            .await?;
+            let input = from_document::<PostInput>(parse_json(&bytes)?)?;
+            let id = create_post(&state, &principal.user_id, input).await?;
             post_response(&state, &headers, id, StatusCode::CREATED).await
         },
     )
@@ -290,8 +362,7 @@ async fn editable(
     headers: &HeaderMap,
     id: i64,
 ) -> ApiResult<PostRow> {
-    let row = visible_post(state, caller, id).await?;
-    caller.act_for(&row.author_id)?;
+    let row = changeable(state, caller, id).await?;
     check_if_match(headers, &Representation::of(&PostView::from(&row))?.etag)?;
     Ok(row)
 }
@@ -303,16 +374,7 @@ async fn write(
     row: &PostRow,
     input: PostInput,
 ) -> ApiResult<Response> {
-    let fields = input.into_fields()?;
-    if !posts::replace(
-        &state.store,
-        row.id,
-        row.version,
-        &fields,
-        state.clock.now_ms(),
-    )
-    .await?
-    {
+    if !replace_post(state, row.id, row.version, input).await? {
         return Err(lost_race(headers));
     }
     post_response(state, headers, row.id, StatusCode::OK).await
@@ -425,13 +487,8 @@ pub async fn remove(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let principal = caller.require_account()?;
-    let row = visible_post(&state, &caller, parse_id(&id)?).await?;
-    if principal.user_id != row.author_id && !principal.role.at_least(Role::Moderator) {
-        return Err(ApiError::Forbidden(
-            "only the author, moderators and admins may delete a post".into(),
-        ));
-    }
+    caller.require_account()?;
+    let row = deletable_post(&state, &caller, parse_id(&id)?).await?;
     check_if_match(&headers, &Representation::of(&PostView::from(&row))?.etag)?;
     if !posts::delete(&state.store, row.id, row.version).await? {
         return Err(lost_race(&headers));
