@@ -269,5 +269,7 @@ mod dead;
 mod patterns;
 #[path = "amqp/shared.rs"]
 mod shared;
+#[path = "amqp/silent.rs"]
+mod silent;
 #[path = "amqp/workers.rs"]
 mod workers;

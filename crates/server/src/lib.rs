@@ -412,42 +412,59 @@ impl Server {
             () = deadline => tracing::warn!(?grace, "grace period over; closing the remaining connections"),
         }
 
-        let _ = stop_flusher.send(true);
-        let _ = flusher.await;
-        let _ = purger.await;
-        let _ = sweeper.await;
-        let _ = visit_pruner.await;
-        let _ = cutoffs.await;
-        let _ = ledger_runner.await;
-        let _ = cross_recovery.await;
-        let _ = shop_runner.await;
-        if let Some(relay) = relay {
-            let _ = relay.await;
-        }
-        if let Some(sweep) = webhook_sweep {
-            let _ = sweep.await;
-        }
-        match state.clicks.flush().await {
-            Ok(links) => tracing::info!(links, "final click batch enqueued"),
-            Err(err) => {
-                tracing::error!(error = %err, "final click flush failed; unflushed clicks are lost")
+        // Every task gets to finish its step, but not forever: a dependency that hangs (a
+        // broker that accepts connections and never answers) must not keep the process
+        // from exiting when it was told to. Another grace period, as the embedded workers'
+        // drain below may take one.
+        let finish = async {
+            let _ = stop_flusher.send(true);
+            let _ = flusher.await;
+            let _ = purger.await;
+            let _ = sweeper.await;
+            let _ = visit_pruner.await;
+            let _ = cutoffs.await;
+            let _ = ledger_runner.await;
+            let _ = cross_recovery.await;
+            let _ = shop_runner.await;
+            if let Some(relay) = relay {
+                let _ = relay.await;
             }
-        }
-        if let Some(workers) = workers {
-            // One process does everything in the embedded mode: store the last batches
-            // before the workers stop, so a restart shows every counted click at once.
-            if !state.clicks.drain(grace).await {
-                tracing::warn!("click batches still queued at shutdown; a worker will apply them");
+            if let Some(sweep) = webhook_sweep {
+                let _ = sweep.await;
             }
-            let _ = stop_workers.send(true);
-            match workers.await {
-                Ok(report) => tracing::info!(released = report.released, "workers stopped"),
-                Err(err) => tracing::error!(error = %err, "the workers failed"),
+            match state.clicks.flush().await {
+                Ok(links) => tracing::info!(links, "final click batch enqueued"),
+                Err(err) => {
+                    tracing::error!(error = %err, "final click flush failed; unflushed clicks are lost")
+                }
             }
+            if let Some(workers) = workers {
+                // One process does everything in the embedded mode: store the last batches
+                // before the workers stop, so a restart shows every counted click at once.
+                if !state.clicks.drain(grace).await {
+                    tracing::warn!(
+                        "click batches still queued at shutdown; a worker will apply them"
+                    );
+                }
+                let _ = stop_workers.send(true);
+                match workers.await {
+                    Ok(report) => tracing::info!(released = report.released, "workers stopped"),
+                    Err(err) => tracing::error!(error = %err, "the workers failed"),
+                }
+            }
+            state.link_cache.shutdown().await;
+            state.user_views.shutdown().await;
+            state.store.close().await;
+        };
+        if tokio::time::timeout(grace.saturating_mul(2), finish)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                ?grace,
+                "the background tasks did not stop within the grace period; exiting without them"
+            );
         }
-        state.link_cache.shutdown().await;
-        state.user_views.shutdown().await;
-        state.store.close().await;
         Ok(())
     }
 }

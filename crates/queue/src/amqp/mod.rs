@@ -104,6 +104,14 @@ pub struct AmqpConfig {
     pub dedup_expiry: Duration,
     /// How often expired leases are looked for.
     pub lease_check: Duration,
+    /// How long opening a connection may take: a broker that accepts TCP and never answers
+    /// (one still booting, a network dropping packets) would otherwise hold every queue
+    /// operation, and the lock on the link, forever.
+    pub connect_timeout: Duration,
+    /// How long a publish may wait for the broker's confirm before it fails as
+    /// [`Error::Unavailable`]: an ambiguous failure, which callers retry and deduplication
+    /// keys or consumers absorb.
+    pub confirm_timeout: Duration,
     /// Queues to include in dead letters and stats besides those used by this instance.
     pub queues: Vec<String>,
 }
@@ -129,6 +137,8 @@ impl Default for AmqpConfig {
             delivery_limit: 20,
             dedup_expiry: Duration::from_secs(7 * 86_400),
             lease_check: ms(100),
+            connect_timeout: Duration::from_secs(5),
+            confirm_timeout: Duration::from_secs(10),
             queues: Vec::new(),
         }
     }
@@ -304,9 +314,14 @@ impl Inner {
             }
             return Ok(link.clone());
         }
-        let conn = Connection::connect(&self.url, ConnectionProperties::default())
-            .await
-            .map_err(broker)?;
+        let within = self.config.connect_timeout;
+        let conn = tokio::time::timeout(
+            within,
+            Connection::connect(&self.url, ConnectionProperties::default()),
+        )
+        .await
+        .map_err(|_| Error::Unavailable(format!("no connection within {within:?}")))?
+        .map_err(broker)?;
         let link = Link {
             publisher: confirm_channel(&conn).await?,
             admin: conn.create_channel().await.map_err(broker)?,

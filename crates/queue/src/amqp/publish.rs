@@ -66,22 +66,31 @@ impl Inner {
         let link = self.link().await?;
         // Replies to a direct reply-to queue whose requester is gone are simply dropped.
         let mandatory = !routing_key.starts_with(DIRECT_REPLY);
-        let confirm = link
-            .publisher
-            .basic_publish(
-                short("exchange", exchange)?,
-                short("routing key", routing_key)?,
-                BasicPublishOptions {
-                    mandatory,
-                    ..Default::default()
-                },
-                body,
-                props,
-            )
+        let (exchange, routing_key) = (
+            short("exchange", exchange)?,
+            short("routing key", routing_key)?,
+        );
+        let publish = async {
+            link.publisher
+                .basic_publish(
+                    exchange,
+                    routing_key,
+                    BasicPublishOptions {
+                        mandatory,
+                        ..Default::default()
+                    },
+                    body,
+                    props,
+                )
+                .await
+                .map_err(broker)?
+                .await
+                .map_err(broker)
+        };
+        let within = self.config.confirm_timeout;
+        let confirm = tokio::time::timeout(within, publish)
             .await
-            .map_err(broker)?
-            .await
-            .map_err(broker)?;
+            .map_err(|_| Error::Unavailable(format!("no confirm within {within:?}")))??;
         match confirm {
             Confirmation::Ack(None) => Ok(Published::Routed),
             Confirmation::Ack(Some(_)) => Ok(Published::Returned),
