@@ -60,8 +60,11 @@ impl Telemetry {
 }
 
 /// The log filter when `RUST_LOG` is not set: the project at INFO, and the libraries' own
-/// reports only when something failed (the OpenTelemetry SDK's exports among them).
-const DEFAULT_FILTER: &str = "info,sqlx=warn,opentelemetry=warn,opentelemetry_sdk=warn";
+/// reports only when something failed (the OpenTelemetry SDK's exports among them). lapin
+/// is off: it logs every channel the broker closes as an ERROR, and the deduplication
+/// markers are refused that way as their normal answer; the queue backend's callers log the
+/// failures that matter (a flush or an enqueue that could not reach the broker).
+const DEFAULT_FILTER: &str = "info,sqlx=warn,lapin=off,opentelemetry=warn,opentelemetry_sdk=warn";
 
 /// Installs the global subscriber: log lines on stderr in `format`, and the span exporter
 /// when `otlp` names an endpoint. Call it before the async runtime starts: the exporter's
