@@ -25,7 +25,10 @@
 //! - [`forms`]: fields with their problems beside them;
 //! - [`assets`]: the stylesheet and script, under hashed names, cached for a year;
 //! - [`account`]: `/signup`, `/signin`, `/signout`; [`home`]: `/`, the shorten form;
-//!   [`my_links`]: `/my/links`, with delete behind a confirmation page.
+//!   [`my_links`]: `/my/links`, with delete behind a confirmation page;
+//!   [`bulk_delete`]: `/my/delete-links`, several links at once, confirmed;
+//!   [`link_page`]: `/my/links/{code}`, one link with its edit form and [`stats`]
+//!   drawn by [`charts`]; [`link_password`]: the password form of a protected link.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -46,11 +49,16 @@ use crate::state::AppState;
 
 pub mod account;
 pub mod assets;
+pub mod bulk_delete;
+pub mod charts;
 pub mod forms;
 pub mod home;
+pub mod link_page;
+pub mod link_password;
 pub mod my_links;
 pub mod page;
 pub mod session;
+pub mod stats;
 
 pub use page::not_found as not_found_page;
 
@@ -67,8 +75,11 @@ pub mod paths {
     pub const SIGN_OUT: &str = "/signout";
     /// The signed-in person's links.
     pub const MY_LINKS: &str = "/my/links";
+    /// Deleting several of the signed-in person's links (not under `/my/links/`, where
+    /// any word may be a link's alias).
+    pub const DELETE_LINKS: &str = "/my/delete-links";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 5] = ["/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS];
+    pub const ALL: [&str; 6] = ["/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS, DELETE_LINKS];
 }
 
 /// The pages' routes.
@@ -90,6 +101,14 @@ pub fn router() -> Router<AppState> {
             get(my_links::confirm_delete).post(my_links::delete),
         )
         .route("/assets/{name}", get(assets::serve))
+        .route(
+            "/my/links/{code}",
+            get(link_page::show).post(link_page::edit),
+        )
+        .route(
+            paths::DELETE_LINKS,
+            get(bulk_delete::confirm).post(bulk_delete::delete),
+        )
 }
 
 /// A 303 to `location` (a local path): the answer to every successful form.
