@@ -122,7 +122,8 @@ pub fn figure(caption: &str, chart: Markup, table: Markup) -> Markup {
             (chart)
             details {
                 summary { "Data table" span.skip { ": " (caption) } }
-                div.table-scroll { (table) }
+                // Scrolls when long: focusable, so a keyboard can scroll it too.
+                div.table-scroll tabindex="0" role="region" aria-label=(format!("Data of: {caption}")) { (table) }
             }
         }
     }

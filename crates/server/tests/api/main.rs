@@ -43,6 +43,7 @@ mod sessions;
 mod tokens;
 mod transport;
 // The web pages.
+mod web_links;
 mod web_pages;
 
 // Background jobs.
