@@ -8,7 +8,7 @@
 //! and a message beside the field.
 
 use axum::extract::FromRequestParts;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
 use maud::html;
 
@@ -59,7 +59,23 @@ impl PasswordPages for Pages {
                     button type="submit" { "Follow the link" }
                 }
             };
-            page::render(Some(&visitor), status, "This link needs a password", main)
+            let mut response =
+                page::render(Some(&visitor), status, "This link needs a password", main);
+            // The form's answer is a redirect to the link's target, on another site, which
+            // a browser checks against `form-action` too: this page's form may lead to any
+            // web address (it posts only here; the redirect is what leaves).
+            if let Some(policy) = response
+                .headers()
+                .get(header::CONTENT_SECURITY_POLICY)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.replace("form-action 'self'", "form-action 'self' https: http:"))
+                .and_then(|v| HeaderValue::from_str(&v).ok())
+            {
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_SECURITY_POLICY, policy);
+            }
+            response
         })
     }
 

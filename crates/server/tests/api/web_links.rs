@@ -410,7 +410,13 @@ async fn statistics_draw_clicks_per_day_against_the_previous_period_with_bots_ap
     ann(&app, &mut browser).await;
     made(&mut browser, "counted-link", "https://example.com/start").await;
     // Two clicks ten days ago (in the previous 7-day period), three today and a bot.
-    click(&app, "counted-link", DESKTOP, Some("https://news.example/a")).await;
+    click(
+        &app,
+        "counted-link",
+        DESKTOP,
+        Some("https://news.example/a"),
+    )
+    .await;
     click(&app, "counted-link", DESKTOP, None).await;
     app.state.clicks.flush().await.unwrap();
     app.clock.advance_ms(10 * 86_400_000);
@@ -462,7 +468,9 @@ async fn statistics_draw_clicks_per_day_against_the_previous_period_with_bots_ap
         "{body}"
     );
 
-    let with_bots = browser.get("/my/links/counted-link?period=7&bots=show").await;
+    let with_bots = browser
+        .get("/my/links/counted-link?period=7&bots=show")
+        .await;
     let body = &with_bots.body;
     assert!(
         body.contains("against 2 in the 7 days before, with 1 bot clicks."),
@@ -479,7 +487,10 @@ async fn statistics_draw_clicks_per_day_against_the_previous_period_with_bots_ap
     );
 
     // Thirty days hold both days' clicks; an unknown period is thirty days.
-    for path in ["/my/links/counted-link?period=30", "/my/links/counted-link?period=11"] {
+    for path in [
+        "/my/links/counted-link?period=30",
+        "/my/links/counted-link?period=11",
+    ] {
         let page = browser.get(path).await;
         assert!(
             page.body
@@ -682,6 +693,13 @@ async fn a_browser_gets_a_password_form_for_a_protected_link_and_api_clients_a_p
         "no browser dialog"
     );
     assert!(page.policy().contains("frame-ancestors 'none'"));
+    // The form's redirect leaves the site, which `form-action` must allow (on this page only).
+    assert!(
+        page.policy().contains("form-action 'self' https: http:"),
+        "{}",
+        page.policy()
+    );
+    assert!(!page.policy().contains("unsafe-inline"));
 
     let csrf = page.token();
     let wrong = browser
