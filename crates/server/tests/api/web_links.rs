@@ -22,6 +22,7 @@ on_both_engines!(
     my_links_are_filtered_by_tag_and_lead_to_each_links_page,
     chosen_links_are_deleted_together_after_a_confirmation,
     a_browser_gets_a_password_form_for_a_protected_link_and_api_clients_a_problem,
+    a_limit_on_password_attempts_counts_the_api_and_the_form_together,
 );
 
 const HOSTILE: &str = r#""><script>alert(1)</script>"#;
@@ -728,4 +729,46 @@ async fn a_browser_gets_a_password_form_for_a_protected_link_and_api_clients_a_p
         .get(&format!("/{}", plain["shortCode"].as_str().unwrap()))
         .await;
     assert_eq!(open.status, 301);
+}
+
+async fn a_limit_on_password_attempts_counts_the_api_and_the_form_together(engine: Engine) {
+    // A rule on posts to a short link: the password form posts where the API does, so one
+    // allowance covers both.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nname = \"link_password\"\nmethods = [\"POST\"]\npaths = [\"/{code}\"]\n\
+         key = \"ip\"\nalgorithm = \"sliding_log\"\nlimit = 3\nperiod = \"15m\"\n",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(&engine, |c| {
+        c.rate_limits = None;
+        c.rate_limit_config = Some(rules.clone());
+    })
+    .await;
+    let link = app
+        .create(json!({"longUrl": "https://example.com/secret", "password": "open sesame"}))
+        .await;
+    let path = format!("/{}", link["shortCode"].as_str().unwrap());
+    let api_attempt = || {
+        app.client
+            .post(app.url(&path))
+            .form(&[("password", "guess")])
+            .send()
+    };
+    assert_eq!(api_attempt().await.unwrap().status(), 401);
+    assert_eq!(api_attempt().await.unwrap().status(), 401);
+    let mut browser = Browser::new(&app);
+    let csrf = browser.get(&path).await.token();
+    let wrong = browser
+        .post(&path, &[("csrf", &csrf), ("password", "guess")])
+        .await;
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    // The allowance is spent, for the right password too, whichever way it comes.
+    let limited = browser
+        .post(&path, &[("csrf", &csrf), ("password", "open sesame")])
+        .await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(api_attempt().await.unwrap().status(), 429);
 }
