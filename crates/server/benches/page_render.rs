@@ -137,7 +137,12 @@ impl Client {
     }
 
     /// Posts `fields` with the token of the form at `form_path`.
-    async fn submit(&mut self, form_path: &str, action: &str, fields: &[(&str, &str)]) -> StatusCode {
+    async fn submit(
+        &mut self,
+        form_path: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> StatusCode {
         let (_, page) = self.get(form_path).await;
         let token = page
             .split(r#"name="csrf" value=""#)
@@ -218,12 +223,19 @@ async fn run(iterations: usize) {
         if i % 2 == 0 {
             let page = format!("/my/links/{alias}");
             let saved = client
-                .submit(&page, &page, &[("url", &url), ("redirect", "301"), ("tags", "bench, news")])
+                .submit(
+                    &page,
+                    &page,
+                    &[("url", &url), ("redirect", "301"), ("tags", "bench, news")],
+                )
                 .await;
             assert_eq!(saved, StatusCode::SEE_OTHER, "tagging {alias}");
         }
     }
-    for (alias, password) in [("year-of-clicks", None), ("locked-link", Some("open sesame"))] {
+    for (alias, password) in [
+        ("year-of-clicks", None),
+        ("locked-link", Some("open sesame")),
+    ] {
         let mut fields = vec![("url", "https://example.com/launch"), ("alias", alias)];
         if let Some(password) = password {
             fields.push(("password", password));
@@ -249,7 +261,12 @@ async fn run(iterations: usize) {
             referrers: (0..10)
                 .map(|i| (format!("site-{i}.example.org"), 1000 - i * 90))
                 .collect(),
-            devices: vec![("desktop", 40_000), ("mobile", 30_000), ("tablet", 3_000), ("bot", 2_000)],
+            devices: vec![
+                ("desktop", 40_000),
+                ("mobile", 30_000),
+                ("tablet", 3_000),
+                ("bot", 2_000),
+            ],
         }],
         visits: Vec::new(),
     };
@@ -294,7 +311,11 @@ async fn run(iterations: usize) {
     println!(
         "\nslowest p95: {} ms ({} the 5 ms goal); {iterations} requests per page",
         ms(worst),
-        if worst < Duration::from_millis(5) { "within" } else { "OVER" }
+        if worst < Duration::from_millis(5) {
+            "within"
+        } else {
+            "OVER"
+        }
     );
 
     // The first view of the home page, as a new visitor's browser fetches it.
@@ -314,9 +335,10 @@ async fn run(iterations: usize) {
     println!("\n| first view of / | bytes (br) |\n|---|---:|");
     for path in std::iter::once("/".to_owned()).chain(assets) {
         let mut request = visitor.request("GET", &path, None);
-        request
-            .headers_mut()
-            .insert(header::ACCEPT_ENCODING, "br, gzip".parse().expect("a header"));
+        request.headers_mut().insert(
+            header::ACCEPT_ENCODING,
+            "br, gzip".parse().expect("a header"),
+        );
         let (status, body) = visitor.send(request).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         total += body.len();
