@@ -119,7 +119,7 @@ impl Figures {
             })
             .filter(|(_, n)| *n > 0)
             .collect();
-        devices.sort_by(|a, b| b.1.cmp(&a.1));
+        devices.sort_by_key(|d| std::cmp::Reverse(d.1));
         if view.bots && stats.bot_clicks > 0 {
             devices.push(("bot".to_owned(), stats.bot_clicks));
         }
