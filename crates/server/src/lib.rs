@@ -265,6 +265,7 @@ impl Server {
             }),
             jobs: jobs::Jobs::new(queue.clone(), store.clone(), clock.clone()),
             webhooks: webhooks::Webhooks::new(&config, queue.clone()),
+            password_pages: Some(Arc::new(web::link_password::Pages)),
             shop: shop::handle::ShopHandle::open(&config.shop, &ledger.ledger, queue).await?,
             ledger,
             request_timeout_ms: i64::try_from(config.request_timeout_ms).unwrap_or(i64::MAX),

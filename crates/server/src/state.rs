@@ -82,6 +82,9 @@ pub struct AppServices {
     pub shop: crate::shop::handle::ShopHandle,
     /// Webhook delivery settings and the queue delivery jobs go to.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The password form a browser gets on a protected link (the web interface's); `None`
+    /// answers every client with the API's 401.
+    pub password_pages: Option<Arc<dyn crate::links::redirect::PasswordPages>>,
 }
 
 impl AppServices {

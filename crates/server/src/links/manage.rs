@@ -109,7 +109,18 @@ pub async fn update(
     change: Result<ApiJson<ChangeLink>, ApiError>,
 ) -> ApiResult<Json<LinkView>> {
     let link = service::managed(&state, &caller, (&code, &domain), Scope::LinksWrite).await?;
-    let ApiJson(mut change) = change?;
+    let ApiJson(change) = change?;
+    let change = parse_change(&state, change)?;
+    let link = service::change(&state, link, change).await?;
+    let (tags, title) = service::extras_of(&state, link.row.id).await?;
+    Ok(Json(
+        LinkView::new(&state, &link.row, link.clicks).with_extras(tags, title),
+    ))
+}
+
+/// Parses a change as `PATCH /links/{code}` does (and the link page's edit form): 400 with
+/// every problem of the fields, else 422 for routing rules that cannot work.
+pub fn parse_change(state: &AppState, mut change: ChangeLink) -> ApiResult<LinkChange> {
     let rules = match change.rules.take() {
         Some(Some(rules)) => Some(Some(
             Rules::parse(rules, &state.url_policy, state.geoip.is_some())
@@ -118,13 +129,9 @@ pub async fn update(
         Some(None) => Some(None),
         None => None,
     };
-    let mut change = parse(&state, change).map_err(ApiError::Invalid)?;
+    let mut change = parse(state, change).map_err(ApiError::Invalid)?;
     change.rules = rules;
-    let link = service::change(&state, link, change).await?;
-    let (tags, title) = service::extras_of(&state, link.row.id).await?;
-    Ok(Json(
-        LinkView::new(&state, &link.row, link.clicks).with_extras(tags, title),
-    ))
+    Ok(change)
 }
 
 /// Parses every field a change gives, reporting all the problems at once.

@@ -6,8 +6,18 @@
 //! here; `HEAD` is not counted as a click (link checkers use it). The client, for the visit
 //! log and country targets, is the TCP peer unless the peer is one of the trusted proxies
 //! (`trusted_proxies` of the rate-limit rules), whose forwarding headers then name it.
+//!
+//! A protected link asked for without its password answers API clients with a 401 problem
+//! document; a browser (`Accept` preferring HTML) gets a page with a password form instead,
+//! made by the web interface through [`PasswordPages`] (handed in at start, so this module
+//! does not depend on the pages). The form posts to `POST /{code}`, the API's own form
+//! path, so the same checks, counting and limits apply. Whether HTML is wanted is decided
+//! only once a protected link was refused: plain redirects never look.
 
+use std::fmt;
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Form;
@@ -52,6 +62,45 @@ thread_local! {
 /// The header that carries a link's password.
 const PASSWORD_HEADER: &str = "x-link-password";
 
+/// A boxed future, for the [`PasswordPages`] trait object.
+pub type PageFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A browser asking for a protected link without its right password.
+#[derive(Debug)]
+pub struct PasswordAsk<'a> {
+    /// The request's headers (who is asking: cookies, origin).
+    pub headers: &'a HeaderMap,
+    /// The code as asked for.
+    pub code: &'a str,
+    /// The link's short URL.
+    pub short_url: String,
+    /// Whether a password was given and was wrong.
+    pub wrong: bool,
+}
+
+/// The pages a person's browser gets on a protected link.
+pub trait PasswordPages: Send + Sync + fmt::Debug + 'static {
+    /// The page with the password form (422 when `ask.wrong`).
+    fn ask<'a>(&'a self, state: &'a AppState, ask: PasswordAsk<'a>) -> PageFuture<'a, Response>;
+
+    /// Checks the form token of a password posted from that page: `Err` is the answer
+    /// (the page saying the form expired).
+    fn check<'a>(
+        &'a self,
+        state: &'a AppState,
+        headers: &'a HeaderMap,
+        token: Option<&'a str>,
+    ) -> PageFuture<'a, Result<(), Response>>;
+}
+
+/// The password page for a browser that wants HTML, when the pages are served.
+fn password_pages<'a>(state: &'a AppState, headers: &HeaderMap) -> Option<&'a dyn PasswordPages> {
+    state
+        .password_pages
+        .as_deref()
+        .filter(|_| crate::http::rest::wants_html(headers))
+}
+
 /// Follows a short link; with `+` after the code, shows where it goes instead.
 #[utoipa::path(
     get, path = "/{code}", tag = "redirect",
@@ -90,15 +139,24 @@ pub async fn follow(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr);
     let visitor = client_ip(peer, headers, &state.trusted_proxies);
-    respond(
-        &state,
-        link,
-        offered_password(headers),
-        (headers, visitor),
-        count,
-        None,
-    )
-    .await
+    let protected = link.0.row.password_hash.is_some();
+    let offered = offered_password(headers);
+    let wrong = offered.is_some();
+    let answer = respond(&state, link, offered, (headers, visitor), count, None).await;
+    if let Err(ApiError::Unauthorized { .. }) = answer
+        && protected
+        && let Some(pages) = password_pages(&state, headers)
+    {
+        let short_url = state.domains.short_url(&state.base_url, domain, &code);
+        let ask = PasswordAsk {
+            headers,
+            code: &code,
+            short_url,
+            wrong,
+        };
+        return Ok(pages.ask(&state, ask).await);
+    }
+    answer
 }
 
 /// The password form a browser posts to a protected link.
@@ -107,6 +165,10 @@ pub struct PasswordForm {
     /// The link's password (a form without it is a wrong password: 401).
     #[serde(default)]
     pub password: Option<String>,
+    /// The form token of the password page, which a browser's form carries (checked only
+    /// for browsers, which get the page again instead of a 401).
+    #[serde(default)]
+    pub csrf: Option<String>,
 }
 
 /// Follows a protected link with its password posted as a form (answers 303 to the target).
@@ -151,7 +213,13 @@ pub async fn follow_with_form(
         &headers,
         &state.trusted_proxies,
     );
-    respond(
+    let pages = password_pages(&state, &headers).filter(|_| link.0.row.password_hash.is_some());
+    if let Some(pages) = pages
+        && let Err(refused) = pages.check(&state, &headers, form.csrf.as_deref()).await
+    {
+        return Ok(refused);
+    }
+    let answer = respond(
         &state,
         link,
         form.password,
@@ -159,7 +227,20 @@ pub async fn follow_with_form(
         true,
         Some(StatusCode::SEE_OTHER),
     )
-    .await
+    .await;
+    match (answer, pages) {
+        (Err(ApiError::Unauthorized { .. }), Some(pages)) => {
+            let short_url = state.domains.short_url(&state.base_url, domain, &code);
+            let ask = PasswordAsk {
+                headers: &headers,
+                code: &code,
+                short_url,
+                wrong: true,
+            };
+            Ok(pages.ask(&state, ask).await)
+        }
+        (answer, _) => answer,
+    }
 }
 
 /// The answer to a short-link request on a host that is none of the domains: the

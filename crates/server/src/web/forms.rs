@@ -46,6 +46,21 @@ impl FormErrors {
         }
     }
 
+    /// These problems with every field under `group` (`rules.split[0].url`) shown at the
+    /// one input named `group` that holds them all, each saying which part it is about.
+    pub fn grouped(self, group: &str) -> Self {
+        let inner = format!("{group}.");
+        Self(
+            self.0
+                .into_iter()
+                .map(|(name, message)| match name.strip_prefix(&inner) {
+                    Some(part) => (group.to_owned(), format!("{part} {message}")),
+                    None => (name, message),
+                })
+                .collect(),
+        )
+    }
+
     /// Adds `other`'s problems to these.
     pub fn extend(&mut self, other: Self) {
         self.0.extend(other.0);

@@ -99,7 +99,8 @@ fn shorten_form(visitor: &Visitor, form: &ShortenForm, errors: &FormErrors) -> M
     }
 }
 
-fn describe(kind: RedirectType) -> &'static str {
+/// How a redirect type reads in a form's list.
+pub(super) fn describe(kind: RedirectType) -> &'static str {
     match kind {
         RedirectType::Moved => "permanent",
         RedirectType::Found => "temporary",

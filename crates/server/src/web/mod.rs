@@ -28,7 +28,10 @@
 //!   [`my_links`]: `/my/links`, with delete behind a confirmation page;
 //! - [`blog`]: `/blog`; [`blog_post`]: `/blog/{id}` with its comments and their
 //!   moderation, and deleting a post;
-//!   [`editor`]: `/blog/new` and `/blog/{id}/edit`, with a preview.
+//!   [`editor`]: `/blog/new` and `/blog/{id}/edit`, with a preview;
+//! - [`bulk_delete`]: `/my/delete-links`, several links at once, confirmed;
+//!   [`link_page`]: `/my/links/{code}`, one link with its edit form and [`stats`]
+//!   drawn by [`charts`]; [`link_password`]: the password form of a protected link.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -51,12 +54,17 @@ pub mod account;
 pub mod assets;
 pub mod blog;
 pub mod blog_post;
+pub mod bulk_delete;
+pub mod charts;
 pub mod editor;
 pub mod forms;
 pub mod home;
+pub mod link_page;
+pub mod link_password;
 pub mod my_links;
 pub mod page;
 pub mod session;
+pub mod stats;
 
 pub use page::not_found as not_found_page;
 
@@ -77,8 +85,20 @@ pub mod paths {
     pub const BLOG: &str = "/blog";
     /// A new post.
     pub const BLOG_NEW: &str = "/blog/new";
+    /// Deleting several of the signed-in person's links (not under `/my/links/`, where
+    /// any word may be a link's alias).
+    pub const DELETE_LINKS: &str = "/my/delete-links";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 7] = ["/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS, BLOG, BLOG_NEW];
+    pub const ALL: [&str; 8] = [
+        "/",
+        SIGN_IN,
+        SIGN_UP,
+        SIGN_OUT,
+        MY_LINKS,
+        BLOG,
+        BLOG_NEW,
+        DELETE_LINKS,
+    ];
 }
 
 /// The pages' routes.
@@ -115,6 +135,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/blog/{id}/edit",
             get(editor::edit_form).post(editor::update),
+        )
+        .route(
+            "/my/links/{code}",
+            get(link_page::show).post(link_page::edit),
+        )
+        .route(
+            paths::DELETE_LINKS,
+            get(bulk_delete::confirm).post(bulk_delete::delete),
         )
 }
 

@@ -32,8 +32,12 @@ pub struct ListQuery {
     pub sort: Option<String>,
     /// Where the page starts.
     pub cursor: Option<String>,
+    /// Only links with this tag.
+    pub tag: Option<String>,
     /// The code of a link just deleted, to say so.
     pub deleted: Option<String>,
+    /// How many links were just deleted together, to say so.
+    pub removed: Option<String>,
 }
 
 const SORTS: [(&str, &str); 4] = [
@@ -48,6 +52,7 @@ fn search_form(query: &ListQuery, errors: &FormErrors) -> Markup {
     html! {
         form.search method="get" action=(paths::MY_LINKS) role="search" {
             (super::forms::Field::new("q", "Search", query.q.as_deref().unwrap_or_default()).kind("search").render(errors))
+            (super::forms::Field::new("tag", "Tag", query.tag.as_deref().unwrap_or_default()).render(errors))
             div.field {
                 label for="f-sort" { "Order" }
                 select #f-sort name="sort" {
@@ -61,18 +66,34 @@ fn search_form(query: &ListQuery, errors: &FormErrors) -> Markup {
     }
 }
 
+/// The value of a link's checkbox: its code and domain (`@` is in neither a code nor a
+/// domain name).
+pub fn selection_of(link: &LinkView) -> String {
+    format!("{}@{}", link.short_code, link.domain)
+}
+
 fn table(links: &[LinkView]) -> Markup {
     html! {
+        form method="get" action=(paths::DELETE_LINKS) {
         table {
             caption.skip { "Your links" }
-            thead { tr { th scope="col" { "Short link" } th scope="col" { "Goes to" } th scope="col" { "Clicks" } th scope="col" { "Created" } th scope="col" { span.skip { "Actions" } } } }
+            thead { tr { th scope="col" { span.skip { "Select" } } th scope="col" { "Short link" } th scope="col" { "Goes to" } th scope="col" { "Clicks" } th scope="col" { "Created" } th scope="col" { span.skip { "Actions" } } } }
             tbody {
                 @for link in links {
                     tr {
-                        td data-label="Short link" { a href=(link.short_url) { (link.short_url) } }
+                        td.select {
+                            input type="checkbox" name="link" value=(selection_of(link)) id=(format!("select-{}", link.short_code))
+                                aria-label=(format!("Select {}", link.short_code));
+                        }
+                        td data-label="Short link" {
+                            a href=(super::link_page::path_of(&link.short_code, Some(&link.domain), &[])) { (link.short_url) }
+                        }
                         td.url data-label="Goes to" {
                             (link.long_url)
                             @if link.password_protected { " " span.muted { "(password)" } }
+                            @if !link.tags.is_empty() {
+                                span.tags { @for tag in &link.tags { " " span.tag { (tag) } } }
+                            }
                         }
                         td data-label="Clicks" { (link.click_count) @if let Some(max) = link.max_clicks { " / " (max) } }
                         td data-label="Created" { time datetime=(link.created_at.to_rfc3339()) { (link.created_at.format("%Y-%m-%d")) } }
@@ -85,6 +106,8 @@ fn table(links: &[LinkView]) -> Markup {
                     }
                 }
             }
+        }
+        div.actions.bulk { button.secondary type="submit" { "Delete selected" } }
         }
     }
 }
@@ -111,6 +134,7 @@ pub async fn list(
         q: optional(&query.q).map(str::to_owned),
         sort: optional(&query.sort).map(str::to_owned),
         cursor: optional(&query.cursor).map(str::to_owned),
+        tag: optional(&query.tag).map(str::to_owned),
         limit: Some(PAGE_SIZE.to_owned()),
         ..LinkListParams::default()
     };
@@ -123,7 +147,11 @@ pub async fn list(
     };
     let next = next.map(|cursor| {
         let mut pairs = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [("q", &params.q), ("sort", &params.sort)] {
+        for (name, value) in [
+            ("q", &params.q),
+            ("tag", &params.tag),
+            ("sort", &params.sort),
+        ] {
             if let Some(value) = value {
                 pairs.append_pair(name, value);
             }
@@ -140,13 +168,16 @@ pub async fn list(
         @if let Some(code) = optional(&query.deleted) {
             p.notice role="status" { "Deleted " (code) "." }
         }
-        @if let Some(problem) = errors.get("cursor").or(errors.get("sort")) {
+        @if let Some(n) = optional(&query.removed).and_then(|n| n.parse::<u32>().ok()) {
+            p.notice role="status" { "Deleted " (n) @if n == 1 { " link." } @else { " links." } }
+        }
+        @if let Some(problem) = errors.get("cursor").or(errors.get("sort")).or(errors.get("tag")) {
             div.problem role="alert" { p { "This page of links cannot be shown (" (problem) "). " a href=(paths::MY_LINKS) { "Start again" } } }
         }
         (search_form(&query, &errors))
         @if links.is_empty() {
             div.panel {
-                @if params.q.is_some() { p { "No link matches." } }
+                @if params.q.is_some() || params.tag.is_some() { p { "No link matches." } }
                 @else { p { "You have no links yet. " a href="/" { "Shorten one" } "." } }
             }
         } @else {

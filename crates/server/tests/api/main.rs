@@ -44,6 +44,7 @@ mod tokens;
 mod transport;
 // The web pages.
 mod web_blog;
+mod web_links;
 mod web_pages;
 
 // Background jobs.
