@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use axum::body::Bytes;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 
 use crate::blog::{comments, posts};
 use crate::error::{FieldError, Problem};
@@ -103,6 +103,7 @@ use crate::{accounts, admin, jobs, ledger, shop, webhooks};
         webhooks::create, webhooks::list, webhooks::read, webhooks::remove, webhooks::deliveries,
     ),
     components(schemas(Problem, FieldError)),
+    modifiers(&RuleSchemas),
     tags(
         (name = "links", description = "Create and manage short links"),
         (name = "redirect", description = "Follow short links"),
@@ -119,6 +120,16 @@ use crate::{accounts, admin, jobs, ledger, shop, webhooks};
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the schemas of the request rules (`http::schema`) that parameters and fields name.
+struct RuleSchemas;
+
+impl Modify for RuleSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.extend(crate::http::schema::components());
+    }
+}
 
 /// The route serving the description.
 pub fn router() -> Routes<AppState> {

@@ -88,8 +88,11 @@ pub async fn create(
     let ApiJson(body) = body?;
     let mut errors = Vec::new();
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        errors.push(FieldError::new("name", "must be 1 to 100 characters"));
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 100 printable characters",
+        ));
     }
     let mut scopes = Vec::new();
     for raw in &body.scopes {

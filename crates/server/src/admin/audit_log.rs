@@ -44,12 +44,7 @@ pub async fn list(
     caller.require_role(Role::Admin)?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let before = match page.cursor.as_deref() {
-        None => i64::MAX,
-        Some(c) => c
-            .parse()
-            .map_err(|_| ApiError::field("cursor", "is not a cursor from this list"))?,
-    };
+    let before = crate::http::rest::id_cursor(page.cursor.as_deref(), i64::MAX)?;
     let mut rows = audit::list(&state.store, before, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);

@@ -100,6 +100,7 @@ pub struct DeadList {
 
 /// Which dead letters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadQuery {
     /// Only this queue's.
     pub queue: Option<String>,

@@ -186,6 +186,48 @@ fn listed_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Vec<Stri
     )
 }
 
+/// Whether `value` is an entity tag: `"…"` or `W/"…"` around visible ASCII other than `"`.
+fn is_entity_tag(value: &str) -> bool {
+    let opaque = value.strip_prefix("W/").unwrap_or(value);
+    opaque.len() >= 2
+        && opaque.starts_with('"')
+        && opaque.ends_with('"')
+        && opaque[1..opaque.len() - 1]
+            .bytes()
+            .all(|b| b == b'!' || (b'#'..=b'~').contains(&b))
+}
+
+/// Whether an `If-Match` value is well formed (`http::schema::IF_MATCH_PATTERN`): `*`
+/// alone, or entity tags separated by commas.
+pub fn is_if_match(value: &str) -> bool {
+    value == "*"
+        || value
+            .split(',')
+            .all(|tag| is_entity_tag(tag.trim_matches([' ', '\t'])))
+}
+
+/// 400 naming `If-Match` when it is present but not `*` or a list of entity tags: a
+/// malformed precondition is the client's mistake, not a resource that changed.
+pub fn check_if_match_syntax(headers: &HeaderMap) -> Result<(), ApiError> {
+    let values: Vec<_> = headers.get_all(header::IF_MATCH).iter().collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    let well_formed = values.iter().all(|value| {
+        value
+            .to_str()
+            .is_ok_and(|text| is_if_match(text.trim_matches([' ', '\t'])))
+    });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "If-Match",
+            "must be * or a list of entity tags such as \"xyz\"",
+        ))
+    }
+}
+
 /// Whether `If-None-Match` matches `etag` (weak comparison, RFC 9110 §13.1.2).
 fn none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
     listed_tags(headers, header::IF_NONE_MATCH).is_some_and(|tags| {
@@ -194,8 +236,10 @@ fn none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
     })
 }
 
-/// 412 unless `If-Match` is absent or lists `etag` (strong comparison) or `*`.
+/// 400 if `If-Match` is malformed ([`check_if_match_syntax`]), else 412 unless it is absent
+/// or lists `etag` (strong comparison) or `*`.
 pub fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), ApiError> {
+    check_if_match_syntax(headers)?;
     match listed_tags(headers, header::IF_MATCH) {
         None => Ok(()),
         Some(tags) if tags.iter().any(|t| t == "*" || t == etag) => Ok(()),
@@ -306,13 +350,15 @@ pub fn no_store(status: StatusCode, body: impl Serialize) -> Response {
     response
 }
 
-/// Query of the lists.
+/// Query of the lists ordered by id.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// Items per page (1–100, default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::IdCursor>)]
     pub cursor: Option<String>,
 }
 
@@ -380,15 +426,14 @@ pub fn limit_param(raw: Option<&str>) -> ApiResult<i64> {
     }
 }
 
-/// A page cursor that is an id of the list (`default` on the first page), or a 422 naming
-/// `cursor`.
+/// A page cursor that is an id of the list (`default` on the first page): 1 to 18 decimal
+/// digits (`http::schema::ID_CURSOR_PATTERN`), else a 400 naming `cursor`.
 pub fn id_cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
     match raw {
         None => Ok(default),
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c >= 0)
+        Some(c) => Some(c)
+            .filter(|c| (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<i64>().ok())
             .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this list")),
     }
 }
@@ -501,6 +546,26 @@ mod tests {
         assert!(negotiate(&accept("*/*")).is_ok());
         assert!(negotiate(&accept("text/html")).is_err());
         assert!(negotiate(&accept("application/json;q=0")).is_err());
+    }
+
+    #[test]
+    fn id_cursors_are_decimal_digits_only() {
+        assert_eq!(id_cursor(None, 7).ok(), Some(7));
+        assert_eq!(id_cursor(Some("0"), 7).ok(), Some(0));
+        assert_eq!(id_cursor(Some("123"), 7).ok(), Some(123));
+        for bad in ["", "+5", "-1", " 5", "1e3", "9999999999999999999"] {
+            assert!(id_cursor(Some(bad), 7).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn if_match_is_a_star_or_a_list_of_entity_tags() {
+        for good in ["*", "\"abc\"", "W/\"abc\"", "\"\"", "\"a\", \"b\"", "\"a\",W/\"b\""] {
+            assert!(is_if_match(good), "{good:?}");
+        }
+        for bad in ["", "abc", "\"abc", "*, \"a\"", "\"a\",,\"b\"", "w/\"a\"", "\"a b\"", "\"\"\""] {
+            assert!(!is_if_match(bad), "{bad:?}");
+        }
     }
 
     #[test]

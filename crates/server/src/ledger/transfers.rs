@@ -329,10 +329,18 @@ async fn resolve(
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// A position (`tx.seq`) from a previous page's `next`; the start when absent.
+    #[param(value_type = Option<crate::http::schema::FeedPosition>)]
     pub after: Option<String>,
     /// Events per page (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+}
+
+/// Whether `raw` is `tx.seq` in decimal digits (`http::schema::FEED_POSITION_PATTERN`).
+fn is_feed_position(raw: &str) -> bool {
+    let digits = |part: &str| (1..=18).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    raw.split_once('.')
+        .is_some_and(|(tx, seq)| digits(tx) && digits(seq))
 }
 
 /// The ledger's global event feed, in order (admins).
@@ -348,9 +356,10 @@ pub async fn events(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let after = match query.after.as_deref() {
         None => Position::START,
-        Some(raw) => raw
-            .parse()
-            .map_err(|_| ApiError::field("after", "is not a feed position (tx.seq)"))?,
+        Some(raw) => Some(raw)
+            .filter(|raw| is_feed_position(raw))
+            .and_then(|raw| raw.parse().ok())
+            .ok_or_else(|| ApiError::field("after", "is not a feed position (tx.seq)"))?,
     };
     let limit = match query.limit.unwrap_or(100) {
         n @ 1..=1000 => n,

@@ -151,8 +151,10 @@ pub fn csv_line(link: &ExportedLink) -> String {
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// Whose links (admins only; default: yours).
+    #[param(value_type = Option<crate::http::schema::AccountId>)]
     pub owner: Option<String>,
     /// `json` (the default) or `csv`; `Accept: text/csv` also asks for CSV.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 

@@ -1,0 +1,201 @@
+//! Rules of the request syntax that the OpenAPI document states, each written once: a
+//! schema type per rule (`HostName`, the cursors, `If-Match`, display names) that fields and
+//! parameters name with `value_type`, and the sentences that describe in an operation the
+//! rules no schema can state (password strength, a key reused with another body, …), shared
+//! by every operation they apply to and by `scripts/schemathesis-allowed.toml`.
+
+use std::borrow::Cow;
+
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
+
+/// A host name: dot-separated labels of letters, digits and inner hyphens, at most 253
+/// characters (what `?domain=` takes).
+pub const HOST_NAME_PATTERN: &str =
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+/// The cursor of a list ordered by id: the id of the previous page's last item.
+pub const ID_CURSOR_PATTERN: &str = "^[0-9]{1,18}$";
+/// An opaque page cursor: URL-safe base64 without padding.
+pub const TOKEN_CURSOR_PATTERN: &str = "^[A-Za-z0-9_-]{1,4096}$";
+/// A token or code as issued: visible ASCII.
+pub const TOKEN_PATTERN: &str = "^[!-~]{1,4096}$";
+/// An account id (the cursor of the account list is one).
+pub const USER_CURSOR_PATTERN: &str = "^[0-9a-f]{32}$";
+/// `If-Match`: `*` or a comma-separated list of entity tags (RFC 9110 §13.1.1).
+pub const IF_MATCH_PATTERN: &str =
+    r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#;
+/// 1 to 100 characters, none of them a control character (C0, DEL or C1), not starting or
+/// ending with white space (names are trimmed, so a blank one is empty).
+pub const NAME_PATTERN: &str = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]{0,98}[^\s\u0000-\u001F\u007F-\u009F])?$";
+/// A position in the ledger's event feed: `tx.seq`.
+pub const FEED_POSITION_PATTERN: &str = r"^[0-9]{1,18}\.[0-9]{1,18}$";
+/// Where a sign-in ends: a path on this server (not `//host` nor holding a backslash), or
+/// an absolute http(s) URL.
+pub const REDIRECT_PATTERN: &str = r"^(/([^/\\][^\\]*)?|https?://[^\\]+)$";
+
+/// Sentences for the operations: rules the API enforces that no schema can state. Each is
+/// also the `reason` of its entry in `scripts/schemathesis-allowed.toml`.
+pub mod rules {
+    /// A key reused with another body.
+    pub const IDEMPOTENCY_KEY_REUSE: &str = "An Idempotency-Key already used with a different request body is refused with 422: the key names one request, whose stored answer a retry gets back.";
+    /// A stale `If-Match`.
+    pub const STALE_IF_MATCH: &str = "A well-formed If-Match that no longer names the current representation is refused with 412: someone changed the resource since you read it.";
+    /// Password strength.
+    pub const PASSWORD_STRENGTH: &str = "A password that is easy to guess (repeats, sequences, common words, estimated by zxcvbn) or on the breached-password list is refused, whatever its length.";
+    /// Image content.
+    pub const IMAGE_CONTENT: &str = "The body must be a PNG, JPEG or WebP image that decodes; anything else is refused with 415 or 422 whatever its declared type.";
+    /// Existence of a referenced resource.
+    pub const REFERENCES_EXIST: &str = "Ids in the body must name resources that exist and that you may use; others are refused with 422 naming the field.";
+    /// Domains served by the instance.
+    pub const SERVED_DOMAINS: &str = "A domain must be one this server is configured to serve (--base-url and --domain); another well-formed host name is refused naming `domain`.";
+    /// Tokens issued by the server.
+    pub const ISSUED_TOKENS: &str = "Tokens, codes and cursors are accepted only as this server issued them (unexpired, unused, for this list and order); well-formed others are refused naming the field.";
+    /// Redirect targets.
+    pub const REDIRECT_TARGETS: &str = "An absolute redirect target must be on this server's origin or on the configured allowlist (--oidc-redirect-allowlist).";
+    /// Content rules on text fields.
+    pub const TEXT_CONTENT: &str = "Text fields are refused when they hold control characters, blank text, or (links) a URL that does not parse or points back at this server, and an expiry must be in the future.";
+}
+
+/// A string schema with a pattern, lengths and a description.
+fn string(pattern: &str, min: Option<usize>, max: Option<usize>, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(pattern))
+        .min_length(min)
+        .max_length(max)
+        .description(Some(description))
+        .into()
+}
+
+macro_rules! documented_string {
+    ($(#[$meta:meta])* $name:ident, $pattern:expr, $min:expr, $max:expr, $description:expr) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                string($pattern, $min, $max, $description)
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
+documented_string!(
+    /// A host name such as `links.example.com` (no scheme, port or path).
+    HostName,
+    HOST_NAME_PATTERN,
+    Some(1),
+    Some(253),
+    "A host name such as links.example.com (no scheme, port or path)"
+);
+documented_string!(
+    /// The cursor of a list ordered by id.
+    IdCursor,
+    ID_CURSOR_PATTERN,
+    Some(1),
+    Some(18),
+    "The nextCursor of the previous page (an id)"
+);
+documented_string!(
+    /// An opaque page cursor.
+    PageCursor,
+    TOKEN_CURSOR_PATTERN,
+    Some(1),
+    Some(4096),
+    "The nextCursor of the previous page of the same list and order (opaque)"
+);
+documented_string!(
+    /// An account id (the cursor of the account list is one).
+    AccountId,
+    USER_CURSOR_PATTERN,
+    Some(32),
+    Some(32),
+    "An account id"
+);
+documented_string!(
+    /// A token or code handed over by a provider or mail: visible ASCII.
+    Token,
+    TOKEN_PATTERN,
+    Some(1),
+    Some(4096),
+    "A token or code as issued"
+);
+documented_string!(
+    /// The `If-Match` header.
+    EntityTags,
+    IF_MATCH_PATTERN,
+    Some(1),
+    None,
+    "The ETag you read (or `*`); a value that is not a list of entity tags is refused with 400"
+);
+documented_string!(
+    /// A display name.
+    DisplayName,
+    NAME_PATTERN,
+    Some(1),
+    Some(100),
+    "1 to 100 characters, no control characters"
+);
+documented_string!(
+    /// A ledger feed position.
+    FeedPosition,
+    FEED_POSITION_PATTERN,
+    Some(3),
+    Some(37),
+    "A position (tx.seq) from a previous page's next"
+);
+documented_string!(
+    /// Where a sign-in ends.
+    RedirectTarget,
+    REDIRECT_PATTERN,
+    Some(1),
+    None,
+    "A path on this server, or an absolute URL on its origin or the allowlist"
+);
+
+/// The size of an avatar thumbnail: 64 or 256.
+#[derive(Debug)]
+pub struct AvatarSize;
+
+impl PartialSchema for AvatarSize {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some([64, 256]))
+            .description(Some("64 or 256 pixels"))
+            .into()
+    }
+}
+
+impl ToSchema for AvatarSize {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("AvatarSize")
+    }
+}
+
+/// The schemas above, for the document's components.
+pub fn components() -> Vec<(String, RefOr<Schema>)> {
+    fn entry<T: ToSchema>() -> (String, RefOr<Schema>) {
+        (T::name().into_owned(), T::schema())
+    }
+    vec![
+        entry::<HostName>(),
+        entry::<IdCursor>(),
+        entry::<PageCursor>(),
+        entry::<AccountId>(),
+        entry::<Token>(),
+        entry::<AvatarSize>(),
+        entry::<EntityTags>(),
+        entry::<DisplayName>(),
+        entry::<FeedPosition>(),
+        entry::<RedirectTarget>(),
+    ]
+}
