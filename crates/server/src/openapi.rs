@@ -102,7 +102,7 @@ use crate::{accounts, admin, jobs, ledger, shop, webhooks};
         shop::products::create, shop::products::list, shop::products::read, shop::products::patch, shop::orders::create, shop::orders::read, shop::sagas::list, shop::sagas::retry, shop::sagas::compensate,
         webhooks::create, webhooks::list, webhooks::read, webhooks::remove, webhooks::deliveries,
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, crate::links::bulk::BulkLinks)),
     modifiers(&RuleSchemas),
     tags(
         (name = "links", description = "Create and manage short links"),
@@ -128,6 +128,26 @@ impl Modify for RuleSchemas {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.extend(crate::http::schema::components());
+        for (rule, operations) in crate::http::schema::DESCRIBED {
+            for (method, path) in *operations {
+                let operation = openapi.paths.paths.get_mut(*path).and_then(|item| match *method {
+                    "get" => item.get.as_mut(),
+                    "post" => item.post.as_mut(),
+                    "put" => item.put.as_mut(),
+                    "patch" => item.patch.as_mut(),
+                    "delete" => item.delete.as_mut(),
+                    _ => None,
+                });
+                let Some(operation) = operation else {
+                    panic!("a described rule names {method} {path}, which the document lacks");
+                };
+                let description = operation.description.get_or_insert_with(String::new);
+                if !description.is_empty() {
+                    description.push_str("\n\n");
+                }
+                description.push_str(rule);
+            }
+        }
     }
 }
 

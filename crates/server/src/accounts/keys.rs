@@ -28,8 +28,10 @@ const MAX_KEYS: i64 = 50;
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// A label for the owner (1–100 characters).
+    #[schema(value_type = crate::http::schema::DisplayName)]
     pub name: String,
     /// What the key may do: `links:read`, `links:write`, `profile:read`.
+    #[schema(value_type = Vec<crate::http::schema::KeyScope>, min_items = 1)]
     pub scopes: Vec<String>,
 }
 

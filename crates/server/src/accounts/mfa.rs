@@ -481,6 +481,7 @@ pub async fn status(
 #[serde(rename_all = "camelCase")]
 pub struct MfaPolicy {
     /// Role names: `user`, `moderator`, `admin`.
+    #[schema(value_type = Vec<crate::http::schema::RoleName>)]
     pub required_roles: Vec<String>,
 }
 

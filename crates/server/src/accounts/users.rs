@@ -32,7 +32,7 @@ pub struct NewUser {
     #[schema(min_length = 12, max_length = 256)]
     pub password: String,
     /// Display name, 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = crate::http::schema::DisplayName)]
     pub name: String,
 }
 
@@ -41,6 +41,7 @@ pub struct NewUser {
 #[serde(deny_unknown_fields)]
 pub struct ChangeUser {
     /// A new display name.
+    #[schema(value_type = Option<crate::http::schema::DisplayName>)]
     pub name: Option<String>,
     /// A new email.
     pub email: Option<String>,
@@ -57,7 +58,8 @@ pub struct ChangeUser {
 pub struct ChangePassword {
     /// The password in use (not needed when an admin sets another user's password).
     pub current_password: Option<String>,
-    /// The new password.
+    /// The new password: 12 to 256 characters, not easily guessed.
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 

@@ -438,6 +438,19 @@ pub fn id_cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
     }
 }
 
+/// The whole number a JSON number stands for: `288` or `288.0` alike, since JSON Schema's
+/// `integer` (what the document says) is any number without a fractional part. A float is
+/// taken only while it is exact (at most 2⁵³ in size); fractions and anything else are `None`.
+pub fn json_integer(value: &Value) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+            .map(|f| f as i64)
+    })
+}
+
 /// A list response with its `Link: <…>; rel="next"` header.
 pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
     let link = list.next_cursor.as_ref().and_then(|c| {
@@ -546,6 +559,17 @@ mod tests {
         assert!(negotiate(&accept("*/*")).is_ok());
         assert!(negotiate(&accept("text/html")).is_err());
         assert!(negotiate(&accept("application/json;q=0")).is_err());
+    }
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        assert_eq!(json_integer(&json!(288)), Some(288));
+        assert_eq!(json_integer(&json!(288.0)), Some(288));
+        assert_eq!(json_integer(&json!(-3.0)), Some(-3));
+        assert_eq!(json_integer(&json!(i64::MAX)), Some(i64::MAX));
+        for bad in [json!(1.5), json!(1e30), json!(9.1e15), json!("1"), json!(null)] {
+            assert_eq!(json_integer(&bad), None, "{bad}");
+        }
     }
 
     #[test]

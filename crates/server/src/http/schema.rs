@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use basis_auth::role::Role;
 use utoipa::{PartialSchema, ToSchema};
 
 /// A host name: dot-separated labels of letters, digits and inner hyphens, at most 253
@@ -28,6 +29,14 @@ pub const IF_MATCH_PATTERN: &str =
 /// 1 to 100 characters, none of them a control character (C0, DEL or C1), not starting or
 /// ending with white space (names are trimmed, so a blank one is empty).
 pub const NAME_PATTERN: &str = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]{0,98}[^\s\u0000-\u001F\u007F-\u009F])?$";
+/// A post's title: 1 to 200 characters, no control characters, not starting or ending with
+/// white space.
+pub const TITLE_PATTERN: &str = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]{0,198}[^\s\u0000-\u001F\u007F-\u009F])?$";
+/// A post's category or tag: 1 to 40 letters, digits and `-`.
+pub const LABEL_PATTERN: &str = r"^(?:[^\W_]|-){1,40}$";
+/// A link's tag: 1 to 50 letters, digits, spaces and `- _ . :`, not starting or ending with
+/// a space.
+pub const LINK_TAG_PATTERN: &str = r"^[\w.:-]([\w .:-]{0,48}[\w.:-])?$";
 /// A position in the ledger's event feed: `tx.seq`.
 pub const FEED_POSITION_PATTERN: &str = r"^[0-9]{1,18}\.[0-9]{1,18}$";
 /// Where a sign-in ends: a path on this server (not `//host` nor holding a backslash), or
@@ -53,9 +62,100 @@ pub mod rules {
     pub const ISSUED_TOKENS: &str = "Tokens, codes and cursors are accepted only as this server issued them (unexpired, unused, for this list and order); well-formed others are refused naming the field.";
     /// Redirect targets.
     pub const REDIRECT_TARGETS: &str = "An absolute redirect target must be on this server's origin or on the configured allowlist (--oidc-redirect-allowlist).";
+    /// Webhook endpoints.
+    pub const WEBHOOK_TARGET: &str = "A webhook URL must resolve to a public address (no loopback, private or link-local host) and use https outside development.";
     /// Content rules on text fields.
     pub const TEXT_CONTENT: &str = "Text fields are refused when they hold control characters, blank text, or (links) a URL that does not parse or points back at this server, and an expiry must be in the future.";
 }
+
+/// Which operations each rule of [`rules`] applies to: `(rule, [(method, path)])`. The
+/// document appends the rule's sentence to each operation's description.
+pub const DESCRIBED: &[(&str, &[(&str, &str)])] = &[
+    (
+        rules::IDEMPOTENCY_KEY_REUSE,
+        &[
+            ("post", "/accounts/{id}/deposits"),
+            ("post", "/transfers"),
+            ("post", "/transfers/{id}/post"),
+            ("post", "/transfers/{id}/void"),
+            ("post", "/orders"),
+            ("post", "/posts"),
+            ("post", "/posts/{id}/comments"),
+        ],
+    ),
+    (
+        rules::STALE_IF_MATCH,
+        &[
+            ("put", "/posts/{id}"),
+            ("patch", "/posts/{id}"),
+            ("delete", "/posts/{id}"),
+            ("put", "/comments/{id}"),
+            ("patch", "/comments/{id}"),
+            ("delete", "/comments/{id}"),
+        ],
+    ),
+    (
+        rules::PASSWORD_STRENGTH,
+        &[
+            ("post", "/users"),
+            ("post", "/users/{id}/password"),
+            ("post", "/auth/password-reset/confirm"),
+        ],
+    ),
+    (rules::IMAGE_CONTENT, &[("put", "/users/{id}/avatar")]),
+    (
+        rules::REFERENCES_EXIST,
+        &[
+            ("post", "/orders"),
+            ("post", "/transfers"),
+            ("post", "/products"),
+        ],
+    ),
+    (
+        rules::SERVED_DOMAINS,
+        &[
+            ("post", "/shorten"),
+            ("post", "/links/bulk"),
+            ("get", "/links"),
+            ("get", "/links/{code}"),
+            ("patch", "/links/{code}"),
+            ("delete", "/links/{code}"),
+            ("get", "/links/{code}/stats"),
+            ("get", "/links/{code}/visits"),
+            ("post", "/links/{code}/exports"),
+            ("get", "/links/{code}/exports/{id}"),
+        ],
+    ),
+    (
+        rules::ISSUED_TOKENS,
+        &[
+            ("get", "/links"),
+            ("get", "/posts"),
+            ("get", "/users/{id}/posts"),
+            ("get", "/posts/{id}/comments"),
+            ("get", "/links/{code}/visits"),
+            ("get", "/ledger/events"),
+            ("post", "/auth/password-reset/confirm"),
+            ("get", "/auth/oidc/callback"),
+        ],
+    ),
+    (rules::REDIRECT_TARGETS, &[("get", "/auth/oidc/start")]),
+    (rules::WEBHOOK_TARGET, &[("post", "/webhooks")]),
+    (
+        rules::TEXT_CONTENT,
+        &[
+            ("post", "/shorten"),
+            ("post", "/links/bulk"),
+            ("patch", "/links/{code}"),
+            ("post", "/posts"),
+            ("put", "/posts/{id}"),
+            ("patch", "/posts/{id}"),
+            ("post", "/posts/{id}/comments"),
+            ("put", "/comments/{id}"),
+            ("patch", "/comments/{id}"),
+        ],
+    ),
+];
 
 /// A string schema with a pattern, lengths and a description.
 fn string(pattern: &str, min: Option<usize>, max: Option<usize>, description: &str) -> RefOr<Schema> {
@@ -145,6 +245,30 @@ documented_string!(
     "1 to 100 characters, no control characters"
 );
 documented_string!(
+    /// A post's title.
+    Title,
+    TITLE_PATTERN,
+    Some(1),
+    Some(200),
+    "1 to 200 characters, no control characters"
+);
+documented_string!(
+    /// A post's category or tag.
+    Label,
+    LABEL_PATTERN,
+    Some(1),
+    Some(40),
+    "1 to 40 letters, digits and '-' (stored lower-case)"
+);
+documented_string!(
+    /// A link's tag.
+    LinkTag,
+    LINK_TAG_PATTERN,
+    Some(1),
+    Some(50),
+    "1 to 50 letters, digits, spaces and - _ . : (stored lower-case)"
+);
+documented_string!(
     /// A ledger feed position.
     FeedPosition,
     FEED_POSITION_PATTERN,
@@ -159,6 +283,54 @@ documented_string!(
     Some(1),
     None,
     "A path on this server, or an absolute URL on its origin or the allowlist"
+);
+
+/// A string schema that takes one of `values`.
+fn one_of(values: impl IntoIterator<Item = &'static str>, description: &str) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .description(Some(description))
+        .into()
+}
+
+macro_rules! documented_enum {
+    ($(#[$meta:meta])* $name:ident, $values:expr, $description:expr) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                one_of($values, $description)
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed(stringify!($name))
+            }
+        }
+    };
+}
+
+documented_enum!(
+    /// What an API key may do.
+    KeyScope,
+    basis_auth::role::Scope::ALL.map(basis_auth::role::Scope::as_str),
+    "A scope of an API key"
+);
+documented_enum!(
+    /// A role's name.
+    RoleName,
+    [Role::User, Role::Moderator, Role::Admin].map(Role::as_str),
+    "A role"
+);
+documented_enum!(
+    /// A link event a webhook can hear.
+    WebhookEvent,
+    crate::webhooks::EVENTS,
+    "A link event"
 );
 
 /// The size of an avatar thumbnail: 64 or 256.
@@ -193,8 +365,14 @@ pub fn components() -> Vec<(String, RefOr<Schema>)> {
         entry::<AccountId>(),
         entry::<Token>(),
         entry::<AvatarSize>(),
+        entry::<KeyScope>(),
+        entry::<RoleName>(),
+        entry::<WebhookEvent>(),
         entry::<EntityTags>(),
         entry::<DisplayName>(),
+        entry::<Title>(),
+        entry::<Label>(),
+        entry::<LinkTag>(),
         entry::<FeedPosition>(),
         entry::<RedirectTarget>(),
     ]

@@ -56,7 +56,7 @@ pub struct CreateLink {
     /// Tags (each 1–50 characters of letters, digits, space, `-`, `_`, `.`, `:`; stored
     /// lower-case; at most 20). A tagged link is not plain, so not with `reuse`.
     #[serde(default)]
-    #[schema(max_items = 20)]
+    #[schema(max_items = 20, value_type = Vec<crate::http::schema::LinkTag>)]
     pub tags: Vec<String>,
     /// A title for the link (1–300 characters), shown by its preview.
     #[schema(max_length = 300)]

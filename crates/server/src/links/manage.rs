@@ -43,7 +43,7 @@ pub struct ChangeLink {
     pub password: Option<Option<String>>,
     /// New tags replacing all the link's tags; `[]` or `null` removes them.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>, max_items = 20)]
+    #[schema(value_type = Option<Vec<crate::http::schema::LinkTag>>, max_items = 20)]
     pub tags: Option<Option<Vec<String>>>,
     /// A new title, or `null` for none.
     #[serde(default, deserialize_with = "present")]
