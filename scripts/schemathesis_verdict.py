@@ -68,15 +68,32 @@ def decoded(body) -> str:
     return body if isinstance(body, str) else ""
 
 
-def failures(lines) -> list[Failure]:
-    """The failed checks of every finished scenario, once per distinct request and check."""
+@dataclass
+class Run:
+    """What a run's report holds: its failures, its errors, and whether it finished."""
+
+    failures: list[Failure]
+    errors: list[str]
+    finished: bool
+
+
+def read_run(lines) -> Run:
+    """The failed checks of every finished scenario (once per distinct request and check),
+    the errors that stopped a test, and whether the engine finished."""
     found: list[Failure] = []
+    errors: list[str] = []
+    finished_engine = False
     seen = set()
     for line in lines:
         line = line.strip()
         if not line:
             continue
         event = json.loads(line)
+        if "EngineFinished" in event:
+            finished_engine = True
+        for kind in ("NonFatalError", "FatalError"):
+            if kind in event:
+                errors.append(f"{kind}: {json.dumps(event[kind])[:300]}")
         finished = event.get("ScenarioFinished")
         if not finished:
             continue
@@ -98,16 +115,16 @@ def failures(lines) -> list[Failure]:
                     problem = None
                 if isinstance(problem, dict):
                     detail = str(problem.get("detail") or "")
-                    errors = problem.get("errors")
-                    if isinstance(errors, list):
+                    problems = problem.get("errors")
+                    if isinstance(problems, list):
                         fields = tuple(
                             str(e.get("field"))
-                            for e in errors
+                            for e in problems
                             if isinstance(e, dict) and "field" in e
                         )
                         messages = tuple(
                             str(e.get("message"))
-                            for e in errors
+                            for e in problems
                             if isinstance(e, dict) and "message" in e
                         )
                     else:
@@ -138,7 +155,7 @@ def failures(lines) -> list[Failure]:
                 if key not in seen:
                     seen.add(key)
                     found.append(failure)
-    return found
+    return Run(failures=found, errors=errors, finished=finished_engine)
 
 
 def rules(document: dict) -> list[Rule]:
@@ -161,8 +178,10 @@ def rules(document: dict) -> list[Rule]:
     return out
 
 
-def verdict(found: list[Failure], allowed: list[Rule], out=sys.stdout) -> int:
-    """Prints every failure with the rule that explains it; 1 if any is unexplained."""
+def verdict(run: Run, allowed: list[Rule], out=sys.stdout) -> int:
+    """Prints every failure with the rule that explains it; 1 if any is unexplained, if a
+    test ended in an error or if the run did not finish."""
+    found = run.failures
     unexplained = 0
     groups: dict[tuple, list[Failure]] = {}
     for failure in found:
@@ -186,7 +205,8 @@ def verdict(found: list[Failure], allowed: list[Rule], out=sys.stdout) -> int:
                     print(f"    invalid: {member.component}", file=out)
                 if member.messages:
                     print(f"    messages: {'; '.join(member.messages)}", file=out)
-                print(f"    request: {member.uri}", file=out)
+                uri = member.uri if len(member.uri) <= 200 else member.uri[:200] + "…"
+                print(f"    request: {uri}", file=out)
         else:
             rule.used += len(members)
             print(f"explained   {what}\n    because: {rule.reason}", file=out)
@@ -194,12 +214,16 @@ def verdict(found: list[Failure], allowed: list[Rule], out=sys.stdout) -> int:
         if not rule.used:
             print(f"(unused rule: {rule.check} {rule.operation} {rule.status}: {rule.reason})",
                   file=out)
+    for error in run.errors:
+        print(f"ERROR {error}", file=out)
+    if not run.finished:
+        print("the run did not finish (no EngineFinished event)", file=out)
     print(
         f"{len(found)} failures, {len(found) - unexplained} explained by described rules, "
-        f"{unexplained} unexplained",
+        f"{unexplained} unexplained, {len(run.errors)} errors",
         file=out,
     )
-    return 1 if unexplained else 0
+    return 1 if unexplained or run.errors or not run.finished else 0
 
 
 def main(argv: list[str]) -> int:
@@ -207,10 +231,10 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     with open(argv[1], encoding="utf-8") as ndjson:
-        found = failures(ndjson)
+        run = read_run(ndjson)
     with open(argv[2], "rb") as allowlist:
         allowed = rules(tomllib.load(allowlist))
-    return verdict(found, allowed)
+    return verdict(run, allowed)
 
 
 if __name__ == "__main__":

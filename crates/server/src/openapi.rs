@@ -128,6 +128,26 @@ impl Modify for RuleSchemas {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.extend(crate::http::schema::components());
+        // A header is absent or has a value, never `null`: an optional header's schema is its
+        // value's (else a client would send the text "null").
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.parameter_in == utoipa::openapi::path::ParameterIn::Header
+                        && let Some(schema) = parameter.schema.take()
+                    {
+                        parameter.schema = Some(without_null(schema));
+                    }
+                }
+            }
+        }
         for (rule, operations) in crate::http::schema::DESCRIBED {
             for (method, path) in *operations {
                 let operation = openapi.paths.paths.get_mut(*path).and_then(|item| match *method {
@@ -149,6 +169,28 @@ impl Modify for RuleSchemas {
             }
         }
     }
+}
+
+/// `schema` without its `null` alternative (`type: [T, null]` or `oneOf: [null, T]`).
+fn without_null(
+    schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let Ok(mut value) = serde_json::to_value(&schema) else {
+        return schema;
+    };
+    let is_null = |v: &serde_json::Value| v.get("type").and_then(|t| t.as_str()) == Some("null");
+    if let Some(types) = value.get_mut("type").and_then(|t| t.as_array_mut()) {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            value["type"] = only.clone();
+        }
+    } else if let Some(alternatives) = value.get("oneOf").and_then(|o| o.as_array())
+        && alternatives.iter().any(is_null)
+        && let Some(kept) = alternatives.iter().find(|v| !is_null(v))
+    {
+        value = kept.clone();
+    }
+    serde_json::from_value(value).unwrap_or(schema)
 }
 
 /// The route serving the description.

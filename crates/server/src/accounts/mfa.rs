@@ -307,9 +307,10 @@ async fn enrolling_user(
 pub async fn enrol(
     State(state): State<AppState>,
     caller: Caller,
-    OptionalJson(body): OptionalJson<EnrolRequest>,
+    OptionalJson(body): OptionalJson<Option<EnrolRequest>>,
 ) -> ApiResult<Response> {
-    let body = match (caller.principal(), body) {
+    // `null` is no body, as the document's optional body allows.
+    let body = match (caller.principal(), body.flatten()) {
         (_, Some(body)) => body,
         // Signed in, the body may be left out; one that is sent must be valid.
         (Some(_), None) => EnrolRequest::default(),

@@ -44,6 +44,7 @@ pub struct ChangeUser {
     #[schema(value_type = Option<crate::http::schema::DisplayName>)]
     pub name: Option<String>,
     /// A new email.
+    #[schema(format = Email)]
     pub email: Option<String>,
     /// New settings (a JSON object, replacing the old).
     #[schema(value_type = Option<Object>)]
@@ -326,7 +327,7 @@ pub fn is_account_id(raw: &str) -> bool {
 
 /// Lists accounts (admins).
 #[utoipa::path(get, path = "/users", tag = "users", params(UserPage),
-    responses((status = 200, body = List<Profile>), (status = 401), (status = 403)))]
+    responses((status = 200, body = List<Profile>), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"), (status = 401), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

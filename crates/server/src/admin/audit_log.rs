@@ -35,7 +35,7 @@ pub struct AuditEvent {
 
 /// The audit log, newest first (admins).
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", params(Page),
-    responses((status = 200, body = List<AuditEvent>), (status = 401), (status = 403)))]
+    responses((status = 200, body = List<AuditEvent>), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"), (status = 401), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,

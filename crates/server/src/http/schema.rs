@@ -55,13 +55,17 @@ pub mod rules {
     /// Image content.
     pub const IMAGE_CONTENT: &str = "The body must be a PNG, JPEG or WebP image that decodes; anything else is refused with 415 or 422 whatever its declared type.";
     /// Existence of a referenced resource.
-    pub const REFERENCES_EXIST: &str = "Ids in the body must name resources that exist and that you may use; others are refused with 422 naming the field.";
+    pub const REFERENCES_EXIST: &str = "Ids in the body must name resources that exist and that you may use, and quantities must be in stock; others are refused with 422 naming the field.";
     /// Domains served by the instance.
     pub const SERVED_DOMAINS: &str = "A domain must be one this server is configured to serve (--base-url and --domain); another well-formed host name is refused naming `domain`.";
     /// Tokens issued by the server.
     pub const ISSUED_TOKENS: &str = "Tokens, codes and cursors are accepted only as this server issued them (unexpired, unused, for this list and order); well-formed others are refused naming the field.";
     /// Redirect targets.
     pub const REDIRECT_TARGETS: &str = "An absolute redirect target must be on this server's origin or on the configured allowlist (--oidc-redirect-allowlist).";
+    /// The CSV form of a bulk import.
+    pub const BULK_CSV: &str = "A CSV import must start with a header naming known columns and hold at least one link; otherwise it is refused with 400.";
+    /// The size of a request head.
+    pub const HEAD_SIZE: &str = "A request head (request line and headers) over the server's limit is refused with 431 before any route reads it.";
     /// Webhook endpoints.
     pub const WEBHOOK_TARGET: &str = "A webhook URL must resolve to a public address (no loopback, private or link-local host) and use https outside development.";
     /// Content rules on text fields.
@@ -141,6 +145,7 @@ pub const DESCRIBED: &[(&str, &[(&str, &str)])] = &[
     ),
     (rules::REDIRECT_TARGETS, &[("get", "/auth/oidc/start")]),
     (rules::WEBHOOK_TARGET, &[("post", "/webhooks")]),
+    (rules::BULK_CSV, &[("post", "/links/bulk")]),
     (
         rules::TEXT_CONTENT,
         &[

@@ -290,10 +290,16 @@ async fn resolve(
         &path,
         &bytes,
         || async {
-            let input: PostBody = if bytes.is_empty() {
+            // The body is optional: none, or `null` as the document allows, is an empty one.
+            let document = if bytes.is_empty() {
+                serde_json::Value::Null
+            } else {
+                parse_json(&bytes)?
+            };
+            let input: PostBody = if document.is_null() {
                 PostBody::default()
             } else {
-                from_document(parse_json(&bytes)?)?
+                from_document(document)?
             };
             let amount = match (&input.amount, post) {
                 (None, _) => None,

@@ -179,8 +179,8 @@ pub async fn export(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let owner = match params.owner {
         // Refused before the answer starts: a failure inside the stream could only cut it.
-        Some(owner) if owner.is_empty() => {
-            return Err(ApiError::BadRequest("owner must name an account".into()));
+        Some(owner) if !crate::accounts::users::is_account_id(&owner) => {
+            return Err(ApiError::field("owner", "must be an account id"));
         }
         Some(owner) if owner != principal.user_id => caller.act_for(&owner).map(|_| owner)?,
         _ => principal.user_id.clone(),
