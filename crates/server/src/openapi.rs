@@ -126,6 +126,10 @@ struct RuleSchemas;
 
 impl Modify for RuleSchemas {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // The one rule that holds before any route: the size of the request head.
+        let info = openapi.info.description.get_or_insert_with(String::new);
+        info.push_str("\n\n");
+        info.push_str(crate::http::schema::rules::HEAD_SIZE);
         let components = openapi.components.get_or_insert_with(Default::default);
         components.schemas.extend(crate::http::schema::components());
         // A header is absent or has a value, never `null`: an optional header's schema is its
@@ -146,6 +150,33 @@ impl Modify for RuleSchemas {
                         parameter.schema = Some(without_null(schema));
                     }
                 }
+            }
+        }
+        // A merge patch takes any subset of the resource's fields and nothing else.
+        for (path, resource) in [("/posts/{id}", "PostInput"), ("/comments/{id}", "CommentInput")] {
+            let Some(mut schema) = components
+                .schemas
+                .get(resource)
+                .and_then(|s| serde_json::to_value(s).ok())
+            else {
+                continue;
+            };
+            if let Some(object) = schema.as_object_mut() {
+                object.remove("required");
+                object.insert("additionalProperties".into(), false.into());
+            }
+            let Ok(schema) = serde_json::from_value(schema) else {
+                continue;
+            };
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.patch.as_mut())
+                .and_then(|operation| operation.request_body.as_mut())
+                .and_then(|body| body.content.get_mut(crate::http::rest::MERGE_PATCH));
+            if let Some(content) = body {
+                content.schema = Some(schema);
             }
         }
         for (rule, operations) in crate::http::schema::DESCRIBED {
@@ -240,7 +271,13 @@ mod tests {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         let limit = |schema: &str, field: &str, key: &str| {
             let property = &doc["components"]["schemas"][schema]["properties"][field];
+            // A rule written once (`http::schema`) is a reference to its schema.
+            let referred = find(property, "$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit('/').next())
+                .map(|name| &doc["components"]["schemas"][name]);
             find(property, key)
+                .or_else(|| referred.and_then(|r| find(r, key)))
                 .and_then(Value::as_u64)
                 .unwrap_or_else(|| panic!("{schema}.{field} states no {key}: {property}"))
                 as usize
@@ -285,6 +322,56 @@ mod tests {
             limit("CommentInput", "body", "maxLength"),
             crate::blog::comments::MAX_COMMENT_CHARS
         );
+    }
+
+    /// Every parameter is where the handler reads it (lists read `limit` and `cursor` from
+    /// the query), and no header may be sent as `null`.
+    #[test]
+    fn parameters_are_query_or_path_as_read_and_headers_are_never_null() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().unwrap();
+                    let place = parameter["in"].as_str().unwrap();
+                    if place == "path" {
+                        assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: {name}");
+                    }
+                    if place == "header" {
+                        let schema = parameter["schema"].to_string();
+                        assert!(!schema.contains("\"null\""), "{method} {path}: {name} {schema}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The documented `If-Match` pattern accepts exactly what the server reads as one.
+    #[test]
+    fn the_documented_if_match_pattern_is_the_server_s_rule() {
+        let pattern = regex::Regex::new(crate::http::schema::IF_MATCH_PATTERN).unwrap();
+        for value in [
+            "*", "\"a\"", "W/\"a\"", "\"\"", "\"a\", \"b\"", "\"a\",W/\"b\"", "", "a", "*, \"a\"",
+            "\"a\",,\"b\"", "\"a b\"", "w/\"a\"", "\"a\"\"",
+        ] {
+            assert_eq!(
+                pattern.is_match(value),
+                crate::http::rest::is_if_match(value),
+                "{value:?}"
+            );
+        }
+    }
+
+    /// Each rule no schema can state is in the description of the operations it names.
+    #[test]
+    fn described_rules_are_in_their_operations() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (rule, operations) in crate::http::schema::DESCRIBED {
+            for (method, path) in *operations {
+                let description = doc["paths"][path][method]["description"].as_str().unwrap();
+                assert!(description.contains(rule), "{method} {path}");
+            }
+        }
     }
 
     /// The alias pattern accepts exactly the aliases that parse (reserved names aside).

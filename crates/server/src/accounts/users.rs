@@ -50,6 +50,7 @@ pub struct ChangeUser {
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
     /// A new role (admins only).
+    #[schema(value_type = Option<crate::http::schema::RoleName>)]
     pub role: Option<String>,
 }
 

@@ -66,6 +66,10 @@ pub mod rules {
     pub const BULK_CSV: &str = "A CSV import must start with a header naming known columns and hold at least one link; otherwise it is refused with 400.";
     /// The size of a request head.
     pub const HEAD_SIZE: &str = "A request head (request line and headers) over the server's limit is refused with 431 before any route reads it.";
+    /// Balances stay within 64 bits.
+    pub const BALANCE_LIMITS: &str = "An amount that would take a balance past 2^63-1 minor units, or below what the account may owe, is refused with 422 naming `amount`.";
+    /// A bulk creation reports each link.
+    pub const BULK_PARTIAL: &str = "A bulk creation answers 207 with one result per link: a link that breaks a rule is refused in its own result (with the status and problem a POST /shorten would get), not by failing the whole request.";
     /// Webhook endpoints.
     pub const WEBHOOK_TARGET: &str = "A webhook URL must resolve to a public address (no loopback, private or link-local host) and use https outside development.";
     /// Content rules on text fields.
@@ -146,6 +150,11 @@ pub const DESCRIBED: &[(&str, &[(&str, &str)])] = &[
     (rules::REDIRECT_TARGETS, &[("get", "/auth/oidc/start")]),
     (rules::WEBHOOK_TARGET, &[("post", "/webhooks")]),
     (rules::BULK_CSV, &[("post", "/links/bulk")]),
+    (rules::BULK_PARTIAL, &[("post", "/links/bulk")]),
+    (
+        rules::BALANCE_LIMITS,
+        &[("post", "/accounts/{id}/deposits"), ("post", "/transfers")],
+    ),
     (
         rules::TEXT_CONTENT,
         &[

@@ -223,6 +223,11 @@ pub struct PostBody {
     pub amount: Option<Value>,
 }
 
+/// What `POST /transfers/{id}/void` may take, for the document: nothing (or `{}`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidBody {}
+
 /// Posts a pending transfer: all it reserved, or a smaller `amount` (409 if not pending).
 #[utoipa::path(post, path = "/transfers/{id}/post", tag = "ledger", request_body(content = Option<PostBody>),
     params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = KEY_PARAM)),
@@ -245,7 +250,7 @@ pub async fn post(
 
 /// Voids a pending transfer, releasing what it reserved (409 if not pending).
 #[utoipa::path(post, path = "/transfers/{id}/void", tag = "ledger",
-    request_body(content = Option<PostBody>, description = "Nothing: a void takes no amount"),
+    request_body(content = Option<VoidBody>, description = "Nothing: a void takes no amount"),
     params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = KEY_PARAM)),
     responses((status = 200, body = TransferView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not pending (or the same key is running)", body = Problem, content_type = "application/problem+json"),
