@@ -153,7 +153,10 @@ impl Modify for RuleSchemas {
             }
         }
         // A merge patch takes any subset of the resource's fields and nothing else.
-        for (path, resource) in [("/posts/{id}", "PostInput"), ("/comments/{id}", "CommentInput")] {
+        for (path, resource) in [
+            ("/posts/{id}", "PostInput"),
+            ("/comments/{id}", "CommentInput"),
+        ] {
             let Some(mut schema) = components
                 .schemas
                 .get(resource)
@@ -181,14 +184,18 @@ impl Modify for RuleSchemas {
         }
         for (rule, operations) in crate::http::schema::DESCRIBED {
             for (method, path) in *operations {
-                let operation = openapi.paths.paths.get_mut(*path).and_then(|item| match *method {
-                    "get" => item.get.as_mut(),
-                    "post" => item.post.as_mut(),
-                    "put" => item.put.as_mut(),
-                    "patch" => item.patch.as_mut(),
-                    "delete" => item.delete.as_mut(),
-                    _ => None,
-                });
+                let operation = openapi
+                    .paths
+                    .paths
+                    .get_mut(*path)
+                    .and_then(|item| match *method {
+                        "get" => item.get.as_mut(),
+                        "post" => item.post.as_mut(),
+                        "put" => item.put.as_mut(),
+                        "patch" => item.patch.as_mut(),
+                        "delete" => item.delete.as_mut(),
+                        _ => None,
+                    });
                 let Some(operation) = operation else {
                     panic!("a described rule names {method} {path}, which the document lacks");
                 };
@@ -335,11 +342,17 @@ mod tests {
                     let name = parameter["name"].as_str().unwrap();
                     let place = parameter["in"].as_str().unwrap();
                     if place == "path" {
-                        assert!(path.contains(&format!("{{{name}}}")), "{method} {path}: {name}");
+                        assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{method} {path}: {name}"
+                        );
                     }
                     if place == "header" {
                         let schema = parameter["schema"].to_string();
-                        assert!(!schema.contains("\"null\""), "{method} {path}: {name} {schema}");
+                        assert!(
+                            !schema.contains("\"null\""),
+                            "{method} {path}: {name} {schema}"
+                        );
                     }
                 }
             }
@@ -351,8 +364,19 @@ mod tests {
     fn the_documented_if_match_pattern_is_the_server_s_rule() {
         let pattern = regex::Regex::new(crate::http::schema::IF_MATCH_PATTERN).unwrap();
         for value in [
-            "*", "\"a\"", "W/\"a\"", "\"\"", "\"a\", \"b\"", "\"a\",W/\"b\"", "", "a", "*, \"a\"",
-            "\"a\",,\"b\"", "\"a b\"", "w/\"a\"", "\"a\"\"",
+            "*",
+            "\"a\"",
+            "W/\"a\"",
+            "\"\"",
+            "\"a\", \"b\"",
+            "\"a\",W/\"b\"",
+            "",
+            "a",
+            "*, \"a\"",
+            "\"a\",,\"b\"",
+            "\"a b\"",
+            "w/\"a\"",
+            "\"a\"\"",
         ] {
             assert_eq!(
                 pattern.is_match(value),

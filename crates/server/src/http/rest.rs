@@ -567,7 +567,13 @@ mod tests {
         assert_eq!(json_integer(&json!(288.0)), Some(288));
         assert_eq!(json_integer(&json!(-3.0)), Some(-3));
         assert_eq!(json_integer(&json!(i64::MAX)), Some(i64::MAX));
-        for bad in [json!(1.5), json!(1e30), json!(9.1e15), json!("1"), json!(null)] {
+        for bad in [
+            json!(1.5),
+            json!(1e30),
+            json!(9.1e15),
+            json!("1"),
+            json!(null),
+        ] {
             assert_eq!(json_integer(&bad), None, "{bad}");
         }
     }
@@ -584,10 +590,26 @@ mod tests {
 
     #[test]
     fn if_match_is_a_star_or_a_list_of_entity_tags() {
-        for good in ["*", "\"abc\"", "W/\"abc\"", "\"\"", "\"a\", \"b\"", "\"a\",W/\"b\""] {
+        for good in [
+            "*",
+            "\"abc\"",
+            "W/\"abc\"",
+            "\"\"",
+            "\"a\", \"b\"",
+            "\"a\",W/\"b\"",
+        ] {
             assert!(is_if_match(good), "{good:?}");
         }
-        for bad in ["", "abc", "\"abc", "*, \"a\"", "\"a\",,\"b\"", "w/\"a\"", "\"a b\"", "\"\"\""] {
+        for bad in [
+            "",
+            "abc",
+            "\"abc",
+            "*, \"a\"",
+            "\"a\",,\"b\"",
+            "w/\"a\"",
+            "\"a b\"",
+            "\"\"\"",
+        ] {
             assert!(!is_if_match(bad), "{bad:?}");
         }
     }

@@ -6,15 +6,14 @@
 
 use std::borrow::Cow;
 
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::RefOr;
 use basis_auth::role::Role;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 /// A host name: dot-separated labels of letters, digits and inner hyphens, at most 253
 /// characters (what `?domain=` takes).
-pub const HOST_NAME_PATTERN: &str =
-    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
+pub const HOST_NAME_PATTERN: &str = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$";
 /// The cursor of a list ordered by id: the id of the previous page's last item.
 pub const ID_CURSOR_PATTERN: &str = "^[0-9]{1,18}$";
 /// An opaque page cursor: URL-safe base64 without padding.
@@ -24,8 +23,7 @@ pub const TOKEN_PATTERN: &str = "^[!-~]{1,4096}$";
 /// An account id (the cursor of the account list is one).
 pub const USER_CURSOR_PATTERN: &str = "^[0-9a-f]{32}$";
 /// `If-Match`: `*` or a comma-separated list of entity tags (RFC 9110 §13.1.1).
-pub const IF_MATCH_PATTERN: &str =
-    r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#;
+pub const IF_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#;
 /// 1 to 100 characters, none of them a control character (C0, DEL or C1), not starting or
 /// ending with white space (names are trimmed, so a blank one is empty).
 pub const NAME_PATTERN: &str = r"^[^\s\u0000-\u001F\u007F-\u009F]([^\u0000-\u001F\u007F-\u009F]{0,98}[^\s\u0000-\u001F\u007F-\u009F])?$";
@@ -172,7 +170,12 @@ pub const DESCRIBED: &[(&str, &[(&str, &str)])] = &[
 ];
 
 /// A string schema with a pattern, lengths and a description.
-fn string(pattern: &str, min: Option<usize>, max: Option<usize>, description: &str) -> RefOr<Schema> {
+fn string(
+    pattern: &str,
+    min: Option<usize>,
+    max: Option<usize>,
+    description: &str,
+) -> RefOr<Schema> {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(pattern))

@@ -349,7 +349,8 @@ pub struct FeedQuery {
 
 /// Whether `raw` is `tx.seq` in decimal digits (`http::schema::FEED_POSITION_PATTERN`).
 fn is_feed_position(raw: &str) -> bool {
-    let digits = |part: &str| (1..=18).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    let digits =
+        |part: &str| (1..=18).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
     raw.split_once('.')
         .is_some_and(|(tx, seq)| digits(tx) && digits(seq))
 }

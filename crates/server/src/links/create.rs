@@ -35,6 +35,9 @@ pub struct CreateLink {
     #[schema(pattern = "^[A-Za-z0-9_-]{3,64}$")]
     pub custom_alias: Option<String>,
     /// When the link stops redirecting (RFC 3339); must be in the future.
+    #[schema(
+        pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+    )]
     pub expires_at: Option<DateTime<Utc>>,
     /// How many human clicks the link allows (at least 1).
     #[schema(minimum = 1)]

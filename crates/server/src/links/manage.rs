@@ -28,7 +28,7 @@ pub struct ChangeLink {
     pub long_url: Option<String>,
     /// A new expiry, or `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<DateTime<Utc>>, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// A new click limit, or `null` for none.
     #[serde(default, deserialize_with = "present")]

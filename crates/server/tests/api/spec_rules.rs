@@ -129,11 +129,7 @@ async fn a_signed_in_enrolment_refuses_a_body_it_cannot_read(engine: Engine) {
         .await
         .unwrap();
     assert_problem(response, 400).await;
-    let response = enrol()
-        .json(&json!({"unknown": 1}))
-        .send()
-        .await
-        .unwrap();
+    let response = enrol().json(&json!({"unknown": 1})).send().await.unwrap();
     assert_problem(response, 400).await;
     let response = enrol()
         .header("content-type", "application/json")

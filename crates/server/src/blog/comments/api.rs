@@ -227,11 +227,7 @@ pub async fn read(
 }
 
 /// The comment `id` for a change by its author (or an admin).
-async fn editable(
-    state: &AppState,
-    caller: &Caller,
-    id: i64,
-) -> ApiResult<(CommentRow, String)> {
+async fn editable(state: &AppState, caller: &Caller, id: i64) -> ApiResult<(CommentRow, String)> {
     let (row, post_status) = visible_comment(state, caller, id).await?;
     caller.act_for(&row.author_id)?;
     Ok((row, post_status))

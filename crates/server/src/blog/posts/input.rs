@@ -46,7 +46,12 @@ pub struct PostInput {
     #[schema(example = "Designing a REST API", value_type = crate::http::schema::Title)]
     pub title: String,
     /// Markdown, 1–50,000 bytes; rendered to sanitised HTML in `bodyHtml`.
-    #[schema(example = "Resources are *nouns*.", min_length = 1, max_length = 50000, pattern = "\\S")]
+    #[schema(
+        example = "Resources are *nouns*.",
+        min_length = 1,
+        max_length = 50000,
+        pattern = "\\S"
+    )]
     pub body: String,
     /// A category name (letters, digits, `-`; stored lower-case), or `null` for none.
     #[serde(default)]
