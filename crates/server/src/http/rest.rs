@@ -451,6 +451,19 @@ pub fn json_integer(value: &Value) -> Option<i64> {
     })
 }
 
+/// Deserializes an `i64` field written as any JSON integer, `5.0` included
+/// ([`json_integer`]); for `#[serde(deserialize_with = …)]`.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    json_integer(&value).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "must be an integer from {} to {}",
+            i64::MIN,
+            i64::MAX
+        ))
+    })
+}
+
 /// A list response with its `Link: <…>; rel="next"` header.
 pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
     let link = list.next_cursor.as_ref().and_then(|c| {
@@ -576,6 +589,20 @@ mod tests {
         ] {
             assert_eq!(json_integer(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn whole_number_fields_take_a_zero_fraction_and_refuse_others() {
+        #[derive(Deserialize)]
+        struct Weighted {
+            #[serde(deserialize_with = "whole_number")]
+            weight: i64,
+        }
+        let read = |v: Value| serde_json::from_value::<Weighted>(v).map(|w| w.weight);
+        assert_eq!(read(json!({"weight": 7})).ok(), Some(7));
+        assert_eq!(read(json!({"weight": 3510873.0})).ok(), Some(3510873));
+        assert!(read(json!({"weight": 1.5})).is_err());
+        assert!(read(json!({"weight": "7"})).is_err());
     }
 
     #[test]
