@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use axum::body::Bytes;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use utoipa::OpenApi;
+use utoipa::{Modify, OpenApi};
 
 use crate::blog::{comments, posts};
 use crate::error::{FieldError, Problem};
@@ -102,7 +102,8 @@ use crate::{accounts, admin, jobs, ledger, shop, webhooks};
         shop::products::create, shop::products::list, shop::products::read, shop::products::patch, shop::orders::create, shop::orders::read, shop::sagas::list, shop::sagas::retry, shop::sagas::compensate,
         webhooks::create, webhooks::list, webhooks::read, webhooks::remove, webhooks::deliveries,
     ),
-    components(schemas(Problem, FieldError)),
+    components(schemas(Problem, FieldError, crate::links::bulk::BulkLinks)),
+    modifiers(&RuleSchemas),
     tags(
         (name = "links", description = "Create and manage short links"),
         (name = "redirect", description = "Follow short links"),
@@ -119,6 +120,116 @@ use crate::{accounts, admin, jobs, ledger, shop, webhooks};
     )
 )]
 pub struct ApiDoc;
+
+/// Adds the schemas of the request rules (`http::schema`) that parameters and fields name.
+struct RuleSchemas;
+
+impl Modify for RuleSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // The one rule that holds before any route: the size of the request head.
+        let info = openapi.info.description.get_or_insert_with(String::new);
+        info.push_str("\n\n");
+        info.push_str(crate::http::schema::rules::HEAD_SIZE);
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.extend(crate::http::schema::components());
+        // A header is absent or has a value, never `null`: an optional header's schema is its
+        // value's (else a client would send the text "null").
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.parameter_in == utoipa::openapi::path::ParameterIn::Header
+                        && let Some(schema) = parameter.schema.take()
+                    {
+                        parameter.schema = Some(without_null(schema));
+                    }
+                }
+            }
+        }
+        // A merge patch takes any subset of the resource's fields and nothing else.
+        for (path, resource) in [
+            ("/posts/{id}", "PostInput"),
+            ("/comments/{id}", "CommentInput"),
+        ] {
+            let Some(mut schema) = components
+                .schemas
+                .get(resource)
+                .and_then(|s| serde_json::to_value(s).ok())
+            else {
+                continue;
+            };
+            if let Some(object) = schema.as_object_mut() {
+                object.remove("required");
+                object.insert("additionalProperties".into(), false.into());
+            }
+            let Ok(schema) = serde_json::from_value(schema) else {
+                continue;
+            };
+            let body = openapi
+                .paths
+                .paths
+                .get_mut(path)
+                .and_then(|item| item.patch.as_mut())
+                .and_then(|operation| operation.request_body.as_mut())
+                .and_then(|body| body.content.get_mut(crate::http::rest::MERGE_PATCH));
+            if let Some(content) = body {
+                content.schema = Some(schema);
+            }
+        }
+        for (rule, operations) in crate::http::schema::DESCRIBED {
+            for (method, path) in *operations {
+                let operation = openapi
+                    .paths
+                    .paths
+                    .get_mut(*path)
+                    .and_then(|item| match *method {
+                        "get" => item.get.as_mut(),
+                        "post" => item.post.as_mut(),
+                        "put" => item.put.as_mut(),
+                        "patch" => item.patch.as_mut(),
+                        "delete" => item.delete.as_mut(),
+                        _ => None,
+                    });
+                let Some(operation) = operation else {
+                    panic!("a described rule names {method} {path}, which the document lacks");
+                };
+                let description = operation.description.get_or_insert_with(String::new);
+                if !description.is_empty() {
+                    description.push_str("\n\n");
+                }
+                description.push_str(rule);
+            }
+        }
+    }
+}
+
+/// `schema` without its `null` alternative (`type: [T, null]` or `oneOf: [null, T]`).
+fn without_null(
+    schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    let Ok(mut value) = serde_json::to_value(&schema) else {
+        return schema;
+    };
+    let is_null = |v: &serde_json::Value| v.get("type").and_then(|t| t.as_str()) == Some("null");
+    if let Some(types) = value.get_mut("type").and_then(|t| t.as_array_mut()) {
+        types.retain(|t| t != "null");
+        if let [only] = types.as_slice() {
+            value["type"] = only.clone();
+        }
+    } else if let Some(alternatives) = value.get("oneOf").and_then(|o| o.as_array())
+        && alternatives.iter().any(is_null)
+        && let Some(kept) = alternatives.iter().find(|v| !is_null(v))
+    {
+        value = kept.clone();
+    }
+    serde_json::from_value(value).unwrap_or(schema)
+}
 
 /// The route serving the description.
 pub fn router() -> Routes<AppState> {
@@ -167,7 +278,13 @@ mod tests {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         let limit = |schema: &str, field: &str, key: &str| {
             let property = &doc["components"]["schemas"][schema]["properties"][field];
+            // A rule written once (`http::schema`) is a reference to its schema.
+            let referred = find(property, "$ref")
+                .and_then(Value::as_str)
+                .and_then(|r| r.rsplit('/').next())
+                .map(|name| &doc["components"]["schemas"][name]);
             find(property, key)
+                .or_else(|| referred.and_then(|r| find(r, key)))
                 .and_then(Value::as_u64)
                 .unwrap_or_else(|| panic!("{schema}.{field} states no {key}: {property}"))
                 as usize
@@ -212,6 +329,73 @@ mod tests {
             limit("CommentInput", "body", "maxLength"),
             crate::blog::comments::MAX_COMMENT_CHARS
         );
+    }
+
+    /// Every parameter is where the handler reads it (lists read `limit` and `cursor` from
+    /// the query), and no header may be sent as `null`.
+    #[test]
+    fn parameters_are_query_or_path_as_read_and_headers_are_never_null() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                    let name = parameter["name"].as_str().unwrap();
+                    let place = parameter["in"].as_str().unwrap();
+                    if place == "path" {
+                        assert!(
+                            path.contains(&format!("{{{name}}}")),
+                            "{method} {path}: {name}"
+                        );
+                    }
+                    if place == "header" {
+                        let schema = parameter["schema"].to_string();
+                        assert!(
+                            !schema.contains("\"null\""),
+                            "{method} {path}: {name} {schema}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The documented `If-Match` pattern accepts exactly what the server reads as one.
+    #[test]
+    fn the_documented_if_match_pattern_is_the_server_s_rule() {
+        let pattern = regex::Regex::new(crate::http::schema::IF_MATCH_PATTERN).unwrap();
+        for value in [
+            "*",
+            "\"a\"",
+            "W/\"a\"",
+            "\"\"",
+            "\"a\", \"b\"",
+            "\"a\",W/\"b\"",
+            "",
+            "a",
+            "*, \"a\"",
+            "\"a\",,\"b\"",
+            "\"a b\"",
+            "w/\"a\"",
+            "\"a\"\"",
+        ] {
+            assert_eq!(
+                pattern.is_match(value),
+                crate::http::rest::is_if_match(value),
+                "{value:?}"
+            );
+        }
+    }
+
+    /// Each rule no schema can state is in the description of the operations it names.
+    #[test]
+    fn described_rules_are_in_their_operations() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (rule, operations) in crate::http::schema::DESCRIBED {
+            for (method, path) in *operations {
+                let description = doc["paths"][path][method]["description"].as_str().unwrap();
+                assert!(description.contains(rule), "{method} {path}");
+            }
+        }
     }
 
     /// The alias pattern accepts exactly the aliases that parse (reserved names aside).

@@ -256,8 +256,10 @@ pub async fn sweep_periodically(state: AppState, mut stop: tokio::sync::watch::R
 
 /// Which thumbnail to serve.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AvatarQuery {
     /// 64 or 256 (the default).
+    #[param(value_type = Option<crate::http::schema::AvatarSize>)]
     pub size: Option<u32>,
 }
 

@@ -28,8 +28,10 @@ const MAX_KEYS: i64 = 50;
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
     /// A label for the owner (1–100 characters).
+    #[schema(value_type = crate::http::schema::DisplayName)]
     pub name: String,
     /// What the key may do: `links:read`, `links:write`, `profile:read`.
+    #[schema(value_type = Vec<crate::http::schema::KeyScope>, min_items = 1)]
     pub scopes: Vec<String>,
 }
 
@@ -88,8 +90,11 @@ pub async fn create(
     let ApiJson(body) = body?;
     let mut errors = Vec::new();
     let name = body.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 {
-        errors.push(FieldError::new("name", "must be 1 to 100 characters"));
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors.push(FieldError::new(
+            "name",
+            "must be 1 to 100 printable characters",
+        ));
     }
     let mut scopes = Vec::new();
     for raw in &body.scopes {

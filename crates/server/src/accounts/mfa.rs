@@ -30,7 +30,7 @@ use super::session::SessionView;
 use super::tokens::{TokenPair, issue_pair, parse_role};
 use crate::audit;
 use crate::error::{ApiError, ApiResult, PROBLEM_JSON};
-use crate::http::extract::{ApiJson, ClientIp};
+use crate::http::extract::{ApiJson, ClientIp, OptionalJson};
 use crate::http::rest::no_store;
 use crate::identity::caller::{Authenticated, Caller};
 use crate::state::AppState;
@@ -252,8 +252,9 @@ pub async fn verify(
     Ok(no_store(StatusCode::OK, pair))
 }
 
-/// The body of `POST /auth/mfa/totp`: empty when signed in.
+/// The body of `POST /auth/mfa/totp`: none (or `{}`) when signed in.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EnrolRequest {
     /// The challenge of a sign-in refused because the role requires MFA (when not signed in).
     pub challenge: Option<String>,
@@ -306,13 +307,18 @@ async fn enrolling_user(
 pub async fn enrol(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<ApiJson<EnrolRequest>, ApiError>,
+    OptionalJson(body): OptionalJson<Option<EnrolRequest>>,
 ) -> ApiResult<Response> {
-    let body = match (caller.principal(), body) {
-        (_, Ok(ApiJson(body))) => body,
-        // Signed in, the body is optional.
-        (Some(_), Err(_)) => EnrolRequest::default(),
-        (None, Err(err)) => return Err(err),
+    // `null` is no body, as the document's optional body allows.
+    let body = match (caller.principal(), body.flatten()) {
+        (_, Some(body)) => body,
+        // Signed in, the body may be left out; one that is sent must be valid.
+        (Some(_), None) => EnrolRequest::default(),
+        (None, None) => {
+            return Err(ApiError::UnsupportedMediaType(
+                "the body must be JSON (Content-Type: application/json)".into(),
+            ));
+        }
     };
     let user = enrolling_user(&state, &caller, body.challenge.as_deref()).await?;
     let secret = totp::new_secret();
@@ -476,6 +482,7 @@ pub async fn status(
 #[serde(rename_all = "camelCase")]
 pub struct MfaPolicy {
     /// Role names: `user`, `moderator`, `admin`.
+    #[schema(value_type = Vec<crate::http::schema::RoleName>)]
     pub required_roles: Vec<String>,
 }
 

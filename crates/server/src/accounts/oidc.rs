@@ -89,7 +89,7 @@ pub fn redirect_allowed(target: &str, own_origin: &str, allowlist: &[String]) ->
 
 /// Starts a login at the provider.
 #[utoipa::path(get, path = "/auth/oidc/start", tag = "auth",
-    params(("redirect" = Option<String>, Query, description = "Where to go after login"),
+    params(("redirect" = Option<crate::http::schema::RedirectTarget>, Query, description = "Where to go after login"),
            ("loginHint" = Option<String>, Query, description = "Passed to the provider")),
     responses((status = 302, description = "To the provider"), (status = 400), (status = 404, description = "OIDC is not configured")))]
 pub async fn start(
@@ -131,8 +131,8 @@ pub async fn start(
 
 /// Finishes a login: checks state, code and ID token, signs the user in.
 #[utoipa::path(get, path = "/auth/oidc/callback", tag = "auth",
-    params(("code" = Option<String>, Query, description = "The authorization code"),
-           ("state" = Option<String>, Query, description = "The state sent at start")),
+    params(("code" = crate::http::schema::Token, Query, description = "The authorization code"),
+           ("state" = crate::http::schema::Token, Query, description = "The state sent at start")),
     responses((status = 303, description = "Signed in; to the redirect target"), (status = 400), (status = 401), (status = 404, description = "OIDC is not configured")))]
 pub async fn callback(
     State(state): State<AppState>,

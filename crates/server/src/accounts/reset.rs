@@ -28,8 +28,10 @@ pub struct ResetRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetConfirm {
     /// The token from the mail.
+    #[schema(value_type = crate::http::schema::Token)]
     pub token: String,
-    /// The new password.
+    /// The new password: 12 to 256 characters, not easily guessed.
+    #[schema(min_length = 12, max_length = 256)]
     pub password: String,
 }
 

@@ -32,7 +32,7 @@ pub struct NewUser {
     #[schema(min_length = 12, max_length = 256)]
     pub password: String,
     /// Display name, 1 to 100 characters.
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(value_type = crate::http::schema::DisplayName)]
     pub name: String,
 }
 
@@ -41,13 +41,16 @@ pub struct NewUser {
 #[serde(deny_unknown_fields)]
 pub struct ChangeUser {
     /// A new display name.
+    #[schema(value_type = Option<crate::http::schema::DisplayName>)]
     pub name: Option<String>,
     /// A new email.
+    #[schema(format = Email)]
     pub email: Option<String>,
     /// New settings (a JSON object, replacing the old).
     #[schema(value_type = Option<Object>)]
     pub settings: Option<serde_json::Value>,
     /// A new role (admins only).
+    #[schema(value_type = Option<crate::http::schema::RoleName>)]
     pub role: Option<String>,
 }
 
@@ -57,7 +60,8 @@ pub struct ChangeUser {
 pub struct ChangePassword {
     /// The password in use (not needed when an admin sets another user's password).
     pub current_password: Option<String>,
-    /// The new password.
+    /// The new password: 12 to 256 characters, not easily guessed.
+    #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
 }
 
@@ -305,18 +309,43 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Query of the account list, whose cursor is an account id.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserPage {
+    /// Items per page (1–100, default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+    /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::AccountId>)]
+    pub cursor: Option<String>,
+}
+
+/// Whether `raw` is an account id: 32 lowercase hex digits (`http::schema::AccountId`).
+pub fn is_account_id(raw: &str) -> bool {
+    raw.len() == 32 && raw.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// Lists accounts (admins).
-#[utoipa::path(get, path = "/users", tag = "users", params(Page),
-    responses((status = 200, body = List<Profile>), (status = 401), (status = 403)))]
+#[utoipa::path(get, path = "/users", tag = "users", params(UserPage),
+    responses((status = 200, body = List<Profile>), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"), (status = 401), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<UserPage>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     caller.require_role(Role::Admin)?;
-    let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let page = Page {
+        limit: query.limit,
+        cursor: None,
+    };
     let limit = page.limit()?;
-    let after = page.cursor.unwrap_or_default();
+    let after = match query.cursor {
+        None => String::new(),
+        Some(c) if is_account_id(&c) => c,
+        Some(_) => return Err(ApiError::field("cursor", "is not a cursor from this list")),
+    };
     let mut rows = users::list(&state.store, &after, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);

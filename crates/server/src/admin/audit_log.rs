@@ -35,7 +35,7 @@ pub struct AuditEvent {
 
 /// The audit log, newest first (admins).
 #[utoipa::path(get, path = "/admin/audit", tag = "admin", params(Page),
-    responses((status = 200, body = List<AuditEvent>), (status = 401), (status = 403)))]
+    responses((status = 200, body = List<AuditEvent>), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"), (status = 401), (status = 403)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -44,12 +44,7 @@ pub async fn list(
     caller.require_role(Role::Admin)?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let before = match page.cursor.as_deref() {
-        None => i64::MAX,
-        Some(c) => c
-            .parse()
-            .map_err(|_| ApiError::field("cursor", "is not a cursor from this list"))?,
-    };
+    let before = crate::http::rest::id_cursor(page.cursor.as_deref(), i64::MAX)?;
     let mut rows = audit::list(&state.store, before, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);

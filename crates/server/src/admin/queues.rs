@@ -100,6 +100,7 @@ pub struct DeadList {
 
 /// Which dead letters.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeadQuery {
     /// Only this queue's.
     pub queue: Option<String>,
@@ -201,8 +202,9 @@ pub async fn replay(
 }
 
 /// Deletes dead letters, of one queue or all (admin).
-#[utoipa::path(delete, path = "/admin/queues/dead", tag = "admin", params(DeadQuery),
-    responses((status = 200, body = Purged), (status = 401), (status = 403)))]
+#[utoipa::path(delete, path = "/admin/queues/dead", tag = "admin",
+    params(("queue" = Option<String>, Query, description = "Only this queue's (a purge takes no limit)")),
+    responses((status = 200, body = Purged), (status = 400), (status = 401), (status = 403)))]
 pub async fn purge(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

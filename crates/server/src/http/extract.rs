@@ -26,29 +26,64 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
-            return Err(ApiError::UnsupportedMediaType(
-                "the body must be JSON (Content-Type: application/json)".into(),
-            ));
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(rejection.body_text())
-            }
-        })?;
-        let mut json = serde_json::Deserializer::from_slice(&bytes);
-        let malformed =
-            |err: &serde_json::Error| ApiError::BadRequest(format!("malformed JSON: {err}"));
-        let value = serde_path_to_error::deserialize(&mut json).map_err(|err| {
-            match err.inner().classify() {
-                serde_json::error::Category::Data => ApiError::Invalid(vec![field_error(&err)]),
-                _ => malformed(err.inner()),
-            }
-        })?;
-        json.end().map_err(|err| malformed(&err))?;
-        Ok(Self(value))
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        json_from_bytes(&bytes).map(Self)
     }
+}
+
+/// An optional JSON body: `None` when the request has neither a body nor a `Content-Type`;
+/// any body it has is read as [`ApiJson`] reads one (415, 413, 400), never ignored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let typed = req.headers().contains_key(header::CONTENT_TYPE);
+        let json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        if !typed && bytes.is_empty() {
+            return Ok(Self(None));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        json_from_bytes(&bytes).map(|value| Self(Some(value)))
+    }
+}
+
+fn not_json() -> ApiError {
+    ApiError::UnsupportedMediaType("the body must be JSON (Content-Type: application/json)".into())
+}
+
+fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest(rejection.body_text())
+    }
+}
+
+/// JSON text read as `T`: malformed JSON is 400, a field of the wrong shape 400 naming it.
+fn json_from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    let malformed =
+        |err: &serde_json::Error| ApiError::BadRequest(format!("malformed JSON: {err}"));
+    let value = serde_path_to_error::deserialize(&mut json).map_err(|err| {
+        match err.inner().classify() {
+            serde_json::error::Category::Data => ApiError::Invalid(vec![field_error(&err)]),
+            _ => malformed(err.inner()),
+        }
+    })?;
+    json.end().map_err(|err| malformed(&err))?;
+    Ok(value)
 }
 
 /// The media type of the body (`Content-Type` without parameters, lower-cased).

@@ -10,6 +10,7 @@
 //! - [`routes`]: the route table resources add to;
 //! - [`extract`]: request extractors (JSON bodies, the client's address) and field errors;
 //! - [`rest`]: content negotiation, conditional requests, merge patch, cursor pages;
+//! - [`schema`]: the request rules the OpenAPI document states, each written once;
 //! - [`idempotency`]: stored answers of POSTs retried with an `Idempotency-Key`;
 //! - [`compress`]: gzip, brotli and zstd for JSON and HTML by `Accept-Encoding`;
 //! - `trace`: the request's span for the trace exporter (`--otlp-endpoint`);
@@ -45,6 +46,7 @@ pub mod framing;
 pub mod idempotency;
 pub mod rest;
 pub mod routes;
+pub mod schema;
 pub mod shed;
 mod trace;
 pub mod transport;

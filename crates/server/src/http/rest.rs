@@ -186,6 +186,48 @@ fn listed_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Vec<Stri
     )
 }
 
+/// Whether `value` is an entity tag: `"…"` or `W/"…"` around visible ASCII other than `"`.
+fn is_entity_tag(value: &str) -> bool {
+    let opaque = value.strip_prefix("W/").unwrap_or(value);
+    opaque.len() >= 2
+        && opaque.starts_with('"')
+        && opaque.ends_with('"')
+        && opaque[1..opaque.len() - 1]
+            .bytes()
+            .all(|b| b == b'!' || (b'#'..=b'~').contains(&b))
+}
+
+/// Whether an `If-Match` value is well formed (`http::schema::IF_MATCH_PATTERN`): `*`
+/// alone, or entity tags separated by commas.
+pub fn is_if_match(value: &str) -> bool {
+    value == "*"
+        || value
+            .split(',')
+            .all(|tag| is_entity_tag(tag.trim_matches([' ', '\t'])))
+}
+
+/// 400 naming `If-Match` when it is present but not `*` or a list of entity tags: a
+/// malformed precondition is the client's mistake, not a resource that changed.
+pub fn check_if_match_syntax(headers: &HeaderMap) -> Result<(), ApiError> {
+    let values: Vec<_> = headers.get_all(header::IF_MATCH).iter().collect();
+    if values.is_empty() {
+        return Ok(());
+    }
+    let well_formed = values.iter().all(|value| {
+        value
+            .to_str()
+            .is_ok_and(|text| is_if_match(text.trim_matches([' ', '\t'])))
+    });
+    if well_formed {
+        Ok(())
+    } else {
+        Err(ApiError::field(
+            "If-Match",
+            "must be * or a list of entity tags such as \"xyz\"",
+        ))
+    }
+}
+
 /// Whether `If-None-Match` matches `etag` (weak comparison, RFC 9110 §13.1.2).
 fn none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
     listed_tags(headers, header::IF_NONE_MATCH).is_some_and(|tags| {
@@ -194,8 +236,10 @@ fn none_match_hits(headers: &HeaderMap, etag: &str) -> bool {
     })
 }
 
-/// 412 unless `If-Match` is absent or lists `etag` (strong comparison) or `*`.
+/// 400 if `If-Match` is malformed ([`check_if_match_syntax`]), else 412 unless it is absent
+/// or lists `etag` (strong comparison) or `*`.
 pub fn check_if_match(headers: &HeaderMap, etag: &str) -> Result<(), ApiError> {
+    check_if_match_syntax(headers)?;
     match listed_tags(headers, header::IF_MATCH) {
         None => Ok(()),
         Some(tags) if tags.iter().any(|t| t == "*" || t == etag) => Ok(()),
@@ -306,13 +350,15 @@ pub fn no_store(status: StatusCode, body: impl Serialize) -> Response {
     response
 }
 
-/// Query of the lists.
+/// Query of the lists ordered by id.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// Items per page (1–100, default 20).
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::IdCursor>)]
     pub cursor: Option<String>,
 }
 
@@ -380,16 +426,57 @@ pub fn limit_param(raw: Option<&str>) -> ApiResult<i64> {
     }
 }
 
-/// A page cursor that is an id of the list (`default` on the first page), or a 422 naming
-/// `cursor`.
+/// A page cursor that is an id of the list (`default` on the first page): 1 to 18 decimal
+/// digits (`http::schema::ID_CURSOR_PATTERN`), else a 400 naming `cursor`.
 pub fn id_cursor(raw: Option<&str>, default: i64) -> ApiResult<i64> {
     match raw {
         None => Ok(default),
-        Some(c) => c
-            .parse::<i64>()
-            .ok()
-            .filter(|c| *c >= 0)
+        Some(c) => Some(c)
+            .filter(|c| (1..=18).contains(&c.len()) && c.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|c| c.parse::<i64>().ok())
             .ok_or_else(|| ApiError::field("cursor", "is not a cursor from this list")),
+    }
+}
+
+/// The whole number a JSON number stands for: `288` or `288.0` alike, since JSON Schema's
+/// `integer` (what the document says) is any number without a fractional part. A float is
+/// taken only while it is exact (at most 2⁵³ in size); fractions and anything else are `None`.
+pub fn json_integer(value: &Value) -> Option<i64> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    value.as_i64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= EXACT)
+            .map(|f| f as i64)
+    })
+}
+
+/// Deserializes an `i64` field written as any JSON integer, `5.0` included
+/// ([`json_integer`]); for `#[serde(deserialize_with = …)]`.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    json_integer(&value).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "must be an integer from {} to {}",
+            i64::MIN,
+            i64::MAX
+        ))
+    })
+}
+
+/// [`whole_number`] for an optional field of any integer type (absent or `null` is `None`);
+/// for `#[serde(default, deserialize_with = …)]`.
+pub fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => json_integer(&value)
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("must be a whole number in range")),
     }
 }
 
@@ -501,6 +588,73 @@ mod tests {
         assert!(negotiate(&accept("*/*")).is_ok());
         assert!(negotiate(&accept("text/html")).is_err());
         assert!(negotiate(&accept("application/json;q=0")).is_err());
+    }
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        assert_eq!(json_integer(&json!(288)), Some(288));
+        assert_eq!(json_integer(&json!(288.0)), Some(288));
+        assert_eq!(json_integer(&json!(-3.0)), Some(-3));
+        assert_eq!(json_integer(&json!(i64::MAX)), Some(i64::MAX));
+        for bad in [
+            json!(1.5),
+            json!(1e30),
+            json!(9.1e15),
+            json!("1"),
+            json!(null),
+        ] {
+            assert_eq!(json_integer(&bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn whole_number_fields_take_a_zero_fraction_and_refuse_others() {
+        #[derive(Deserialize)]
+        struct Weighted {
+            #[serde(deserialize_with = "whole_number")]
+            weight: i64,
+        }
+        let read = |v: Value| serde_json::from_value::<Weighted>(v).map(|w| w.weight);
+        assert_eq!(read(json!({"weight": 7})).ok(), Some(7));
+        assert_eq!(read(json!({"weight": 3510873.0})).ok(), Some(3510873));
+        assert!(read(json!({"weight": 1.5})).is_err());
+        assert!(read(json!({"weight": "7"})).is_err());
+    }
+
+    #[test]
+    fn id_cursors_are_decimal_digits_only() {
+        assert_eq!(id_cursor(None, 7).ok(), Some(7));
+        assert_eq!(id_cursor(Some("0"), 7).ok(), Some(0));
+        assert_eq!(id_cursor(Some("123"), 7).ok(), Some(123));
+        for bad in ["", "+5", "-1", " 5", "1e3", "9999999999999999999"] {
+            assert!(id_cursor(Some(bad), 7).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn if_match_is_a_star_or_a_list_of_entity_tags() {
+        for good in [
+            "*",
+            "\"abc\"",
+            "W/\"abc\"",
+            "\"\"",
+            "\"a\", \"b\"",
+            "\"a\",W/\"b\"",
+        ] {
+            assert!(is_if_match(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            "abc",
+            "\"abc",
+            "*, \"a\"",
+            "\"a\",,\"b\"",
+            "w/\"a\"",
+            "\"a b\"",
+            "\"\"\"",
+        ] {
+            assert!(!is_if_match(bad), "{bad:?}");
+        }
     }
 
     #[test]

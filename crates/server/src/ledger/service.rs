@@ -22,8 +22,9 @@ pub fn currency_schema() -> utoipa::openapi::schema::Object {
         .build()
 }
 
-/// An amount in minor units: a JSON integer from 1 to 2⁶³−1. Fractions, strings, zero,
-/// negatives and anything past 64 bits are refused by name, never rounded or wrapped.
+/// An amount in minor units: a JSON integer from 1 to 2⁶³−1 (`5.0` is 5, as JSON Schema
+/// counts it). Fractions, strings, zero, negatives, inexact floats and anything past 64 bits
+/// are refused by name, never rounded or wrapped.
 pub fn amount(field: &str, value: &Value) -> Result<i64, ApiError> {
     let refuse = || {
         ApiError::unprocessable(
@@ -32,7 +33,9 @@ pub fn amount(field: &str, value: &Value) -> Result<i64, ApiError> {
         )
     };
     match value {
-        Value::Number(n) => n.as_i64().filter(|a| *a >= 1).ok_or_else(refuse),
+        Value::Number(_) => crate::http::rest::json_integer(value)
+            .filter(|a| *a >= 1)
+            .ok_or_else(refuse),
         _ => Err(refuse()),
     }
 }

@@ -54,6 +54,7 @@ pub enum AccountTarget {
     /// An account of this bank.
     Local(i64),
     /// `42` (this bank) or `remote:42` (the participant called `remote`).
+    #[schema(value_type = crate::http::schema::LedgerAccount)]
     Named(String),
 }
 
@@ -223,6 +224,11 @@ pub struct PostBody {
     pub amount: Option<Value>,
 }
 
+/// What `POST /transfers/{id}/void` may take, for the document: nothing (or `{}`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoidBody {}
+
 /// Posts a pending transfer: all it reserved, or a smaller `amount` (409 if not pending).
 #[utoipa::path(post, path = "/transfers/{id}/post", tag = "ledger", request_body(content = Option<PostBody>),
     params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = KEY_PARAM)),
@@ -245,7 +251,7 @@ pub async fn post(
 
 /// Voids a pending transfer, releasing what it reserved (409 if not pending).
 #[utoipa::path(post, path = "/transfers/{id}/void", tag = "ledger",
-    request_body(content = Option<PostBody>, description = "Nothing: a void takes no amount"),
+    request_body(content = Option<VoidBody>, description = "Nothing: a void takes no amount"),
     params(("id" = i64, Path, description = "The transfer id"), ("Idempotency-Key" = String, Header, pattern = "^[!-~]([ -~]{0,253}[!-~])?$", description = KEY_PARAM)),
     responses((status = 200, body = TransferView), (status = 400, body = Problem, content_type = "application/problem+json"), (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, description = "Not pending (or the same key is running)", body = Problem, content_type = "application/problem+json"),
@@ -290,10 +296,16 @@ async fn resolve(
         &path,
         &bytes,
         || async {
-            let input: PostBody = if bytes.is_empty() {
+            // The body is optional: none, or `null` as the document allows, is an empty one.
+            let document = if bytes.is_empty() {
+                serde_json::Value::Null
+            } else {
+                parse_json(&bytes)?
+            };
+            let input: PostBody = if document.is_null() {
                 PostBody::default()
             } else {
-                from_document(parse_json(&bytes)?)?
+                from_document(document)?
             };
             let amount = match (&input.amount, post) {
                 (None, _) => None,
@@ -329,10 +341,19 @@ async fn resolve(
 #[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// A position (`tx.seq`) from a previous page's `next`; the start when absent.
+    #[param(value_type = Option<crate::http::schema::FeedPosition>)]
     pub after: Option<String>,
     /// Events per page (1–1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
+}
+
+/// Whether `raw` is `tx.seq` in decimal digits (`http::schema::FEED_POSITION_PATTERN`).
+fn is_feed_position(raw: &str) -> bool {
+    let digits =
+        |part: &str| (1..=18).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
+    raw.split_once('.')
+        .is_some_and(|(tx, seq)| digits(tx) && digits(seq))
 }
 
 /// The ledger's global event feed, in order (admins).
@@ -348,9 +369,10 @@ pub async fn events(
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let after = match query.after.as_deref() {
         None => Position::START,
-        Some(raw) => raw
-            .parse()
-            .map_err(|_| ApiError::field("after", "is not a feed position (tx.seq)"))?,
+        Some(raw) => Some(raw)
+            .filter(|raw| is_feed_position(raw))
+            .and_then(|raw| raw.parse().ok())
+            .ok_or_else(|| ApiError::field("after", "is not a feed position (tx.seq)"))?,
     };
     let limit = match query.limit.unwrap_or(100) {
         n @ 1..=1000 => n,

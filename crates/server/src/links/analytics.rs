@@ -15,8 +15,10 @@ use crate::state::AppState;
 
 /// Query of `GET /links/{code}/stats`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// How many recent days to list (1–366, default 30).
+    #[param(minimum = 1, maximum = 366)]
     pub days: Option<i64>,
 }
 

@@ -28,6 +28,22 @@ pub const MAX_ITEMS: usize = 1000;
 /// The body limit of this route: 1,000 links of the longest URLs with their options.
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 
+/// The JSON body of `POST /links/bulk`, for the document: 1 to [`MAX_ITEMS`] link bodies.
+#[derive(Debug)]
+pub struct BulkLinks;
+
+impl utoipa::PartialSchema for BulkLinks {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("CreateLink"))
+            .min_items(Some(1))
+            .max_items(Some(MAX_ITEMS))
+            .into()
+    }
+}
+
+impl ToSchema for BulkLinks {}
+
 /// The result for one link of the request.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -67,7 +83,7 @@ type Read = (Option<usize>, Result<CreateLink, Problem>);
     request_body(
         description = "A JSON array of `POST /shorten` bodies (without `reuse`), or a CSV file whose header names the columns: `longUrl` (required), `customAlias`, `tags` (separated by `|`), `expiresAt`, `maxClicks`, `redirectType`, `password`, `title`, `domain` (one this server serves; default: the default domain)",
         content(
-            (Vec<CreateLink> = "application/json"),
+            (BulkLinks = "application/json"),
             (String = "text/csv"),
         )
     ),

@@ -35,12 +35,17 @@ pub struct CreateLink {
     #[schema(pattern = "^[A-Za-z0-9_-]{3,64}$")]
     pub custom_alias: Option<String>,
     /// When the link stops redirecting (RFC 3339); must be in the future.
+    #[schema(
+        pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+    )]
     pub expires_at: Option<DateTime<Utc>>,
     /// How many human clicks the link allows (at least 1).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "crate::http::rest::optional_whole_number")]
     pub max_clicks: Option<i64>,
     /// 301 (default), 302, 307 or 308.
     #[schema(minimum = 301, maximum = 308)]
+    #[serde(default, deserialize_with = "crate::http::rest::optional_whole_number")]
     pub redirect_type: Option<u16>,
     /// A password visitors must give to follow the link (1 to 1024 bytes).
     #[schema(min_length = 1, max_length = 1024)]
@@ -56,7 +61,7 @@ pub struct CreateLink {
     /// Tags (each 1–50 characters of letters, digits, space, `-`, `_`, `.`, `:`; stored
     /// lower-case; at most 20). A tagged link is not plain, so not with `reuse`.
     #[serde(default)]
-    #[schema(max_items = 20)]
+    #[schema(max_items = 20, value_type = Vec<crate::http::schema::LinkTag>)]
     pub tags: Vec<String>,
     /// A title for the link (1–300 characters), shown by its preview.
     #[schema(max_length = 300)]

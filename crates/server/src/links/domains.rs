@@ -184,6 +184,7 @@ fn parse_name(raw: &str) -> Result<String, String> {
 pub struct DomainParam {
     /// The domain the link lives on (the same alias may live on several). Without it an
     /// alias is looked up on the default domain, and a generated code on any domain.
+    #[param(value_type = Option<crate::http::schema::HostName>)]
     pub domain: Option<String>,
 }
 

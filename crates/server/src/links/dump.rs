@@ -151,8 +151,10 @@ pub fn csv_line(link: &ExportedLink) -> String {
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// Whose links (admins only; default: yours).
+    #[param(value_type = Option<crate::http::schema::AccountId>)]
     pub owner: Option<String>,
     /// `json` (the default) or `csv`; `Accept: text/csv` also asks for CSV.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -177,8 +179,8 @@ pub async fn export(
     let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let owner = match params.owner {
         // Refused before the answer starts: a failure inside the stream could only cut it.
-        Some(owner) if owner.is_empty() => {
-            return Err(ApiError::BadRequest("owner must name an account".into()));
+        Some(owner) if !crate::accounts::users::is_account_id(&owner) => {
+            return Err(ApiError::field("owner", "must be an account id"));
         }
         Some(owner) if owner != principal.user_id => caller.act_for(&owner).map(|_| owner)?,
         _ => principal.user_id.clone(),

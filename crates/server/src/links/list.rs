@@ -34,6 +34,7 @@ pub struct LinkListParams {
     /// Only links with this tag.
     pub tag: Option<String>,
     /// Only links on this domain (one of the server's).
+    #[param(value_type = Option<crate::http::schema::HostName>)]
     pub domain: Option<String>,
     /// `-created` (newest first, the default), `created`, `-clicks` (most clicked first) or
     /// `clicks`. Clicks are those stored, which trail the redirects by the flush interval.
@@ -43,6 +44,7 @@ pub struct LinkListParams {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 

@@ -28,7 +28,7 @@ pub struct ChangeLink {
     pub long_url: Option<String>,
     /// A new expiry, or `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<DateTime<Utc>>, pattern = "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$")]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// A new click limit, or `null` for none.
     #[serde(default, deserialize_with = "present")]
@@ -43,7 +43,7 @@ pub struct ChangeLink {
     pub password: Option<Option<String>>,
     /// New tags replacing all the link's tags; `[]` or `null` removes them.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Vec<String>>, max_items = 20)]
+    #[schema(value_type = Option<Vec<crate::http::schema::LinkTag>>, max_items = 20)]
     pub tags: Option<Option<Vec<String>>>,
     /// A new title, or `null` for none.
     #[serde(default, deserialize_with = "present")]

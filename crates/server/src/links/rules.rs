@@ -53,6 +53,8 @@ pub struct SplitInput {
     /// Where it goes (the rules of `longUrl`).
     pub url: String,
     /// Its weight (0 or more; the weights must sum to a positive number).
+    #[schema(minimum = 0)]
+    #[serde(deserialize_with = "crate::http::rest::whole_number")]
     pub weight: i64,
 }
 

@@ -95,6 +95,7 @@ pub struct TagList {
 #[serde(deny_unknown_fields)]
 pub struct RenameTag {
     /// The new name (the rules of a tag); links that had both keep one.
+    #[schema(value_type = crate::http::schema::LinkTag)]
     pub name: String,
 }
 

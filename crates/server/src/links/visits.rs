@@ -59,8 +59,10 @@ pub struct VisitParams {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::PageCursor>)]
     pub cursor: Option<String>,
     /// `json` (the default) or `csv`; `Accept: text/csv` also asks for CSV.
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 

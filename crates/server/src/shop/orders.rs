@@ -70,9 +70,7 @@ pub async fn create(
         let mut items = Vec::with_capacity(input.items.len());
         for (i, item) in input.items.iter().enumerate() {
             let product = positive(&format!("items[{i}].productId"), &item.product_id)?;
-            let quantity = item
-                .quantity
-                .as_i64()
+            let quantity = crate::http::rest::json_integer(&item.quantity)
                 .ok_or_else(|| ApiError::unprocessable(&format!("items[{i}].quantity"), "must be an integer"))?;
             items.push((product, quantity));
         }

@@ -58,8 +58,7 @@ pub struct ProductPatchBody {
 }
 
 fn stock(value: &Value) -> ApiResult<i64> {
-    value
-        .as_i64()
+    crate::http::rest::json_integer(value)
         .filter(|n| (0..=MAX_STOCK).contains(n))
         .ok_or_else(|| {
             ApiError::unprocessable("stock", format!("must be an integer from 0 to {MAX_STOCK}"))

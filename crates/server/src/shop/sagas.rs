@@ -26,6 +26,7 @@ pub struct SagaQuery {
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::IdCursor>)]
     pub cursor: Option<String>,
 }
 

@@ -220,7 +220,9 @@ pub use crate::http::rest::json_response;
 
 /// A positive 64-bit integer from JSON, or a 422 naming `field`.
 pub fn positive(field: &str, value: &serde_json::Value) -> Result<i64, ApiError> {
-    value.as_i64().filter(|n| *n >= 1).ok_or_else(|| {
-        ApiError::unprocessable(field, "must be an integer from 1 to 9223372036854775807")
-    })
+    crate::http::rest::json_integer(value)
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            ApiError::unprocessable(field, "must be an integer from 1 to 9223372036854775807")
+        })
 }

@@ -115,10 +115,13 @@ pub fn router() -> Routes<AppState> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewWebhook {
     /// Where to POST events: https (http only in development), on a public address.
+    #[schema(format = "uri", pattern = "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+")]
     pub url: String,
     /// Any of `link.created`, `link.clicked`, `link.deleted`.
+    #[schema(value_type = Vec<crate::http::schema::WebhookEvent>, min_items = 1)]
     pub events: Vec<String>,
     /// The key that signs every delivery (16 to 256 characters); never shown back.
+    #[schema(min_length = 16, max_length = 256)]
     pub secret: String,
 }
 

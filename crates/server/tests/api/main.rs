@@ -60,6 +60,7 @@ mod posts;
 mod posts_http;
 mod posts_lists;
 mod posts_plans;
+mod spec_rules;
 // The ledger.
 mod ledger;
 mod ledger_idempotency;

@@ -272,19 +272,15 @@ pub async fn read(
     ))
 }
 
-/// The comment `id` for a change by its author (or an admin), unchanged since `If-Match`.
-async fn editable(
-    state: &AppState,
-    caller: &Caller,
-    headers: &HeaderMap,
-    id: i64,
-) -> ApiResult<(CommentRow, String)> {
+/// The comment `id` for a change by its author (or an admin).
+async fn editable(state: &AppState, caller: &Caller, id: i64) -> ApiResult<(CommentRow, String)> {
     let (row, post_status) = visible_comment(state, caller, id).await?;
     caller.act_for(&row.author_id)?;
-    check_if_match(headers, &Representation::of(&CommentView::from(&row))?.etag)?;
     Ok((row, post_status))
 }
 
+/// Writes `input` over `row`; the input is checked before `If-Match` (an invalid change is
+/// refused as such, whatever the precondition).
 async fn write(
     state: &AppState,
     headers: &HeaderMap,
@@ -293,6 +289,7 @@ async fn write(
     input: CommentInput,
 ) -> ApiResult<Response> {
     let text = checked(input)?;
+    check_if_match(headers, &Representation::of(&CommentView::from(row))?.etag)?;
     if !comments::replace(
         &state.store,
         row.id,
@@ -310,7 +307,7 @@ async fn write(
 /// Replaces a comment's text.
 #[utoipa::path(
     put, path = "/comments/{id}", tag = "comments", request_body = CommentInput,
-    params(("id" = String, Path, description = "The comment id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "The comment id"), ("If-Match" = Option<crate::http::schema::EntityTags>, Header, description = "The ETag you read; malformed is 400")),
     responses(
         (status = 200, description = "The replaced comment", body = CommentView, headers(("ETag" = String))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
@@ -336,7 +333,7 @@ pub async fn replace(
     caller.require_account()?;
     let id = parse_id(&id)?;
     // Who may change the comment is settled before its body is read.
-    let (row, post_status) = editable(&state, &caller, &headers, id).await?;
+    let (row, post_status) = editable(&state, &caller, id).await?;
     let input = json_document::<CommentInput>(&headers, body)?;
     write(&state, &headers, &row, &post_status, input).await
 }
@@ -345,7 +342,7 @@ pub async fn replace(
 #[utoipa::path(
     patch, path = "/comments/{id}", tag = "comments",
     request_body(content = Object, content_type = "application/merge-patch+json", description = "Any subset of the CommentInput fields"),
-    params(("id" = String, Path, description = "The comment id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "The comment id"), ("If-Match" = Option<crate::http::schema::EntityTags>, Header, description = "The ETag you read; malformed is 400")),
     responses(
         (status = 200, description = "The changed comment", body = CommentView, headers(("ETag" = String))),
         (status = 400, description = "Not a merge patch object", body = Problem, content_type = "application/problem+json"),
@@ -370,7 +367,7 @@ pub async fn patch(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let (row, post_status) = editable(&state, &caller, &headers, id).await?;
+    let (row, post_status) = editable(&state, &caller, id).await?;
     let patch = merge_patch_body(&headers, body, "comment")?;
     let mut document = json!({ "body": row.body });
     merge_patch(&mut document, &patch);
@@ -387,9 +384,10 @@ pub async fn patch(
 /// Deletes a comment (its author, moderators and admins). Repeating it is a 404.
 #[utoipa::path(
     delete, path = "/comments/{id}", tag = "comments",
-    params(("id" = String, Path, description = "The comment id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "The comment id"), ("If-Match" = Option<crate::http::schema::EntityTags>, Header, description = "The ETag you read; malformed is 400")),
     responses(
         (status = 204, description = "Deleted"),
+        (status = 400, description = "A malformed If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your comment", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such comment", body = Problem, content_type = "application/problem+json"),

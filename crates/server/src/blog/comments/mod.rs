@@ -53,7 +53,12 @@ pub async fn options_comment() -> Response {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CommentInput {
     /// Plain text, 1–5,000 characters (shown as text, never as HTML).
-    #[schema(example = "Thanks, this helped.", min_length = 1, max_length = 5000)]
+    #[schema(
+        example = "Thanks, this helped.",
+        min_length = 1,
+        max_length = 5000,
+        pattern = "\\S"
+    )]
     pub body: String,
 }
 

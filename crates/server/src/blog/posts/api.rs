@@ -354,27 +354,32 @@ pub async fn read(
     ))
 }
 
-/// The post `id` for a change by `caller`: visible, theirs (or they are an admin), and
-/// unchanged since the `If-Match` the client sent.
-async fn editable(
-    state: &AppState,
-    caller: &Caller,
-    headers: &HeaderMap,
-    id: i64,
-) -> ApiResult<PostRow> {
+/// The post `id` for a change by `caller`: visible, and theirs (or they are an admin).
+async fn editable(state: &AppState, caller: &Caller, id: i64) -> ApiResult<PostRow> {
     let row = changeable(state, caller, id).await?;
-    check_if_match(headers, &Representation::of(&PostView::from(&row))?.etag)?;
     Ok(row)
 }
 
-/// Writes `input` over `row` and answers with the new state.
+/// Writes `input` over `row` and answers with the new state. The input is checked before
+/// `If-Match`: an invalid change is refused as such (400/422), whatever the precondition.
 async fn write(
     state: &AppState,
     headers: &HeaderMap,
     row: &PostRow,
     input: PostInput,
 ) -> ApiResult<Response> {
-    if !replace_post(state, row.id, row.version, input).await? {
+    // The body is checked before the precondition: an invalid change is refused as such.
+    let fields = input.into_fields()?;
+    check_if_match(headers, &Representation::of(&PostView::from(row))?.etag)?;
+    if !posts::replace(
+        &state.store,
+        row.id,
+        row.version,
+        &fields,
+        state.clock.now_ms(),
+    )
+    .await?
+    {
         return Err(lost_race(headers));
     }
     post_response(state, headers, row.id, StatusCode::OK).await
@@ -394,7 +399,7 @@ pub fn lost_race(headers: &HeaderMap) -> ApiError {
 /// Replaces a post: every field is written, omitted optional fields are reset.
 #[utoipa::path(
     put, path = "/posts/{id}", tag = "posts", request_body = PostInput,
-    params(("id" = String, Path, description = "The post id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "The post id"), ("If-Match" = Option<crate::http::schema::EntityTags>, Header, description = "The ETag you read; malformed is 400")),
     responses(
         (status = 200, description = "The replaced post", body = PostView, headers(("ETag" = String))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
@@ -420,7 +425,7 @@ pub async fn replace(
     caller.require_account()?;
     let id = parse_id(&id)?;
     // Who may change the post is settled before its body is read.
-    let row = editable(&state, &caller, &headers, id).await?;
+    let row = editable(&state, &caller, id).await?;
     let input = json_document::<PostInput>(&headers, body)?;
     write(&state, &headers, &row, input).await
 }
@@ -430,7 +435,7 @@ pub async fn replace(
 #[utoipa::path(
     patch, path = "/posts/{id}", tag = "posts",
     request_body(content = Object, content_type = "application/merge-patch+json", description = "Any subset of the PostInput fields"),
-    params(("id" = String, Path, description = "The post id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "The post id"), ("If-Match" = Option<crate::http::schema::EntityTags>, Header, description = "The ETag you read; malformed is 400")),
     responses(
         (status = 200, description = "The changed post", body = PostView, headers(("ETag" = String))),
         (status = 400, description = "Not a merge patch object", body = Problem, content_type = "application/problem+json"),
@@ -455,7 +460,7 @@ pub async fn patch(
     negotiate(&headers)?;
     caller.require_account()?;
     let id = parse_id(&id)?;
-    let row = editable(&state, &caller, &headers, id).await?;
+    let row = editable(&state, &caller, id).await?;
     let patch = merge_patch_body(&headers, body, "post")?;
     let mut document = json!({
         "title": row.title,
@@ -471,9 +476,10 @@ pub async fn patch(
 /// Deletes a post and its comments (the author, moderators and admins). Repeating it is a 404.
 #[utoipa::path(
     delete, path = "/posts/{id}", tag = "posts",
-    params(("id" = String, Path, description = "The post id"), ("If-Match" = Option<String>, Header, description = "The ETag you read")),
+    params(("id" = String, Path, description = "The post id"), ("If-Match" = Option<crate::http::schema::EntityTags>, Header, description = "The ETag you read; malformed is 400")),
     responses(
         (status = 204, description = "Deleted, with its comments"),
+        (status = 400, description = "A malformed If-Match", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not your post", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such post", body = Problem, content_type = "application/problem+json"),

@@ -43,17 +43,23 @@ impl Status {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PostInput {
     /// Plain text, 1–200 characters.
-    #[schema(example = "Designing a REST API", min_length = 1, max_length = 200)]
+    #[schema(example = "Designing a REST API", value_type = crate::http::schema::Title)]
     pub title: String,
     /// Markdown, 1–50,000 bytes; rendered to sanitised HTML in `bodyHtml`.
-    #[schema(example = "Resources are *nouns*.", min_length = 1, max_length = 50000)]
+    #[schema(
+        example = "Resources are *nouns*.",
+        min_length = 1,
+        max_length = 50000,
+        pattern = "\\S"
+    )]
     pub body: String,
     /// A category name (letters, digits, `-`; stored lower-case), or `null` for none.
     #[serde(default)]
+    #[schema(value_type = Option<crate::http::schema::Label>)]
     pub category: Option<String>,
     /// Up to 10 tag names (same rule as categories); duplicates are dropped.
     #[serde(default)]
-    #[schema(max_items = 10)]
+    #[schema(max_items = 10, value_type = Vec<crate::http::schema::Label>)]
     pub tags: Vec<String>,
     /// `draft` (the default) or `published`.
     #[serde(default)]

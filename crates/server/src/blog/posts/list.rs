@@ -22,6 +22,7 @@ pub struct PostListParams {
     /// Only posts with this tag.
     pub tag: Option<String>,
     /// `published` (the default) or `draft` (your own drafts; every draft for admins).
+    #[param(pattern = "^(draft|published)$")]
     pub status: Option<String>,
     /// Full-text search over titles and bodies; results are ranked unless `sort` is given.
     pub q: Option<String>,
@@ -32,6 +33,7 @@ pub struct PostListParams {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 
@@ -43,6 +45,7 @@ pub struct PageParams {
     #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// The `nextCursor` of the previous page.
+    #[param(value_type = Option<crate::http::schema::PageCursor>)]
     pub cursor: Option<String>,
 }
 
