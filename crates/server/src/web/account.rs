@@ -183,6 +183,7 @@ fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors) -> Ma
             button type="submit" { "Sign in" }
         }
         p { "No account yet? " a href=(sign_up) { "Sign up" } }
+        p { "Forgot your password? " a href=(paths::RESET) { "Reset it" } }
     }
 }
 

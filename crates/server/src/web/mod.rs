@@ -25,7 +25,8 @@
 //! - [`forms`]: fields with their problems beside them;
 //! - [`assets`]: the stylesheet and script, under hashed names, cached for a year;
 //! - [`account`]: `/signup`, `/signin`, `/signout`; [`home`]: `/`, the shorten form;
-//!   [`my_links`]: `/my/links`, with delete behind a confirmation page.
+//!   [`my_links`]: `/my/links`, with delete behind a confirmation page;
+//! - [`reset`]: `/reset`, a forgotten password through a mailed link.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -50,6 +51,7 @@ pub mod forms;
 pub mod home;
 pub mod my_links;
 pub mod page;
+pub mod reset;
 pub mod session;
 
 pub use page::not_found as not_found_page;
@@ -67,8 +69,16 @@ pub mod paths {
     pub const SIGN_OUT: &str = "/signout";
     /// The signed-in person's links.
     pub const MY_LINKS: &str = "/my/links";
+    /// Ask for a password reset mail.
+    pub const RESET: &str = "/reset";
+    /// Choose a new password: the page a reset mail links to.
+    pub const RESET_NEW: &str = crate::jobs::mail::RESET_PAGE;
+    /// The password was reset.
+    pub const RESET_DONE: &str = "/reset/done";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 5] = ["/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS];
+    pub const ALL: [&str; 8] = [
+        "/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS, RESET, RESET_NEW, RESET_DONE,
+    ];
 }
 
 /// The pages' routes.
@@ -90,6 +100,12 @@ pub fn router() -> Router<AppState> {
             get(my_links::confirm_delete).post(my_links::delete),
         )
         .route("/assets/{name}", get(assets::serve))
+        .route(paths::RESET, get(reset::request_form).post(reset::request))
+        .route(
+            paths::RESET_NEW,
+            get(reset::new_password_form).post(reset::set_new_password),
+        )
+        .route(paths::RESET_DONE, get(reset::done))
 }
 
 /// A 303 to `location` (a local path): the answer to every successful form.

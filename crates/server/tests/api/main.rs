@@ -44,6 +44,7 @@ mod tokens;
 mod transport;
 // The web pages.
 mod web_pages;
+mod web_reset;
 
 // Background jobs.
 mod avatars;
