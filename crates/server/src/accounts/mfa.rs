@@ -15,7 +15,7 @@
 //! OpenID Connect sign-ins are not asked for a code: the provider owns that step.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use basis_auth::role::Role;
 use basis_auth::secret::{digest, random_token};
@@ -213,6 +213,7 @@ pub struct VerifyRequest {
 pub async fn verify(
     State(state): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> ApiResult<Response> {
     let now = state.clock.now_ms();
@@ -229,7 +230,8 @@ pub async fn verify(
         .await?
         .ok_or_else(invalid_challenge)?;
     if challenge.kind == Kind::Session.as_str() {
-        let (cookie, csrf_token) = super::session::start(&state, &user.id).await?;
+        let agent = super::session::user_agent(&headers);
+        let (cookie, csrf_token) = super::session::start(&state, &user.id, agent).await?;
         audit::record(
             &state,
             "login.succeeded",

@@ -3,7 +3,7 @@
 //! session cookie).
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use basis_auth::role::Role;
 use maud::{Markup, html};
@@ -70,9 +70,16 @@ fn next_of(next: &Option<String>) -> &str {
         .unwrap_or(AFTER_SIGN_IN)
 }
 
-/// Signs `user_id` in: a new session, its cookie, and a 303 to `next`.
-async fn signed_in(state: &AppState, user_id: &str, next: &str) -> Result<Response, ApiError> {
-    let (cookie, _csrf) = session::start(state, user_id).await?;
+/// Signs `user_id` in from the browser that sent `headers`: a new session, its cookie, and
+/// a 303 to `next`.
+pub async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    user_id: &str,
+    next: &str,
+) -> Result<Response, ApiError> {
+    let agent = session::user_agent(headers);
+    let (cookie, _csrf) = session::start(state, user_id, agent).await?;
     let mut response = see_other(next);
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?;
     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -117,6 +124,7 @@ pub async fn sign_up_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
 /// `POST /signup`: makes the account and signs it in, or shows the form again (422).
 pub async fn sign_up(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Posted { visitor, form }: Posted<SignUpForm>,
 ) -> Response {
     let body = NewUser {
@@ -149,7 +157,7 @@ pub async fn sign_up(
             };
         }
     };
-    match signed_in(&state, &user.id, next_of(&form.next)).await {
+    match signed_in(&state, &headers, &user.id, next_of(&form.next)).await {
         Ok(response) => response,
         Err(err) => page::failure(&visitor, err),
     }
@@ -209,6 +217,7 @@ pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
 pub async fn sign_in(
     State(state): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     Posted { visitor, form }: Posted<SignInForm>,
 ) -> Response {
     let invalid = |message: &str| {
@@ -247,7 +256,7 @@ pub async fn sign_in(
         Err(err) => return page::failure(&visitor, err),
     }
     audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("page")).await;
-    match signed_in(&state, &user.id, next_of(&form.next)).await {
+    match signed_in(&state, &headers, &user.id, next_of(&form.next)).await {
         Ok(response) => response,
         Err(err) => page::failure(&visitor, err),
     }

@@ -26,7 +26,9 @@
 //! - [`assets`]: the stylesheet and script, under hashed names, cached for a year;
 //! - [`account`]: `/signup`, `/signin`, `/signout`; [`home`]: `/`, the shorten form;
 //!   [`my_links`]: `/my/links`, with delete behind a confirmation page;
-//! - [`reset`]: `/reset`, a forgotten password through a mailed link.
+//! - [`reset`]: `/reset`, a forgotten password through a mailed link;
+//! - [`account_page`]: `/account`, the password, the avatar, signing out everywhere;
+//!   [`account_keys`]: API keys; [`account_sessions`]: sessions.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -39,6 +41,8 @@
 //! [`accounts::session::start`]: crate::accounts::session::start
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler as _;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -46,6 +50,9 @@ use axum::routing::{get, post};
 use crate::state::AppState;
 
 pub mod account;
+pub mod account_keys;
+pub mod account_page;
+pub mod account_sessions;
 pub mod assets;
 pub mod forms;
 pub mod home;
@@ -75,9 +82,43 @@ pub mod paths {
     pub const RESET_NEW: &str = crate::jobs::mail::RESET_PAGE;
     /// The password was reset.
     pub const RESET_DONE: &str = "/reset/done";
+    /// The signed-in person's account.
+    pub const ACCOUNT: &str = "/account";
+    /// Change the password.
+    pub const ACCOUNT_PASSWORD: &str = "/account/password";
+    /// API keys: list and make (`/account/keys/{id}/revoke` revokes one).
+    pub const ACCOUNT_KEYS: &str = "/account/keys";
+    /// Sessions.
+    pub const ACCOUNT_SESSIONS: &str = "/account/sessions";
+    /// End one session (POST only).
+    pub const ACCOUNT_SESSIONS_END: &str = "/account/sessions/end";
+    /// End every other session (POST only).
+    pub const ACCOUNT_SESSIONS_END_OTHERS: &str = "/account/sessions/end-others";
+    /// The avatar.
+    pub const ACCOUNT_AVATAR: &str = "/account/avatar";
+    /// Two-step sign-in: enrol, or turn it off.
+    pub const ACCOUNT_MFA: &str = "/account/two-step";
+    /// Sign out everywhere (POST only).
+    pub const ACCOUNT_SIGN_OUT_EVERYWHERE: &str = "/account/sign-out-everywhere";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 8] = [
-        "/", SIGN_IN, SIGN_UP, SIGN_OUT, MY_LINKS, RESET, RESET_NEW, RESET_DONE,
+    pub const ALL: [&str; 17] = [
+        "/",
+        SIGN_IN,
+        SIGN_UP,
+        SIGN_OUT,
+        MY_LINKS,
+        RESET,
+        RESET_NEW,
+        RESET_DONE,
+        ACCOUNT,
+        ACCOUNT_PASSWORD,
+        ACCOUNT_KEYS,
+        ACCOUNT_SESSIONS,
+        ACCOUNT_SESSIONS_END,
+        ACCOUNT_SESSIONS_END_OTHERS,
+        ACCOUNT_AVATAR,
+        ACCOUNT_MFA,
+        ACCOUNT_SIGN_OUT_EVERYWHERE,
     ];
 }
 
@@ -106,6 +147,38 @@ pub fn router() -> Router<AppState> {
             get(reset::new_password_form).post(reset::set_new_password),
         )
         .route(paths::RESET_DONE, get(reset::done))
+        .route(paths::ACCOUNT, get(account_page::show))
+        .route(
+            paths::ACCOUNT_PASSWORD,
+            get(account_page::password_form).post(account_page::change_password),
+        )
+        .route(
+            paths::ACCOUNT_SIGN_OUT_EVERYWHERE,
+            post(account_page::sign_out_everywhere),
+        )
+        .route(
+            paths::ACCOUNT_AVATAR,
+            get(account_page::avatar_form).post(
+                // Room for the largest image the avatar service takes, and the form around it.
+                account_page::upload_avatar.layer(DefaultBodyLimit::max(
+                    crate::accounts::avatar::MAX_UPLOAD_BYTES + 64 * 1024,
+                )),
+            ),
+        )
+        .route(
+            paths::ACCOUNT_KEYS,
+            get(account_keys::show).post(account_keys::create),
+        )
+        .route(
+            "/account/keys/{id}/revoke",
+            get(account_keys::confirm_revoke).post(account_keys::revoke),
+        )
+        .route(paths::ACCOUNT_SESSIONS, get(account_sessions::show))
+        .route(paths::ACCOUNT_SESSIONS_END, post(account_sessions::end))
+        .route(
+            paths::ACCOUNT_SESSIONS_END_OTHERS,
+            post(account_sessions::end_others),
+        )
 }
 
 /// A 303 to `location` (a local path): the answer to every successful form.

@@ -43,6 +43,7 @@ mod sessions;
 mod tokens;
 mod transport;
 // The web pages.
+mod web_account;
 mod web_pages;
 mod web_reset;
 
