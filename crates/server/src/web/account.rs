@@ -244,13 +244,25 @@ pub async fn sign_in(
         }
         Err(err) => return page::failure(&visitor, err),
     };
-    // Two-step sign-in has no page yet: the API finishes it.
-    match mfa::second_step(&state, &user, mfa::Kind::Session).await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
+    // An account with an authenticator app finishes on the code page, carrying the
+    // API's challenge; never the password.
+    match mfa::next_step(&state, &user, mfa::Kind::Session).await {
+        Ok(mfa::NextStep::Done) => {}
+        Ok(mfa::NextStep::Code { challenge }) => {
+            let next = form.next.as_deref().and_then(local_path);
+            return super::mfa_step::code_page(
+                &visitor,
+                StatusCode::OK,
+                &challenge,
+                next,
+                &FormErrors::none(),
+            );
+        }
+        Ok(mfa::NextStep::Enrol { .. }) => {
             return invalid(
-                "This account signs in in two steps, which these pages do not offer yet; \
-                 sign in through the API (POST /auth/session).",
+                "Your role requires two-step sign-in, which this account has not set up; \
+                 set it up through the API (POST /auth/mfa/totp with the challenge of \
+                 POST /auth/session), then sign in here.",
             );
         }
         Err(err) => return page::failure(&visitor, err),

@@ -28,7 +28,8 @@
 //!   [`my_links`]: `/my/links`, with delete behind a confirmation page;
 //! - [`reset`]: `/reset`, a forgotten password through a mailed link;
 //! - [`account_page`]: `/account`, the password, the avatar, signing out everywhere;
-//!   [`account_keys`]: API keys; [`account_sessions`]: sessions.
+//!   [`account_keys`]: API keys; [`account_sessions`]: sessions;
+//! - [`mfa_step`]: the sign-in's second step (`/signin/code`) and `/account/two-step`.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -56,6 +57,7 @@ pub mod account_sessions;
 pub mod assets;
 pub mod forms;
 pub mod home;
+pub mod mfa_step;
 pub mod my_links;
 pub mod page;
 pub mod reset;
@@ -98,10 +100,20 @@ pub mod paths {
     pub const ACCOUNT_AVATAR: &str = "/account/avatar";
     /// Two-step sign-in: enrol, or turn it off.
     pub const ACCOUNT_MFA: &str = "/account/two-step";
+    /// Start enrolling an authenticator app (POST only).
+    pub const ACCOUNT_MFA_START: &str = "/account/two-step/start";
+    /// The pending enrolment's QR code.
+    pub const ACCOUNT_MFA_QR: &str = "/account/two-step/qr.svg";
+    /// Confirm the enrolment with a first code (POST only).
+    pub const ACCOUNT_MFA_CONFIRM: &str = "/account/two-step/confirm";
+    /// Turn two-step sign-in off (POST only).
+    pub const ACCOUNT_MFA_DISABLE: &str = "/account/two-step/disable";
+    /// The second step of a sign-in: the code (POST only).
+    pub const SIGN_IN_CODE: &str = "/signin/code";
     /// Sign out everywhere (POST only).
     pub const ACCOUNT_SIGN_OUT_EVERYWHERE: &str = "/account/sign-out-everywhere";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 22] = [
         "/",
         SIGN_IN,
         SIGN_UP,
@@ -119,6 +131,11 @@ pub mod paths {
         ACCOUNT_AVATAR,
         ACCOUNT_MFA,
         ACCOUNT_SIGN_OUT_EVERYWHERE,
+        ACCOUNT_MFA_START,
+        ACCOUNT_MFA_QR,
+        ACCOUNT_MFA_CONFIRM,
+        ACCOUNT_MFA_DISABLE,
+        SIGN_IN_CODE,
     ];
 }
 
@@ -173,6 +190,12 @@ pub fn router() -> Router<AppState> {
             "/account/keys/{id}/revoke",
             get(account_keys::confirm_revoke).post(account_keys::revoke),
         )
+        .route(paths::SIGN_IN_CODE, post(mfa_step::finish))
+        .route(paths::ACCOUNT_MFA, get(mfa_step::show))
+        .route(paths::ACCOUNT_MFA_START, post(mfa_step::start))
+        .route(paths::ACCOUNT_MFA_QR, get(mfa_step::qr))
+        .route(paths::ACCOUNT_MFA_CONFIRM, post(mfa_step::confirm))
+        .route(paths::ACCOUNT_MFA_DISABLE, post(mfa_step::disable))
         .route(paths::ACCOUNT_SESSIONS, get(account_sessions::show))
         .route(paths::ACCOUNT_SESSIONS_END, post(account_sessions::end))
         .route(

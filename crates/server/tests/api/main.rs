@@ -44,6 +44,7 @@ mod tokens;
 mod transport;
 // The web pages.
 mod web_account;
+mod web_mfa;
 mod web_pages;
 mod web_reset;
 
