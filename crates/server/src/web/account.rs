@@ -163,7 +163,16 @@ pub async fn sign_up(
     }
 }
 
-fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors) -> Markup {
+/// The provider's sign-in, back to `next` (or the usual page) signed in: the callback sets
+/// the session cookie and redirects to a local path.
+fn provider_start(next: Option<&str>) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("redirect", next.unwrap_or(AFTER_SIGN_IN))
+        .finish();
+    format!("/auth/oidc/start?{query}")
+}
+
+fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors, oidc: bool) -> Markup {
     let next = form.next.as_deref().and_then(local_path);
     let sign_up = match next {
         Some(next) => format!(
@@ -190,13 +199,25 @@ fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors) -> Ma
             (Field::new("password", "Password", "").kind("password").required().autocomplete("current-password").render(errors))
             button type="submit" { "Sign in" }
         }
+        @if oidc {
+            p { a.button.secondary href=(provider_start(next)) { "Sign in with your organisation's account" } }
+        }
         p { "No account yet? " a href=(sign_up) { "Sign up" } }
         p { "Forgot your password? " a href=(paths::RESET) { "Reset it" } }
     }
 }
 
+/// Whether an OpenID provider is configured.
+fn oidc_on(state: &AppState) -> bool {
+    state.identity.config.oidc_issuer.is_some()
+}
+
 /// `GET /signin`.
-pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Response {
+pub async fn sign_in_form(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(next): Query<Next>,
+) -> Response {
     if visitor.user.is_some() {
         return see_other(next_of(&next.next));
     }
@@ -208,7 +229,7 @@ pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
         Some(&visitor),
         StatusCode::OK,
         "Sign in",
-        sign_in_page(&visitor, &form, &FormErrors::none()),
+        sign_in_page(&visitor, &form, &FormErrors::none(), oidc_on(&state)),
     )
 }
 
@@ -227,7 +248,7 @@ pub async fn sign_in(
             Some(&visitor),
             StatusCode::UNPROCESSABLE_ENTITY,
             "Sign in",
-            sign_in_page(&visitor, &form, &errors),
+            sign_in_page(&visitor, &form, &errors, oidc_on(&state)),
         )
     };
     if form.email.trim().is_empty() || form.password.is_empty() {

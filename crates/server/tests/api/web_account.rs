@@ -73,6 +73,11 @@ async fn the_account_page_needs_sign_in_and_shows_who_you_are(engine: Engine) {
     let mut stranger = Browser::new(&app);
     let gated = stranger.get("/account").await;
     assert_see_other(&gated, "/signin?next=%2Faccount");
+    let signin = stranger.get("/signin").await;
+    assert!(
+        !signin.body.contains("/auth/oidc/start"),
+        "no provider, no provider button"
+    );
 
     let mut ann = Browser::new(&app);
     ann.sign_up("ann@example.com", "Ann <b>Smith</b>").await;
