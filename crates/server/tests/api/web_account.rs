@@ -81,6 +81,11 @@ async fn the_account_page_needs_sign_in_and_shows_who_you_are(engine: Engine) {
 
     let mut ann = Browser::new(&app);
     ann.sign_up("ann@example.com", "Ann <b>Smith</b>").await;
+    let links = ann.get("/my/links").await;
+    assert!(
+        links.body.contains(r#"<a href="/account">Account</a>"#),
+        "the header links to it"
+    );
     let page = ann.get("/account").await;
     assert_eq!(page.status, 200);
     assert!(page.body.contains("ann@example.com"));
