@@ -121,7 +121,20 @@ pub async fn upload(
             ApiError::BadRequest(rejection.body_text())
         }
     })?;
-    basis_store::users::find(&state.store, &id)
+    let job_id = accept_upload(&state, &id, &principal.user_id, bytes).await?;
+    Ok(crate::jobs::accepted(job_id))
+}
+
+/// Checks an upload for account `id` (the type from its first bytes, else 415; it must
+/// decode within [`MAX_SIDE`] pixels a side, else 422), stores it and submits its
+/// thumbnail job on behalf of `owner`; answers the job's id.
+pub async fn accept_upload(
+    state: &AppState,
+    id: &str,
+    owner: &str,
+    bytes: Bytes,
+) -> ApiResult<String> {
+    basis_store::users::find(&state.store, id)
         .await?
         .ok_or(ApiError::NotFound)?;
     let checked = bytes.clone();
@@ -144,15 +157,14 @@ pub async fn upload(
 
     let job_id = crate::jobs::new_id();
     let now = state.clock.now_ms();
-    let upload_id = avatars::insert_upload(&state.store, &id, &job_id, &bytes, now).await?;
-    let payload = thumbnail_payload(upload_id, &id);
-    let owner = principal.user_id.clone();
+    let upload_id = avatars::insert_upload(&state.store, id, &job_id, &bytes, now).await?;
+    let payload = thumbnail_payload(upload_id, id);
     let submitted = state
         .jobs
         .submit(
             crate::jobs::MEDIA_QUEUE,
             THUMBNAILS,
-            &owner,
+            owner,
             Some(job_id),
             payload,
             5,
@@ -161,7 +173,7 @@ pub async fn upload(
     if submitted.is_err() {
         let _ = avatars::delete_upload(&state.store, upload_id).await;
     }
-    Ok(crate::jobs::accepted(submitted?))
+    submitted
 }
 
 /// An upload still waiting this long (ms) after it was stored, or last swept, gets its

@@ -88,6 +88,23 @@ pub async fn create(
     caller.act_for(&id)?;
     // Whose keys these are is settled before the body is read.
     let ApiJson(body) = body?;
+    let created = create_key(&state, &ip, &id, body).await?;
+    let location = HeaderValue::from_str(&format!("/users/{id}/api-keys/{}", created.view.id))
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let mut response = crate::http::rest::no_store(StatusCode::CREATED, created);
+    response.headers_mut().insert(header::LOCATION, location);
+    Ok(response)
+}
+
+/// Makes a key for account `id` (the caller has settled that they may): a name of 1 to
+/// 100 characters, known scopes, at most [`MAX_KEYS`] live. The answer is the only time
+/// the secret is seen.
+pub async fn create_key(
+    state: &AppState,
+    ip: &ClientIp,
+    id: &str,
+    body: NewKey,
+) -> ApiResult<CreatedKey> {
     let mut errors = Vec::new();
     let name = body.name.trim().to_owned();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
@@ -110,11 +127,11 @@ pub async fn create(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let user_exists = basis_store::users::find(&state.store, &id).await?.is_some();
+    let user_exists = basis_store::users::find(&state.store, id).await?.is_some();
     if !user_exists {
         return Err(ApiError::NotFound);
     }
-    let live = api_keys::count_live(&state.store, &id).await?;
+    let live = api_keys::count_live(&state.store, id).await?;
     if live >= MAX_KEYS {
         return Err(ApiError::Conflict(format!(
             "at most {MAX_KEYS} live keys per account"
@@ -131,7 +148,7 @@ pub async fn create(
     };
     let new_key = api_keys::NewKey {
         id: &row.id,
-        user_id: &id,
+        user_id: id,
         name: &row.name,
         key_hash: &digest(&key),
         key_hint: &row.key_hint,
@@ -140,18 +157,11 @@ pub async fn create(
     };
     api_keys::insert(&state.store, &new_key).await?;
     let detail = format!("key {} scopes {}", row.id, row.scopes);
-    audit::record(&state, "api_key.created", Some(&id), &ip, Some(&detail)).await;
-    let location = HeaderValue::from_str(&format!("/users/{id}/api-keys/{}", row.id))
-        .map_err(|e| ApiError::Internal(e.into()))?;
-    let mut response = crate::http::rest::no_store(
-        StatusCode::CREATED,
-        CreatedKey {
-            key,
-            view: row.into(),
-        },
-    );
-    response.headers_mut().insert(header::LOCATION, location);
-    Ok(response)
+    audit::record(state, "api_key.created", Some(id), ip, Some(&detail)).await;
+    Ok(CreatedKey {
+        key,
+        view: row.into(),
+    })
 }
 
 /// Lists the live keys of user `id`, without secrets.
@@ -179,10 +189,16 @@ pub async fn revoke(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_account()?;
     caller.act_for(&id)?;
+    revoke_key(&state, &ip, &id, &key_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes key `key_id` of account `id` at once; 404 when `id` holds no such live key.
+pub async fn revoke_key(state: &AppState, ip: &ClientIp, id: &str, key_id: &str) -> ApiResult<()> {
     let now = state.clock.now_ms();
-    if !api_keys::revoke(&state.store, &id, &key_id, now).await? {
+    if !api_keys::revoke(&state.store, id, key_id, now).await? {
         return Err(ApiError::NotFound);
     }
-    audit::record(&state, "api_key.revoked", Some(&id), &ip, Some(&key_id)).await;
-    Ok(StatusCode::NO_CONTENT)
+    audit::record(state, "api_key.revoked", Some(id), ip, Some(key_id)).await;
+    Ok(())
 }

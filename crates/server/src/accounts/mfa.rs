@@ -15,7 +15,7 @@
 //! OpenID Connect sign-ins are not asked for a code: the provider owns that step.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use basis_auth::role::Role;
 use basis_auth::secret::{digest, random_token};
@@ -113,40 +113,70 @@ pub async fn second_step(
     user: &UserRow,
     kind: Kind,
 ) -> ApiResult<Option<Response>> {
+    match next_step(state, user, kind).await? {
+        NextStep::Done => Ok(None),
+        NextStep::Code { challenge } => {
+            let body = MfaChallenge {
+                mfa_required: true,
+                challenge,
+                expires_in: CHALLENGE_TTL_MS / 1000,
+            };
+            Ok(Some(no_store(StatusCode::ACCEPTED, body)))
+        }
+        NextStep::Enrol { challenge } => {
+            let body = EnrolmentRequired {
+                kind: "about:blank",
+                title: "Forbidden",
+                status: 403,
+                detail: format!(
+                    "the {} role requires multi-factor sign-in: enrol with POST /auth/mfa/totp and \
+                     /auth/mfa/totp/confirm, sending this challenge, then sign in again",
+                    user.role
+                ),
+                challenge,
+                expires_in: CHALLENGE_TTL_MS / 1000,
+            };
+            let mut response = no_store(StatusCode::FORBIDDEN, body);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+            Ok(Some(response))
+        }
+    }
+}
+
+/// What a sign-in needs after a correct password.
+#[derive(Debug)]
+pub enum NextStep {
+    /// Nothing: it may finish now.
+    Done,
+    /// A code: the challenge that carries the pending sign-in (never the password).
+    Code {
+        /// The one-use challenge token.
+        challenge: String,
+    },
+    /// The role requires MFA the account lacks: the challenge lets it enrol.
+    Enrol {
+        /// The one-use enrolment challenge.
+        challenge: String,
+    },
+}
+
+/// Decides [`NextStep`] for `user` (the API's answer and the sign-in page both follow it).
+pub async fn next_step(state: &AppState, user: &UserRow, kind: Kind) -> ApiResult<NextStep> {
     let enrolled = mfa::find(&state.store, &user.id)
         .await?
         .is_some_and(|row| row.confirmed_at.is_some());
     if enrolled {
         let challenge = new_challenge(state, &user.id, kind.as_str()).await?;
-        let body = MfaChallenge {
-            mfa_required: true,
-            challenge,
-            expires_in: CHALLENGE_TTL_MS / 1000,
-        };
-        return Ok(Some(no_store(StatusCode::ACCEPTED, body)));
+        return Ok(NextStep::Code { challenge });
     }
     let required = mfa::required_roles(&state.store).await?;
     if required.contains(&user.role) {
         let challenge = new_challenge(state, &user.id, "enrol").await?;
-        let body = EnrolmentRequired {
-            kind: "about:blank",
-            title: "Forbidden",
-            status: 403,
-            detail: format!(
-                "the {} role requires multi-factor sign-in: enrol with POST /auth/mfa/totp and \
-                 /auth/mfa/totp/confirm, sending this challenge, then sign in again",
-                user.role
-            ),
-            challenge,
-            expires_in: CHALLENGE_TTL_MS / 1000,
-        };
-        let mut response = no_store(StatusCode::FORBIDDEN, body);
-        response
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        return Ok(Some(response));
+        return Ok(NextStep::Enrol { challenge });
     }
-    Ok(None)
+    Ok(NextStep::Done)
 }
 
 fn wrong_code() -> ApiError {
@@ -192,6 +222,44 @@ async fn check_code(state: &AppState, ip: &ClientIp, user_id: &str, code: &str) 
     Err(wrong_code())
 }
 
+/// Whether `challenge` names a pending sign-in (live, not an enrolment one).
+pub async fn pending_sign_in(state: &AppState, challenge: &str) -> ApiResult<bool> {
+    let now = state.clock.now_ms();
+    Ok(mfa::find_challenge(&state.store, &digest(challenge), now)
+        .await?
+        .is_some_and(|c| c.kind != "enrol"))
+}
+
+/// Finishes the sign-in pending under `challenge` with `code` (a TOTP code or an unused
+/// recovery code): the challenge is spent, and the account and what the sign-in was for
+/// are answered. A dead challenge or a wrong code is a 401; tries are throttled.
+pub async fn finish_challenge(
+    state: &AppState,
+    ip: &ClientIp,
+    challenge: &str,
+    code: &str,
+) -> ApiResult<(UserRow, Kind)> {
+    let now = state.clock.now_ms();
+    let hash = digest(challenge);
+    let challenge = mfa::find_challenge(&state.store, &hash, now)
+        .await?
+        .filter(|c| c.kind != "enrol")
+        .ok_or_else(invalid_challenge)?;
+    check_code(state, ip, &challenge.user_id, code).await?;
+    if !mfa::spend_challenge(&state.store, &hash, now).await? {
+        return Err(invalid_challenge());
+    }
+    let user = users::find(&state.store, &challenge.user_id)
+        .await?
+        .ok_or_else(invalid_challenge)?;
+    let kind = if challenge.kind == Kind::Session.as_str() {
+        Kind::Session
+    } else {
+        Kind::Token
+    };
+    Ok((user, kind))
+}
+
 /// The body of `POST /auth/mfa/verify`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyRequest {
@@ -213,23 +281,13 @@ pub struct VerifyRequest {
 pub async fn verify(
     State(state): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> ApiResult<Response> {
-    let now = state.clock.now_ms();
-    let hash = digest(&body.challenge);
-    let challenge = mfa::find_challenge(&state.store, &hash, now)
-        .await?
-        .filter(|c| c.kind != "enrol")
-        .ok_or_else(invalid_challenge)?;
-    check_code(&state, &ip, &challenge.user_id, &body.code).await?;
-    if !mfa::spend_challenge(&state.store, &hash, now).await? {
-        return Err(invalid_challenge());
-    }
-    let user = users::find(&state.store, &challenge.user_id)
-        .await?
-        .ok_or_else(invalid_challenge)?;
-    if challenge.kind == Kind::Session.as_str() {
-        let (cookie, csrf_token) = super::session::start(&state, &user.id).await?;
+    let (user, kind) = finish_challenge(&state, &ip, &body.challenge, &body.code).await?;
+    if kind == Kind::Session {
+        let agent = super::session::user_agent(&headers);
+        let (cookie, csrf_token) = super::session::start(&state, &user.id, agent).await?;
         audit::record(
             &state,
             "login.succeeded",
@@ -321,6 +379,13 @@ pub async fn enrol(
         }
     };
     let user = enrolling_user(&state, &caller, body.challenge.as_deref()).await?;
+    let enrolment = start_enrolment(&state, &user).await?;
+    Ok(no_store(StatusCode::CREATED, enrolment))
+}
+
+/// Starts (or restarts) `user`'s enrolment: a new secret, pending until confirmed; 409
+/// when MFA is already on.
+pub async fn start_enrolment(state: &AppState, user: &UserRow) -> ApiResult<Enrolment> {
     let secret = totp::new_secret();
     if !mfa::start_enrolment(&state.store, &user.id, &secret, state.clock.now_ms()).await? {
         return Err(ApiError::Conflict(
@@ -329,14 +394,19 @@ pub async fn enrol(
     }
     let otpauth_uri = totp::otpauth_uri(&secret, ISSUER, &user.email);
     let qr_svg = totp::qr_svg(&otpauth_uri)?;
-    Ok(no_store(
-        StatusCode::CREATED,
-        Enrolment {
-            secret,
-            otpauth_uri,
-            qr_svg,
-        },
-    ))
+    Ok(Enrolment {
+        secret,
+        otpauth_uri,
+        qr_svg,
+    })
+}
+
+/// The `otpauth://` URI of `user`'s pending enrolment, if one is pending.
+pub async fn pending_uri(state: &AppState, user: &UserRow) -> ApiResult<Option<String>> {
+    Ok(mfa::find(&state.store, &user.id)
+        .await?
+        .filter(|row| row.confirmed_at.is_none())
+        .map(|row| totp::otpauth_uri(&row.secret, ISSUER, &user.email)))
 }
 
 /// The body of `POST /auth/mfa/totp/confirm`.
@@ -373,17 +443,41 @@ pub async fn confirm(
     ApiJson(body): ApiJson<ConfirmRequest>,
 ) -> ApiResult<Response> {
     let user = enrolling_user(&state, &caller, body.challenge.as_deref()).await?;
+    let codes = confirm_enrolment(&state, &ip, &user.id, &body.code).await?;
+    let now = state.clock.now_ms();
+    if caller.principal().is_none()
+        && let Some(challenge) = &body.challenge
+    {
+        // Enrolled: the challenge has served; the next sign-in asks for a code.
+        mfa::spend_challenge(&state.store, &digest(challenge), now).await?;
+    }
+    Ok(no_store(
+        StatusCode::OK,
+        RecoveryCodes {
+            recovery_codes: codes,
+        },
+    ))
+}
+
+/// Turns `user_id`'s pending enrolment on with the app's first code (throttled; a wrong
+/// one is a 401, none pending a 409); answers the recovery codes, shown once.
+pub async fn confirm_enrolment(
+    state: &AppState,
+    ip: &ClientIp,
+    user_id: &str,
+    code: &str,
+) -> ApiResult<Vec<String>> {
     state
         .identity
-        .throttle(state.clock.as_ref(), Action::SecondFactor, &user.id)
+        .throttle(state.clock.as_ref(), Action::SecondFactor, user_id)
         .await?;
-    let pending = mfa::find(&state.store, &user.id)
+    let pending = mfa::find(&state.store, user_id)
         .await?
         .filter(|row| row.confirmed_at.is_none())
         .ok_or_else(|| ApiError::Conflict("no enrolment is pending; start one first".into()))?;
     let now = state.clock.now_ms();
     let step =
-        totp::verify(&pending.secret, &body.code, now, pending.last_step).ok_or_else(wrong_code)?;
+        totp::verify(&pending.secret, code, now, pending.last_step).ok_or_else(wrong_code)?;
     let codes: Vec<String> = (0..totp::RECOVERY_CODES)
         .map(|_| totp::new_recovery_code())
         .collect();
@@ -392,24 +486,13 @@ pub async fn confirm(
         .filter_map(|code| totp::normalise_recovery_code(code))
         .map(|code| digest(&code))
         .collect();
-    if !mfa::confirm(&state.store, &user.id, step, &hashes, now).await? {
+    if !mfa::confirm(&state.store, user_id, step, &hashes, now).await? {
         return Err(ApiError::Conflict(
             "no enrolment is pending; start one first".into(),
         ));
     }
-    if caller.principal().is_none()
-        && let Some(challenge) = &body.challenge
-    {
-        // Enrolled: the challenge has served; the next sign-in asks for a code.
-        mfa::spend_challenge(&state.store, &digest(challenge), now).await?;
-    }
-    audit::record(&state, "mfa.enrolled", Some(&user.id), &ip, None).await;
-    Ok(no_store(
-        StatusCode::OK,
-        RecoveryCodes {
-            recovery_codes: codes,
-        },
-    ))
+    audit::record(state, "mfa.enrolled", Some(user_id), ip, None).await;
+    Ok(codes)
 }
 
 /// The body of `POST /auth/mfa/totp/disable`.
@@ -434,10 +517,22 @@ pub async fn disable(
     ApiJson(body): ApiJson<DisableRequest>,
 ) -> ApiResult<StatusCode> {
     let user_id = caller.require_account()?.user_id.clone();
-    check_code(&state, &ip, &user_id, &body.code).await?;
-    mfa::disable(&state.store, &user_id).await?;
-    audit::record(&state, "mfa.disabled", Some(&user_id), &ip, None).await;
+    disable_for(&state, &ip, &user_id, &body.code).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Turns `user_id`'s MFA off with a current code or an unused recovery code (a wrong one
+/// is a 401; tries are throttled).
+pub async fn disable_for(
+    state: &AppState,
+    ip: &ClientIp,
+    user_id: &str,
+    code: &str,
+) -> ApiResult<()> {
+    check_code(state, ip, user_id, code).await?;
+    mfa::disable(&state.store, user_id).await?;
+    audit::record(state, "mfa.disabled", Some(user_id), ip, None).await;
+    Ok(())
 }
 
 /// Whether the caller signs in with a second factor.

@@ -137,6 +137,7 @@ pub async fn start(
 pub async fn callback(
     State(state): State<AppState>,
     ip: ClientIp,
+    headers: axum::http::HeaderMap,
     query: Result<Query<CallbackQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Response> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
@@ -174,7 +175,8 @@ pub async fn callback(
         }
     })?;
     let user = link_account(&state, &who).await?;
-    let (cookie, _) = super::session::start(&state, &user.id).await?;
+    let agent = super::session::user_agent(&headers);
+    let (cookie, _) = super::session::start(&state, &user.id, agent).await?;
     audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("oidc")).await;
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?;
     let location = HeaderValue::from_str(&redirect_to).map_err(|e| ApiError::Internal(e.into()))?;

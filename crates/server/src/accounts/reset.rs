@@ -27,7 +27,7 @@ pub struct ResetRequest {
 /// The body of `POST /auth/password-reset/confirm`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetConfirm {
-    /// The token from the mail.
+    /// The token from the mail's link (its `token` parameter).
     #[schema(value_type = crate::http::schema::Token)]
     pub token: String,
     /// The new password: 12 to 256 characters, not easily guessed.
@@ -55,13 +55,20 @@ pub async fn request(
     ip: ClientIp,
     ApiJson(body): ApiJson<ResetRequest>,
 ) -> ApiResult<Response> {
-    let email = normalise_email(&body.email).unwrap_or_default();
+    send_reset_mail(&state, &ip, &body.email).await?;
+    Ok(crate::http::rest::no_store(StatusCode::ACCEPTED, ACCEPTED))
+}
+
+/// Asks for a reset mail to `email` (throttled per address): a mail job when an account
+/// uses it, nothing otherwise. The API and the `/reset` page answer the same either way.
+pub async fn send_reset_mail(state: &AppState, ip: &ClientIp, email: &str) -> ApiResult<()> {
+    let email = normalise_email(email).unwrap_or_default();
     if let Err(err) = state
         .identity
         .throttle(state.clock.as_ref(), Action::PasswordReset, &email)
         .await
     {
-        audit::record(&state, "password_reset.throttled", None, &ip, Some(&email)).await;
+        audit::record(state, "password_reset.throttled", None, ip, Some(&email)).await;
         return Err(err);
     }
     if let Some(user) = users::find_by_email(&state.store, &email).await? {
@@ -71,16 +78,9 @@ pub async fn request(
             .jobs
             .enqueue(crate::jobs::mail::reset_job(&user.id, &state.base_url))
             .await?;
-        audit::record(
-            &state,
-            "password_reset.requested",
-            Some(&user.id),
-            &ip,
-            None,
-        )
-        .await;
+        audit::record(state, "password_reset.requested", Some(&user.id), ip, None).await;
     }
-    Ok(crate::http::rest::no_store(StatusCode::ACCEPTED, ACCEPTED))
+    Ok(())
 }
 
 fn invalid_token() -> ApiError {
@@ -99,18 +99,40 @@ pub async fn confirm(
     ip: ClientIp,
     ApiJson(body): ApiJson<ResetConfirm>,
 ) -> ApiResult<StatusCode> {
+    set_new_password(&state, &ip, &body.token, body.password).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether `token` is a reset token that may still be used, now.
+pub async fn token_is_live(state: &AppState, token: &str) -> ApiResult<bool> {
     let now = state.clock.now_ms();
-    let hash = digest(&body.token);
+    Ok(
+        password_resets::live_user(&state.store, &digest(token), now)
+            .await?
+            .is_some(),
+    )
+}
+
+/// Spends a reset token on a new password, under the password rules. A dead token is
+/// a field error on `token`; a weak or breached password one on `password`.
+pub async fn set_new_password(
+    state: &AppState,
+    ip: &ClientIp,
+    token: &str,
+    password: String,
+) -> ApiResult<()> {
+    let now = state.clock.now_ms();
+    let hash = digest(token);
     let user_id = password_resets::live_user(&state.store, &hash, now).await?;
     let user = match user_id {
         Some(id) => users::find(&state.store, &id).await?,
         None => None,
     }
     .ok_or_else(invalid_token)?;
-    crate::accounts::users::refuse_breached(&body.password)?;
-    crate::accounts::users::check_password(&body.password, &user.email, &user.name)
+    crate::accounts::users::refuse_breached(&password)?;
+    crate::accounts::users::check_password(&password, &user.email, &user.name)
         .map_err(|e| ApiError::Invalid(vec![e]))?;
-    let new_hash = state.passwords.hasher().hash(body.password).await?;
+    let new_hash = state.passwords.hasher().hash(password).await?;
     // One transaction spends the token, sets the password and revokes every session and
     // refresh family: of two confirmations one wins, and none half-applies.
     if !password_resets::reset_password(&state.store, &hash, &user.id, &new_hash, now).await? {
@@ -123,6 +145,6 @@ pub async fn confirm(
         .cutoffs
         .cut(&state.store, &user.id, now)
         .await?;
-    audit::record(&state, "password.reset", Some(&user.id), &ip, None).await;
-    Ok(StatusCode::NO_CONTENT)
+    audit::record(state, "password.reset", Some(&user.id), ip, None).await;
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //! `GET` shows the session and its CSRF token, `DELETE` logs out.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use basis_auth::secret::{digest, random_token};
 use basis_store::sessions::{self, NewSession};
@@ -29,9 +29,24 @@ pub struct SessionView {
     pub user: UserView,
 }
 
-/// Starts a session for `user_id`: a new id every time (no fixation), a new CSRF token.
-/// Returns the `Set-Cookie` value and the CSRF token.
-pub async fn start(state: &AppState, user_id: &str) -> ApiResult<(String, String)> {
+/// The `User-Agent` of a request, cut to 256 characters, as a session keeps it (so its
+/// owner can tell their sessions apart).
+pub fn user_agent(headers: &HeaderMap) -> Option<&str> {
+    let agent = headers.get(header::USER_AGENT)?.to_str().ok()?.trim();
+    let end = agent
+        .char_indices()
+        .nth(256)
+        .map_or(agent.len(), |(at, _)| at);
+    Some(&agent[..end]).filter(|a| !a.is_empty())
+}
+
+/// Starts a session for `user_id`: a new id every time (no fixation), a new CSRF token;
+/// `user_agent` is the browser's. Returns the `Set-Cookie` value and the CSRF token.
+pub async fn start(
+    state: &AppState,
+    user_id: &str,
+    user_agent: Option<&str>,
+) -> ApiResult<(String, String)> {
     let now = state.clock.now_ms();
     let session_id = random_token();
     let csrf = random_token();
@@ -39,6 +54,7 @@ pub async fn start(state: &AppState, user_id: &str) -> ApiResult<(String, String
         id_hash: &digest(&session_id),
         user_id,
         csrf_token: &csrf,
+        user_agent,
         now,
     };
     sessions::insert(&state.store, &session).await?;
@@ -55,13 +71,14 @@ pub async fn start(state: &AppState, user_id: &str) -> ApiResult<(String, String
 pub async fn create(
     State(state): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     ApiJson(credentials): ApiJson<Credentials>,
 ) -> ApiResult<Response> {
     let user = check_password(&state, &ip, credentials).await?;
     if let Some(answer) = super::mfa::second_step(&state, &user, super::mfa::Kind::Session).await? {
         return Ok(answer);
     }
-    let (cookie, csrf_token) = start(&state, &user.id).await?;
+    let (cookie, csrf_token) = start(&state, &user.id, user_agent(&headers)).await?;
     audit::record(
         &state,
         "login.succeeded",

@@ -244,14 +244,17 @@ pub async fn logout_all(
     Authenticated(caller): Authenticated,
 ) -> ApiResult<StatusCode> {
     let principal = caller.require_account()?;
-    let now = state.clock.now_ms();
-    token_cutoffs::sign_out_everywhere(&state.store, &principal.user_id, now).await?;
-    state
-        .identity
-        .cutoffs
-        .applied(&principal.user_id, now)
-        .await;
+    sign_out_everywhere(&state, &principal.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes every session and refresh token of `user_id`, and refuses every access token
+/// issued until now.
+pub async fn sign_out_everywhere(state: &AppState, user_id: &str) -> ApiResult<()> {
+    let now = state.clock.now_ms();
+    token_cutoffs::sign_out_everywhere(&state.store, user_id, now).await?;
+    state.identity.cutoffs.applied(user_id, now).await;
+    Ok(())
 }
 
 /// Who is calling.

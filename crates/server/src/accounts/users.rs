@@ -16,7 +16,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::ApiJson;
 use crate::http::extract::ClientIp;
 use crate::http::rest::{List, Page, list_response};
-use crate::identity::caller::{Authenticated, Caller, Credential};
+use crate::identity::caller::{Authenticated, Caller, Credential, Principal};
 use crate::identity::normalise_email;
 use crate::identity::views::{Profile, UserView};
 use crate::state::AppState;
@@ -368,7 +368,22 @@ pub async fn change_password(
     caller.require_account()?;
     let principal = caller.act_for(&id)?;
     let ApiJson(body) = body?;
-    let user = load(&state, &id).await?;
+    set_password(&state, &ip, principal, &id, body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets account `id`'s password for `principal` (who may act for it): the new one must
+/// pass the policy and not be breached, and one's own change needs the current password
+/// (else 403). Every other session and refresh family ends; the caller's own session, if
+/// that is how they came, is kept.
+pub async fn set_password(
+    state: &AppState,
+    ip: &ClientIp,
+    principal: &Principal,
+    id: &str,
+    body: ChangePassword,
+) -> ApiResult<()> {
+    let user = load(state, id).await?;
     refuse_breached(&body.new_password)?;
     check_password(&body.new_password, &user.email, &user.name)
         .map_err(|e| ApiError::Invalid(vec![e]))?;
@@ -394,12 +409,12 @@ pub async fn change_password(
         _ => None,
     };
     // One transaction: no session made with the old password outlives the change.
-    if !users::change_password(&state.store, &id, &hash, keep, now).await? {
+    if !users::change_password(&state.store, id, &hash, keep, now).await? {
         return Err(ApiError::NotFound);
     }
     // Nor does an access token issued before it (the caller's own included: a bearer
     // caller signs in again with the new password; the kept session is not a token).
-    state.identity.cutoffs.cut(&state.store, &id, now).await?;
-    audit::record(&state, "password.changed", Some(&id), &ip, None).await;
-    Ok(StatusCode::NO_CONTENT)
+    state.identity.cutoffs.cut(&state.store, id, now).await?;
+    audit::record(state, "password.changed", Some(id), ip, None).await;
+    Ok(())
 }

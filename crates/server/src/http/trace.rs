@@ -81,3 +81,57 @@ impl Extractor for Headers<'_> {
         self.0.keys().map(|name| name.as_str()).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use tracing_subscriber::fmt::format::FmtSpan;
+
+    use super::*;
+
+    /// What a log writer was given.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_request_span_records_the_path_but_never_the_query() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_span_events(FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let request = Request::builder()
+                .uri("/reset/new?token=the-secret-reset-token")
+                .body(Body::empty())
+                .expect("a request");
+            let span = request_span(&request, "GET", None, &HeaderValue::from_static("req-1"));
+            assert!(!span.is_disabled());
+            record_status(&span, StatusCode::OK);
+        });
+        let log =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("text");
+        assert!(log.contains("/reset/new"), "{log}");
+        assert!(!log.contains("the-secret-reset-token"), "{log}");
+    }
+}

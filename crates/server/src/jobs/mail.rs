@@ -183,12 +183,12 @@ pub async fn password_reset(
     )
     .await
     .map_err(retry)?;
+    let link = reset_link(&mail.base_url, &token);
     let body = format!(
         "Someone asked to reset the password of your Basis account.\n\n\
-         To choose a new password, use this token within one hour:\n\n{token}\n\n\
-         Send it with your new password to\n{base}/auth/password-reset/confirm\n\n\
-         If it was not you, ignore this mail: your password stays as it is.\n",
-        base = mail.base_url
+         To choose a new password, open this link within one hour (it works once):\n\n\
+         {link}\n\n\
+         If it was not you, ignore this mail: your password stays as it is.\n"
     );
     send_once(
         &ctx,
@@ -198,6 +198,19 @@ pub async fn password_reset(
         body,
     )
     .await
+}
+
+/// The path of the page a reset mail links to (a web page: `web::paths::RESET_NEW`).
+pub const RESET_PAGE: &str = "/reset/new";
+
+/// The page that takes a new password for `token`. The token rides in the query, which
+/// the request log leaves out (it records the path only), and the page answers with
+/// `Referrer-Policy: no-referrer` so it goes no further.
+pub fn reset_link(base_url: &str, token: &str) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("token", token)
+        .finish();
+    format!("{}{}?{query}", base_url.trim_end_matches('/'), RESET_PAGE)
 }
 
 /// Tells a post's author about a new comment (not when they commented themselves).

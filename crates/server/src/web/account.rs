@@ -3,7 +3,7 @@
 //! session cookie).
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use basis_auth::role::Role;
 use maud::{Markup, html};
@@ -70,9 +70,16 @@ fn next_of(next: &Option<String>) -> &str {
         .unwrap_or(AFTER_SIGN_IN)
 }
 
-/// Signs `user_id` in: a new session, its cookie, and a 303 to `next`.
-async fn signed_in(state: &AppState, user_id: &str, next: &str) -> Result<Response, ApiError> {
-    let (cookie, _csrf) = session::start(state, user_id).await?;
+/// Signs `user_id` in from the browser that sent `headers`: a new session, its cookie, and
+/// a 303 to `next`.
+pub async fn signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    user_id: &str,
+    next: &str,
+) -> Result<Response, ApiError> {
+    let agent = session::user_agent(headers);
+    let (cookie, _csrf) = session::start(state, user_id, agent).await?;
     let mut response = see_other(next);
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?;
     response.headers_mut().append(header::SET_COOKIE, cookie);
@@ -117,6 +124,7 @@ pub async fn sign_up_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
 /// `POST /signup`: makes the account and signs it in, or shows the form again (422).
 pub async fn sign_up(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Posted { visitor, form }: Posted<SignUpForm>,
 ) -> Response {
     let body = NewUser {
@@ -149,13 +157,22 @@ pub async fn sign_up(
             };
         }
     };
-    match signed_in(&state, &user.id, next_of(&form.next)).await {
+    match signed_in(&state, &headers, &user.id, next_of(&form.next)).await {
         Ok(response) => response,
         Err(err) => page::failure(&visitor, err),
     }
 }
 
-fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors) -> Markup {
+/// The provider's sign-in, back to `next` (or the usual page) signed in: the callback sets
+/// the session cookie and redirects to a local path.
+fn provider_start(next: Option<&str>) -> String {
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("redirect", next.unwrap_or(AFTER_SIGN_IN))
+        .finish();
+    format!("/auth/oidc/start?{query}")
+}
+
+fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors, oidc: bool) -> Markup {
     let next = form.next.as_deref().and_then(local_path);
     let sign_up = match next {
         Some(next) => format!(
@@ -182,12 +199,25 @@ fn sign_in_page(visitor: &Visitor, form: &SignInForm, errors: &FormErrors) -> Ma
             (Field::new("password", "Password", "").kind("password").required().autocomplete("current-password").render(errors))
             button type="submit" { "Sign in" }
         }
+        @if oidc {
+            p { a.button.secondary href=(provider_start(next)) { "Sign in with your organisation's account" } }
+        }
         p { "No account yet? " a href=(sign_up) { "Sign up" } }
+        p { "Forgot your password? " a href=(paths::RESET) { "Reset it" } }
     }
 }
 
+/// Whether an OpenID provider is configured.
+fn oidc_on(state: &AppState) -> bool {
+    state.identity.config.oidc_issuer.is_some()
+}
+
 /// `GET /signin`.
-pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Response {
+pub async fn sign_in_form(
+    State(state): State<AppState>,
+    visitor: Visitor,
+    Query(next): Query<Next>,
+) -> Response {
     if visitor.user.is_some() {
         return see_other(next_of(&next.next));
     }
@@ -199,7 +229,7 @@ pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
         Some(&visitor),
         StatusCode::OK,
         "Sign in",
-        sign_in_page(&visitor, &form, &FormErrors::none()),
+        sign_in_page(&visitor, &form, &FormErrors::none(), oidc_on(&state)),
     )
 }
 
@@ -208,6 +238,7 @@ pub async fn sign_in_form(visitor: Visitor, Query(next): Query<Next>) -> Respons
 pub async fn sign_in(
     State(state): State<AppState>,
     ip: ClientIp,
+    headers: HeaderMap,
     Posted { visitor, form }: Posted<SignInForm>,
 ) -> Response {
     let invalid = |message: &str| {
@@ -217,7 +248,7 @@ pub async fn sign_in(
             Some(&visitor),
             StatusCode::UNPROCESSABLE_ENTITY,
             "Sign in",
-            sign_in_page(&visitor, &form, &errors),
+            sign_in_page(&visitor, &form, &errors, oidc_on(&state)),
         )
     };
     if form.email.trim().is_empty() || form.password.is_empty() {
@@ -234,19 +265,31 @@ pub async fn sign_in(
         }
         Err(err) => return page::failure(&visitor, err),
     };
-    // Two-step sign-in has no page yet: the API finishes it.
-    match mfa::second_step(&state, &user, mfa::Kind::Session).await {
-        Ok(None) => {}
-        Ok(Some(_)) => {
+    // An account with an authenticator app finishes on the code page, carrying the
+    // API's challenge; never the password.
+    match mfa::next_step(&state, &user, mfa::Kind::Session).await {
+        Ok(mfa::NextStep::Done) => {}
+        Ok(mfa::NextStep::Code { challenge }) => {
+            let next = form.next.as_deref().and_then(local_path);
+            return super::mfa_step::code_page(
+                &visitor,
+                StatusCode::OK,
+                &challenge,
+                next,
+                &FormErrors::none(),
+            );
+        }
+        Ok(mfa::NextStep::Enrol { .. }) => {
             return invalid(
-                "This account signs in in two steps, which these pages do not offer yet; \
-                 sign in through the API (POST /auth/session).",
+                "Your role requires two-step sign-in, which this account has not set up; \
+                 set it up through the API (POST /auth/mfa/totp with the challenge of \
+                 POST /auth/session), then sign in here.",
             );
         }
         Err(err) => return page::failure(&visitor, err),
     }
     audit::record(&state, "login.succeeded", Some(&user.id), &ip, Some("page")).await;
-    match signed_in(&state, &user.id, next_of(&form.next)).await {
+    match signed_in(&state, &headers, &user.id, next_of(&form.next)).await {
         Ok(response) => response,
         Err(err) => page::failure(&visitor, err),
     }

@@ -32,6 +32,10 @@
 //! - [`bulk_delete`]: `/my/delete-links`, several links at once, confirmed;
 //!   [`link_page`]: `/my/links/{code}`, one link with its edit form and [`stats`]
 //!   drawn by [`charts`]; [`link_password`]: the password form of a protected link.
+//! - [`reset`]: `/reset`, a forgotten password through a mailed link;
+//! - [`account_page`]: `/account`, the password, the avatar, signing out everywhere;
+//!   [`account_keys`]: API keys; [`account_sessions`]: sessions;
+//! - [`mfa_step`]: the sign-in's second step (`/signin/code`) and `/account/two-step`.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -44,6 +48,8 @@
 //! [`accounts::session::start`]: crate::accounts::session::start
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler as _;
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,6 +57,9 @@ use axum::routing::{get, post};
 use crate::state::AppState;
 
 pub mod account;
+pub mod account_keys;
+pub mod account_page;
+pub mod account_sessions;
 pub mod assets;
 pub mod blog;
 pub mod blog_post;
@@ -61,8 +70,10 @@ pub mod forms;
 pub mod home;
 pub mod link_page;
 pub mod link_password;
+pub mod mfa_step;
 pub mod my_links;
 pub mod page;
+pub mod reset;
 pub mod session;
 pub mod stats;
 
@@ -88,8 +99,42 @@ pub mod paths {
     /// Deleting several of the signed-in person's links (not under `/my/links/`, where
     /// any word may be a link's alias).
     pub const DELETE_LINKS: &str = "/my/delete-links";
+    /// Ask for a password reset mail.
+    pub const RESET: &str = "/reset";
+    /// Choose a new password: the page a reset mail links to.
+    pub const RESET_NEW: &str = crate::jobs::mail::RESET_PAGE;
+    /// The password was reset.
+    pub const RESET_DONE: &str = "/reset/done";
+    /// The signed-in person's account.
+    pub const ACCOUNT: &str = "/account";
+    /// Change the password.
+    pub const ACCOUNT_PASSWORD: &str = "/account/password";
+    /// API keys: list and make (`/account/keys/{id}/revoke` revokes one).
+    pub const ACCOUNT_KEYS: &str = "/account/keys";
+    /// Sessions.
+    pub const ACCOUNT_SESSIONS: &str = "/account/sessions";
+    /// End one session (POST only).
+    pub const ACCOUNT_SESSIONS_END: &str = "/account/sessions/end";
+    /// End every other session (POST only).
+    pub const ACCOUNT_SESSIONS_END_OTHERS: &str = "/account/sessions/end-others";
+    /// The avatar.
+    pub const ACCOUNT_AVATAR: &str = "/account/avatar";
+    /// Two-step sign-in: enrol, or turn it off.
+    pub const ACCOUNT_MFA: &str = "/account/two-step";
+    /// Start enrolling an authenticator app (POST only).
+    pub const ACCOUNT_MFA_START: &str = "/account/two-step/start";
+    /// The pending enrolment's QR code.
+    pub const ACCOUNT_MFA_QR: &str = "/account/two-step/qr.svg";
+    /// Confirm the enrolment with a first code (POST only).
+    pub const ACCOUNT_MFA_CONFIRM: &str = "/account/two-step/confirm";
+    /// Turn two-step sign-in off (POST only).
+    pub const ACCOUNT_MFA_DISABLE: &str = "/account/two-step/disable";
+    /// The second step of a sign-in: the code (POST only).
+    pub const SIGN_IN_CODE: &str = "/signin/code";
+    /// Sign out everywhere (POST only).
+    pub const ACCOUNT_SIGN_OUT_EVERYWHERE: &str = "/account/sign-out-everywhere";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 25] = [
         "/",
         SIGN_IN,
         SIGN_UP,
@@ -98,6 +143,23 @@ pub mod paths {
         BLOG,
         BLOG_NEW,
         DELETE_LINKS,
+        RESET,
+        RESET_NEW,
+        RESET_DONE,
+        ACCOUNT,
+        ACCOUNT_PASSWORD,
+        ACCOUNT_KEYS,
+        ACCOUNT_SESSIONS,
+        ACCOUNT_SESSIONS_END,
+        ACCOUNT_SESSIONS_END_OTHERS,
+        ACCOUNT_AVATAR,
+        ACCOUNT_MFA,
+        ACCOUNT_SIGN_OUT_EVERYWHERE,
+        ACCOUNT_MFA_START,
+        ACCOUNT_MFA_QR,
+        ACCOUNT_MFA_CONFIRM,
+        ACCOUNT_MFA_DISABLE,
+        SIGN_IN_CODE,
     ];
 }
 
@@ -143,6 +205,50 @@ pub fn router() -> Router<AppState> {
         .route(
             paths::DELETE_LINKS,
             get(bulk_delete::confirm).post(bulk_delete::delete),
+        )
+        .route(paths::RESET, get(reset::request_form).post(reset::request))
+        .route(
+            paths::RESET_NEW,
+            get(reset::new_password_form).post(reset::set_new_password),
+        )
+        .route(paths::RESET_DONE, get(reset::done))
+        .route(paths::ACCOUNT, get(account_page::show))
+        .route(
+            paths::ACCOUNT_PASSWORD,
+            get(account_page::password_form).post(account_page::change_password),
+        )
+        .route(
+            paths::ACCOUNT_SIGN_OUT_EVERYWHERE,
+            post(account_page::sign_out_everywhere),
+        )
+        .route(
+            paths::ACCOUNT_AVATAR,
+            get(account_page::avatar_form).post(
+                // Room for the largest image the avatar service takes, and the form around it.
+                account_page::upload_avatar.layer(DefaultBodyLimit::max(
+                    crate::accounts::avatar::MAX_UPLOAD_BYTES + 64 * 1024,
+                )),
+            ),
+        )
+        .route(
+            paths::ACCOUNT_KEYS,
+            get(account_keys::show).post(account_keys::create),
+        )
+        .route(
+            "/account/keys/{id}/revoke",
+            get(account_keys::confirm_revoke).post(account_keys::revoke),
+        )
+        .route(paths::SIGN_IN_CODE, post(mfa_step::finish))
+        .route(paths::ACCOUNT_MFA, get(mfa_step::show))
+        .route(paths::ACCOUNT_MFA_START, post(mfa_step::start))
+        .route(paths::ACCOUNT_MFA_QR, get(mfa_step::qr))
+        .route(paths::ACCOUNT_MFA_CONFIRM, post(mfa_step::confirm))
+        .route(paths::ACCOUNT_MFA_DISABLE, post(mfa_step::disable))
+        .route(paths::ACCOUNT_SESSIONS, get(account_sessions::show))
+        .route(paths::ACCOUNT_SESSIONS_END, post(account_sessions::end))
+        .route(
+            paths::ACCOUNT_SESSIONS_END_OTHERS,
+            post(account_sessions::end_others),
         )
 }
 

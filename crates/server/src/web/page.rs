@@ -82,6 +82,7 @@ fn layout(visitor: Option<&Visitor>, title: &str, nonce: &str, main: Markup) -> 
                             @if let (Some(user), Some(visitor)) = (user, visitor) {
                                 li { a href=(paths::MY_LINKS) { "My links" } }
                                 li { a href=(paths::BLOG_NEW) { "Write" } }
+                                li { a href=(paths::ACCOUNT) { "Account" } }
                                 li.muted { "Signed in as " (user.name) }
                                 li {
                                     form method="post" action=(paths::SIGN_OUT) {

@@ -71,7 +71,7 @@ impl Visitor {
         clippy::result_large_err,
         reason = "the error is the answer itself, made once on a rare path"
     )]
-    pub(super) fn check_form(
+    pub(crate) fn check_form(
         &self,
         presented: Option<&str>,
         headers: &HeaderMap,

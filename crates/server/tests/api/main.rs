@@ -43,9 +43,12 @@ mod sessions;
 mod tokens;
 mod transport;
 // The web pages.
+mod web_account;
 mod web_blog;
 mod web_links;
+mod web_mfa;
 mod web_pages;
+mod web_reset;
 
 // Background jobs.
 mod avatars;

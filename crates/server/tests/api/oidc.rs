@@ -23,6 +23,7 @@ on_both_engines!(
     a_verified_email_links_an_existing_account_and_an_unverified_one_does_not,
     a_bad_state_or_a_bad_nonce_is_refused,
     redirect_targets_must_be_allow_listed,
+    the_sign_in_page_offers_the_provider_and_comes_back_signed_in_to_the_pages,
 );
 
 /// A running `oidc-provider`, stopped when dropped.
@@ -298,4 +299,39 @@ async fn redirect_targets_must_be_allow_listed(engine: Engine) {
 
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn the_sign_in_page_offers_the_provider_and_comes_back_signed_in_to_the_pages(
+    engine: Engine,
+) {
+    let provider = OidcProvider::start().await;
+    let app = spawn(&engine, &provider).await;
+    let mut visitor = crate::web_support::Browser::new(&app);
+    let signin = visitor.get("/signin?next=%2Faccount").await;
+    let start = "/auth/oidc/start?redirect=%2Faccount";
+    assert!(
+        signin.body.contains(&format!(r#"href="{start}""#)),
+        "{}",
+        signin.body
+    );
+    let callback = Browser::default()
+        .authorize(&app, &provider, "redirect=%2Faccount&loginHint=alice")
+        .await;
+    let (cookie, location) = finish(&app, &callback).await;
+    assert_eq!(location, "/account");
+    let page = app
+        .client
+        .get(app.url(&location))
+        .header("accept", "text/html")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("Alice Liddell"), "{body}");
+    assert!(
+        body.contains("Your account"),
+        "signed in to the pages: {body}"
+    );
 }

@@ -23,17 +23,62 @@ async fn spawn(engine: &Engine, sink: &SmtpSink) -> TestApp {
     TestApp::spawn_with(engine, move |c| c.auth.smtp_url = Some(url)).await
 }
 
-/// The token in a reset mail: the line of 43 base64url characters.
-fn token_in(mail: &str) -> String {
-    mail.lines()
+/// The token in a reset mail: the `token` parameter of its link.
+pub fn token_in(mail: &str) -> String {
+    let link = reset_link_in(mail);
+    let url = url::Url::parse(&link).unwrap_or_else(|e| panic!("{link}: {e}"));
+    url.query_pairs()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_else(|| panic!("a token in {link}"))
+}
+
+/// The link in a reset mail: the line that points at the new-password page.
+pub fn reset_link_in(mail: &str) -> String {
+    readable(mail)
+        .lines()
         .map(str::trim)
-        .find(|l| {
-            l.len() == 43
-                && l.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-        .unwrap_or_else(|| panic!("a token in {mail}"))
+        .find(|l| l.starts_with("http") && l.contains("/reset/new?token="))
+        .unwrap_or_else(|| panic!("a reset link in {mail}"))
         .to_owned()
+}
+
+/// The mail as its reader sees it: a quoted-printable body (what lettre picks when a line,
+/// such as the link's, is longer than 76 characters) decoded.
+pub fn readable(mail: &str) -> String {
+    if !mail.contains("Content-Transfer-Encoding: quoted-printable") {
+        return mail.to_owned();
+    }
+    let mut joined = String::new();
+    for line in mail.lines() {
+        match line.strip_suffix('=') {
+            Some(soft) => joined.push_str(soft),
+            None => {
+                joined.push_str(line);
+                joined.push('\n');
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(joined.len());
+    let bytes = joined.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 async fn confirm(app: &TestApp, token: &str, password: &str) -> reqwest::Response {

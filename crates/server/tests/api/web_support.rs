@@ -160,3 +160,71 @@ impl<'a> Browser<'a> {
         self.submit("/", "/", &all).await
     }
 }
+
+impl Browser<'_> {
+    /// Posts `body` of `content_type` from our own origin, with `headers` besides (a
+    /// multipart upload, or a form from a named browser).
+    pub async fn post_raw(
+        &mut self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+        headers: &[(&str, &str)],
+    ) -> Page {
+        let mut request = self
+            .app
+            .client
+            .post(self.app.url(path))
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .header("origin", self.app.url(""))
+            .header("cookie", self.cookie_header())
+            .header("content-type", content_type)
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("a response");
+        self.read(response).await
+    }
+
+    /// Signs in through the page from a browser that calls itself `agent`; the response.
+    pub async fn sign_in_as(&mut self, email: &str, password: &str, agent: &str) -> Page {
+        let token = self.get("/signin").await.token();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &token)
+            .append_pair("email", email)
+            .append_pair("password", password)
+            .finish();
+        self.post_raw(
+            "/signin",
+            "application/x-www-form-urlencoded",
+            body.into_bytes(),
+            &[("user-agent", agent)],
+        )
+        .await
+    }
+}
+
+/// A `multipart/form-data` body of text `fields` and one file; its content type.
+pub fn multipart(fields: &[(&str, &str)], file: (&str, &str, &[u8])) -> (String, Vec<u8>) {
+    const BOUNDARY: &str = "basis-test-boundary-7f3a";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    let (name, filename, bytes) = file;
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}

@@ -63,6 +63,7 @@ async fn a_reset_sets_the_password_and_revokes_every_credential_at_once(store: &
         id_hash: "s",
         user_id: "u",
         csrf_token: "c",
+        user_agent: None,
         now: 0,
     };
     sessions::insert(store, &session).await.unwrap();

@@ -6,7 +6,8 @@ use crate::on_both_engines;
 
 on_both_engines!(
     a_session_carries_its_owner_s_current_role,
-    a_session_needs_an_existing_account
+    a_session_needs_an_existing_account,
+    an_owner_lists_and_ends_only_their_own_sessions,
 );
 
 async fn a_session_carries_its_owner_s_current_role(store: &Store) {
@@ -15,6 +16,7 @@ async fn a_session_carries_its_owner_s_current_role(store: &Store) {
         id_hash: "h",
         user_id: "u",
         csrf_token: "csrf",
+        user_agent: None,
         now: 100,
     };
     sessions::insert(store, &session).await.unwrap();
@@ -49,6 +51,7 @@ async fn a_session_needs_an_existing_account(store: &Store) {
         id_hash: "h",
         user_id: "nobody",
         csrf_token: "csrf",
+        user_agent: None,
         now: 0,
     };
     let refused = sessions::insert(store, &session).await;
@@ -56,4 +59,49 @@ async fn a_session_needs_an_existing_account(store: &Store) {
         matches!(refused, Err(Error::MissingReference("user"))),
         "{refused:?}"
     );
+}
+
+async fn an_owner_lists_and_ends_only_their_own_sessions(store: &Store) {
+    account(store, "ann").await;
+    account(store, "bob").await;
+    for (id_hash, user_id, agent, now) in [
+        ("a1", "ann", Some("Firefox"), 100),
+        ("a2", "ann", None, 300),
+        ("a3", "ann", Some("Chrome"), 200),
+        ("b1", "bob", Some("Safari"), 100),
+    ] {
+        let session = NewSession {
+            id_hash,
+            user_id,
+            csrf_token: "csrf",
+            user_agent: agent,
+            now,
+        };
+        sessions::insert(store, &session).await.unwrap();
+    }
+    let listed = sessions::list_for_user(store, "ann").await.unwrap();
+    let seen: Vec<(&str, Option<&str>)> = listed
+        .iter()
+        .map(|s| (s.id_hash.as_str(), s.user_agent.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("a2", None),
+            ("a3", Some("Chrome")),
+            ("a1", Some("Firefox"))
+        ]
+    );
+
+    assert!(!sessions::delete_owned(store, "ann", "b1").await.unwrap());
+    assert!(sessions::find(store, "b1").await.unwrap().is_some());
+    assert!(sessions::delete_owned(store, "ann", "a3").await.unwrap());
+    assert_eq!(
+        sessions::delete_others(store, "ann", "a2").await.unwrap(),
+        1
+    );
+    let left = sessions::list_for_user(store, "ann").await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id_hash, "a2");
+    assert!(sessions::find(store, "b1").await.unwrap().is_some());
 }

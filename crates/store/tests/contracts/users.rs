@@ -86,6 +86,7 @@ async fn deleting_an_account_takes_everything_it_owns(store: &Store) {
         id_hash: "s1",
         user_id: "gone",
         csrf_token: "csrf",
+        user_agent: None,
         now: 0,
     };
     sessions::insert(store, &session).await.unwrap();
@@ -177,6 +178,7 @@ async fn a_password_change_revokes_every_credential_but_the_kept_session(store: 
             id_hash: hash,
             user_id: owner,
             csrf_token: "c",
+            user_agent: None,
             now: 0,
         };
         sessions::insert(store, &session).await.unwrap();
