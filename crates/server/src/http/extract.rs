@@ -198,6 +198,10 @@ pub fn field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> Field
             return FieldError::new(path, format!("must be {}", in_words(expected)));
         }
     }
+    // The project's own deserializers (`rest::whole_number`…) say what a value must be.
+    if said.starts_with("must be ") {
+        return FieldError::new(path, said);
+    }
     // A type's own parser (a date, a URL) explains itself in plain words.
     FieldError::new(path, format!("is not valid: {said}"))
 }

@@ -464,19 +464,43 @@ pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
     })
 }
 
-/// [`whole_number`] for an optional field of any integer type (absent or `null` is `None`);
-/// for `#[serde(default, deserialize_with = …)]`.
+/// An integer type a JSON field may hold, with its range for the error message.
+pub trait JsonInteger: TryFrom<i64> {
+    /// The smallest value.
+    const MIN: i64;
+    /// The largest value.
+    const MAX: i64;
+}
+
+impl JsonInteger for i64 {
+    const MIN: i64 = i64::MIN;
+    const MAX: i64 = i64::MAX;
+}
+
+impl JsonInteger for u16 {
+    const MIN: i64 = 0;
+    const MAX: i64 = u16::MAX as i64;
+}
+
+/// [`whole_number`] for an optional field (absent or `null` is `None`); for
+/// `#[serde(default, deserialize_with = …)]`.
 pub fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: TryFrom<i64>,
+    T: JsonInteger,
 {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
         Some(value) => json_integer(&value)
             .and_then(|n| T::try_from(n).ok())
             .map(Some)
-            .ok_or_else(|| serde::de::Error::custom("must be a whole number in range")),
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "must be an integer from {} to {}",
+                    T::MIN,
+                    T::MAX
+                ))
+            }),
     }
 }
 
