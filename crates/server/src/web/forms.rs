@@ -193,6 +193,45 @@ pub fn sentence(label: &str, message: &str) -> String {
     }
 }
 
+/// The link forms' fields the API does not read as text (the shorten form's and a link's
+/// edit form's): each answers the value, or `None` with its problem beside the field.
+pub mod link_fields {
+    use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+
+    use super::FormErrors;
+
+    /// `expires`: a `datetime-local` input's value (`2030-01-31T12:00`, seconds optional),
+    /// read as UTC.
+    pub fn expiry(text: &str, errors: &mut FormErrors) -> Option<DateTime<Utc>> {
+        let parsed = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"));
+        match parsed {
+            Ok(at) => Some(Utc.from_utc_datetime(&at)),
+            Err(_) => {
+                errors.add(
+                    "expires",
+                    "must be a date and time, such as 2030-01-31T12:00",
+                );
+                None
+            }
+        }
+    }
+
+    /// `max_clicks`: a whole number (the API judges its range).
+    pub fn click_limit(text: &str, errors: &mut FormErrors) -> Option<i64> {
+        text.parse()
+            .map_err(|_| errors.add("max_clicks", "must be a whole number"))
+            .ok()
+    }
+
+    /// `redirect`: the redirect status (the API judges which ones it takes).
+    pub fn redirect_status(text: &str, errors: &mut FormErrors) -> Option<u16> {
+        text.parse()
+            .map_err(|_| errors.add("redirect", "must be 301, 302, 307 or 308"))
+            .ok()
+    }
+}
+
 /// The hidden field with the form's CSRF token.
 pub fn token(csrf: &str) -> Markup {
     html! { input type="hidden" name=(TOKEN_FIELD) value=(csrf); }

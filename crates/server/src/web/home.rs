@@ -9,10 +9,10 @@ use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use basis_auth::role::Scope;
-use chrono::{NaiveDateTime, TimeZone, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::forms::link_fields::{click_limit, expiry, redirect_status};
 use super::forms::{Field, FormErrors, optional, token};
 use super::session::{Posted, Visitor, csrf_forms};
 use super::{page, see_other, sign_in_first};
@@ -198,34 +198,10 @@ pub async fn show(
 /// is left out of the body, so the API's parser still reports the others.
 fn body_of(form: &ShortenForm) -> (CreateLink, FormErrors) {
     let mut errors = FormErrors::none();
-    let expires_at = optional(&form.expires).and_then(|text| {
-        let parsed = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
-            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"));
-        match parsed {
-            Ok(at) => Some(Utc.from_utc_datetime(&at)),
-            Err(_) => {
-                errors.add(
-                    "expires",
-                    "must be a date and time, such as 2030-01-31T12:00",
-                );
-                None
-            }
-        }
-    });
-    let max_clicks = optional(&form.max_clicks).and_then(|text| match text.parse() {
-        Ok(n) => Some(n),
-        Err(_) => {
-            errors.add("max_clicks", "must be a whole number");
-            None
-        }
-    });
-    let redirect_type = optional(&form.redirect).and_then(|text| match text.parse() {
-        Ok(status) => Some(status),
-        Err(_) => {
-            errors.add("redirect", "must be 301, 302, 307 or 308");
-            None
-        }
-    });
+    let expires_at = optional(&form.expires).and_then(|text| expiry(text, &mut errors));
+    let max_clicks = optional(&form.max_clicks).and_then(|text| click_limit(text, &mut errors));
+    let redirect_type =
+        optional(&form.redirect).and_then(|text| redirect_status(text, &mut errors));
     let body = CreateLink {
         long_url: form.url.trim().to_owned(),
         custom_alias: optional(&form.alias).map(str::to_owned),

@@ -13,10 +13,11 @@ use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use basis_auth::role::Scope;
 use basis_store::links::CountedLink;
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use super::forms::link_fields::{click_limit, expiry, redirect_status};
 use super::forms::{Field, FormErrors, optional, sentence, token};
 use super::session::{Posted, Visitor, csrf_forms};
 use super::stats::{Figures, StatsQuery, TOP_REFERRERS, View};
@@ -142,36 +143,14 @@ impl EditForm {
         let expires_at = match optional(&self.expires) {
             None => Some(None),
             Some(text) if link.expires_at.map(local_input).as_deref() == Some(text) => None,
-            Some(text) => match NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M")
-                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
-            {
-                Ok(at) => Some(Some(Utc.from_utc_datetime(&at))),
-                Err(_) => {
-                    errors.add(
-                        "expires",
-                        "must be a date and time, such as 2030-01-31T12:00",
-                    );
-                    None
-                }
-            },
+            Some(text) => expiry(text, &mut errors).map(Some),
         };
         let max_clicks = match optional(&self.max_clicks) {
             None => Some(None),
-            Some(text) => match text.parse() {
-                Ok(n) => Some(Some(n)),
-                Err(_) => {
-                    errors.add("max_clicks", "must be a whole number");
-                    None
-                }
-            },
+            Some(text) => click_limit(text, &mut errors).map(Some),
         };
-        let redirect_type = optional(&self.redirect).and_then(|text| match text.parse() {
-            Ok(status) => Some(status),
-            Err(_) => {
-                errors.add("redirect", "must be 301, 302, 307 or 308");
-                None
-            }
-        });
+        let redirect_type =
+            optional(&self.redirect).and_then(|text| redirect_status(text, &mut errors));
         let password = if self.remove_password.is_some() {
             Some(None)
         } else {
