@@ -451,19 +451,6 @@ pub fn json_integer(value: &Value) -> Option<i64> {
     })
 }
 
-/// Deserializes an `i64` field written as any JSON integer, `5.0` included
-/// ([`json_integer`]); for `#[serde(deserialize_with = …)]`.
-pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
-    let value = Value::deserialize(deserializer)?;
-    json_integer(&value).ok_or_else(|| {
-        serde::de::Error::custom(format!(
-            "must be an integer from {} to {}",
-            i64::MIN,
-            i64::MAX
-        ))
-    })
-}
-
 /// An integer type a JSON field may hold, with its range for the error message.
 pub trait JsonInteger: TryFrom<i64> {
     /// The smallest value.
@@ -482,6 +469,23 @@ impl JsonInteger for u16 {
     const MAX: i64 = u16::MAX as i64;
 }
 
+/// `value` as a `T` ([`json_integer`], then the type's range), or the message saying so.
+fn integer_of<T: JsonInteger, E: serde::de::Error>(value: &Value) -> Result<T, E> {
+    json_integer(value)
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| E::custom(format!("must be an integer from {} to {}", T::MIN, T::MAX)))
+}
+
+/// Deserializes an integer field written as any JSON integer, `5.0` included
+/// ([`json_integer`]); for `#[serde(deserialize_with = …)]`.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: JsonInteger,
+{
+    integer_of(&Value::deserialize(deserializer)?)
+}
+
 /// [`whole_number`] for an optional field (absent or `null` is `None`); for
 /// `#[serde(default, deserialize_with = …)]`.
 pub fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
@@ -491,16 +495,7 @@ where
 {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => json_integer(&value)
-            .and_then(|n| T::try_from(n).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "must be an integer from {} to {}",
-                    T::MIN,
-                    T::MAX
-                ))
-            }),
+        Some(value) => integer_of(&value).map(Some),
     }
 }
 
