@@ -472,21 +472,17 @@ async fn event_trail(database_url: &str, url: &str) -> String {
 }
 
 /// Polls `check` every 200 ms until it answers `None` (all good) or `within` passes; then
-/// panics with the last complaint.
+/// panics with the last complaint ([`drains`] with nothing that could shrink).
 async fn settles<F, Fut>(within: Duration, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<String>>,
 {
-    let deadline = Instant::now() + within;
-    let mut poll = tokio::time::interval(Duration::from_millis(200));
-    loop {
-        poll.tick().await;
-        match check().await {
-            None => return,
-            Some(complaint) => assert!(Instant::now() < deadline, "{complaint}"),
-        }
-    }
+    drains(within, || {
+        let answer = check();
+        async move { answer.await.map(|complaint| (0, complaint)) }
+    })
+    .await;
 }
 
 /// Polls `check` every 200 ms until it answers `None` (nothing left); panics with the last
