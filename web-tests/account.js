@@ -11,29 +11,10 @@
 // Usage: node account.js <base-url> <artifacts-dir>   (CHROMIUM=path, default /usr/bin/chromium)
 
 import { createHmac } from "node:crypto";
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { HOSTILE, PASSWORD, check, journeyArgs, recordFailure, runJourney, watchedPage } from "./lib.js";
 
-const [base, artifacts] = process.argv.slice(2);
-if (!base || !artifacts) {
-  console.error("usage: node account.js <base-url> <artifacts-dir>");
-  process.exit(2);
-}
-mkdirSync(artifacts, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const HOSTILE = `"><script>alert(1)</script><img src=x onerror=alert(2)>`;
-const PASSWORD = "velvet otter juggles nine lanterns";
+const { base, artifacts } = journeyArgs("account.js");
 const NEW_PASSWORD = "amber kites drift over quiet harbours";
-
-class Failure extends Error {}
-function check(condition, message) {
-  if (!condition) {
-    throw new Failure(message);
-  }
-}
 
 /** The TOTP code (RFC 6238: SHA-1, six digits, 30 s) of a base32 `secret` at `step`. */
 function totp(secret, step) {
@@ -52,62 +33,17 @@ function totp(secret, step) {
 }
 const stepNow = () => Math.floor(Date.now() / 30000);
 
-/** Runs axe-core on the page and fails on serious or critical violations. */
-async function audit(page, label, problems) {
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const results = await globalThis.axe.run(document, { resultTypes: ["violations"] });
-    return results.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.map((n) => n.target.join(" ")),
-    }));
-  });
-  for (const v of violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
-    problems.push(`${label}: axe ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
-  }
-}
-
 async function journey(browser, javaScript) {
   const mode = javaScript ? "js" : "no-js";
-  const context = await browser.newContext({ baseURL: base, javaScriptEnabled: javaScript, colorScheme: "light" });
-  context.setDefaultTimeout(15000);
-  const page = await context.newPage();
   const problems = [];
-  page.on("dialog", async (dialog) => {
-    problems.push(`a dialog opened (${dialog.message()}): a script ran`);
-    await dialog.dismiss();
+  const { context, page, visit, goto, submit } = await watchedPage(browser, {
+    base,
+    artifacts,
+    javaScript,
+    label: mode,
+    shots: `account-${mode}`,
+    problems,
   });
-  page.on("pageerror", (error) => problems.push(`script error: ${error.message}`));
-  page.on("console", (message) => {
-    if (/Content.Security.Policy/i.test(message.text())) {
-      problems.push(`CSP report: ${message.text()}`);
-    }
-  });
-  let shot = 0;
-  const visit = async (label) => {
-    shot += 1;
-    const name = `account-${mode}-${String(shot).padStart(2, "0")}-${label}`;
-    if (javaScript) {
-      await audit(page, `${mode} ${label}`, problems);
-      await page.emulateMedia({ colorScheme: "dark" });
-      await audit(page, `${mode} ${label} (dark)`, problems);
-      await page.screenshot({ path: join(artifacts, `${name}-dark.png`), fullPage: true });
-      await page.emulateMedia({ colorScheme: "light" });
-    }
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-  };
-  const goto = async (path, label) => {
-    const response = await page.goto(path);
-    check(response.status() === 200, `${mode} ${path}: status ${response.status()}`);
-    check(!(response.headers()["content-security-policy"] || "").includes("unsafe-inline"), `${mode} ${path}: unsafe-inline`);
-    await visit(label);
-  };
-  const submit = async (button) => {
-    const [response] = await Promise.all([page.waitForNavigation(), button.click()]);
-    return response;
-  };
   try {
     const email = `acct-${mode}@example.com`;
     await goto("/signup", "signup");
@@ -201,39 +137,11 @@ async function journey(browser, javaScript) {
     check(new URL(page.url()).pathname === "/account", `${mode}: the code step landed on ${page.url()}`);
     await visit("signed-in-with-code");
   } catch (error) {
-    problems.push(error instanceof Failure ? error.message : `${mode}: ${error.stack}`);
-    await page.screenshot({ path: join(artifacts, `account-${mode}-failure.png`), fullPage: true }).catch(() => {});
+    await recordFailure(error, page, mode, `account-${mode}-failure.png`, artifacts, problems);
   } finally {
     await context.close();
   }
   return problems;
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let problems = [];
-try {
-  for (const javaScript of [true, false]) {
-    const found = await journey(browser, javaScript);
-    console.log(`account pages, JavaScript ${javaScript ? "on" : "off"}: ${found.length ? "FAILED" : "ok"}`);
-    problems = problems.concat(found);
-  }
-} finally {
-  await browser.close();
-}
-if (problems.length) {
-  console.error(problems.join("\n"));
-  process.exit(1);
-}
-console.log(`account journey passed; screenshots in ${artifacts}`);
+await runJourney("account journey", artifacts, journey);

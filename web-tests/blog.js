@@ -11,97 +11,33 @@
 //
 // Usage: BLOG_MODERATOR_EMAIL=… BLOG_MODERATOR_PASSWORD=… node blog.js <base-url> <artifacts-dir>
 
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { Failure, HOSTILE, PASSWORD, check, journeyArgs, runJourney, watchedPage } from "./lib.js";
 
-const [base, artifacts] = process.argv.slice(2);
 const moderator = {
   email: process.env.BLOG_MODERATOR_EMAIL,
   password: process.env.BLOG_MODERATOR_PASSWORD,
 };
-if (!base || !artifacts || !moderator.email || !moderator.password) {
-  console.error("usage: BLOG_MODERATOR_EMAIL=… BLOG_MODERATOR_PASSWORD=… node blog.js <base-url> <artifacts-dir>");
+const MODERATOR_USAGE = "BLOG_MODERATOR_EMAIL=… BLOG_MODERATOR_PASSWORD=… ";
+const { base, artifacts } = journeyArgs("blog.js", MODERATOR_USAGE);
+if (!moderator.email || !moderator.password) {
+  console.error(`usage: ${MODERATOR_USAGE}node blog.js <base-url> <artifacts-dir>`);
   process.exit(2);
-}
-mkdirSync(artifacts, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const HOSTILE = `"><script>alert(1)</script><img src=x onerror=alert(2)>`;
-const PASSWORD = "velvet otter juggles nine lanterns";
-
-class Failure extends Error {}
-function check(condition, message) {
-  if (!condition) {
-    throw new Failure(message);
-  }
-}
-
-/** Runs axe-core on the page and records serious or critical violations. */
-async function audit(page, label, problems) {
-  // Evaluated over the DevTools protocol, which the page's CSP does not govern.
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const results = await globalThis.axe.run(document, { resultTypes: ["violations"] });
-    return results.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.map((n) => n.target.join(" ")),
-    }));
-  });
-  for (const v of violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
-    problems.push(`${label}: axe ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
-  }
 }
 
 /** A person: their own browser context and page, watched for dialogs and errors. */
 async function person(browser, mode, who, problems) {
-  const javaScript = mode === "js";
-  const context = await browser.newContext({ baseURL: base, javaScriptEnabled: javaScript, colorScheme: "light" });
-  context.setDefaultTimeout(15000);
-  const page = await context.newPage();
-  page.on("dialog", async (dialog) => {
-    problems.push(`${mode} ${who}: a dialog opened (${dialog.message()}): a script ran`);
-    await dialog.dismiss();
+  const watched = await watchedPage(browser, {
+    base,
+    artifacts,
+    javaScript: mode === "js",
+    label: `${mode} ${who}`,
+    shots: `blog-${mode}-${who}`,
+    problems,
   });
-  page.on("pageerror", (error) => problems.push(`${mode} ${who}: script error: ${error.message}`));
-  page.on("console", (message) => {
-    if (/Content.Security.Policy/i.test(message.text())) {
-      problems.push(`${mode} ${who}: CSP report: ${message.text()}`);
-    }
-  });
-  let shot = 0;
-  const visit = async (label) => {
-    shot += 1;
-    const name = `blog-${mode}-${who}-${String(shot).padStart(2, "0")}-${label}`;
-    if (javaScript) {
-      await audit(page, `${mode} ${who} ${label}`, problems);
-      await page.emulateMedia({ colorScheme: "dark" });
-      await audit(page, `${mode} ${who} ${label} (dark)`, problems);
-      await page.screenshot({ path: join(artifacts, `${name}-dark.png`), fullPage: true });
-      await page.emulateMedia({ colorScheme: "light" });
-    }
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-  };
-  const checkPolicy = (response, what) => {
-    const policy = response.headers()["content-security-policy"] || "";
-    check(/script-src 'nonce-[^']+'/.test(policy), `${mode} ${who} ${what}: no nonce in the CSP`);
-    check(!policy.includes("unsafe-inline"), `${mode} ${who} ${what}: unsafe-inline in the CSP`);
-  };
-  const goto = async (path, label, status = 200) => {
-    const response = await page.goto(path);
-    check(response.status() === status, `${mode} ${who} ${path}: status ${response.status()}, not ${status}`);
-    checkPolicy(response, path);
-    await visit(label);
-  };
-  const submit = async (button, status = 200) => {
-    const [response] = await Promise.all([page.waitForNavigation(), button.click()]);
-    check(response.status() === status, `${mode} ${who}: the form answered ${response.status()}, not ${status}`);
-    checkPolicy(response, "a form's answer");
-    return response;
-  };
+  const { context, page, visit, goto } = watched;
+  // Every form's answer here is checked: 200 unless the step says otherwise.
+  const submit = (button, status = 200) => watched.submit(button, status);
   const signUp = async (email, name) => {
     await goto("/signup", "signup");
     await page.getByLabel("Email").fill(email);
@@ -112,7 +48,8 @@ async function person(browser, mode, who, problems) {
   return { context, page, visit, goto, submit, signUp };
 }
 
-async function journey(browser, mode) {
+async function journey(browser, javaScript) {
+  const mode = javaScript ? "js" : "no-js";
   const problems = [];
   const people = [];
   const tag = `journey-${mode}`;
@@ -239,33 +176,4 @@ async function journey(browser, mode) {
   return problems;
 }
 
-// Playwright starts the browser with a fresh profile directory of its own, removed when
-// the browser closes.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let problems = [];
-try {
-  for (const mode of ["js", "no-js"]) {
-    const found = await journey(browser, mode);
-    console.log(`blog, JavaScript ${mode === "js" ? "on" : "off"}: ${found.length ? "FAILED" : "ok"}`);
-    problems = problems.concat(found);
-  }
-} finally {
-  await browser.close();
-}
-if (problems.length) {
-  console.error(problems.join("\n"));
-  process.exit(1);
-}
-console.log(`blog journey passed; screenshots in ${artifacts}`);
+await runJourney("blog journey", artifacts, journey);

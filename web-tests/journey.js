@@ -11,47 +11,9 @@
 //
 // Usage: node journey.js <base-url> <artifacts-dir>   (CHROMIUM=path, default /usr/bin/chromium)
 
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { Failure, HOSTILE, PASSWORD, check, journeyArgs, recordFailure, runJourney, watchedPage } from "./lib.js";
 
-const [base, artifacts] = process.argv.slice(2);
-if (!base || !artifacts) {
-  console.error("usage: node journey.js <base-url> <artifacts-dir>");
-  process.exit(2);
-}
-mkdirSync(artifacts, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const HOSTILE = `"><script>alert(1)</script><img src=x onerror=alert(2)>`;
-const PASSWORD = "velvet otter juggles nine lanterns";
-
-class Failure extends Error {}
-function check(condition, message) {
-  if (!condition) {
-    throw new Failure(message);
-  }
-}
-
-/** Runs axe-core on the page and fails on serious or critical violations. */
-async function audit(page, label, problems) {
-  // Evaluated over the DevTools protocol, which the page's CSP does not govern.
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const results = await globalThis.axe.run(document, { resultTypes: ["violations"] });
-    return results.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.map((n) => n.target.join(" ")),
-    }));
-  });
-  const grave = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
-  for (const v of grave) {
-    problems.push(`${label}: axe ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
-  }
-}
+const { base, artifacts } = journeyArgs("journey.js");
 
 /** Presses Tab until the element matching `selector` has the focus (at most 20 times). */
 async function tabTo(page, selector, mode) {
@@ -89,55 +51,20 @@ async function keyboardOnly(page, mode, email) {
 
 async function journey(browser, javaScript) {
   const mode = javaScript ? "js" : "no-js";
-  const context = await browser.newContext({
-    baseURL: base,
-    javaScriptEnabled: javaScript,
-    colorScheme: "light",
-  });
-  if (javaScript) {
-    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
-  }
-  context.setDefaultTimeout(15000);
-  const page = await context.newPage();
   const problems = [];
-  page.on("dialog", async (dialog) => {
-    problems.push(`a dialog opened (${dialog.message()}): a script ran`);
-    await dialog.dismiss();
+  const { context, page, visit, goto, submit } = await watchedPage(browser, {
+    base,
+    artifacts,
+    javaScript,
+    label: mode,
+    shots: mode,
+    problems,
+    prepare: async (context) => {
+      if (javaScript) {
+        await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+      }
+    },
   });
-  page.on("pageerror", (error) => problems.push(`script error: ${error.message}`));
-  page.on("console", (message) => {
-    if (/Content.Security.Policy/i.test(message.text())) {
-      problems.push(`CSP report: ${message.text()}`);
-    }
-  });
-  let shot = 0;
-  // Checks the page on screen and keeps a picture of it. (Without JavaScript nothing can
-  // be evaluated in the page: Playwright's own actions run apart, evaluations do not.)
-  const visit = async (label) => {
-    shot += 1;
-    const name = `${mode}-${String(shot).padStart(2, "0")}-${label}`;
-    if (javaScript) {
-      await audit(page, `${mode} ${label}`, problems);
-      // The dark theme too: its own colours, its own contrast.
-      await page.emulateMedia({ colorScheme: "dark" });
-      await audit(page, `${mode} ${label} (dark)`, problems);
-      await page.screenshot({ path: join(artifacts, `${name}-dark.png`), fullPage: true });
-      await page.emulateMedia({ colorScheme: "light" });
-    }
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-  };
-  const goto = async (path, label, status = 200) => {
-    const response = await page.goto(path);
-    check(response.status() === status, `${mode} ${path}: status ${response.status()}, not ${status}`);
-    const policy = response.headers()["content-security-policy"] || "";
-    check(/script-src 'nonce-[^']+'/.test(policy), `${mode} ${path}: no nonce in the CSP`);
-    check(!policy.includes("unsafe-inline"), `${mode} ${path}: unsafe-inline in the CSP`);
-    await visit(label);
-  };
-  const submit = async (button) => {
-    const [response] = await Promise.all([page.waitForNavigation(), button.click()]);
-    return response;
-  };
 
   try {
     const email = `ann-${mode}@example.com`;
@@ -234,41 +161,11 @@ async function journey(browser, javaScript) {
 
     await goto("/no/such/page", "not-found", 404);
   } catch (error) {
-    problems.push(error instanceof Failure ? error.message : `${mode}: ${error.stack}`);
-    await page.screenshot({ path: join(artifacts, `${mode}-failure.png`), fullPage: true }).catch(() => {});
+    await recordFailure(error, page, mode, `${mode}-failure.png`, artifacts, problems);
   } finally {
     await context.close();
   }
   return problems;
 }
 
-// Playwright starts the browser with a fresh profile directory of its own (and refuses a
-// --user-data-dir argument), removed when the browser closes.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let problems = [];
-try {
-  for (const javaScript of [true, false]) {
-    const found = await journey(browser, javaScript);
-    console.log(`${javaScript ? "JavaScript on" : "JavaScript off"}: ${found.length ? "FAILED" : "ok"}`);
-    problems = problems.concat(found);
-  }
-} finally {
-  await browser.close();
-}
-if (problems.length) {
-  console.error(problems.join("\n"));
-  process.exit(1);
-}
-console.log(`browser journey passed; screenshots in ${artifacts}`);
+await runJourney("browser journey", artifacts, journey);

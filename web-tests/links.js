@@ -11,21 +11,9 @@
 //
 // Usage: node links.js <base-url> <artifacts-dir>   (CHROMIUM=path, default /usr/bin/chromium)
 
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { join } from "node:path";
-import { chromium } from "playwright-core";
+import { HOSTILE, PASSWORD, check, journeyArgs, recordFailure, runJourney, watchedPage } from "./lib.js";
 
-const [base, artifacts] = process.argv.slice(2);
-if (!base || !artifacts) {
-  console.error("usage: node links.js <base-url> <artifacts-dir>");
-  process.exit(2);
-}
-mkdirSync(artifacts, { recursive: true });
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
-const HOSTILE = `"><script>alert(1)</script><img src=x onerror=alert(2)>`;
-const PASSWORD = "velvet otter juggles nine lanterns";
+const { base, artifacts } = journeyArgs("links.js");
 const LINK_PASSWORD = "open sesame";
 // Targets are on example.com, which the browser never reaches: requests there are answered
 // here (only the protected link, whose redirect the browser follows itself, leads back to us).
@@ -33,73 +21,19 @@ const TARGET = "https://example.com/";
 const DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
 const CRAWLER = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
 
-class Failure extends Error {}
-function check(condition, message) {
-  if (!condition) {
-    throw new Failure(message);
-  }
-}
-
-/** Runs axe-core on the page and fails on serious or critical violations. */
-async function audit(page, label, problems) {
-  // Evaluated over the DevTools protocol, which the page's CSP does not govern.
-  await page.evaluate(axeSource);
-  const violations = await page.evaluate(async () => {
-    const results = await globalThis.axe.run(document, { resultTypes: ["violations"] });
-    return results.violations.map((v) => ({
-      id: v.id,
-      impact: v.impact,
-      help: v.help,
-      nodes: v.nodes.map((n) => n.target.join(" ")),
-    }));
-  });
-  for (const v of violations.filter((v) => v.impact === "serious" || v.impact === "critical")) {
-    problems.push(`${label}: axe ${v.impact} ${v.id} (${v.help}) at ${v.nodes.join(", ")}`);
-  }
-}
-
 async function journey(browser, javaScript) {
   const mode = javaScript ? "js" : "no-js";
-  const context = await browser.newContext({ baseURL: base, javaScriptEnabled: javaScript, colorScheme: "light" });
-  context.setDefaultTimeout(15000);
-  await context.route(`${TARGET}**`, (route) =>
-    route.fulfill({ status: 200, contentType: "text/plain", body: "arrived" }),
-  );
-  const page = await context.newPage();
   const problems = [];
-  page.on("dialog", async (dialog) => {
-    problems.push(`a dialog opened (${dialog.message()}): a script ran`);
-    await dialog.dismiss();
+  const { context, page, visit, goto, submit } = await watchedPage(browser, {
+    base,
+    artifacts,
+    javaScript,
+    label: mode,
+    shots: `links-${mode}`,
+    problems,
+    prepare: (context) =>
+      context.route(`${TARGET}**`, (route) => route.fulfill({ status: 200, contentType: "text/plain", body: "arrived" })),
   });
-  page.on("pageerror", (error) => problems.push(`script error: ${error.message}`));
-  page.on("console", (message) => {
-    if (/Content.Security.Policy/i.test(message.text())) {
-      problems.push(`CSP report: ${message.text()}`);
-    }
-  });
-  let shot = 0;
-  const visit = async (label) => {
-    shot += 1;
-    const name = `links-${mode}-${String(shot).padStart(2, "0")}-${label}`;
-    if (javaScript) {
-      await audit(page, `${mode} ${label}`, problems);
-      await page.emulateMedia({ colorScheme: "dark" });
-      await audit(page, `${mode} ${label} (dark)`, problems);
-      await page.screenshot({ path: join(artifacts, `${name}-dark.png`), fullPage: true });
-      await page.emulateMedia({ colorScheme: "light" });
-    }
-    await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
-  };
-  const submit = async (locator) => {
-    const [response] = await Promise.all([page.waitForNavigation(), locator.click()]);
-    return response;
-  };
-  const goto = async (path, label, status = 200) => {
-    const response = await page.goto(path);
-    check(response.status() === status, `${mode} ${path}: status ${response.status()}, not ${status}`);
-    await visit(label);
-    return response;
-  };
   const shorten = async (url, alias, password) => {
     await page.goto("/");
     await page.getByLabel("Long URL").fill(url);
@@ -214,39 +148,11 @@ async function journey(browser, javaScript) {
     check(answer.status() === 303, `${mode}: the right password answered ${answer.status()}`);
     check(page.url() === lockedTarget, `${mode}: the right password led to ${page.url()}`);
   } catch (error) {
-    problems.push(error instanceof Failure ? error.message : `${mode}: ${error.stack}`);
-    await page.screenshot({ path: join(artifacts, `links-${mode}-failure.png`), fullPage: true }).catch(() => {});
+    await recordFailure(error, page, mode, `links-${mode}-failure.png`, artifacts, problems);
   } finally {
     await context.close();
   }
   return problems;
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-  ],
-});
-let problems = [];
-try {
-  for (const javaScript of [true, false]) {
-    const found = await journey(browser, javaScript);
-    console.log(`links, JavaScript ${javaScript ? "on" : "off"}: ${found.length ? "FAILED" : "ok"}`);
-    problems = problems.concat(found);
-  }
-} finally {
-  await browser.close();
-}
-if (problems.length) {
-  console.error(problems.join("\n"));
-  process.exit(1);
-}
-console.log(`link pages' journey passed; screenshots in ${artifacts}`);
+await runJourney("link pages' journey", artifacts, journey);
