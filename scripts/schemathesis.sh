@@ -22,30 +22,10 @@ if ! python3 -c 'import schemathesis' >/dev/null 2>&1; then
   python3 -m pip install -q --disable-pip-version-check "schemathesis>=4.3,<5"
 fi
 
-# BASIS_BIN=path tests a binary built elsewhere instead of building one.
-if [ -z "${BASIS_BIN:-}" ]; then
-  cargo build -q -p basis
-  BASIS_BIN=${CARGO_TARGET_DIR:-target}/debug/basis
-fi
-BASIS=$(realpath "$BASIS_BIN")
-DATA=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-BASE=http://127.0.0.1:$PORT
-BASIS_RATE_LIMITS=off RUST_LOG=${RUST_LOG:-warn} "$BASIS" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" \
-  >"$DATA/basis.log" 2>&1 &
-SERVER=$!
-cleanup() {
-  kill -TERM "$SERVER" 2>/dev/null || true
-  wait "$SERVER" 2>/dev/null || true
-  rm -rf "$DATA"
-}
-trap cleanup EXIT
-
-for _ in $(seq 1 100); do # up to 20 s for the server to answer
-  curl -fs -o /dev/null "$BASE/healthz" && break
-  sleep 0.2
-done
-curl -fs -o /dev/null "$BASE/healthz" || { cat "$DATA/basis.log"; exit 1; }
+. scripts/serve-lib.sh
+basis_binary
+trap stop_basis EXIT
+BASIS_RATE_LIMITS=off start_basis
 
 # A signed-in caller, and one published post with a comment and one tagged link for the reads
 # to find.

@@ -19,15 +19,8 @@ if ! command -v sqlmap >/dev/null; then
   $sudo apt-get install -y -q sqlmap >/dev/null
 fi
 
-# BASIS_BIN=path scans a binary built elsewhere instead of building one.
-if [ -z "${BASIS_BIN:-}" ]; then
-  cargo build -q -p basis
-  BASIS_BIN=${CARGO_TARGET_DIR:-target}/debug/basis
-fi
-BASIS=$(realpath "$BASIS_BIN")
-DATA=$(mktemp -d)
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-BASE=http://127.0.0.1:$PORT
+. scripts/serve-lib.sh
+basis_binary
 db_args=()
 if [ "$ENGINE" = postgres ]; then
   . scripts/services.sh
@@ -35,21 +28,12 @@ if [ "$ENGINE" = postgres ]; then
   psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $DB" postgres
   db_args=(--database-url "postgres://postgres@127.0.0.1:5432/$DB")
 fi
-BASIS_RATE_LIMITS=off RUST_LOG=${RUST_LOG:-warn} "$BASIS" serve --listen "127.0.0.1:$PORT" \
-  --data-dir "$DATA" "${db_args[@]}" >"$DATA/basis.log" 2>&1 &
-SERVER=$!
 cleanup() {
-  kill -TERM "$SERVER" 2>/dev/null || true
-  wait "$SERVER" 2>/dev/null || true
+  stop_basis
   [ -z "${DB:-}" ] || psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $DB" postgres || true
-  rm -rf "$DATA"
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do # up to 20 s for the server to answer
-  curl -fs -o /dev/null "$BASE/healthz" && break
-  sleep 0.2
-done
-curl -fs -o /dev/null "$BASE/healthz" || { cat "$DATA/basis.log"; exit 1; }
+BASIS_RATE_LIMITS=off start_basis "${db_args[@]}"
 
 # An admin (the operator's way), signed in, and the resources the path parameters name.
 PASSWORD="correct horse battery staple 42"
