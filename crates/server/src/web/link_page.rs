@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::forms::link_fields::{click_limit, expiry, redirect_status};
 use super::forms::{Field, FormErrors, optional, sentence, token};
+use super::my_links::domain_of;
 use super::session::{Posted, Visitor, csrf_forms};
 use super::stats::{Figures, StatsQuery, TOP_REFERRERS, View};
 use super::{page, paths, see_other, sign_in_first};
@@ -71,13 +72,6 @@ pub fn path_of(code: &str, domain: Option<&str>, extra: &[(&str, &str)]) -> Stri
         format!("{}/{code}", paths::MY_LINKS)
     } else {
         format!("{}/{code}?{query}", paths::MY_LINKS)
-    }
-}
-
-fn domain_of(state: &AppState, domain: Option<&String>) -> Option<LinkDomain> {
-    match domain.map(|d| d.trim()).filter(|d| !d.is_empty()) {
-        None => Some(LinkDomain::default()),
-        Some(name) => state.domains.parse(name).ok().map(LinkDomain::named),
     }
 }
 
@@ -203,7 +197,7 @@ async fn own_link(
     state: &AppState,
     visitor: &Visitor,
     code: &str,
-    domain: Option<&String>,
+    domain: &Option<String>,
     scope: Scope,
 ) -> Result<(CountedLink, LinkDomain), Response> {
     let Some(domain) = domain_of(state, domain) else {
@@ -403,18 +397,11 @@ pub async fn show(
         return sign_in_first(&uri);
     }
     let Query(query) = query.unwrap_or_default();
-    let (link, domain) = match own_link(
-        &state,
-        &visitor,
-        &code,
-        query.domain.as_ref(),
-        Scope::LinksRead,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
+    let (link, domain) =
+        match own_link(&state, &visitor, &code, &query.domain, Scope::LinksRead).await {
+            Ok(found) => found,
+            Err(page) => return page,
+        };
     let (tags, title) = match service::extras_of(&state, link.row.id).await {
         Ok(extras) => extras,
         Err(err) => return page::failure(&visitor, err),
@@ -465,18 +452,11 @@ pub async fn edit(
     if visitor.user.is_none() {
         return sign_in_first(&uri);
     }
-    let (link, domain) = match own_link(
-        &state,
-        &visitor,
-        &code,
-        query.domain.as_ref(),
-        Scope::LinksWrite,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(page) => return page,
-    };
+    let (link, domain) =
+        match own_link(&state, &visitor, &code, &query.domain, Scope::LinksWrite).await {
+            Ok(found) => found,
+            Err(page) => return page,
+        };
     let domain_name = query.domain.as_deref();
     let (tags, title) = match service::extras_of(&state, link.row.id).await {
         Ok(extras) => extras,

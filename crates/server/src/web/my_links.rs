@@ -197,8 +197,10 @@ pub struct DomainQuery {
     pub domain: Option<String>,
 }
 
-fn domain_of(state: &AppState, query: &DomainQuery) -> Option<LinkDomain> {
-    match optional(&query.domain) {
+/// The link domain a page's `domain` parameter names (blank: the default one), or `None`
+/// for a name this server does not serve.
+pub(super) fn domain_of(state: &AppState, domain: &Option<String>) -> Option<LinkDomain> {
+    match optional(domain) {
         None => Some(LinkDomain::default()),
         Some(name) => state.domains.parse(name).ok().map(LinkDomain::named),
     }
@@ -215,7 +217,7 @@ pub async fn confirm_delete(
     if visitor.user.is_none() {
         return sign_in_first(&uri);
     }
-    let Some(domain) = domain_of(&state, &query) else {
+    let Some(domain) = domain_of(&state, &query.domain) else {
         return page::not_found_for(&visitor);
     };
     let caller = visitor.caller();
@@ -264,7 +266,7 @@ pub async fn delete(
     if visitor.user.is_none() {
         return sign_in_first(&uri);
     }
-    let Some(domain) = domain_of(&state, &query) else {
+    let Some(domain) = domain_of(&state, &query.domain) else {
         return page::not_found_for(&visitor);
     };
     match service::remove(&state, &visitor.caller(), (&code, &domain)).await {
