@@ -34,7 +34,7 @@ use tokio::time::Instant;
 
 mod support;
 
-use support::{Basis, access_token, basis, create_user, ready};
+use support::{Basis, access_token, basis, create_user, ready, try_access_token};
 
 const PASSWORD: &str = "storms pass and the ledger stays square";
 const EMAIL: &str = "chaos@example.com";
@@ -140,18 +140,8 @@ impl Load {
 
     /// Signs in again on `base`; the old token stays when that fails (a dependency down).
     async fn renew_token(&self, base: &str) {
-        let login = self
-            .client
-            .post(format!("{base}/auth/login"))
-            .json(&json!({"email": EMAIL, "password": PASSWORD}))
-            .send()
-            .await;
-        if let Ok(response) = login
-            && response.status() == 200
-            && let Ok(body) = response.json::<Value>().await
-            && let Some(token) = body["accessToken"].as_str()
-        {
-            *self.token.write().unwrap() = token.to_owned();
+        if let Some(token) = try_access_token(&self.client, base, EMAIL, PASSWORD).await {
+            *self.token.write().unwrap() = token;
         }
     }
 
