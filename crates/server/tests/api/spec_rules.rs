@@ -85,11 +85,13 @@ async fn an_invalid_change_is_refused_as_such_before_a_stale_if_match(engine: En
     let comment = app.new_comment(&author, id, "hello").await;
     let comment_path = format!("/comments/{}", comment["id"].as_str().unwrap());
     let stale = "\"stale\"";
-    let response = app
-        .bearer(Method::PUT, &path, &author.access)
-        .header("if-match", stale)
-        .json(&json!({"title": "", "body": "text"}))
-        .send()
+    let put_stale = |path: &str, body: Value| {
+        app.bearer(Method::PUT, path, &author.access)
+            .header("if-match", stale)
+            .json(&body)
+            .send()
+    };
+    let response = put_stale(&path, json!({"title": "", "body": "text"}))
         .await
         .unwrap();
     assert_eq!(fields(&assert_problem(response, 422).await), ["title"]);
@@ -100,20 +102,10 @@ async fn an_invalid_change_is_refused_as_such_before_a_stale_if_match(engine: En
         .await
         .unwrap();
     assert_eq!(fields(&assert_problem(response, 422).await), ["title"]);
-    let response = app
-        .bearer(Method::PUT, &comment_path, &author.access)
-        .header("if-match", stale)
-        .json(&json!({"body": ""}))
-        .send()
-        .await
-        .unwrap();
+    let response = put_stale(&comment_path, json!({"body": ""})).await.unwrap();
     assert_eq!(fields(&assert_problem(response, 422).await), ["body"]);
     // A valid change with the stale tag is still the 412 it always was.
-    let response = app
-        .bearer(Method::PUT, &comment_path, &author.access)
-        .header("if-match", stale)
-        .json(&json!({"body": "fine"}))
-        .send()
+    let response = put_stale(&comment_path, json!({"body": "fine"}))
         .await
         .unwrap();
     assert_problem(response, 412).await;
