@@ -7,9 +7,9 @@
 #     SOAK_SECONDS=1800     how long the load runs
 #     WARMUP_SECONDS=300    the part of it that warms caches and pools (not judged)
 #     SAMPLE_SECONDS=10     how often RSS is read
-#     WRK_CONNECTIONS=16    the load's connections (one wrk thread)
+#     WRK_CONNECTIONS=64    the load's connections (one wrk thread; bench/lib.sh's default)
 #     DATABASE_URL          PostgreSQL instead of the embedded SQLite
-# Writes bench/tmp/soak.csv (seconds, rss_kib, requests so far) and a summary line to
+# Writes bench/tmp/soak.csv (seconds, rss_kib) and a summary line to
 # bench/tmp/soak.txt; exits non-zero when memory grew.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -20,7 +20,6 @@ build_basis
 SOAK_SECONDS=${SOAK_SECONDS:-1800}
 WARMUP_SECONDS=${WARMUP_SECONDS:-300}
 SAMPLE_SECONDS=${SAMPLE_SECONDS:-10}
-WRK_CONNECTIONS=${WRK_CONNECTIONS:-16}
 CSV=$BENCH_DIR/tmp/soak.csv
 DATA=$(mktemp -d)
 trap 'cleanup; rm -rf "$DATA"' EXIT

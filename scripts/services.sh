@@ -77,7 +77,12 @@ ensure_node() { # the OpenID Connect tests run a real provider (npm package oidc
   fi
 }
 
+ensure_patroni() { # the failover test starts a Patroni cluster of its own (scripts/pg-cluster)
+  "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/pg-cluster" install
+}
+
 ensure_postgres
+ensure_patroni
 ensure_redis
 ensure_rabbitmq
 ensure_node

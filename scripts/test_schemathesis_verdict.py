@@ -17,7 +17,7 @@ def b64(value) -> dict:
     return {"$base64": base64.b64encode(json.dumps(value).encode()).decode()}
 
 
-def scenario(code: str, operation: str, status: int, problem: dict) -> str:
+def scenario(code: str, operation: str, status: int, problem: dict, headers=None) -> str:
     """One finished scenario with one failed check, as the NDJSON report holds it."""
     return json.dumps(
         {
@@ -41,7 +41,7 @@ def scenario(code: str, operation: str, status: int, problem: dict) -> str:
                     },
                     "interactions": {
                         "c1": {
-                            "request": {"uri": "http://127.0.0.1:1/x"},
+                            "request": {"uri": "http://127.0.0.1:1/x", "headers": headers or {}},
                             "response": {"status_code": status, "content": b64(problem)},
                         }
                     },
@@ -67,15 +67,59 @@ check = "ST202"
 status = 400
 field = "password"
 reason = "password strength"
+
+[[rule]]
+operation = "POST /shorten"
+check = "ST202"
+status = 422
+field = "rules.*.url"
+reason = "URL policy"
 """
 )
 
+SPEC = {
+    "paths": {
+        "/posts/{id}": {
+            "patch": {
+                "parameters": [
+                    {"name": "If-Match", "in": "header",
+                     "schema": {"$ref": "#/components/schemas/EntityTags"}},
+                ]
+            }
+        }
+    },
+    "components": {"schemas": {"EntityTags": {"type": "string", "pattern": '^(\\*|"[a-z]*")$'}}},
+}
+
 
 class VerdictTest(unittest.TestCase):
-    def judge(self, *lines: str) -> tuple[int, str]:
+    def judge(self, *lines: str, spec=None) -> tuple[int, str]:
         out = io.StringIO()
-        status = verdict.verdict(verdict.read_run(lines), verdict.rules(RULES), out)
+        status = verdict.verdict(verdict.read_run(lines, spec), verdict.rules(RULES), out)
         return status, out.getvalue()
+
+    def test_a_field_rule_may_name_fields_by_a_glob(self):
+        explained = scenario("ST202", "POST /shorten", 422,
+                             {"errors": [{"field": "rules.targets[3].url"}]})
+        status, text = self.judge(explained, FINISHED)
+        self.assertEqual(status, 0, text)
+        other = scenario("ST202", "POST /shorten", 422,
+                         {"errors": [{"field": "rules.targets[3].country"}]})
+        status, text = self.judge(other, FINISHED)
+        self.assertEqual(status, 1, text)
+
+    def test_a_request_whose_header_breaks_its_schema_is_not_schema_valid(self):
+        refused = {"errors": [{"field": "If-Match", "message": "must be * or tags"}]}
+        broken = scenario("ST202", "PATCH /posts/{id}", 400, refused, {"If-Match": ["0"]})
+        status, text = self.judge(broken, FINISHED, spec=SPEC)
+        self.assertEqual(status, 0, text)
+        self.assertIn("If-Match header broke its schema", text)
+        # A header the schema allows proves the refusal wrong; so does a run without the spec.
+        kept = scenario("ST202", "PATCH /posts/{id}", 400, refused, {"If-Match": ['"ab"']})
+        status, text = self.judge(kept, FINISHED, spec=SPEC)
+        self.assertEqual(status, 1, text)
+        status, text = self.judge(broken, FINISHED)
+        self.assertEqual(status, 1, text)
 
     def test_a_failure_a_rule_explains_passes_with_its_reason(self):
         status, text = self.judge(

@@ -2,19 +2,37 @@
 //
 // One journey, run with JavaScript on and off: sign up, change the password (a wrong
 // current one first), make an API key and revoke it behind its confirmation, end a
-// session started in another browser, turn on two-step sign-in (the key read from the
-// page, its codes computed here) and sign in again with a code on the second page. On
-// every page: no CSP report, no script error, no dialog, axe-core (with JavaScript), and a
-// screenshot. The reset mail is not part of it (this server has no SMTP sink): the Rust
-// tests follow the mailed link (crates/server/tests/api/web_reset.rs).
+// session started in another browser, forget the password (ask on /reset, read the mail
+// the server sent to a real SMTP receiver, smtp-sink.js, follow its link, choose a new
+// password, sign in with it), turn on two-step sign-in (the key read from the page, its
+// codes computed here) and sign in again with a code on the second page. On every page:
+// no CSP report, no script error, no dialog, axe-core (with JavaScript), and a screenshot.
 //
-// Usage: node account.js <base-url> <artifacts-dir>   (CHROMIUM=path, default /usr/bin/chromium)
+// Usage: MAIL_DIR=dir node account.js <base-url> <artifacts-dir>
+//   (MAIL_DIR: where smtp-sink.js writes the mail the server sends;
+//    CHROMIUM=path, default /usr/bin/chromium)
 
 import { createHmac } from "node:crypto";
-import { HOSTILE, PASSWORD, check, journeyArgs, recordFailure, runJourney, watchedPage } from "./lib.js";
+import {
+  HOSTILE,
+  PASSWORD,
+  check,
+  journeyArgs,
+  readable,
+  recordFailure,
+  runJourney,
+  waitForMail,
+  watchedPage,
+} from "./lib.js";
 
-const { base, artifacts } = journeyArgs("account.js");
+const { base, artifacts } = journeyArgs("account.js", "MAIL_DIR=dir ");
+const mailDir = process.env.MAIL_DIR;
+if (!mailDir) {
+  console.error("usage: MAIL_DIR=dir node account.js <base-url> <artifacts-dir>");
+  process.exit(2);
+}
 const NEW_PASSWORD = "amber kites drift over quiet harbours";
+const RESET_PASSWORD = "copper gulls circle the salt marsh";
 
 /** The TOTP code (RFC 6238: SHA-1, six digits, 30 s) of a base32 `secret` at `step`. */
 function totp(secret, step) {
@@ -104,6 +122,34 @@ async function journey(browser, javaScript) {
     check(after.status() === 401, `${mode}: the other browser is still signed in (${after.status()})`);
     await other.close();
 
+    // A forgotten password: asked for on /reset, the mail read from the SMTP receiver,
+    // its link followed, a new password chosen, and a sign-in with it.
+    await submit(page.getByRole("button", { name: "Sign out" }));
+    await goto("/reset", "reset");
+    await page.getByLabel("Email").fill(email);
+    await submit(page.getByRole("button", { name: "Send the link" }));
+    check(await page.getByText("a reset link is on its way").isVisible(), `${mode}: no answer to the reset request`);
+    await visit("reset-sent");
+    const mail = await waitForMail(mailDir, email);
+    const link = readable(mail.data)
+      .split(/\r?\n/)
+      .map((line) => line.trim())
+      .find((line) => line.startsWith("http") && line.includes("/reset/new?token="));
+    check(link !== undefined && link.startsWith(`${base}/`), `${mode}: no reset link in the mail`);
+    const mailed = new URL(link);
+    await goto(`${mailed.pathname}${mailed.search}`, "reset-new");
+    await page.getByLabel("New password").fill(RESET_PASSWORD);
+    await submit(page.getByRole("button", { name: "Set the new password" }));
+    check(await page.getByText("Your new password is set").isVisible(), `${mode}: the new password was not set`);
+    await visit("reset-done");
+    await submit(page.getByRole("link", { name: "Sign in with the new password" }));
+    await page.getByLabel("Email").fill(email);
+    await page.getByLabel("Password").fill(RESET_PASSWORD);
+    await submit(page.getByRole("button", { name: "Sign in" }));
+    check(new URL(page.url()).pathname === "/my/links", `${mode}: the new password signed in to ${page.url()}`);
+    // The link worked once.
+    await goto(`${mailed.pathname}${mailed.search}`, "reset-link-used", 410);
+
     // Two-step sign-in: the key from the page, a first code, the recovery codes.
     await goto("/account/two-step", "two-step-off");
     await submit(page.getByRole("button", { name: "Set it up" }));
@@ -124,7 +170,7 @@ async function journey(browser, javaScript) {
     await submit(page.getByRole("button", { name: "Sign out" }));
     await page.goto("/signin?next=%2Faccount");
     await page.getByLabel("Email").fill(email);
-    await page.getByLabel("Password").fill(NEW_PASSWORD);
+    await page.getByLabel("Password").fill(RESET_PASSWORD);
     await submit(page.getByRole("button", { name: "Sign in" }));
     check(await page.getByRole("heading", { name: "Enter your code" }).isVisible(), `${mode}: no second step`);
     await visit("code-step");

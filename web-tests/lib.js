@@ -2,7 +2,7 @@
 // errors and CSP reports, axe-core in both themes with a screenshot of each page, and the
 // run with JavaScript on and then off in one chromium.
 
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, watch } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -164,4 +164,63 @@ export async function runJourney(name, artifacts, journey) {
 export async function recordFailure(error, page, mode, file, artifacts, problems) {
   problems.push(error instanceof Failure ? error.message : `${mode}: ${error.stack}`);
   await page.screenshot({ path: join(artifacts, file), fullPage: true }).catch(() => {});
+}
+
+/**
+ * The first message the journey's SMTP sink (smtp-sink.js, writing to `dir`) received for
+ * `address` that `seen` does not hold yet: `{ to, data }`. Waits for it as it arrives (the
+ * directory is watched, not polled), failing after `timeoutMs`.
+ */
+export function waitForMail(dir, address, seen = new Set(), timeoutMs = 20000) {
+  const find = () => {
+    for (const name of readdirSync(dir).filter((n) => n.endsWith(".json")).sort()) {
+      if (seen.has(name)) {
+        continue;
+      }
+      const mail = JSON.parse(readFileSync(join(dir, name), "utf8"));
+      if (mail.to.includes(address)) {
+        seen.add(name);
+        return mail;
+      }
+    }
+    return null;
+  };
+  return new Promise((resolve, reject) => {
+    const done = (error, mail) => {
+      watcher.close();
+      clearTimeout(timer);
+      error ? reject(error) : resolve(mail);
+    };
+    const watcher = watch(dir, () => {
+      const mail = find();
+      if (mail) {
+        done(null, mail);
+      }
+    });
+    const timer = setTimeout(() => done(new Failure(`no mail for ${address} within ${timeoutMs} ms`)), timeoutMs);
+    // A message that arrived before the watch began.
+    const mail = find();
+    if (mail) {
+      done(null, mail);
+    }
+  });
+}
+
+/** A mail's text as its reader sees it: a quoted-printable body decoded. */
+export function readable(data) {
+  if (!/Content-Transfer-Encoding: quoted-printable/i.test(data)) {
+    return data;
+  }
+  const joined = data.replace(/=\r?\n/g, "");
+  const bytes = [];
+  for (let i = 0; i < joined.length; i += 1) {
+    const hex = joined.slice(i + 1, i + 3);
+    if (joined[i] === "=" && /^[0-9A-F]{2}$/i.test(hex)) {
+      bytes.push(parseInt(hex, 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(joined[i], "utf8"));
+    }
+  }
+  return Buffer.from(bytes).toString("utf8");
 }

@@ -8,6 +8,7 @@ use basis_server::{Config, Server};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod last_seat;
+mod sharding_demo;
 mod telemetry;
 
 /// Most requests allocate and free many small buffers; mimalloc does that with far less
@@ -144,7 +145,7 @@ enum Command {
     #[command(subcommand)]
     Ledger(LedgerCommand),
     /// Show an isolation anomaly and its remedies as a table (creates and drops its own
-    /// `ledger_demo_*` tables).
+    /// `ledger_demo_*` tables), or how placement schemes spread and move sharded keys.
     Demo {
         /// Which anomaly.
         #[arg(value_enum)]
@@ -223,6 +224,9 @@ enum DemoKind {
     LostUpdate,
     /// 100 concurrent buyers for the last seat.
     LastSeat,
+    /// A million link ids on 4 then 5 shard databases by range, modulo hash, consistent
+    /// hash and logical shards: spread, keys moved, where new ids land (no database used).
+    Sharding,
 }
 
 /// `basis worker`'s flags: those of `serve`, and where to answer probes and scrapes.
@@ -355,16 +359,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             database_url,
             servers,
         } => {
+            let name = match which {
+                DemoKind::LostUpdate => "lost-update",
+                DemoKind::LastSeat => "last-seat",
+                DemoKind::Sharding => {
+                    anyhow::ensure!(servers == 0, "--servers applies to the last-seat demo only");
+                    print!("{}", sharding_demo::report());
+                    return Ok(());
+                }
+            };
             let url = match database_url {
                 Some(url) => url,
                 None => {
                     std::fs::create_dir_all(&data_dir)?;
                     format!("sqlite://{}", data_dir.join("demo.db").display())
                 }
-            };
-            let name = match which {
-                DemoKind::LostUpdate => "lost-update",
-                DemoKind::LastSeat => "last-seat",
             };
             print!(
                 "{}",

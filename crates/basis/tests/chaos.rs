@@ -657,17 +657,33 @@ async fn nothing_acknowledged_is_lost_while_processes_and_engines_are_killed() {
     let (reader, _) = cluster.start_server().await;
     let base = reader.url("");
     ready(&http, &base, Duration::from_secs(30)).await;
-    // A token of its own for the checks, however long the drill ran.
+    // A token of its own for the checks, however long the drill ran; the checks of a long
+    // drill outlast a token too, so a 401 signs in again and asks once more.
     load.renew_token(&base).await;
     let read = |path: String| {
         let http = http.clone();
-        let token = load.token();
+        let load = &load;
+        let base = base.clone();
         async move {
-            let response = http.get(path).bearer_auth(token).send().await.unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
+            let mut renewed = false;
+            loop {
+                let response = http
+                    .get(&path)
+                    .bearer_auth(load.token())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                if status == 401 && !renewed {
+                    load.renew_token(&base).await;
+                    renewed = true;
+                    continue;
+                }
+                return (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                );
+            }
         }
     };
 

@@ -234,3 +234,36 @@ async fn the_last_seat_through_two_servers_on_postgres_goes_to_exactly_one_buyer
     );
     assert!(stdout.contains("seats left: 0"), "{stdout}");
 }
+
+/// `basis demo sharding` needs no database: it places a million ids by each scheme and
+/// prints what adding a fifth database moves.
+#[tokio::test]
+async fn the_sharding_demo_shows_logical_shards_moving_a_fifth_and_modulo_most_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = basis(dir.path(), None)
+        .args(["demo", "sharding"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    // The "keys moved" column of a scheme's row, in percent.
+    let moved = |scheme: &str| -> f64 {
+        let row = stdout
+            .lines()
+            .find(|line| line.starts_with(scheme))
+            .unwrap_or_else(|| panic!("a row for {scheme}: {stdout}"));
+        let cell = row
+            .split_whitespace()
+            .find(|cell| cell.ends_with('%') && !cell.contains('-'))
+            .unwrap_or_else(|| panic!("a moved share in {row:?}"));
+        cell.trim_end_matches('%').parse().unwrap()
+    };
+    let logical = moved("256 logical shards");
+    assert!((19.0..21.0).contains(&logical), "{stdout}");
+    assert!(moved("hash modulo") > 75.0, "{stdout}");
+    let ring = moved("consistent hash");
+    assert!((12.0..28.0).contains(&ring), "{stdout}");
+    assert!(stdout.contains("1/5 = 20.0%"), "{stdout}");
+    assert!(!dir.path().join("demo.db").exists(), "no database is made");
+}

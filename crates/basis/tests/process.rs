@@ -1,5 +1,5 @@
-//! Tests of the real binary as an operator runs it: start-up failures, a SIGTERM under load,
-//! and two processes sharing one PostgreSQL database.
+//! Tests of the real binary as an operator runs it: start-up failures (a bad database or
+//! cluster URL), a SIGTERM under load, and two processes sharing one PostgreSQL database.
 
 use std::io::Write as _;
 use std::sync::Arc;
@@ -47,6 +47,45 @@ async fn an_unreachable_or_invalid_database_is_a_one_line_error_and_a_failed_exi
             assert!(lines[0].starts_with("error: "), "{stderr}");
             assert!(!stderr.contains("panicked"), "{stderr}");
         }
+    }
+}
+
+/// A database URL listing a cluster's nodes is read at start: a bad host list or a session
+/// attribute that could reach a standby stops `serve` with the reason, and so does a
+/// cluster with no primary; the password never reaches the message.
+#[tokio::test]
+async fn a_bad_cluster_url_is_refused_at_start_saying_why_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, says) in [
+        (
+            "postgres://app:hunter2@127.0.0.1:1,,127.0.0.1:2/db",
+            "empty entry",
+        ),
+        (
+            "postgres://app:hunter2@127.0.0.1:1,127.0.0.1:port/db",
+            "not a port number",
+        ),
+        (
+            "postgres://app:hunter2@127.0.0.1:1,127.0.0.1:2/db?target_session_attrs=any",
+            "use read-write",
+        ),
+        (
+            "postgres://app:hunter2@127.0.0.1:1,127.0.0.1:2/db",
+            "none of the nodes 127.0.0.1:1, 127.0.0.1:2 answers as a primary",
+        ),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_basis"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("DATABASE_URL", url)
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{url}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{url}: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{url}: {stderr}");
     }
 }
 

@@ -435,6 +435,81 @@ async fn a_job_a_request_enqueues_runs_in_a_worker_process_within_the_requests_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_a_request_writes_to_the_outbox_is_consumed_within_the_requests_trace() {
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = traced_serve(&receiver, dir.path(), &["--webhooks-allow-private"]).await;
+    let client = client();
+    sign_up(&client, &server.url(""), "ann@example.com", PASSWORD, "Ann").await;
+    let token = access_token(&client, &server.url(""), "ann@example.com", PASSWORD).await;
+    // A subscriber for the event; the delivery itself may fail (nothing answers there),
+    // the consumer's span is what this test reads.
+    let hooked = call(
+        &client,
+        reqwest::Method::POST,
+        server.url("/webhooks"),
+        &token,
+        None,
+        json!({
+            "url": format!("{}/hook", receiver.url),
+            "events": ["link.created"],
+            "secret": "a secret of the traced hook",
+        }),
+    )
+    .await;
+    assert_eq!(hooked.0, 201, "{}", hooked.1);
+    let (status, _) = call(
+        &client,
+        reqwest::Method::POST,
+        server.url("/shorten"),
+        &token,
+        None,
+        json!({"longUrl": "https://example.com/traced"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+
+    // The relay publishes the event in a pass of its own, long after the request ended; the
+    // row carried the request's context, so the fan-out job joins the request's trace.
+    let consumed = receiver
+        .wait_for("the consumer span of the link.created event", |s| {
+            s.iter()
+                .find(|e| {
+                    e.span.kind == SpanKind::Consumer as i32
+                        && text(&e.span, "job.kind").as_deref() == Some("link.created")
+                })
+                .map(|e| e.span.clone())
+        })
+        .await;
+    let request = receiver
+        .wait_for("span of POST /shorten", |s| {
+            request_span(s, "POST", "/shorten")
+        })
+        .await;
+    assert_eq!(
+        hex(&consumed.trace_id),
+        hex(&request.trace_id),
+        "the event's consumer is in the trace of the request that wrote it"
+    );
+    // The relay's span ends after the publish inside it: wait for it and the line above it.
+    receiver
+        .wait_for(
+            "the relay's span under the request, above the consumer",
+            |s| {
+                s.iter()
+                    .any(|e| {
+                        e.span.name == "link.created relay"
+                            && descends_from(s, &consumed, &e.span)
+                            && descends_from(s, &e.span, &request)
+                    })
+                    .then_some(())
+            },
+        )
+        .await;
+    assert!(server.terminate().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkout_sagas_steps_are_spans_in_the_trace_of_the_order_request() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -640,11 +715,13 @@ async fn a_call_to_the_payment_provider_carries_the_orders_trace() {
     let fields: Vec<&str> = parent.split('-').collect();
     assert_eq!(fields.len(), 4, "{parent}");
     assert_eq!(fields[1], trace_id, "the call continues the order's trace");
-    // Its parent is the client span of the call, under the saga's authorize step.
+    // Its parent is the client span of the call, under the saga's authorize step. The job's
+    // span around the step ends (and is exported) after the call: wait for the whole line of
+    // ancestors, not only for the call.
     let spans = receiver
-        .wait_for("the client span of the call", |s| {
+        .wait_for("the client span of the call under the order request", |s| {
             s.iter()
-                .any(|e| hex(&e.span.span_id) == fields[2])
+                .any(|e| hex(&e.span.span_id) == fields[2] && descends_from(s, &e.span, &request))
                 .then(|| s.to_vec())
         })
         .await;
@@ -663,14 +740,10 @@ async fn a_call_to_the_payment_provider_carries_the_orders_trace() {
     assert!(server.terminate().await.success());
 }
 
-/// A thousand links in one request: the insert takes well over a millisecond.
-async fn a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_no_values(
-    database_url: Option<String>,
-) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = database_url.as_deref();
+/// A thousand links in one request as a new user of `server`: the insert takes well over a
+/// millisecond, and so do the queue's statements on the thousand events it raises.
+async fn create_a_thousand_links(server: &Basis) {
     let client = client();
-    let server = Basis::serve(dir.path(), url, &["--slow-query-ms", "1"]).await;
     sign_up(
         &client,
         &server.url(""),
@@ -691,42 +764,75 @@ async fn a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_
         .await
         .unwrap();
     assert!(bulk.status().is_success(), "{}", bulk.status());
+}
 
+/// The first slow-statement event in `server`'s log whose SQL contains `sql`, waiting up to
+/// 30 s for it; no line of the log may hold a bound value of the links made above.
+async fn slow_statement_logged(server: &Basis, sql: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let slow = loop {
+    loop {
         let lines = server.log_lines();
-        let events: Vec<Value> = lines
+        let found = lines
             .iter()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect();
-        let found = events.into_iter().find(|event| {
-            event["target"] == "sqlx::query"
-                && event["level"] == "WARN"
-                && event["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("slow statement"))
-                && event["db.statement"]
-                    .as_str()
-                    .is_some_and(|sql| sql.contains("INSERT INTO links"))
-        });
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|event| {
+                event["target"] == "sqlx::query"
+                    && event["level"] == "WARN"
+                    && event["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("slow statement"))
+                    && event["db.statement"]
+                        .as_str()
+                        .is_some_and(|statement| statement.contains(sql))
+            });
         if let Some(found) = found {
             assert!(
                 !lines.iter().any(|line| line.contains("slow-value-")),
                 "bound values never reach the log"
             );
-            break found;
+            assert!(
+                found["elapsed_secs"].as_f64().is_some_and(|s| s >= 0.001),
+                "{found}"
+            );
+            assert!(found["elapsed"].is_string(), "{found}");
+            return found;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no slow statement logged: {lines:#?}"
+            "no slow statement on {sql} logged: {lines:#?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_statement_over_the_threshold_is_logged_with_its_sql_and_duration_but_no_values(
+    database_url: Option<String>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Basis::serve(
+        dir.path(),
+        database_url.as_deref(),
+        &["--slow-query-ms", "1"],
+    )
+    .await;
+    create_a_thousand_links(&server).await;
+    slow_statement_logged(&server, "INSERT INTO links").await;
+    assert!(server.terminate().await.success());
+}
+
+/// The queue on a database of its own opens its own pools; they log slow statements too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_statement_of_the_queue_on_its_own_database_is_logged() {
+    let Some(admin) = postgres_admin_url() else {
+        return;
     };
-    assert!(
-        slow["elapsed_secs"].as_f64().is_some_and(|s| s >= 0.001),
-        "{slow}"
-    );
-    assert!(slow["elapsed"].is_string(), "{slow}");
+    let store = fresh_postgres_database(&admin).await;
+    let queue = fresh_postgres_database(&admin).await;
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--slow-query-ms", "1", "--queue-url", &queue];
+    let server = Basis::serve(dir.path(), Some(&store), &args).await;
+    create_a_thousand_links(&server).await;
+    slow_statement_logged(&server, "queue_jobs").await;
     assert!(server.terminate().await.success());
 }
 

@@ -70,6 +70,20 @@ pub struct L1Stats {
     pub bytes: u64,
 }
 
+/// Hits and misses of each tier since the cache was built: what
+/// `basis_cache_hits_total` and `basis_cache_misses_total` count for its namespace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HitCounts {
+    /// L1 (in process) hits.
+    pub l1_hits: u64,
+    /// L1 misses.
+    pub l1_misses: u64,
+    /// L2 (Redis) hits.
+    pub l2_hits: u64,
+    /// L2 misses (an L2 that did not answer counts as neither).
+    pub l2_misses: u64,
+}
+
 /// Expiry settings; see the builder for what each one means.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -255,6 +269,17 @@ impl<K: CacheKey, V: CacheValue> Cache<K, V> {
         L1Stats {
             entries: self.inner.l1.entry_count(),
             bytes: self.inner.l1.weighted_bytes(),
+        }
+    }
+
+    /// Hits and misses per tier so far.
+    pub fn hit_counts(&self) -> HitCounts {
+        let m = &self.inner.metrics;
+        HitCounts {
+            l1_hits: m.l1_hits.get(),
+            l1_misses: m.l1_misses.get(),
+            l2_hits: m.l2_hits.get(),
+            l2_misses: m.l2_misses.get(),
         }
     }
 

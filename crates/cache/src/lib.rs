@@ -58,7 +58,7 @@ mod write_behind;
 
 pub use basis_clock::{Clock, ManualClock, SystemClock};
 pub use builder::CacheBuilder;
-pub use cache::{Cache, Cached, L1Stats};
+pub use cache::{Cache, Cached, HitCounts, L1Stats};
 pub use error::{BoxError, Error, SharedError};
 pub use key::{CacheKey, CacheValue};
 pub use l1::{Eviction, Weigher};

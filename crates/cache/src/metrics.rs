@@ -4,15 +4,46 @@
 //! install it before building caches, as handles are bound to the recorder present at
 //! registration.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use metrics::{Counter, counter};
+
+/// A Prometheus counter that also keeps its own count, for the figures the cache reports
+/// about itself ([`crate::Cache::hit_counts`]) without reading the exporter's text.
+#[derive(Clone)]
+pub(crate) struct Tally {
+    counter: Counter,
+    seen: Arc<AtomicU64>,
+}
+
+impl Tally {
+    fn new(counter: Counter) -> Self {
+        Self {
+            counter,
+            seen: Arc::default(),
+        }
+    }
+
+    /// Adds `n` to both counts.
+    pub(crate) fn increment(&self, n: u64) {
+        self.counter.increment(n);
+        self.seen.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The count so far (this cache handle's, since it was built).
+    pub(crate) fn get(&self) -> u64 {
+        self.seen.load(Ordering::Relaxed)
+    }
+}
 
 /// The counters of one cache namespace.
 #[derive(Clone)]
 pub(crate) struct Metrics {
-    pub l1_hits: Counter,
-    pub l1_misses: Counter,
-    pub l2_hits: Counter,
-    pub l2_misses: Counter,
+    pub l1_hits: Tally,
+    pub l1_misses: Tally,
+    pub l2_hits: Tally,
+    pub l2_misses: Tally,
     pub negative_hits: Counter,
     pub loads: Counter,
     pub load_errors: Counter,
@@ -34,7 +65,9 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new(namespace: &str) -> Self {
         let ns = namespace.to_owned();
-        let tier = |name: &'static str, tier: &'static str| counter!(name, "namespace" => ns.clone(), "tier" => tier);
+        let tier = |name: &'static str, tier: &'static str| {
+            Tally::new(counter!(name, "namespace" => ns.clone(), "tier" => tier))
+        };
         let plain = |name: &'static str| counter!(name, "namespace" => ns.clone());
         Self {
             l1_hits: tier("basis_cache_hits_total", "l1"),

@@ -83,6 +83,8 @@ macro_rules! write_tx {
     ($ledger:expr, $f:ident ( $($arg:expr),* )) => {{
         let ledger: &Ledger = $ledger;
         let _span = basis_store::db_span!(ledger.store, "write");
+        // The caller's next reads wait for a replica that has this write (read-your-writes).
+        ledger.store.note_write();
         let mut attempt = 1;
         loop {
             let result: Result<_> = match ledger.store.pools() {

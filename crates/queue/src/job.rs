@@ -165,6 +165,8 @@ pub struct DeadJob {
     pub last_error: String,
     /// When it died (Unix milliseconds).
     pub died_at_ms: i64,
+    /// The trace context the job carried (W3C `traceparent`), which a replay keeps.
+    pub traceparent: Option<String>,
 }
 
 /// One queue's figures for metrics and the admin API.

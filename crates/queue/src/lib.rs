@@ -212,16 +212,43 @@ pub fn topic_queue(topic: &str, group: &str) -> String {
     format!("{topic}.{group}")
 }
 
+/// How a database backend opens its own pools.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOptions {
+    /// Statements that run at least this long go to the log (target `sqlx::query`, WARN,
+    /// with their SQL and duration but no bound values); `None` logs none.
+    pub slow_statement: Option<Duration>,
+}
+
+impl ConnectOptions {
+    /// sqlx's slow-statement log settings for these options.
+    fn slow_log(&self) -> (log::LevelFilter, Duration) {
+        match self.slow_statement {
+            Some(threshold) => (log::LevelFilter::Warn, threshold),
+            None => (log::LevelFilter::Off, Duration::MAX),
+        }
+    }
+}
+
 /// Opens the backend a URL names and installs its tables: `sqlite:` (the embedded default,
 /// the data's own file), `postgres://` / `postgresql://`. `amqp://` is answered by the
 /// RabbitMQ backend where it is built in.
 pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn Backend>> {
+    connect_with(url, clock, ConnectOptions::default()).await
+}
+
+/// [`connect`], with the database pools opened as `options` say.
+pub async fn connect_with(
+    url: &str,
+    clock: Arc<dyn Clock>,
+    options: ConnectOptions,
+) -> Result<Arc<dyn Backend>> {
     if url.starts_with("sqlite:") {
-        let queue = sqlite::SqliteQueue::connect(url, clock).await?;
+        let queue = sqlite::SqliteQueue::connect_with(url, clock, options).await?;
         queue.install().await?;
         Ok(Arc::new(queue))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let queue = postgres::PostgresQueue::connect(url, clock).await?;
+        let queue = postgres::PostgresQueue::connect_with(url, clock, options).await?;
         queue.install().await?;
         Ok(Arc::new(queue))
     } else if url.starts_with("amqp://") {

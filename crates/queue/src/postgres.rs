@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use tokio::sync::OnceCell;
@@ -19,8 +20,8 @@ use tracing::Instrument as _;
 use crate::sqlite::DEFAULT_DONE_RETENTION;
 use crate::wake::Wakers;
 use crate::{
-    Backend, ClaimedJob, Clock, DeadJob, Enqueued, Error, JobId, JobInfo, JobStatus, Lease, NewJob,
-    QueueStats, Result, lease_id, sql_id, stored_json, trace, validate,
+    Backend, ClaimedJob, Clock, ConnectOptions, DeadJob, Enqueued, Error, JobId, JobInfo,
+    JobStatus, Lease, NewJob, QueueStats, Result, lease_id, sql_id, stored_json, trace, validate,
 };
 
 /// The NOTIFY channel; the payload is the queue name.
@@ -55,9 +56,20 @@ impl PostgresQueue {
 
     /// Opens a pool of its own on `url`.
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::connect_with(url, clock, ConnectOptions::default()).await
+    }
+
+    /// Opens a pool of its own on `url`, as `connect` says.
+    pub async fn connect_with(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        connect: ConnectOptions,
+    ) -> Result<Self> {
+        let (level, threshold) = connect.slow_log();
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::Invalid(e.to_string()))?
-            .application_name("basis-queue");
+            .application_name("basis-queue")
+            .log_slow_statements(level, threshold);
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
@@ -249,17 +261,19 @@ fn dead_job(row: &PgRow) -> Result<DeadJob> {
         attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
         last_error: row.try_get("last_error")?,
         died_at_ms: row.try_get("died_at")?,
+        traceparent: row.try_get("traceparent")?,
     })
 }
 
-const DEAD_COLS: &str = "id, queue, kind, payload::text AS payload, attempts, last_error, died_at";
+const DEAD_COLS: &str =
+    "id, queue, kind, payload::text AS payload, attempts, last_error, died_at, traceparent";
 
 const BURY: &str = "WITH moved AS (
         DELETE FROM queue_jobs WHERE id = $1 AND token = $2 AND status = 'running' RETURNING *)
     INSERT INTO queue_dead (id, queue, kind, payload, priority, attempts, max_attempts, dedup_key,
-        owner, reply_to, correlation_id, last_error, token, enqueued_at, died_at)
+        owner, reply_to, correlation_id, last_error, token, enqueued_at, died_at, traceparent)
     SELECT id, queue, kind, payload, priority, attempts, max_attempts, dedup_key, owner,
-        reply_to, correlation_id, $4, token, enqueued_at, $3 FROM moved";
+        reply_to, correlation_id, $4, token, enqueued_at, $3, traceparent FROM moved";
 
 #[async_trait::async_trait]
 impl Backend for PostgresQueue {
@@ -513,12 +527,12 @@ impl Backend for PostgresQueue {
             "WITH moved AS (DELETE FROM queue_dead WHERE id = $1 RETURNING *)
              INSERT INTO queue_jobs (id, queue, kind, payload, priority, status, attempts,
                  max_attempts, run_at, enqueued_at, token, dedup_key, owner, reply_to,
-                 correlation_id, last_error)
+                 correlation_id, last_error, traceparent)
              SELECT id, queue, kind, payload, priority, 'queued', 0, max_attempts, $2,
                  enqueued_at, token,
                  CASE WHEN EXISTS (SELECT 1 FROM queue_jobs j WHERE j.queue = moved.queue
                      AND j.dedup_key = moved.dedup_key) THEN NULL ELSE dedup_key END,
-                 owner, reply_to, correlation_id, last_error
+                 owner, reply_to, correlation_id, last_error, traceparent
              FROM moved RETURNING queue",
         )
         .bind(id)

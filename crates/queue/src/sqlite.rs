@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use sqlx::ConnectOptions as _;
 use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -23,8 +24,8 @@ use tracing::Instrument as _;
 
 use crate::wake::Wakers;
 use crate::{
-    Backend, ClaimedJob, Clock, DeadJob, Enqueued, Error, JobId, JobInfo, JobStatus, Lease, NewJob,
-    QueueStats, Result, lease_id, sql_id, stored_json, trace, validate,
+    Backend, ClaimedJob, Clock, ConnectOptions, DeadJob, Enqueued, Error, JobId, JobInfo,
+    JobStatus, Lease, NewJob, QueueStats, Result, lease_id, sql_id, stored_json, trace, validate,
 };
 
 /// How long finished jobs stay readable in `queue_done` by default.
@@ -54,12 +55,23 @@ impl SqliteQueue {
 
     /// Opens `url` the way the store does (WAL, one writer connection, busy timeout).
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self> {
+        Self::connect_with(url, clock, ConnectOptions::default()).await
+    }
+
+    /// Opens `url` as [`SqliteQueue::connect`] does, as `connect` says.
+    pub async fn connect_with(
+        url: &str,
+        clock: Arc<dyn Clock>,
+        connect: ConnectOptions,
+    ) -> Result<Self> {
+        let (level, threshold) = connect.slow_log();
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| Error::Invalid(e.to_string()))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .log_slow_statements(level, threshold);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options)
@@ -165,9 +177,10 @@ impl SqliteQueue {
         let id = lease_id(lease)?;
         let moved = sqlx::query(
             "INSERT INTO queue_dead (id, queue, kind, payload, priority, attempts, max_attempts,
-                 dedup_key, owner, reply_to, correlation_id, last_error, token, enqueued_at, died_at)
+                 dedup_key, owner, reply_to, correlation_id, last_error, token, enqueued_at, died_at,
+                 traceparent)
              SELECT id, queue, kind, payload, priority, attempts, max_attempts, dedup_key, owner,
-                 reply_to, correlation_id, ?3, token, enqueued_at, ?4
+                 reply_to, correlation_id, ?3, token, enqueued_at, ?4, traceparent
              FROM queue_jobs WHERE id = ?1 AND token = ?2 AND status = 'running'",
         )
         .bind(id)
@@ -238,10 +251,11 @@ fn dead_job(row: &SqliteRow) -> Result<DeadJob> {
         attempts: row.try_get::<i64, _>("attempts")? as u32,
         last_error: row.try_get("last_error")?,
         died_at_ms: row.try_get("died_at")?,
+        traceparent: row.try_get("traceparent")?,
     })
 }
 
-const DEAD_COLS: &str = "id, queue, kind, payload, attempts, last_error, died_at";
+const DEAD_COLS: &str = "id, queue, kind, payload, attempts, last_error, died_at, traceparent";
 
 #[async_trait::async_trait]
 impl Backend for SqliteQueue {
@@ -497,12 +511,12 @@ impl Backend for SqliteQueue {
         let queue: Option<String> = sqlx::query_scalar(
             "INSERT INTO queue_jobs (id, queue, kind, payload, priority, status, attempts,
                  max_attempts, run_at, enqueued_at, token, dedup_key, owner, reply_to,
-                 correlation_id, last_error)
+                 correlation_id, last_error, traceparent)
              SELECT id, queue, kind, payload, priority, 'queued', 0, max_attempts, ?2,
                  enqueued_at, token,
                  CASE WHEN EXISTS (SELECT 1 FROM queue_jobs j WHERE j.queue = d.queue
                      AND j.dedup_key = d.dedup_key) THEN NULL ELSE dedup_key END,
-                 owner, reply_to, correlation_id, last_error
+                 owner, reply_to, correlation_id, last_error, traceparent
              FROM queue_dead d WHERE id = ?1
              RETURNING queue",
         )

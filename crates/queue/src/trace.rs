@@ -81,20 +81,28 @@ pub(crate) fn job_span(system: &'static str, job: &ClaimedJob) -> Span {
         job.outcome = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
-    if let Some(parent) = job.traceparent.as_deref()
-        && !span.is_disabled()
-    {
-        let mut carrier = Carrier::default();
-        carrier.0.insert(TRACEPARENT.to_owned(), parent.to_owned());
-        let context = opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.extract(&carrier)
-        });
-        if context.span().span_context().is_valid() {
-            // Fails only for a span already started, which this one is not.
-            let _ = span.set_parent(context);
-        }
+    if let Some(parent) = job.traceparent.as_deref() {
+        continue_trace(&span, parent);
     }
     span
+}
+
+/// Makes `span` (not yet entered) a child of the context `traceparent` names; a value that
+/// does not parse, or a disabled span, leaves it as it was.
+pub fn continue_trace(span: &Span, traceparent: &str) {
+    if span.is_disabled() {
+        return;
+    }
+    let mut carrier = Carrier::default();
+    carrier
+        .0
+        .insert(TRACEPARENT.to_owned(), traceparent.to_owned());
+    let context =
+        opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    if context.span().span_context().is_valid() {
+        // Fails only for a span already started, which the callers' are not.
+        let _ = span.set_parent(context);
+    }
 }
 
 /// Records how a job's attempt ended on its span.

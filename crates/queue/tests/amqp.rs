@@ -104,6 +104,40 @@ async fn a_confirmed_job_is_claimed_once_and_gone_after_completion() {
     q.teardown().await.expect("teardown");
 }
 
+/// RabbitMQ never changes a queue's arguments: a deployment that raises the delivery limit
+/// keeps the queues an older one made, and goes on using them.
+#[tokio::test]
+async fn a_queue_made_with_another_delivery_limit_is_kept_and_goes_on_working() {
+    let Some(url) = amqp_url() else { return };
+    let ns = namespace();
+    let with_limit = |limit: u32| AmqpConfig {
+        delivery_limit: limit,
+        ..config(&ns)
+    };
+    let older = AmqpQueue::connect_with(&url, Arc::new(SystemClock), with_limit(20))
+        .await
+        .expect("connect");
+    older
+        .enqueue(NewJob::new("work", "n", json!(1)))
+        .await
+        .expect("the first deployment makes the queue");
+    let newer = AmqpQueue::connect_with(&url, Arc::new(SystemClock), with_limit(100))
+        .await
+        .expect("connect");
+    newer
+        .enqueue(NewJob::new("work", "n", json!(2)))
+        .await
+        .expect("the next deployment keeps the queue as it is");
+    let jobs = claim_n(&newer, "work", LEASE, 2).await;
+    let mut got: Vec<_> = jobs.iter().map(|j| j.payload.clone()).collect();
+    got.sort_by_key(|v| v.as_i64());
+    assert_eq!(got, vec![json!(1), json!(2)]);
+    for job in &jobs {
+        newer.complete(&job.lease, None).await.expect("complete");
+    }
+    newer.teardown().await.expect("teardown");
+}
+
 #[tokio::test]
 async fn jobs_come_out_in_order_with_high_priority_first() {
     let Some(url) = amqp_url() else { return };

@@ -23,6 +23,22 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// A PostgreSQL streaming replica of the primary that takes reads which tolerate lag
+    /// (repeatable, or comma-separated in `DATABASE_REPLICA_URLS`); a caller's reads after
+    /// its own write go to a replica only once it has replayed that write. Ignored, with a
+    /// warning, on SQLite.
+    #[arg(
+        long = "database-replica-url",
+        env = "DATABASE_REPLICA_URLS",
+        value_delimiter = ','
+    )]
+    pub database_replica_urls: Vec<String>,
+
+    /// A replica lagging further behind the primary than this many milliseconds, or failing
+    /// its health check, leaves the rotation until it catches up.
+    #[arg(long, env = "BASIS_REPLICA_MAX_LAG_MS", default_value_t = 1000)]
+    pub replica_max_lag_ms: u64,
+
     /// Connections per database pool.
     #[arg(long, env = "BASIS_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
@@ -141,6 +157,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: data_dir.as_ref().to_path_buf(),
             database_url: None,
+            database_replica_urls: Vec::new(),
+            replica_max_lag_ms: 1000,
             db_pool_size: 16,
             slow_query_ms: 500,
             base_url: None,
@@ -182,6 +200,21 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| basis_store::Store::sqlite_url_in(&self.data_dir))
+    }
+
+    /// The replica URLs in effect (empty values dropped).
+    pub fn replica_urls(&self) -> Vec<String> {
+        self.database_replica_urls
+            .iter()
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The replica lag limit.
+    pub fn replica_max_lag(&self) -> Duration {
+        Duration::from_millis(self.replica_max_lag_ms)
     }
 
     /// The public origin in effect for an app bound to `bound`.

@@ -120,14 +120,36 @@ fn prometheus() -> PrometheusHandle {
 /// Connects to the configured database and applies pending migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let url = config.database_url();
+    let mut replicas = config.replica_urls();
+    if !replicas.is_empty() && url.starts_with("sqlite:") {
+        tracing::warn!(
+            replicas = %replicas.iter().map(|url| redact(url)).collect::<Vec<_>>().join(","),
+            "--database-replica-url is ignored on SQLite"
+        );
+        replicas.clear();
+    }
+    let replica_names = replicas
+        .iter()
+        .map(|url| redact(url))
+        .collect::<Vec<_>>()
+        .join(", ");
     let options = ConnectOptions {
         max_connections: config.db_pool_size,
         slow_statement: config.slow_statement(),
+        replicas,
+        replica_max_lag: config.replica_max_lag(),
         ..ConnectOptions::default()
     };
-    let store = Store::connect(&url, &options)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact(&url)))?;
+    let store = Store::connect(&url, &options).await.with_context(|| {
+        if replica_names.is_empty() {
+            format!("cannot open the database {}", redact(&url))
+        } else {
+            format!(
+                "cannot open the database {} with the replicas {replica_names}",
+                redact(&url)
+            )
+        }
+    })?;
     store
         .migrate()
         .await
@@ -135,14 +157,29 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-/// A URL with any password replaced, fit for logs and error messages.
+/// A URL with any password replaced, fit for logs and error messages. A URL listing
+/// several hosts (`postgres://u:pw@h1:5432,h2:5432/db`) is not one the `url` crate reads;
+/// its user information is found by hand.
 fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        Err(_) => {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return url.to_owned();
+            };
+            let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+            match authority.rsplit_once('@') {
+                Some((user_info, hosts)) if user_info.contains(':') => {
+                    let user = user_info.split(':').next().unwrap_or_default();
+                    format!("{scheme}://{user}:***@{hosts}{}", &rest[authority.len()..])
+                }
+                _ => url.to_owned(),
+            }
+        }
     }
 }
 
@@ -200,6 +237,11 @@ impl Server {
             None => None,
         };
 
+        if let (Some(replicas), Some(url)) = (store.replicas(), config.redis_url()) {
+            let floors = http::read_floor::RedisFloors::new(url)
+                .context("cannot prepare the read floors in Redis")?;
+            replicas.share_floors(Arc::new(floors));
+        }
         let code_key = store
             .setting_or_init("code_key", || format!("{:016x}", rand::random::<u64>()))
             .await?;
@@ -221,8 +263,9 @@ impl Server {
 
         let ledger = ledger::handle::LedgerHandle::open(&store, clock.clone())
             .await?
-            .with_remote(&config.cross, clock.clone())
+            .with_remote(&config.cross, config.slow_statement(), clock.clone())
             .await?;
+        let limits = rate_limit_config(&config)?;
         let state = AppState::new(AppServices {
             ids: Arc::new(IdBlocks::new(store.clone(), "links", ID_BLOCK_SIZE)),
             codes: Arc::new(codes),
@@ -237,10 +280,11 @@ impl Server {
                 &config.domains,
                 config.unknown_domain_redirect.as_ref(),
             )?),
-            trusted_proxies: rate_limit_config(&config)?.trusted_proxies.into(),
+            trusted_proxies: limits.trusted_proxies.clone().into(),
+            rate_limits: Arc::new(admin::rate_limits::RateLimits::new(&limits)),
             geoip,
             clicks: Arc::new(
-                ClickRecorder::new(store.clone(), queue.clone())
+                ClickRecorder::new(store.clone(), queue.clone(), clock.clone())
                     .with_visit_log(config.visit_log_days),
             ),
             link_cache: LinkCache::new(config.link_cache_mb * 1024 * 1024, config.redis_url())
@@ -474,20 +518,30 @@ impl Server {
 /// malformed CORS origin).
 pub fn app(state: AppState, config: &Config) -> anyhow::Result<Router> {
     // The pages are not API: they stay out of the route table the OpenAPI test reads.
-    let routes = routes()
+    let mut routes = routes()
         .into_router()
-        .merge(web::router())
+        .merge(web::router(state.clone()))
         .fallback(|| async { ApiError::NotFound });
+    if state.store.replicas().is_some() {
+        routes = routes.layer(axum::middleware::from_fn_with_state(
+            state.store.clone(),
+            http::read_floor::scope,
+        ));
+    }
     let limits = rate_limit_config(config)?;
     let limiter = RateLimitLayer::from_config(limits, config.redis_url())
         .context("cannot start the rate limiter")?;
+    limiter.on_reject(state.rate_limits.hook(state.clock.clone()));
     let routes = http::layer(
         routes,
         limiter,
         config.body_limit,
         config.request_timeout(),
         config.conn.max_in_flight,
-        web::not_found_page,
+        http::ErrorPages {
+            not_found: web::not_found_page,
+            too_many: web::rate_limited_page,
+        },
     );
     Ok(http::transport::layer(routes, &config.transport)?.with_state(state))
 }
@@ -534,5 +588,26 @@ async fn flush_clicks(state: AppState, interval: Duration, mut stop: watch::Rece
             }
             _ = stop.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_password_is_hidden_in_single_and_multi_host_urls() {
+        assert_eq!(
+            super::redact("postgres://app:secret@db:5432/basis"),
+            "postgres://app:***@db:5432/basis"
+        );
+        assert_eq!(
+            super::redact(
+                "postgres://app:secret@h1:5432,h2:5432/basis?target_session_attrs=read-write"
+            ),
+            "postgres://app:***@h1:5432,h2:5432/basis?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            super::redact("postgres://app@h1,h2/basis"),
+            "postgres://app@h1,h2/basis"
+        );
     }
 }

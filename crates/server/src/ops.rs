@@ -55,12 +55,32 @@ where
 pub struct Health {
     /// `ok` (alive) or `ready` (dependencies reachable).
     pub status: &'static str,
+    /// With read replicas configured (readiness only): each replica's state at its last
+    /// check, in configuration order. Replicas never make an instance unready: without one
+    /// in rotation, reads go to the primary.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaHealth>,
+}
+
+/// A read replica as readiness reports it (by position, not address: the answer is public).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaHealth {
+    /// Its position in `--database-replica-url`, from 1.
+    pub replica: usize,
+    /// Whether it takes reads.
+    pub in_rotation: bool,
+    /// How far behind the primary it was, in milliseconds.
+    pub lag_ms: u64,
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+    Json(Health {
+        status: "ok",
+        replicas: Vec::new(),
+    })
 }
 
 /// Readiness: the database answers.
@@ -72,8 +92,30 @@ pub async fn healthz() -> Json<Health> {
     )
 )]
 pub async fn readyz(State(state): State<Ops>) -> Result<Json<Health>, ApiError> {
-    match tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(Health { status: "ready" })),
+    check_store(&state.store).await?;
+    let replicas = state.store.replicas().map_or_else(Vec::new, |replicas| {
+        replicas
+            .status()
+            .into_iter()
+            .enumerate()
+            .map(|(i, replica)| ReplicaHealth {
+                replica: i + 1,
+                in_rotation: replica.in_rotation,
+                lag_ms: u64::try_from(replica.lag.as_millis()).unwrap_or(u64::MAX),
+            })
+            .collect()
+    });
+    Ok(Json(Health {
+        status: "ready",
+        replicas,
+    }))
+}
+
+/// Whether the database answers a ping within [`READY_TIMEOUT`]: what readiness checks,
+/// and what the admin overview shows for the store.
+pub async fn check_store(store: &Store) -> Result<(), ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(ApiError::Unavailable(err.to_string())),
         Err(_) => Err(ApiError::Unavailable(
             "the database did not answer in time".into(),

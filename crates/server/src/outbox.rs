@@ -34,6 +34,7 @@ use basis_store::Store;
 use basis_store::outbox::{self, OutboxRow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::clock::Clock;
 
@@ -75,6 +76,21 @@ impl Envelope {
                 .unwrap_or_else(|_| serde_json::Value::String(row.payload.clone())),
         }
     }
+}
+
+/// The span an event is published in: a child of the writer's span (the request or job that
+/// committed it), so the publish, and each consumer's job after it, stay in the writer's trace.
+fn relay_span(row: &OutboxRow) -> tracing::Span {
+    let span = tracing::debug_span!(
+        "outbox relay",
+        otel.name = %format_args!("{} relay", row.kind),
+        event.id = row.id,
+        event.aggregate = %row.aggregate,
+    );
+    if let Some(parent) = row.traceparent.as_deref() {
+        basis_queue::trace::continue_trace(&span, parent);
+    }
+    span
 }
 
 /// One relay instance.
@@ -124,6 +140,7 @@ impl Relay {
             match self
                 .backend
                 .publish(EVENTS_TOPIC, &row.kind, envelope)
+                .instrument(relay_span(row))
                 .await
             {
                 Ok(groups) => {

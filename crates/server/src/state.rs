@@ -54,6 +54,9 @@ pub struct AppServices {
     /// The proxies whose forwarding headers name the client (the rate-limit rules'
     /// `trusted_proxies`): who a visitor is for the visit log and country targeting.
     pub trusted_proxies: Arc<[basis_ratelimit::http::IpNet]>,
+    /// The rate-limit rules in force and the requests they recently refused (the admin's
+    /// rate-limit page).
+    pub rate_limits: Arc<crate::admin::rate_limits::RateLimits>,
     /// Visitors' countries (`--geoip-db`); `None` when no database was given.
     pub geoip: Option<Arc<crate::links::geoip::GeoIp>>,
     /// In-memory click counters, flushed in batches.

@@ -53,9 +53,25 @@ pub async fn open_backend(
                     .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?,
             )
         }
-        _ => basis_queue::connect(&url, clock)
-            .await
-            .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?,
+        // A database URL listing a cluster's nodes: the queue works through the store's
+        // pool, which follows the primary across failovers (a pool of its own would
+        // connect to one node and stay there).
+        Pools::Postgres { write, .. } if url == database_url && store.leader().is_some() => {
+            let queue = basis_queue::postgres::PostgresQueue::new(write.clone(), clock);
+            queue
+                .install()
+                .await
+                .context("cannot install the queue's tables")?;
+            Arc::new(queue)
+        }
+        _ => {
+            let options = basis_queue::ConnectOptions {
+                slow_statement: config.slow_statement(),
+            };
+            basis_queue::connect_with(&url, clock, options)
+                .await
+                .with_context(|| format!("cannot open the queue {}", crate::redact(&url)))?
+        }
     };
     // Before any relay publishes: a topic drops what is published while nobody subscribes.
     backend

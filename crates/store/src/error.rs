@@ -31,9 +31,22 @@ impl From<sqlx::Error> for Error {
             | sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::WorkerCrashed => Error::Unavailable(err),
+            sqlx::Error::Database(ref db)
+                if db.code().as_deref().is_some_and(server_unavailable) =>
+            {
+                Error::Unavailable(err)
+            }
             other => Error::Database(other),
         }
     }
+}
+
+/// Whether a server's error code says it cannot serve the statement now, rather than that
+/// the statement is wrong: a connection failure (class 08), a shutdown or a start in
+/// progress (57P01 to 57P03), or a write reaching a server that is no longer the primary
+/// (25006, read-only transaction) — what a failover looks like from a connection.
+fn server_unavailable(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "25006")
 }
 
 /// Shorthand for store results.
@@ -54,5 +67,22 @@ pub(crate) fn on_unique(err: sqlx::Error, what: &'static str) -> Error {
     match &err {
         sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict(what),
         _ => err.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_unavailable;
+
+    #[test]
+    fn a_failover_s_server_errors_mean_unavailable_and_a_wrong_statement_does_not() {
+        // Connection failure, admin shutdown, crash shutdown, starting up, read-only standby.
+        for code in ["08006", "08001", "57P01", "57P02", "57P03", "25006"] {
+            assert!(server_unavailable(code), "{code}");
+        }
+        // Unique violation, syntax error, undefined table, serialization failure.
+        for code in ["23505", "42601", "42P01", "40001"] {
+            assert!(!server_unavailable(code), "{code}");
+        }
     }
 }

@@ -8,6 +8,10 @@
 //!   allows one writer at a time, and queueing writers in the pool is far cheaper than
 //!   letting them collide on the file lock. On PostgreSQL both sides point at the primary
 //!   until replicas are configured.
+//! - [`leader`]: a `--database-url` listing a cluster's nodes (libpq's multi-host form):
+//!   the pools follow whichever node is the primary, across failovers, without a restart.
+//! - [`replicas`]: streaming replicas of the PostgreSQL primary: which reads go to them,
+//!   their health and lag, and read-your-writes (a caller's read floor).
 //! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
 //! - [`links`]: the shortener's repository (links, their guards and click aggregates;
 //!   generated codes and click counts are not stored, see the module's doc).
@@ -62,6 +66,7 @@ pub mod exports;
 pub mod idempotency;
 pub mod ids;
 pub mod jobs;
+pub mod leader;
 pub mod links;
 pub mod mail;
 pub mod mfa;
@@ -70,7 +75,9 @@ pub mod outbox;
 pub mod password_resets;
 pub mod posts;
 pub mod refresh_tokens;
+pub mod replicas;
 pub mod sessions;
+pub mod shards;
 mod sql;
 pub mod token_cutoffs;
 pub mod users;
@@ -94,13 +101,17 @@ macro_rules! on_pool {
         let _span = $crate::db_span!(store, "read");
         match store.pools() {
             $crate::Pools::Sqlite { read: $pool, .. } => $body,
-            $crate::Pools::Postgres { read: $pool, .. } => $body,
+            $crate::Pools::Postgres { read: primary, .. } => {
+                let $pool = store.route_read(primary);
+                $body
+            }
         }
     }};
     ($store:expr, write, $pool:ident => $body:expr) => {{
         let store: &$crate::Store = &$store;
         store.count_round_trip();
         let _span = $crate::db_span!(store, "write");
+        store.note_write();
         match store.pools() {
             $crate::Pools::Sqlite { write: $pool, .. } => $body,
             $crate::Pools::Postgres { write: $pool, .. } => $body,
@@ -192,6 +203,14 @@ pub struct ConnectOptions {
     /// A statement that runs at least this long is logged as a warning with its SQL (never
     /// its bound values) and duration; `None` logs none.
     pub slow_statement: Option<Duration>,
+    /// PostgreSQL streaming replicas of the primary that take reads (ignored on SQLite).
+    pub replicas: Vec<String>,
+    /// A replica lagging further behind the primary leaves the rotation.
+    pub replica_max_lag: Duration,
+    /// Whether a background task checks the replicas' health (every
+    /// [`replicas::check_interval`]); without it, [`replicas::Replicas::check`] runs only
+    /// when called.
+    pub replica_checks: bool,
 }
 
 impl Default for ConnectOptions {
@@ -200,6 +219,9 @@ impl Default for ConnectOptions {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             slow_statement: Some(Duration::from_millis(500)),
+            replicas: Vec::new(),
+            replica_max_lag: Duration::from_millis(1000),
+            replica_checks: true,
         }
     }
 }
@@ -220,23 +242,62 @@ pub struct Store {
     pools: Pools,
     /// Database round trips made through [`on_pool!`] (one statement, or one transaction).
     round_trips: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The PostgreSQL replicas that take reads, when configured.
+    replicas: Option<std::sync::Arc<replicas::Replicas>>,
+    /// The cluster whose primary the pools follow, when the URL lists its nodes.
+    leader: Option<std::sync::Arc<leader::Leader>>,
 }
 
 impl Store {
     /// Connects to `url` (`sqlite:…` or `postgres://…`) and checks that it answers.
+    ///
+    /// On PostgreSQL, `options.replicas` are opened too (see [`replicas`]); on SQLite they
+    /// are ignored (the caller warns).
     pub async fn connect(url: &str, options: &ConnectOptions) -> Result<Self> {
+        let mut replica_set = None;
+        let mut leader = None;
         let pools = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let (level, threshold) = options.slow_log();
-            let connect = PgConnectOptions::from_str(url)
-                .map_err(|e| Error::InvalidUrl(e.to_string()))?
-                .application_name("basis")
-                .log_slow_statements(level, threshold);
-            let pool = PgPoolOptions::new()
-                .max_connections(options.max_connections)
-                .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect)
-                .await
-                .map_err(Error::Unavailable)?;
+            let tune = |connect: PgConnectOptions| {
+                connect
+                    .application_name("basis")
+                    .log_slow_statements(level, threshold)
+            };
+            let pool = match leader::ClusterUrl::parse(url)? {
+                Some(cluster) => {
+                    let (pool, follower) = leader::Leader::connect(
+                        cluster.map_options(tune),
+                        options.max_connections,
+                        options.acquire_timeout,
+                    )
+                    .await?;
+                    leader = Some(follower);
+                    pool
+                }
+                None => {
+                    let connect = PgConnectOptions::from_str(url)
+                        .map_err(|e| Error::InvalidUrl(e.to_string()))?;
+                    PgPoolOptions::new()
+                        .max_connections(options.max_connections)
+                        .acquire_timeout(options.acquire_timeout)
+                        .connect_with(tune(connect))
+                        .await
+                        .map_err(Error::Unavailable)?
+                }
+            };
+            if !options.replicas.is_empty() {
+                let set = replicas::Replicas::connect(
+                    pool.clone(),
+                    &options.replicas,
+                    options.replica_max_lag,
+                    options,
+                )
+                .await?;
+                if options.replica_checks {
+                    set.spawn_checks(replicas::check_interval(options.replica_max_lag));
+                }
+                replica_set = Some(set);
+            }
             Pools::Postgres {
                 write: pool.clone(),
                 read: pool,
@@ -277,6 +338,8 @@ impl Store {
         Ok(Self {
             pools,
             round_trips: Default::default(),
+            replicas: replica_set,
+            leader,
         })
     }
 
@@ -285,6 +348,34 @@ impl Store {
     pub fn count_round_trip(&self) {
         self.round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The PostgreSQL pool a read goes to (called by [`on_pool!`]): the primary, or a
+    /// replica chosen by [`replicas`] when some are configured.
+    #[doc(hidden)]
+    pub fn route_read<'a>(&'a self, primary: &'a PgPool) -> &'a PgPool {
+        match &self.replicas {
+            Some(set) => set.route(),
+            None => primary,
+        }
+    }
+
+    /// Marks the current caller scope as having written (called by [`on_pool!`]).
+    #[doc(hidden)]
+    pub fn note_write(&self) {
+        if self.replicas.is_some() {
+            replicas::note_write();
+        }
+    }
+
+    /// The replicas taking reads, when configured (PostgreSQL only).
+    pub fn replicas(&self) -> Option<&std::sync::Arc<replicas::Replicas>> {
+        self.replicas.as_ref()
+    }
+
+    /// The cluster whose primary the pools follow, when the URL lists its nodes.
+    pub fn leader(&self) -> Option<&std::sync::Arc<leader::Leader>> {
+        self.leader.as_ref()
     }
 
     /// How many round trips every clone of this store has made through [`on_pool!`] so far:
@@ -419,6 +510,9 @@ impl Store {
                 write.close().await;
             }
             Pools::Postgres { write, read } => {
+                if let Some(set) = &self.replicas {
+                    set.close().await;
+                }
                 read.close().await;
                 write.close().await;
             }

@@ -71,6 +71,38 @@ pub struct OutboxRow {
     pub payload: String,
     /// When it was written (Unix ms).
     pub created_at: i64,
+    /// The writer's trace context (W3C `traceparent`), when its spans were exported.
+    pub traceparent: Option<String>,
+}
+
+/// A row as PostgreSQL's relay query reads it: whether every transaction that could have
+/// written an earlier row has ended.
+#[derive(sqlx::FromRow)]
+struct Pending {
+    #[sqlx(flatten)]
+    row: OutboxRow,
+    settled: bool,
+}
+
+/// The trace context of the span the writer is in, as a W3C `traceparent`; `None` when spans
+/// are not exported (the span is disabled, or has no valid context).
+fn writer_trace() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut carrier)
+    });
+    carrier.remove("traceparent")
 }
 
 /// Rows per `INSERT` in [`OutboxConn::append_many`] (5 parameters each).
@@ -96,10 +128,12 @@ macro_rules! outbox_conn {
     ($Conn:ty, $engine:expr) => {
         impl OutboxConn for $Conn {
             async fn append_many(&mut self, events: &[NewEvent]) -> sqlx::Result<()> {
+                let traceparent = writer_trace();
                 for chunk in events.chunks(ROWS_PER_INSERT) {
                     let sql = format!(
-                        "INSERT INTO outbox (kind, aggregate, payload, created_at) VALUES {}",
-                        crate::links::placeholders($engine, chunk.len(), 4)
+                        "INSERT INTO outbox (kind, aggregate, payload, created_at, traceparent) \
+                         VALUES {}",
+                        crate::links::placeholders($engine, chunk.len(), 5)
                     );
                     let mut query = sqlx::query(&sql);
                     for e in chunk {
@@ -107,7 +141,8 @@ macro_rules! outbox_conn {
                             .bind(e.kind)
                             .bind(&e.aggregate)
                             .bind(e.payload.to_string())
-                            .bind(e.at);
+                            .bind(e.at)
+                            .bind(traceparent.as_deref());
                     }
                     query.execute(&mut *self).await?;
                 }
@@ -151,7 +186,8 @@ pub async fn pending(store: &Store, limit: i64) -> Result<Vec<OutboxRow>> {
             store.count_round_trip();
             // The writer's connection: a reader could lag behind a commit it already saw.
             sqlx::query_as(
-                "SELECT id, kind, aggregate, payload, created_at FROM outbox ORDER BY id LIMIT $1",
+                "SELECT id, kind, aggregate, payload, created_at, traceparent \
+                 FROM outbox ORDER BY id LIMIT $1",
             )
             .bind(limit)
             .fetch_all(write)
@@ -159,8 +195,8 @@ pub async fn pending(store: &Store, limit: i64) -> Result<Vec<OutboxRow>> {
         }
         crate::Pools::Postgres { write, .. } => {
             store.count_round_trip();
-            let rows: Vec<(i64, String, String, String, i64, bool)> = sqlx::query_as(
-                "SELECT id, kind, aggregate, payload, created_at, \
+            let rows: Vec<Pending> = sqlx::query_as(
+                "SELECT id, kind, aggregate, payload, created_at, traceparent, \
                  xid < pg_snapshot_xmin(pg_current_snapshot()) AS settled \
                  FROM outbox ORDER BY id LIMIT $1",
             )
@@ -168,14 +204,8 @@ pub async fn pending(store: &Store, limit: i64) -> Result<Vec<OutboxRow>> {
             .fetch_all(write)
             .await?;
             rows.into_iter()
-                .take_while(|r| r.5)
-                .map(|(id, kind, aggregate, payload, created_at, _)| OutboxRow {
-                    id,
-                    kind,
-                    aggregate,
-                    payload,
-                    created_at,
-                })
+                .take_while(|r| r.settled)
+                .map(|r| r.row)
                 .collect()
         }
     };
@@ -307,18 +337,48 @@ pub async fn prune_processed(store: &Store, before: i64) -> Result<u64> {
 
 /// Creates the outbox's tables if they are missing: for a crate that writes events (the
 /// ledger, the shop) installed on a database where the store's own migrations have not run.
-/// The statements are migration 0030's, idempotent, so the migration applies cleanly after.
+/// The statements are migration 0030's, idempotent, so the migration applies cleanly after;
+/// then 0066's column, only where it is missing: `ALTER TABLE` locks the table even when it
+/// changes nothing, and a prepared transaction (the ledger's two-phase commit) holding a row
+/// of it would block the start-up that is meant to resolve it. SQLite has no `ADD COLUMN IF
+/// NOT EXISTS`, so there the store migrates first.
 pub async fn install(store: &Store) -> Result<()> {
     match store.pools() {
         crate::Pools::Sqlite { write, .. } => {
             sqlx::raw_sql(include_str!("../migrations/sqlite/0030_outbox.sql"))
                 .execute(write)
                 .await?;
+            let has_trace: bool = sqlx::query_scalar(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('outbox') WHERE name = 'traceparent'",
+            )
+            .fetch_one(write)
+            .await?;
+            if !has_trace {
+                sqlx::raw_sql(include_str!(
+                    "../migrations/sqlite/0066_outbox_traceparent.sql"
+                ))
+                .execute(write)
+                .await?;
+            }
         }
         crate::Pools::Postgres { write, .. } => {
             sqlx::raw_sql(include_str!("../migrations/postgres/0030_outbox.sql"))
                 .execute(write)
                 .await?;
+            let has_trace: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = 'outbox' \
+                 AND column_name = 'traceparent')",
+            )
+            .fetch_one(write)
+            .await?;
+            if !has_trace {
+                sqlx::raw_sql(include_str!(
+                    "../migrations/postgres/0066_outbox_traceparent.sql"
+                ))
+                .execute(write)
+                .await?;
+            }
         }
     }
     Ok(())

@@ -107,6 +107,33 @@ pub async fn list(store: &Store, after: &str, limit: i64) -> Result<Vec<UserRow>
     })?)
 }
 
+/// Up to `limit` users with ids after `after` whose name or email contains `text` (any
+/// case for ASCII letters), in id order.
+pub async fn search(store: &Store, text: &str, after: &str, limit: i64) -> Result<Vec<UserRow>> {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    let sql = format!(
+        "SELECT {USER_COLUMNS} FROM users WHERE id > $1 \
+         AND (LOWER(name) LIKE $2 ESCAPE '\\' OR LOWER(email) LIKE $2 ESCAPE '\\') \
+         ORDER BY id LIMIT $3"
+    );
+    Ok(on_pool!(store, read, pool => {
+        sqlx::query_as::<_, UserRow>(&sql)
+            .bind(after)
+            .bind(&pattern)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+    })?)
+}
+
 /// Writes the mutable fields of `user` (name, email, role, settings, updated_at). Returns
 /// `false` when the account is gone; a taken email is `Error::Conflict("email")`.
 pub async fn update(store: &Store, user: &UserRow) -> Result<bool> {

@@ -5,7 +5,8 @@
 //! - [`PrivatePostgres`]: a PostgreSQL cluster of the test's own (`initdb` into a temporary
 //!   directory, a free port, settings of the test's choosing such as
 //!   `max_prepared_transactions`), so nothing reconfigures the shared server; a crash-safe
-//!   one can be crashed (immediate shutdown) and started again on the same data.
+//!   one can be crashed (immediate shutdown) and started again on the same data; a
+//!   streaming replica of one is made with `pg_basebackup -R` on its own port.
 //! - [`PrivateRabbit`]: a RabbitMQ node of the test's own (its own node name, ports and
 //!   data directory), for tests that kill and restart the broker.
 //! - [`eventually`]: polls a real condition within a bound, instead of sleeping and hoping.
@@ -18,7 +19,7 @@ mod rabbit;
 pub use rabbit::PrivateRabbit;
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -191,15 +192,7 @@ impl PrivatePostgres {
             println!("skipped: initdb is not installed, no private PostgreSQL");
             return None;
         }
-        let dir = tempfile::Builder::new()
-            .prefix("basis-pg-")
-            .tempdir()
-            .expect("a temporary directory");
-        let root = is_root();
-        if root {
-            chown_postgres(dir.path());
-        }
-        let data = dir.path().join("data");
+        let (dir, root, data) = cluster_dir("basis-pg-");
         let status = as_postgres_if(root, "initdb")
             .arg("-D")
             .arg(&data)
@@ -257,6 +250,46 @@ impl PrivatePostgres {
         );
     }
 
+    /// A streaming replica of this cluster (`pg_basebackup -R`, its own directory and
+    /// port), started and accepting read-only connections. `None` (with one visible
+    /// `skipped:` line) when `pg_basebackup` is not installed. Replay can be paused with
+    /// `SELECT pg_wal_replay_pause()` on the replica, and the replica stopped with
+    /// [`Self::crash`] and started again with [`Self::start_again`].
+    pub async fn replica(&self) -> Option<Self> {
+        if Command::new("pg_basebackup")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            println!("skipped: pg_basebackup is not installed, no private replica");
+            return None;
+        }
+        let (dir, root, data) = cluster_dir("basis-pg-replica-");
+        let status = as_postgres_if(root, "pg_basebackup")
+            .arg("-D")
+            .arg(&data)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-X", "stream", "-R", "--no-sync"])
+            .args(["-c", "fast"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run pg_basebackup");
+        assert!(
+            status.success(),
+            "pg_basebackup into {} succeeds",
+            data.display()
+        );
+        let mut replica = Self {
+            child: None,
+            port: stable_port(),
+            settings: vec!["hot_standby=on".to_owned()],
+            dir,
+        };
+        replica.start_again().await;
+        Some(replica)
+    }
+
     /// Stops the server the way a crash would: SIGQUIT, an immediate shutdown in which the
     /// postmaster takes its backends with it and nothing is checkpointed (a SIGKILL would
     /// leave the backends to notice on their own).
@@ -305,6 +338,21 @@ impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         self.crash();
     }
+}
+
+/// A temporary directory for a cluster (owned by `postgres` when running as root), whether
+/// the commands must run as `postgres`, and the data directory inside it to fill.
+fn cluster_dir(prefix: &str) -> (tempfile::TempDir, bool, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("a temporary directory");
+    let root = is_root();
+    if root {
+        chown_postgres(dir.path());
+    }
+    let data = dir.path().join("data");
+    (dir, root, data)
 }
 
 /// Whether this process runs as root.

@@ -76,7 +76,9 @@ impl PrivateRabbit {
             .expect("start rabbitmq-server");
         self.child = Some(child);
         let address = format!("127.0.0.1:{}", self.port);
-        let up = eventually(Duration::from_secs(120), || async {
+        // A restart replays the node's message store; on a machine busy with builds that has
+        // taken over two minutes (the 30-minute drill saw it), so the wait is generous.
+        let up = eventually(Duration::from_secs(300), || async {
             tokio::net::TcpStream::connect(&address).await.is_ok()
         })
         .await;

@@ -162,11 +162,41 @@ impl Inner {
         let now = self.clock.now_ms();
         let mut env = Envelope::fresh(new_id(now), "", kind, payload, now);
         env.traceparent = traceparent;
+        let exchange = self.names.topic(topic);
         let routed = self
-            .publish_raw(&self.names.topic(topic), "", &env.body(), env.properties()?)
+            .publish_raw(&exchange, "", &env.body(), env.properties()?)
             .await?;
-        let known = lock(&self.groups).get(topic).map_or(0, |g| g.len());
-        Ok(if routed { known.max(1) } else { 0 })
+        let known: Vec<String> = lock(&self.groups)
+            .get(topic)
+            .map(|groups| groups.iter().cloned().collect())
+            .unwrap_or_default();
+        if routed {
+            return Ok(known.len().max(1));
+        }
+        if known.is_empty() {
+            return Ok(0);
+        }
+        // Returned although this instance bound groups to the topic: the broker lost a
+        // binding (RabbitMQ can, for a queue that recovered late after a restart, keeping
+        // the binding on disk but not in its routing table). Binding again repairs it; a
+        // message still returned is an error, so the publisher keeps it (an outbox row stays
+        // until it is routed) instead of counting it delivered to nobody.
+        tracing::warn!(topic, groups = ?known, "a topic message came back unroutable; binding the groups again");
+        let link = self.link().await?;
+        for group in &known {
+            topology::bind_group(&link.admin, &self.names, topic, &topic_queue(topic, group))
+                .await?;
+        }
+        if self
+            .publish_raw(&exchange, "", &env.body(), env.properties()?)
+            .await?
+        {
+            Ok(known.len())
+        } else {
+            Err(Error::Unavailable(format!(
+                "no queue of topic {topic} took the message although groups {known:?} subscribed"
+            )))
+        }
     }
 }
 

@@ -227,6 +227,7 @@ fn dead_job(queue: &str, d: &Delivery) -> DeadJob {
             attempts: env.attempts_done + Envelope::redeliveries(d),
             last_error: env.last_error.unwrap_or_default(),
             died_at_ms: env.died_at_ms.unwrap_or(0),
+            traceparent: env.traceparent,
         },
         Err(reason) => {
             let poison = Envelope::decode_lenient(d);
@@ -243,6 +244,7 @@ fn dead_job(queue: &str, d: &Delivery) -> DeadJob {
                 attempts: 0,
                 last_error: poison.0.unwrap_or(reason),
                 died_at_ms: poison.1.unwrap_or(0),
+                traceparent: None,
             }
         }
     }

@@ -99,6 +99,10 @@ pub struct AmqpConfig {
     /// `x-delivery-limit`: returns of one copy by dead consumers (crashes, lost connections)
     /// before the broker dead-letters it on its own: the backstop against a job that kills
     /// its worker. Attempts that end in a live worker count against `max_attempts` instead.
+    /// Every copy a consumer had prefetched counts when its worker dies or the broker
+    /// restarts, run or not, so the limit is far above what outages return: a 30-minute
+    /// chaos drill (a fault every few seconds) took waiting jobs past 20. It is fixed when
+    /// the queue is made; a queue made with another limit keeps its own (with a warning).
     pub delivery_limit: u32,
     /// `x-expires` of deduplication markers.
     pub dedup_expiry: Duration,
@@ -134,7 +138,7 @@ impl Default for AmqpConfig {
                 min(360),
                 min(1_440),
             ],
-            delivery_limit: 20,
+            delivery_limit: 100,
             dedup_expiry: Duration::from_secs(7 * 86_400),
             lease_check: ms(100),
             connect_timeout: Duration::from_secs(5),
@@ -352,8 +356,20 @@ impl Inner {
         }
         check_name("queue name", queue)?;
         let link = self.link().await?;
-        topology::declare_queue(&link.admin, &self.names, queue, self.config.delivery_limit)
-            .await?;
+        let limit = self.config.delivery_limit;
+        if let topology::Declared::OtherDeliveryLimit(refusal) =
+            topology::declare_queue(&link.admin, &self.names, queue, limit).await?
+        {
+            tracing::warn!(
+                queue,
+                limit,
+                %refusal,
+                "the queue was made with another delivery limit, which RabbitMQ never changes; \
+                 it keeps its own (delete the empty queue, or set a policy, to change it)"
+            );
+            topology::declare_work_queues_as_they_are(&link.conn, &self.names, queue, limit)
+                .await?;
+        }
         let n = &self.names;
         self.remember(
             &key,

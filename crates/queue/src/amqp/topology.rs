@@ -97,7 +97,7 @@ pub(super) async fn declare_queue(
     names: &Names,
     queue: &str,
     delivery_limit: u32,
-) -> Result<()> {
+) -> Result<Declared> {
     let dlx = names.dlx();
     ch.exchange_declare(
         short("exchange", &dlx)?,
@@ -127,9 +127,77 @@ pub(super) async fn declare_queue(
     )
     .await
     .map_err(broker)?;
-    let work = args(&[
+    let work = work_args(names, queue, delivery_limit);
+    for name in [names.normal(queue), names.high(queue)] {
+        match ch
+            .queue_declare(short("queue", &name)?, durable(), work.clone())
+            .await
+        {
+            Ok(_) => {}
+            Err(err) if other_delivery_limit(&err) => {
+                return Ok(Declared::OtherDeliveryLimit(err.to_string()));
+            }
+            Err(err) => return Err(broker(err)),
+        }
+    }
+    Ok(Declared::AsAsked)
+}
+
+/// What [`declare_queue`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Declared {
+    /// Every object exists with the arguments asked for.
+    AsAsked,
+    /// A work queue exists with another `x-delivery-limit` (RabbitMQ's words); the broker
+    /// closed the channel. Queue arguments never change once made, so the caller keeps the
+    /// queues as they are ([`declare_work_queues_as_they_are`]).
+    OtherDeliveryLimit(String),
+}
+
+/// Whether RabbitMQ refused a declaration because the queue exists with another delivery
+/// limit.
+fn other_delivery_limit(err: &lapin::Error) -> bool {
+    let text = err.to_string();
+    text.contains("PRECONDITION_FAILED") && text.contains("'x-delivery-limit'")
+}
+
+/// Declares `q`'s work queues with `delivery_limit` where they are missing, and accepts
+/// those that exist whatever their limit (a passive declaration checks only that they
+/// exist). Uses `ch`, a channel of its own: each refusal closes the channel it came on.
+pub(super) async fn declare_work_queues_as_they_are(
+    conn: &lapin::Connection,
+    names: &Names,
+    queue: &str,
+    delivery_limit: u32,
+) -> Result<()> {
+    let mut ch = conn.create_channel().await.map_err(broker)?;
+    let asked = work_args(names, queue, delivery_limit);
+    for name in [names.normal(queue), names.high(queue)] {
+        let name = short("queue", &name)?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..durable()
+        };
+        match ch
+            .queue_declare(name.clone(), passive, FieldTable::default())
+            .await
+        {
+            Ok(_) => continue,
+            Err(_) => ch = conn.create_channel().await.map_err(broker)?, // missing: make it
+        }
+        ch.queue_declare(name, durable(), asked.clone())
+            .await
+            .map_err(broker)?;
+    }
+    let _ = ch.close(200, "declared".into()).await;
+    Ok(())
+}
+
+/// The arguments of `q`'s work queues.
+fn work_args(names: &Names, queue: &str, delivery_limit: u32) -> FieldTable {
+    args(&[
         ("x-queue-type", text("quorum")),
-        ("x-dead-letter-exchange", text(&dlx)),
+        ("x-dead-letter-exchange", text(&names.dlx())),
         ("x-dead-letter-routing-key", text(queue)),
         // Quorum queues dead-letter at most once unless told otherwise; this keeps a
         // dead letter until the DLQ has confirmed it (it needs reject-publish overflow).
@@ -139,13 +207,7 @@ pub(super) async fn declare_queue(
             "x-delivery-limit",
             AMQPValue::LongLongInt(delivery_limit.into()),
         ),
-    ]);
-    for name in [names.normal(queue), names.high(queue)] {
-        ch.queue_declare(short("queue", &name)?, durable(), work.clone())
-            .await
-            .map_err(broker)?;
-    }
-    Ok(())
+    ])
 }
 
 /// Declares the wait queue of one delay level and the exchange that feeds it.

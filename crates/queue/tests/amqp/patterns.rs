@@ -131,6 +131,43 @@ async fn a_topic_message_reaches_every_subscriber_group_once() {
     q.teardown().await.expect("teardown");
 }
 
+/// RabbitMQ can come back from a restart with a binding on disk but missing from its
+/// routing table (a queue that recovered late): a topic message is then returned as
+/// unroutable. The publisher binds its groups again and the message arrives; it is never
+/// counted as delivered to nobody.
+#[tokio::test]
+async fn a_topic_message_returned_by_a_lost_binding_still_reaches_its_group() {
+    let Some(url) = amqp_url() else { return };
+    let ns = namespace();
+    let q = backend(&url, &ns).await;
+    q.subscribe("events", "webhooks").await.expect("subscribe");
+    let queue = basis_queue::topic_queue("events", "webhooks");
+    // The broker forgets the binding.
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let ch = conn.create_channel().await.expect("a channel");
+    ch.queue_unbind(
+        format!("{ns}.q.{queue}").as_str().into(),
+        format!("{ns}.topic.events").as_str().into(),
+        "".into(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("unbind");
+    assert_eq!(
+        q.publish("events", "link.created", json!({"id": 1}))
+            .await
+            .expect("publish"),
+        1,
+        "the group took the message"
+    );
+    let job = claim_one(&q, &queue, LEASE).await;
+    assert_eq!(job.payload, json!({"id": 1}));
+    q.complete(&job.lease, None).await.expect("complete");
+    q.teardown().await.expect("teardown");
+}
+
 #[tokio::test]
 async fn a_released_job_comes_back_without_losing_an_attempt() {
     let Some(url) = amqp_url() else { return };

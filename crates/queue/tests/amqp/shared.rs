@@ -57,5 +57,5 @@ shared_cases!(
     request_reply_returns_the_handlers_result => request_reply,
     request_reply_times_out_without_a_responder => request_timeout,
     request_reply_reports_a_request_that_died => request_remote_failure,
-    a_job_carries_its_trace_context_through_claims_retries_and_batches => trace_context,
+    a_job_carries_its_trace_context_through_claims_retries_batches_and_dead_letters => trace_context,
 );

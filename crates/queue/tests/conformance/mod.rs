@@ -103,7 +103,7 @@ macro_rules! conformance_suite {
             enqueue_many_keeps_order_dedup_and_validation => enqueue_many_keeps_order_dedup_and_validation,
             enqueue_many_takes_a_large_batch => enqueue_many_takes_a_large_batch,
             complete_many_refuses_only_the_lost_lease => complete_many_refuses_only_the_lost_lease,
-            a_job_carries_its_trace_context_through_claims_retries_and_batches => trace_context,
+            a_job_carries_its_trace_context_through_claims_retries_batches_and_dead_letters => trace_context,
         );
     };
     (@cases $make:path; $($name:ident => $case:ident),* $(,)?) => {
@@ -590,4 +590,24 @@ pub async fn trace_context(h: Harness) {
     claimed.sort_by_key(|j| j.payload["n"].as_i64());
     assert_eq!(claimed[0].traceparent.as_deref(), Some(PARENT));
     assert_eq!(claimed[1].traceparent, None);
+    for j in &claimed {
+        h.backend.complete(&j.lease, None).await.unwrap();
+    }
+
+    // A dead letter keeps the context, and its replay runs in the same trace.
+    let mut doomed = job("traced-dead", 1);
+    doomed.traceparent = Some(PARENT.into());
+    h.backend.enqueue(doomed).await.unwrap();
+    let dying = claim_soon(&h, "traced-dead").await;
+    h.backend.bury(&dying.lease, "broken").await.unwrap();
+    let dead = h
+        .backend
+        .dead_letters(Some("traced-dead"), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].traceparent.as_deref(), Some(PARENT));
+    assert!(h.backend.replay(&dead[0].id).await.unwrap());
+    let replayed = claim_soon(&h, "traced-dead").await;
+    assert_eq!(replayed.traceparent.as_deref(), Some(PARENT));
 }

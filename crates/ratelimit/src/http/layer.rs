@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,13 +31,42 @@ pub struct RateLimitLayer {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug)]
 struct Shared {
     limiter: Limiter,
     rules: Vec<CompiledRule>,
     trusted_proxies: Vec<IpNet>,
     enabled: bool,
+    /// Told of every request answered 429 (set once, by whoever composes the layer).
+    on_reject: OnceLock<RejectHook>,
 }
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("limiter", &self.limiter)
+            .field("rules", &self.rules)
+            .field("enabled", &self.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the layer says of a request it answered with 429.
+#[derive(Debug, Clone, Copy)]
+pub struct Rejection<'a> {
+    /// The rule that refused it (the first of those that did).
+    pub rule: &'a str,
+    /// Whom the rule counted: `ip:…`, `user:…`, `key:…`, `account:…` (personal data:
+    /// whoever keeps it should hash or cut it).
+    pub subject: &'a str,
+    /// The request's method.
+    pub method: &'a http::Method,
+    /// The request's path (without the query).
+    pub path: &'a str,
+}
+
+/// A function told of each rejection; it runs on the request's task, so it must be quick
+/// and must not block.
+pub type RejectHook = Arc<dyn Fn(Rejection<'_>) + Send + Sync>;
 
 impl RateLimitLayer {
     /// The layer for `config`, deciding through `limiter`.
@@ -53,6 +82,7 @@ impl RateLimitLayer {
                 rules,
                 trusted_proxies: config.trusted_proxies.clone(),
                 enabled: config.enabled,
+                on_reject: OnceLock::new(),
             }),
         })
     }
@@ -82,6 +112,12 @@ impl RateLimitLayer {
             }
         };
         Self::new(&config, limiter)
+    }
+
+    /// Has `hook` told of every request this layer answers with 429 (an admin's list of
+    /// recent rejections). Only the first hook set is kept; returns whether this one was.
+    pub fn on_reject(&self, hook: RejectHook) -> bool {
+        self.shared.on_reject.set(hook).is_ok()
     }
 
     /// The limiter behind the layer (for periodic [`Limiter::purge_idle`]).
@@ -173,6 +209,16 @@ where
                 rule.counters.record(outcome);
             }
             if !verdict.allowed() {
+                if let Some(hook) = shared.on_reject.get()
+                    && let Some(i) = verdict.decisions.iter().position(|d| !d.allowed)
+                {
+                    hook(Rejection {
+                        rule: &rules[i].name,
+                        subject: &subjects[i],
+                        method: request.method(),
+                        path: request.uri().path(),
+                    });
+                }
                 return Ok(too_many_requests(&rules, &verdict.decisions));
             }
             let mut response = inner.call(request).await?;

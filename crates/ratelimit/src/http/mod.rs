@@ -15,7 +15,7 @@ mod rules;
 
 pub use client_ip::{IpNet, client_ip};
 pub use config::{RateLimitConfig, RuleConfig, StoreSettings};
-pub use layer::{RateLimitLayer, RateLimitService};
+pub use layer::{RateLimitLayer, RateLimitService, RejectHook, Rejection};
 pub use rules::{KeyKind, PathPattern};
 
 /// Who is making a request, as far as the rate limiter should know. The server's

@@ -110,6 +110,23 @@ impl PathPattern {
     }
 }
 
+/// The pattern as it could be written (`{name}` segments show as `*`).
+impl std::fmt::Display for PathPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(l) => write!(f, "/{l}")?,
+                Segment::Any => f.write_str("/*")?,
+            }
+        }
+        match (self.rest, self.segments.is_empty()) {
+            (true, _) => f.write_str("/**"),
+            (false, true) => f.write_str("/"),
+            (false, false) => Ok(()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for PathPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
@@ -199,6 +216,19 @@ mod tests {
 
     fn matches(pattern: &str, path: &str) -> bool {
         PathPattern::parse(pattern).unwrap().matches(path)
+    }
+
+    #[test]
+    fn patterns_show_as_written_with_names_as_stars() {
+        for (written, shown) in [
+            ("/auth/login", "/auth/login"),
+            ("/links/{code}/stats", "/links/*/stats"),
+            ("/links/**", "/links/**"),
+            ("/**", "/**"),
+            ("/", "/"),
+        ] {
+            assert_eq!(PathPattern::parse(written).unwrap().to_string(), shown);
+        }
     }
 
     #[test]

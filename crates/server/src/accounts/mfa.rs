@@ -338,19 +338,33 @@ async fn enrolling_user(
 ) -> ApiResult<UserRow> {
     let user_id = match (caller.principal(), challenge) {
         (Some(_), _) => caller.require_account()?.user_id.clone(),
-        (None, Some(challenge)) => {
-            let now = state.clock.now_ms();
-            mfa::find_challenge(&state.store, &digest(challenge), now)
-                .await?
-                .filter(|c| c.kind == "enrol")
-                .ok_or_else(invalid_challenge)?
-                .user_id
-        }
+        (None, Some(challenge)) => return enrolment_user(state, challenge).await,
         (None, None) => caller.require()?.user_id.clone(),
     };
     users::find(&state.store, &user_id)
         .await?
         .ok_or_else(invalid_challenge)
+}
+
+/// The account whose sign-in was refused under `challenge` because its role requires MFA
+/// it lacks (the challenge lets it enrol); 401 when the challenge is dead or of a
+/// sign-in's second step.
+pub async fn enrolment_user(state: &AppState, challenge: &str) -> ApiResult<UserRow> {
+    let now = state.clock.now_ms();
+    let user_id = mfa::find_challenge(&state.store, &digest(challenge), now)
+        .await?
+        .filter(|c| c.kind == "enrol")
+        .ok_or_else(invalid_challenge)?
+        .user_id;
+    users::find(&state.store, &user_id)
+        .await?
+        .ok_or_else(invalid_challenge)
+}
+
+/// Spends an enrolment challenge once it has served (the account is enrolled).
+pub async fn spend_enrolment(state: &AppState, challenge: &str) -> ApiResult<()> {
+    mfa::spend_challenge(&state.store, &digest(challenge), state.clock.now_ms()).await?;
+    Ok(())
 }
 
 /// Starts (or restarts) enrolling a TOTP app. Signed in, or with the challenge of a sign-in
@@ -444,12 +458,11 @@ pub async fn confirm(
 ) -> ApiResult<Response> {
     let user = enrolling_user(&state, &caller, body.challenge.as_deref()).await?;
     let codes = confirm_enrolment(&state, &ip, &user.id, &body.code).await?;
-    let now = state.clock.now_ms();
     if caller.principal().is_none()
         && let Some(challenge) = &body.challenge
     {
         // Enrolled: the challenge has served; the next sign-in asks for a code.
-        mfa::spend_challenge(&state.store, &digest(challenge), now).await?;
+        spend_enrolment(&state, challenge).await?;
     }
     Ok(no_store(
         StatusCode::OK,

@@ -213,7 +213,21 @@ pub async fn update(
     let principal = caller.act_for(&id)?;
     // Who may change the account is settled before its body is read.
     let ApiJson(change) = change?;
-    let mut user = load(&state, &id).await?;
+    let user = apply_change(&state, principal, &id, &change, &ip).await?;
+    Ok(Json(Profile::from(&user)))
+}
+
+/// Applies `change` to account `id` for `principal` (who may act for it; only an admin
+/// changes a role): the rule of `PATCH /users/{id}` and of the admin's user page. A role
+/// change refuses the tokens issued before it and is recorded in the audit log.
+pub async fn apply_change(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    change: &ChangeUser,
+    ip: &ClientIp,
+) -> ApiResult<UserRow> {
+    let mut user = load(state, id).await?;
     let mut errors = Vec::new();
     if let Some(name) = &change.name {
         user.name = check_name(name, &mut errors);
@@ -266,9 +280,9 @@ pub async fn update(
             .cut(&state.store, &user.id, state.clock.now_ms())
             .await?;
         let detail = format!("{} {old_role} -> {} by {actor}", user.id, user.role);
-        audit::record(&state, "role.changed", Some(&user.id), &ip, Some(&detail)).await;
+        audit::record(state, "role.changed", Some(&user.id), ip, Some(&detail)).await;
     }
-    Ok(Json(Profile::from(&user)))
+    Ok(user)
 }
 
 /// Deletes the account and everything it holds (sessions, tokens, keys, links).
@@ -319,6 +333,9 @@ pub struct UserPage {
     /// The `nextCursor` of the previous page.
     #[param(value_type = Option<crate::http::schema::AccountId>)]
     pub cursor: Option<String>,
+    /// Only accounts whose name or email contains this text (any case).
+    #[param(max_length = 100)]
+    pub q: Option<String>,
 }
 
 /// Whether `raw` is an account id: 32 lowercase hex digits (`http::schema::AccountId`).
@@ -341,18 +358,48 @@ pub async fn list(
         cursor: None,
     };
     let limit = page.limit()?;
-    let after = match query.cursor {
-        None => String::new(),
-        Some(c) if is_account_id(&c) => c,
+    let (rows, next_cursor) =
+        list_page(&state, query.q.as_deref(), query.cursor.as_deref(), limit).await?;
+    let items = rows.iter().map(Profile::from).collect();
+    let path = match query.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => format!(
+            "/users?{}",
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("q", q)
+                .finish()
+        ),
+        None => "/users".to_owned(),
+    };
+    Ok(list_response(&path, limit, List { items, next_cursor }))
+}
+
+/// A page of at most `limit` accounts in id order after `cursor` (an account id), those
+/// matching `q` only when it is given; with the next page's cursor, if there is one. The
+/// admin list of the API and of the admin pages.
+pub async fn list_page(
+    state: &AppState,
+    q: Option<&str>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> ApiResult<(Vec<UserRow>, Option<String>)> {
+    let after = match cursor {
+        None => "",
+        Some(c) if is_account_id(c) => c,
         Some(_) => return Err(ApiError::field("cursor", "is not a cursor from this list")),
     };
-    let mut rows = users::list(&state.store, &after, limit + 1).await?;
+    let q = q.map(str::trim).filter(|q| !q.is_empty());
+    if q.is_some_and(|q| q.chars().count() > 100) {
+        return Err(ApiError::field("q", "must be at most 100 characters"));
+    }
+    let mut rows = match q {
+        None => users::list(&state.store, after, limit + 1).await?,
+        Some(q) => users::search(&state.store, q, after, limit + 1).await?,
+    };
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);
         rows.last().map(|u| u.id.clone()).unwrap_or_default()
     });
-    let items = rows.iter().map(Profile::from).collect();
-    Ok(list_response("/users", limit, List { items, next_cursor }))
+    Ok((rows, next_cursor))
 }
 
 /// Changes the password; every other session and every refresh family is revoked.

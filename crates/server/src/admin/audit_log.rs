@@ -44,7 +44,18 @@ pub async fn list(
     caller.require_role(Role::Admin)?;
     let Query(page) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = page.limit()?;
-    let before = crate::http::rest::id_cursor(page.cursor.as_deref(), i64::MAX)?;
+    let list = events(&state, page.cursor.as_deref(), limit).await?;
+    Ok(list_response("/admin/audit", limit, list))
+}
+
+/// A page of at most `limit` events, newest first, before `cursor` (an event id from the
+/// previous page), with the next page's cursor.
+pub async fn events(
+    state: &AppState,
+    cursor: Option<&str>,
+    limit: i64,
+) -> ApiResult<List<AuditEvent>> {
+    let before = crate::http::rest::id_cursor(cursor, i64::MAX)?;
     let mut rows = audit::list(&state.store, before, limit + 1).await?;
     let next_cursor = (rows.len() as i64 > limit).then(|| {
         rows.truncate(limit as usize);
@@ -61,9 +72,5 @@ pub async fn list(
             detail: r.detail,
         })
         .collect();
-    Ok(list_response(
-        "/admin/audit",
-        limit,
-        List { items, next_cursor },
-    ))
+    Ok(List { items, next_cursor })
 }

@@ -120,6 +120,64 @@ fn admin(caller: &crate::identity::caller::Caller) -> ApiResult<()> {
     caller.require_role(Role::Admin).map(drop)
 }
 
+/// The backend's name and each queue's figures (also recorded as the queue gauges).
+pub async fn figures(state: &AppState) -> ApiResult<QueueList> {
+    let backend = state.jobs.backend();
+    let stats = basis_queue::metrics::record_stats(backend.as_ref()).await?;
+    Ok(QueueList {
+        backend: backend.name(),
+        queues: stats.into_iter().map(QueueView::from).collect(),
+    })
+}
+
+/// At most `limit` (1 to 100) dead letters, of `queue` only when given, oldest first.
+pub async fn dead_letters(
+    state: &AppState,
+    queue: Option<&str>,
+    limit: usize,
+) -> ApiResult<Vec<DeadView>> {
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 100"));
+    }
+    let dead = state.jobs.backend().dead_letters(queue, limit).await?;
+    Ok(dead.into_iter().map(DeadView::from).collect())
+}
+
+/// The dead letter `id`, or `NotFound`.
+pub async fn dead_letter(state: &AppState, id: &str) -> ApiResult<DeadView> {
+    let dead = state
+        .jobs
+        .backend()
+        .dead_letter(&JobId(id.to_owned()))
+        .await?;
+    Ok(dead.ok_or(ApiError::NotFound)?.into())
+}
+
+/// Puts dead letter `id` back on its queue with fresh attempts; the job its owner follows
+/// (`payload.jobId`) shows as queued again. `NotFound` when there is no such dead letter.
+pub async fn replay_dead(state: &AppState, id: &str) -> ApiResult<()> {
+    let id = JobId(id.to_owned());
+    let backend = state.jobs.backend();
+    let dead = backend.dead_letter(&id).await?.ok_or(ApiError::NotFound)?;
+    if !backend.replay(&id).await? {
+        return Err(ApiError::NotFound);
+    }
+    if let Some(job_id) = dead.payload.get("jobId").and_then(|v| v.as_str()) {
+        let now = state.clock.now_ms();
+        let queued = StatusChange::to(JobStatus::Queued);
+        basis_store::jobs::set_status(&state.store, job_id, &queued, now).await?;
+    }
+    tracing::info!(job = %id, kind = %dead.kind, "dead letter replayed");
+    Ok(())
+}
+
+/// Deletes the dead letters of `queue`, or all of them; how many were deleted.
+pub async fn purge_dead(state: &AppState, queue: Option<&str>) -> ApiResult<u64> {
+    let purged = state.jobs.backend().purge(queue).await?;
+    tracing::info!(purged, queue = ?queue, "dead letters purged");
+    Ok(purged)
+}
+
 /// Figures per queue (admin).
 #[utoipa::path(get, path = "/admin/queues", tag = "admin",
     responses((status = 200, body = QueueList), (status = 401), (status = 403)))]
@@ -128,12 +186,7 @@ pub async fn stats(
     Authenticated(caller): Authenticated,
 ) -> ApiResult<Json<QueueList>> {
     admin(&caller)?;
-    let backend = state.jobs.backend();
-    let stats = basis_queue::metrics::record_stats(backend.as_ref()).await?;
-    Ok(Json(QueueList {
-        backend: backend.name(),
-        queues: stats.into_iter().map(QueueView::from).collect(),
-    }))
+    Ok(Json(figures(&state).await?))
 }
 
 /// Dead letters, oldest first (admin).
@@ -146,17 +199,9 @@ pub async fn list(
 ) -> ApiResult<Json<DeadList>> {
     admin(&caller)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let limit = query.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 100"));
-    }
-    let dead = state
-        .jobs
-        .backend()
-        .dead_letters(query.queue.as_deref(), limit)
-        .await?;
+    let items = dead_letters(&state, query.queue.as_deref(), query.limit.unwrap_or(20)).await?;
     Ok(Json(DeadList {
-        items: dead.into_iter().map(DeadView::from).collect(),
+        items,
         next_cursor: None,
     }))
 }
@@ -171,8 +216,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeadView>> {
     admin(&caller)?;
-    let dead = state.jobs.backend().dead_letter(&JobId(id)).await?;
-    Ok(Json(dead.ok_or(ApiError::NotFound)?.into()))
+    Ok(Json(dead_letter(&state, &id).await?))
 }
 
 /// Puts a dead letter back on its queue with fresh attempts (admin): 202.
@@ -185,19 +229,7 @@ pub async fn replay(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     admin(&caller)?;
-    let id = JobId(id);
-    let backend = state.jobs.backend();
-    let dead = backend.dead_letter(&id).await?.ok_or(ApiError::NotFound)?;
-    if !backend.replay(&id).await? {
-        return Err(ApiError::NotFound);
-    }
-    // A job its owner follows shows as queued again.
-    if let Some(job_id) = dead.payload.get("jobId").and_then(|v| v.as_str()) {
-        let now = state.clock.now_ms();
-        let queued = StatusChange::to(JobStatus::Queued);
-        basis_store::jobs::set_status(&state.store, job_id, &queued, now).await?;
-    }
-    tracing::info!(job = %id, kind = %dead.kind, "dead letter replayed");
+    replay_dead(&state, &id).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
@@ -212,7 +244,6 @@ pub async fn purge(
 ) -> ApiResult<Json<Purged>> {
     admin(&caller)?;
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let purged = state.jobs.backend().purge(query.queue.as_deref()).await?;
-    tracing::info!(purged, queue = ?query.queue, "dead letters purged");
+    let purged = purge_dead(&state, query.queue.as_deref()).await?;
     Ok(Json(Purged { purged }))
 }

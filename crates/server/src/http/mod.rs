@@ -21,14 +21,17 @@
 //!    request id (a sane incoming `x-request-id` is reused, else one is made; echoed on the
 //!    response), security headers on every response, metrics by route and status, a log
 //!    line for every 5xx with its request id and cause, problem documents for the
-//!    bodiless errors the framework produces (405 with `Allow`, 413, …), the 404 page for
-//!    a client that prefers HTML (a browser; the page is the composition's, see
+//!    bodiless errors the framework produces (405 with `Allow`, 413, …), the 404 and 429
+//!    pages for a client that prefers HTML (a browser; the pages are the composition's, see
 //!    [`ObserveLayer`]), and the request's trace span, entered while everything inside runs;
 //! 2. [`shed::Shed`], load shedding past a number of requests in progress (503 with
 //!    `Retry-After`);
 //! 3. [`Deadline`], the request timeout (503);
 //! 4. the body size limit (413, enforced by the extractors);
-//! 5. the rate limiter's rules (429).
+//! 5. the rate limiter's rules (429);
+//! 6. with database replicas only, [`read_floor`]: the caller's read scope, so a caller
+//!    reads its own writes (applied by the composition, and only then, so the redirect
+//!    path pays nothing for it without replicas).
 //!
 //! The layers are composed into one stack and applied to the routes once. Each
 //! `Router::layer` call boxes the routes again, and a boxed route is cloned (allocated) on
@@ -44,6 +47,7 @@ pub mod conn;
 pub mod extract;
 pub mod framing;
 pub mod idempotency;
+pub mod read_floor;
 pub mod rest;
 pub mod routes;
 pub mod schema;
@@ -74,21 +78,19 @@ use crate::error::{InternalError, Problem};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Wraps `router` in the middleware stack, `limiter` innermost; `not_found_page` answers
-/// a browser's 404 (see [`ObserveLayer`]).
+/// Wraps `router` in the middleware stack, `limiter` innermost; `pages` answer a browser's
+/// 404 and 429 (see [`ObserveLayer`]).
 pub fn layer<S: Clone + Send + Sync + 'static>(
     router: Router<S>,
     limiter: RateLimitLayer,
     body_limit: usize,
     timeout: Duration,
     max_in_flight: usize,
-    not_found_page: fn() -> Response,
+    pages: ErrorPages,
 ) -> Router<S> {
     let stack = ServiceBuilder::new()
         .layer(compress::layer())
-        .layer(ObserveLayer {
-            not_found_page: Some(not_found_page),
-        })
+        .layer(ObserveLayer { pages: Some(pages) })
         .layer(shed::ShedLayer::new(max_in_flight))
         .layer(DeadlineLayer(timeout))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -109,13 +111,22 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     }
 }
 
+/// The pages some problems become for a client that prefers HTML: given by the
+/// composition, since pages live above this layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorPages {
+    /// A 404's (a browser following a dead link or mistyping a path).
+    pub not_found: fn() -> Response,
+    /// A 429's, given the seconds of its `Retry-After` (a form sent too often, refused by
+    /// the rate limiter before any page saw it).
+    pub too_many: fn(u64) -> Response,
+}
+
 /// Applies [`Observe`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ObserveLayer {
-    /// The page a 404 becomes for a client that prefers HTML (a browser following a dead
-    /// link or mistyping a path): given by the composition, since pages live above this
-    /// layer. `None`: every 404 stays a problem document.
-    pub not_found_page: Option<fn() -> Response>,
+    /// The pages for browsers. `None`: every problem stays a problem document.
+    pub pages: Option<ErrorPages>,
 }
 
 impl<S> Layer<S> for ObserveLayer {
@@ -124,7 +135,7 @@ impl<S> Layer<S> for ObserveLayer {
     fn layer(&self, inner: S) -> Observe<S> {
         Observe {
             inner,
-            not_found_page: self.not_found_page,
+            pages: self.pages,
         }
     }
 }
@@ -134,7 +145,7 @@ impl<S> Layer<S> for ObserveLayer {
 #[derive(Debug, Clone)]
 pub struct Observe<S> {
     inner: S,
-    not_found_page: Option<fn() -> Response>,
+    pages: Option<ErrorPages>,
 }
 
 impl<S> Service<Request> for Observe<S>
@@ -160,11 +171,9 @@ where
             Some(id) if is_sane_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
-        // Decided now (the request is gone when the answer comes), used only by a 404: one
-        // header lookup and a substring search, no allocation.
-        let not_found_page = self
-            .not_found_page
-            .filter(|_| rest::wants_html(request.headers()));
+        // Decided now (the request is gone when the answer comes), used only by a 404 or a
+        // 429: one header lookup and a substring search, no allocation.
+        let pages = self.pages.filter(|_| rest::wants_html(request.headers()));
         let span = trace::request_span(&request, method, route.as_ref(), &request_id);
         let inner = {
             let _entered = span.enter();
@@ -178,7 +187,7 @@ where
                 method,
                 route,
                 request_id,
-                not_found_page,
+                pages,
             }),
         }
     }
@@ -190,8 +199,8 @@ struct Seen {
     method: &'static str,
     route: Option<MatchedPath>,
     request_id: HeaderValue,
-    /// The page to answer a 404 with, for a browser.
-    not_found_page: Option<fn() -> Response>,
+    /// The pages to answer a 404 or a 429 with, for a browser.
+    pages: Option<ErrorPages>,
 }
 
 pin_project_lite::pin_project! {
@@ -221,14 +230,34 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Observed<F> {
     }
 }
 
+/// A 429 problem as the page `page` makes, keeping its `Retry-After` and rate-limit
+/// headers.
+fn rate_limit_page(problem: Response, page: fn(u64) -> Response) -> Response {
+    let retry_after = problem
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(1);
+    let mut response = page(retry_after);
+    for (name, value) in problem.headers() {
+        let about_limits =
+            name.as_str().starts_with("ratelimit") || name.as_str().starts_with("x-ratelimit");
+        if about_limits {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
 /// Completes a response on its way out, and counts it.
 fn finish(mut response: Response, seen: Seen) -> Response {
     let status = response.status();
-    if status == StatusCode::NOT_FOUND
-        && let Some(page) = seen.not_found_page
-        && !is_html(&response)
-    {
-        response = page();
+    if let Some(pages) = seen.pages.filter(|_| !is_html(&response)) {
+        if status == StatusCode::NOT_FOUND {
+            response = (pages.not_found)();
+        } else if status == StatusCode::TOO_MANY_REQUESTS {
+            response = rate_limit_page(response, pages.too_many);
+        }
     }
     let headers = response.headers_mut();
     headers.insert(REQUEST_ID, seen.request_id.clone());

@@ -179,31 +179,61 @@ fn listed_tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Vec<Stri
     Some(
         values
             .iter()
-            .flat_map(|v| v.split(','))
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
+            .filter_map(|v| match v.trim_matches([' ', '\t']) {
+                "*" => Some(vec!["*"]),
+                list => entity_tags(list),
+            })
+            .flatten()
+            .map(str::to_owned)
             .collect(),
     )
 }
 
-/// Whether `value` is an entity tag: `"…"` or `W/"…"` around visible ASCII other than `"`.
-fn is_entity_tag(value: &str) -> bool {
-    let opaque = value.strip_prefix("W/").unwrap_or(value);
-    opaque.len() >= 2
-        && opaque.starts_with('"')
-        && opaque.ends_with('"')
-        && opaque[1..opaque.len() - 1]
-            .bytes()
-            .all(|b| b == b'!' || (b'#'..=b'~').contains(&b))
+/// The entity tags of a comma-separated list (RFC 9110 §8.8.3: `"…"` or `W/"…"` around
+/// visible ASCII other than `"`, so a tag may hold a comma), each as written; `None` when
+/// the list is malformed or empty.
+fn entity_tags(list: &str) -> Option<Vec<&str>> {
+    let bytes = list.as_bytes();
+    let mut tags = Vec::new();
+    let mut at = 0;
+    loop {
+        let start = at;
+        if bytes[at..].starts_with(b"W/") {
+            at += 2;
+        }
+        if bytes.get(at) != Some(&b'"') {
+            return None;
+        }
+        at += 1;
+        while bytes
+            .get(at)
+            .is_some_and(|&b| b == b'!' || (b'#'..=b'~').contains(&b))
+        {
+            at += 1;
+        }
+        if bytes.get(at) != Some(&b'"') {
+            return None;
+        }
+        at += 1;
+        tags.push(&list[start..at]);
+        while matches!(bytes.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+        match bytes.get(at) {
+            None => return Some(tags),
+            Some(b',') => at += 1,
+            Some(_) => return None,
+        }
+        while matches!(bytes.get(at), Some(b' ' | b'\t')) {
+            at += 1;
+        }
+    }
 }
 
 /// Whether an `If-Match` value is well formed (`http::schema::IF_MATCH_PATTERN`): `*`
 /// alone, or entity tags separated by commas.
 pub fn is_if_match(value: &str) -> bool {
-    value == "*"
-        || value
-            .split(',')
-            .all(|tag| is_entity_tag(tag.trim_matches([' ', '\t'])))
+    value == "*" || entity_tags(value).is_some()
 }
 
 /// 400 naming `If-Match` when it is present but not `*` or a list of entity tags: a
@@ -501,8 +531,13 @@ where
 
 /// A list response with its `Link: <…>; rel="next"` header.
 pub fn list_response<T: Serialize>(path: &str, limit: i64, list: List<T>) -> Response {
+    // `path` may carry the list's own filters (`/users?q=…`); the page's parameters follow.
+    let sep = if path.contains('?') { '&' } else { '?' };
     let link = list.next_cursor.as_ref().and_then(|c| {
-        HeaderValue::from_str(&format!("<{path}?limit={limit}&cursor={c}>; rel=\"next\"")).ok()
+        HeaderValue::from_str(&format!(
+            "<{path}{sep}limit={limit}&cursor={c}>; rel=\"next\""
+        ))
+        .ok()
     });
     let mut response = Json(list).into_response();
     if let Some(link) = link {
@@ -659,6 +694,7 @@ mod tests {
             "\"\"",
             "\"a\", \"b\"",
             "\"a\",W/\"b\"",
+            "\"a,b\" ,\t\"c\"",
         ] {
             assert!(is_if_match(good), "{good:?}");
         }
@@ -671,9 +707,30 @@ mod tests {
             "w/\"a\"",
             "\"a b\"",
             "\"\"\"",
+            "\"a\",",
+            ", \"a\"",
+            "\"a\" \"b\"",
         ] {
             assert!(!is_if_match(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn an_entity_tag_holding_a_comma_is_one_tag() {
+        assert_eq!(
+            entity_tags("W/\"x,y\" , \"z\""),
+            Some(vec!["W/\"x,y\"", "\"z\""])
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_MATCH,
+            HeaderValue::from_static("\"a,b\", \"v1\""),
+        );
+        assert!(check_if_match(&headers, "\"v1\"").is_ok());
+        assert!(matches!(
+            check_if_match(&headers, "\"a\""),
+            Err(ApiError::PreconditionFailed(_))
+        ));
     }
 
     #[test]

@@ -70,6 +70,12 @@ pub mod rules {
     pub const BULK_PARTIAL: &str = "A bulk creation answers 207 with one result per link: a link that breaks a rule is refused in its own result (with the status and problem a POST /shorten would get), not by failing the whole request.";
     /// Webhook endpoints.
     pub const WEBHOOK_TARGET: &str = "A webhook URL must resolve to a public address (no loopback, private or link-local host) and use https outside development.";
+    /// `reuse` on a link that is not plain.
+    pub const REUSE_PLAIN: &str = "`reuse` applies only to a plain link: with an alias, password, expiry, click limit, redirect type, tags or a title it is refused with 400 naming `reuse`.";
+    /// A timeout on a transfer that is not pending.
+    pub const PENDING_TIMEOUT: &str = "`timeoutSeconds` applies only to a pending transfer: without `pending: true` it is refused with 422 naming `timeoutSeconds`.";
+    /// Routing rules that cannot work.
+    pub const LINK_RULES: &str = "Routing rules are refused with 422 naming the member when they cannot work: more than 10 split destinations and targets together, split weights that sum to 0, a destination that breaks the rules of `longUrl`, or a country target on a server without --geoip-db.";
     /// Content rules on text fields.
     pub const TEXT_CONTENT: &str = "Text fields are refused when they hold control characters, blank text, or (links) a URL that does not parse or points back at this server, and an expiry must be in the future.";
 }
@@ -109,6 +115,12 @@ pub const DESCRIBED: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (rules::IMAGE_CONTENT, &[("put", "/users/{id}/avatar")]),
+    (rules::REUSE_PLAIN, &[("post", "/shorten")]),
+    (rules::PENDING_TIMEOUT, &[("post", "/transfers")]),
+    (
+        rules::LINK_RULES,
+        &[("post", "/shorten"), ("patch", "/links/{code}")],
+    ),
     (
         rules::REFERENCES_EXIST,
         &[

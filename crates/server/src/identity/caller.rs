@@ -192,6 +192,9 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(caller.clone());
         }
         let caller = authenticate(&parts.method, &parts.headers, state).await?;
+        if let Some(user_id) = caller.user_id() {
+            crate::http::read_floor::identify(&state.store, user_id).await;
+        }
         parts.extensions.insert(caller.clone());
         Ok(caller)
     }

@@ -90,6 +90,7 @@ impl CrossConfig {
 /// database, and settles what a previous run left in doubt.
 pub async fn connect(
     config: &CrossConfig,
+    slow_statement: Option<std::time::Duration>,
     home: &Ledger,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Option<CrossLedger>> {
@@ -112,6 +113,7 @@ pub async fn connect(
     }
     let options = ConnectOptions {
         max_connections: 8,
+        slow_statement,
         ..ConnectOptions::default()
     };
     let store = Store::connect(url, &options)

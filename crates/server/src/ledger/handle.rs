@@ -50,13 +50,15 @@ impl LedgerHandle {
     }
 
     /// The same handle with the remote ledger of `config` connected (see
-    /// [`super::cross::connect`]).
+    /// [`super::cross::connect`]); its pool logs statements slower than `slow_statement`,
+    /// as the home pools do.
     pub async fn with_remote(
         mut self,
         config: &super::cross::CrossConfig,
+        slow_statement: Option<std::time::Duration>,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
-        self.cross = super::cross::connect(config, &self.ledger, clock).await?;
+        self.cross = super::cross::connect(config, slow_statement, &self.ledger, clock).await?;
         Ok(self)
     }
 

@@ -39,7 +39,7 @@ pub struct TransferBody {
     pub currency: String,
     /// Reserve the amount until posted or voided (default false).
     pub pending: Option<bool>,
-    /// For a pending transfer: void it after this many seconds.
+    /// For a pending transfer only: void it after this many seconds.
     #[schema(value_type = Option<i64>, minimum = 1)]
     pub timeout_seconds: Option<Value>,
     /// Free text kept with the transfer.
@@ -48,14 +48,35 @@ pub struct TransferBody {
 }
 
 /// An account of `POST /transfers`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(untagged)]
+#[derive(Debug, ToSchema)]
+#[serde(untagged)] // for the schema: one of the two, as the hand-written `Deserialize` reads
 pub enum AccountTarget {
     /// An account of this bank.
     Local(i64),
     /// `42` (this bank) or `remote:42` (the participant called `remote`).
     #[schema(value_type = crate::http::schema::LedgerAccount)]
     Named(String),
+}
+
+/// A JSON integer (`5.0` included) or a string; anything else is refused naming what it
+/// must be, where an untagged enum would only say that no variant matched.
+impl<'de> Deserialize<'de> for AccountTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::String(name) => Ok(Self::Named(name)),
+            number @ Value::Number(_) => crate::http::rest::json_integer(&number)
+                .map(Self::Local)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "must be an account id from 1 to {}, or participant:id",
+                        i64::MAX
+                    ))
+                }),
+            _ => Err(serde::de::Error::custom(
+                "must be an account id (a number) or participant:id (a string)",
+            )),
+        }
+    }
 }
 
 impl AccountTarget {

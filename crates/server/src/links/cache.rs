@@ -132,6 +132,11 @@ impl LinkCache {
         self.entries.peek(code).is_some()
     }
 
+    /// The cache underneath, for its figures and health (the admin overview).
+    pub fn cache(&self) -> &Cache<String, Arc<CachedLink>> {
+        &self.entries
+    }
+
     /// Forgets `code` here and, through Redis, on every other instance.
     pub async fn invalidate(&self, code: &str) {
         self.entries.invalidate(&code.to_owned()).await;

@@ -40,7 +40,7 @@ pub struct CreateLink {
     )]
     pub expires_at: Option<DateTime<Utc>>,
     /// How many human clicks the link allows (at least 1).
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     #[serde(default, deserialize_with = "crate::http::rest::optional_whole_number")]
     pub max_clicks: Option<i64>,
     /// 301 (default), 302, 307 or 308.

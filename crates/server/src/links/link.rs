@@ -83,15 +83,22 @@ impl Expiry {
     }
 }
 
-/// How many human clicks a link allows: at least one.
+/// How many human clicks a link allows: at least one, at most [`ClickLimit::MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClickLimit(i64);
 
 impl ClickLimit {
+    /// The largest limit: 2^53 - 1, the largest integer every JSON reader keeps exactly (and
+    /// so one the document's `maximum` states without rounding).
+    pub const MAX: i64 = 9_007_199_254_740_991;
+
     /// Parses a click limit, explaining a refusal.
     pub fn parse(max: i64) -> Result<Self, &'static str> {
         if max < 1 {
             return Err("must be at least 1");
+        }
+        if max > Self::MAX {
+            return Err("must be at most 9007199254740991");
         }
         Ok(Self(max))
     }
@@ -308,10 +315,16 @@ mod tests {
     }
 
     #[test]
-    fn a_click_limit_is_at_least_one() {
+    fn a_click_limit_is_at_least_one_and_at_most_what_json_keeps_exactly() {
         assert_eq!(ClickLimit::parse(1).unwrap().get(), 1);
         assert!(ClickLimit::parse(0).is_err());
         assert!(ClickLimit::parse(i64::MIN).is_err());
+        assert_eq!(
+            ClickLimit::parse(ClickLimit::MAX).unwrap().get(),
+            (1 << 53) - 1
+        );
+        assert!(ClickLimit::parse(ClickLimit::MAX + 1).is_err());
+        assert!(ClickLimit::parse(i64::MAX).is_err());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct ChangeLink {
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// A new click limit, or `null` for none.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>, minimum = 1)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 9_007_199_254_740_991_i64)]
     pub max_clicks: Option<Option<i64>>,
     /// A new redirect status: 301, 302, 307 or 308.
     #[schema(minimum = 301, maximum = 308)]

@@ -10,6 +10,12 @@
 //! `UPDATE` per interval, never serialises requests on its row, and a batch delivered
 //! twice is counted once (`crate::links::click_batches`). A graceful stop enqueues what is left.
 //!
+//! When the queue refuses a batch (its broker is down), the flush applies the batches it
+//! could not send itself, in the same transaction-with-record the worker uses, so a server
+//! killed during a broker outage loses no more than one interval of clicks. A batch the
+//! broker did keep (an answer lost, not a refusal) is then a no-op for the worker, by its
+//! id. Only when the database refuses too are the batches kept in memory for the next flush.
+//!
 //! With the visit log on (`--visit-log-days`), each click is also kept as a visit (one
 //! short line of text appended to its shard's buffer, capped per shard) and handed over in
 //! batches of its own at the same flush, so the log too costs no database write and no
@@ -37,7 +43,7 @@ use basis_store::Store;
 use basis_store::links::{self, LinkClicks};
 
 use super::device::Device;
-use crate::clock::day_of;
+use crate::clock::{Clock, day_of};
 use crate::links::click_batches::{APPLY_CLICKS, ClickBatchJob, VisitLine};
 use crate::links::geoip::Country;
 
@@ -201,17 +207,21 @@ pub struct ClickRecorder {
     /// change read a consistent picture (see [`Self::read_with_unstored`]).
     moves: AtomicU64,
     moving: AtomicUsize,
-    /// Batches a flush could not hand to the queue, sent again as they are by the next
-    /// one (their clicks stay counted in flight meanwhile).
+    /// Batches a flush could neither hand to the queue nor store itself, sent again as
+    /// they are by the next one (their clicks stay counted in flight meanwhile).
     unsent: Mutex<Vec<ClickBatchJob>>,
+    /// The time of the record a batch applied here leaves (pruned by age).
+    clock: Arc<dyn Clock>,
     /// One flush at a time.
     flush_lock: tokio::sync::Mutex<()>,
 }
 
 impl ClickRecorder {
-    /// A recorder enqueueing on `queue`; `store` is where applied batches are looked up.
-    pub fn new(store: Store, queue: Arc<dyn Backend>) -> Self {
+    /// A recorder enqueueing on `queue`; `store` is where applied batches are looked up,
+    /// and where a batch goes directly when the queue refuses it.
+    pub fn new(store: Store, queue: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Self {
         Self {
+            clock,
             store,
             queue,
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
@@ -449,11 +459,12 @@ impl ClickRecorder {
         self.end_move();
     }
 
-    /// Enqueues every pending click as click-batch jobs. A batch the queue refuses (and those
-    /// after it) is kept as it is and sent first by the next flush, under the same batch id:
-    /// a refusal can be ambiguous (the broker stored the job, then the answer was lost), and
-    /// only the same id lets the worker apply such a batch once. Returns the links enqueued
-    /// (visit batches go along uncounted).
+    /// Enqueues every pending click as click-batch jobs. From a batch the queue refuses on,
+    /// the batches are applied here ([`Self::store_directly`]) under their own ids: a
+    /// refusal can be ambiguous (the broker stored the job, then the answer was lost), and
+    /// only the same id lets the worker apply such a batch once. What the database refuses
+    /// too is kept as it is and sent first by the next flush. Returns the links enqueued or
+    /// stored (visit batches go along uncounted); an error only when some are kept.
     pub async fn flush(&self) -> Result<usize, basis_queue::Error> {
         let _one_at_a_time = self.flush_lock.lock().await;
         self.expire_in_flight();
@@ -526,10 +537,16 @@ impl ClickRecorder {
         for (i, job) in batches.iter().enumerate() {
             if let Err(err) = self.enqueue(job).await {
                 metrics::counter!("basis_click_flush_errors_total").increment(1);
+                let (stored, kept) = self.store_directly(&batches[i..]).await;
+                enqueued += stored;
+                if kept.is_empty() {
+                    tracing::warn!(error = %err, "the queue refused click batches; stored them directly");
+                    break;
+                }
                 self.unsent
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .extend_from_slice(&batches[i..]);
+                    .extend(kept);
                 return Err(err);
             }
             enqueued += job.links.len();
@@ -541,6 +558,34 @@ impl ClickRecorder {
             metrics::counter!("basis_clicks_flushed_total").increment(clicks as u64);
         }
         Ok(enqueued)
+    }
+
+    /// Applies `batches` to the database as a worker would (once per batch id), in order,
+    /// until one fails; answers the links stored and the batches left from the failed one.
+    async fn store_directly(&self, batches: &[ClickBatchJob]) -> (usize, Vec<ClickBatchJob>) {
+        let mut stored = 0;
+        for (i, job) in batches.iter().enumerate() {
+            let applied = match job.clone().into_batch() {
+                Ok(batch) => {
+                    links::apply_clicks_once(&self.store, &job.batch, self.clock.now_ms(), &batch)
+                        .await
+                        .map_err(|e| e.to_string())
+                }
+                Err(poison) => Err(format!("{poison:?}")),
+            };
+            match applied {
+                Ok(_) => {
+                    metrics::counter!("basis_click_batches_stored_directly_total").increment(1);
+                    stored += job.links.len();
+                    self.forget(&job.batch);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot store click batches directly either; kept for the next flush");
+                    return (stored, batches[i..].to_vec());
+                }
+            }
+        }
+        (stored, Vec::new())
     }
 
     /// Enqueues one batch (already counted in flight).
@@ -620,12 +665,14 @@ mod tests {
         assert_eq!(restored.into_link_clicks(1), batch);
     }
 
-    /// The real SQLite queue, except that one enqueue stores its job and then reports a
-    /// failure, as a broker does when it stored a message and its confirmation was lost.
+    /// The real SQLite queue, except that one enqueue reports a failure: after storing its
+    /// job (`stores`), as a broker does when it stored a message and its confirmation was
+    /// lost, or without (a broker that is down).
     #[derive(Debug)]
     struct LosesOneAnswer {
         inner: basis_queue::sqlite::SqliteQueue,
         lose: std::sync::atomic::AtomicBool,
+        stores: bool,
     }
 
     #[async_trait::async_trait]
@@ -634,8 +681,12 @@ mod tests {
             self.inner.name()
         }
         async fn enqueue(&self, job: NewJob) -> basis_queue::Result<basis_queue::Enqueued> {
+            let lose = self.lose.swap(false, Ordering::SeqCst);
+            if lose && !self.stores {
+                return Err(basis_queue::Error::Unavailable("broker down".into()));
+            }
             let stored = self.inner.enqueue(job).await?;
-            if self.lose.swap(false, Ordering::SeqCst) {
+            if lose {
                 return Err(basis_queue::Error::Unavailable("confirmation lost".into()));
             }
             Ok(stored)
@@ -711,8 +762,10 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_batch_whose_enqueue_answer_was_lost_is_sent_again_under_its_own_id() {
+    /// A recorder over a real SQLite store and queue whose first enqueue fails.
+    async fn failing_once(
+        stores: bool,
+    ) -> (tempfile::TempDir, Store, Arc<LosesOneAnswer>, ClickRecorder) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("basis.db").display());
         let store = Store::connect(&url, &basis_store::ConnectOptions::default())
@@ -730,24 +783,74 @@ mod tests {
         let queue = Arc::new(LosesOneAnswer {
             inner,
             lose: true.into(),
+            stores,
         });
-        let recorder = ClickRecorder::new(store.clone(), queue.clone());
+        let recorder = ClickRecorder::new(
+            store.clone(),
+            queue.clone(),
+            Arc::new(crate::clock::SystemClock),
+        );
+        (dir, store, queue, recorder)
+    }
+
+    /// Whether the batch `id` was applied (a second application is refused by its record).
+    async fn was_applied(store: &Store, id: &str) -> bool {
+        let empty = basis_store::links::ClickBatch::default();
+        links::apply_clicks_once(store, id, 0, &empty)
+            .await
+            .unwrap()
+            .is_none()
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_queue_refuses_is_stored_directly_and_not_kept_in_memory() {
+        let (_dir, store, queue, recorder) = failing_once(false).await;
         for _ in 0..3 {
             recorder.record(click(Device::Desktop, None, 0));
         }
-        assert!(recorder.flush().await.is_err(), "the answer was lost");
-        assert_eq!(recorder.unflushed_humans(1), 3, "still counted, in flight");
-        recorder.flush().await.expect("sent again");
+        let stored = recorder.flush().await.expect("stored without the queue");
+        assert_eq!(stored, 1, "one link's clicks");
+        assert_eq!(
+            recorder.unflushed_humans(1),
+            0,
+            "stored: neither pending nor in flight"
+        );
+        assert!(
+            recorder.unsent.lock().unwrap().is_empty(),
+            "nothing kept for later"
+        );
+        let jobs = queue
+            .claim(crate::jobs::CLICKS_QUEUE, Duration::from_secs(30), 10)
+            .await
+            .unwrap();
+        assert!(jobs.is_empty(), "the queue never had it: {jobs:?}");
+        // The next flush has nothing to send again.
+        assert_eq!(recorder.flush().await.unwrap(), 0);
+        // Pruning every record counts them: one batch applied, once.
+        let applied = links::prune_applied_batches(&store, i64::MAX)
+            .await
+            .unwrap();
+        assert_eq!(applied, 1, "applied once, under a batch id");
+    }
 
-        // One job: the second send was the same batch (its key held), not the clicks
-        // again under a new id, which would count them twice.
+    #[tokio::test]
+    async fn a_batch_whose_enqueue_answer_was_lost_is_counted_once() {
+        let (_dir, store, queue, recorder) = failing_once(true).await;
+        for _ in 0..3 {
+            recorder.record(click(Device::Desktop, None, 0));
+        }
+        recorder.flush().await.expect("stored directly");
+        assert_eq!(recorder.unflushed_humans(1), 0);
+
+        // The broker kept the job after all: the same batch id, which the database already
+        // holds as applied, so the worker's application counts nothing twice.
         let jobs = queue
             .claim(crate::jobs::CLICKS_QUEUE, Duration::from_secs(30), 10)
             .await
             .unwrap();
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         let batch: ClickBatchJob = serde_json::from_value(jobs[0].payload.clone()).unwrap();
-        assert_eq!(batch.links.len(), 1);
         assert_eq!(batch.links[0].humans, 3);
+        assert!(was_applied(&store, &batch.batch).await);
     }
 }

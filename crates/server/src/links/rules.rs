@@ -18,6 +18,8 @@
 use axum::http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Schema, Type};
 
 use super::device::Device;
 use super::geoip::Country;
@@ -40,9 +42,11 @@ const DEVICES: &[&str] = &["desktop", "mobile", "tablet"];
 pub struct RulesInput {
     /// Destinations by weight, for visitors no target matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 10)]
     pub split: Vec<SplitInput>,
     /// Destinations by device, system or language; the first that matches wins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 10)]
     pub targets: Vec<TargetInput>,
 }
 
@@ -51,15 +55,21 @@ pub struct RulesInput {
 #[serde(deny_unknown_fields)]
 pub struct SplitInput {
     /// Where it goes (the rules of `longUrl`).
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+    )]
     pub url: String,
-    /// Its weight (0 or more; the weights must sum to a positive number).
-    #[schema(minimum = 0)]
+    /// Its weight (0 to 1000000; the weights must sum to a positive number).
+    #[schema(minimum = 0, maximum = 1_000_000)]
     #[serde(deserialize_with = "crate::http::rest::whole_number")]
     pub weight: i64,
 }
 
 /// One targeted destination: exactly one of `device`, `os`, `language`, `country`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Its schema ([`PartialSchema`] below) says so with one object per condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetInput {
     /// `desktop`, `mobile` or `tablet`.
@@ -78,6 +88,67 @@ pub struct TargetInput {
     /// Where it goes (the rules of `longUrl`).
     pub url: String,
 }
+
+/// A pattern matching any of `words` in any letter case (`[Dd][Ee]…`): JSON Schema's
+/// patterns have no flag for it, and the rules read names case-insensitively.
+fn any_case(words: &[&str]) -> String {
+    let alternatives: Vec<String> = words
+        .iter()
+        .map(|word| {
+            word.chars()
+                .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c))
+                .collect()
+        })
+        .collect();
+    format!("^({})$", alternatives.join("|"))
+}
+
+impl utoipa::PartialSchema for TargetInput {
+    fn schema() -> RefOr<Schema> {
+        let condition = |name: &str, pattern: String, description: &str| -> RefOr<Schema> {
+            ObjectBuilder::new()
+                .property(
+                    name,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(pattern))
+                        .description(Some(description)),
+                )
+                .property(
+                    "url",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .min_length(Some(1))
+                        .max_length(Some(2048))
+                        .pattern(Some("^[Hh][Tt][Tt][Pp][Ss]?://"))
+                        .description(Some("Where it goes (the rules of `longUrl`)")),
+                )
+                .required(name)
+                .required("url")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .into()
+        };
+        OneOfBuilder::new()
+            .item(condition("device", any_case(DEVICES), "A device class"))
+            .item(condition("os", any_case(SYSTEMS), "An operating system"))
+            .item(condition(
+                "language",
+                r"^\s*[A-Za-z]{2,3}\s*$".to_owned(),
+                "A language's primary tag (`fr`, `de`, `pt`)",
+            ))
+            .item(condition(
+                "country",
+                r"^\s*[A-Za-z]{2}\s*$".to_owned(),
+                "An ISO 3166-1 alpha-2 code (`FR`, `DE`); needs `--geoip-db`",
+            ))
+            .description(Some(
+                "One targeted destination: exactly one of `device`, `os`, `language`, `country`",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for TargetInput {}
 
 /// What a target matches.
 #[derive(Debug, Clone, PartialEq, Eq)]

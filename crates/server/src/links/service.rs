@@ -285,6 +285,24 @@ pub async fn analytics(
     Ok(Analytics { link, stats })
 }
 
+/// The browsers and countries of link `link_id`'s logged visits over the last `days` days
+/// (today included), the `top` largest of each, bots counted apart; `None` while the visit
+/// log is off. The caller has found the link through [`managed`] (as [`analytics`] does).
+pub async fn visit_breakdown(
+    state: &AppState,
+    link_id: i64,
+    days: i64,
+    top: usize,
+) -> ApiResult<Option<links::VisitBreakdown>> {
+    if !state.clicks.logs_visits() {
+        return Ok(None);
+    }
+    let first_day = day_of(state.clock.now_ms()) - days + 1;
+    let found =
+        links::visit_breakdown(&state.store, link_id, first_day * 86_400_000, top as i64).await?;
+    Ok(Some(found))
+}
+
 /// Links inserted per transaction by [`create_many`].
 pub const BULK_CHUNK: usize = 1000;
 

@@ -56,17 +56,18 @@ impl Tag {
     }
 }
 
-/// The tags of a create or patch: each parsed, duplicates merged, at most [`MAX_TAGS`].
+/// The tags of a create or patch: at most [`MAX_TAGS`] as sent (the document's `maxItems`),
+/// each parsed, duplicates merged.
 pub fn parse_tags(raw: &[String]) -> Result<Vec<Tag>, String> {
+    if raw.len() > MAX_TAGS {
+        return Err(format!("at most {MAX_TAGS} tags"));
+    }
     let mut tags = raw
         .iter()
         .map(|t| Tag::parse(t))
         .collect::<Result<Vec<_>, _>>()?;
     tags.sort();
     tags.dedup();
-    if tags.len() > MAX_TAGS {
-        return Err(format!("at most {MAX_TAGS} tags"));
-    }
     Ok(tags)
 }
 
@@ -217,5 +218,9 @@ mod tests {
         let many: Vec<String> = (0..21).map(|i| format!("t{i}")).collect();
         assert!(parse_tags(&many).is_err());
         assert!(parse_tags(&many[..20]).is_ok());
+        // The limit is the document's `maxItems`: it counts the list as sent, duplicates too.
+        let repeated = vec!["same".to_owned(); 21];
+        assert_eq!(parse_tags(&repeated), Err("at most 20 tags".to_owned()));
+        assert_eq!(parse_tags(&repeated[..20]).unwrap().len(), 1);
     }
 }

@@ -83,6 +83,12 @@ pub async fn signed_in(
     let mut response = see_other(next);
     let cookie = HeaderValue::from_str(&cookie).map_err(|e| ApiError::Internal(e.into()))?;
     response.headers_mut().append(header::SET_COOKIE, cookie);
+    // Signed in, a pending enrolment of an earlier attempt no longer holds the pages back.
+    if super::mfa_enrol::has_enrol_cookie(headers) {
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, super::mfa_enrol::clear_enrol_cookie());
+    }
     Ok(response)
 }
 
@@ -263,6 +269,15 @@ pub async fn sign_in(
         Err(ApiError::Unauthorized { .. } | ApiError::Invalid(_)) => {
             return invalid("The email or password is not correct.");
         }
+        // The API's throttle, per account and address: the form again, saying how long.
+        Err(ApiError::TooManyRequests { retry_after, .. }) => {
+            let message = format!(
+                "Too many sign-in attempts for this account from your address. Wait {} and \
+                 try again, or reset your password.",
+                page::wait_text(retry_after)
+            );
+            return page::throttled(invalid(&message), retry_after);
+        }
         Err(err) => return page::failure(&visitor, err),
     };
     // An account with an authenticator app finishes on the code page, carrying the
@@ -279,12 +294,10 @@ pub async fn sign_in(
                 &FormErrors::none(),
             );
         }
-        Ok(mfa::NextStep::Enrol { .. }) => {
-            return invalid(
-                "Your role requires two-step sign-in, which this account has not set up; \
-                 set it up through the API (POST /auth/mfa/totp with the challenge of \
-                 POST /auth/session), then sign in here.",
-            );
+        // A role that requires an app this account lacks: enrol first, with no session
+        // until the app is confirmed.
+        Ok(mfa::NextStep::Enrol { challenge }) => {
+            return super::mfa_enrol::required(&challenge, next_of(&form.next));
         }
         Err(err) => return page::failure(&visitor, err),
     }

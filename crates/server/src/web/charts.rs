@@ -94,21 +94,28 @@ pub fn lines(label: &str, labels: &[String], series: &[Series<'_>]) -> Markup {
 
 /// A horizontal bar chart of `rows` (name, value), largest first as given.
 pub fn bars(label: &str, rows: &[(String, i64)]) -> Markup {
+    let max = rows.iter().map(|(_, v)| *v).max().unwrap_or(0);
+    bars_to(label, rows, max, "")
+}
+
+/// A horizontal bar chart whose full width is `max` (100 for percentages), each value
+/// written with `unit` after it.
+pub fn bars_to(label: &str, rows: &[(String, i64)], max: i64, unit: &str) -> Markup {
     const ROW: f64 = 26.0;
     const NAME_W: f64 = 180.0;
     const VALUE_W: f64 = 60.0;
     let height = ROW * rows.len().max(1) as f64;
-    let max = rows.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    let max = max.max(1);
     let bar_w = WIDTH - NAME_W - VALUE_W;
     html! {
         svg.chart.bars viewBox=(format!("0 0 {WIDTH} {height}")) role="img" aria-label=(label) focusable="false" {
             title { (label) }
             @for (i, (name, value)) in rows.iter().enumerate() {
                 @let top = ROW * i as f64;
-                @let w = bar_w * *value as f64 / max as f64;
+                @let w = bar_w * (*value).clamp(0, max) as f64 / max as f64;
                 text.axis x=(NAME_W - 8.0) y=(fmt(top + 17.0)) text-anchor="end" { (shorten(name, 26)) }
                 rect.bar x=(NAME_W) y=(fmt(top + 5.0)) width=(fmt(w.max(1.0))) height="16" rx="2" {}
-                text.axis x=(fmt(NAME_W + w + 6.0)) y=(fmt(top + 17.0)) { (value) }
+                text.axis x=(fmt(NAME_W + w + 6.0)) y=(fmt(top + 17.0)) { (value) (unit) }
             }
         }
     }
@@ -130,7 +137,7 @@ pub fn figure(caption: &str, chart: Markup, table: Markup) -> Markup {
 }
 
 /// `text` cut to `max` characters with an ellipsis (long hosts in a bar's label).
-fn shorten(text: &str, max: usize) -> String {
+pub(super) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }

@@ -21,7 +21,7 @@ use super::forms::link_fields::{click_limit, expiry, redirect_status};
 use super::forms::{Field, FormErrors, optional, sentence, token};
 use super::my_links::domain_of;
 use super::session::{Posted, Visitor, csrf_forms};
-use super::stats::{Figures, StatsQuery, TOP_REFERRERS, View};
+use super::stats::{Figures, StatsQuery, TOP_REFERRERS, TOP_VISIT_PARTS, View};
 use super::{page, paths, see_other, sign_in_first};
 use crate::clock::day_of;
 use crate::error::ApiError;
@@ -380,8 +380,16 @@ async fn stats_of(
         TOP_REFERRERS,
     )
     .await?;
+    // The period, or the days the visit log keeps if fewer.
+    let visit_days = state
+        .clicks
+        .visit_log_days()
+        .map_or(view.period, |kept| view.period.min(i64::from(kept)));
+    let visits =
+        service::visit_breakdown(state, analytics.link.row.id, visit_days, TOP_VISIT_PARTS).await?;
     let today = day_of(state.clock.now_ms());
-    let figures = Figures::new(&analytics.stats, analytics.link.clicks, today, view);
+    let figures = Figures::new(&analytics.stats, analytics.link.clicks, today, view)
+        .with_visits(visits.as_ref(), visit_days);
     Ok(super::stats::section(&figures, href))
 }
 

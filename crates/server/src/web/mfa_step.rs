@@ -49,7 +49,8 @@ pub struct StartForm {
 
 csrf_forms!(CodeForm, StartForm);
 
-fn code_field(errors: &FormErrors) -> Markup {
+/// The code field of every two-step form.
+pub(crate) fn code_field(errors: &FormErrors) -> Markup {
     Field::new("code", "Code", "")
         .required()
         .autocomplete("one-time-code")
@@ -148,19 +149,46 @@ pub async fn finish(
                 &errors,
             )
         }
+        // Codes are throttled per account as the API throttles them.
+        Err(ApiError::TooManyRequests { retry_after, .. }) => {
+            let mut errors = FormErrors::none();
+            errors.add(
+                "code",
+                format!(
+                    "was tried too many times; wait {} and try again",
+                    page::wait_text(retry_after)
+                ),
+            );
+            let form = code_page(
+                &visitor,
+                StatusCode::TOO_MANY_REQUESTS,
+                &form.challenge,
+                next,
+                &errors,
+            );
+            page::throttled(form, retry_after)
+        }
         Err(err) => page::failure(&visitor, err),
+    }
+}
+
+/// Step 1 of an enrolment, on the account page and at sign-in: the key as a QR code (served
+/// at `qr`) and as text.
+pub(super) fn scan_panel(qr: &str, secret: &str) -> Markup {
+    html! {
+        section.panel aria-labelledby="scan" {
+            h2 #scan { "1. Add the account to your app" }
+            p { "Scan this code with an authenticator app, or type the key below into it." }
+            img.qr src=(qr) width="200" height="200" alt="QR code of your two-step sign-in key";
+            p { "Key: " code.secret { (secret) } }
+        }
     }
 }
 
 fn enrol_page(visitor: &Visitor, secret: &str, errors: &FormErrors) -> Markup {
     html! {
         (errors.summary())
-        section.panel aria-labelledby="scan" {
-            h2 #scan { "1. Add the account to your app" }
-            p { "Scan this code with an authenticator app, or type the key below into it." }
-            img.qr src=(paths::ACCOUNT_MFA_QR) width="200" height="200" alt="QR code of your two-step sign-in key";
-            p { "Key: " code.secret { (secret) } }
-        }
+        (scan_panel(paths::ACCOUNT_MFA_QR, secret))
         form.panel method="post" action=(paths::ACCOUNT_MFA_CONFIRM) novalidate {
             h2 { "2. Confirm with a code" }
             (token(&visitor.csrf))
@@ -238,10 +266,16 @@ pub async fn qr(State(state): State<AppState>, visitor: Visitor, uri: Uri) -> Re
         Ok(found) => found,
         Err(answer) => return answer,
     };
-    let svg = match mfa::pending_uri(&state, &user).await {
+    svg_answer(&visitor, mfa::pending_uri(&state, &user).await)
+}
+
+/// A pending enrolment's `otpauth://` URI as a QR code (404 when none is pending). Never
+/// cached: it holds the secret.
+pub(crate) fn svg_answer(visitor: &Visitor, otpauth: Result<Option<String>, ApiError>) -> Response {
+    let svg = match otpauth {
         Ok(Some(otpauth)) => basis_auth::totp::qr_svg(&otpauth),
-        Ok(None) => return page::not_found_for(&visitor),
-        Err(err) => return page::failure(&visitor, err),
+        Ok(None) => return page::not_found_for(visitor),
+        Err(err) => return page::failure(visitor, err),
     };
     match svg {
         Ok(svg) => {
@@ -254,7 +288,7 @@ pub async fn qr(State(state): State<AppState>, visitor: Visitor, uri: Uri) -> Re
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(err) => page::failure(&visitor, ApiError::Internal(err.into())),
+        Err(err) => page::failure(visitor, ApiError::Internal(err.into())),
     }
 }
 

@@ -35,7 +35,14 @@
 //! - [`reset`]: `/reset`, a forgotten password through a mailed link;
 //! - [`account_page`]: `/account`, the password, the avatar, signing out everywhere;
 //!   [`account_keys`]: API keys; [`account_sessions`]: sessions;
-//! - [`mfa_step`]: the sign-in's second step (`/signin/code`) and `/account/two-step`.
+//! - [`mfa_step`]: the sign-in's second step (`/signin/code`) and `/account/two-step`;
+//!   [`mfa_enrol`]: `/signin/two-step`, enrolling before anything else when the role
+//!   requires it.
+//! - [`admin`]: `/admin`, the instance's health, queues, caches and refusals (admins
+//!   only; why the pages do not share the JSON API's `/admin/…` paths is written there);
+//!   [`admin_users`]: `/admin/users`, roles; [`admin_queues`]: `/admin/job-queues`, dead
+//!   letters shown, replayed and purged; [`admin_limits`]: `/admin/rate-limits`;
+//!   [`admin_audit`]: `/admin/audit-log`.
 //!
 //! Every form works without JavaScript: a plain POST answered by a 303 to a page (or by
 //! the form again, 422, with each problem beside its field). The only script is the copy
@@ -60,6 +67,11 @@ pub mod account;
 pub mod account_keys;
 pub mod account_page;
 pub mod account_sessions;
+pub mod admin;
+pub mod admin_audit;
+pub mod admin_limits;
+pub mod admin_queues;
+pub mod admin_users;
 pub mod assets;
 pub mod blog;
 pub mod blog_post;
@@ -70,6 +82,7 @@ pub mod forms;
 pub mod home;
 pub mod link_page;
 pub mod link_password;
+pub mod mfa_enrol;
 pub mod mfa_step;
 pub mod my_links;
 pub mod page;
@@ -77,7 +90,7 @@ pub mod reset;
 pub mod session;
 pub mod stats;
 
-pub use page::not_found as not_found_page;
+pub use page::{not_found as not_found_page, rate_limited as rate_limited_page};
 
 /// The name of the hidden field that carries a form's CSRF token.
 pub const TOKEN_FIELD: &str = "csrf";
@@ -131,10 +144,20 @@ pub mod paths {
     pub const ACCOUNT_MFA_DISABLE: &str = "/account/two-step/disable";
     /// The second step of a sign-in: the code (POST only).
     pub const SIGN_IN_CODE: &str = "/signin/code";
+    /// Enrol in two-step sign-in before signing in, when the role requires it.
+    pub const SIGN_IN_ENROL: &str = "/signin/two-step";
+    /// That enrolment's QR code.
+    pub const SIGN_IN_ENROL_QR: &str = "/signin/two-step/qr.svg";
     /// Sign out everywhere (POST only).
     pub const ACCOUNT_SIGN_OUT_EVERYWHERE: &str = "/account/sign-out-everywhere";
     /// Every page path, for the reserved-alias check.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: &[&str] = &[
+        super::admin::paths::OVERVIEW,
+        super::admin::paths::USERS,
+        super::admin::paths::QUEUES,
+        super::admin::paths::PURGE,
+        super::admin::paths::RATE_LIMITS,
+        super::admin::paths::AUDIT,
         "/",
         SIGN_IN,
         SIGN_UP,
@@ -160,11 +183,14 @@ pub mod paths {
         ACCOUNT_MFA_CONFIRM,
         ACCOUNT_MFA_DISABLE,
         SIGN_IN_CODE,
+        SIGN_IN_ENROL,
+        SIGN_IN_ENROL_QR,
     ];
 }
 
-/// The pages' routes.
-pub fn router() -> Router<AppState> {
+/// The pages' routes; a browser with a pending enrolment is held on its page
+/// ([`mfa_enrol::gate`]).
+pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/", get(home::show).post(home::shorten))
         .route(
@@ -244,12 +270,36 @@ pub fn router() -> Router<AppState> {
         .route(paths::ACCOUNT_MFA_QR, get(mfa_step::qr))
         .route(paths::ACCOUNT_MFA_CONFIRM, post(mfa_step::confirm))
         .route(paths::ACCOUNT_MFA_DISABLE, post(mfa_step::disable))
+        .route(admin::paths::OVERVIEW, get(admin::overview))
+        .route(admin::paths::USERS, get(admin_users::list))
+        .route("/admin/users/{id}/role", post(admin_users::change_role))
+        .route(admin::paths::QUEUES, get(admin_queues::show))
+        .route(
+            "/admin/job-queues/dead/{id}",
+            get(admin_queues::dead_letter),
+        )
+        .route(
+            "/admin/job-queues/dead/{id}/replay",
+            post(admin_queues::replay),
+        )
+        .route(
+            admin::paths::PURGE,
+            get(admin_queues::confirm_purge).post(admin_queues::purge),
+        )
+        .route(admin::paths::RATE_LIMITS, get(admin_limits::show))
+        .route(admin::paths::AUDIT, get(admin_audit::show))
         .route(paths::ACCOUNT_SESSIONS, get(account_sessions::show))
         .route(paths::ACCOUNT_SESSIONS_END, post(account_sessions::end))
         .route(
             paths::ACCOUNT_SESSIONS_END_OTHERS,
             post(account_sessions::end_others),
         )
+        .route(
+            paths::SIGN_IN_ENROL,
+            get(mfa_enrol::show).post(mfa_enrol::confirm),
+        )
+        .route(paths::SIGN_IN_ENROL_QR, get(mfa_enrol::qr))
+        .route_layer(axum::middleware::from_fn_with_state(state, mfa_enrol::gate))
 }
 
 /// A 303 to `location` (a local path): the answer to every successful form.

@@ -8,6 +8,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use basis_auth::role::Role;
 use maud::{DOCTYPE, Markup, html};
 
 use super::assets::{SCRIPT, STYLESHEET};
@@ -83,6 +84,9 @@ fn layout(visitor: Option<&Visitor>, title: &str, nonce: &str, main: Markup) -> 
                                 li { a href=(paths::MY_LINKS) { "My links" } }
                                 li { a href=(paths::BLOG_NEW) { "Write" } }
                                 li { a href=(paths::ACCOUNT) { "Account" } }
+                                @if user.role.at_least(Role::Admin) {
+                                    li { a href=(super::admin::paths::OVERVIEW) { "Admin" } }
+                                }
                                 li.muted { "Signed in as " (user.name) }
                                 li {
                                     form method="post" action=(paths::SIGN_OUT) {
@@ -126,10 +130,9 @@ pub fn message(visitor: Option<&Visitor>, status: StatusCode, title: &str, text:
 /// error's status (5xx are logged; their cause is never shown).
 pub fn failure(visitor: &Visitor, err: ApiError) -> Response {
     let (status, text) = match &err {
-        ApiError::TooManyRequests { .. } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many attempts. Wait a few minutes and try again.",
-        ),
+        ApiError::TooManyRequests { retry_after, .. } => {
+            return too_many(Some(visitor), *retry_after);
+        }
         ApiError::Unavailable(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             "The service is briefly unavailable. Try again in a moment.",
@@ -143,6 +146,50 @@ pub fn failure(visitor: &Visitor, err: ApiError) -> Response {
         }
     };
     message(Some(visitor), status, "Something went wrong", text)
+}
+
+/// When to try again, as people say it: "40 seconds", "15 minutes".
+pub fn wait_text(retry_after: u64) -> String {
+    match retry_after {
+        0..=1 => "a second".to_owned(),
+        2..=59 => format!("{retry_after} seconds"),
+        _ => match retry_after.div_ceil(60) {
+            1 => "a minute".to_owned(),
+            minutes => format!("{minutes} minutes"),
+        },
+    }
+}
+
+/// `response` (a form again, with the throttle's message in it) as the 429 it is, saying
+/// when to try again in `Retry-After`.
+pub fn throttled(mut response: Response, retry_after: u64) -> Response {
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+    response
+}
+
+/// The page of a request refused for coming too often (429 with `Retry-After`).
+pub fn too_many(visitor: Option<&Visitor>, retry_after: u64) -> Response {
+    let text = format!(
+        "Too many attempts in a short time. Wait {} and try again.",
+        wait_text(retry_after)
+    );
+    throttled(
+        message(
+            visitor,
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts",
+            &text,
+        ),
+        retry_after,
+    )
+}
+
+/// The 429 page for a browser refused by the rate limiter in front of every route.
+pub fn rate_limited(retry_after: u64) -> Response {
+    too_many(None, retry_after)
 }
 
 /// The 404 page for a known visitor (their own header).
@@ -172,6 +219,18 @@ pub fn not_found() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_are_said_in_seconds_or_whole_minutes() {
+        assert_eq!(wait_text(1), "a second");
+        assert_eq!(wait_text(40), "40 seconds");
+        assert_eq!(wait_text(60), "a minute");
+        assert_eq!(wait_text(61), "2 minutes");
+        assert_eq!(wait_text(899), "15 minutes");
+        let page = rate_limited(30);
+        assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(page.headers()[header::RETRY_AFTER], "30");
+    }
 
     #[test]
     fn each_page_gets_its_own_nonce_and_no_inline_allowance() {

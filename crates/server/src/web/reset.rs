@@ -3,8 +3,9 @@
 //! [`paths::RESET_NEW`] with the token in its query, and that page takes the new password.
 //!
 //! The token is a credential for an hour, so it is kept from going anywhere: the page
-//! that receives it answers `Referrer-Policy: no-referrer` (no link or stylesheet request
-//! carries the address away) and `Cache-Control: no-store`; its form holds the token in a
+//! that receives it answers `Referrer-Policy: same-origin` (no request to another site
+//! carries the address away; `no-referrer` would also make browsers send `Origin: null`
+//! with the form, which the CSRF check rightly refuses) and `Cache-Control: no-store`; its form holds the token in a
 //! hidden field and posts to the bare path, so the token never lands in a later address or
 //! in history; and the request log records the path, never the query. The token stays the
 //! API's: single-use, an hour long, spent in the same transaction that sets the password
@@ -20,6 +21,7 @@ use super::forms::{Field, FormErrors, token};
 use super::session::{Posted, Visitor, csrf_forms};
 use super::{page, paths, see_other};
 use crate::accounts::reset;
+use crate::error::ApiError;
 use crate::http::extract::ClientIp;
 use crate::identity::normalise_email;
 use crate::state::AppState;
@@ -68,7 +70,7 @@ fn sealed(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
@@ -129,6 +131,24 @@ pub async fn request(
     }
     match reset::send_reset_mail(&state, &ip, &form.email).await {
         Ok(()) => see_other(&format!("{}?sent=1", paths::RESET)),
+        // The API's throttle per address: the form again, saying how long.
+        Err(ApiError::TooManyRequests { retry_after, .. }) => {
+            let mut errors = FormErrors::none();
+            errors.add(
+                "email",
+                format!(
+                    "has had too many reset requests lately; wait {} before asking again",
+                    page::wait_text(retry_after)
+                ),
+            );
+            let form = page::render(
+                Some(&visitor),
+                StatusCode::TOO_MANY_REQUESTS,
+                "Reset your password",
+                request_page(&visitor, &form.email, &errors),
+            );
+            page::throttled(form, retry_after)
+        }
         Err(err) => page::failure(&visitor, err),
     }
 }

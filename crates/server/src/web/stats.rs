@@ -1,14 +1,20 @@
 //! A link's statistics on its page: clicks per day over a chosen period with the period
-//! before it drawn behind, the top referrers and the devices, bots apart.
+//! before it drawn behind, the top referrers, the devices, and (from the visit log) the
+//! browsers and countries of the period, bots apart.
 //!
 //! The numbers are those of `GET /links/{code}/stats` ([`service::analytics`], stored and
 //! not yet stored clicks together), read for twice the period so the previous one can be
 //! drawn. The period (7, 30, 90 or 365 days) and whether bots are shown are GET
 //! parameters, chosen by plain links, so the page can be bookmarked and needs no script.
 //!
+//! Browsers and countries are known per visit only, so they are counted by the database
+//! over the visit log ([`service::visit_breakdown`]) for this period; without the log
+//! (`--visit-log-days`) the page says so.
+//!
 //! [`service::analytics`]: crate::links::service::analytics
+//! [`service::visit_breakdown`]: crate::links::service::visit_breakdown
 
-use basis_store::links::LinkStats;
+use basis_store::links::{LinkStats, VisitBreakdown};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -21,6 +27,8 @@ pub const PERIODS: [i64; 4] = [7, 30, 90, 365];
 const DEFAULT_PERIOD: i64 = 30;
 /// Referrers shown.
 pub const TOP_REFERRERS: usize = 10;
+/// Browsers and countries shown, each.
+pub const TOP_VISIT_PARTS: usize = 10;
 
 /// The statistics' part of the link page's query.
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +92,14 @@ pub struct Figures {
     pub referrers: Vec<(String, i64)>,
     /// Clicks per device class (all time), people's first, bots last when shown.
     pub devices: Vec<(String, i64)>,
+    /// Visits per browser family over this period, people's first, bots last when shown;
+    /// `None` without the visit log.
+    pub browsers: Option<Vec<(String, i64)>>,
+    /// Visits per country over this period (`unknown` where it is not known), the same way.
+    pub countries: Option<Vec<(String, i64)>>,
+    /// The days the browsers and countries cover: the period, or fewer when the visit log
+    /// keeps fewer.
+    pub visit_days: i64,
 }
 
 impl Figures {
@@ -134,7 +150,33 @@ impl Figures {
             all_bot_clicks: stats.bot_clicks,
             referrers: stats.referrers.clone(),
             devices,
+            browsers: None,
+            countries: None,
+            visit_days: period,
         }
+    }
+
+    /// These figures with the browsers and countries of `visits` over the last `days`
+    /// days (`None`: no visit log).
+    pub fn with_visits(mut self, visits: Option<&VisitBreakdown>, days: i64) -> Self {
+        let Some(visits) = visits else {
+            return self;
+        };
+        self.visit_days = days;
+        let bots = (self.view.bots && visits.bot_visits > 0).then_some(visits.bot_visits);
+        let with_bots = |mut rows: Vec<(String, i64)>| {
+            rows.extend(bots.map(|n| ("bot".to_owned(), n)));
+            rows
+        };
+        self.browsers = Some(with_bots(visits.browsers.clone()));
+        self.countries = Some(with_bots(
+            visits
+                .countries
+                .iter()
+                .map(|(code, n)| (code.clone().unwrap_or_else(|| "unknown".to_owned()), *n))
+                .collect(),
+        ));
+        self
     }
 
     fn sum(values: &[i64]) -> i64 {
@@ -207,6 +249,7 @@ pub fn section(figures: &Figures, href: &(dyn Fn(View) -> String + Sync)) -> Mar
                 }
                 (referrers(figures))
                 (devices(figures))
+                (visit_parts(figures))
             }
         }
     }
@@ -316,6 +359,41 @@ fn devices(figures: &Figures) -> Markup {
     named_table(caption, &label, "Device", &figures.devices)
 }
 
+/// The browsers and countries of this period.
+fn visit_parts(figures: &Figures) -> Markup {
+    let period = figures.visit_days;
+    let whose = if figures.view.bots {
+        "bots included"
+    } else {
+        "people only"
+    };
+    let (Some(browsers), Some(countries)) = (&figures.browsers, &figures.countries) else {
+        return html! {
+            h3 { "Browsers and countries" }
+            p.muted { "Browsers and countries are counted from the visit log, which is off on this server." }
+        };
+    };
+    let part = |what: &str, title: &str, column: &str, rows: &[(String, i64)]| {
+        let caption = format!("{title}, last {period} days ({whose})");
+        if rows.is_empty() {
+            return html! {
+                h3 { (caption) }
+                p.muted { "No visit logged in the last " (period) " days." }
+            };
+        }
+        let parts: Vec<String> = rows.iter().map(|(name, n)| format!("{name} {n}")).collect();
+        let label = format!(
+            "Bar chart of visits per {what} over the last {period} days: {}.",
+            parts.join(", ")
+        );
+        named_table(&caption, &label, column, rows)
+    };
+    html! {
+        (part("browser", "Browsers", "Browser", browsers))
+        (part("country", "Countries", "Country", countries))
+    }
+}
+
 fn named_table(caption: &str, label: &str, column: &str, rows: &[(String, i64)]) -> Markup {
     let table = html! {
         table {
@@ -380,6 +458,38 @@ mod tests {
         );
         let with_bots = Figures::new(&stats(vec![]), 0, 100, View { bots: true, ..view });
         assert_eq!(with_bots.devices.last(), Some(&("bot".to_owned(), 3)));
+    }
+
+    #[test]
+    fn browsers_and_countries_name_the_unknown_and_show_bots_only_when_asked() {
+        let visits = VisitBreakdown {
+            browsers: vec![("chrome".into(), 3), ("firefox".into(), 1)],
+            countries: vec![(Some("FR".into()), 3), (None, 1)],
+            bot_visits: 2,
+        };
+        let view = View {
+            period: 90,
+            bots: false,
+        };
+        let people = Figures::new(&stats(vec![]), 4, 100, view).with_visits(Some(&visits), 30);
+        assert_eq!(
+            people.countries,
+            Some(vec![("FR".to_owned(), 3), ("unknown".to_owned(), 1)])
+        );
+        let html = section(&people, &|_| "/x".into()).into_string();
+        assert!(
+            html.contains("visits per browser over the last 30 days: chrome 3, firefox 1."),
+            "the visit log's 30 days, not the period's 90: {html}"
+        );
+        let with_bots = Figures::new(&stats(vec![]), 4, 100, View { bots: true, ..view })
+            .with_visits(Some(&visits), 30);
+        assert_eq!(
+            with_bots.browsers.as_ref().and_then(|b| b.last()),
+            Some(&("bot".to_owned(), 2))
+        );
+        let without_log = Figures::new(&stats(vec![]), 4, 100, view).with_visits(None, 30);
+        let html = section(&without_log, &|_| "/x".into()).into_string();
+        assert!(html.contains("visit log, which is off"), "{html}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ on_both_engines!(
     owners_change_their_name_but_only_admins_change_roles,
     deleting_an_account_revokes_its_tokens_and_links,
     only_admins_list_users_page_by_page,
+    the_user_list_is_searched_by_name_or_email_and_its_next_link_keeps_the_search,
     stored_hashes_are_argon2id_phc_strings_and_old_ones_are_rehashed_at_login,
     changing_the_password_revokes_refresh_tokens_and_other_sessions,
     the_cached_public_view_follows_every_change,
@@ -323,6 +324,60 @@ async fn only_admins_list_users_page_by_page(engine: Engine) {
         .await
         .unwrap();
     assert_problem(response, 400).await;
+}
+
+async fn the_user_list_is_searched_by_name_or_email_and_its_next_link_keeps_the_search(
+    engine: Engine,
+) {
+    let app = TestApp::spawn(&engine).await;
+    let admin = app.account_with_role("root@example.com", Role::Admin).await;
+    for email in [
+        "ivy@example.com",
+        "ivor@example.com",
+        "jack@example.com",
+        "100%_sure@example.com",
+    ] {
+        app.sign_up(email).await;
+    }
+    let list = |query: &str| {
+        app.bearer(Method::GET, &format!("/users?{query}"), &admin.access)
+            .send()
+    };
+    let emails = |page: &Value| -> Vec<String> {
+        let mut found: Vec<String> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["email"].as_str().unwrap().to_owned())
+            .collect();
+        found.sort();
+        found
+    };
+    let response = list("q=IV&limit=1").await.unwrap();
+    assert_eq!(response.status(), 200);
+    let next = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(next.starts_with("</users?q=IV&limit=1&cursor="), "{next}");
+    let first: Value = response.json().await.unwrap();
+    let cursor = first["nextCursor"].as_str().unwrap();
+    let second: Value = list(&format!("q=IV&limit=1&cursor={cursor}"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(second["nextCursor"], Value::Null);
+    let mut both = emails(&first);
+    both.extend(emails(&second));
+    both.sort();
+    assert_eq!(both, ["ivor@example.com", "ivy@example.com"]);
+    // `%` and `_` are matched as themselves, not as wildcards.
+    let literal: Value = list("q=0%25_").await.unwrap().json().await.unwrap();
+    assert_eq!(emails(&literal), ["100%_sure@example.com"]);
+    let none: Value = list("q=_s%25").await.unwrap().json().await.unwrap();
+    assert_eq!(emails(&none), Vec::<String>::new());
+    // The admin's name is "Staff".
+    let by_name: Value = list("q=sTAf").await.unwrap().json().await.unwrap();
+    assert_eq!(emails(&by_name), ["root@example.com"]);
 }
 
 async fn stored_hashes_are_argon2id_phc_strings_and_old_ones_are_rehashed_at_login(engine: Engine) {

@@ -25,6 +25,7 @@ mod ops;
 mod outbox;
 mod rate_limits;
 mod redirect;
+mod replicas;
 mod webhooks;
 
 // Identity.
@@ -44,6 +45,7 @@ mod tokens;
 mod transport;
 // The web pages.
 mod web_account;
+mod web_admin;
 mod web_blog;
 mod web_links;
 mod web_mfa;

@@ -6,8 +6,10 @@ use basis_auth::role::Role;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use crate::accounts_support::Account;
 use crate::blog_support::{header, post};
 use crate::helpers::{Engine, TestApp, assert_problem};
+use crate::ledger_support::{deposit, expect, open, refused, strong_balance, transfer};
 use crate::on_both_engines;
 
 on_both_engines!(
@@ -15,6 +17,9 @@ on_both_engines!(
     an_invalid_change_is_refused_as_such_before_a_stale_if_match,
     a_signed_in_enrolment_refuses_a_body_it_cannot_read,
     cursors_and_feed_positions_outside_their_documented_form_are_400,
+    a_link_target_names_one_condition_as_the_document_says,
+    a_transfer_account_of_the_wrong_type_is_refused_saying_what_it_must_be,
+    a_timeout_on_a_transfer_that_is_not_pending_is_refused_as_the_document_says,
 );
 
 /// The fields a problem document names.
@@ -169,4 +174,159 @@ async fn cursors_and_feed_positions_outside_their_documented_form_are_400(engine
     ] {
         assert_eq!(get(path.clone()).await.unwrap().status(), 200, "{path}");
     }
+}
+
+/// The schema of a link target: one object per condition, each with its pattern.
+async fn target_schemas(app: &TestApp) -> Vec<Value> {
+    let (status, document) = app.get_json("/openapi.json", None).await;
+    assert_eq!(status, 200);
+    document["components"]["schemas"]["TargetInput"]["oneOf"]
+        .as_array()
+        .cloned()
+        .expect("TargetInput is one of several objects")
+}
+
+async fn a_link_target_names_one_condition_as_the_document_says(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let ann = app.account("ann@example.com").await;
+    let schemas = target_schemas(&app).await;
+    let conditions: Vec<&str> = schemas
+        .iter()
+        .map(|schema| {
+            assert_eq!(schema["additionalProperties"], false, "{schema}");
+            let required = schema["required"].as_array().expect("required members");
+            assert_eq!(required.len(), 2, "{schema}");
+            assert!(required.contains(&json!("url")), "{schema}");
+            required
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|name| *name != "url")
+                .expect("a condition")
+        })
+        .collect();
+    assert_eq!(conditions, ["device", "os", "language", "country"]);
+    // What each condition's pattern takes, the server takes, and what it refuses, the server
+    // refuses naming the member.
+    let shorten = |target: Value| {
+        app.bearer(Method::POST, "/shorten", &ann.access)
+            .json(&json!({"longUrl": "https://example.com/a", "rules": {"targets": [target]}}))
+            .send()
+    };
+    for (condition, value, schema_takes) in [
+        ("device", "MOBILE", true),
+        ("device", "Tablet", true),
+        ("device", "phone", false),
+        ("os", "iOS", true),
+        ("os", "beos", false),
+        ("language", " fr ", true),
+        ("language", "fr-CA", false),
+    ] {
+        let index = conditions.iter().position(|c| *c == condition).unwrap();
+        let pattern = schemas[index]["properties"][condition]["pattern"]
+            .as_str()
+            .expect("a pattern");
+        let matches = regex::Regex::new(pattern).unwrap().is_match(value);
+        assert_eq!(
+            matches, schema_takes,
+            "{condition} {value:?} against {pattern}"
+        );
+        let response = shorten(json!({condition: value, "url": "https://example.com/b"}))
+            .await
+            .unwrap();
+        if schema_takes {
+            assert_eq!(response.status(), 201, "{condition} {value:?}");
+        } else {
+            let problem = assert_problem(response, 422).await;
+            assert_eq!(
+                fields(&problem),
+                [format!("rules.targets[0].{condition}")],
+                "{problem}"
+            );
+        }
+    }
+    // Two conditions in one target break every alternative of the schema, and the server
+    // refuses the target.
+    let both = json!({"device": "mobile", "os": "ios", "url": "https://example.com/b"});
+    assert!(
+        schemas
+            .iter()
+            .all(|schema| schema["additionalProperties"] == false)
+    );
+    let problem = assert_problem(shorten(both).await.unwrap(), 422).await;
+    assert_eq!(fields(&problem), ["rules.targets[0]"], "{problem}");
+}
+
+/// Ann with 1,000 in a USD account (`from`), and Bob's USD account (`to`).
+async fn ann_pays_bob(app: &TestApp) -> (Account, i64, i64) {
+    let admin = app.account_with_role("root@example.com", Role::Admin).await;
+    let ann = app.account("ann@example.com").await;
+    let bob = app.account("bob@example.com").await;
+    let from = open(app, &ann, "USD").await;
+    let to = open(app, &bob, "USD").await;
+    deposit(app, &admin, from, 1_000).await;
+    (ann, from, to)
+}
+
+async fn a_transfer_account_of_the_wrong_type_is_refused_saying_what_it_must_be(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let (ann, from, to) = ann_pays_bob(&app).await;
+    for (i, (target, says)) in [
+        (
+            json!(true),
+            "must be an account id (a number) or participant:id",
+        ),
+        (json!(1.5), "must be an account id from 1 to"),
+        (json!(1e30), "must be an account id from 1 to"),
+        (
+            json!([to]),
+            "must be an account id (a number) or participant:id",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = json!({"from": from, "to": target, "amount": 10, "currency": "USD"});
+        let problem =
+            assert_problem(transfer(&app, &ann, &format!("bad-{i}"), body).await, 422).await;
+        assert_eq!(fields(&problem), ["to"], "{problem}");
+        let message = problem["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{target}: {message}");
+    }
+    // A whole number written with a fraction names the account like the integer does.
+    let body = json!({"from": from, "to": to as f64, "amount": 10, "currency": "USD"});
+    let moved = expect(transfer(&app, &ann, "whole", body).await, 201).await;
+    assert_eq!(moved["to"], to, "{moved}");
+}
+
+async fn a_timeout_on_a_transfer_that_is_not_pending_is_refused_as_the_document_says(
+    engine: Engine,
+) {
+    let app = TestApp::spawn(&engine).await;
+    let (_, document) = app.get_json("/openapi.json", None).await;
+    let description = document["paths"]["/transfers"]["post"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("applies only to a pending transfer"),
+        "{description}"
+    );
+    let (ann, from, to) = ann_pays_bob(&app).await;
+    let before = strong_balance(&app, &ann, from).await;
+    for (key, pending) in [("absent", json!(null)), ("posted", json!(false))] {
+        let mut body = json!({"from": from, "to": to, "amount": 10, "currency": "USD",
+            "timeoutSeconds": 60});
+        if !pending.is_null() {
+            body["pending"] = pending;
+        }
+        refused(transfer(&app, &ann, key, body).await, "timeoutSeconds").await;
+    }
+    assert_eq!(strong_balance(&app, &ann, from).await, before);
+    // A null timeout is no timeout; on a pending transfer a number is what it is for.
+    let body = json!({"from": from, "to": to, "amount": 10, "currency": "USD",
+        "timeoutSeconds": null});
+    expect(transfer(&app, &ann, "null", body).await, 201).await;
+    let body = json!({"from": from, "to": to, "amount": 10, "currency": "USD",
+        "pending": true, "timeoutSeconds": 60});
+    let reserved = expect(transfer(&app, &ann, "pending", body).await, 201).await;
+    assert_eq!(reserved["status"], "pending", "{reserved}");
 }

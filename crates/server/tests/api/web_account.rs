@@ -2,7 +2,9 @@
 //! API keys (shown once, revoked behind a confirmation), sessions (listed with their
 //! browser, one or all others ended), the avatar (a multipart upload to the avatar
 //! service) and signing out everywhere; someone else's key or session is "not found" and
-//! untouched; every form needs its token; what people type comes back inert.
+//! untouched; every form needs its token; what people type comes back inert. Sign-in,
+//! its code and reset forms are throttled as the API is: past the limit the form comes
+//! back, 429 with `Retry-After`.
 
 use image::ImageFormat;
 use regex::Regex;
@@ -22,6 +24,8 @@ on_both_engines!(
     signing_out_everywhere_ends_every_session_and_token,
     another_person_s_key_or_session_is_not_found_and_stays,
     every_account_form_needs_its_token,
+    too_many_failed_sign_ins_codes_or_resets_bring_the_form_back_with_429,
+    a_form_refused_by_the_rate_limiter_is_a_page_for_browsers_and_a_problem_for_clients,
 );
 
 const NEW_PASSWORD: &str = "amber kites drift over quiet harbours";
@@ -471,4 +475,176 @@ async fn every_account_form_needs_its_token(engine: Engine) {
             .body
             .contains("You have no API keys.")
     );
+}
+
+/// Asserts a throttled form: an HTML 429 that says when to try again (at most `max` s).
+fn assert_throttled(page: &Page, action: &str, max: u64) {
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.is_html(), "{:?}", page.headers);
+    let retry: u64 = page.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=max).contains(&retry), "Retry-After {retry}");
+    assert!(
+        page.body.contains(&format!(r#"action="{action}""#)),
+        "the form again: {}",
+        page.body
+    );
+    assert!(page.body.contains("wait") || page.body.contains("Wait"));
+}
+
+async fn too_many_failed_sign_ins_codes_or_resets_bring_the_form_back_with_429(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    Browser::new(&app).sign_up("ann@example.com", "Ann").await;
+    Browser::new(&app).sign_up("bob@example.com", "Bob").await;
+    let wrong = [
+        ("email", "ann@example.com"),
+        ("password", "not the password"),
+    ];
+
+    // Five wrong passwords are each "not correct"; the sixth try is throttled, even with
+    // the right password, and the form comes back with the email kept.
+    let mut mallory = Browser::new(&app);
+    for _ in 0..5 {
+        let page = mallory.submit("/signin", "/signin", &wrong).await;
+        assert_eq!(page.status, 422, "{}", page.body);
+    }
+    let right = [("email", "ann@example.com"), ("password", PASSWORD)];
+    let page = mallory.submit("/signin", "/signin", &right).await;
+    assert_throttled(&page, "/signin", 15 * 60);
+    assert!(
+        page.body.contains("Too many sign-in attempts"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"value="ann@example.com""#));
+    assert!(!mallory.has_cookie("__Host-basis_session"));
+    // Another account from the same address is not held back.
+    let bob = [("email", "bob@example.com"), ("password", PASSWORD)];
+    assert_eq!(mallory.submit("/signin", "/signin", &bob).await.status, 303);
+    // Past the window, Ann signs in.
+    app.clock.advance_ms(15 * 60 * 1000 + 1);
+    let mut ann = Browser::new(&app);
+    assert_eq!(ann.submit("/signin", "/signin", &right).await.status, 303);
+
+    // Reset mails: three an hour per address, then the form again.
+    let mut someone = Browser::new(&app);
+    for _ in 0..3 {
+        let page = someone
+            .submit("/reset", "/reset", &[("email", "ann@example.com")])
+            .await;
+        assert_eq!(page.status, 303, "{}", page.body);
+    }
+    let page = someone
+        .submit("/reset", "/reset", &[("email", "ann@example.com")])
+        .await;
+    assert_throttled(&page, "/reset", 60 * 60);
+    assert!(page.body.contains(r#"id="f-email-error""#), "{}", page.body);
+
+    // Codes of the sign-in's second step: throttled per account.
+    let start = ann
+        .submit("/account/two-step", "/account/two-step/start", &[])
+        .await;
+    let secret = Regex::new(r#"<code class="secret">([A-Z2-7]+)</code>"#)
+        .unwrap()
+        .captures(&start.body)
+        .unwrap_or_else(|| panic!("a key in {}", start.body))[1]
+        .to_owned();
+    let code = |app: &TestApp| {
+        use basis_server::clock::Clock as _;
+        let now = app.clock.now_ms();
+        basis_auth::totp::code_at(&secret, basis_auth::totp::step_at(now)).unwrap()
+    };
+    let on = ann
+        .post(
+            "/account/two-step/confirm",
+            &[("csrf", &start.token()), ("code", &code(&app))],
+        )
+        .await;
+    assert_eq!(on.status, 200, "{}", on.body);
+    app.clock.advance_ms(15 * 60 * 1000 + 1);
+    let right_code = code(&app);
+    let wrong_code = format!(
+        "{:06}",
+        (right_code.parse::<u32>().unwrap() + 1) % 1_000_000
+    );
+    let mut guesser = Browser::new(&app);
+    let mut page = guesser.submit("/signin", "/signin", &right).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let challenge = Regex::new(r#"name="challenge" value="([^"]+)""#).unwrap();
+    for attempt in 0..6 {
+        let sent = challenge.captures(&page.body).unwrap()[1].to_owned();
+        page = guesser
+            .post(
+                "/signin/code",
+                &[
+                    ("csrf", &page.token()),
+                    ("challenge", &sent),
+                    ("code", &wrong_code),
+                ],
+            )
+            .await;
+        if attempt < 5 {
+            assert_eq!(page.status, 422, "{}", page.body);
+        }
+    }
+    assert_throttled(&page, "/signin/code", 15 * 60);
+    assert!(page.body.contains("tried too many times"), "{}", page.body);
+}
+
+async fn a_form_refused_by_the_rate_limiter_is_a_page_for_browsers_and_a_problem_for_clients(
+    engine: Engine,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rate-limits.toml");
+    std::fs::write(
+        &rules,
+        "[[rules]]\nname = \"login\"\nmethods = [\"POST\"]\npaths = [\"/signin\"]\n\
+         key = \"ip\"\nalgorithm = \"sliding_log\"\nlimit = 2\nperiod = \"15m\"\n",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(&engine, |c| {
+        c.rate_limits = None;
+        c.rate_limit_config = Some(rules.clone());
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    let wrong = [
+        ("email", "ann@example.com"),
+        ("password", "not the password"),
+    ];
+    for _ in 0..2 {
+        assert_eq!(
+            browser.submit("/signin", "/signin", &wrong).await.status,
+            422
+        );
+    }
+    let page = browser.submit("/signin", "/signin", &wrong).await;
+    assert_eq!(page.status, 429, "{}", page.body);
+    assert!(page.is_html(), "{:?}", page.headers);
+    assert!(page.body.contains("Too many attempts"), "{}", page.body);
+    let retry: u64 = page.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=15 * 60).contains(&retry), "{retry}");
+    assert!(
+        page.headers.contains_key("x-ratelimit-limit"),
+        "{:?}",
+        page.headers
+    );
+    // A client that does not ask for HTML gets the problem document, as before.
+    let response = app
+        .client
+        .post(app.url("/signin"))
+        .header("accept", "application/json")
+        .form(&wrong)
+        .send()
+        .await
+        .unwrap();
+    let problem = crate::helpers::assert_problem(response, 429).await;
+    assert!(problem["retryAfter"].as_u64().unwrap() >= 1, "{problem}");
 }

@@ -2,7 +2,8 @@
 //! its sanitised body and comments (drafts and missing posts are the 404 page, except for
 //! their author); the comment form; the editor with its preview, its 422s and its refusal
 //! of a stale edit; who may write and edit; moderators deleting comments; CSRF on every
-//! form; hostile text in every field coming back inert.
+//! form; hostile text in every field coming back inert; every image in a post with a
+//! text alternative.
 
 use regex::Regex;
 use serde_json::{Value, json};
@@ -25,6 +26,7 @@ on_both_engines!(
     moderators_delete_any_comment_and_others_only_their_own,
     authors_and_moderators_delete_a_post_behind_a_confirmation,
     hostile_text_in_every_blog_field_comes_back_inert,
+    every_image_in_a_post_has_its_alt_text_or_its_files_name,
 );
 
 const HOSTILE: &str = r#""><script>alert(1)</script><img src=x onerror=alert(2)>"#;
@@ -943,4 +945,48 @@ async fn hostile_text_in_every_blog_field_comes_back_inert(engine: Engine) {
     let page = visitor.get(&path).await;
     assert_inert(&page);
     assert!(page.policy().contains("script-src 'nonce-"));
+}
+
+async fn every_image_in_a_post_has_its_alt_text_or_its_files_name(engine: Engine) {
+    let app = TestApp::spawn(&engine).await;
+    let cast = app.cast().await;
+    let made = app
+        .new_post(
+            &cast.author,
+            post_with(
+                "Animals",
+                "![A red fox](/pics/fox.png)\n\n![](https://img.example/birds/owl.jpg?w=200)\n\n\
+                 <img src=\"/pics/cat.gif\"> <img src=\"/pics/dog.webp\" alt=\"\">",
+                &[],
+                "published",
+            ),
+        )
+        .await;
+    let id = made["id"].as_str().unwrap();
+    let page = Browser::new(&app).get(&format!("/blog/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let images: Vec<String> = Regex::new(r"<img [^>]*>")
+        .unwrap()
+        .find_iter(&page.body)
+        .map(|m| m.as_str().to_owned())
+        .collect();
+    assert_eq!(images.len(), 4, "{}", page.body);
+    let alt = Regex::new(r#" alt="([^"]+)""#).unwrap();
+    let alts: Vec<String> = images
+        .iter()
+        .map(|img| {
+            alt.captures(img)
+                .unwrap_or_else(|| panic!("no alt text: {img}"))[1]
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(alts, ["A red fox", "owl.jpg", "cat.gif", "dog.webp"]);
+    // The API's rendering is the same.
+    assert!(
+        made["bodyHtml"]
+            .as_str()
+            .unwrap()
+            .contains(r#"alt="cat.gif""#),
+        "{made}"
+    );
 }

@@ -1,7 +1,8 @@
 //! The link pages: one link's page with its edit form (the API's rules, 422 with each
 //! problem beside its field), its statistics drawn as accessible SVG with the previous
 //! period and bots apart, the tag filter and the confirmed bulk delete of `/my/links`, and
-//! the password form browsers get on a protected link. Foreign links are 404 pages,
+//! the password form browsers get on a protected link. Browsers and countries are counted
+//! from the visit log. Foreign links are 404 pages,
 //! forms without their token are refused, hostile text comes back inert.
 
 use regex::Regex;
@@ -18,6 +19,7 @@ on_both_engines!(
     link_forms_without_their_token_are_refused,
     hostile_text_in_every_field_of_the_link_pages_comes_back_inert,
     statistics_draw_clicks_per_day_against_the_previous_period_with_bots_apart,
+    browsers_and_countries_are_counted_from_the_visit_log_with_bots_apart,
     a_link_without_clicks_shows_an_empty_state_and_no_chart,
     my_links_are_filtered_by_tag_and_lead_to_each_links_page,
     chosen_links_are_deleted_together_after_a_confirmation,
@@ -455,6 +457,11 @@ async fn statistics_draw_clicks_per_day_against_the_previous_period_with_bots_ap
         body.contains("Bar chart of clicks per device: desktop 3, mobile 2."),
         "{body}"
     );
+    // Without the visit log there are no browsers or countries to count, and it is said.
+    assert!(
+        body.contains("counted from the visit log, which is off on this server"),
+        "{body}"
+    );
     // The period and bot choices are links; the chosen period is marked.
     assert!(
         body.contains(r#"href="/my/links/counted-link?period=7#stats" aria-current="true""#),
@@ -500,6 +507,108 @@ async fn statistics_draw_clicks_per_day_against_the_previous_period_with_bots_ap
             page.body
         );
     }
+}
+
+/// Firefox on a desktop.
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0";
+
+async fn browsers_and_countries_are_counted_from_the_visit_log_with_bots_apart(engine: Engine) {
+    // The test client is in France; as a trusted proxy it may say a visitor is in Japan.
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("countries.mmdb");
+    std::fs::write(
+        &db,
+        basis_testkit::mmdb::country_db(&[
+            ("127.0.0.0".parse().unwrap(), 8, "FR"),
+            ("::1".parse().unwrap(), 128, "FR"),
+            ("198.51.100.0".parse().unwrap(), 24, "JP"),
+        ]),
+    )
+    .unwrap();
+    let rules = dir.path().join("rate-limits.toml");
+    std::fs::write(&rules, "trusted_proxies = [\"127.0.0.1\", \"::1\"]\n").unwrap();
+    let app = TestApp::spawn_with(&engine, |c| {
+        c.visit_log_days = Some(30);
+        c.geoip_db = Some(db.clone());
+        c.rate_limit_config = Some(rules.clone());
+    })
+    .await;
+    let mut browser = Browser::new(&app);
+    ann(&app, &mut browser).await;
+    made(&mut browser, "where-from", "https://example.com/start").await;
+    // A visit of the previous period, which this one's counts leave out.
+    click(&app, "where-from", FIREFOX, None).await;
+    app.state.clicks.flush().await.unwrap();
+    app.clock.advance_ms(10 * 86_400_000);
+    sign_in_again(&mut browser).await;
+    click(&app, "where-from", DESKTOP, None).await;
+    click(&app, "where-from", DESKTOP, Some("https://news.example/")).await;
+    let from_japan = app
+        .client
+        .get(app.url("/where-from"))
+        .header("user-agent", FIREFOX)
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_japan.status(), 301);
+    click(&app, "where-from", CRAWLER, None).await;
+    app.state.clicks.flush().await.unwrap();
+    assert!(
+        app.state
+            .clicks
+            .drain(std::time::Duration::from_secs(10))
+            .await
+    );
+
+    let page = browser.get("/my/links/where-from?period=7").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let body = &page.body;
+    assert!(
+        body.contains("<figcaption>Browsers, last 7 days (people only)</figcaption>"),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"aria-label="Bar chart of visits per browser over the last 7 days: chrome 2, firefox 1.""#),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            r#"aria-label="Bar chart of visits per country over the last 7 days: FR 2, JP 1.""#
+        ),
+        "{body}"
+    );
+    // The numbers are in the table behind each chart too.
+    assert!(body.contains("<td>chrome</td><td>2</td>"), "{body}");
+    assert!(body.contains("<td>JP</td><td>1</td>"), "{body}");
+    assert_eq!(body.matches("<summary>Data table").count(), 5, "{body}");
+
+    // Bots shown: the crawler is its own bar, not one of the browsers or countries.
+    let page = browser.get("/my/links/where-from?period=7&bots=show").await;
+    let body = &page.body;
+    assert!(
+        body.contains(
+            "Bar chart of visits per browser over the last 7 days: chrome 2, firefox 1, bot 1."
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains("Bar chart of visits per country over the last 7 days: FR 2, JP 1, bot 1."),
+        "{body}"
+    );
+    assert!(
+        body.contains("<figcaption>Countries, last 7 days (bots included)</figcaption>"),
+        "{body}"
+    );
+
+    // Thirty days hold the earlier Firefox visit as well.
+    let page = browser.get("/my/links/where-from?period=30").await;
+    assert!(
+        page.body
+            .contains("over the last 30 days: chrome 2, firefox 2."),
+        "{}",
+        page.body
+    );
 }
 
 async fn a_link_without_clicks_shows_an_empty_state_and_no_chart(engine: Engine) {

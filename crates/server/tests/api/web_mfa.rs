@@ -2,11 +2,15 @@
 //! server from the `otpauth://` URI, the key as text, a first code, the recovery codes
 //! shown once), the sign-in's second page carrying the API's challenge and never the
 //! password, wrong, replayed and used recovery codes refused beside the field, a challenge
-//! that expires, and turning it off with a code.
+//! that expires, and turning it off with a code. A role that requires it (the admin's
+//! policy) enrols on its own page before anything else, then goes where it was going.
 
+use basis_auth::role::Role;
 use basis_auth::totp;
 use basis_server::clock::Clock as _;
 use regex::Regex;
+use reqwest::Method;
+use serde_json::{Value, json};
 
 use crate::accounts_support::PASSWORD;
 use crate::helpers::{Engine, TestApp};
@@ -17,6 +21,7 @@ on_both_engines!(
     a_person_enrols_on_the_account_page_and_signs_in_with_a_code_on_a_second_page,
     recovery_codes_sign_in_once_and_a_pending_sign_in_expires,
     turning_two_step_sign_in_off_needs_a_code,
+    a_role_that_requires_two_step_sign_in_enrols_before_anything_else_then_goes_on,
 );
 
 const EMAIL: &str = "ann@example.com";
@@ -254,4 +259,131 @@ async fn turning_two_step_sign_in_off_needs_a_code(engine: Engine) {
         )
         .await;
     assert_eq!(plain.status, 303, "one step again");
+}
+
+async fn a_role_that_requires_two_step_sign_in_enrols_before_anything_else_then_goes_on(
+    engine: Engine,
+) {
+    let app = TestApp::spawn(&engine).await;
+    let root = app.account_with_role("root@example.com", Role::Admin).await;
+    app.account_with_role("moe@example.com", Role::Moderator)
+        .await;
+    let set = app
+        .bearer(Method::PUT, "/admin/mfa-policy", &root.access)
+        .json(&json!({"requiredRoles": ["moderator"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), 200);
+
+    // The password is right: no session yet, but the enrolment page, then `next`.
+    let mut moe = Browser::new(&app);
+    let fields = [
+        ("email", "moe@example.com"),
+        ("password", PASSWORD),
+        ("next", "/account/keys"),
+    ];
+    let signed = moe.submit("/signin", "/signin", &fields).await;
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    assert_eq!(signed.location(), "/signin/two-step?next=%2Faccount%2Fkeys");
+    assert!(moe.has_cookie("__Host-basis_enrol"));
+    assert!(
+        !moe.has_cookie("__Host-basis_session"),
+        "no session before the app"
+    );
+
+    // Every other page sends Moe back there, remembering where he was going.
+    for (path, back) in [
+        ("/", "%2F"),
+        ("/my/links?tag=x", "%2Fmy%2Flinks%3Ftag%3Dx"),
+        ("/account", "%2Faccount"),
+        ("/blog", "%2Fblog"),
+    ] {
+        let page = moe.get(path).await;
+        assert_eq!(page.status, 303, "{path}: {}", page.body);
+        assert_eq!(page.location(), format!("/signin/two-step?next={back}"));
+    }
+
+    let page = moe.get("/signin/two-step?next=%2Faccount%2Fkeys").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"src="/signin/two-step/qr.svg""#));
+    let secret = captured(&page, r#"<code class="secret">([A-Z2-7]+)</code>"#);
+    // Seen again, the page shows the same key: the app may already hold it.
+    let again = moe.get("/signin/two-step?next=%2Faccount%2Fkeys").await;
+    assert!(again.body.contains(&secret), "{}", again.body);
+    let qr = moe.get("/signin/two-step/qr.svg").await;
+    assert_eq!(qr.status, 200);
+    assert_eq!(qr.headers["cache-control"], "no-store");
+    let expected = totp::qr_svg(&totp::otpauth_uri(&secret, "Basis", "moe@example.com")).unwrap();
+    assert_eq!(qr.body, expected);
+
+    // A wrong code: the form again with the problem beside the field, still no session.
+    let right = code_now(&app, &secret);
+    let wrong = format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let refused = moe
+        .post(
+            "/signin/two-step",
+            &[
+                ("csrf", &page.token()),
+                ("code", &wrong),
+                ("next", "/account/keys"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(refused.body.contains(r#"id="f-code-error""#));
+    assert!(refused.body.contains(&secret));
+    assert!(!moe.has_cookie("__Host-basis_session"));
+
+    // The app's real code turns it on, signs in and shows the recovery codes once.
+    let done = moe
+        .post(
+            "/signin/two-step",
+            &[
+                ("csrf", &page.token()),
+                ("code", &right),
+                ("next", "/account/keys"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let codes = Regex::new(r"<li><code>([^<]+)</code></li>")
+        .unwrap()
+        .captures_iter(&done.body)
+        .count();
+    assert_eq!(codes, 10, "{}", done.body);
+    assert!(
+        done.body.contains(r#"href="/account/keys""#),
+        "{}",
+        done.body
+    );
+    assert!(moe.has_cookie("__Host-basis_session"));
+    assert!(!moe.has_cookie("__Host-basis_enrol"));
+    let keys = moe.get("/account/keys").await;
+    assert_eq!(keys.status, 200, "{}", keys.body);
+    assert_eq!(moe.get("/my/links").await.status, 200);
+
+    // The API agrees: the next sign-in asks for a code.
+    let refused = app
+        .post_json(
+            "/auth/login",
+            json!({"email": "moe@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(refused.status(), 202, "now a code is asked for");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["mfaRequired"], true);
+
+    // Signing in on the web again is the two-step sign-in.
+    next_step(&app);
+    let mut later = Browser::new(&app);
+    let page = later
+        .submit(
+            "/signin",
+            "/signin",
+            &[("email", "moe@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains(r#"action="/signin/code""#));
 }

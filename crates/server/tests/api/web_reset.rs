@@ -77,7 +77,7 @@ async fn a_forgotten_password_is_reset_through_the_mailed_link_and_signs_in(engi
 
     let form = forgetful.get(&local(&link)).await;
     assert_eq!(form.status, 200, "{}", form.body);
-    assert_eq!(form.headers["referrer-policy"], "no-referrer");
+    assert_eq!(form.headers["referrer-policy"], "same-origin");
     assert_eq!(form.headers["cache-control"], "no-store");
     let token = hidden_token(&form);
     assert!(link.ends_with(&token), "the field holds the link's token");
@@ -105,7 +105,7 @@ async fn a_forgotten_password_is_reset_through_the_mailed_link_and_signs_in(engi
             )
             .await;
         assert_eq!(refused.status, 422, "{password}: {}", refused.body);
-        assert_eq!(refused.headers["referrer-policy"], "no-referrer");
+        assert_eq!(refused.headers["referrer-policy"], "same-origin");
         assert!(refused.body.contains(r#"aria-invalid="true""#));
         assert!(refused.body.contains(r#"id="f-password-error""#));
         assert!(refused.body.contains(problem), "{}", refused.body);
@@ -218,7 +218,7 @@ async fn an_expired_or_used_link_gets_a_friendly_page_and_changes_nothing(engine
     app.clock.advance_ms(60 * 60 * 1000);
     let expired = visitor.get(&local(&link)).await;
     assert_eq!(expired.status, 410);
-    assert_eq!(expired.headers["referrer-policy"], "no-referrer");
+    assert_eq!(expired.headers["referrer-policy"], "same-origin");
     assert!(
         expired.body.contains(r#"href="/reset""#),
         "a way to a new link"

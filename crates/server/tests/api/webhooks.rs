@@ -27,23 +27,29 @@ struct Received {
 }
 
 /// A webhook endpoint on loopback answering each request with the next of `statuses`
-/// (the last one repeats), after `delay` for the first request.
+/// (the last one repeats), after `delay` for the first request, and only while its gate is
+/// open (it is, unless [`Receiver::close`] shut it).
 #[derive(Clone)]
 struct Receiver {
     url: String,
     got: Arc<Mutex<Vec<Received>>>,
+    gate: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Receiver {
     async fn start(statuses: Vec<u16>, first_delay: Duration) -> Self {
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let seen = got.clone();
+        let gate = Arc::new(tokio::sync::watch::Sender::new(true));
+        let open = gate.clone();
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: Bytes| {
                 let seen = seen.clone();
                 let statuses = statuses.clone();
+                let mut open = open.subscribe();
                 async move {
+                    let _ = open.wait_for(|open| *open).await;
                     let n = {
                         let mut seen = seen.lock().unwrap();
                         seen.push(Received {
@@ -64,7 +70,17 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, got }
+        Self { url, got, gate }
+    }
+
+    /// Holds every request until [`Receiver::open`].
+    fn close(&self) {
+        self.gate.send_replace(false);
+    }
+
+    /// Answers held and later requests.
+    fn open(&self) {
+        self.gate.send_replace(true);
     }
 
     fn received(&self) -> Vec<Received> {
@@ -588,12 +604,16 @@ async fn webhooks_go_through_rabbitmq_and_the_sweep_keeps_to_its_deduplication_k
     assert_signed(&receiver.received()[0], SECRET);
 
     // A delivery whose job a crash lost: swept once overdue, and only once, since the
-    // swept job holds the attempt's key on the broker until it is done.
+    // swept job holds the attempt's key on the broker until it is done. The receiver holds
+    // the attempt meanwhile: a job already done has given its key back, and a sweep that
+    // read the delivery as pending just before would rightly enqueue again (a no-op job).
     let id = orphan_delivery(&app, &ann.id, 3_000_003).await;
     app.clock
         .advance(basis_server::webhooks::jobs::SWEEP_AFTER + Duration::from_secs(1));
+    receiver.close();
     let first = sweep(&app).await;
     let second = sweep(&app).await;
+    receiver.open();
     assert_eq!(first, 1);
     assert_eq!(second, 0, "{first} then {second}");
     let delivered = eventually("the swept delivery", || async {

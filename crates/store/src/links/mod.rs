@@ -55,7 +55,9 @@ pub use lists::{
 };
 pub(crate) use migrated::fill_pending_hashes;
 pub use migrated::{aliases_of_length, pending_codes, settle_pending_codes};
-pub use visits::{Bots, Visit, VisitQuery, list_visits, prune_visits};
+pub use visits::{
+    Bots, Visit, VisitBreakdown, VisitQuery, list_visits, prune_visits, visit_breakdown,
+};
 
 /// The columns every link query returns; `l` is `links` and `g` its `link_guards` row.
 const LINK_COLUMNS: &str = "l.id, l.alias, l.long_url, l.created_at, g.expires_at, g.max_clicks, \

@@ -127,6 +127,66 @@ pub async fn list_visits(store: &Store, query: &VisitQuery) -> Result<Vec<Visit>
     Ok(rows)
 }
 
+/// A link's logged visits since a time, counted by browser and by country.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VisitBreakdown {
+    /// `(browser family, people's visits)`, most first.
+    pub browsers: Vec<(String, i64)>,
+    /// `(country code, people's visits)`, most first; `None` where the country is unknown.
+    pub countries: Vec<(Option<String>, i64)>,
+    /// Bots' visits in the same time.
+    pub bot_visits: i64,
+}
+
+/// The logged visits of `link_id` at or after `since_ms`, people's counted per browser and
+/// per country (the `top` largest of each), bots' counted apart. The counting is the
+/// database's (`GROUP BY` on the `(link_id, at)` index), never rows loaded here.
+pub async fn visit_breakdown(
+    store: &Store,
+    link_id: i64,
+    since_ms: i64,
+    top: i64,
+) -> Result<VisitBreakdown> {
+    let found = on_pool!(store, read, pool => {
+        async {
+            let browsers: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT browser, COUNT(*) AS n FROM link_visits \
+                 WHERE link_id = $1 AND at >= $2 AND bot = FALSE \
+                 GROUP BY browser ORDER BY n DESC, browser LIMIT $3",
+            )
+            .bind(link_id)
+            .bind(since_ms)
+            .bind(top)
+            .fetch_all(pool)
+            .await?;
+            let countries: Vec<(Option<String>, i64)> = sqlx::query_as(
+                "SELECT country, COUNT(*) AS n FROM link_visits \
+                 WHERE link_id = $1 AND at >= $2 AND bot = FALSE \
+                 GROUP BY country ORDER BY n DESC, country LIMIT $3",
+            )
+            .bind(link_id)
+            .bind(since_ms)
+            .bind(top)
+            .fetch_all(pool)
+            .await?;
+            let bot_visits: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM link_visits WHERE link_id = $1 AND at >= $2 AND bot = TRUE",
+            )
+            .bind(link_id)
+            .bind(since_ms)
+            .fetch_one(pool)
+            .await?;
+            Ok::<_, sqlx::Error>(VisitBreakdown {
+                browsers,
+                countries,
+                bot_visits,
+            })
+        }
+        .await
+    })?;
+    Ok(found)
+}
+
 /// Deletes the visits logged before `before_ms`; returns how many.
 pub async fn prune_visits(store: &Store, before_ms: i64) -> Result<u64> {
     let done = on_pool!(store, write, pool => {

@@ -105,6 +105,11 @@ impl PostInput {
                 None
             }
         };
+        // The list as sent is held to the limit the document states (`maxItems`), before
+        // duplicates merge.
+        if self.tags.len() > MAX_TAGS {
+            errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
+        }
         let mut tags = Vec::new();
         for (n, raw) in self.tags.iter().enumerate() {
             match label(raw) {
@@ -112,9 +117,6 @@ impl PostInput {
                 Ok(_) => {}
                 Err(message) => errors.push(FieldError::new(format!("tags[{n}]"), message)),
             }
-        }
-        if tags.len() > MAX_TAGS {
-            errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
         }
         let status = match self.status.as_deref() {
             None | Some("draft") => Status::Draft,
@@ -140,13 +142,76 @@ impl PostInput {
     }
 }
 
-/// Markdown to HTML, then through ammonia's allow-list: scripts, event handlers,
-/// `javascript:` URLs and raw HTML that is not on the list are removed.
+/// Markdown to HTML, then through [`clean`].
 pub fn render(markdown: &str) -> String {
     let parser = pulldown_cmark::Parser::new_ext(markdown, pulldown_cmark::Options::all());
     let mut html = String::with_capacity(markdown.len() * 3 / 2);
     pulldown_cmark::html::push_html(&mut html, parser);
-    ammonia::clean(&html)
+    clean(&html)
+}
+
+/// HTML through ammonia's allow-list (scripts, event handlers, `javascript:` URLs and raw
+/// HTML that is not on the list are removed), then every image given a text alternative:
+/// the markdown's alt text when it has one, else its file's name, so no image is silent to
+/// a screen reader (and none fails an accessibility check).
+pub fn clean(html: &str) -> String {
+    with_alt_text(&ammonia::clean(html))
+}
+
+/// `html` (ammonia's output: well-formed, every `<` of text escaped, every attribute value
+/// double-quoted with its quotes escaped) with an `alt` on each `<img>` that has none or an
+/// empty one. Tags are found by walking the whole text, so a `<img` written inside another
+/// tag's attribute value (which keeps its `<` as is) is never taken for one.
+fn with_alt_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + 32);
+    let mut rest = html;
+    while let Some(open) = rest.find('<') {
+        let (text, tag_start) = rest.split_at(open);
+        out.push_str(text);
+        // The tag's end: the first `>` outside a quoted value.
+        let mut quoted = false;
+        let end = tag_start
+            .char_indices()
+            .find(|&(_, c)| {
+                if c == '"' {
+                    quoted = !quoted;
+                }
+                c == '>' && !quoted
+            })
+            .map_or(tag_start.len(), |(i, _)| i + 1);
+        let (tag, after) = tag_start.split_at(end);
+        out.push_str(&tag_with_alt(tag));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The value of attribute `name` in one serialised tag, as written (still escaped).
+fn attribute<'t>(tag: &'t str, name: &str) -> Option<&'t str> {
+    let needle = format!(" {name}=\"");
+    let start = tag.find(&needle)? + needle.len();
+    let len = tag[start..].find('"')?;
+    Some(&tag[start..start + len])
+}
+
+/// One `<img …>` tag with a non-empty `alt`.
+fn tag_with_alt(tag: &str) -> String {
+    if !tag.starts_with("<img ") && !tag.starts_with("<img>") {
+        return tag.to_owned();
+    }
+    if attribute(tag, "alt").is_some_and(|alt| !alt.trim().is_empty()) {
+        return tag.to_owned();
+    }
+    // The value is already escaped for a double-quoted attribute, being one.
+    let name = attribute(tag, "src")
+        .map(|src| src.split(['?', '#']).next().unwrap_or_default())
+        .and_then(|path| path.trim_end_matches('/').rsplit('/').next())
+        .filter(|name| !name.is_empty())
+        .unwrap_or("image");
+    let without_alt = tag.replacen(" alt=\"\"", "", 1);
+    let body = without_alt.trim_start_matches("<img");
+    format!("<img alt=\"{name}\"{body}")
 }
 
 #[cfg(test)]
@@ -162,6 +227,56 @@ mod tests {
         assert!(!html.contains("<script"), "{html}");
         assert!(!html.contains("javascript:"), "{html}");
         assert!(!html.contains("onerror"), "{html}");
+    }
+
+    #[test]
+    fn every_image_gets_its_alt_text_or_its_files_name() {
+        assert_eq!(
+            render("![A red fox](https://img.example/fox.png)"),
+            "<p><img src=\"https://img.example/fox.png\" alt=\"A red fox\"></p>\n"
+        );
+        assert_eq!(
+            render("![](https://img.example/a/fox.png?size=2#top)"),
+            "<p><img alt=\"fox.png\" src=\"https://img.example/a/fox.png?size=2#top\"></p>\n"
+        );
+        // Raw HTML without alt, with a tricky value before the source.
+        let html = render(r#"<img title="a > b" src="/pics/owl.jpg"> and <img>"#);
+        assert!(
+            html.starts_with(r#"<p><img alt="owl.jpg" title="a "#),
+            "{html}"
+        );
+        assert!(html.contains(r#" src="/pics/owl.jpg">"#), "{html}");
+        assert!(html.contains(r#"<img alt="image">"#), "{html}");
+        // An image tag written inside another tag's value is text, left as it is.
+        let html = render(r#"<a title="<img src=x onclick=y>" href="/z">z</a>"#);
+        assert!(!html.contains("alt="), "{html}");
+        // A name that needs escaping stays escaped.
+        let html = render(r#"![](/x/%22a%22&amp;b.png)"#);
+        assert!(html.contains(r#"alt="%22a%22&amp;b.png""#), "{html}");
+        assert_eq!(clean("<p>no images</p>"), "<p>no images</p>");
+    }
+
+    #[test]
+    fn at_most_ten_tags_as_sent_and_duplicates_merge() {
+        let post = |tags: Vec<String>| PostInput {
+            title: "T".into(),
+            body: "B".into(),
+            category: None,
+            tags,
+            status: None,
+        };
+        let fields = post(vec!["Rust".into(), "rust".into(), "db".into()])
+            .into_fields()
+            .unwrap();
+        assert_eq!(fields.tags, ["db", "rust"]);
+        // The document's `maxItems` counts the list as sent, duplicates too.
+        let Err(ApiError::UnprocessableFields(errors)) =
+            post(vec!["same".into(); 11]).into_fields()
+        else {
+            panic!("eleven tags were accepted");
+        };
+        assert_eq!(errors[0].field, "tags");
+        assert!(post(vec!["same".into(); 10]).into_fields().is_ok());
     }
 
     #[test]
