@@ -469,7 +469,10 @@ impl Replicas {
                     } else {
                         oldest_unreplayed(replayed)
                     };
+                    // Decided on the whole milliseconds kept and shown, so a replica out
+                    // of rotation always shows a lag above the limit.
                     let lag_ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+                    let lag = Duration::from_millis(lag_ms);
                     replica.lag_ms.store(lag_ms, Ordering::Relaxed);
                     metrics::gauge!("basis_db_replica_lag_seconds", "replica" => replica.name.clone())
                         .set(lag.as_secs_f64());
