@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use basis_queue::amqp::{AmqpConfig, AmqpQueue};
+use basis_queue::amqp::{AmqpConfig, AmqpQueue, KeyStore};
 use basis_queue::worker::{Registry, Worker, WorkerConfig};
 use basis_queue::{Backend, Clock, NewJob, SystemClock, handler_fn};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -30,8 +30,15 @@ fn micros_now() -> i64 {
 async fn open(url: &str, namespace: &str) -> Result<(Arc<dyn Backend>, Option<AmqpQueue>), Error> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     if url.starts_with("amqp://") {
+        // `QUEUE_BENCH_KEYS_URL=postgres://…`: deduplication keys in that database instead
+        // of marker queues in the broker.
+        let keys = match std::env::var("QUEUE_BENCH_KEYS_URL") {
+            Ok(keys_url) => KeyStore::Postgres(sqlx::PgPool::connect(&keys_url).await?),
+            Err(_) => KeyStore::Broker,
+        };
         let config = AmqpConfig {
             namespace: namespace.to_owned(),
+            keys,
             ..AmqpConfig::default()
         };
         let q = AmqpQueue::connect_with(url, clock, config).await?;
@@ -123,6 +130,9 @@ async fn drive(url: &str, jobs: u64, consumers: usize, rate: Option<u64>) -> Res
     }
     let give_up = Instant::now() + Duration::from_secs(300);
     let started = Instant::now();
+    // `QUEUE_BENCH_DEDUP=1`: every job holds a deduplication key of its own, as webhook
+    // attempts, mails and click batches do.
+    let dedup = std::env::var("QUEUE_BENCH_DEDUP").is_ok_and(|v| v == "1");
     let producer = {
         let backend = backend.clone();
         let queue = queue.clone();
@@ -139,11 +149,14 @@ async fn drive(url: &str, jobs: u64, consumers: usize, rate: Option<u64>) -> Res
                     inflight.join_next().await;
                 }
                 let backend = backend.clone();
-                let job = NewJob::new(
+                let mut job = NewJob::new(
                     queue.clone(),
                     "noop",
                     serde_json::json!({"n": n, "t": micros_now()}),
                 );
+                if dedup {
+                    job.dedup_key = Some(format!("job-{n}"));
+                }
                 inflight.spawn(async move { backend.enqueue(job).await.map(|_| ()) });
             }
             while let Some(r) = inflight.join_next().await {
@@ -191,7 +204,7 @@ async fn drive(url: &str, jobs: u64, consumers: usize, rate: Option<u64>) -> Res
     };
     let backend_name = backend.name();
     println!(
-        "{backend_name} consumers={consumers} jobs={jobs} mode={} jobs_per_s={:.0} enqueue_per_s={:.0} start_latency_us p50={} p99={} (n={})",
+        "{backend_name} consumers={consumers} jobs={jobs} dedup={dedup} mode={} jobs_per_s={:.0} enqueue_per_s={:.0} start_latency_us p50={} p99={} (n={})",
         rate.map_or("flood".to_owned(), |r| format!("paced {r}/s")),
         jobs as f64 / elapsed.as_secs_f64(),
         jobs as f64 / enqueue_time.as_secs_f64(),

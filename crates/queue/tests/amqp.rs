@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use basis_queue::amqp::{AmqpConfig, AmqpQueue};
+use basis_queue::amqp::{AmqpConfig, AmqpQueue, KeyStore};
 use basis_queue::{Backend, ClaimedJob, Clock, Error, NewJob, SystemClock};
 use serde_json::json;
 
@@ -36,6 +36,44 @@ pub(crate) fn config(ns: &str) -> AmqpConfig {
 
 pub(crate) async fn backend(url: &str, ns: &str) -> AmqpQueue {
     AmqpQueue::connect_with(url, Arc::new(SystemClock), config(ns))
+        .await
+        .expect("connect to RabbitMQ")
+}
+
+/// Where a test keeps deduplication keys: the keyed tests run on both stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keys {
+    Broker,
+    Postgres,
+}
+
+/// The key store for `keys`: PostgreSQL keys live in a fresh database; `None` when the
+/// test server is not configured.
+pub(crate) async fn key_store(keys: Keys) -> Option<KeyStore> {
+    match keys {
+        Keys::Broker => Some(KeyStore::Broker),
+        Keys::Postgres => {
+            let url = pg_util::fresh_database().await?;
+            let pool = sqlx::PgPool::connect(&url)
+                .await
+                .expect("connect to the key database");
+            Some(KeyStore::Postgres(pool))
+        }
+    }
+}
+
+/// A backend on namespace `ns` keeping keys in `keys`, on `clock`.
+pub(crate) async fn keyed_backend(
+    url: &str,
+    ns: &str,
+    keys: &KeyStore,
+    clock: Arc<dyn Clock>,
+) -> AmqpQueue {
+    let config = AmqpConfig {
+        keys: keys.clone(),
+        ..config(ns)
+    };
+    AmqpQueue::connect_with(url, clock, config)
         .await
         .expect("connect to RabbitMQ")
 }
@@ -296,6 +334,7 @@ async fn a_short_delay_is_not_held_up_behind_a_long_one() {
 mod conformance;
 #[path = "amqp/crash.rs"]
 mod crash;
+mod pg_util;
 
 #[path = "amqp/dead.rs"]
 mod dead;

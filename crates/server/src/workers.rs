@@ -40,8 +40,17 @@ pub async fn open_backend(
         }
         _ if url.starts_with("amqp://") => {
             let (url, namespace) = amqp_namespace(&url)?;
+            // Deduplication keys in the deployment's PostgreSQL when it has one: a key is
+            // then a row, where in the broker it is a queue declared and deleted per job.
+            let keys = match store.pools() {
+                Pools::Postgres { write, .. } => {
+                    basis_queue::amqp::KeyStore::Postgres(write.clone())
+                }
+                Pools::Sqlite { .. } => basis_queue::amqp::KeyStore::Broker,
+            };
             let config = basis_queue::amqp::AmqpConfig {
                 namespace: namespace.unwrap_or_else(|| "basis".into()),
+                keys,
                 // So stats and dead letters cover every product queue, even in a process
                 // (the CLI, a server with `--workers off`) that never touched some of them.
                 queues: QUEUES.iter().map(|q| (*q).to_owned()).collect(),

@@ -9,6 +9,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use tracing::Instrument as _;
 
+use super::keys::{self, KeyStore};
 use super::message::{Envelope, short};
 use super::topology::{self, broker, check_name};
 use super::{AmqpQueue, DIRECT_REPLY, Inner, lock, new_id};
@@ -30,6 +31,12 @@ impl Inner {
     /// Taking a marker that already names `id` changes nothing, so the enqueuer and the
     /// claimer of a job may both take it.
     pub(super) async fn take_key(&self, marker: &str, id: &str) -> Result<Key> {
+        let expiry = self.config.dedup_expiry.as_millis() as u64;
+        if let KeyStore::Postgres(pool) = &self.config.keys {
+            let now = self.clock.now_ms();
+            let expires = now.saturating_add(i64::try_from(expiry).unwrap_or(i64::MAX));
+            return keys::take(pool, marker, id, now, expires).await;
+        }
         // A refused declaration closes its channel, so each attempt uses a private one.
         let ch = self
             .link()
@@ -38,8 +45,7 @@ impl Inner {
             .create_channel()
             .await
             .map_err(broker)?;
-        let expires = self.config.dedup_expiry.as_millis() as u64;
-        let outcome = topology::declare_key(&ch, marker, id, expires).await;
+        let outcome = topology::declare_key(&ch, marker, id, expiry).await;
         let _ = ch.close(200, "key checked".into()).await;
         match outcome {
             Ok(()) => {
@@ -53,11 +59,14 @@ impl Inner {
         }
     }
 
-    /// Frees the job's deduplication key, if it holds one. A failure is logged: the marker's
-    /// `x-expires` frees it later.
+    /// Frees the job's deduplication key, if it holds one. A failure is logged: the key's
+    /// expiry frees it later.
     pub(super) async fn release_key(&self, env: &Envelope) {
         let Some(marker) = &env.dedup else { return };
         let done = async {
+            if let KeyStore::Postgres(pool) = &self.config.keys {
+                return keys::release(pool, marker, &env.id).await;
+            }
             let name = short("queue", marker)?;
             self.on_admin(|admin| {
                 let name = name.clone();

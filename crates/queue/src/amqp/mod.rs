@@ -39,13 +39,16 @@
 //!   only waiting in the dead consumer's prefetch, and counting both buried jobs that never
 //!   ran once a few crashes or broker restarts had passed. `x-delivery-limit` remains the
 //!   backstop against a job that kills every worker running it.
-//! - **Deduplication keys**: a marker per held key, `<ns>.key.<q>.<key>`: an empty queue
-//!   whose `x-dead-letter-routing-key` argument names the holding job. Queue creation is
-//!   atomic in the broker; a second declaration with another holder is refused with
+//! - **Deduplication keys**: held where [`AmqpConfig::keys`] says ([`KeyStore`]). In the
+//!   broker, a marker per held key, `<ns>.key.<q>.<key>`: an empty queue whose
+//!   `x-dead-letter-routing-key` argument names the holding job. Queue creation is atomic
+//!   in the broker; a second declaration with another holder is refused with
 //!   PRECONDITION_FAILED, and RabbitMQ's refusal names the current value, so the duplicate
-//!   learns the holder's id in the same round trip without consuming anything. The marker is
-//!   deleted when the job completes or is buried (`x-expires` frees one whose deletion was
-//!   lost). Reading the holder from the error text is the price of doing it inside the broker.
+//!   learns the holder's id in the same round trip without consuming anything (reading the
+//!   holder from the error text is the price of doing it inside the broker). Markers are
+//!   metadata changes the broker makes one at a time, so a deployment with PostgreSQL keeps
+//!   the keys there instead: a row per key, the same name. Either way the key is freed when
+//!   the job completes or is buried, and expires when that release was lost.
 //! - **Job status**: RabbitMQ keeps no per-message state; [`Backend::job`] is
 //!   [`Error::Unsupported`] (the server records product-job status itself).
 //!
@@ -65,6 +68,7 @@
 mod backend;
 mod consume;
 mod dead;
+mod keys;
 mod lease;
 mod message;
 mod publish;
@@ -77,6 +81,8 @@ use std::time::Duration;
 
 use lapin::options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions};
 use lapin::{Channel, Connection, ConnectionProperties};
+
+pub use self::keys::KeyStore;
 
 use self::consume::Feed;
 use self::lease::Held;
@@ -104,7 +110,9 @@ pub struct AmqpConfig {
     /// chaos drill (a fault every few seconds) took waiting jobs past 20. It is fixed when
     /// the queue is made; a queue made with another limit keeps its own (with a warning).
     pub delivery_limit: u32,
-    /// `x-expires` of deduplication markers.
+    /// Where deduplication keys are held ([`KeyStore`]).
+    pub keys: KeyStore,
+    /// How long a deduplication key lives unreleased (`x-expires` of a marker queue).
     pub dedup_expiry: Duration,
     /// How often expired leases are looked for.
     pub lease_check: Duration,
@@ -139,6 +147,7 @@ impl Default for AmqpConfig {
                 min(1_440),
             ],
             delivery_limit: 100,
+            keys: KeyStore::Broker,
             dedup_expiry: Duration::from_secs(7 * 86_400),
             lease_check: ms(100),
             connect_timeout: Duration::from_secs(5),
@@ -238,15 +247,22 @@ impl AmqpQueue {
             held: Mutex::default(),
             generation: AtomicU32::new(0),
         });
+        if let KeyStore::Postgres(pool) = &inner.config.keys {
+            keys::install(pool, &inner.clock).await?;
+        }
         inner.link().await?;
         lease::spawn_reaper(&inner);
         Ok(Self { inner })
     }
 
-    /// Deletes every queue and exchange this instance declared (tests, decommissioning).
+    /// Deletes every queue and exchange this instance declared, and the namespace's
+    /// deduplication keys (tests, decommissioning).
     pub async fn teardown(&self) -> Result<()> {
         for feed in self.inner.feeds.lock().await.drain().map(|(_, f)| f) {
             feed.close().await;
+        }
+        if let KeyStore::Postgres(pool) = &self.inner.config.keys {
+            keys::release_namespace(pool, &self.inner.names.ns).await?;
         }
         let created = std::mem::take(&mut *lock(&self.inner.created));
         for (exchange, name) in created {

@@ -1,16 +1,49 @@
 //! Deduplication, topics, request-reply, stats and refused input.
 
-use basis_queue::{Backend, Error, NewJob};
+use std::sync::Arc;
+use std::time::Duration;
+
+use basis_queue::amqp::{AmqpConfig, KeyStore};
+use basis_queue::{Backend, Error, ManualClock, NewJob, SystemClock};
 use serde_json::json;
 
-use super::{LEASE, amqp_url, assert_nothing_for, backend, claim_one, namespace};
+use super::{
+    Keys, LEASE, amqp_url, assert_nothing_for, backend, claim_one, key_store, keyed_backend,
+    namespace,
+};
 
-#[tokio::test]
-async fn a_deduplication_key_admits_one_unfinished_job_at_a_time() {
+/// Runs each keyed case once with keys in the broker and once with keys in PostgreSQL.
+macro_rules! on_both_key_stores {
+    ($($name:ident),* $(,)?) => {
+        mod keys_in_the_broker {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Keys::Broker).await;
+            })*
+        }
+        mod keys_in_postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Keys::Postgres).await;
+            })*
+        }
+    };
+}
+
+on_both_key_stores!(
+    a_deduplication_key_admits_one_unfinished_job_at_a_time,
+    a_stored_job_whose_key_was_lost_takes_its_key_when_claimed,
+    concurrent_enqueues_with_one_key_add_exactly_one_job,
+);
+
+async fn a_deduplication_key_admits_one_unfinished_job_at_a_time(keys: Keys) {
     let Some(url) = amqp_url() else { return };
+    let Some(store) = key_store(keys).await else {
+        return;
+    };
     let ns = namespace();
-    let q = backend(&url, &ns).await;
-    let other = backend(&url, &ns).await;
+    let q = keyed_backend(&url, &ns, &store, Arc::new(SystemClock)).await;
+    let other = keyed_backend(&url, &ns, &store, Arc::new(SystemClock)).await;
     let keyed = |n| {
         let mut job = NewJob::new("work", "export", json!(n));
         job.dedup_key = Some("link-42".into());
@@ -34,11 +67,41 @@ async fn a_deduplication_key_admits_one_unfinished_job_at_a_time() {
     other.teardown().await.expect("teardown");
 }
 
-#[tokio::test]
-async fn a_stored_job_whose_marker_was_lost_takes_its_key_when_claimed() {
+/// Deletes the key `key` of queue `work` behind the backend's back.
+async fn lose_key(url: &str, ns: &str, store: &KeyStore, key: &str) {
+    let marker = format!("{ns}.key.work.{key}");
+    match store {
+        KeyStore::Broker => {
+            let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
+                .await
+                .expect("connect");
+            let ch = conn.create_channel().await.expect("a channel");
+            ch.queue_delete(
+                marker.as_str().into(),
+                lapin::options::QueueDeleteOptions::default(),
+            )
+            .await
+            .expect("the marker existed");
+            let _ = conn.close(200, "done".into()).await;
+        }
+        KeyStore::Postgres(pool) => {
+            let gone = sqlx::query("DELETE FROM queue_amqp_keys WHERE marker = $1")
+                .bind(&marker)
+                .execute(pool)
+                .await
+                .expect("delete the key");
+            assert_eq!(gone.rows_affected(), 1, "the key was held");
+        }
+    }
+}
+
+async fn a_stored_job_whose_key_was_lost_takes_its_key_when_claimed(keys: Keys) {
     let Some(url) = amqp_url() else { return };
+    let Some(store) = key_store(keys).await else {
+        return;
+    };
     let ns = namespace();
-    let q = backend(&url, &ns).await;
+    let q = keyed_backend(&url, &ns, &store, Arc::new(SystemClock)).await;
     let keyed = |n| {
         let mut job = NewJob::new("work", "export", json!(n));
         job.dedup_key = Some("link-7".into());
@@ -47,17 +110,8 @@ async fn a_stored_job_whose_marker_was_lost_takes_its_key_when_claimed() {
     let first = q.enqueue(keyed(1)).await.expect("enqueue");
     assert!(!first.duplicate);
     // What an enqueuer that died (or lost the broker) right after storing the job leaves: the
-    // job without its marker.
-    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-        .await
-        .expect("connect");
-    let ch = conn.create_channel().await.expect("a channel");
-    ch.queue_delete(
-        format!("{ns}.key.work.link-7").as_str().into(),
-        lapin::options::QueueDeleteOptions::default(),
-    )
-    .await
-    .expect("the marker existed");
+    // job without its key.
+    lose_key(&url, &ns, &store, "link-7").await;
     let job = claim_one(&q, "work", LEASE).await;
     assert_eq!(job.payload, json!(1));
     // Claimed, it holds its key again: a second job with the key is its duplicate, and that
@@ -70,14 +124,15 @@ async fn a_stored_job_whose_marker_was_lost_takes_its_key_when_claimed() {
     let after = q.enqueue(keyed(3)).await.expect("enqueue");
     assert!(!after.duplicate, "the key is free once the job finished");
     assert_eq!(claim_one(&q, "work", LEASE).await.payload, json!(3));
-    let _ = conn.close(200, "done".into()).await;
     q.teardown().await.expect("teardown");
 }
 
-#[tokio::test]
-async fn concurrent_enqueues_with_one_key_add_exactly_one_job() {
+async fn concurrent_enqueues_with_one_key_add_exactly_one_job(keys: Keys) {
     let Some(url) = amqp_url() else { return };
-    let q = backend(&url, &namespace()).await;
+    let Some(store) = key_store(keys).await else {
+        return;
+    };
+    let q = keyed_backend(&url, &namespace(), &store, Arc::new(SystemClock)).await;
     let tries = (0..8).map(|n| {
         let q = q.clone();
         async move {
@@ -97,6 +152,33 @@ async fn concurrent_enqueues_with_one_key_add_exactly_one_job() {
     assert_eq!(claimed.len(), 1, "one job in the queue");
     assert_eq!(claimed[0].lease.id, winners[0].id);
     assert_nothing_for(&q, "work", std::time::Duration::from_millis(200)).await;
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn a_key_held_in_postgres_past_its_expiry_is_taken_over() {
+    let Some(url) = amqp_url() else { return };
+    let Some(store) = key_store(Keys::Postgres).await else {
+        return;
+    };
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let ns = namespace();
+    let q = keyed_backend(&url, &ns, &store, clock.clone()).await;
+    let keyed = |n| {
+        let mut job = NewJob::new("work", "export", json!(n));
+        job.dedup_key = Some("stuck".into());
+        job
+    };
+    let first = q.enqueue(keyed(1)).await.expect("enqueue");
+    let job = claim_one(&q, "work", LEASE).await;
+    assert_eq!(job.lease.id, first.id);
+    // The holder's release is lost (its process died after the ack, say): the key stays
+    // held until it expires, and only then does another job take it.
+    assert!(q.enqueue(keyed(2)).await.expect("enqueue").duplicate);
+    clock.advance(AmqpConfig::default().dedup_expiry + Duration::from_secs(1));
+    let later = q.enqueue(keyed(3)).await.expect("enqueue");
+    assert!(!later.duplicate, "an expired key is taken over");
+    assert_ne!(later.id, first.id);
     q.teardown().await.expect("teardown");
 }
 

@@ -24,6 +24,15 @@ async fn on_rabbitmq() -> Option<TestApp> {
 pub(crate) async fn on_rabbitmq_with(
     tweak: impl FnOnce(&mut basis_server::Config),
 ) -> Option<TestApp> {
+    on_rabbitmq_over(&Engine::Sqlite, tweak).await
+}
+
+/// [`on_rabbitmq_with`] with the data on `engine` (on PostgreSQL the queue keeps its
+/// deduplication keys there rather than in the broker).
+pub(crate) async fn on_rabbitmq_over(
+    engine: &Engine,
+    tweak: impl FnOnce(&mut basis_server::Config),
+) -> Option<TestApp> {
     let Some(url) = std::env::var("BASIS_TEST_AMQP_URL")
         .ok()
         .filter(|u| !u.is_empty())
@@ -34,7 +43,7 @@ pub(crate) async fn on_rabbitmq_with(
     let namespace = format!("basis_test_{:016x}", rand::random::<u64>());
     let queue_url = format!("{url}?namespace={namespace}");
     Some(
-        TestApp::spawn_with(&Engine::Sqlite, move |c| {
+        TestApp::spawn_with(engine, move |c| {
             c.jobs.queue_url = Some(queue_url);
             tweak(c);
         })

@@ -577,7 +577,20 @@ async fn a_delivery_claimed_by_a_worker_that_died_is_attempted_once_its_lease_en
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_go_through_rabbitmq_and_the_sweep_keeps_to_its_deduplication_keys() {
-    let Some(app) = crate::jobs_amqp::on_rabbitmq_with(|c| {
+    sweep_through_rabbitmq(&Engine::Sqlite).await;
+}
+
+/// The same with the data, and so the queue's deduplication keys, on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_go_through_rabbitmq_and_the_sweep_keeps_to_keys_held_in_postgres() {
+    let Some(engine) = Engine::postgres() else {
+        return;
+    };
+    sweep_through_rabbitmq(&engine).await;
+}
+
+async fn sweep_through_rabbitmq(engine: &Engine) {
+    let Some(app) = crate::jobs_amqp::on_rabbitmq_over(engine, |c| {
         c.webhooks.webhooks_allow_private = true;
     })
     .await
@@ -613,6 +626,16 @@ async fn webhooks_go_through_rabbitmq_and_the_sweep_keeps_to_its_deduplication_k
     receiver.close();
     let first = sweep(&app).await;
     let second = sweep(&app).await;
+    if let basis_store::Pools::Postgres { write, .. } = app.state.store.pools() {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM queue_amqp_keys WHERE marker LIKE '%.webhook-delivery:' || $1 || ':%'",
+        )
+        .bind(id.to_string())
+        .fetch_one(write)
+        .await
+        .unwrap();
+        assert_eq!(held, 1, "the swept attempt's key is a row in PostgreSQL");
+    }
     receiver.open();
     assert_eq!(first, 1);
     assert_eq!(second, 0, "{first} then {second}");
