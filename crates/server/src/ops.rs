@@ -60,6 +60,27 @@ pub struct Health {
     /// in rotation, reads go to the primary.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaHealth>,
+    /// With a `--database-url` listing a cluster's nodes (readiness only): the node that
+    /// takes writes now, as the store follows it through failovers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary: Option<PrimaryHealth>,
+}
+
+/// The primary of a multi-host database URL as readiness reports it: by its position in the
+/// URL's host list, not its address, as for replicas (the answer is public; the operator
+/// holding the URL knows the address, and the admin overview shows it).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimaryHealth {
+    /// Its position in `--database-url`'s host list, from 1; `null` while no node is the
+    /// primary (an election).
+    #[schema(minimum = 1)]
+    pub node: Option<usize>,
+    /// How many nodes the URL lists.
+    #[schema(minimum = 1)]
+    pub nodes: usize,
+    /// How many times this instance moved its writes to another node since it started.
+    pub leader_changes: u64,
 }
 
 /// A read replica as readiness reports it (by position, not address: the answer is public).
@@ -80,10 +101,12 @@ pub async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok",
         replicas: Vec::new(),
+        primary: None,
     })
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers. Also reports the read replicas' state and, with a
+/// multi-host database URL, which node is the primary.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
@@ -105,9 +128,15 @@ pub async fn readyz(State(state): State<Ops>) -> Result<Json<Health>, ApiError> 
             })
             .collect()
     });
+    let primary = state.store.leader().map(|leader| PrimaryHealth {
+        node: leader.current_index().map(|index| index + 1),
+        nodes: leader.node_count(),
+        leader_changes: leader.changes(),
+    });
     Ok(Json(Health {
         status: "ready",
         replicas,
+        primary,
     }))
 }
 

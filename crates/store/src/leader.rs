@@ -282,6 +282,17 @@ impl Leader {
         lock(&self.current).map(|index| self.url.node_names()[index].clone())
     }
 
+    /// The position in the URL's host list (from 0) of the node new connections go to, or
+    /// `None` during an election.
+    pub fn current_index(&self) -> Option<usize> {
+        *lock(&self.current)
+    }
+
+    /// How many nodes the URL lists.
+    pub fn node_count(&self) -> usize {
+        self.url.nodes.len()
+    }
+
     /// How many times the pool moved to another node since the store connected.
     pub fn changes(&self) -> u64 {
         self.changes.load(Ordering::Relaxed)

@@ -84,12 +84,25 @@ fn cache_figures<K: CacheKey, V: CacheValue>(cache: &Cache<K, V>) -> (CacheFigur
     (figures, dependency)
 }
 
+/// The store's engine, and with a multi-host URL the node that takes writes (admins see
+/// the address that `/readyz` gives only by position).
+fn store_backend(store: &basis_store::Store) -> String {
+    let engine = store.engine().system_name();
+    match store.leader() {
+        Some(leader) => match leader.current() {
+            Some(node) => format!("{engine} (primary {node})"),
+            None => format!("{engine} (no primary: an election)"),
+        },
+        None => engine.to_owned(),
+    }
+}
+
 /// Reads every figure; a dependency that fails is reported down, never an error.
 pub async fn read(state: &AppState) -> Overview {
     let store = crate::ops::check_store(&state.store).await;
     let mut dependencies = vec![Dependency {
         name: "store".to_owned(),
-        backend: state.store.engine().system_name().to_owned(),
+        backend: store_backend(&state.store),
         up: store.is_ok(),
         problem: store.err().map(|e| e.to_string()),
     }];

@@ -61,6 +61,24 @@ impl Rig {
         .await
     }
 
+    /// An app on a fresh database whose URL lists the replica's node before the primary's,
+    /// as a Patroni cluster's URL lists its nodes in no particular order.
+    async fn app_through_host_list(&self) -> TestApp {
+        let engine = Engine::Postgres(self.primary.url("postgres"));
+        let address = |server: &PrivatePostgres| {
+            let url = server.url("");
+            let url = url.trim_start_matches("postgres://postgres@");
+            url.trim_end_matches('/').to_owned()
+        };
+        let nodes = format!("{},{}", address(&self.replica), address(&self.primary));
+        TestApp::spawn_with(&engine, |config| {
+            let url = config.database_url.clone().expect("a PostgreSQL database");
+            let name = url.rsplit('/').next().expect("a database name").to_owned();
+            config.database_url = Some(format!("postgres://postgres@{nodes}/{name}"));
+        })
+        .await
+    }
+
     /// Waits until the replica has replayed everything written so far and `replicas` has
     /// seen it do so.
     async fn caught_up(&self, replicas: &Arc<Replicas>) {
@@ -136,6 +154,18 @@ async fn a_writer_reads_its_write_at_once_while_others_read_the_lagging_replica(
         "readiness reports the replica: {ready}"
     );
     assert_eq!(ready["replicas"][0]["inRotation"], true, "{ready}");
+    assert!(
+        ready.get("primary").is_none(),
+        "a single-host URL names no primary: {ready}"
+    );
+    // Through a host list, readiness says which node takes the writes: the second, the
+    // first being a standby.
+    let listed = rig.app_through_host_list().await;
+    let (status, ready) = listed.get_json("/readyz", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(ready["primary"]["node"], 2, "{ready}");
+    assert_eq!(ready["primary"]["nodes"], 2, "{ready}");
+    assert_eq!(ready["primary"]["leaderChanges"], 0, "{ready}");
     rig.pause_replay().await;
 
     let title = "Fresh from the primary";
