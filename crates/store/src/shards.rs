@@ -126,70 +126,69 @@ pub enum Placement {
     LogicalShards,
 }
 
-/// Where a [`Placement`] puts ids over a given number of databases.
+/// Where a [`Placement`] puts ids over a given number of databases: each scheme with the
+/// state it decides by.
 #[derive(Debug, Clone)]
-pub struct Placer {
-    placement: Placement,
-    databases: u16,
-    /// The ring, sorted by position (consistent hashing only).
-    ring: Vec<(u64, u16)>,
-    /// The map (logical shards only).
-    map: Option<ShardMap>,
+pub enum Placer {
+    /// Ranges `width` ids wide, the last one open-ended.
+    Range {
+        /// Ids per range.
+        width: u64,
+        /// How many databases (ranges).
+        databases: u16,
+    },
+    /// The hash modulo `databases`.
+    ModuloHash {
+        /// How many databases.
+        databases: u16,
+    },
+    /// A ring of points, sorted by position, each naming its database.
+    ConsistentHash {
+        /// `(position, database)`, ascending by position.
+        ring: Vec<(u64, u16)>,
+    },
+    /// Logical shards placed by a map.
+    LogicalShards(ShardMap),
 }
 
 impl Placer {
     /// `placement` over `databases` databases (logical shards: the even map).
     pub fn new(placement: Placement, databases: u16) -> Self {
         let databases = databases.max(1);
-        let ring = match placement {
+        match placement {
+            Placement::Range { keys } => Self::Range {
+                width: keys.div_ceil(u64::from(databases)).max(1),
+                databases,
+            },
+            Placement::ModuloHash => Self::ModuloHash { databases },
             Placement::ConsistentHash { vnodes } => {
+                // At least one point per database, so the ring is never empty.
+                let vnodes = vnodes.max(1);
                 let mut ring: Vec<(u64, u16)> = (0..databases)
                     .flat_map(|db| {
                         (0..vnodes).map(move |v| (mix((u64::from(db) << 32) | u64::from(v)), db))
                     })
                     .collect();
                 ring.sort_unstable();
-                ring
+                Self::ConsistentHash { ring }
             }
-            _ => Vec::new(),
-        };
-        let map = matches!(placement, Placement::LogicalShards).then(|| ShardMap::even(databases));
-        Self {
-            placement,
-            databases,
-            ring,
-            map,
-        }
-    }
-
-    /// Logical shards placed by `map`.
-    pub fn logical(map: ShardMap) -> Self {
-        Self {
-            placement: Placement::LogicalShards,
-            databases: map.databases(),
-            ring: Vec::new(),
-            map: Some(map),
+            Placement::LogicalShards => Self::LogicalShards(ShardMap::even(databases)),
         }
     }
 
     /// The database of `id`.
     pub fn database_of(&self, id: u64) -> u16 {
-        match self.placement {
-            Placement::Range { keys } => {
-                let width = keys.div_ceil(u64::from(self.databases)).max(1);
-                (id.saturating_sub(1) / width).min(u64::from(self.databases) - 1) as u16
+        match self {
+            Self::Range { width, databases } => {
+                (id.saturating_sub(1) / width).min(u64::from(*databases) - 1) as u16
             }
-            Placement::ModuloHash => (mix(id) % u64::from(self.databases)) as u16,
-            Placement::ConsistentHash { .. } => {
+            Self::ModuloHash { databases } => (mix(id) % u64::from(*databases)) as u16,
+            Self::ConsistentHash { ring } => {
                 let point = mix(id);
-                let at = self.ring.partition_point(|(position, _)| *position < point);
-                self.ring[at % self.ring.len()].1
+                let at = ring.partition_point(|(position, _)| *position < point);
+                ring[at % ring.len()].1
             }
-            Placement::LogicalShards => self
-                .map
-                .as_ref()
-                .expect("a logical-shard placer has a map")
-                .database_of(id),
+            Self::LogicalShards(map) => map.database_of(id),
         }
     }
 }
@@ -215,7 +214,7 @@ pub fn compare(placement: Placement, keys: u64, from: u16) -> Comparison {
         Placement::LogicalShards => {
             let map = ShardMap::even(from);
             let (grown, _) = map.with_database_added();
-            (Placer::logical(map), Placer::logical(grown))
+            (Placer::LogicalShards(map), Placer::LogicalShards(grown))
         }
         _ => (
             Placer::new(placement, from),

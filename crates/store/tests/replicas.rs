@@ -8,14 +8,12 @@ use std::time::Duration;
 use basis_store::replicas::{CallerReads, ReplicaStatus, Replicas, scoped};
 use basis_store::{ConnectOptions, Error, Store, on_pool};
 use basis_testkit::{PrivatePostgres, eventually};
-use sqlx::PgPool;
 
 /// A primary, its replica and a store reading from it; `None` when the tools are missing.
 struct Rig {
     store: Store,
-    replica_sql: PgPool,
     replica: PrivatePostgres,
-    _primary: PrivatePostgres,
+    primary: PrivatePostgres,
 }
 
 impl Rig {
@@ -35,14 +33,10 @@ impl Rig {
             .expect("connect with a replica");
         on_pool!(store, write, pool => sqlx::query("CREATE TABLE notes (id BIGINT PRIMARY KEY)").execute(pool).await.map(drop))
             .expect("create the table");
-        let replica_sql = PgPool::connect(&replica.url("postgres"))
-            .await
-            .expect("connect to the replica");
         let rig = Self {
             store,
-            replica_sql,
             replica,
-            _primary: primary,
+            primary,
         };
         rig.wait_in_rotation(true).await;
         Some(rig)
@@ -55,7 +49,7 @@ impl Rig {
     /// Checks until the replica is (or is not) in rotation, and for `true` until it has
     /// also replayed everything written so far.
     async fn wait_in_rotation(&self, wanted: bool) {
-        let target = self.primary_lsn().await;
+        let target = self.primary.wal_position().await;
         self.wait_for(
             &format!("the replica's rotation becomes {wanted}"),
             |status| status.in_rotation == wanted && (!wanted || status.replayed_lsn >= target),
@@ -75,12 +69,6 @@ impl Rig {
         assert!(reached, "{what}: {:?}", self.replicas().status()[0]);
     }
 
-    async fn primary_lsn(&self) -> u64 {
-        let lsn: i64 = on_pool!(self.store, write, pool => sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint").fetch_one(pool).await)
-            .expect("the primary's position");
-        lsn as u64
-    }
-
     async fn write(&self, id: i64) {
         on_pool!(self.store, write, pool => sqlx::query("INSERT INTO notes (id) VALUES ($1)").bind(id).execute(pool).await.map(drop))
             .expect("insert a note");
@@ -91,20 +79,6 @@ impl Rig {
         let found: Option<i64> = on_pool!(self.store, read, pool => sqlx::query_scalar("SELECT id FROM notes WHERE id = $1").bind(id).fetch_optional(pool).await)
             .expect("read a note");
         found.is_some()
-    }
-
-    async fn pause_replay(&self) {
-        sqlx::query("SELECT pg_wal_replay_pause()")
-            .execute(&self.replica_sql)
-            .await
-            .expect("pause replay");
-    }
-
-    async fn resume_replay(&self) {
-        sqlx::query("SELECT pg_wal_replay_resume()")
-            .execute(&self.replica_sql)
-            .await
-            .expect("resume replay");
     }
 
     /// One request of caller `key`: runs `work` in its scope, then records its write.
@@ -138,13 +112,13 @@ async fn reads_go_to_a_healthy_replica_which_may_serve_stale_data_to_others() {
     );
     assert_eq!(after.primary, before.primary);
 
-    rig.pause_replay().await;
+    rig.replica.pause_replay().await;
     rig.write(2).await;
     assert!(
         !rig.sees(2).await,
         "an anonymous read is served by the paused replica, which has not replayed the write"
     );
-    rig.resume_replay().await;
+    rig.replica.resume_replay().await;
 }
 
 #[tokio::test]
@@ -152,7 +126,7 @@ async fn a_caller_reads_its_own_writes_while_others_read_the_replica() {
     let Some(rig) = Rig::start(Duration::from_secs(60)).await else {
         return;
     };
-    rig.pause_replay().await;
+    rig.replica.pause_replay().await;
 
     // Within the request that wrote, later reads see the write.
     let seen_in_request = rig
@@ -183,7 +157,7 @@ async fn a_caller_reads_its_own_writes_while_others_read_the_replica() {
     assert_eq!(rig.replicas().read_counts().replica, after.replica + 1);
 
     // Once the replica has replayed the write, the writer reads from it again.
-    rig.resume_replay().await;
+    rig.replica.resume_replay().await;
     rig.wait_in_rotation(true).await;
     let before = rig.replicas().read_counts();
     assert!(rig.request("writer", rig.sees(10)).await);
@@ -202,7 +176,7 @@ async fn a_lagging_or_stopped_replica_leaves_the_rotation_and_returns_when_caugh
         return;
     };
     // Lagging past the limit.
-    rig.pause_replay().await;
+    rig.replica.pause_replay().await;
     rig.write(20).await;
     rig.wait_for("the replica leaves the rotation for its lag", |status| {
         !status.in_rotation && status.lag > Duration::from_millis(100)
@@ -211,14 +185,13 @@ async fn a_lagging_or_stopped_replica_leaves_the_rotation_and_returns_when_caugh
     let before = rig.replicas().read_counts();
     assert!(rig.sees(20).await, "reads keep succeeding, on the primary");
     assert_eq!(rig.replicas().read_counts().primary, before.primary + 1);
-    rig.resume_replay().await;
+    rig.replica.resume_replay().await;
     rig.wait_in_rotation(true).await;
     let before = rig.replicas().read_counts();
     assert!(rig.sees(20).await);
     assert_eq!(rig.replicas().read_counts().replica, before.replica + 1);
 
     // Stopped.
-    rig.replica_sql.close().await;
     rig.replica.crash();
     rig.wait_in_rotation(false).await;
     rig.write(21).await;

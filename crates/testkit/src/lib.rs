@@ -253,7 +253,7 @@ impl PrivatePostgres {
     /// A streaming replica of this cluster (`pg_basebackup -R`, its own directory and
     /// port), started and accepting read-only connections. `None` (with one visible
     /// `skipped:` line) when `pg_basebackup` is not installed. Replay can be paused with
-    /// `SELECT pg_wal_replay_pause()` on the replica, and the replica stopped with
+    /// [`Self::pause_replay`], and the replica stopped with
     /// [`Self::crash`] and started again with [`Self::start_again`].
     pub async fn replica(&self) -> Option<Self> {
         if Command::new("pg_basebackup")
@@ -323,6 +323,52 @@ impl PrivatePostgres {
             .expect("run createdb");
         assert!(status.success(), "createdb {name}");
         self.url(name)
+    }
+
+    /// Runs `statement` with `psql` on database `postgres` and returns what it printed
+    /// (unaligned, without headers), trimmed; panics when psql fails.
+    pub async fn sql(&self, statement: &str) -> String {
+        let output = tokio::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-XAtq",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(["-c", statement])
+            .output()
+            .await
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql `{statement}` on port {}: {}",
+            self.port,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// The primary's current WAL insert position, in bytes: a replica that has replayed
+    /// this far holds everything written so far.
+    pub async fn wal_position(&self) -> u64 {
+        let lsn = self
+            .sql("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
+            .await;
+        lsn.parse().expect("a WAL position")
+    }
+
+    /// Pauses WAL replay on this replica: it keeps answering reads, with what it had.
+    pub async fn pause_replay(&self) {
+        self.sql("SELECT pg_wal_replay_pause()").await;
+    }
+
+    /// Resumes WAL replay on this replica.
+    pub async fn resume_replay(&self) {
+        self.sql("SELECT pg_wal_replay_resume()").await;
     }
 
     /// Whether the server accepts connections now.

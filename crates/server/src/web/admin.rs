@@ -17,7 +17,8 @@
 //! Someone signed out is sent to sign in and back; someone signed in without the admin
 //! role gets the 403 page.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use basis_auth::role::Role;
@@ -62,6 +63,20 @@ pub fn require_admin(visitor: &Visitor, uri: &Uri) -> Result<(), Response> {
             "Admins only",
             "This page is for administrators. If you need something done here, ask one.",
         )),
+    }
+}
+
+/// The visitor of an admin page, extracted only for an admin: anyone else gets the answer
+/// [`require_admin`] gives (sign-in and back, or the 403 page) before the handler runs.
+pub struct AdminVisitor(pub Visitor);
+
+impl FromRequestParts<AppState> for AdminVisitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let visitor = Visitor::from_request_parts(parts, state).await?;
+        require_admin(&visitor, &parts.uri)?;
+        Ok(Self(visitor))
     }
 }
 
@@ -201,10 +216,10 @@ pub fn cache_chart(caches: &[CacheFigures]) -> Markup {
 }
 
 /// `GET /admin`: the instance at a glance.
-pub async fn overview(State(state): State<AppState>, visitor: Visitor, uri: Uri) -> Response {
-    if let Err(answer) = require_admin(&visitor, &uri) {
-        return answer;
-    }
+pub async fn overview(
+    State(state): State<AppState>,
+    AdminVisitor(visitor): AdminVisitor,
+) -> Response {
     let figures = overview::read(&state).await;
     let now = state.clock.now_ms();
     let minutes = state.rate_limits.rejections.per_minute(now);

@@ -3,14 +3,14 @@
 //! `/admin/audit` itself: see [`super::admin`].
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 
-use super::admin::{paths, require_admin, section_nav};
+use super::admin::{AdminVisitor, paths, section_nav};
 use super::forms::{FormErrors, optional};
-use super::{page, session::Visitor};
+use super::page;
 use crate::admin::audit_log::events;
 use crate::state::AppState;
 
@@ -27,13 +27,9 @@ pub struct AuditQuery {
 /// `GET /admin/audit-log`.
 pub async fn show(
     State(state): State<AppState>,
-    visitor: Visitor,
-    uri: Uri,
+    AdminVisitor(visitor): AdminVisitor,
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(answer) = require_admin(&visitor, &uri) {
-        return answer;
-    }
     let Query(query) = query.unwrap_or_default();
     let (list, errors) = match events(&state, optional(&query.cursor), PAGE_SIZE).await {
         Ok(list) => (Some(list), FormErrors::none()),

@@ -6,14 +6,13 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use basis_ratelimit::Algorithm;
 use basis_ratelimit::http::{KeyKind, RuleConfig};
 use maud::{Markup, html};
 
-use super::admin::{paths, require_admin, section_nav, when};
-use super::session::Visitor;
+use super::admin::{AdminVisitor, paths, section_nav, when};
 use super::{charts, page};
 use crate::admin::rate_limits::{RING, Rejected};
 use crate::clock::to_datetime;
@@ -137,10 +136,7 @@ fn recent_table(recent: &[Rejected]) -> Markup {
 }
 
 /// `GET /admin/rate-limits`.
-pub async fn show(State(state): State<AppState>, visitor: Visitor, uri: Uri) -> Response {
-    if let Err(answer) = require_admin(&visitor, &uri) {
-        return answer;
-    }
+pub async fn show(State(state): State<AppState>, AdminVisitor(visitor): AdminVisitor) -> Response {
     let limits = &state.rate_limits;
     let minutes = limits.rejections.per_minute(state.clock.now_ms());
     let recent = limits.rejections.recent();

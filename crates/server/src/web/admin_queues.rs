@@ -10,9 +10,9 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::admin::{paths, queue_charts, require_admin, section_nav};
+use super::admin::{AdminVisitor, paths, queue_charts, require_admin, section_nav};
 use super::forms::{optional, token};
-use super::session::{Posted, Visitor, csrf_forms};
+use super::session::{Posted, csrf_forms};
 use super::{page, see_other};
 use crate::admin::queues::{self, DeadView};
 use crate::error::ApiError;
@@ -82,13 +82,9 @@ fn dead_table(dead: &[DeadView]) -> Markup {
 /// `GET /admin/job-queues`.
 pub async fn show(
     State(state): State<AppState>,
-    visitor: Visitor,
-    uri: Uri,
+    AdminVisitor(visitor): AdminVisitor,
     Query(query): Query<QueueQuery>,
 ) -> Response {
-    if let Err(answer) = require_admin(&visitor, &uri) {
-        return answer;
-    }
     let figures = match queues::figures(&state).await {
         Ok(figures) => figures,
         Err(err) => return page::failure(&visitor, err),
@@ -130,13 +126,9 @@ pub async fn show(
 /// `GET /admin/job-queues/dead/{id}`: one dead letter, with its replay button.
 pub async fn dead_letter(
     State(state): State<AppState>,
-    visitor: Visitor,
-    uri: Uri,
+    AdminVisitor(visitor): AdminVisitor,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(answer) = require_admin(&visitor, &uri) {
-        return answer;
-    }
     let dead = match queues::dead_letter(&state, &id).await {
         Ok(dead) => dead,
         Err(ApiError::NotFound) => return page::not_found_for(&visitor),
@@ -187,13 +179,9 @@ pub async fn replay(
 /// `GET /admin/job-queues/purge`: asks before purging (one queue's, or all).
 pub async fn confirm_purge(
     State(state): State<AppState>,
-    visitor: Visitor,
-    uri: Uri,
+    AdminVisitor(visitor): AdminVisitor,
     Query(query): Query<QueueQuery>,
 ) -> Response {
-    if let Err(answer) = require_admin(&visitor, &uri) {
-        return answer;
-    }
     let queue = optional(&query.queue);
     let figures = match queues::figures(&state).await {
         Ok(figures) => figures,

@@ -11,9 +11,9 @@ use basis_store::users::UserRow;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::admin::{paths, require_admin, section_nav, when};
+use super::admin::{AdminVisitor, paths, require_admin, section_nav, when};
 use super::forms::{Field, FormErrors, optional, token};
-use super::session::{Posted, Visitor, csrf_forms};
+use super::session::{Posted, csrf_forms};
 use super::{page, see_other};
 use crate::accounts::users::{self, ChangeUser};
 use crate::error::ApiError;
@@ -85,13 +85,9 @@ fn role_form(user: &UserRow, csrf: &str, q: Option<&str>) -> Markup {
 /// `GET /admin/users`.
 pub async fn list(
     State(state): State<AppState>,
-    visitor: Visitor,
-    uri: Uri,
+    AdminVisitor(visitor): AdminVisitor,
     query: Result<Query<UsersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    if let Err(answer) = require_admin(&visitor, &uri) {
-        return answer;
-    }
     let Query(query) = query.unwrap_or_default();
     let q = optional(&query.q);
     let cursor = optional(&query.cursor);

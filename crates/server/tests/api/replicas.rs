@@ -9,36 +9,22 @@ use std::time::Duration;
 
 use basis_store::replicas::Replicas;
 use basis_testkit::{PrivatePostgres, eventually};
-use sqlx::PgPool;
 
 use crate::accounts_support::PASSWORD;
 use crate::blog_support::post;
 use crate::helpers::{Engine, TestApp};
 
-/// A primary, its replica, and SQL access to both.
+/// A primary and its replica.
 struct Rig {
     primary: PrivatePostgres,
     replica: PrivatePostgres,
-    primary_sql: PgPool,
-    replica_sql: PgPool,
 }
 
 impl Rig {
     async fn start() -> Option<Self> {
         let primary = PrivatePostgres::start(0).await?;
         let replica = primary.replica().await?;
-        let primary_sql = PgPool::connect(&primary.url("postgres"))
-            .await
-            .expect("connect to the primary");
-        let replica_sql = PgPool::connect(&replica.url("postgres"))
-            .await
-            .expect("connect to the replica");
-        Some(Self {
-            primary,
-            replica,
-            primary_sql,
-            replica_sql,
-        })
+        Some(Self { primary, replica })
     }
 
     /// An app on a fresh database of the primary reading from the replica, with a lag limit
@@ -82,32 +68,14 @@ impl Rig {
     /// Waits until the replica has replayed everything written so far and `replicas` has
     /// seen it do so.
     async fn caught_up(&self, replicas: &Arc<Replicas>) {
-        let target: i64 =
-            sqlx::query_scalar("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
-                .fetch_one(&self.primary_sql)
-                .await
-                .expect("the primary's position");
+        let target = self.primary.wal_position().await;
         let reached = eventually(Duration::from_secs(30), || async {
             replicas.check().await;
             let status = &replicas.status()[0];
-            status.in_rotation && status.replayed_lsn >= target as u64
+            status.in_rotation && status.replayed_lsn >= target
         })
         .await;
         assert!(reached, "the replica catches up and is in rotation");
-    }
-
-    async fn pause_replay(&self) {
-        sqlx::query("SELECT pg_wal_replay_pause()")
-            .execute(&self.replica_sql)
-            .await
-            .expect("pause replay");
-    }
-
-    async fn resume_replay(&self) {
-        sqlx::query("SELECT pg_wal_replay_resume()")
-            .execute(&self.replica_sql)
-            .await
-            .expect("resume replay");
     }
 }
 
@@ -166,7 +134,7 @@ async fn a_writer_reads_its_write_at_once_while_others_read_the_lagging_replica(
     assert_eq!(ready["primary"]["node"], 2, "{ready}");
     assert_eq!(ready["primary"]["nodes"], 2, "{ready}");
     assert_eq!(ready["primary"]["leaderChanges"], 0, "{ready}");
-    rig.pause_replay().await;
+    rig.replica.pause_replay().await;
 
     let title = "Fresh from the primary";
     app.new_post(&ann, post(title)).await;
@@ -190,7 +158,7 @@ async fn a_writer_reads_its_write_at_once_while_others_read_the_lagging_replica(
         "his read went to the replica: {after_ann:?} → {after_bob:?}"
     );
 
-    rig.resume_replay().await;
+    rig.replica.resume_replay().await;
     let bob_sees = eventually(Duration::from_secs(30), || async {
         list_shows(&app, Some(&bob.access), title).await
     })
@@ -210,7 +178,7 @@ async fn a_write_made_with_one_credential_is_read_with_another_of_the_same_accou
     let ann = app.account("ann@example.com").await;
     let replicas = replicas(&app);
     rig.caught_up(&replicas).await;
-    rig.pause_replay().await;
+    rig.replica.pause_replay().await;
 
     let title = "Written with the first token";
     app.new_post(&ann, post(title)).await;
@@ -225,7 +193,7 @@ async fn a_write_made_with_one_credential_is_read_with_another_of_the_same_accou
         !list_shows(&app, None, title).await,
         "an anonymous reader reads the paused replica"
     );
-    rig.resume_replay().await;
+    rig.replica.resume_replay().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +229,7 @@ async fn with_redis_the_floor_follows_the_caller_to_another_instance() {
     let key = created["key"].as_str().expect("the key").to_owned();
     rig.caught_up(&replicas(&first)).await;
     rig.caught_up(&replicas(&second)).await;
-    rig.pause_replay().await;
+    rig.replica.pause_replay().await;
 
     // Ann writes through the first instance and reads through the second, which never saw
     // her write: only the floor kept in Redis sends her read to the primary.
@@ -287,5 +255,5 @@ async fn with_redis_the_floor_follows_the_caller_to_another_instance() {
         listed.contains("written-on-one"),
         "the floor reached the other instance: {listed}"
     );
-    rig.resume_replay().await;
+    rig.replica.resume_replay().await;
 }
