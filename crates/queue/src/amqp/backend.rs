@@ -29,13 +29,13 @@ pub(super) enum Key {
 impl Inner {
     /// Takes deduplication marker `marker` for job `id`, or learns which job holds it.
     /// Taking a marker that already names `id` changes nothing, so the enqueuer and the
-    /// claimer of a job may both take it.
-    pub(super) async fn take_key(&self, marker: &str, id: &str) -> Result<Key> {
+    /// claimer of a job may both take it; `claimed` says which one asks.
+    pub(super) async fn take_key(&self, marker: &str, id: &str, claimed: bool) -> Result<Key> {
         let expiry = self.config.dedup_expiry.as_millis() as u64;
         if let KeyStore::Postgres(pool) = &self.config.keys {
             let now = self.clock.now_ms();
             let expires = now.saturating_add(i64::try_from(expiry).unwrap_or(i64::MAX));
-            return keys::take(pool, marker, id, now, expires).await;
+            return keys::take(pool, marker, id, (now, expires), claimed).await;
         }
         // A refused declaration closes its channel, so each attempt uses a private one.
         let ch = self
@@ -122,7 +122,7 @@ impl Inner {
         short("queue", &marker)?;
         env.dedup = Some(marker.clone());
         self.publish_job(&env).await?;
-        Ok(match self.take_key(&marker, &env.id).await? {
+        Ok(match self.take_key(&marker, &env.id, false).await? {
             Key::Taken => Enqueued {
                 id: JobId(env.id),
                 duplicate: false,

@@ -53,29 +53,34 @@ pub(super) async fn install(pool: &PgPool, clock: &Arc<dyn Clock>) -> Result<()>
 
 /// Takes `marker` for job `id` until `expires_ms`, or learns which job holds it. An expired
 /// key is taken over.
+///
+/// `likely_held`: the caller expects the key to be held already (a claimed job, whose
+/// enqueuer took it). A live key then answers from a read, which commits nothing, so the
+/// claim costs no WAL flush; an enqueue, whose key is usually free, goes straight to the
+/// insert instead of paying for the read too.
 pub(super) async fn take(
     pool: &PgPool,
     marker: &str,
     id: &str,
-    now_ms: i64,
-    expires_ms: i64,
+    (now_ms, expires_ms): (i64, i64),
+    likely_held: bool,
 ) -> Result<Key> {
-    // A live key answers from a read, which commits nothing: the claimer of a job whose
-    // enqueuer took the key, and duplicates, cost no WAL flush.
-    let live: Option<(String, i64)> =
-        sqlx::query_as("SELECT job_id, expires_at FROM queue_amqp_keys WHERE marker = $1")
-            .bind(marker)
-            .fetch_optional(pool)
-            .await
-            .map_err(database)?;
-    if let Some((holder, expires_at)) = live
-        && expires_at >= now_ms
-    {
-        return Ok(if holder == id {
-            Key::Taken
-        } else {
-            Key::HeldBy(holder)
-        });
+    if likely_held {
+        let live: Option<(String, i64)> =
+            sqlx::query_as("SELECT job_id, expires_at FROM queue_amqp_keys WHERE marker = $1")
+                .bind(marker)
+                .fetch_optional(pool)
+                .await
+                .map_err(database)?;
+        if let Some((holder, expires_at)) = live
+            && expires_at >= now_ms
+        {
+            return Ok(if holder == id {
+                Key::Taken
+            } else {
+                Key::HeldBy(holder)
+            });
+        }
     }
     // The insert either takes the key or finds a holder; the holder is read in a later
     // statement when a concurrent taker committed it after this statement's snapshot.

@@ -139,7 +139,7 @@ impl Inner {
         if let Some(marker) = &env.dedup {
             // The key, taken here when its enqueuer could not (see `enqueue`). A copy whose
             // key another job holds is one its enqueuer was told is a duplicate: dropped.
-            match self.take_key(marker, &env.id).await {
+            match self.take_key(marker, &env.id, true).await {
                 Ok(Key::Taken) => {}
                 Ok(Key::HeldBy(holder)) => {
                     tracing::debug!(job = %env.id, %holder, "a duplicate of a keyed job dropped");
