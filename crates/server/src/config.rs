@@ -34,6 +34,13 @@ pub struct Config {
     )]
     pub database_replica_urls: Vec<String>,
 
+    /// A PostgreSQL database that holds a share of the links (repeatable, or comma-separated
+    /// in `BASIS_SHARD_URLS`): links and their clicks are spread over these by a map of 256
+    /// logical shards kept in the main database (`--database-url`, then the catalog), which
+    /// must be PostgreSQL. Empty: links stay in the main database.
+    #[arg(long = "shard-url", env = "BASIS_SHARD_URLS", value_delimiter = ',')]
+    pub shard_urls: Vec<String>,
+
     /// A replica lagging further behind the primary than this many milliseconds, or failing
     /// its health check, leaves the rotation until it catches up.
     #[arg(long, env = "BASIS_REPLICA_MAX_LAG_MS", default_value_t = 1000)]
@@ -158,6 +165,7 @@ impl Config {
             data_dir: data_dir.as_ref().to_path_buf(),
             database_url: None,
             database_replica_urls: Vec::new(),
+            shard_urls: Vec::new(),
             replica_max_lag_ms: 1000,
             db_pool_size: 16,
             slow_query_ms: 500,
@@ -205,6 +213,16 @@ impl Config {
     /// The replica URLs in effect (empty values dropped).
     pub fn replica_urls(&self) -> Vec<String> {
         self.database_replica_urls
+            .iter()
+            .map(|url| url.trim())
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The shard database URLs in effect (empty values dropped).
+    pub fn shard_urls(&self) -> Vec<String> {
+        self.shard_urls
             .iter()
             .map(|url| url.trim())
             .filter(|url| !url.is_empty())

@@ -192,7 +192,9 @@ impl ApiError {
 impl From<basis_store::Error> for ApiError {
     fn from(err: basis_store::Error) -> Self {
         match err {
-            basis_store::Error::Unavailable(_) => Self::Unavailable(err.to_string()),
+            basis_store::Error::Unavailable(_) | basis_store::Error::ShardUnavailable(..) => {
+                Self::Unavailable(err.to_string())
+            }
             basis_store::Error::Conflict(what) => {
                 Self::Conflict(format!("this {what} is already taken"))
             }
@@ -323,7 +325,9 @@ impl From<basis_cache::Error> for ApiError {
     fn from(err: basis_cache::Error) -> Self {
         match &err {
             basis_cache::Error::Load(cause) => match cause.downcast_ref::<basis_store::Error>() {
-                Some(basis_store::Error::Unavailable(_)) => Self::Unavailable(cause.to_string()),
+                Some(
+                    basis_store::Error::Unavailable(_) | basis_store::Error::ShardUnavailable(..),
+                ) => Self::Unavailable(cause.to_string()),
                 _ => Self::Internal(anyhow::anyhow!("{cause}")),
             },
             _ => Self::Internal(err.into()),

@@ -154,7 +154,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .migrate()
         .await
         .context("cannot migrate the database")?;
-    Ok(store)
+    let shards = config.shard_urls();
+    if shards.is_empty() {
+        return Ok(store);
+    }
+    let names = shards
+        .iter()
+        .map(|url| redact(url))
+        .collect::<Vec<_>>()
+        .join(", ");
+    store
+        .with_link_shards(&shards, &options)
+        .await
+        .with_context(|| format!("cannot spread the links over the shard databases {names}"))
 }
 
 /// A URL with any password replaced, fit for logs and error messages. A URL listing
@@ -409,17 +421,17 @@ impl Server {
             state.clone(),
             flusher_stopped.clone(),
         ));
-        // The outbox relay is background work: it runs where the workers run.
-        let relay = workers.is_some().then(|| {
-            tokio::spawn(
-                outbox::Relay::new(
-                    state.store.clone(),
-                    state.jobs.backend().clone(),
-                    state.clock.clone(),
-                )
-                .run(outbox::INTERVAL, flusher_stopped.clone()),
+        // The outbox relays are background work: they run where the workers run.
+        let relays = if workers.is_some() {
+            outbox::spawn_relays(
+                &state.store,
+                state.jobs.backend(),
+                &state.clock,
+                &flusher_stopped,
             )
-        });
+        } else {
+            Vec::new()
+        };
         // So is the sweep of webhook attempts a crash lost.
         let webhook_sweep = workers.is_some().then(|| {
             tokio::spawn(webhooks::jobs::sweep_periodically(
@@ -471,7 +483,7 @@ impl Server {
             let _ = ledger_runner.await;
             let _ = cross_recovery.await;
             let _ = shop_runner.await;
-            if let Some(relay) = relay {
+            for relay in relays {
                 let _ = relay.await;
             }
             if let Some(sweep) = webhook_sweep {

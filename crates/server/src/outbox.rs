@@ -220,6 +220,27 @@ impl Relay {
     }
 }
 
+/// Runs a relay on `store`'s outbox and, when links are sharded, one on each shard
+/// database's (each has its own outbox and lease), every [`INTERVAL`] until `stop`.
+pub fn spawn_relays(
+    store: &Store,
+    backend: &Arc<dyn Backend>,
+    clock: &Arc<dyn Clock>,
+    stop: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut outboxes = vec![store.clone()];
+    if let Some(shards) = store.link_shards() {
+        outboxes.extend(shards.layout().databases.iter().map(|d| d.store.clone()));
+    }
+    outboxes
+        .into_iter()
+        .map(|outbox| {
+            let relay = Relay::new(outbox, backend.clone(), clock.clone());
+            tokio::spawn(relay.run(INTERVAL, stop.clone()))
+        })
+        .collect()
+}
+
 /// Reads an event a consumer was handed; `None` for a payload that is not one.
 pub fn envelope(payload: &serde_json::Value) -> Option<Envelope> {
     serde_json::from_value(payload.clone()).ok()

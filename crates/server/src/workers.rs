@@ -293,10 +293,7 @@ pub async fn run_workers(
         }))
     });
     let (stop_relay, relay_stopped) = tokio::sync::watch::channel(false);
-    let relay = tokio::spawn(
-        crate::outbox::Relay::new(store.clone(), backend.clone(), ctx.clock.clone())
-            .run(crate::outbox::INTERVAL, relay_stopped),
-    );
+    let relays = crate::outbox::spawn_relays(&store, &backend, &ctx.clock, &relay_stopped);
     let webhook_sweep = ctx.webhooks.clone().map(|hooks| {
         tokio::spawn(webhooks::jobs::sweep_periodically(
             store.clone(),
@@ -308,7 +305,9 @@ pub async fn run_workers(
     tracing::info!(queue = backend.name(), queues = ?QUEUES, "worker running");
     let report = worker.run(shutdown).await;
     let _ = stop_relay.send(true);
-    let _ = relay.await;
+    for relay in relays {
+        let _ = relay.await;
+    }
     if let Some(sweep) = webhook_sweep {
         let _ = sweep.await;
     }

@@ -15,6 +15,14 @@ pub enum Error {
     /// The database URL could not be understood.
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
+    /// One shard database of the links could not be reached: only what it holds is missing.
+    /// Names the database (host, port and name, never a password).
+    #[error("the shard database {0} is unavailable, so the links it holds are missing: {1}")]
+    ShardUnavailable(String, #[source] sqlx::Error),
+    /// The shard databases given do not match the shard map in the catalog, or the map is
+    /// incomplete: refused at start, with what is wrong.
+    #[error("the link shards cannot be used: {0}")]
+    ShardMap(String),
     /// Migrations failed to apply.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

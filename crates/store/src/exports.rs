@@ -1,5 +1,6 @@
 //! Finished click exports of links (CSV), stored under their job's id so a second delivery
-//! of the job finds the export made. They go with their link (foreign key).
+//! of the job finds the export made. They go with their link (foreign key), on the link's
+//! shard database when links are sharded.
 
 use crate::{Result, Store, on_foreign_key, on_pool};
 
@@ -13,6 +14,7 @@ pub async fn insert(
     rows: i64,
     now: i64,
 ) -> Result<()> {
+    let store = &*store.link_home(link_id);
     on_pool!(store, write, pool => {
         sqlx::query(
             "INSERT INTO link_exports (id, link_id, csv, rows, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -30,8 +32,9 @@ pub async fn insert(
     .map_err(|e| on_foreign_key(e, "link"))
 }
 
-/// The number of data rows of export `id`, if it is stored.
-pub async fn rows(store: &Store, id: &str) -> Result<Option<i64>> {
+/// The number of data rows of export `id` of `link_id`, if it is stored.
+pub async fn rows(store: &Store, id: &str, link_id: i64) -> Result<Option<i64>> {
+    let store = &*store.link_home(link_id);
     Ok(on_pool!(store, read, pool => {
         sqlx::query_scalar("SELECT rows FROM link_exports WHERE id = $1")
             .bind(id)
@@ -42,6 +45,7 @@ pub async fn rows(store: &Store, id: &str) -> Result<Option<i64>> {
 
 /// The CSV of export `id`, if it is stored and belongs to `link_id`.
 pub async fn csv(store: &Store, id: &str, link_id: i64) -> Result<Option<String>> {
+    let store = &*store.link_home(link_id);
     Ok(on_pool!(store, read, pool => {
         sqlx::query_scalar("SELECT csv FROM link_exports WHERE id = $1 AND link_id = $2")
             .bind(id)

@@ -12,6 +12,8 @@
 //!   the pools follow whichever node is the primary, across failovers, without a restart.
 //! - [`replicas`]: streaming replicas of the PostgreSQL primary: which reads go to them,
 //!   their health and lag, and read-your-writes (a caller's read floor).
+//! - [`link_shards`]: links spread over several PostgreSQL databases by a map of 256
+//!   logical shards kept here (the catalog), and the routing of every links operation.
 //! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
 //! - [`links`]: the shortener's repository (links, their guards and click aggregates;
 //!   generated codes and click counts are not stored, see the module's doc).
@@ -67,6 +69,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod jobs;
 pub mod leader;
+pub mod link_shards;
 pub mod links;
 pub mod mail;
 pub mod mfa;
@@ -246,6 +249,9 @@ pub struct Store {
     replicas: Option<std::sync::Arc<replicas::Replicas>>,
     /// The cluster whose primary the pools follow, when the URL lists its nodes.
     leader: Option<std::sync::Arc<leader::Leader>>,
+    /// The databases the links are spread over, when they are sharded (this store is then
+    /// their catalog).
+    link_shards: Option<std::sync::Arc<link_shards::LinkShards>>,
 }
 
 impl Store {
@@ -340,6 +346,7 @@ impl Store {
             round_trips: Default::default(),
             replicas: replica_set,
             leader,
+            link_shards: None,
         })
     }
 
@@ -512,6 +519,12 @@ impl Store {
             Pools::Postgres { write, read } => {
                 if let Some(set) = &self.replicas {
                     set.close().await;
+                }
+                if let Some(shards) = &self.link_shards {
+                    for database in &shards.layout().databases {
+                        // Boxed: a shard's store is a store, and this is its close.
+                        Box::pin(database.store.close()).await;
+                    }
                 }
                 read.close().await;
                 write.close().await;

@@ -49,6 +49,29 @@ impl ShardMap {
         }
     }
 
+    /// The map that gives logical shard `s` to database `owner[s]`, over `databases`
+    /// databases. Refused, saying why, unless it names every one of the [`LOGICAL_SHARDS`]
+    /// shards exactly once and only databases below `databases`.
+    pub fn from_owners(owner: Vec<u16>, databases: u16) -> Result<Self, String> {
+        if owner.len() != usize::from(LOGICAL_SHARDS) {
+            return Err(format!(
+                "the map covers {} of the {LOGICAL_SHARDS} logical shards",
+                owner.len()
+            ));
+        }
+        if let Some((shard, db)) = owner.iter().enumerate().find(|(_, db)| **db >= databases) {
+            return Err(format!(
+                "logical shard {shard} is mapped to database {db}, but there are only {databases}"
+            ));
+        }
+        Ok(Self { owner, databases })
+    }
+
+    /// The database of each logical shard, by shard number.
+    pub fn owners(&self) -> &[u16] {
+        &self.owner
+    }
+
     /// How many databases the map spans.
     pub fn databases(&self) -> u16 {
         self.databases

@@ -204,10 +204,39 @@ pub struct DeletedLink {
     pub domain: Option<String>,
 }
 
+/// Deletes the links of `owner` from one database: `(id, alias, domain)` of each.
+async fn delete_links_of(
+    store: &Store,
+    owner: &str,
+) -> Result<Vec<(i64, Option<String>, Option<String>)>> {
+    let links = on_pool!(store, write, pool => {
+        sqlx::query_as("DELETE FROM links WHERE owner_id = $1 RETURNING id, alias, domain")
+            .bind(owner)
+            .fetch_all(pool)
+            .await
+    })?;
+    Ok(links)
+}
+
 /// Deletes the account; sessions, refresh tokens, keys, identities, avatars and jobs go with
 /// it (foreign keys), and so do the links it owns, in one transaction. Returns the deleted
 /// links, or `None` when there was no such account.
+///
+/// When links are sharded, the account's links are deleted from every shard database
+/// first (their aliases released), then the account: a failure in between leaves an account
+/// with fewer links, and deleting it again finishes the job.
 pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<DeletedLink>>> {
+    let mut sharded_links = Vec::new();
+    if store.link_shards().is_some() {
+        if find(store, id).await?.is_none() {
+            return Ok(None);
+        }
+        let parts = store
+            .on_each_link_database(|home| async move { delete_links_of(&home, id).await })
+            .await?;
+        sharded_links = parts.into_iter().flatten().collect();
+        crate::links::release_aliases(store, &sharded_links).await?;
+    }
     let links = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
@@ -226,6 +255,10 @@ pub async fn delete(store: &Store, id: &str) -> Result<Option<Vec<DeletedLink>>>
         }
         .await
     })?;
+    let links = links.map(|mut links| {
+        links.extend(sharded_links);
+        links
+    });
     Ok(links.map(|links| {
         links
             .into_iter()

@@ -181,7 +181,7 @@ pub async fn export(
             "rows": rows,
         })
     };
-    let existing = exports::rows(&ctx.store, &task.job_id)
+    let existing = exports::rows(&ctx.store, &task.job_id, task.link_id)
         .await
         .map_err(retry)?;
     if let Some(rows) = existing {

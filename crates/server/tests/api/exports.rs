@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use crate::accounts_support::assert_unauthorized;
 use crate::helpers::{CRAWLER, Engine, PHONE, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     an_export_job_serves_the_link_s_clicks_as_csv_to_its_owner,
     nobody_but_the_owner_or_an_admin_can_export_or_download,
 );

@@ -19,7 +19,13 @@ pub enum Engine {
     Sqlite,
     /// The URL of a PostgreSQL server where test databases may be created.
     Postgres(String),
+    /// PostgreSQL with the links spread over [`SHARDS`] shard databases of their own (all
+    /// on the server of this URL) and the main database as their catalog.
+    Sharded(String),
 }
+
+/// How many shard databases an [`Engine::Sharded`] app spreads its links over.
+pub const SHARDS: usize = 3;
 
 impl Engine {
     /// PostgreSQL, when `BASIS_TEST_POSTGRES_URL` is set; otherwise says so visibly.
@@ -39,7 +45,7 @@ impl Engine {
 
     /// A database URL of a brand-new, empty database (none for SQLite: the data dir decides).
     pub async fn fresh_database(&self) -> Option<String> {
-        let Engine::Postgres(admin_url) = self else {
+        let (Engine::Postgres(admin_url) | Engine::Sharded(admin_url)) = self else {
             return None;
         };
         let name = format!("basis_test_{:016x}", rand::random::<u64>());
@@ -81,6 +87,28 @@ macro_rules! on_both_engines {
     };
 }
 
+/// Runs each listed test function on SQLite, on PostgreSQL, and on PostgreSQL with the
+/// links spread over [`SHARDS`] shard databases: the API must behave the same whichever
+/// way its links are stored.
+#[macro_export]
+macro_rules! on_every_layout {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_engines!($($name),*);
+        mod sharded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some($crate::helpers::Engine::Postgres(url)) =
+                        $crate::helpers::Engine::postgres()
+                    {
+                        super::$name($crate::helpers::Engine::Sharded(url)).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 /// A running application.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -104,6 +132,12 @@ impl TestApp {
         let mut config = Config::with_data_dir(dir.path());
         config.listen = "127.0.0.1:0".parse().expect("an address");
         config.database_url = engine.fresh_database().await;
+        if let Engine::Sharded(_) = engine {
+            for _ in 0..SHARDS {
+                let url = engine.fresh_database().await.expect("a shard database");
+                config.shard_urls.push(url);
+            }
+        }
         config.db_pool_size = 4;
         // Clicks are written only by an explicit flush or a graceful stop, so counts in
         // tests never depend on timing.

@@ -6,9 +6,9 @@ use serde_json::{Value, json};
 
 use crate::accounts_support::assert_unauthorized;
 use crate::helpers::{Engine, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     a_bulk_request_creates_what_it_can_and_says_why_the_rest_failed,
     a_csv_upload_creates_links_and_names_the_lines_that_failed,
     a_thousand_links_are_created_in_one_request_and_all_redirect,

@@ -6,9 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{Engine, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     the_same_alias_lives_on_two_domains_and_each_host_finds_its_own,
     an_unknown_host_gets_the_fallback_redirect_or_404,
     the_same_alias_on_two_domains_is_read_changed_counted_and_deleted_by_domain,

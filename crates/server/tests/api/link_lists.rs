@@ -7,9 +7,9 @@ use serde_json::{Value, json};
 
 use crate::accounts_support::{Account, assert_unauthorized};
 use crate::helpers::{Engine, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     a_user_lists_only_their_own_links_newest_first_in_cursor_pages,
     an_admin_lists_another_owner_s_links_and_a_user_may_not,
     the_list_is_searched_in_url_alias_and_generated_code,

@@ -6,9 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{DESKTOP, Engine, PHONE, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     a_split_follows_its_weights_within_two_percent_over_ten_thousand_visitors,
     a_new_visitor_gets_a_cookie_and_keeps_its_destination,
     targets_send_devices_systems_and_languages_to_their_urls_first_match_winning,

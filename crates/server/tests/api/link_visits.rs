@@ -8,9 +8,9 @@ use serde_json::Value;
 
 use crate::accounts_support::{PASSWORD, assert_unauthorized};
 use crate::helpers::{CRAWLER, DESKTOP, Engine, PHONE, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     visits_are_written_by_the_click_worker_and_listed_newest_first_with_filters,
     the_csv_export_holds_every_visit_and_visits_past_their_days_are_pruned,
     the_visit_log_is_off_unless_configured,

@@ -4,9 +4,9 @@ use basis_store::on_pool;
 use serde_json::{Value, json};
 
 use crate::helpers::{CRAWLER, DESKTOP, Engine, PHONE, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     creating_a_link_returns_201_with_location_and_the_link,
     reuse_returns_a_plain_link_made_without_reuse_with_200,
     reuse_compares_the_full_url_after_the_hash,

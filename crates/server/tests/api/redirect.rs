@@ -4,9 +4,9 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::helpers::{CRAWLER, Engine, TestApp, assert_problem};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     a_link_redirects_with_its_status_and_a_short_private_cache_lifetime,
     head_redirects_without_counting_a_click,
     unknown_codes_are_404,

@@ -457,6 +457,27 @@ on_both_engines!(
     a_delivery_claimed_by_a_worker_that_died_is_attempted_once_its_lease_ends,
 );
 
+/// With the links on shard databases, their events are in the shards' outboxes: each has its
+/// relay, and the webhooks (in the catalog) still hear of every link's creation and clicks.
+mod sharded {
+    use crate::helpers::Engine;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deliveries_are_signed_and_retried_after_500s() {
+        if let Some(Engine::Postgres(url)) = Engine::postgres() {
+            super::deliveries_are_signed_and_retried_after_500s(Engine::Sharded(url)).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn clicks_are_batched_into_one_delivery_per_link_per_flush() {
+        if let Some(Engine::Postgres(url)) = Engine::postgres() {
+            super::clicks_are_batched_into_one_delivery_per_link_per_flush(Engine::Sharded(url))
+                .await
+        }
+    }
+}
+
 /// A pending delivery of a `link.deleted` event to `ann`'s endpoints, written as the
 /// fan-out writes it, with no job enqueued: the state a process leaves when it dies between
 /// the fan-out's commit and the enqueue. Returns the delivery's id.

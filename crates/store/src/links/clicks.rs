@@ -53,7 +53,56 @@ pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
     if batch.links.is_empty() && batch.visits.is_empty() {
         return Ok(0);
     }
-    Ok(apply(store, None, batch).await?.unwrap_or(0))
+    let applied = store
+        .on_link_homes(parts_of(batch), Part::link_id, |home, parts| async move {
+            let part = batch_of(parts);
+            Ok(apply(&home, None, &part, &Listeners::Webhooks)
+                .await?
+                .unwrap_or(0))
+        })
+        .await?;
+    Ok(applied.into_iter().sum())
+}
+
+/// One link's clicks or one visit of a batch, to split a batch by shard database.
+enum Part {
+    Clicks(LinkClicks),
+    Visit(super::Visit),
+}
+
+impl Part {
+    fn link_id(&self) -> i64 {
+        match self {
+            Part::Clicks(clicks) => clicks.link_id,
+            Part::Visit(visit) => visit.link_id,
+        }
+    }
+}
+
+fn parts_of(batch: &ClickBatch) -> Vec<Part> {
+    let clicks = batch.links.iter().cloned().map(Part::Clicks);
+    clicks
+        .chain(batch.visits.iter().cloned().map(Part::Visit))
+        .collect()
+}
+
+fn batch_of(parts: Vec<Part>) -> ClickBatch {
+    let mut batch = ClickBatch::default();
+    for part in parts {
+        match part {
+            Part::Clicks(clicks) => batch.links.push(clicks),
+            Part::Visit(visit) => batch.visits.push(visit),
+        }
+    }
+    batch
+}
+
+/// Whose clicks are announced as `link.clicked` events.
+enum Listeners {
+    /// The owners of a webhook asking for them, in the same database as the links.
+    Webhooks,
+    /// These owners (read from the catalog, where the webhooks are, when links are sharded).
+    Owners(HashSet<String>),
 }
 
 /// Applies a batch at most once: `batch_id` is recorded in the same transaction as the
@@ -66,13 +115,65 @@ pub async fn apply_clicks_once(
     now_ms: i64,
     batch: &ClickBatch,
 ) -> Result<Option<usize>> {
-    apply(store, Some((batch_id, now_ms)), batch).await
+    if store.link_shards().is_none() {
+        return apply(store, Some((batch_id, now_ms)), batch, &Listeners::Webhooks).await;
+    }
+    // Sharded: each shard database applies its part at most once (its own record of the
+    // batch), and the catalog records the batch once every part is in, which is what
+    // `applied_batches` reads. A retry after a partial failure applies only what is missing.
+    if !applied_batches(store, &[batch_id.to_owned()])
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let listeners = &Listeners::Owners(clicked_listeners(store).await?);
+    let applied = store
+        .on_link_homes(parts_of(batch), Part::link_id, |home, parts| async move {
+            let part = batch_of(parts);
+            apply(&home, Some((batch_id, now_ms)), &part, listeners).await
+        })
+        .await?;
+    let recorded = record_batch(store, batch_id, now_ms).await?;
+    // `None` when this delivery changed nothing: every part was in already.
+    let fresh = applied.iter().any(Option::is_some) || (recorded && applied.is_empty());
+    Ok(fresh.then(|| applied.into_iter().flatten().sum()))
+}
+
+/// Records `batch_id` as applied in `store`; `false` when it already was.
+async fn record_batch(store: &Store, batch_id: &str, now_ms: i64) -> Result<bool> {
+    let fresh = on_pool!(store, write, pool => {
+        sqlx::query(
+            "INSERT INTO click_batches_applied (batch_id, applied_at) VALUES ($1, $2) \
+             ON CONFLICT (batch_id) DO NOTHING",
+        )
+        .bind(batch_id)
+        .bind(now_ms)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
+    Ok(fresh == 1)
+}
+
+/// The owners with a webhook that asks for `link.clicked` events.
+async fn clicked_listeners(store: &Store) -> Result<HashSet<String>> {
+    let owners: Vec<String> = on_pool!(store, read, pool => {
+        sqlx::query_scalar(
+            "SELECT DISTINCT owner_id FROM webhooks \
+             WHERE (' ' || events || ' ') LIKE '% link.clicked %'",
+        )
+        .fetch_all(pool)
+        .await
+    })?;
+    Ok(owners.into_iter().collect())
 }
 
 async fn apply(
     store: &Store,
     once: Option<(&str, i64)>,
     batch: &ClickBatch,
+    listeners: &Listeners,
 ) -> Result<Option<usize>> {
     let applied = on_pool!(store, write, pool => {
         async {
@@ -167,15 +268,21 @@ async fn apply(
             // On the worker's path (`once`): one `link.clicked` outbox event per link of this
             // flush whose owner has a webhook asking for it (most have none, and nothing is
             // written), so a hot link makes one delivery per flush, never one per click.
-            if let Some((_, now_ms)) = once {
+            let nobody_listens = matches!(listeners, Listeners::Owners(owners) if owners.is_empty());
+            if let Some((_, now_ms)) = once.filter(|_| !nobody_listens) {
                 let clicked: Vec<&LinkClicks> =
                     batch.links.iter().filter(|l| present.contains(&l.link_id)).collect();
                 for chunk in clicked.chunks(EXISTENCE_CHUNK) {
                     let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+                    let heard_by = match listeners {
+                        Listeners::Webhooks => format!(
+                            "EXISTS (SELECT 1 FROM webhooks w WHERE w.owner_id = l.owner_id \
+                             AND (' ' || w.events || ' ') LIKE '% {LINK_CLICKED} %')"
+                        ),
+                        Listeners::Owners(_) => "l.owner_id IS NOT NULL".to_owned(),
+                    };
                     let sql = format!(
-                        "SELECT l.id, l.owner_id FROM links l WHERE l.id IN ({}) AND EXISTS \
-                         (SELECT 1 FROM webhooks w WHERE w.owner_id = l.owner_id \
-                         AND (' ' || w.events || ' ') LIKE '% {LINK_CLICKED} %')",
+                        "SELECT l.id, l.owner_id FROM links l WHERE l.id IN ({}) AND {heard_by}",
                         marks.join(", ")
                     );
                     let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
@@ -185,6 +292,10 @@ async fn apply(
                     let heard = query.fetch_all(&mut *tx).await?;
                     let events: Vec<NewEvent> = heard
                         .into_iter()
+                        .filter(|(_, owner)| match listeners {
+                            Listeners::Webhooks => true,
+                            Listeners::Owners(owners) => owners.contains(owner),
+                        })
                         .filter_map(|(id, owner)| {
                             let link = chunk.iter().find(|l| l.link_id == id)?;
                             let bots: i64 = link.days.iter().map(|d| d.2).sum();
@@ -233,8 +344,18 @@ pub async fn applied_batches(store: &Store, batch_ids: &[String]) -> Result<Vec<
 }
 
 /// Forgets applied-batch records older than `before_ms` (a batch is redelivered within
-/// minutes, never weeks, so old records only take space).
+/// minutes, never weeks, so old records only take space). Returns how many batches were
+/// forgotten; when links are sharded, the shard databases' records of their parts go too.
 pub async fn prune_applied_batches(store: &Store, before_ms: i64) -> Result<u64> {
+    if store.link_shards().is_some() {
+        store
+            .on_each_link_database(|home| async move { prune_batches_here(&home, before_ms).await })
+            .await?;
+    }
+    prune_batches_here(store, before_ms).await
+}
+
+async fn prune_batches_here(store: &Store, before_ms: i64) -> Result<u64> {
     let done = on_pool!(store, write, pool => {
         sqlx::query("DELETE FROM click_batches_applied WHERE applied_at < $1")
             .bind(before_ms)
@@ -304,6 +425,7 @@ pub fn add_to_day(days: &mut Vec<(i64, i64, i64)>, day: i64, humans: i64, bots: 
 
 /// The aggregates of link `id`: the last `days` days and the top `top` referrers.
 pub async fn stats(store: &Store, id: i64, days: i64, top: i64) -> Result<LinkStats> {
+    let store = &*store.link_home(id);
     let (days, bot_clicks, referrers, devices) = on_pool!(store, read, pool => {
         async {
             let per_day: Vec<(i64, i64, i64)> = sqlx::query_as(

@@ -77,7 +77,32 @@ fn contains_pattern(text: &str) -> String {
 }
 
 /// One page of a user's links with their stored human clicks.
+///
+/// Sharded, every shard database answers the same page and the pages are merged by the
+/// sort key and id: the first `limit` of the union are the first `limit` overall, since
+/// each shard's page holds its own first `limit`.
 pub async fn list(store: &Store, query: &LinkQuery) -> Result<Vec<CountedLink>> {
+    let pages = store
+        .on_each_link_database(|home| async move { list_here(&home, query).await })
+        .await?;
+    if pages.len() == 1 {
+        return Ok(pages.into_iter().flatten().collect());
+    }
+    let mut merged: Vec<CountedLink> = pages.into_iter().flatten().collect();
+    let key = |l: &CountedLink| match query.sort {
+        LinkSort::NewestFirst | LinkSort::OldestFirst => (l.row.created_at, l.row.id),
+        LinkSort::MostClicked | LinkSort::LeastClicked => (l.clicks, l.row.id),
+    };
+    merged.sort_by_key(key);
+    if query.sort.descending() {
+        merged.reverse();
+    }
+    merged.truncate(usize::try_from(query.limit).unwrap_or(0));
+    Ok(merged)
+}
+
+/// [`list`] on one database.
+async fn list_here(store: &Store, query: &LinkQuery) -> Result<Vec<CountedLink>> {
     let mut sql = Sql::new("");
     let owner = sql.bind(Bind::Text(query.owner_id.clone()));
     let mut inner = format!(
@@ -136,6 +161,22 @@ pub async fn list(store: &Store, query: &LinkQuery) -> Result<Vec<CountedLink>> 
 
 /// The tags of each of `ids`, as `(link id, tag)` ordered by link and tag.
 pub async fn tags_of(store: &Store, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+    let mut found: Vec<(i64, String)> = store
+        .on_link_homes(
+            ids.to_vec(),
+            |id| *id,
+            |home, ids| async move { tags_here(&home, &ids).await },
+        )
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// [`tags_of`] on one database.
+async fn tags_here(store: &Store, ids: &[i64]) -> Result<Vec<(i64, String)>> {
     let mut found = Vec::new();
     for chunk in ids.chunks(1000) {
         let mut sql = Sql::new("");
@@ -154,6 +195,20 @@ pub async fn tags_of(store: &Store, ids: &[i64]) -> Result<Vec<(i64, String)>> {
 
 /// The titles of those of `ids` that have one, as `(link id, title)`.
 pub async fn titles_of(store: &Store, ids: &[i64]) -> Result<Vec<(i64, String)>> {
+    Ok(store
+        .on_link_homes(
+            ids.to_vec(),
+            |id| *id,
+            |home, ids| async move { titles_here(&home, &ids).await },
+        )
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// [`titles_of`] on one database.
+async fn titles_here(store: &Store, ids: &[i64]) -> Result<Vec<(i64, String)>> {
     let mut found = Vec::new();
     for chunk in ids.chunks(1000) {
         let mut sql = Sql::new("");
@@ -172,6 +227,7 @@ pub async fn titles_of(store: &Store, ids: &[i64]) -> Result<Vec<(i64, String)>>
 
 /// Sets or (with `None`) removes the title of link `id`.
 pub async fn set_title(store: &Store, id: i64, title: Option<&str>) -> Result<()> {
+    let store = &*store.link_home(id);
     on_pool!(store, write, pool => {
         match title {
             Some(title) => sqlx::query(
@@ -195,6 +251,7 @@ pub async fn set_title(store: &Store, id: i64, title: Option<&str>) -> Result<()
 
 /// Replaces the tags of link `id` by `tags` (already normalised and without duplicates).
 pub async fn set_tags(store: &Store, id: i64, tags: &[String]) -> Result<()> {
+    let store = &*store.link_home(id);
     on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
@@ -229,6 +286,24 @@ pub struct TagStats {
 
 /// Every tag on `owner_id`'s links, by name, with its links and their stored human clicks.
 pub async fn tag_stats(store: &Store, owner_id: &str) -> Result<Vec<TagStats>> {
+    let parts = store
+        .on_each_link_database(|home| async move { tag_stats_here(&home, owner_id).await })
+        .await?;
+    let mut merged: std::collections::BTreeMap<String, TagStats> = Default::default();
+    for stats in parts.into_iter().flatten() {
+        let entry = merged.entry(stats.tag.clone()).or_insert(TagStats {
+            tag: stats.tag,
+            links: 0,
+            clicks: 0,
+        });
+        entry.links += stats.links;
+        entry.clicks += stats.clicks;
+    }
+    Ok(merged.into_values().collect())
+}
+
+/// [`tag_stats`] on one database.
+async fn tag_stats_here(store: &Store, owner_id: &str) -> Result<Vec<TagStats>> {
     let rows = on_pool!(store, read, pool => {
         sqlx::query_as::<_, TagStats>(
             "SELECT x.tag, CAST(COUNT(*) AS BIGINT) AS links, \
@@ -249,6 +324,16 @@ pub async fn tag_stats(store: &Store, owner_id: &str) -> Result<Vec<TagStats>> {
 /// Renames tag `from` to `to` on `owner_id`'s links (a link that had both keeps one);
 /// answers how many links carried `from`.
 pub async fn rename_tag(store: &Store, owner_id: &str, from: &str, to: &str) -> Result<u64> {
+    let parts = store
+        .on_each_link_database(
+            |home| async move { rename_tag_here(&home, owner_id, from, to).await },
+        )
+        .await?;
+    Ok(parts.into_iter().sum())
+}
+
+/// [`rename_tag`] on one database.
+async fn rename_tag_here(store: &Store, owner_id: &str, from: &str, to: &str) -> Result<u64> {
     let moved = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
@@ -279,15 +364,20 @@ pub async fn rename_tag(store: &Store, owner_id: &str, from: &str, to: &str) -> 
 
 /// Removes tag `tag` from `owner_id`'s links (the links stay); answers how many had it.
 pub async fn delete_tag(store: &Store, owner_id: &str, tag: &str) -> Result<u64> {
-    let gone = on_pool!(store, write, pool => {
-        sqlx::query(DELETE_TAG)
-            .bind(owner_id)
-            .bind(tag)
-            .execute(pool)
-            .await
-            .map(|done| done.rows_affected())
-    })?;
-    Ok(gone)
+    let parts = store
+        .on_each_link_database(|home| async move {
+            let gone = on_pool!(home, write, pool => {
+                sqlx::query(DELETE_TAG)
+                    .bind(owner_id)
+                    .bind(tag)
+                    .execute(pool)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
+            Ok(gone)
+        })
+        .await?;
+    Ok(parts.into_iter().sum())
 }
 
 /// Removes tag `$2` from the links of owner `$1`.
@@ -300,6 +390,9 @@ pub async fn taken_aliases(
     aliases: &[&str],
     domain: Option<&str>,
 ) -> Result<Vec<String>> {
+    if store.link_shards().is_some() {
+        return super::alias_index::taken(store, aliases, domain).await;
+    }
     let mut taken = Vec::new();
     for chunk in aliases.chunks(1000) {
         let mut sql = Sql::new("");

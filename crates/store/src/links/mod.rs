@@ -32,15 +32,26 @@
 //! `hashtext(long_url)`, which it computes itself. SQLite has no hash function, so this
 //! module writes [`url_hash`] into a `url_hash` column whenever it writes a URL.
 //!
+//! # Sharded links
+//!
+//! With shard databases ([`crate::link_shards`]), every function here routes: one link's
+//! operations go to the database of its logical shard, an alias is first looked up in the
+//! catalog's index ([`alias_index`]), and operations over many links ask every shard at once
+//! and merge. The `*_here` functions are the single-database versions they route to.
+//!
 //! # Elsewhere
 //!
 //! The per-day, per-referrer and per-device counters are in `clicks`, the visit log (rows
 //! written with the click batches) in `visits`, and the rows a migration could not finish
 //! in SQL (codes of 0004, URL hashes of 0006) in `migrated`; all are re-exported here.
 
+use std::borrow::Cow;
+use std::collections::HashSet;
+
 use crate::outbox::{self, NewEvent, OutboxConn};
 use crate::{Engine, Result, Store, on_pool, on_unique};
 
+mod alias_index;
 mod clicks;
 mod lists;
 mod migrated;
@@ -302,11 +313,72 @@ pub struct Extras {
 
 /// [`insert_many`], with the links' `extras` written in the same transaction: all of it or
 /// none.
+///
+/// Sharded, the aliases are claimed in the catalog first (a taken one refuses the whole and
+/// writes nothing), then each shard database writes its links in one transaction. When one
+/// of them fails, the links the others wrote are deleted again (announced as deleted) and
+/// the aliases released, so a refused batch leaves nothing behind.
 pub async fn insert_with(store: &Store, links: &[LinkRow], extras: &Extras) -> Result<()> {
-    let (tags, titles) = (&extras.tags, &extras.titles);
     if links.is_empty() {
         return Ok(());
     }
+    if store.link_shards().is_none() {
+        return insert_here(store, links, extras).await;
+    }
+    let aliased: Vec<&LinkRow> = links.iter().filter(|l| l.alias.is_some()).collect();
+    if !aliased.is_empty() {
+        alias_index::claim(store, &aliased).await?;
+    }
+    let written = store
+        .on_link_homes(
+            links.to_vec(),
+            |l| l.id,
+            |home, group| async move {
+                let ids: HashSet<i64> = group.iter().map(|l| l.id).collect();
+                let mine = |pairs: &[(i64, String)]| -> Vec<(i64, String)> {
+                    pairs
+                        .iter()
+                        .filter(|(id, _)| ids.contains(id))
+                        .cloned()
+                        .collect()
+                };
+                let extras = Extras {
+                    tags: mine(&extras.tags),
+                    titles: mine(&extras.titles),
+                };
+                insert_here(&home, &group, &extras).await
+            },
+        )
+        .await;
+    if let Err(err) = written {
+        let ids: Vec<i64> = links.iter().map(|l| l.id).collect();
+        let now = links.iter().map(|l| l.created_at).max().unwrap_or_default();
+        // Best effort: the error that matters is the one being returned.
+        let _ = store
+            .on_link_homes(
+                ids,
+                |id| *id,
+                |home, ids| async move {
+                    for id in ids {
+                        delete_here(&home, id, now).await?;
+                    }
+                    Ok(())
+                },
+            )
+            .await;
+        let claims: Vec<(i64, String, Option<String>)> = aliased
+            .iter()
+            .map(|l| (l.id, l.alias.clone().unwrap_or_default(), l.domain.clone()))
+            .collect();
+        let _ = alias_index::release(store, &claims).await;
+        return Err(err);
+    }
+    Ok(())
+}
+
+/// [`insert_with`] on one database.
+async fn insert_here(store: &Store, links: &[LinkRow], extras: &Extras) -> Result<()> {
+    let (tags, titles) = (&extras.tags, &extras.titles);
     let engine = store.engine();
     let hashed = stores_url_hash(store);
     let guarded: Vec<&LinkRow> = links.iter().filter(|l| l.is_guarded()).collect();
@@ -384,6 +456,28 @@ fn lookup<'a>(
     }
 }
 
+/// The database that would hold the link named by `key` on `domain`: this store unless
+/// links are sharded; `None` when the key is an alias nobody holds.
+async fn key_home<'s>(
+    store: &'s Store,
+    key: LinkKey<'_>,
+    domain: Option<&str>,
+) -> Result<Option<Cow<'s, Store>>> {
+    if store.link_shards().is_none() {
+        return Ok(Some(Cow::Borrowed(store)));
+    }
+    Ok(match key {
+        LinkKey::Id(id) => Some(store.link_home(id)),
+        LinkKey::Alias(alias) => alias_index::holder(store, alias, domain)
+            .await?
+            .map(|id| store.link_home(id)),
+        LinkKey::IdOrAlias(id, alias) => {
+            let holder = alias_index::holder(store, alias, domain).await?;
+            Some(store.link_home(holder.unwrap_or(id)))
+        }
+    })
+}
+
 /// The link named by `key` on the default domain (an alias) or anywhere (a generated code),
 /// if any.
 pub async fn find(store: &Store, key: LinkKey<'_>) -> Result<Option<LinkRow>> {
@@ -397,6 +491,10 @@ pub async fn find_in(
     key: LinkKey<'_>,
     domain: Option<&str>,
 ) -> Result<Option<LinkRow>> {
+    let Some(store) = key_home(store, key, domain).await? else {
+        return Ok(None);
+    };
+    let store = &*store;
     let (filter, id, alias, domain) = lookup(key, domain);
     let sql = format!("SELECT {LINK_COLUMNS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
     let row = on_pool!(store, read, pool => {
@@ -427,6 +525,10 @@ pub async fn find_counted_in(
     key: LinkKey<'_>,
     domain: Option<&str>,
 ) -> Result<Option<CountedLink>> {
+    let Some(store) = key_home(store, key, domain).await? else {
+        return Ok(None);
+    };
+    let store = &*store;
     let (filter, id, alias, domain) = lookup(key, domain);
     let sql =
         format!("SELECT {LINK_COLUMNS}, {STORED_CLICKS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
@@ -456,6 +558,22 @@ pub async fn find_reusable(
     owner_id: Option<&str>,
     domain: Option<&str>,
 ) -> Result<Option<CountedLink>> {
+    let found = store
+        .on_each_link_database(|home| async move {
+            find_reusable_here(&home, long_url, owner_id, domain).await
+        })
+        .await?;
+    // The oldest of the shards' candidates: the one a single database would have found.
+    Ok(found.into_iter().flatten().min_by_key(|l| l.row.id))
+}
+
+/// [`find_reusable`] on one database.
+async fn find_reusable_here(
+    store: &Store,
+    long_url: &str,
+    owner_id: Option<&str>,
+    domain: Option<&str>,
+) -> Result<Option<CountedLink>> {
     let (sql, hash) = reusable_query(store, long_url);
     let row = on_pool!(store, read, pool => {
         bind_reusable!(sqlx::query_as::<_, CountedLink>(&sql), long_url, owner_id, domain, hash)
@@ -474,8 +592,41 @@ const REUSE_LOCK_CLASS: i32 = 0x6C69_6E6B;
 /// two requests for a URL that has no link yet agree on one link rather than making two.
 /// SQLite has a single writer; PostgreSQL takes a transaction-scoped advisory lock on the
 /// URL's hash, so only requests for the same URL wait for each other.
+///
+/// Sharded, the catalog holds the same lock while every shard is asked and the link is
+/// written to its own.
 pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<bool> {
     debug_assert!(link.alias.is_none() && !link.is_guarded() && link.redirect_type == 301);
+    if store.link_shards().is_none() {
+        return insert_unless_reusable_here(store, link).await;
+    }
+    let mut lock = crate::link_shards::catalog_write(store).begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(REUSE_LOCK_CLASS)
+        .bind(&link.long_url)
+        .execute(&mut *lock)
+        .await?;
+    let found = find_reusable(
+        store,
+        &link.long_url,
+        link.owner_id.as_deref(),
+        link.domain.as_deref(),
+    )
+    .await?;
+    if found.is_none() {
+        insert_here(
+            &store.link_home(link.id),
+            std::slice::from_ref(link),
+            &Extras::default(),
+        )
+        .await?;
+    }
+    lock.commit().await?;
+    Ok(found.is_none())
+}
+
+/// [`insert_unless_reusable`] on one database.
+async fn insert_unless_reusable_here(store: &Store, link: &LinkRow) -> Result<bool> {
     let hashed = stores_url_hash(store);
     let (find_sql, hash) = reusable_query(store, &link.long_url);
     let insert_sql = links_insert(store.engine(), 1, hashed);
@@ -533,6 +684,7 @@ fn reusable_query(store: &Store, long_url: &str) -> (String, Option<i64>) {
 /// Replaces the mutable fields of link `id` in one transaction (its guards row is written,
 /// or deleted when no guard is left); `false` when no such link exists.
 pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool> {
+    let store = &*store.link_home(id);
     let hash = stores_url_hash(store).then(|| url_hash(&change.long_url));
     let sql = if hash.is_some() {
         "UPDATE links SET long_url = $2, redirect_type = $3, url_hash = $4 WHERE id = $1"
@@ -588,19 +740,45 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
 }
 
 /// Deletes link `id` with its guards and aggregates, announcing `link.deleted` in the same
-/// transaction; `false` when no such link exists.
+/// transaction; `false` when no such link exists. Sharded, its alias is released after.
 pub async fn delete(store: &Store, id: i64, now: i64) -> Result<bool> {
+    let gone = delete_here(&store.link_home(id), id, now).await?;
+    if store.link_shards().is_some()
+        && let Some((Some(alias), domain)) = &gone
+    {
+        alias_index::release(store, &[(id, alias.clone(), domain.clone())]).await?;
+    }
+    Ok(gone.is_some())
+}
+
+/// What [`delete_here`] reads of the row it deletes.
+#[derive(sqlx::FromRow)]
+struct DeletedRow {
+    id: i64,
+    alias: Option<String>,
+    long_url: String,
+    owner_id: Option<String>,
+    domain: Option<String>,
+}
+
+/// [`delete`] on one database: the deleted link's alias and domain, if it existed.
+async fn delete_here(
+    store: &Store,
+    id: i64,
+    now: i64,
+) -> Result<Option<(Option<String>, Option<String>)>> {
     let done = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
-            let gone: Option<(i64, Option<String>, String, Option<String>)> = sqlx::query_as(
-                "DELETE FROM links WHERE id = $1 RETURNING id, alias, long_url, owner_id",
+            let gone: Option<DeletedRow> = sqlx::query_as(
+                "DELETE FROM links WHERE id = $1 \
+                 RETURNING id, alias, long_url, owner_id, domain",
             )
             .bind(id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some((id, alias, long_url, owner_id)) = gone else {
-                return Ok::<_, sqlx::Error>(false);
+            let Some(DeletedRow { id, alias, long_url, owner_id, domain }) = gone else {
+                return Ok::<_, sqlx::Error>(None);
             };
             let event = NewEvent {
                 kind: LINK_DELETED,
@@ -612,11 +790,27 @@ pub async fn delete(store: &Store, id: i64, now: i64) -> Result<bool> {
             };
             outbox::append(&mut *tx, &event).await?;
             tx.commit().await?;
-            Ok(true)
+            Ok(Some((alias, domain)))
         }
         .await
     })?;
     Ok(done)
+}
+
+/// Releases the aliases of deleted links `(id, alias, domain)` in the catalog's index
+/// (nothing unless links are sharded).
+pub(crate) async fn release_aliases(
+    store: &Store,
+    gone: &[(i64, Option<String>, Option<String>)],
+) -> Result<()> {
+    if store.link_shards().is_none() {
+        return Ok(());
+    }
+    let claims: Vec<(i64, String, Option<String>)> = gone
+        .iter()
+        .filter_map(|(id, alias, domain)| Some((*id, alias.clone()?, domain.clone())))
+        .collect();
+    alias_index::release(store, &claims).await
 }
 
 /// The event kind announcing a new link.

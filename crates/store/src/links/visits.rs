@@ -81,6 +81,7 @@ pub(crate) fn insert_sql(engine: crate::Engine, rows: usize) -> String {
 
 /// One page of a link's visits, newest first.
 pub async fn list_visits(store: &Store, query: &VisitQuery) -> Result<Vec<Visit>> {
+    let store = &*store.link_home(query.link_id);
     let mut sql = Sql::new("");
     let link = sql.bind(Bind::Int(query.link_id));
     let mut text = format!(
@@ -147,6 +148,7 @@ pub async fn visit_breakdown(
     since_ms: i64,
     top: i64,
 ) -> Result<VisitBreakdown> {
+    let store = &*store.link_home(link_id);
     let found = on_pool!(store, read, pool => {
         async {
             let browsers: Vec<(String, i64)> = sqlx::query_as(
@@ -189,12 +191,17 @@ pub async fn visit_breakdown(
 
 /// Deletes the visits logged before `before_ms`; returns how many.
 pub async fn prune_visits(store: &Store, before_ms: i64) -> Result<u64> {
-    let done = on_pool!(store, write, pool => {
-        sqlx::query("DELETE FROM link_visits WHERE at < $1")
-            .bind(before_ms)
-            .execute(pool)
-            .await
-            .map(|d| d.rows_affected())
-    })?;
-    Ok(done)
+    let parts = store
+        .on_each_link_database(|home| async move {
+            let done = on_pool!(home, write, pool => {
+                sqlx::query("DELETE FROM link_visits WHERE at < $1")
+                    .bind(before_ms)
+                    .execute(pool)
+                    .await
+                    .map(|d| d.rows_affected())
+            })?;
+            Ok(done)
+        })
+        .await?;
+    Ok(parts.into_iter().sum())
 }

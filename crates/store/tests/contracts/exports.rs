@@ -1,9 +1,9 @@
 use basis_store::links::{self, LinkRow};
 use basis_store::{Error, Store, exports};
 
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     an_export_is_stored_once_under_its_job_and_read_only_with_its_link,
     an_export_goes_with_its_link,
 );
@@ -28,7 +28,7 @@ async fn link(store: &Store, id: i64) {
 async fn an_export_is_stored_once_under_its_job_and_read_only_with_its_link(store: &Store) {
     link(store, 1).await;
     link(store, 2).await;
-    assert_eq!(exports::rows(store, "job").await.unwrap(), None);
+    assert_eq!(exports::rows(store, "job", 1).await.unwrap(), None);
     exports::insert(store, "job", 1, "a,b\n", 1, 0)
         .await
         .unwrap();
@@ -36,7 +36,7 @@ async fn an_export_is_stored_once_under_its_job_and_read_only_with_its_link(stor
     exports::insert(store, "job", 1, "other\n", 9, 1)
         .await
         .unwrap();
-    assert_eq!(exports::rows(store, "job").await.unwrap(), Some(1));
+    assert_eq!(exports::rows(store, "job", 1).await.unwrap(), Some(1));
     assert_eq!(
         exports::csv(store, "job", 1).await.unwrap().as_deref(),
         Some("a,b\n")
@@ -53,5 +53,5 @@ async fn an_export_goes_with_its_link(store: &Store) {
     link(store, 1).await;
     exports::insert(store, "job", 1, "x\n", 1, 0).await.unwrap();
     assert!(links::delete(store, 1, 0).await.unwrap());
-    assert_eq!(exports::rows(store, "job").await.unwrap(), None);
+    assert_eq!(exports::rows(store, "job", 1).await.unwrap(), None);
 }

@@ -12,7 +12,9 @@ pub struct Db {
     /// The store.
     pub store: Store,
     _dir: Option<TempDir>,
-    postgres: Option<(String, String)>,
+    /// The PostgreSQL server's admin URL and the test's databases on it (the catalog and,
+    /// when links are sharded, the shard databases).
+    postgres: Option<(String, Vec<String>)>,
 }
 
 /// A store on a new SQLite file.
@@ -35,6 +37,44 @@ pub async fn sqlite() -> Db {
 /// A store on a new PostgreSQL database, or `None` (said once, visibly) when
 /// `BASIS_TEST_POSTGRES_URL` is not set.
 pub async fn postgres() -> Option<Db> {
+    let (admin, name) = new_database().await?;
+    let store = Store::connect(&database_url(&admin, &name), &ConnectOptions::default())
+        .await
+        .expect("connect to the test database");
+    Some(Db {
+        store,
+        _dir: None,
+        postgres: Some((admin, vec![name])),
+    })
+}
+
+/// A store on a new PostgreSQL catalog whose links live on `shards` new shard databases,
+/// or `None` when `BASIS_TEST_POSTGRES_URL` is not set.
+pub async fn sharded(shards: usize) -> Option<Db> {
+    let (admin, catalog) = new_database().await?;
+    let mut names = vec![catalog.clone()];
+    for _ in 0..shards {
+        names.push(new_database().await?.1);
+    }
+    let urls: Vec<String> = names[1..]
+        .iter()
+        .map(|name| database_url(&admin, name))
+        .collect();
+    let store = Store::connect(&database_url(&admin, &catalog), &ConnectOptions::default())
+        .await
+        .expect("connect to the catalog")
+        .with_link_shards(&urls, &ConnectOptions::default())
+        .await
+        .expect("open the shard databases");
+    Some(Db {
+        store,
+        _dir: None,
+        postgres: Some((admin, names)),
+    })
+}
+
+/// A new, migrated PostgreSQL database: the admin URL and the database's name.
+async fn new_database() -> Option<(String, String)> {
     let admin = match std::env::var("BASIS_TEST_POSTGRES_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => {
@@ -77,14 +117,7 @@ pub async fn postgres() -> Option<Db> {
         &format!("CREATE DATABASE {name} TEMPLATE {template}"),
     )
     .await;
-    let store = Store::connect(&database_url(&admin, &name), &ConnectOptions::default())
-        .await
-        .expect("connect to the test database");
-    Some(Db {
-        store,
-        _dir: None,
-        postgres: Some((admin, name)),
-    })
+    Some((admin, name))
 }
 
 impl Db {
@@ -92,12 +125,14 @@ impl Db {
     /// database, and every run its template, for `scripts/services.sh` to drop later).
     pub async fn finish(self) {
         self.store.close().await;
-        if let Some((admin, name)) = &self.postgres {
-            admin_statement(
-                admin,
-                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await;
+        if let Some((admin, names)) = &self.postgres {
+            for name in names {
+                admin_statement(
+                    admin,
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                )
+                .await;
+            }
         }
     }
 }
@@ -159,6 +194,38 @@ macro_rules! on_both_engines {
                 #[tokio::test]
                 async fn $name() {
                     if let Some(db) = $crate::harness::postgres().await {
+                        super::$name(&db.store).await;
+                        db.finish().await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each listed case on SQLite, on PostgreSQL, and on a PostgreSQL catalog with the
+/// links on one and on three shard databases: the cases of the links' repositories, which
+/// must keep their rules whether the links are in one database or spread over several.
+#[macro_export]
+macro_rules! on_every_layout {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_engines!($($name),*);
+        mod one_shard {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = $crate::harness::sharded(1).await {
+                        super::$name(&db.store).await;
+                        db.finish().await;
+                    }
+                }
+            )*
+        }
+        mod three_shards {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(db) = $crate::harness::sharded(3).await {
                         super::$name(&db.store).await;
                         db.finish().await;
                     }

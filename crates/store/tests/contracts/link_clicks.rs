@@ -8,9 +8,9 @@ use basis_store::links::{
 };
 
 use crate::links::{clicks, plain};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     a_click_batch_is_applied_once_and_only_to_links_that_exist,
     stats_order_days_and_referrers_and_stored_plus_pending_equals_stored_after,
     two_leasers_never_hand_out_the_same_id,

@@ -2,9 +2,9 @@ use basis_store::Store;
 use basis_store::links::{self, Extras, LinkQuery, LinkRow, LinkSort};
 
 use crate::links::plain;
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     a_list_holds_one_owner_s_links_in_keyset_pages,
     a_search_matches_url_and_alias_literally_and_a_tag_filters,
     a_link_s_extras_are_written_with_it_or_not_at_all,

@@ -2,9 +2,9 @@ use basis_store::links::{self, ClickBatch, LinkClicks, LinkKey, LinkRow, LinkUpd
 use basis_store::{Error, Store};
 
 use crate::harness::account;
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     a_link_is_found_by_the_key_it_was_made_with,
     an_alias_belongs_to_one_link_and_a_refused_batch_writes_nothing,
     reuse_finds_the_oldest_plain_link_of_the_same_owner,

@@ -5,9 +5,9 @@ use basis_store::users::{self, DeletedLink};
 use basis_store::{Error, Store, api_keys, avatars, jobs, oidc_logins, password_resets};
 
 use crate::harness::{account, user};
-use crate::on_both_engines;
+use crate::on_every_layout;
 
-on_both_engines!(
+on_every_layout!(
     an_email_belongs_to_one_account,
     accounts_are_listed_by_id_after_the_cursor,
     deleting_an_account_takes_everything_it_owns,
