@@ -260,6 +260,23 @@ enum AdminCommand {
         #[arg(long, env = "DATABASE_URL")]
         database_url: Option<String>,
     },
+    /// Add a shard database to sharded links and move its share of the logical shards to it
+    /// while the service runs; run it again to finish one that was stopped.
+    Reshard {
+        /// The PostgreSQL database that joins.
+        #[arg(long, value_name = "URL")]
+        add: String,
+        /// The catalog: the main database of the running service.
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The shard databases the service runs on now (repeatable, or comma-separated).
+        #[arg(long = "shard-url", env = "BASIS_SHARD_URLS", value_delimiter = ',')]
+        shard_urls: Vec<String>,
+        /// Seconds given to every running instance to reload the shard map before links
+        /// move to the new database, and before the moved ones leave the old.
+        #[arg(long, default_value_t = 2.0)]
+        settle_seconds: f64,
+    },
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -348,6 +365,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             database_url,
         }) => create_user(email, name, &role, data_dir, database_url).await,
+        Command::Admin(AdminCommand::Reshard {
+            add,
+            database_url,
+            shard_urls,
+            settle_seconds,
+        }) => reshard(add, database_url, shard_urls, settle_seconds).await,
         Command::Links(command) => links_command(command).await,
         Command::Ledger(LedgerCommand::Rebuild {
             data_dir,
@@ -515,6 +538,66 @@ async fn links_command(command: LinksCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `basis admin reshard --add`: moves the new database's share of the logical shards, with
+/// a line of progress per shard on standard error.
+async fn reshard(
+    add: String,
+    database_url: String,
+    shard_urls: Vec<String>,
+    settle_seconds: f64,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settle_seconds.is_finite() && settle_seconds >= 0.0,
+        "--settle-seconds must be a number of seconds"
+    );
+    let config = Config {
+        database_url: Some(database_url),
+        shard_urls,
+        ..Config::with_data_dir(std::path::Path::new("."))
+    };
+    let store = basis_server::open_store(&config).await?;
+    let options = basis_store::ConnectOptions {
+        max_connections: 4,
+        ..basis_store::ConnectOptions::default()
+    };
+    let summary = basis_store::reshard::add_database(
+        &store,
+        &add,
+        &options,
+        std::time::Duration::from_secs_f64(settle_seconds),
+        |p| {
+            let (shard, links, frozen) = p.last.unwrap_or_default();
+            let left = p
+                .time_left()
+                .map_or_else(|| "?".into(), |t| format!("{:.0} s", t.as_secs_f64()));
+            eprintln!(
+                "[{:>3}/{}] logical shard {shard:>3}: {links} links, writes held {} ms | \
+                 {} links and {} rows moved, {:.0} links/s, {left} left",
+                p.shards_done,
+                p.shards_total,
+                frozen.as_millis(),
+                p.links,
+                p.rows,
+                p.links_per_second(),
+            );
+        },
+    )
+    .await;
+    store.close().await;
+    let summary = summary?;
+    println!(
+        "shard database {} holds {} logical shards: {} links ({} rows) moved in {:.1} s, \
+         writes of one shard held at most {} ms",
+        summary.database,
+        summary.shards,
+        summary.progress.links,
+        summary.progress.rows,
+        summary.progress.elapsed.as_secs_f64(),
+        summary.longest_freeze.as_millis()
+    );
+    Ok(())
 }
 
 /// `basis admin create-user`: the way to make the first admin.

@@ -19,6 +19,11 @@ pub enum Error {
     /// Names the database (host, port and name, never a password).
     #[error("the shard database {0} is unavailable, so the links it holds are missing: {1}")]
     ShardUnavailable(String, #[source] sqlx::Error),
+    /// A write reached a shard database that a reshard has just moved the link's logical
+    /// shard away from (or is moving it): the writer reloads the map and tries again, and
+    /// this is what is left when the move did not finish in time.
+    #[error("the link's shard is being moved to another database; try again shortly")]
+    ShardMoved,
     /// The shard databases given do not match the shard map in the catalog, or the map is
     /// incomplete: refused at start, with what is wrong.
     #[error("the link shards cannot be used: {0}")]
@@ -33,6 +38,11 @@ pub enum Error {
 
 impl From<sqlx::Error> for Error {
     fn from(err: sqlx::Error) -> Self {
+        if let sqlx::Error::Decode(cause) = &err
+            && cause.is::<crate::link_shards::Moved>()
+        {
+            return Error::ShardMoved;
+        }
         match err {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed

@@ -14,22 +14,31 @@ pub async fn insert(
     rows: i64,
     now: i64,
 ) -> Result<()> {
-    let store = &*store.link_home(link_id);
-    on_pool!(store, write, pool => {
-        sqlx::query(
-            "INSERT INTO link_exports (id, link_id, csv, rows, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(id)
-        .bind(link_id)
-        .bind(csv)
-        .bind(rows)
-        .bind(now)
-        .execute(pool)
+    store
+        .retry_moved(|| async {
+            let store = &*store.link_home(link_id);
+            on_pool!(store, write, pool => {
+                async {
+                    let mut tx = pool.begin().await?;
+                    crate::guard_links!(store, tx, [link_id]);
+                    sqlx::query(
+                        "INSERT INTO link_exports (id, link_id, csv, rows, created_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(link_id)
+                    .bind(csv)
+                    .bind(rows)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await
+                }
+                .await
+            })
+            .map_err(|e| on_foreign_key(e, "link"))
+        })
         .await
-        .map(drop)
-    })
-    .map_err(|e| on_foreign_key(e, "link"))
 }
 
 /// The number of data rows of export `id` of `link_id`, if it is stored.

@@ -14,6 +14,8 @@
 //!   their health and lag, and read-your-writes (a caller's read floor).
 //! - [`link_shards`]: links spread over several PostgreSQL databases by a map of 256
 //!   logical shards kept here (the catalog), and the routing of every links operation.
+//! - [`reshard`]: adding a shard database while serving, moving its share of the logical
+//!   shards one at a time.
 //! - [`ids`]: block leasing of numeric ids, so instances never coordinate per request.
 //! - [`links`]: the shortener's repository (links, their guards and click aggregates;
 //!   generated codes and click counts are not stored, see the module's doc).
@@ -79,6 +81,7 @@ pub mod password_resets;
 pub mod posts;
 pub mod refresh_tokens;
 pub mod replicas;
+pub mod reshard;
 pub mod sessions;
 pub mod shards;
 mod sql;
@@ -252,6 +255,9 @@ pub struct Store {
     /// The databases the links are spread over, when they are sharded (this store is then
     /// their catalog).
     link_shards: Option<std::sync::Arc<link_shards::LinkShards>>,
+    /// Whether this store is a shard database of the links: its link writes then take the
+    /// guard of [`guard_links!`] against a reshard moving their logical shards.
+    guards_links: bool,
 }
 
 impl Store {
@@ -347,6 +353,7 @@ impl Store {
             replicas: replica_set,
             leader,
             link_shards: None,
+            guards_links: false,
         })
     }
 

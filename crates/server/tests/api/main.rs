@@ -15,6 +15,7 @@ mod link_bulk;
 mod link_codes;
 mod link_countries;
 mod link_domains;
+mod link_hot_keys;
 mod link_import;
 mod link_lists;
 mod link_preview;

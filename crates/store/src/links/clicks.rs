@@ -65,6 +65,7 @@ pub async fn apply_clicks(store: &Store, batch: &ClickBatch) -> Result<usize> {
 }
 
 /// One link's clicks or one visit of a batch, to split a batch by shard database.
+#[derive(Clone)]
 enum Part {
     Clicks(LinkClicks),
     Visit(super::Visit),
@@ -193,6 +194,11 @@ async fn apply(
                     return Ok(None);
                 }
             }
+            crate::guard_links!(
+                store,
+                tx,
+                batch.links.iter().map(|l| l.link_id).chain(batch.visits.iter().map(|v| v.link_id))
+            );
             // Clicks of links deleted since are dropped. A link deleted between this read
             // and the upserts below fails their foreign key: the transaction, batch record
             // included, rolls back and the batch is retried, without that link.

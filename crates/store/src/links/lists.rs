@@ -227,34 +227,51 @@ async fn titles_here(store: &Store, ids: &[i64]) -> Result<Vec<(i64, String)>> {
 
 /// Sets or (with `None`) removes the title of link `id`.
 pub async fn set_title(store: &Store, id: i64, title: Option<&str>) -> Result<()> {
-    let store = &*store.link_home(id);
+    store
+        .retry_moved(|| async { set_title_here(&store.link_home(id), id, title).await })
+        .await
+}
+
+/// [`set_title`] on one database.
+async fn set_title_here(store: &Store, id: i64, title: Option<&str>) -> Result<()> {
     on_pool!(store, write, pool => {
-        match title {
-            Some(title) => sqlx::query(
-                "INSERT INTO link_titles (link_id, title) VALUES ($1, $2) \
-                 ON CONFLICT (link_id) DO UPDATE SET title = excluded.title",
-            )
-            .bind(id)
-            .bind(title)
-            .execute(pool)
-            .await
-            .map(drop),
-            None => sqlx::query("DELETE FROM link_titles WHERE link_id = $1")
+        async {
+            let mut tx = pool.begin().await?;
+            crate::guard_links!(store, tx, [id]);
+            match title {
+                Some(title) => sqlx::query(
+                    "INSERT INTO link_titles (link_id, title) VALUES ($1, $2) \
+                     ON CONFLICT (link_id) DO UPDATE SET title = excluded.title",
+                )
                 .bind(id)
-                .execute(pool)
-                .await
-                .map(drop),
+                .bind(title)
+                .execute(&mut *tx)
+                .await?,
+                None => sqlx::query("DELETE FROM link_titles WHERE link_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?,
+            };
+            tx.commit().await
         }
+        .await
     })?;
     Ok(())
 }
 
 /// Replaces the tags of link `id` by `tags` (already normalised and without duplicates).
 pub async fn set_tags(store: &Store, id: i64, tags: &[String]) -> Result<()> {
-    let store = &*store.link_home(id);
+    store
+        .retry_moved(|| async { set_tags_here(&store.link_home(id), id, tags).await })
+        .await
+}
+
+/// [`set_tags`] on one database.
+async fn set_tags_here(store: &Store, id: i64, tags: &[String]) -> Result<()> {
     on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
+            crate::guard_links!(store, tx, [id]);
             sqlx::query("DELETE FROM link_tags WHERE link_id = $1")
                 .bind(id)
                 .execute(&mut *tx)

@@ -385,6 +385,7 @@ async fn insert_here(store: &Store, links: &[LinkRow], extras: &Extras) -> Resul
     on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
+            crate::guard_links!(store, tx, links.iter().map(|l| l.id));
             for chunk in links.chunks(ROWS_PER_INSERT) {
                 let sql = links_insert(engine, chunk.len(), hashed);
                 bind_links!(sqlx::query(&sql), chunk, hashed).execute(&mut *tx).await?;
@@ -491,6 +492,20 @@ pub async fn find_in(
     key: LinkKey<'_>,
     domain: Option<&str>,
 ) -> Result<Option<LinkRow>> {
+    let found = find_in_home(store, key, domain).await?;
+    if found.is_none() && store.refresh_link_shards().await? {
+        // A miss on a map that has just changed: the link may have moved.
+        return find_in_home(store, key, domain).await;
+    }
+    Ok(found)
+}
+
+/// [`find_in`] on the database the current map names.
+async fn find_in_home(
+    store: &Store,
+    key: LinkKey<'_>,
+    domain: Option<&str>,
+) -> Result<Option<LinkRow>> {
     let Some(store) = key_home(store, key, domain).await? else {
         return Ok(None);
     };
@@ -521,6 +536,19 @@ pub async fn find_counted(store: &Store, key: LinkKey<'_>) -> Result<Option<Coun
 
 /// [`find_counted`] on `domain` (`None`: the default one).
 pub async fn find_counted_in(
+    store: &Store,
+    key: LinkKey<'_>,
+    domain: Option<&str>,
+) -> Result<Option<CountedLink>> {
+    let found = find_counted_in_home(store, key, domain).await?;
+    if found.is_none() && store.refresh_link_shards().await? {
+        return find_counted_in_home(store, key, domain).await;
+    }
+    Ok(found)
+}
+
+/// [`find_counted_in`] on the database the current map names.
+async fn find_counted_in_home(
     store: &Store,
     key: LinkKey<'_>,
     domain: Option<&str>,
@@ -638,6 +666,7 @@ async fn insert_unless_reusable_here(store: &Store, link: &LinkRow) -> Result<bo
     let inserted = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
+            crate::guard_links!(store, tx, [link.id]);
             if store.engine() == Engine::Postgres {
                 sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
                     .bind(REUSE_LOCK_CLASS)
@@ -684,7 +713,13 @@ fn reusable_query(store: &Store, long_url: &str) -> (String, Option<i64>) {
 /// Replaces the mutable fields of link `id` in one transaction (its guards row is written,
 /// or deleted when no guard is left); `false` when no such link exists.
 pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool> {
-    let store = &*store.link_home(id);
+    store
+        .retry_moved(|| async { update_here(&store.link_home(id), id, change).await })
+        .await
+}
+
+/// [`update`] on one database.
+async fn update_here(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool> {
     let hash = stores_url_hash(store).then(|| url_hash(&change.long_url));
     let sql = if hash.is_some() {
         "UPDATE links SET long_url = $2, redirect_type = $3, url_hash = $4 WHERE id = $1"
@@ -700,6 +735,7 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
     let found = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
+            crate::guard_links!(store, tx, [id]);
             let mut query = sqlx::query(sql)
                 .bind(id)
                 .bind(&change.long_url)
@@ -742,7 +778,9 @@ pub async fn update(store: &Store, id: i64, change: &LinkUpdate) -> Result<bool>
 /// Deletes link `id` with its guards and aggregates, announcing `link.deleted` in the same
 /// transaction; `false` when no such link exists. Sharded, its alias is released after.
 pub async fn delete(store: &Store, id: i64, now: i64) -> Result<bool> {
-    let gone = delete_here(&store.link_home(id), id, now).await?;
+    let gone = store
+        .retry_moved(|| async { delete_here(&store.link_home(id), id, now).await })
+        .await?;
     if store.link_shards().is_some()
         && let Some((Some(alias), domain)) = &gone
     {
@@ -770,6 +808,7 @@ async fn delete_here(
     let done = on_pool!(store, write, pool => {
         async {
             let mut tx = pool.begin().await?;
+            crate::guard_links!(store, tx, [id]);
             let gone: Option<DeletedRow> = sqlx::query_as(
                 "DELETE FROM links WHERE id = $1 \
                  RETURNING id, alias, long_url, owner_id, domain",
