@@ -50,6 +50,12 @@ pub struct Config {
     #[arg(long, env = "BASIS_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: u32,
 
+    /// Memory SQLite may use in total, in MiB: its page caches (half to the writer, a
+    /// quarter shared by the readers), prepared statements and schemas. Ignored on
+    /// PostgreSQL.
+    #[arg(long, env = "BASIS_SQLITE_MEMORY_MB", default_value_t = 64)]
+    pub sqlite_memory_mb: u64,
+
     /// Log a warning with the SQL (never its bound values) and duration of every statement
     /// that runs at least this many milliseconds; 0 turns the slow-query log off.
     #[arg(long, env = "BASIS_SLOW_QUERY_MS", default_value_t = 500)]
@@ -168,6 +174,7 @@ impl Config {
             shard_urls: Vec::new(),
             replica_max_lag_ms: 1000,
             db_pool_size: 16,
+            sqlite_memory_mb: 64,
             slow_query_ms: 500,
             base_url: None,
             environment: Environment::Development,

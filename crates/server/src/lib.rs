@@ -136,6 +136,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let options = ConnectOptions {
         max_connections: config.db_pool_size,
         slow_statement: config.slow_statement(),
+        sqlite_memory_bytes: config.sqlite_memory_mb * 1024 * 1024,
         replicas,
         replica_max_lag: config.replica_max_lag(),
         ..ConnectOptions::default()

@@ -217,6 +217,9 @@ pub struct ConnectOptions {
     /// [`replicas::check_interval`]); without it, [`replicas::Replicas::check`] runs only
     /// when called.
     pub replica_checks: bool,
+    /// SQLite only: the heap all of SQLite may use in this process, page caches, prepared
+    /// statements and schemas together (see [`SqliteBudget`]). Ignored on PostgreSQL.
+    pub sqlite_memory_bytes: u64,
 }
 
 impl Default for ConnectOptions {
@@ -228,6 +231,45 @@ impl Default for ConnectOptions {
             replicas: Vec::new(),
             replica_max_lag: Duration::from_millis(1000),
             replica_checks: true,
+            sqlite_memory_bytes: SqliteBudget::DEFAULT_BYTES,
+        }
+    }
+}
+
+/// How SQLite's memory is split, so that it is bounded by one figure whatever the number
+/// of connections: a `cache_size` of its own per connection multiplied by the pool size
+/// (it was 32 MiB × 17 connections) has no useful bound.
+///
+/// The budget is also SQLite's process-wide soft heap limit: past it, SQLite recycles
+/// pages instead of allocating more, so statements and schemas count too. The writer gets
+/// half of it as page cache: in WAL mode its cache is the only one that stays warm (a
+/// reader's cache is emptied whenever another connection has committed since its last
+/// read). The readers share a quarter, and the last quarter is left for prepared
+/// statements (sqlx caches up to 100 per connection), schemas and transient allocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SqliteBudget {
+    /// The soft heap limit, in bytes.
+    pub total_bytes: u64,
+    /// The writer's page cache, in KiB.
+    pub writer_cache_kib: u64,
+    /// Each reader's page cache, in KiB.
+    pub reader_cache_kib: u64,
+}
+
+impl SqliteBudget {
+    /// The default budget: 64 MiB.
+    pub const DEFAULT_BYTES: u64 = 64 * 1024 * 1024;
+    /// No connection's page cache is made smaller than this (a B-tree descent plus its
+    /// neighbours): a budget too small for the pool is exceeded rather than starving it.
+    const MIN_CACHE_KIB: u64 = 256;
+
+    /// Splits `total_bytes` between one writer and `readers` readers.
+    pub fn split(total_bytes: u64, readers: u32) -> Self {
+        let kib = total_bytes / 1024;
+        Self {
+            total_bytes,
+            writer_cache_kib: (kib / 2).max(Self::MIN_CACHE_KIB),
+            reader_cache_kib: (kib / 4 / u64::from(readers.max(1))).max(Self::MIN_CACHE_KIB),
         }
     }
 }
@@ -316,6 +358,10 @@ impl Store {
             }
         } else if url.starts_with("sqlite:") {
             let (level, threshold) = options.slow_log();
+            let readers = options.max_connections.max(2);
+            let budget = SqliteBudget::split(options.sqlite_memory_bytes, readers);
+            // A negative cache_size is in KiB rather than pages.
+            let cache = |kib: u64| format!("-{kib}");
             let connect = SqliteConnectOptions::from_str(url)
                 .map_err(|e| Error::InvalidUrl(e.to_string()))?
                 .create_if_missing(true)
@@ -326,18 +372,41 @@ impl Store {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
                 .pragma("temp_store", "memory")
-                .pragma("cache_size", "-32768")
+                // Process-wide: every connection sets the same figure.
+                .pragma("soft_heap_limit", budget.total_bytes.to_string())
                 .log_slow_statements(level, threshold);
+            // A SQLite connection lives as long as its pool. Each one is a worker thread
+            // whose page cache glibc keeps in that thread's arena: when a connection is
+            // replaced, the old cache's memory is freed but stays resident, and the new one
+            // fills another arena (the soak lost 36 MiB per replaced writer). sqlx replaced
+            // connections in three ways: after 10 idle minutes, after 30 minutes, and
+            // whenever an acquire timed out or was cancelled while pinging the idle
+            // connection it had taken (a 5 s stall of the process was enough). An
+            // in-process connection has no network to test, so it is not pinged.
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect.clone())
+                .test_before_acquire(false)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .connect_with(
+                    connect
+                        .clone()
+                        .pragma("cache_size", cache(budget.writer_cache_kib)),
+                )
                 .await
                 .map_err(Error::Unavailable)?;
             let read = SqlitePoolOptions::new()
-                .max_connections(options.max_connections.max(2))
+                .max_connections(readers)
                 .acquire_timeout(options.acquire_timeout)
-                .connect_with(connect.read_only(true))
+                .test_before_acquire(false)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .connect_with(
+                    connect
+                        .read_only(true)
+                        .pragma("cache_size", cache(budget.reader_cache_kib)),
+                )
                 .await
                 .map_err(Error::Unavailable)?;
             Pools::Sqlite { write, read }
@@ -551,4 +620,120 @@ pub struct PoolUsage {
     pub write_size: u32,
     /// Idle connections in the write pool.
     pub write_idle: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn the_default_sqlite_budget_gives_the_writer_half_and_the_readers_a_quarter() {
+        let budget = SqliteBudget::split(SqliteBudget::DEFAULT_BYTES, 16);
+        assert_eq!(budget.writer_cache_kib, 32 * 1024);
+        assert_eq!(budget.reader_cache_kib, 1024);
+    }
+
+    #[test]
+    fn the_page_caches_stay_within_the_budget_down_to_the_smallest_useful_cache() {
+        // 64 readers get 256 KiB each from 64 MiB: the floor, not yet above it.
+        for readers in [1, 2, 16, 64] {
+            let budget = SqliteBudget::split(64 * MIB, readers);
+            let caches_kib = budget.writer_cache_kib + u64::from(readers) * budget.reader_cache_kib;
+            assert!(
+                caches_kib * 1024 <= 64 * MIB * 3 / 4,
+                "{readers} readers: {caches_kib} KiB of page cache"
+            );
+        }
+    }
+
+    #[test]
+    fn a_tiny_sqlite_budget_still_leaves_every_connection_a_working_cache() {
+        let budget = SqliteBudget::split(MIB, 16);
+        assert_eq!(budget.writer_cache_kib, 512);
+        assert_eq!(budget.reader_cache_kib, SqliteBudget::MIN_CACHE_KIB);
+    }
+
+    #[tokio::test]
+    async fn every_sqlite_connection_takes_its_share_of_the_budget() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let options = ConnectOptions {
+            max_connections: 4,
+            ..ConnectOptions::default()
+        };
+        let store = Store::connect(&Store::sqlite_url_in(dir.path()), &options)
+            .await
+            .expect("SQLite opens");
+        let Pools::Sqlite { write, read } = store.pools() else {
+            unreachable!("a sqlite URL opens SQLite")
+        };
+        let pragma = |pool: &SqlitePool, name: &'static str| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(&format!("PRAGMA {name}"))
+                    .fetch_one(&pool)
+                    .await
+                    .expect("pragma answers")
+            }
+        };
+        // Negative: KiB. 64 MiB: the writer 32 MiB, four readers sharing 16 MiB.
+        assert_eq!(pragma(write, "cache_size").await, -32 * 1024);
+        assert_eq!(pragma(read, "cache_size").await, -4 * 1024);
+        assert_eq!(pragma(read, "soft_heap_limit").await, 64 * MIB as i64);
+        store.close().await;
+    }
+
+    /// An acquire dropped before it finishes (a timed-out or cancelled request) must not
+    /// cost the pool its connection: a replaced SQLite connection leaves its page cache
+    /// resident in its dead thread's malloc arena (see `Store::connect`).
+    #[tokio::test]
+    async fn a_dropped_acquire_leaves_the_sqlite_connections_in_the_pool() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = Store::connect(
+            &Store::sqlite_url_in(dir.path()),
+            &ConnectOptions::default(),
+        )
+        .await
+        .expect("SQLite opens");
+        let Pools::Sqlite { write, read } = store.pools() else {
+            unreachable!("a sqlite URL opens SQLite")
+        };
+        for pool in [write, read] {
+            // The settings themselves: whether the poll below stops at a ping depends on
+            // how fast the connection's thread answers, so it can pass without them.
+            let settings = pool.options();
+            assert!(!settings.get_test_before_acquire());
+            assert_eq!(settings.get_max_lifetime(), None);
+            assert_eq!(settings.get_idle_timeout(), None);
+            sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .expect("query runs");
+            while pool.num_idle() == 0 {
+                tokio::task::yield_now().await;
+            }
+            let open = pool.size();
+            // One poll, then dropped: with a ping before handing out an idle connection,
+            // the poll stops at the ping and the drop closes the connection.
+            let mut acquire = std::pin::pin!(pool.acquire());
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let polled = std::future::Future::poll(acquire.as_mut(), &mut cx);
+            assert!(
+                polled.is_ready(),
+                "an idle connection is handed out at once"
+            );
+            drop(polled);
+            assert_eq!(pool.size(), open, "no connection was closed");
+            // Handing it back pings it on the connection's worker thread: wait for that.
+            for _ in 0..500 {
+                if pool.num_idle() == open as usize {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(pool.num_idle(), open as usize, "the connection went back");
+        }
+        store.close().await;
+    }
 }
