@@ -64,6 +64,22 @@ pub struct Health {
     /// takes writes now, as the store follows it through failovers.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub primary: Option<PrimaryHealth>,
+    /// With links sharded (`--shard-url`, readiness only): each shard database of the map,
+    /// in map order, and whether it answered. A shard database down never makes an
+    /// instance unready: it fails only the requests that need its links.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardHealth>,
+}
+
+/// A shard database of the links as readiness reports it: by its number in the map, not
+/// its address, as for replicas and the primary (the answer is public).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardHealth {
+    /// Its number in the shard map, from 0.
+    pub database: usize,
+    /// Whether it answered a ping in time.
+    pub up: bool,
 }
 
 /// The primary of a multi-host database URL as readiness reports it: by its position in the
@@ -102,11 +118,13 @@ pub async fn healthz() -> Json<Health> {
         status: "ok",
         replicas: Vec::new(),
         primary: None,
+        shards: Vec::new(),
     })
 }
 
-/// Readiness: the database answers. Also reports the read replicas' state and, with a
-/// multi-host database URL, which node is the primary.
+/// Readiness: the database answers. Also reports the read replicas' state, with a
+/// multi-host database URL which node is the primary, and with links sharded whether each
+/// shard database answers.
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
@@ -133,11 +151,33 @@ pub async fn readyz(State(state): State<Ops>) -> Result<Json<Health>, ApiError> 
         nodes: leader.node_count(),
         leader_changes: leader.changes(),
     });
+    let shards = check_shards(&state.store).await;
     Ok(Json(Health {
         status: "ready",
         replicas,
         primary,
+        shards,
     }))
+}
+
+/// Pings every shard database of the links at once, each within [`READY_TIMEOUT`] (none
+/// without sharding).
+async fn check_shards(store: &Store) -> Vec<ShardHealth> {
+    let Some(shards) = store.link_shards() else {
+        return Vec::new();
+    };
+    let layout = shards.layout();
+    let pings = layout
+        .databases
+        .iter()
+        .enumerate()
+        .map(|(number, database)| async move {
+            ShardHealth {
+                database: number,
+                up: check_store(&database.store).await.is_ok(),
+            }
+        });
+    futures_util::future::join_all(pings).await
 }
 
 /// Whether the database answers a ping within [`READY_TIMEOUT`]: what readiness checks,

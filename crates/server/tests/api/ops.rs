@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Engine, TestApp, assert_problem};
+use crate::helpers::{Engine, SHARDS, TestApp, assert_problem};
 use crate::on_both_engines;
 
 on_both_engines!(
@@ -90,6 +90,47 @@ async fn the_openapi_document_describes_every_route(engine: Engine) {
         assert!(create[status].is_object(), "POST /shorten lacks {status}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+}
+
+/// With links sharded, readiness lists every shard database (by number) and says whether it
+/// answers; one shard database down fails only its own links, never the instance's readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_each_shard_database_and_stays_ready_with_one_down() {
+    let Some(Engine::Postgres(url)) = Engine::postgres() else {
+        return;
+    };
+    let app = TestApp::spawn(&Engine::Sharded(url)).await;
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready");
+    let shards = ready["shards"]
+        .as_array()
+        .expect("a list of shard databases");
+    assert_eq!(shards.len(), SHARDS, "{ready}");
+    for (number, shard) in shards.iter().enumerate() {
+        assert_eq!(
+            shard,
+            &json!({"database": number, "up": true}),
+            "in map order, by number, never an address"
+        );
+    }
+
+    let layout = app.state.store.link_shards().unwrap().layout();
+    layout.databases[1].store.close().await;
+    let response = app.get("/readyz").await;
+    assert_eq!(
+        response.status(),
+        200,
+        "one shard down leaves the instance ready"
+    );
+    let ready: Value = response.json().await.unwrap();
+    let up: Vec<bool> = ready["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|shard| shard["up"].as_bool().unwrap())
+        .collect();
+    let expected: Vec<bool> = (0..SHARDS).map(|number| number != 1).collect();
+    assert_eq!(up, expected);
 }
 
 /// A request that outlives the configured timeout is answered 503 and stores nothing.
