@@ -101,7 +101,10 @@ reshard() { # reshard: the command, its progress on $WORK/reshard.log
 }
 ( sleep 5; if [ -n "$KILL_AFTER" ]; then
     reshard & pid=$!
-    until grep -q "^\[ *$KILL_AFTER/" "$WORK/reshard.log" 2>/dev/null; do sleep 0.05; done
+    until grep -q "^\[ *$KILL_AFTER/" "$WORK/reshard.log" 2>/dev/null; do
+      kill -0 "$pid" 2>/dev/null || { echo "the reshard ended before $KILL_AFTER shards" >&2; exit 1; }
+      sleep 0.05
+    done
     kill -9 "$pid"; wait "$pid" 2>/dev/null || true
     echo "killed the reshard (SIGKILL) after $KILL_AFTER shards; running it again" >>"$WORK/reshard.log"
   fi
