@@ -442,7 +442,7 @@ pub(crate) async fn open_shard(url: &str, number: u16, options: &ConnectOptions)
 /// Reloads `shards` from `catalog` if its layout version moved on.
 async fn refresh(catalog: &Store, shards: &LinkShards) -> Result<bool> {
     let version: i64 = sqlx::query_scalar("SELECT version FROM link_shard_layout")
-        .fetch_one(catalog_write(catalog))
+        .fetch_one(postgres_pool(catalog))
         .await?;
     if version == shards.version() {
         return Ok(false);
@@ -502,9 +502,10 @@ pub(crate) struct Catalog {
     pub(crate) version: i64,
 }
 
-/// The PostgreSQL write pool of the catalog, for the statements only PostgreSQL runs
-/// (arrays, `UNNEST`); the store is known to be PostgreSQL once links are sharded.
-pub(crate) fn catalog_write(store: &Store) -> &sqlx::PgPool {
+/// The PostgreSQL write pool of a store known to be PostgreSQL (the catalog once links are
+/// sharded, or a shard database), for the statements only PostgreSQL runs (arrays, `UNNEST`,
+/// `COPY`).
+pub(crate) fn postgres_pool(store: &Store) -> &sqlx::PgPool {
     match store.pools() {
         Pools::Postgres { write, .. } => write,
         Pools::Sqlite { .. } => unreachable!("the catalog is checked to be PostgreSQL"),
@@ -513,7 +514,7 @@ pub(crate) fn catalog_write(store: &Store) -> &sqlx::PgPool {
 
 /// The catalog's map, or `None` when no database was ever registered.
 pub(crate) async fn read_catalog(store: &Store) -> Result<Option<Catalog>> {
-    let pool = catalog_write(store);
+    let pool = postgres_pool(store);
     let mut tx = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         .execute(&mut *tx)
@@ -566,7 +567,7 @@ pub(crate) async fn read_catalog(store: &Store) -> Result<Option<Catalog>> {
 /// Registers `names` as databases 0, 1, … with the even map over them, unless another
 /// instance starting at the same moment did so first (the table lock orders them).
 async fn write_even_map(store: &Store, given: &[(String, &str)]) -> Result<()> {
-    let pool = catalog_write(store);
+    let pool = postgres_pool(store);
     let mut tx = pool.begin().await?;
     sqlx::query("LOCK TABLE link_shard_databases IN EXCLUSIVE MODE")
         .execute(&mut *tx)
@@ -575,10 +576,7 @@ async fn write_even_map(store: &Store, given: &[(String, &str)]) -> Result<()> {
         .fetch_one(&mut *tx)
         .await?;
     if registered == 0 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
+        let now = now_ms();
         for (number, (name, url)) in given.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO link_shard_databases (database, name, url, added_at) \
@@ -602,12 +600,28 @@ async fn write_even_map(store: &Store, given: &[(String, &str)]) -> Result<()> {
         .bind(&owners)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE link_shard_layout SET version = version + 1")
-            .execute(&mut *tx)
-            .await?;
+        bump_layout_version(&mut tx).await?;
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Moves the catalog's layout version on, in the transaction that changed the databases or
+/// the map, so every instance reloads them.
+pub(crate) async fn bump_layout_version(tx: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    sqlx::query("UPDATE link_shard_layout SET version = version + 1")
+        .execute(tx)
+        .await
+        .map(drop)
+}
+
+/// The wall-clock time in Unix milliseconds, for the catalog's records of when things
+/// happened (never for a decision).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
 }
 
 /// Moves the outbox id sequence of a shard database up to `base`, unless it is there already.
@@ -620,7 +634,7 @@ async fn reserve_outbox_ids(store: &Store, base: i64) -> Result<()> {
                     = pg_get_serial_sequence('outbox', 'id')::regclass) < $1",
     )
     .bind(base)
-    .execute(catalog_write(store))
+    .execute(postgres_pool(store))
     .await?;
     Ok(())
 }

@@ -43,10 +43,11 @@ use futures_util::TryStreamExt as _;
 use sqlx::{Connection as _, PgConnection};
 
 use crate::link_shards::{
-    SHARD_LOCK_CLASS, catalog_write, database_name, open_shard, read_catalog,
+    SHARD_LOCK_CLASS, bump_layout_version, database_name, now_ms, open_shard, postgres_pool,
+    read_catalog,
 };
 use crate::shards::logical_shard;
-use crate::{ConnectOptions, Error, Pools, Result, Store};
+use crate::{ConnectOptions, Error, Result, Store};
 
 /// The tables that hang off a link by `link_id`, parents first, and the columns copied
 /// (`None`: all of them). A visit's own id is a sequence of its database, so it is renumbered.
@@ -141,7 +142,7 @@ pub async fn add_database(
     let moves: Vec<(i16, i16, bool)> = sqlx::query_as(
         "SELECT logical_shard, from_database, done FROM link_shard_moves ORDER BY logical_shard",
     )
-    .fetch_all(catalog_write(catalog))
+    .fetch_all(postgres_pool(catalog))
     .await?;
     let started = Instant::now();
     let mut report = Progress {
@@ -191,7 +192,7 @@ pub async fn add_database(
 /// Registers the database named `name` and plans its moves, unless an earlier run did:
 /// its number, and whether it was registered just now.
 async fn plan(catalog: &Store, name: &str, url: &str) -> Result<(u16, bool)> {
-    let pool = catalog_write(catalog);
+    let pool = postgres_pool(catalog);
     let mut tx = pool.begin().await?;
     sqlx::query("LOCK TABLE link_shard_databases IN EXCLUSIVE MODE")
         .execute(&mut *tx)
@@ -263,19 +264,9 @@ async fn plan(catalog: &Store, name: &str, url: &str) -> Result<(u16, bool)> {
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE link_shard_layout SET version = version + 1")
-        .execute(&mut *tx)
-        .await?;
+    bump_layout_version(&mut tx).await?;
     tx.commit().await?;
     Ok((number, true))
-}
-
-/// The PostgreSQL pool of a store.
-fn pg(store: &Store) -> &sqlx::PgPool {
-    match store.pools() {
-        Pools::Postgres { write, .. } => write,
-        Pools::Sqlite { .. } => unreachable!("shard databases are PostgreSQL"),
-    }
 }
 
 /// Moves logical shard `shard` from `source` to `target` (database `number`): the links
@@ -289,7 +280,7 @@ async fn move_shard(
 ) -> Result<(u64, u64, Duration)> {
     // A connection of its own, not the pool's: if this process dies or this future is
     // dropped, the connection closes and the server lets the lock go with it.
-    let mut held = PgConnection::connect_with(&pg(source).connect_options()).await?;
+    let mut held = PgConnection::connect_with(&postgres_pool(source).connect_options()).await?;
     sqlx::query("SELECT pg_advisory_lock($1, $2)")
         .bind(SHARD_LOCK_CLASS)
         .bind(i32::from(shard))
@@ -307,7 +298,7 @@ async fn move_shard(
         .await?;
         let ids = ids_of_shards(&mut held, &[shard]).await?;
         let rows = copy_links(&mut held, target, &ids).await?;
-        let mut tx = catalog_write(catalog).begin().await?;
+        let mut tx = postgres_pool(catalog).begin().await?;
         sqlx::query("UPDATE link_shard_map SET database = $2 WHERE logical_shard = $1")
             .bind(shard as i16)
             .bind(number as i16)
@@ -324,9 +315,7 @@ async fn move_shard(
         .bind(now_ms())
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE link_shard_layout SET version = version + 1")
-            .execute(&mut *tx)
-            .await?;
+        bump_layout_version(&mut tx).await?;
         tx.commit().await?;
         Ok::<_, Error>((ids.len() as u64, rows))
     }
@@ -360,7 +349,7 @@ fn id_array(ids: &[i64]) -> String {
 /// Copies links `ids` with their rows from the database of `source` to `target` in one
 /// transaction, replacing what `target` holds of them; returns the rows copied.
 async fn copy_links(source: &mut PgConnection, target: &Store, ids: &[i64]) -> Result<u64> {
-    let mut tx = pg(target).begin().await?;
+    let mut tx = postgres_pool(target).begin().await?;
     let ids_sql = id_array(ids);
     // Whatever an interrupted attempt copied goes first (its children by cascade).
     sqlx::query(&format!("DELETE FROM links WHERE id = ANY({ids_sql})"))
@@ -417,7 +406,7 @@ async fn clean_up(catalog: &Store, moves: &[(i16, i16, bool)]) -> Result<()> {
             .filter(|m| m.1 == from)
             .map(|m| m.0 as u16)
             .collect();
-        let mut conn = pg(&database.store).acquire().await?;
+        let mut conn = postgres_pool(&database.store).acquire().await?;
         let stale = ids_of_shards(&mut conn, &gone).await?;
         for chunk in stale.chunks(5000) {
             sqlx::query(&format!(
@@ -429,14 +418,7 @@ async fn clean_up(catalog: &Store, moves: &[(i16, i16, bool)]) -> Result<()> {
         }
     }
     sqlx::query("DELETE FROM link_shard_moves")
-        .execute(catalog_write(catalog))
+        .execute(postgres_pool(catalog))
         .await?;
     Ok(())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or_default()
 }

@@ -47,6 +47,12 @@ async fn stored_clicks(store: &Store, id: i64) -> i64 {
         .map_or(-1, |l| l.clicks)
 }
 
+/// The stores of `store`'s shard databases, in map order, to read them one by one.
+fn shard_stores(store: &Store) -> Vec<Store> {
+    let layout = store.link_shards().expect("sharded").layout();
+    layout.databases.iter().map(|d| d.store.clone()).collect()
+}
+
 /// How many of the databases of `stores` hold each id.
 async fn copies(stores: &[Store]) -> HashMap<i64, usize> {
     let mut seen = HashMap::new();
@@ -194,14 +200,7 @@ async fn a_reshard_from_two_to_three_databases_under_load_loses_and_duplicates_n
 
     // Both instances follow the new map; every acknowledged link is in exactly one place.
     writer.refresh_link_shards().await.unwrap();
-    let raw: Vec<Store> = writer
-        .link_shards()
-        .unwrap()
-        .layout()
-        .databases
-        .iter()
-        .map(|d| d.store.clone())
-        .collect();
+    let raw = shard_stores(&writer);
     assert_eq!(raw.len(), 3);
     let ledger = ledger.lock().await;
     let placed = copies(&raw).await;
@@ -322,14 +321,7 @@ async fn a_reshard_stopped_half_way_is_finished_by_running_it_again() {
     again.close().await;
 
     service.refresh_link_shards().await.unwrap();
-    let raw: Vec<Store> = service
-        .link_shards()
-        .unwrap()
-        .layout()
-        .databases
-        .iter()
-        .map(|d| d.store.clone())
-        .collect();
+    let raw = shard_stores(&service);
     let placed = copies(&raw).await;
     assert_eq!(placed.len(), 1502, "no link lost, none extra");
     assert!(placed.values().all(|n| *n == 1), "no link in two databases");

@@ -10,7 +10,7 @@
 //!
 //! Used only when links are sharded ([`crate::Store::link_shards`]).
 
-use crate::link_shards::catalog_write;
+use crate::link_shards::postgres_pool;
 use crate::sql::{Bind, Sql, bind_all};
 use crate::{Result, Store, on_unique};
 
@@ -24,7 +24,7 @@ fn domain_key(domain: Option<&str>) -> &str {
 /// Claims the aliases of `links` (each with an alias) for them, all or none: one taken
 /// alias is [`crate::Error::Conflict`]`("alias")` and claims nothing.
 pub(crate) async fn claim(catalog: &Store, links: &[&LinkRow]) -> Result<()> {
-    let pool = catalog_write(catalog);
+    let pool = postgres_pool(catalog);
     let mut tx = pool.begin().await?;
     for chunk in links.chunks(super::ROWS_PER_INSERT) {
         let sql = format!(
@@ -67,7 +67,7 @@ pub(crate) async fn release(
     .bind(&ids)
     .bind(&aliases)
     .bind(&domains)
-    .execute(catalog_write(catalog))
+    .execute(postgres_pool(catalog))
     .await?;
     Ok(())
 }

@@ -628,7 +628,7 @@ pub async fn insert_unless_reusable(store: &Store, link: &LinkRow) -> Result<boo
     if store.link_shards().is_none() {
         return insert_unless_reusable_here(store, link).await;
     }
-    let mut lock = crate::link_shards::catalog_write(store).begin().await?;
+    let mut lock = crate::link_shards::postgres_pool(store).begin().await?;
     sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
         .bind(REUSE_LOCK_CLASS)
         .bind(&link.long_url)
