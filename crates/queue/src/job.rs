@@ -13,6 +13,18 @@ impl std::fmt::Display for JobId {
     }
 }
 
+/// One message of [`crate::Backend::publish_many`]: each subscriber group's queue gets a job
+/// of this kind and payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// What happened; the kind of the jobs it becomes.
+    pub kind: String,
+    /// The data the subscribers receive.
+    pub payload: serde_json::Value,
+    /// The W3C `traceparent` of the trace it continues; `None` takes the publish's own.
+    pub traceparent: Option<String>,
+}
+
 /// A job to add.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewJob {

@@ -47,6 +47,7 @@ pub mod metrics;
 pub mod postgres;
 pub mod reply;
 pub mod sqlite;
+mod topic;
 pub mod trace;
 mod wake;
 pub mod worker;
@@ -54,11 +55,13 @@ pub mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 pub use basis_clock::{Clock, ManualClock, SystemClock};
 pub use batch::Ack;
 pub use handler::{Handler, JobError, handler_fn};
 pub use job::{
-    ClaimedJob, DeadJob, Enqueued, JobId, JobInfo, JobStatus, Lease, NewJob, QueueStats,
+    ClaimedJob, DeadJob, Enqueued, JobId, JobInfo, JobStatus, Lease, Message, NewJob, QueueStats,
 };
 
 /// The errors a queue operation can end in.
@@ -177,6 +180,35 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Publishes a message to every subscriber group of `topic`; returns how many groups.
     async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize>;
+
+    /// Publishes `messages` to `topic` in order, each as [`Backend::publish`] would; returns
+    /// how many went out. A message whose kind no job could have refuses the whole call
+    /// before anything is sent. The SQL engines write all of them in one statement (all or
+    /// none).
+    /// The default publishes one by one and stops at the first failure, which it returns
+    /// only when nothing went out, so a caller can retry from the first message not sent.
+    async fn publish_many(&self, topic: &str, messages: &[Message]) -> Result<usize> {
+        topic::validate_all(topic, messages)?;
+        for (sent, m) in messages.iter().enumerate() {
+            // A message with a context of its own is published in a span that continues it.
+            let span = match &m.traceparent {
+                Some(parent) => {
+                    let span = tracing::debug_span!(target: "basis_queue::trace", "publish");
+                    trace::continue_trace(&span, parent);
+                    span
+                }
+                None => tracing::Span::current(),
+            };
+            let out = self
+                .publish(topic, &m.kind, m.payload.clone())
+                .instrument(span)
+                .await;
+            if let Err(e) = out {
+                return if sent == 0 { Err(e) } else { Ok(sent) };
+            }
+        }
+        Ok(messages.len())
+    }
 
     /// Dead letters, oldest first, optionally of one queue.
     async fn dead_letters(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadJob>>;

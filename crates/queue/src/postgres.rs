@@ -494,6 +494,10 @@ impl Backend for PostgresQueue {
         Ok(queues.len())
     }
 
+    async fn publish_many(&self, topic: &str, messages: &[crate::Message]) -> Result<usize> {
+        crate::topic::postgres_publish_many(self, topic, messages).await
+    }
+
     async fn dead_letters(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadJob>> {
         let sql = format!(
             "SELECT {DEAD_COLS} FROM queue_dead WHERE $1::text IS NULL OR queue = $1

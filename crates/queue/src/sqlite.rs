@@ -479,6 +479,10 @@ impl Backend for SqliteQueue {
         Ok(queues.len())
     }
 
+    async fn publish_many(&self, topic: &str, messages: &[crate::Message]) -> Result<usize> {
+        crate::topic::sqlite_publish_many(self, topic, messages).await
+    }
+
     async fn dead_letters(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadJob>> {
         let sql = format!(
             "SELECT {DEAD_COLS} FROM queue_dead WHERE ?1 IS NULL OR queue = ?1 ORDER BY died_at, id LIMIT ?2"

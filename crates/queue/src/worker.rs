@@ -177,7 +177,9 @@ impl Worker {
         let mut tasks: JoinSet<bool> = JoinSet::new();
         let mut report = WorkerReport::default();
         let mut turn = 0usize;
-        let mut last_stats: Option<Instant> = None;
+        // The gauges are read on their own task: a count over a long backlog must not hold
+        // up the claims (it cost the jobs that arrived meanwhile their start latency).
+        let stats = tokio::spawn(record_stats_every(ctx.backend.clone(), STATS_EVERY));
         let shutdown = shutdown.fuse();
         futures_util::pin_mut!(shutdown);
         'run: loop {
@@ -185,12 +187,6 @@ impl Worker {
                 break;
             }
             while tasks.try_join_next().is_some() {}
-            if last_stats.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-                last_stats = Some(Instant::now());
-                if let Err(e) = metrics::record_stats(ctx.backend.as_ref()).await {
-                    tracing::warn!(error = %e, "queue stats unavailable");
-                }
-            }
             // A busy worker claims in batches: with fewer than a quarter of its slots free it
             // waits (briefly, if any slot is free) for more, so one claim statement serves
             // several jobs; an idle worker claims at once.
@@ -253,6 +249,7 @@ impl Worker {
                 }
             }
         }
+        stats.abort();
         // Graceful shutdown: no more claims; in-flight work gets the grace period.
         let grace = tokio::time::sleep(cfg.shutdown_grace);
         tokio::pin!(grace);
@@ -269,6 +266,21 @@ impl Worker {
             }
         }
         report
+    }
+}
+
+/// How often a worker refreshes the queue gauges.
+const STATS_EVERY: Duration = Duration::from_secs(5);
+
+/// Sets the queue gauges now and every `every` after, until aborted.
+async fn record_stats_every(backend: Arc<dyn Backend>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = metrics::record_stats(backend.as_ref()).await {
+            tracing::warn!(error = %e, "queue stats unavailable");
+        }
     }
 }
 

@@ -11,8 +11,9 @@
 //! 2. Read the oldest events the engine allows ([`basis_store::outbox::pending`]: in id
 //!    order, and on PostgreSQL only below the transaction-id horizon, so a long transaction's
 //!    row is never overtaken or skipped).
-//! 3. Publish them one by one to the topic [`EVENTS_TOPIC`]; the first failure ends the pass,
-//!    so nothing after a failed event is published before it.
+//! 3. Publish them to the topic [`EVENTS_TOPIC`] as one batch (one statement on the SQL
+//!    queues, whose every write waits its turn at the database); the first failure ends the
+//!    pass, so nothing after a failed event is published before it.
 //! 4. Delete what was published.
 //!
 //! A crash between 3 and 4, or a holder that stalls past its lease while another takes over,
@@ -29,7 +30,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use basis_queue::Backend;
+use basis_queue::{Backend, Message};
 use basis_store::Store;
 use basis_store::outbox::{self, OutboxRow};
 use serde::{Deserialize, Serialize};
@@ -44,8 +45,8 @@ pub const EVENTS_TOPIC: &str = "events";
 pub const RELAY: &str = "relay";
 /// How long a lease lasts without renewal (a pass renews it).
 pub const LEASE_MS: i64 = 15_000;
-/// Events read per query.
-const BATCH: i64 = 200;
+/// Events read, and published, per batch.
+const BATCH: i64 = 500;
 /// How often an idle relay looks for new events.
 pub const INTERVAL: Duration = Duration::from_millis(200);
 
@@ -125,41 +126,42 @@ impl Relay {
         outbox::take_lease(&self.store, RELAY, &self.holder, now, now + LEASE_MS).await
     }
 
-    /// Publishes `rows` in order, stopping at the first failure; returns the ids published.
-    /// Step 3 of a pass, apart so tests can stop a relay between it and the delete (a crash).
+    /// Publishes `rows` in order, as one batch where the queue allows, stopping at the
+    /// first failure; returns the ids published. Step 3 of a pass, apart so tests can stop a
+    /// relay between it and the delete (a crash).
     pub async fn publish(&self, rows: &[OutboxRow]) -> Vec<i64> {
-        let mut done = Vec::with_capacity(rows.len());
+        let mut messages = Vec::with_capacity(rows.len());
         for row in rows {
-            let envelope = match serde_json::to_value(Envelope::of(row)) {
-                Ok(v) => v,
+            match serde_json::to_value(Envelope::of(row)) {
+                Ok(payload) => messages.push(Message {
+                    kind: row.kind.clone(),
+                    payload,
+                    // Each event's jobs continue the trace of the writer that committed it.
+                    traceparent: basis_queue::trace::traceparent(&relay_span(row)),
+                }),
                 Err(err) => {
                     tracing::error!(id = row.id, error = %err, "an outbox event does not serialise");
                     break;
                 }
-            };
-            match self
-                .backend
-                .publish(EVENTS_TOPIC, &row.kind, envelope)
-                .instrument(relay_span(row))
-                .await
-            {
-                Ok(groups) => {
-                    tracing::debug!(
-                        id = row.id,
-                        kind = %row.kind,
-                        aggregate = %row.aggregate,
-                        groups,
-                        "event published"
-                    );
-                    done.push(row.id);
-                }
-                Err(err) => {
-                    tracing::warn!(id = row.id, error = %err, "outbox publish failed; will retry");
-                    break;
-                }
             }
         }
-        done
+        let sent = match self.backend.publish_many(EVENTS_TOPIC, &messages).await {
+            Ok(sent) => sent.min(messages.len()),
+            Err(err) => {
+                let id = rows.first().map(|r| r.id);
+                tracing::warn!(id, error = %err, "outbox publish failed; will retry");
+                0
+            }
+        };
+        for row in &rows[..sent] {
+            tracing::debug!(
+                id = row.id,
+                kind = %row.kind,
+                aggregate = %row.aggregate,
+                "event published"
+            );
+        }
+        rows[..sent].iter().map(|row| row.id).collect()
     }
 
     /// One pass (see the module doc); returns how many events it published. Loops while full

@@ -273,14 +273,18 @@ pub async fn release_lease(store: &Store, name: &str, holder: &str) -> Result<()
     Ok(())
 }
 
-/// Events waiting, and the creation time of the oldest (Unix ms), for the depth and lag
-/// metrics.
+/// Events waiting, and the creation time of the next to go (Unix ms), for the depth and lag
+/// metrics. On SQLite it reads through a reader connection: counting a long backlog on the
+/// single writer would hold up every write for as long.
 pub async fn backlog(store: &Store) -> Result<(i64, Option<i64>)> {
-    let row: (i64, Option<i64>) = on_pool!(store, write, pool => {
-        sqlx::query_as("SELECT CAST(COUNT(*) AS BIGINT), MIN(created_at) FROM outbox")
-            .fetch_one(pool)
-            .await
-    })?;
+    const SQL: &str = "SELECT CAST(COUNT(*) AS BIGINT),
+                              (SELECT created_at FROM outbox ORDER BY id LIMIT 1)
+                       FROM outbox";
+    store.count_round_trip();
+    let row: (i64, Option<i64>) = match store.pools() {
+        crate::Pools::Sqlite { read, .. } => sqlx::query_as(SQL).fetch_one(read).await?,
+        crate::Pools::Postgres { write, .. } => sqlx::query_as(SQL).fetch_one(write).await?,
+    };
     Ok(row)
 }
 

@@ -356,6 +356,25 @@ impl Backend for AmqpQueue {
             .await
     }
 
+    async fn publish_many(&self, topic: &str, messages: &[crate::Message]) -> Result<usize> {
+        crate::topic::validate_all(topic, messages)?;
+        // The broker confirms each message; a context of the message's own goes in its
+        // header as it is, the others get the publish's.
+        for (sent, m) in messages.iter().enumerate() {
+            let span = trace::enqueue_span(self.name(), topic, &m.kind, 1);
+            let traceparent = m.traceparent.clone().or_else(|| trace::traceparent(&span));
+            let out = self
+                .inner
+                .publish(topic, &m.kind, m.payload.clone(), traceparent)
+                .instrument(span)
+                .await;
+            if let Err(e) = out {
+                return if sent == 0 { Err(e) } else { Ok(sent) };
+            }
+        }
+        Ok(messages.len())
+    }
+
     async fn dead_letters(&self, queue: Option<&str>, limit: usize) -> Result<Vec<DeadJob>> {
         self.inner.dead_letters(queue, limit).await
     }

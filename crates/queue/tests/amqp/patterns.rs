@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use basis_queue::amqp::{AmqpConfig, KeyStore};
-use basis_queue::{Backend, Error, ManualClock, NewJob, SystemClock};
+use basis_queue::{Backend, Error, ManualClock, Message, NewJob, SystemClock};
 use serde_json::json;
 
 use super::{
@@ -208,6 +208,50 @@ async fn a_topic_message_reaches_every_subscriber_group_once() {
             ("click", json!({"code": "abc"}))
         );
         q.complete(&job.lease, None).await.expect("complete");
+        assert!(q.claim(&queue, LEASE, 10).await.expect("claim").is_empty());
+    }
+    q.teardown().await.expect("teardown");
+}
+
+#[tokio::test]
+async fn a_batch_published_to_a_topic_reaches_every_group_in_order() {
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    q.subscribe("orders", "billing").await.expect("subscribe");
+    q.subscribe("orders", "audit").await.expect("subscribe");
+    let mut batch: Vec<Message> = (1..=3)
+        .map(|n| Message {
+            kind: format!("step-{n}"),
+            payload: json!({ "n": n }),
+            traceparent: None,
+        })
+        .collect();
+    batch[1].traceparent = Some(PARENT.into());
+    assert_eq!(q.publish_many("orders", &batch).await.expect("publish"), 3);
+    let refused = q
+        .publish_many(
+            "orders",
+            &[
+                batch[0].clone(),
+                Message {
+                    kind: String::new(),
+                    ..batch[0].clone()
+                },
+            ],
+        )
+        .await;
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    for group in ["billing", "audit"] {
+        let queue = basis_queue::topic_queue("orders", group);
+        for n in 1..=3 {
+            let job = claim_one(&q, &queue, LEASE).await;
+            assert_eq!(job.payload, json!({ "n": n }), "group {group}: in order");
+            if n == 2 {
+                assert_eq!(job.traceparent.as_deref(), Some(PARENT));
+            }
+            q.complete(&job.lease, None).await.expect("complete");
+        }
         assert!(q.claim(&queue, LEASE, 10).await.expect("claim").is_empty());
     }
     q.teardown().await.expect("teardown");

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use basis_queue::{Enqueued, Error, JobStatus};
+use basis_queue::{Enqueued, Error, JobStatus, Message, topic_queue};
 use serde_json::json;
 
 use super::{Harness, LEASE, job, status};
@@ -139,4 +139,50 @@ pub async fn complete_many_refuses_only_the_lost_lease(h: Harness) {
         (info.status, info.result),
         (JobStatus::Done, Some(json!("new")))
     );
+}
+
+pub async fn publish_many_reaches_every_group_in_order(h: Harness) {
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let topic = "order.events";
+    h.backend.subscribe(topic, "billing").await.unwrap();
+    h.backend.subscribe(topic, "audit").await.unwrap();
+    let message = |kind: &str, n: i64| Message {
+        kind: kind.into(),
+        payload: json!({ "n": n }),
+        traceparent: None,
+    };
+    let mut batch = vec![
+        message("placed", 1),
+        message("paid", 2),
+        message("shipped", 3),
+    ];
+    batch[1].traceparent = Some(PARENT.into());
+    assert_eq!(h.backend.publish_many(topic, &batch).await.unwrap(), 3);
+    assert_eq!(h.backend.publish_many(topic, &[]).await.unwrap(), 0);
+
+    // A kind no job may have refuses the whole batch before anything is written.
+    let refused = h
+        .backend
+        .publish_many(topic, &[message("late", 4), message(" ", 5)])
+        .await;
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+
+    for group in ["billing", "audit"] {
+        let got = h
+            .backend
+            .claim(&topic_queue(topic, group), LEASE, 10)
+            .await
+            .unwrap();
+        let seen: Vec<(&str, i64)> = got
+            .iter()
+            .map(|j| (j.kind.as_str(), j.payload["n"].as_i64().unwrap()))
+            .collect();
+        assert_eq!(
+            seen,
+            [("placed", 1), ("paid", 2), ("shipped", 3)],
+            "group {group}: every message once, in order, nothing of the refused batch"
+        );
+        assert_eq!(got[1].traceparent.as_deref(), Some(PARENT), "its own trace");
+        assert_eq!(got[0].traceparent, None, "no exporter, no context");
+    }
 }

@@ -103,6 +103,7 @@ macro_rules! conformance_suite {
             enqueue_many_keeps_order_dedup_and_validation => enqueue_many_keeps_order_dedup_and_validation,
             enqueue_many_takes_a_large_batch => enqueue_many_takes_a_large_batch,
             complete_many_refuses_only_the_lost_lease => complete_many_refuses_only_the_lost_lease,
+            publish_many_reaches_every_group_in_order => publish_many_reaches_every_group_in_order,
             a_job_carries_its_trace_context_through_claims_retries_batches_and_dead_letters => trace_context,
         );
     };
