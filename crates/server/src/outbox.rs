@@ -35,7 +35,6 @@ use basis_store::Store;
 use basis_store::outbox::{self, OutboxRow};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
-use tracing::Instrument as _;
 
 use crate::clock::Clock;
 
