@@ -4,12 +4,12 @@
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::uri::Authority;
 
-use crate::balance::{Balancer, Candidate};
+use crate::balance::{Algorithm, Balancer, Candidate};
 use crate::ewma::PeakEwma;
 use crate::health::{Check, HealthState};
 use crate::outlier::{Outcome, Outlier, OutlierPolicy, max_ejected};
@@ -21,7 +21,7 @@ pub struct BackendSpec {
     pub authority: Authority,
     /// Relative share of requests (1 when not given).
     pub weight: u32,
-    /// `http`, or `tcp` for an L4 backend.
+    /// `http`, `https`, or `tcp` for an L4 backend.
     pub scheme: &'static str,
 }
 
@@ -51,10 +51,11 @@ impl FromStr for BackendSpec {
         };
         let (scheme, rest) = match url.split_once("://") {
             Some(("http", rest)) => ("http", rest),
+            Some(("https", rest)) => ("https", rest),
             Some(("tcp", rest)) => ("tcp", rest),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "scheme `{scheme}` is not supported (http:// or, in TCP mode, tcp://)"
+                    "scheme `{scheme}` is not supported (http://, https:// or, in TCP mode, tcp://)"
                 ));
             }
             None => ("http", url),
@@ -107,7 +108,7 @@ pub struct BackendState {
     pub health: HealthState,
 }
 
-/// One backend.
+/// One backend as configured, and its [`Live`] state.
 #[derive(Debug)]
 pub struct Backend {
     /// `http://host:port`.
@@ -116,6 +117,18 @@ pub struct Backend {
     pub authority: Authority,
     /// Relative share.
     pub weight: u32,
+    /// Requests go over TLS (`https://`).
+    pub tls: bool,
+    /// What the gateway has learnt of it; shared with the next configuration if a reload
+    /// keeps the backend.
+    pub live: Arc<Live>,
+}
+
+/// A backend's counters, health and idle connections, which outlive a reload that keeps it.
+#[derive(Debug)]
+pub struct Live {
+    /// The key of its idle connections (unique in the process).
+    pub key: u64,
     /// Requests sent whose responses have not finished.
     pub in_flight: AtomicU32,
     /// Requests sent (including retries).
@@ -125,11 +138,34 @@ pub struct Backend {
     state: Mutex<BackendState>,
 }
 
-impl Backend {
+impl Live {
+    fn new(policy: &PoolPolicy, now: Instant) -> Self {
+        static KEYS: AtomicU64 = AtomicU64::new(1);
+        Self {
+            key: KEYS.fetch_add(1, Ordering::Relaxed),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            state: Mutex::new(BackendState {
+                ewma: PeakEwma::new(Duration::from_millis(1), policy.ewma_tau, now),
+                outlier: Outlier::default(),
+                health: HealthState::default(),
+            }),
+        }
+    }
+
     /// The backend's state.
     pub fn state(&self) -> MutexGuard<'_, BackendState> {
         // Only counters live under the lock; a panicked holder leaves them usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl std::ops::Deref for Backend {
+    type Target = Live;
+
+    fn deref(&self) -> &Live {
+        &self.live
     }
 }
 
@@ -145,27 +181,30 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// A pool over `specs`, every backend up with a 1 ms latency guess.
+    /// A pool over `specs`. A backend that `previous` (the pool this one replaces) also has,
+    /// by name, keeps its state: health, ejection, latency estimate, requests in flight and
+    /// idle connections. The others start up with a 1 ms latency guess.
     pub fn new(
         specs: &[BackendSpec],
         balancer: Balancer,
         policy: PoolPolicy,
         now: Instant,
+        previous: Option<&Pool>,
     ) -> Self {
         let backends = specs
             .iter()
-            .map(|spec| Backend {
-                name: spec.name(),
-                authority: spec.authority.clone(),
-                weight: spec.weight,
-                in_flight: AtomicU32::new(0),
-                requests: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
-                state: Mutex::new(BackendState {
-                    ewma: PeakEwma::new(Duration::from_millis(1), policy.ewma_tau, now),
-                    outlier: Outlier::default(),
-                    health: HealthState::default(),
-                }),
+            .map(|spec| {
+                let name = spec.name();
+                let live = previous
+                    .and_then(|p| p.backends.iter().find(|b| b.name == name))
+                    .map_or_else(|| Arc::new(Live::new(&policy, now)), |b| b.live.clone());
+                Backend {
+                    name,
+                    authority: spec.authority.clone(),
+                    weight: spec.weight,
+                    tls: spec.scheme == "https",
+                    live,
+                }
             })
             .collect();
         Self {
@@ -180,9 +219,11 @@ impl Pool {
     /// threshold are healthy, every backend that is not draining is used instead, because
     /// sending to a possibly-bad backend beats overloading the few that remain.
     pub fn candidates(&self, now: Instant, exclude: &[usize]) -> Vec<Candidate> {
-        let mut healthy = Vec::with_capacity(self.backends.len());
-        let mut usable = Vec::new();
+        // Only P2C-EWMA reads latency; skip the decay (an `exp`) for the others.
+        let wants_latency = self.balancer.algorithm() == Algorithm::P2cEwma;
+        let mut usable = Vec::with_capacity(self.backends.len());
         let mut healthy_total = 0;
+        let mut unhealthy_usable = 0;
         for (id, backend) in self.backends.iter().enumerate() {
             let state = backend.state();
             if state.health.is_draining() {
@@ -193,23 +234,27 @@ impl Pool {
             if exclude.contains(&id) {
                 continue;
             }
-            let candidate = Candidate {
-                id,
-                weight: backend.weight,
-                in_flight: backend.in_flight.load(Ordering::Relaxed),
-                latency_ns: state.ewma.cost(now),
-            };
-            if is_healthy {
-                healthy.push(candidate);
-            }
-            usable.push(candidate);
+            unhealthy_usable += usize::from(!is_healthy);
+            usable.push((
+                Candidate {
+                    id,
+                    weight: backend.weight,
+                    in_flight: backend.in_flight.load(Ordering::Relaxed),
+                    latency_ns: if wants_latency {
+                        state.ewma.cost(now)
+                    } else {
+                        0.0
+                    },
+                },
+                is_healthy,
+            ));
         }
         let threshold = self.backends.len() * usize::from(self.policy.panic_threshold_percent);
-        if healthy_total * 100 < threshold {
-            usable
-        } else {
-            healthy
+        let panic = healthy_total * 100 < threshold;
+        if !panic && unhealthy_usable > 0 {
+            usable.retain(|(_, healthy)| *healthy);
         }
+        usable.into_iter().map(|(c, _)| c).collect()
     }
 
     /// Records a request's outcome on backend `id`: latency for P2C, failures for ejection.

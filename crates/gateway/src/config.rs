@@ -17,8 +17,8 @@ pub struct Config {
     /// Address to accept client connections on.
     #[arg(long, env = "BASIS_GATEWAY_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
-    /// A backend, `http://host:port` with an optional `=WEIGHT` (repeat the flag; in the
-    /// environment, separate with commas).
+    /// A backend, `http://host:port` (or `https://`, or `tcp://` in TCP mode) with an optional
+    /// `=WEIGHT` (repeat the flag; in the environment, separate with commas).
     #[arg(
         long = "backend",
         env = "BASIS_GATEWAY_BACKENDS",
@@ -61,6 +61,10 @@ pub struct Config {
     /// Also listen here for plain HTTP and answer every request with 301 to HTTPS.
     #[arg(long, env = "BASIS_GATEWAY_REDIRECT_HTTP", requires = "tls_cert")]
     pub redirect_http: Option<SocketAddr>,
+    /// PEM file of the CA certificates that `https://` backends' certificates must chain to
+    /// (a private CA); without it, the webpki roots (Mozilla's list) are trusted.
+    #[arg(long, env = "BASIS_GATEWAY_BACKEND_CA")]
+    pub backend_ca: Option<std::path::PathBuf>,
     /// Address for `/gateway/status` and `/metrics` (off when unset).
     #[arg(long, env = "BASIS_GATEWAY_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,

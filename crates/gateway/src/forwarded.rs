@@ -6,9 +6,11 @@
 //! its side (`--trusted-proxy` there must list the gateway's address), so a client cannot pick
 //! its own address for rate limits or logs by sending a header.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{self, HeaderName, HeaderValue};
 
@@ -112,40 +114,75 @@ pub fn set_forwarding(
         headers.remove(&X_FORWARDED_HOST);
     }
     let peer = canonical(peer);
-    let xff = match join_values(headers, &X_FORWARDED_FOR) {
-        Some(prior) => format!("{prior}, {peer}"),
-        None => peer.to_string(),
-    };
-    let node = match peer {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    let mut forwarded = format!("for={node};proto={proto}");
-    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok())
+    // Each value is written once into its own buffer and handed to the header map as is
+    // (`from_maybe_shared` keeps the bytes instead of copying them again).
+    let mut xff = String::with_capacity(48);
+    if let Some(prior) = join_values(headers, &X_FORWARDED_FOR) {
+        xff.push_str(&prior);
+        xff.push_str(", ");
+    }
+    push_ip(&mut xff, peer);
+    let mut forwarded = String::with_capacity(96);
+    if let Some(prior) = join_values(headers, &header::FORWARDED) {
+        forwarded.push_str(&prior);
+        forwarded.push_str(", ");
+    }
+    forwarded.push_str("for=");
+    if peer.is_ipv6() {
+        forwarded.push_str("\"[");
+        push_ip(&mut forwarded, peer);
+        forwarded.push_str("]\"");
+    } else {
+        push_ip(&mut forwarded, peer);
+    }
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
+    if let Some(host) = headers.get(header::HOST)
         && host
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
+            .as_bytes()
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
     {
-        forwarded.push_str(&format!(";host=\"{host}\""));
-        if !headers.contains_key(&X_FORWARDED_HOST)
-            && let Ok(value) = HeaderValue::from_str(host)
-        {
-            headers.insert(X_FORWARDED_HOST.clone(), value);
+        let host = host.clone();
+        // Checked above: graphic ASCII only.
+        forwarded.push_str(";host=\"");
+        forwarded.push_str(host.to_str().unwrap_or_default());
+        forwarded.push('"');
+        if !headers.contains_key(&X_FORWARDED_HOST) {
+            headers.insert(X_FORWARDED_HOST.clone(), host);
         }
     }
-    let forwarded = match join_values(headers, &header::FORWARDED) {
-        Some(prior) => format!("{prior}, {forwarded}"),
-        None => forwarded,
-    };
     if !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     // Both strings are built from parsed addresses and checked host bytes: always valid.
-    if let Ok(value) = HeaderValue::from_str(&xff) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    if let Ok(value) = HeaderValue::from_str(&forwarded) {
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded)) {
         headers.insert(header::FORWARDED, value);
+    }
+}
+
+/// Writes `ip` in its usual text form. IPv4, the common case, is written digit by digit: the
+/// formatting machinery behind `Display` cost more than the rest of this module per request
+/// (callgrind, `bench/RESULTS.md`).
+fn push_ip(out: &mut String, ip: IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
     }
 }
 
@@ -167,31 +204,41 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     {
         return id.clone();
     }
-    let id = format!("{:032x}", rand::random::<u128>());
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let mut bits = rand::random::<u128>();
+    for digit in id.iter_mut().rev() {
+        *digit = HEX[(bits & 0xf) as usize];
+        bits >>= 4;
+    }
+    HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| HeaderName::from_str(s.trim()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| HeaderName::from_str(s.trim()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
+        headers.remove(header::CONNECTION);
     }
     for name in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &header::PROXY_AUTHORIZATION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
     ] {
         headers.remove(name);
     }

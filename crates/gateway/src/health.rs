@@ -9,11 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{Either, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::backend::Pool;
+use crate::upstream::{Target, Upstream};
 
 /// How backends are checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -112,10 +110,8 @@ pub struct CheckSettings {
     pub timeout: Duration,
 }
 
-type CheckClient = Client<HttpConnector, Either<Incoming, Full<Bytes>>>;
-
 /// Checks every backend of `pool` forever (the caller aborts the task to stop).
-pub async fn run(pool: Arc<Pool>, client: CheckClient, settings: CheckSettings) {
+pub async fn run(pool: Arc<Pool>, client: Upstream, settings: CheckSettings) {
     if settings.mode == HealthMode::Off {
         return std::future::pending().await;
     }
@@ -144,12 +140,7 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
     while set.join_next().await.is_some() {}
 }
 
-async fn check_once(
-    pool: &Pool,
-    id: usize,
-    client: &CheckClient,
-    settings: &CheckSettings,
-) -> Check {
+async fn check_once(pool: &Pool, id: usize, client: &Upstream, settings: &CheckSettings) -> Check {
     let backend = &pool.backends[id];
     let attempt = async {
         match settings.mode {
@@ -160,15 +151,28 @@ async fn check_once(
                 }
             }
             _ => {
-                let uri = format!("http://{}{}", backend.authority, settings.path);
+                let uri = if client.is_http2() {
+                    let scheme = if backend.tls { "https" } else { "http" };
+                    format!("{scheme}://{}{}", backend.authority, settings.path)
+                } else {
+                    settings.path.clone()
+                };
                 let Ok(request) = Request::get(uri)
+                    .header(http::header::HOST, backend.authority.as_str())
                     .header(http::header::USER_AGENT, "basis-gateway-health")
                     .body(Either::Right(Full::new(Bytes::new())))
                 else {
                     return Check::Fail;
                 };
-                match client.request(request).await {
-                    Ok(response) => classify(response.status()),
+                let target = Target {
+                    key: backend.key,
+                    authority: &backend.authority,
+                    tls: backend.tls,
+                };
+                // The answer's body is not read, so its connection closes instead of
+                // returning to the idle list: a check never leaves a half-read connection.
+                match client.send(target, request).await {
+                    Ok((response, _)) => classify(response.status()),
                     Err(_) => Check::Fail,
                 }
             }

@@ -3,45 +3,53 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
-use crate::backend::Pool;
+use crate::backend::Live;
+use crate::upstream::Lease;
 
 /// Counts a request in its backend's in-flight number until dropped.
 pub struct InFlight {
-    pool: Arc<Pool>,
-    id: usize,
+    live: Arc<Live>,
 }
 
 impl InFlight {
-    pub(crate) fn enter(pool: Arc<Pool>, id: usize) -> Self {
-        let backend = &pool.backends[id];
-        backend
-            .in_flight
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        backend
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Self { pool, id }
+    pub(crate) fn enter(live: &Arc<Live>) -> Self {
+        live.in_flight.fetch_add(1, Ordering::Relaxed);
+        live.requests.fetch_add(1, Ordering::Relaxed);
+        Self { live: live.clone() }
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.pool.backends[self.id]
-            .in_flight
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.live.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 /// A backend's response body, streamed; the request leaves the in-flight count when the body
-/// ends or the client goes away (the body is dropped either way).
+/// ends or the client goes away (the body is dropped either way). A body that ended gives its
+/// upstream connection back for the next request; one dropped early closes it.
 pub struct Tracked {
-    pub(crate) inner: Incoming,
-    pub(crate) _guard: InFlight,
+    inner: Incoming,
+    lease: Option<Lease>,
+    ended: bool,
+    _guard: InFlight,
+}
+
+impl Tracked {
+    pub(crate) fn new(inner: Incoming, lease: Option<Lease>, guard: InFlight) -> Self {
+        Self {
+            inner,
+            lease,
+            ended: false,
+            _guard: guard,
+        }
+    }
 }
 
 impl Body for Tracked {
@@ -52,7 +60,13 @@ impl Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            Poll::Ready(Some(Err(_))) => self.lease = None,
+            _ => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -61,5 +75,15 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take()
+            && (self.ended || self.inner.is_end_stream())
+        {
+            lease.release();
+        }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`proxy`]: one request: checks, choice, streaming forward, retries, error answers.
 //! - [`server`]: listeners, HTTP/1.1 + h2c on the client side, drain on shutdown.
 //! - [`upgrade`]: WebSocket (any `Upgrade`) pass-through.
+//! - [`upstream`]: connections to backends (HTTP/1.1 idle lists per thread, HTTP/2, TLS).
 //! - [`tls`]: TLS termination, the HTTP → HTTPS redirector, HSTS.
 //! - [`tcp`]: L4 mode, balancing raw TCP connections over the same pool.
 //! - [`status`]: `/gateway/status` and Prometheus `/metrics` on the admin listener.
@@ -20,7 +21,10 @@
 //!
 //! # Why hyper + hyper-util rather than Pingora
 //! The proxy core is hyper 1 (HTTP/1.1 and HTTP/2 parsing, already proven under axum in the
-//! same binary) and hyper-util's legacy `Client` (keep-alive pool per backend). Measured on
+//! same binary): its server connections on the client side, its client connections to the
+//! backends. Keeping idle upstream connections is ours ([`upstream`]): hyper-util's legacy
+//! `Client` pool, used first, cost a shared lock, a SipHash and a spawned task per request,
+//! and dropping it cut the instructions per proxied request by 18 % with the header work. Measured on
 //! 2026-12-03: hyper, hyper-util, tokio and rustls are already in `Cargo.lock`, so the gateway
 //! adds no crate. Resolving `pingora-proxy` 0.9 with `pingora-load-balancing` 0.9 in an empty
 //! project (`cargo generate-lockfile`) gives 193 packages, 55 of them not in our lock: a second
@@ -48,6 +52,7 @@ pub mod status;
 pub mod tcp;
 pub mod tls;
 pub mod upgrade;
+pub mod upstream;
 
 pub use config::Config;
 pub use server::Gateway;

@@ -17,8 +17,6 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
 use crate::backend::Pool;
 use crate::balance::stable_hash;
@@ -29,13 +27,10 @@ pub use crate::inflight::{InFlight, Tracked};
 use crate::outlier::Outcome;
 use crate::routes::{Route, Routes};
 use crate::upgrade;
+pub use crate::upstream::{Target, Upstream, UpstreamBody};
 
-/// The body sent upstream: the client's stream, or a small body held in memory (replayable).
-pub type UpstreamBody = Either<Incoming, Full<Bytes>>;
 /// The body sent to the client: a backend's stream, or the gateway's own answer.
 pub type ClientBody = Either<Tracked, Full<Bytes>>;
-/// The keep-alive pool of upstream connections.
-pub type Upstream = Client<HttpConnector, UpstreamBody>;
 
 /// Per-request settings of the proxy.
 #[derive(Debug, Clone)]
@@ -151,9 +146,11 @@ impl Proxy {
                 _ => return problem(StatusCode::BAD_REQUEST, "the request has no Host header"),
             }
         }
-        let Some(path) = parts.uri.path_and_query().map(|p| p.as_str().to_owned()) else {
+        // A cheap clone (shared bytes) that leaves `parts` free to be changed below.
+        let Some(path) = parts.uri.path_and_query().cloned() else {
             return problem(StatusCode::BAD_REQUEST, "the request target has no path");
         };
+        let path = path.as_str();
         if !path.starts_with('/') {
             return problem(StatusCode::BAD_REQUEST, "the request target must be a path");
         }
@@ -162,12 +159,12 @@ impl Proxy {
             .headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok());
-        let Some(route) = routes.select(host, &path) else {
+        let Some(route) = routes.select(host, path) else {
             return problem(StatusCode::NOT_FOUND, "no route matches this host and path");
         };
         let pool = &route.pool;
         let client_ip = forwarded::client_ip(&parts.headers, peer.ip(), &self.settings.trusted);
-        let key = hash_key(route, &parts.headers, &path, client_ip);
+        let key = hash_key(route, &parts.headers, path, client_ip);
         forwarded::strip_hop_by_hop(&mut parts.headers);
         if let Some((protocol, _)) = &upgrade {
             upgrade::restore(&mut parts.headers, protocol.clone());
@@ -225,16 +222,15 @@ impl Proxy {
                 (None, Some(body)) => Either::Left(body),
                 (None, None) => break,
             };
-            let mut target = http::uri::Parts::default();
-            target.scheme = Some(http::uri::Scheme::HTTP);
-            target.authority = Some(backend.authority.clone());
-            target.path_and_query = parts.uri.path_and_query().cloned();
-            let Ok(uri) = http::Uri::from_parts(target) else {
-                return problem(StatusCode::BAD_REQUEST, "the request target is not valid");
-            };
             let mut upstream = Request::new(upstream_body);
             *upstream.method_mut() = parts.method.clone();
-            *upstream.uri_mut() = uri;
+            *upstream.uri_mut() =
+                match self.upstream_uri(&parts.uri, &backend.authority, backend.tls) {
+                    Some(uri) => uri,
+                    None => {
+                        return problem(StatusCode::BAD_REQUEST, "the request target is not valid");
+                    }
+                };
             // Keep a copy only when another attempt may need it.
             *upstream.headers_mut() =
                 if replayable.is_some() && tried.len() <= self.settings.retries as usize {
@@ -243,14 +239,21 @@ impl Proxy {
                     std::mem::take(&mut parts.headers)
                 };
 
-            let guard = InFlight::enter(pool.clone(), chosen);
+            let guard = InFlight::enter(&backend.live);
             let started = Instant::now();
-            let result =
-                tokio::time::timeout(self.settings.header_timeout, self.client.request(upstream))
-                    .await;
+            let target = Target {
+                key: backend.key,
+                authority: &backend.authority,
+                tls: backend.tls,
+            };
+            let result = tokio::time::timeout(
+                self.settings.header_timeout,
+                self.client.send(target, upstream),
+            )
+            .await;
             let now = Instant::now();
             let failure = match result {
-                Ok(Ok(response)) => {
+                Ok(Ok((response, lease))) => {
                     let outcome = if response.status().is_server_error() {
                         Outcome::Failure
                     } else {
@@ -260,9 +263,9 @@ impl Proxy {
                     if response.status() == StatusCode::SWITCHING_PROTOCOLS
                         && let Some((_, client)) = upgrade.take()
                     {
-                        return upgrade::splice(client, response, guard);
+                        return upgrade::splice(client, response, guard, lease);
                     }
-                    return respond(response, guard);
+                    return respond(response, lease, guard);
                 }
                 Ok(Err(err)) if err.is_connect() => Failure::Connect,
                 Ok(Err(err)) => {
@@ -293,6 +296,33 @@ impl Proxy {
             ),
             Some(Failure::Connect) | None => unavailable(pool),
         }
+    }
+
+    /// The request target as the backend gets it: origin-form (`/path?query`) over HTTP/1.1,
+    /// which is what HTTP/1.1 clients send, so their URI is reused as it is; absolute over
+    /// HTTP/2, whose `:scheme` and `:authority` come from it.
+    fn upstream_uri(
+        &self,
+        uri: &http::Uri,
+        authority: &http::uri::Authority,
+        tls: bool,
+    ) -> Option<http::Uri> {
+        let path = uri.path_and_query()?.clone();
+        if !self.client.is_http2() {
+            if uri.scheme().is_none() && uri.authority().is_none() {
+                return Some(uri.clone());
+            }
+            return Some(http::Uri::from(path));
+        }
+        let mut target = http::uri::Parts::default();
+        target.scheme = Some(if tls {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        });
+        target.authority = Some(authority.clone());
+        target.path_and_query = Some(path);
+        http::Uri::from_parts(target).ok()
     }
 
     fn lock_budget(&self) -> std::sync::MutexGuard<'_, RetryBudget> {
@@ -342,16 +372,14 @@ fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
-fn respond(response: Response<Incoming>, guard: InFlight) -> Response<ClientBody> {
+fn respond(
+    response: Response<Incoming>,
+    lease: Option<crate::upstream::Lease>,
+    guard: InFlight,
+) -> Response<ClientBody> {
     let (mut parts, body) = response.into_parts();
     forwarded::strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(
-        parts,
-        Either::Left(Tracked {
-            inner: body,
-            _guard: guard,
-        }),
-    )
+    Response::from_parts(parts, Either::Left(Tracked::new(body, lease, guard)))
 }
 
 /// An RFC 9457 problem answered by the gateway itself.

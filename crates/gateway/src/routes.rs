@@ -12,7 +12,11 @@
 //! hash_key = "cookie:session"     # default: --hash-key
 //! backends = ["http://10.0.0.1:8080=2", "http://10.0.0.2:8080"]
 //! ```
+//!
+//! In `--mode tcp` there is no host or path: each route has its own `listen` address instead
+//! (one route may go without and take `--listen`; the `--backend` flags' route always does).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,7 +25,7 @@ use toml::Spanned;
 
 use crate::backend::{BackendSpec, Pool};
 use crate::balance::{Algorithm, Balancer};
-use crate::config::{Config, HashKey};
+use crate::config::{Config, HashKey, Mode};
 
 /// A configuration file that cannot be used: where and why.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,6 +54,7 @@ struct RawRoute {
     path_prefix: Option<Spanned<String>>,
     algorithm: Option<Spanned<String>>,
     hash_key: Option<Spanned<String>>,
+    listen: Option<Spanned<String>>,
     backends: Spanned<Vec<Spanned<String>>>,
 }
 
@@ -64,6 +69,8 @@ pub struct Route {
     pub path_prefix: String,
     /// What the hashing algorithms hash.
     pub hash_key: HashKey,
+    /// TCP mode: the route's own listener (`None`: `--listen`).
+    pub listen: Option<SocketAddr>,
     /// Its backends and balancer.
     pub pool: Arc<Pool>,
 }
@@ -95,8 +102,23 @@ impl Routes {
         self.routes.iter().find(|r| r.matches(host, path))
     }
 
+    /// The route named `name`.
+    pub fn named(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    /// TCP mode's listeners: each route's name and its own address (`None`: `--listen`).
+    pub fn listeners(&self) -> Vec<(String, Option<SocketAddr>)> {
+        self.routes
+            .iter()
+            .map(|r| (r.name.clone(), r.listen))
+            .collect()
+    }
+
     /// The routes of `config`: those of its file (read now), then the flags' backends.
-    pub fn load(config: &Config) -> Result<Self, ConfigError> {
+    /// Backends that a route of the same name in `previous` (the routes being replaced) also
+    /// has keep their state.
+    pub fn load(config: &Config, previous: Option<&Routes>) -> Result<Self, ConfigError> {
         let mut routes = match &config.config {
             Some(path) => {
                 let display = path.display().to_string();
@@ -105,7 +127,7 @@ impl Routes {
                     line: 0,
                     reason: format!("cannot read: {e}"),
                 })?;
-                parse(&text, config).map_err(|(line, reason)| ConfigError {
+                parse(&text, config, previous).map_err(|(line, reason)| ConfigError {
                     path: display,
                     line,
                     reason,
@@ -114,15 +136,15 @@ impl Routes {
             None => Vec::new(),
         };
         if !config.backends.is_empty() {
-            routes.push(build(
-                "default",
-                None,
-                "/".into(),
-                config.algorithm,
-                config.hash_key.clone(),
-                &config.backends,
-                config,
-            ));
+            let name = "default";
+            routes.push(Route {
+                name: name.into(),
+                host: None,
+                path_prefix: "/".into(),
+                hash_key: config.hash_key.clone(),
+                listen: None,
+                pool: pool(name, config.algorithm, &config.backends, config, previous),
+            });
         }
         if routes.is_empty() {
             return Err(ConfigError {
@@ -135,43 +157,88 @@ impl Routes {
     }
 }
 
-fn build(
+/// Route `name`'s pool over `backends`, carrying over the state of backends that the route
+/// of the same name in `previous` has.
+fn pool(
     name: &str,
-    host: Option<String>,
-    path_prefix: String,
     algorithm: Algorithm,
-    hash_key: HashKey,
     backends: &[BackendSpec],
     config: &Config,
-) -> Route {
+    previous: Option<&Routes>,
+) -> Arc<Pool> {
     let names: Vec<String> = backends.iter().map(BackendSpec::name).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let weights: Vec<u32> = backends.iter().map(|b| b.weight).collect();
     let balancer = Balancer::new(algorithm, &names, &weights);
-    Route {
-        name: name.to_owned(),
-        host,
-        path_prefix,
-        hash_key,
-        pool: Arc::new(Pool::new(
-            backends,
-            balancer,
-            config.pool_policy(),
-            Instant::now(),
-        )),
-    }
+    let before = previous.and_then(|p| p.named(name));
+    Arc::new(Pool::new(
+        backends,
+        balancer,
+        config.pool_policy(),
+        Instant::now(),
+        before.map(|r| &*r.pool),
+    ))
 }
 
 /// Parses the file's text; errors are (line, reason).
-fn parse(text: &str, config: &Config) -> Result<Vec<Route>, (usize, String)> {
+fn parse(
+    text: &str,
+    config: &Config,
+    previous: Option<&Routes>,
+) -> Result<Vec<Route>, (usize, String)> {
     let line = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let file: File = toml::from_str(text).map_err(|e| {
         let at = e.span().map_or(0, |s| line(s.start));
         (at, e.message().to_owned())
     })?;
-    let mut routes = Vec::with_capacity(file.route.len());
+    let mut routes: Vec<Route> = Vec::with_capacity(file.route.len());
+    // TCP mode: the flags' route, if any, takes --listen; one file route may take it otherwise.
+    let mut on_main_listener = !config.backends.is_empty();
     for raw in file.route {
         let at = |s: std::ops::Range<usize>| line(s.start);
+        if routes.iter().any(|r| r.name == *raw.name.get_ref()) {
+            return Err((
+                at(raw.name.span()),
+                format!("a route named `{}` comes earlier", raw.name.get_ref()),
+            ));
+        }
+        let listen = match (&raw.listen, config.mode) {
+            (Some(l), Mode::Http) => {
+                return Err((
+                    at(l.span()),
+                    "`listen` is for --mode tcp routes; HTTP routes share --listen".into(),
+                ));
+            }
+            (Some(l), Mode::Tcp) => {
+                let address: SocketAddr = l.get_ref().parse().map_err(|_| {
+                    (
+                        at(l.span()),
+                        format!("`{}` is not an address:port", l.get_ref()),
+                    )
+                })?;
+                // Port 0 (any free port, in tests) cannot clash.
+                let taken =
+                    routes.iter().any(|r| r.listen == Some(address)) || address == config.listen;
+                if taken && address.port() != 0 {
+                    return Err((at(l.span()), format!("{address} is already a listener")));
+                }
+                Some(address)
+            }
+            (None, Mode::Tcp) if on_main_listener => {
+                return Err((
+                    at(raw.name.span()),
+                    format!(
+                        "route `{}` needs a `listen` address: in TCP mode only one route may use --listen",
+                        raw.name.get_ref()
+                    ),
+                ));
+            }
+            (None, Mode::Tcp) => {
+                on_main_listener = true;
+                None
+            }
+            (None, Mode::Http) => None,
+        };
         let algorithm = match &raw.algorithm {
             Some(a) => <Algorithm as clap::ValueEnum>::from_str(a.get_ref(), false)
                 .map_err(|_| (at(a.span()), format!("unknown algorithm `{}`", a.get_ref())))?,
@@ -204,16 +271,15 @@ fn parse(text: &str, config: &Config) -> Result<Vec<Route>, (usize, String)> {
                     .map_err(|e| (at(b.span()), e))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let host = raw.host.map(|h| h.into_inner().to_ascii_lowercase());
-        routes.push(build(
-            raw.name.get_ref(),
-            host,
+        let name = raw.name.into_inner();
+        routes.push(Route {
+            pool: pool(&name, algorithm, &backends, config, previous),
+            name,
+            host: raw.host.map(|h| h.into_inner().to_ascii_lowercase()),
             path_prefix,
-            algorithm,
             hash_key,
-            &backends,
-            config,
-        ));
+            listen,
+        });
     }
     Ok(routes)
 }

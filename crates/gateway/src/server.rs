@@ -9,8 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -25,6 +23,7 @@ use crate::routes::{ConfigError, Routes};
 use crate::status;
 use crate::tcp::{self, TcpSettings};
 use crate::tls;
+use crate::upstream::UpstreamSettings;
 use tokio_rustls::TlsAcceptor;
 
 /// What a running gateway shares with its reload path: the proxy, settings, check tasks.
@@ -37,9 +36,24 @@ pub struct Control {
 
 impl Control {
     /// Reads the configuration file again and puts its routes in force; on any error the
-    /// running routes stay and the error is returned. Backend state starts afresh.
+    /// running routes stay and the error is returned. A backend that its route keeps keeps
+    /// its state (health, ejection, latency estimate, in-flight count, idle connections).
     pub fn reload(&self) -> Result<(), ConfigError> {
-        let routes = Routes::load(&self.config)?;
+        let running = self.proxy.routes();
+        let routes = Routes::load(&self.config, Some(&running))?;
+        if self.config.mode == Mode::Tcp && routes.listeners() != running.listeners() {
+            return Err(ConfigError {
+                path: self
+                    .config
+                    .config
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                line: 0,
+                reason: "TCP routes and their `listen` addresses change only on a restart; \
+                         a reload may change their backends and settings"
+                    .into(),
+            });
+        }
         self.start_checks(&routes);
         self.proxy.replace_routes(routes);
         tracing::info!("configuration reloaded");
@@ -82,6 +96,8 @@ impl Control {
 /// A bound gateway, ready to run.
 pub struct Gateway {
     listener: TcpListener,
+    /// TCP mode: the routes with their own `listen` address, by route name.
+    tcp_listeners: Vec<(String, TcpListener)>,
     admin: Option<TcpListener>,
     /// The plain-HTTP listener that redirects to HTTPS.
     redirect: Option<TcpListener>,
@@ -100,10 +116,19 @@ type Hangups = ();
 impl Gateway {
     /// Reads the routes and binds the listeners; nothing is accepted until [`Gateway::run`].
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let routes = Routes::load(&config)?;
+        let routes = Routes::load(&config, None)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let mut tcp_listeners = Vec::new();
+        for route in &routes.routes {
+            if let Some(address) = route.listen {
+                let listener = TcpListener::bind(address).await.map_err(|e| {
+                    anyhow::anyhow!("route `{}`: cannot listen on {address}: {e}", route.name)
+                })?;
+                tcp_listeners.push((route.name.clone(), listener));
+            }
+        }
         let admin = match config.admin_listen {
             Some(address) => Some(
                 TcpListener::bind(address)
@@ -124,7 +149,14 @@ impl Gateway {
             ),
             None => None,
         };
-        let client = upstream_client(&config);
+        let client = Upstream::new(
+            UpstreamSettings {
+                connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1)),
+                idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+                http2: config.upstream_http2,
+            },
+            config.backend_ca.as_deref(),
+        )?;
         let settings = ProxySettings {
             trusted: config.trusted_proxies.clone(),
             retries: config.retries,
@@ -150,6 +182,7 @@ impl Gateway {
         };
         Ok(Self {
             listener,
+            tcp_listeners,
             admin,
             redirect,
             tls,
@@ -168,6 +201,14 @@ impl Gateway {
     /// The admin address, when configured.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// TCP mode: the address of route `name`'s own listener.
+    pub fn route_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.tcp_listeners
+            .iter()
+            .find(|(route, _)| route == name)
+            .and_then(|(_, l)| l.local_addr().ok())
     }
 
     /// The plain-HTTP redirector's address, when configured.
@@ -190,6 +231,7 @@ impl Gateway {
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Self {
             listener,
+            mut tcp_listeners,
             admin,
             redirect,
             tls,
@@ -208,7 +250,12 @@ impl Gateway {
                 retries: config.retries,
                 drain: Duration::from_millis(config.drain_ms),
             };
-            tcp::serve(listener, control.proxy.clone(), settings, shutdown).await;
+            // The route without a `listen` of its own, if any, takes --listen.
+            let routes = control.routes();
+            if let Some(route) = routes.routes.iter().find(|r| r.listen.is_none()) {
+                tcp_listeners.push((route.name.clone(), listener));
+            }
+            tcp::serve(tcp_listeners, control.proxy.clone(), settings, shutdown).await;
         } else {
             serve_http(listener, tls, control.proxy.clone(), config, shutdown).await;
         }
@@ -319,21 +366,6 @@ async fn reload_on_hangup(control: Arc<Control>, mut hangups: Hangups) {
         let _ = (&control, &mut hangups);
         std::future::pending::<()>().await;
     }
-}
-
-fn upstream_client(config: &Config) -> Upstream {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_millis(
-        config.connect_timeout_ms.max(1),
-    )));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_millis(config.idle_timeout_ms))
-        .pool_max_idle_per_host(1024)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .http2_only(config.upstream_http2)
-        .build(connector)
 }
 
 async fn serve_admin(listener: TcpListener, proxy: Arc<Proxy>) {

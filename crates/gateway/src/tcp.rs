@@ -27,15 +27,54 @@ pub struct TcpSettings {
     pub drain: Duration,
 }
 
-/// Accepts until `shutdown`, then waits up to the drain time for open connections.
+/// Accepts on every route's listener until `shutdown`, then waits up to the drain time for
+/// the open connections. Each listener serves the route of its name in the routes in force
+/// when a connection arrives, so a reload's new backends take the next connections.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<(String, TcpListener)>,
     proxy: Arc<Proxy>,
     settings: TcpSettings,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let loops: Vec<_> = listeners
+        .into_iter()
+        .map(|(route, listener)| {
+            let accepting = accept(listener, route, proxy.clone(), settings, stopped.clone());
+            tokio::spawn(accepting)
+        })
+        .collect();
+    shutdown.await;
+    let _ = stop.send(true);
+    let mut open = Vec::with_capacity(loops.len());
+    for accepting in loops {
+        if let Ok(connections) = accepting.await {
+            open.push(connections);
+        }
+    }
+    let drained = tokio::time::timeout(settings.drain, async {
+        for connections in &mut open {
+            while connections.join_next().await.is_some() {}
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = open.iter().map(JoinSet::len).sum::<usize>(),
+            "drain time over; closing the remaining connections"
+        );
+    }
+}
+
+/// One listener's accept loop; returns its open connections when told to stop.
+async fn accept(
+    listener: TcpListener,
+    route: String,
+    proxy: Arc<Proxy>,
+    settings: TcpSettings,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> JoinSet<()> {
     let mut connections = JoinSet::new();
-    tokio::pin!(shutdown);
     loop {
         // Reap finished connections so the set holds only open ones.
         while connections.try_join_next().is_some() {}
@@ -48,23 +87,15 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            _ = stop.changed() => break,
         };
-        // L4 has no host or path: the first route's backends take every connection.
-        let pool = proxy.routes().routes[0].pool.clone();
+        let Some(pool) = proxy.routes().named(&route).map(|r| r.pool.clone()) else {
+            tracing::warn!(%route, "the route of this listener is gone; closing the connection");
+            continue;
+        };
         connections.spawn(relay(stream, peer, pool, settings));
     }
-    drop(listener);
-    let drained = tokio::time::timeout(settings.drain, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!(
-            open = connections.len(),
-            "drain time over; closing the remaining connections"
-        );
-    }
+    connections
 }
 
 /// Connects `client` to a backend and copies bytes until either side closes.
@@ -86,7 +117,7 @@ async fn relay(mut client: TcpStream, peer: SocketAddr, pool: Arc<Pool>, setting
             return;
         };
         tried.push(id);
-        let guard = InFlight::enter(pool.clone(), id);
+        let guard = InFlight::enter(&pool.backends[id].live);
         let started = Instant::now();
         let address = pool.backends[id].authority.as_str();
         match tokio::time::timeout(settings.connect_timeout, TcpStream::connect(address)).await {

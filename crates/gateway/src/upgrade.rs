@@ -12,6 +12,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
 use crate::proxy::{ClientBody, InFlight};
+use crate::upstream::Lease;
 
 /// The protocol asked for, when the request is an upgrade (`Connection: upgrade` + `Upgrade`).
 pub fn requested(headers: &HeaderMap) -> Option<HeaderValue> {
@@ -36,10 +37,12 @@ pub fn splice(
     client: OnUpgrade,
     mut response: Response<Incoming>,
     guard: InFlight,
+    lease: Option<Lease>,
 ) -> Response<ClientBody> {
     let upstream = hyper::upgrade::on(&mut response);
     tokio::spawn(async move {
-        let _guard = guard;
+        // The connection is the upgrade's now: it never returns to the idle list.
+        let _held = (guard, lease);
         match tokio::try_join!(client, upstream) {
             Ok((client, upstream)) => {
                 let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));

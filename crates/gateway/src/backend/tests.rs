@@ -18,7 +18,7 @@ fn backend_specs_parse_urls_with_optional_weights() {
 #[test]
 fn bad_backend_specs_are_refused_with_a_reason() {
     for (text, reason) in [
-        ("https://a:1", "scheme"),
+        ("ftp://a:1", "scheme"),
         ("http://a:1/api", "without path"),
         ("http://a", "port"),
         ("http://a:1=0", "outside"),
@@ -52,6 +52,7 @@ fn pool(n: usize, panic_threshold_percent: u8, now: Instant) -> Pool {
         Balancer::new(Algorithm::RoundRobin, &names, &vec![1; n]),
         policy,
         now,
+        None,
     )
 }
 

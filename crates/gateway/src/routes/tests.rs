@@ -5,7 +5,7 @@ fn config() -> Config {
 }
 
 fn error(text: &str) -> (usize, String) {
-    parse(text, &config()).unwrap_err()
+    parse(text, &config(), None).unwrap_err()
 }
 
 const FILE: &str = r#"
@@ -27,7 +27,7 @@ backends = ["http://127.0.0.1:9003"]
 #[test]
 fn routes_are_matched_by_host_and_path_prefix_in_order() {
     let routes = Routes {
-        routes: parse(FILE, &config()).unwrap(),
+        routes: parse(FILE, &config(), None).unwrap(),
     };
     assert_eq!(
         routes.routes[0].pool.balancer.algorithm(),
@@ -60,7 +60,7 @@ fn bad_values_name_their_line_and_reason() {
             "unknown algorithm",
         ),
         (
-            "[[route]]\nname = \"a\"\nbackends = [\n  \"http://a:1\",\n  \"https://b:2\",\n]\n",
+            "[[route]]\nname = \"a\"\nbackends = [\n  \"http://a:1\",\n  \"ftp://b:2\",\n]\n",
             5,
             "scheme",
         ),
@@ -97,10 +97,60 @@ fn the_flags_backends_form_a_last_catch_all_route() {
     let mut cfg = config();
     cfg.config = Some(path.clone());
     cfg.backends = vec!["http://127.0.0.1:9009".parse().unwrap()];
-    let routes = Routes::load(&cfg).unwrap();
+    let routes = Routes::load(&cfg, None).unwrap();
     assert_eq!(routes.select(None, "/anything").unwrap().name, "default");
     std::fs::write(&path, "[[route]]\nname = 1\n").unwrap();
-    let err = Routes::load(&cfg).unwrap_err();
+    let err = Routes::load(&cfg, None).unwrap_err();
     assert_eq!(err.line, 2, "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tcp_routes_need_their_own_listen_address_and_http_routes_refuse_one() {
+    let mut tcp = config();
+    tcp.mode = crate::config::Mode::Tcp;
+    let two_without = "[[route]]\nname = \"a\"\nbackends = [\"tcp://127.0.0.1:1\"]\n\
+                       [[route]]\nname = \"b\"\nbackends = [\"tcp://127.0.0.1:2\"]\n";
+    let (line, reason) = parse(two_without, &tcp, None).unwrap_err();
+    assert_eq!(line, 5, "{reason}");
+    assert!(reason.contains("needs a `listen`"), "{reason}");
+    let clash = "[[route]]\nname = \"a\"\nlisten = \"127.0.0.1:7000\"\nbackends = [\"tcp://127.0.0.1:1\"]\n\
+                 [[route]]\nname = \"b\"\nlisten = \"127.0.0.1:7000\"\nbackends = [\"tcp://127.0.0.1:2\"]\n";
+    let (line, reason) = parse(clash, &tcp, None).unwrap_err();
+    assert_eq!(
+        (line, reason.contains("already a listener")),
+        (7, true),
+        "{reason}"
+    );
+    let bad = "[[route]]\nname = \"a\"\nlisten = \"nowhere\"\nbackends = [\"tcp://127.0.0.1:1\"]\n";
+    assert!(
+        parse(bad, &tcp, None)
+            .unwrap_err()
+            .1
+            .contains("not an address")
+    );
+    let routes = parse(
+        "[[route]]\nname = \"a\"\nlisten = \"127.0.0.1:7001\"\nbackends = [\"tcp://127.0.0.1:1\"]\n\
+         [[route]]\nname = \"b\"\nbackends = [\"tcp://127.0.0.1:2\"]\n",
+        &tcp,
+        None,
+    )
+    .unwrap();
+    assert_eq!(routes[0].listen, Some("127.0.0.1:7001".parse().unwrap()));
+    assert_eq!(routes[1].listen, None);
+    let in_http = "[[route]]\nname = \"a\"\nlisten = \"127.0.0.1:7000\"\nbackends = [\"http://127.0.0.1:1\"]\n";
+    let (line, reason) = error(in_http);
+    assert_eq!((line, reason.contains("--mode tcp")), (3, true), "{reason}");
+}
+
+#[test]
+fn two_routes_with_one_name_are_refused() {
+    let text = "[[route]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:1\"]\n\
+                [[route]]\nname = \"a\"\nbackends = [\"http://127.0.0.1:2\"]\n";
+    let (line, reason) = error(text);
+    assert_eq!(
+        (line, reason.contains("comes earlier")),
+        (5, true),
+        "{reason}"
+    );
 }

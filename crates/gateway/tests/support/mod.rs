@@ -35,6 +35,15 @@ pub struct TestBackend {
 impl TestBackend {
     /// Starts a backend named `name`.
     pub async fn start(name: &'static str) -> Self {
+        Self::start_with(name, None).await
+    }
+
+    /// Starts a backend named `name` that speaks HTTPS with `tls`.
+    pub async fn start_tls(name: &'static str, tls: tokio_rustls::TlsAcceptor) -> Self {
+        Self::start_with(name, Some(tls)).await
+    }
+
+    async fn start_with(name: &'static str, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicU64::new(0));
@@ -51,10 +60,21 @@ impl TestBackend {
                     let (h, r, d) = (h.clone(), r.clone(), d.clone());
                     async move { Ok::<_, Infallible>(answer(name, request, &h, &r, &d).await) }
                 });
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(tls) => {
+                            // A client that refuses the certificate ends here.
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
@@ -70,6 +90,11 @@ impl TestBackend {
     /// `--backend` for this backend.
     pub fn spec(&self) -> BackendSpec {
         format!("http://{}", self.address).parse().unwrap()
+    }
+
+    /// `--backend` for this backend over HTTPS.
+    pub fn https_spec(&self) -> BackendSpec {
+        format!("https://{}", self.address).parse().unwrap()
     }
 
     /// Requests received.
