@@ -10,8 +10,8 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{Output, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
@@ -75,23 +75,41 @@ pub struct Hasher {
     /// A hash of a random password, verified against when the account is unknown so that
     /// a wrong email costs the same time as a wrong password.
     dummy: Arc<str>,
+    /// Argon2 verifications run, the dummy's included.
+    checks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Hasher {
     /// A hasher with `params`, running at most `concurrency` hashes at once.
     pub fn new(params: HashParams, concurrency: usize) -> Result<Self> {
+        params.argon2()?;
+        // A well-formed hash with our parameters is all the dummy needs to be: written out
+        // rather than computed, it costs start-up nothing (hashing it took a 19 MiB block
+        // and most of the server's start-up instructions).
         let salt = SaltString::generate(&mut OsRng);
-        let dummy = params
-            .argon2()?
-            .hash_password(crate::secret::random_token().as_bytes(), &salt)
-            .map_err(|e| Error::Internal(format!("hashing failed: {e}")))?
-            .to_string();
+        let mut output = [0u8; 32];
+        OsRng.fill_bytes(&mut output);
+        let output =
+            Output::new(&output).map_err(|e| Error::Internal(format!("dummy hash output: {e}")))?;
+        let dummy = format!(
+            "$argon2id$v=19$m={},t={},p={}${}${output}",
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            salt.as_str()
+        );
         Ok(Self {
             params,
             concurrency: concurrency.max(1),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             dummy: dummy.into(),
+            checks: Arc::default(),
         })
+    }
+
+    /// How many Argon2 verifications this hasher (and its clones) has run.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// OWASP parameters, one hash at a time per core.
@@ -131,6 +149,7 @@ impl Hasher {
         let params = self.params;
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy.to_string());
+        let checks = self.checks.clone();
         self.blocking(move || {
             let Ok(parsed) = PasswordHash::new(&hash) else {
                 return Ok(Verified {
@@ -138,11 +157,11 @@ impl Hasher {
                     needs_rehash: false,
                 });
             };
-            // Verification uses the parameters stored in the hash, not ours.
-            let matched = real
-                && Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok();
+            // Verification uses the parameters stored in the hash, not ours. It runs for the
+            // dummy too (`real` is looked at only afterwards): an unknown account must cost
+            // the same Argon2 work as a known one.
+            let verified = argon2_verify(&checks, &password, &parsed);
+            let matched = real && verified;
             let current = parsed.algorithm.as_str() == "argon2id"
                 && Params::try_from(&parsed).is_ok_and(|p| {
                     p.m_cost() == params.memory_kib
@@ -204,6 +223,18 @@ pub fn check_policy(password: &str, user_inputs: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Verifies `password` against `parsed` with the parameters stored in it, counting the run.
+fn argon2_verify(
+    checks: &std::sync::atomic::AtomicU64,
+    password: &str,
+    parsed: &PasswordHash<'_>,
+) -> bool {
+    checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Argon2::default()
+        .verify_password(password.as_bytes(), parsed)
+        .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,6 +245,39 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_account_costs_one_argon2_verification_like_a_known_one() {
+        let hasher = Hasher::new(cheap(), 1).unwrap();
+        let stored = hasher.hash("correct horse".into()).await.unwrap();
+        let known = hasher.verify(Some(stored), "wrong".into()).await.unwrap();
+        assert!(!known.matched);
+        assert_eq!(hasher.checks(), 1);
+        let unknown = hasher.verify(None, "correct horse".into()).await.unwrap();
+        assert!(!unknown.matched, "the dummy never matches");
+        assert_eq!(
+            hasher.checks(),
+            2,
+            "the dummy hash was verified, not skipped"
+        );
+    }
+
+    #[test]
+    fn the_dummy_hash_is_a_phc_string_of_the_hashers_parameters() {
+        let params = cheap();
+        let hasher = Hasher::new(params, 1).unwrap();
+        let parsed = PasswordHash::new(&hasher.dummy).unwrap();
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+        assert_eq!(parsed.version, Some(0x13));
+        let stored = Params::try_from(&parsed).unwrap();
+        assert_eq!(
+            (stored.m_cost(), stored.t_cost(), stored.p_cost()),
+            (params.memory_kib, params.iterations, params.parallelism)
+        );
+        assert_eq!(parsed.hash.map(|output| output.len()), Some(32));
+        // Each hasher draws its own.
+        assert_ne!(hasher.dummy, Hasher::new(params, 1).unwrap().dummy);
     }
 
     #[tokio::test]
