@@ -177,7 +177,7 @@ async fn sqlite_insert_many(q: &SqliteQueue, jobs: Vec<NewJob>) -> Result<Vec<En
         }
     }
     tx.commit().await?;
-    wake_queues(&jobs, |queue| q.wake(queue));
+    wake_each(jobs.iter().map(|j| j.queue.as_str()), |queue| q.wake(queue));
     let matched = match_inserted(&jobs, rows);
     fill_duplicates(q, jobs, matched, q).await
 }
@@ -301,7 +301,7 @@ async fn postgres_insert_many(q: &PostgresQueue, jobs: Vec<NewJob>) -> Result<Ve
             ));
         }
     }
-    wake_queues(&jobs, |queue| q.wake(queue));
+    wake_each(jobs.iter().map(|j| j.queue.as_str()), |queue| q.wake(queue));
     let matched = match_inserted(&jobs, inserted);
     fill_duplicates(q, jobs, matched, q).await
 }
@@ -341,11 +341,12 @@ pub(crate) async fn postgres_complete_many(
     Ok(ack_results(acks, moved))
 }
 
-fn wake_queues(jobs: &[NewJob], mut wake: impl FnMut(&str)) {
+/// Wakes each of `queues` once, however often it is named.
+pub(crate) fn wake_each<'a>(queues: impl IntoIterator<Item = &'a str>, mut wake: impl FnMut(&str)) {
     let mut woken = HashSet::new();
-    for job in jobs {
-        if woken.insert(job.queue.as_str()) {
-            wake(&job.queue);
+    for queue in queues {
+        if woken.insert(queue) {
+            wake(queue);
         }
     }
 }

@@ -6,11 +6,10 @@
 //! at the single writer connection, per message; behind a busy writer that turn is the
 //! whole cost. One statement per batch pays it once.
 
-use std::collections::HashSet;
-
 use sqlx::Row as _;
 use tracing::Instrument as _;
 
+use crate::batch::wake_each;
 use crate::postgres::PostgresQueue;
 use crate::sqlite::SqliteQueue;
 use crate::{Backend as _, Message, NewJob, Result, trace, validate};
@@ -23,25 +22,20 @@ pub(crate) fn validate_all(topic: &str, messages: &[Message]) -> Result<()> {
     Ok(())
 }
 
-/// The publish's span and its context, which messages without one of their own continue.
-fn publish_span(
+/// Checks the batch, then gives the publish's span and its context (which messages without
+/// one of their own continue); `None` for an empty batch, which writes nothing.
+fn start(
     system: &'static str,
     topic: &str,
     messages: &[Message],
-) -> (tracing::Span, Option<String>) {
-    let span = trace::enqueue_span(system, topic, &messages[0].kind, messages.len());
+) -> Result<Option<(tracing::Span, Option<String>)>> {
+    validate_all(topic, messages)?;
+    let Some(first) = messages.first() else {
+        return Ok(None);
+    };
+    let span = trace::enqueue_span(system, topic, &first.kind, messages.len());
     let context = trace::traceparent(&span);
-    (span, context)
-}
-
-/// Wakes each queue that got a job, once.
-fn wake_each(queues: &[String], wake: impl Fn(&str)) {
-    let mut woken = HashSet::new();
-    for queue in queues {
-        if woken.insert(queue.as_str()) {
-            wake(queue);
-        }
-    }
+    Ok(Some((span, context)))
 }
 
 pub(crate) async fn sqlite_publish_many(
@@ -49,15 +43,13 @@ pub(crate) async fn sqlite_publish_many(
     topic: &str,
     messages: &[Message],
 ) -> Result<usize> {
-    validate_all(topic, messages)?;
-    if messages.is_empty() {
+    let Some((span, own)) = start(q.name(), topic, messages)? else {
         return Ok(0);
-    }
-    let (span, own) = publish_span(q.name(), topic, messages);
+    };
     let queues = sqlite_insert(q, topic, messages, own.as_deref())
         .instrument(span)
         .await?;
-    wake_each(&queues, |queue| q.wake(queue));
+    wake_each(queues.iter().map(String::as_str), |queue| q.wake(queue));
     Ok(messages.len())
 }
 
@@ -110,13 +102,11 @@ pub(crate) async fn postgres_publish_many(
     topic: &str,
     messages: &[Message],
 ) -> Result<usize> {
-    validate_all(topic, messages)?;
-    if messages.is_empty() {
+    let Some((span, own)) = start(q.name(), topic, messages)? else {
         return Ok(0);
-    }
+    };
     let kinds: Vec<&str> = messages.iter().map(|m| m.kind.as_str()).collect();
     let payloads: Vec<String> = messages.iter().map(|m| m.payload.to_string()).collect();
-    let (span, own) = publish_span(q.name(), topic, messages);
     let parents: Vec<Option<&str>> = messages
         .iter()
         .map(|m| m.traceparent.as_deref().or(own.as_deref()))
@@ -140,6 +130,6 @@ pub(crate) async fn postgres_publish_many(
     .fetch_all(q.pool())
     .instrument(span)
     .await?;
-    wake_each(&queues, |queue| q.wake(queue));
+    wake_each(queues.iter().map(String::as_str), |queue| q.wake(queue));
     Ok(messages.len())
 }

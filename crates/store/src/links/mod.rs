@@ -506,14 +506,31 @@ async fn find_in_home(
     key: LinkKey<'_>,
     domain: Option<&str>,
 ) -> Result<Option<LinkRow>> {
+    fetch_by_key(store, key, domain, LINK_COLUMNS).await
+}
+
+/// The row of `columns` (from links and guards) of the link `key` names on `domain`, read
+/// on the database the current map names: what both lookups share.
+async fn fetch_by_key<T>(
+    store: &Store,
+    key: LinkKey<'_>,
+    domain: Option<&str>,
+    columns: &str,
+) -> Result<Option<T>>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + Send
+        + Unpin,
+{
     let Some(store) = key_home(store, key, domain).await? else {
         return Ok(None);
     };
     let store = &*store;
     let (filter, id, alias, domain) = lookup(key, domain);
-    let sql = format!("SELECT {LINK_COLUMNS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
+    let sql = format!("SELECT {columns} FROM {LINKS_AND_GUARDS} WHERE {filter}");
     let row = on_pool!(store, read, pool => {
-        let mut query = sqlx::query_as::<_, LinkRow>(&sql);
+        let mut query = sqlx::query_as::<_, T>(&sql);
         if let Some(id) = id {
             query = query.bind(id);
         }
@@ -553,27 +570,8 @@ async fn find_counted_in_home(
     key: LinkKey<'_>,
     domain: Option<&str>,
 ) -> Result<Option<CountedLink>> {
-    let Some(store) = key_home(store, key, domain).await? else {
-        return Ok(None);
-    };
-    let store = &*store;
-    let (filter, id, alias, domain) = lookup(key, domain);
-    let sql =
-        format!("SELECT {LINK_COLUMNS}, {STORED_CLICKS} FROM {LINKS_AND_GUARDS} WHERE {filter}");
-    let row = on_pool!(store, read, pool => {
-        let mut query = sqlx::query_as::<_, CountedLink>(&sql);
-        if let Some(id) = id {
-            query = query.bind(id);
-        }
-        if let Some(alias) = alias {
-            query = query.bind(alias);
-        }
-        if let Some(domain) = domain {
-            query = query.bind(domain);
-        }
-        query.fetch_optional(pool).await
-    })?;
-    Ok(row)
+    let columns = format!("{LINK_COLUMNS}, {STORED_CLICKS}");
+    fetch_by_key(store, key, domain, &columns).await
 }
 
 /// The oldest plain link of `owner` on `domain` (`None`: the default one) to exactly
