@@ -41,6 +41,8 @@ pub struct Framing {
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+/// The blank line that ends a head.
+const HEAD_END: &[u8] = b"\r\n\r\n";
 
 impl Framing {
     /// A walk that gives up on heads longer than `max_head` bytes.
@@ -89,7 +91,21 @@ impl Framing {
                     };
                 }
                 State::Head => {
-                    let (complete, rest) = self.collect(bytes, b"\r\n\r\n");
+                    // The common case: a whole head in one read, walked where it lies.
+                    if self.line.is_empty()
+                        && let Some(at) = find(bytes, HEAD_END)
+                    {
+                        let (head, rest) = bytes.split_at(at + HEAD_END.len());
+                        bytes = rest;
+                        self.state = if head.len() > self.max_head || head.starts_with(H2_PREFACE)
+                        {
+                            State::Done
+                        } else {
+                            self.head_done(head)
+                        };
+                        continue;
+                    }
+                    let (complete, rest) = self.collect(bytes, HEAD_END);
                     bytes = rest;
                     // The preface and the length are checked whether or not the blank line
                     // has arrived yet, so the verdict does not depend on where the reads
@@ -97,7 +113,9 @@ impl Framing {
                     if self.too_long() || self.line.starts_with(H2_PREFACE) {
                         self.state = State::Done;
                     } else if complete {
-                        self.state = self.head_done();
+                        let line = std::mem::take(&mut self.line);
+                        self.state = self.head_done(&line);
+                        self.line = line;
                         self.line.clear();
                     }
                 }
@@ -152,9 +170,9 @@ impl Framing {
         }
     }
 
-    fn head_done(&mut self) -> State {
+    fn head_done(&mut self, head: &[u8]) -> State {
         // Leading empty lines before a request line are allowed (RFC 9112 §2.2).
-        let head = trim_leading_crlf(&self.line);
+        let head = trim_leading_crlf(head);
         if head.is_empty() {
             return State::Head;
         }
@@ -209,7 +227,7 @@ impl Framing {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {

@@ -171,9 +171,11 @@ where
             Some(id) if is_sane_request_id(id) => id.clone(),
             _ => new_request_id(),
         };
-        // Decided now (the request is gone when the answer comes), used only by a 404 or a
-        // 429: one header lookup and a substring search, no allocation.
-        let pages = self.pages.filter(|_| rest::wants_html(request.headers()));
+        // Only a 404 or a 429 asks whether the client prefers HTML; the request is gone by
+        // then, so its `Accept` is kept (a reference count, not a copy) and read only then.
+        let pages = self
+            .pages
+            .map(|pages| (pages, request.headers().get(header::ACCEPT).cloned()));
         let span = trace::request_span(&request, method, route.as_ref(), &request_id);
         let inner = {
             let _entered = span.enter();
@@ -199,8 +201,9 @@ struct Seen {
     method: &'static str,
     route: Option<MatchedPath>,
     request_id: HeaderValue,
-    /// The pages to answer a 404 or a 429 with, for a browser.
-    pages: Option<ErrorPages>,
+    /// The pages to answer a 404 or a 429 with, and the `Accept` that says whether the
+    /// client is a browser.
+    pages: Option<(ErrorPages, Option<HeaderValue>)>,
 }
 
 pin_project_lite::pin_project! {
@@ -252,7 +255,15 @@ fn rate_limit_page(problem: Response, page: fn(u64) -> Response) -> Response {
 /// Completes a response on its way out, and counts it.
 fn finish(mut response: Response, seen: Seen) -> Response {
     let status = response.status();
-    if let Some(pages) = seen.pages.filter(|_| !is_html(&response)) {
+    let for_browser = |(pages, accept): (ErrorPages, Option<HeaderValue>)| {
+        rest::accepts_html_first(accept.as_ref()).then_some(pages)
+    };
+    let error_page = status == StatusCode::NOT_FOUND || status == StatusCode::TOO_MANY_REQUESTS;
+    if let Some(pages) = seen
+        .pages
+        .filter(|_| error_page && !is_html(&response))
+        .and_then(for_browser)
+    {
         if status == StatusCode::NOT_FOUND {
             response = (pages.not_found)();
         } else if status == StatusCode::TOO_MANY_REQUESTS {

@@ -573,10 +573,12 @@ pub fn json_response<T: Serialize>(
 /// Whether the client lists `text/html` before any JSON type (a browser): pages and the
 /// HTML 404 are for it, problem documents for everyone else.
 pub fn wants_html(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
+    accepts_html_first(headers.get(header::ACCEPT))
+}
+
+/// [`wants_html`] of an `Accept` value already taken from its request.
+pub fn accepts_html_first(accept: Option<&HeaderValue>) -> bool {
+    let accept = accept.and_then(|v| v.to_str().ok()).unwrap_or_default();
     let html = accept.find("text/html");
     let json = accept.find("json");
     match (html, json) {

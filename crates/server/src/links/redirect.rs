@@ -59,6 +59,10 @@ thread_local! {
     static REDIRECTS: metrics::Counter = metrics::counter!("basis_redirects_total");
 }
 
+/// Headers a redirect usually leaves with: `Location`, `Cache-Control`, the request id,
+/// the security headers and `Content-Length`, with room for a cookie and rate-limit headers.
+const REDIRECT_HEADERS: usize = 12;
+
 /// The header that carries a link's password.
 const PASSWORD_HEADER: &str = "x-link-password";
 
@@ -369,6 +373,9 @@ async fn respond(
     let mut response = Response::new(Body::empty());
     *response.status_mut() = status;
     let response_headers = response.headers_mut();
+    // Room for every header the answer leaves with (the middleware's and the router's
+    // `Content-Length` too), so the map is allocated once instead of grown and rehashed.
+    *response_headers = HeaderMap::with_capacity(REDIRECT_HEADERS);
     // A link without rules pays one test of an `Option` here.
     let location = match &link.rules {
         None => &link.location,
