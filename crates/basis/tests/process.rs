@@ -50,6 +50,20 @@ async fn an_unreachable_or_invalid_database_is_a_one_line_error_and_a_failed_exi
     }
 }
 
+/// The server turns transparent huge pages off for itself (its heap is small, and huge
+/// pages multiplied its resident memory).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn the_server_runs_without_transparent_huge_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Basis::serve(dir.path(), None, &[]).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    // The line exists since Linux 5.0; an older kernel has nothing to check.
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+}
+
 /// A database URL listing a cluster's nodes is read at start: a bad host list or a session
 /// attribute that could reach a standby stops `serve` with the reason, and so does a
 /// cluster with no primary; the password never reaches the message.

@@ -94,9 +94,14 @@ impl Basis {
         Self::listening(command).await
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("a running process")
+    }
+
     /// Sends `signal` (`KILL`, `STOP`, `CONT`…) to the process.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("a running process").to_string();
+        let pid = self.pid().to_string();
         let sent = std::process::Command::new("kill")
             .args([&format!("-{signal}"), &pid])
             .status()
