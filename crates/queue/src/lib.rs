@@ -3,8 +3,10 @@
 //!
 //! # Where things are
 //!
-//! - [`Backend`]: what every engine provides: enqueue, claim with a lease, heartbeat,
-//!   complete / retry / bury fenced by the attempt's token, dead letters, stats.
+//! - [`Backend`]: what every engine provides: enqueue, claim with a lease (from one queue,
+//!   or from several in one go, fairly: [`Backend::claim_from`], shared out by `fair.rs`),
+//!   heartbeat, complete / retry / bury fenced by the attempt's token, topics whose groups
+//!   may take some kinds only, dead letters, stats.
 //! - [`job`]: the value types that cross the trait ([`NewJob`], [`ClaimedJob`], [`Lease`],
 //!   [`JobInfo`], …).
 //! - [`handler`]: [`Handler`], the work for one job kind, and [`JobError`].
@@ -41,6 +43,7 @@
 mod acker;
 pub mod amqp;
 mod batch;
+mod fair;
 pub mod handler;
 pub mod job;
 pub mod metrics;
@@ -151,6 +154,36 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// time), each leased for `lease`. Counts the attempt and issues a new fencing token.
     async fn claim(&self, queue: &str, lease: Duration, limit: usize) -> Result<Vec<ClaimedJob>>;
 
+    /// Claims up to `limit` ready jobs from any of `queues` in one go, as [`Backend::claim`]
+    /// would from each (the same attempt counting, fencing tokens, lease-expiry accounting
+    /// and burial of a job whose lease expired on its last attempt).
+    ///
+    /// The limit is shared round-robin: the first ready job of each queue in the order
+    /// given, then the second of each, and so on, so a queue with a backlog cannot starve
+    /// the others; when `limit` is smaller than the number of queues with ready jobs, the
+    /// earlier queues win, and a caller that rotates `queues` between claims (the worker
+    /// does) serves them all in turn. Jobs come back in that round-robin order.
+    ///
+    /// The SQL engines claim in one transaction (SQLite: one turn at the single writer;
+    /// PostgreSQL: one statement); the default claims queue by queue, each from what the
+    /// earlier ones left of `limit`.
+    async fn claim_from(
+        &self,
+        queues: &[String],
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedJob>> {
+        let mut claimed = Vec::new();
+        for queue in queues {
+            let left = limit.saturating_sub(claimed.len());
+            if left == 0 {
+                break;
+            }
+            claimed.extend(self.claim(queue, lease, left).await?);
+        }
+        Ok(claimed)
+    }
+
     /// Extends a held lease by `lease` from now.
     async fn heartbeat(&self, lease: &Lease, extend: Duration) -> Result<()>;
 
@@ -174,9 +207,22 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// The job's current state, if the backend keeps one.
     async fn job(&self, id: &JobId) -> Result<Option<JobInfo>>;
 
-    /// Registers `group` as a subscriber of `topic`: from now on every message published to
-    /// the topic is also delivered to the queue [`topic_queue`]`(topic, group)`.
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<()>;
+    /// Registers `group` as a subscriber of every kind of `topic`: from now on every message
+    /// published to the topic is also delivered to the queue [`topic_queue`]`(topic, group)`.
+    /// Replaces a kind list an earlier [`Backend::subscribe_kinds`] gave.
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<()> {
+        self.subscribe_kinds(topic, group, &[]).await
+    }
+
+    /// Registers `group` as a subscriber of `topic` for the messages of `kinds` only (empty:
+    /// every kind). Subscribing again replaces the list, so a start-up that subscribes with
+    /// the kinds its code handles today is idempotent and follows changes.
+    ///
+    /// The SQL engines filter when they fan a message out: a group's queue never holds the
+    /// kinds it did not ask for. RabbitMQ's topics are fanout exchanges, which route by
+    /// no key: there the group's queue receives every kind and its consumer must ignore the
+    /// ones it does not handle.
+    async fn subscribe_kinds(&self, topic: &str, group: &str, kinds: &[&str]) -> Result<()>;
 
     /// Publishes a message to every subscriber group of `topic`; returns how many groups.
     async fn publish(&self, topic: &str, kind: &str, payload: serde_json::Value) -> Result<usize>;

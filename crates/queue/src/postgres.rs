@@ -295,48 +295,79 @@ impl Backend for PostgresQueue {
     }
 
     async fn claim(&self, queue: &str, lease: Duration, limit: usize) -> Result<Vec<ClaimedJob>> {
+        self.claim_from(&[queue.to_owned()], lease, limit).await
+    }
+
+    /// One statement for all the queues: each queue's best ready jobs are locked (`SKIP
+    /// LOCKED`, one index range each), numbered within their queue, and the first `limit`
+    /// by (number, queue position) are taken. Candidates locked but not taken are free
+    /// again when the statement commits.
+    async fn claim_from(
+        &self,
+        queues: &[String],
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ClaimedJob>> {
+        let queues = crate::fair::distinct(queues);
+        if queues.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
         let now = self.clock.now_ms();
         let rows = sqlx::query(
-            "WITH due AS (
-                 SELECT id, status, run_at FROM queue_jobs
-                 WHERE queue = $1 AND run_at <= $2
-                 ORDER BY priority DESC, run_at, id
-                 LIMIT $3 FOR UPDATE SKIP LOCKED)
+            "WITH wanted AS (
+                 SELECT name, pos FROM unnest($1::text[]) WITH ORDINALITY AS w(name, pos)),
+             due AS (
+                 SELECT head.id, head.status, head.run_at, wanted.pos, head.rn
+                 FROM wanted CROSS JOIN LATERAL (
+                     SELECT c.*, row_number() OVER (ORDER BY c.priority DESC, c.run_at, c.id) AS rn
+                     FROM (SELECT id, status, run_at, priority FROM queue_jobs
+                           WHERE queue = wanted.name AND run_at <= $2
+                           ORDER BY priority DESC, run_at, id
+                           LIMIT $3 FOR UPDATE SKIP LOCKED) c) head
+                 ORDER BY head.rn, wanted.pos
+                 LIMIT $3)
              UPDATE queue_jobs j SET status = 'running', attempts = j.attempts + 1,
                  token = j.token + 1, run_at = $4
              FROM due WHERE j.id = due.id
-             RETURNING j.id, j.kind, j.payload::text AS payload, j.priority, j.attempts,
+             RETURNING j.id, j.queue, j.kind, j.payload::text AS payload, j.attempts,
                  j.max_attempts, j.enqueued_at, j.token, j.owner, j.reply_to, j.correlation_id,
-                 j.traceparent, due.status AS prev_status, due.run_at AS due_at",
+                 j.traceparent, due.status AS prev_status, due.run_at AS due_at,
+                 due.rn, due.pos",
         )
-        .bind(queue)
+        .bind(&queues)
         .bind(now)
         .bind(limit as i64)
         .bind(now + lease.as_millis() as i64)
         .fetch_all(&self.acks)
         .await?;
         let mut claimed = Vec::with_capacity(rows.len());
-        let mut expired = 0u64;
+        let mut expired = vec![0u64; queues.len()];
         for row in rows {
             let id: i64 = row.try_get("id")?;
+            let pos: i64 = row.try_get("pos")?;
             let lease = Lease {
                 id: JobId(id.to_string()),
-                queue: queue.to_owned(),
+                queue: row.try_get("queue")?,
                 token: row.try_get("token")?,
             };
             let attempt = row.try_get::<i32, _>("attempts")?.max(0) as u32;
             let max_attempts = row.try_get::<i32, _>("max_attempts")?.max(0) as u32;
             if row.try_get::<String, _>("prev_status")? == "running" {
-                expired += 1;
+                if let Some(n) = usize::try_from(pos - 1)
+                    .ok()
+                    .and_then(|q| expired.get_mut(q))
+                {
+                    *n += 1;
+                }
                 if attempt > max_attempts {
                     let why = "the lease expired on the last attempt (the worker died or hung)";
                     self.bury(&lease, why).await?;
                     continue;
                 }
             }
-            let priority: i16 = row.try_get("priority")?;
+            let rn: i64 = row.try_get("rn")?;
             claimed.push((
-                priority,
+                (rn, pos),
                 ClaimedJob {
                     lease,
                     kind: row.try_get("kind")?,
@@ -352,16 +383,14 @@ impl Backend for PostgresQueue {
                 },
             ));
         }
-        if expired > 0 {
-            ::metrics::counter!("queue_lease_expiries_total", "queue" => queue.to_owned())
-                .increment(expired);
+        for (queue, n) in queues.iter().zip(expired) {
+            if n > 0 {
+                ::metrics::counter!("queue_lease_expiries_total", "queue" => (*queue).to_owned())
+                    .increment(n);
+            }
         }
-        // RETURNING has no order: restore the claim order.
-        claimed.sort_by(|(pa, a), (pb, b)| {
-            pb.cmp(pa)
-                .then(a.run_at_ms.cmp(&b.run_at_ms))
-                .then(sql_id(&a.lease.id).cmp(&sql_id(&b.lease.id)))
-        });
+        // RETURNING has no order: restore the round-robin order of the claim.
+        claimed.sort_by_key(|(order, _)| *order);
         Ok(claimed.into_iter().map(|(_, job)| job).collect())
     }
 
@@ -454,15 +483,15 @@ impl Backend for PostgresQueue {
         }))
     }
 
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<()> {
-        if topic.is_empty() || group.is_empty() {
-            return Err(Error::Invalid("topic and group must not be empty".into()));
-        }
+    async fn subscribe_kinds(&self, topic: &str, group: &str, kinds: &[&str]) -> Result<()> {
+        let kinds = crate::topic::subscription_kinds(topic, group, kinds)?;
         sqlx::query(
-            "INSERT INTO queue_subscriptions (topic, grp) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            "INSERT INTO queue_subscriptions (topic, grp, kinds) VALUES ($1, $2, $3)
+             ON CONFLICT (topic, grp) DO UPDATE SET kinds = excluded.kinds",
         )
         .bind(topic)
         .bind(group)
+        .bind(kinds)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -477,7 +506,7 @@ impl Backend for PostgresQueue {
             "INSERT INTO queue_jobs (queue, kind, payload, status, max_attempts, run_at, enqueued_at,
                  traceparent)
              SELECT topic || '.' || grp, $2, $3::jsonb, 'queued', 5, $4, $4, $5
-             FROM queue_subscriptions WHERE topic = $1
+             FROM queue_subscriptions WHERE topic = $1 AND (kinds IS NULL OR $2 = ANY (kinds))
              RETURNING queue",
         )
         .bind(topic)

@@ -2,6 +2,10 @@
 //! job on each subscriber group's queue, all of them written by one statement (SQLite: one
 //! per [`SQLITE_CHUNK`](crate::batch::SQLITE_CHUNK) messages, in one transaction).
 //!
+//! A group subscribed to some kinds only (`queue_subscriptions.kinds`: a JSON array on
+//! SQLite, a `text[]` on PostgreSQL, NULL for every kind) is skipped by the fan-out for the
+//! other kinds, so its queue never fills with work its consumer would only throw away.
+//!
 //! A publisher that sends its messages one by one pays a round trip, and on SQLite a turn
 //! at the single writer connection, per message; behind a busy writer that turn is the
 //! whole cost. One statement per batch pays it once.
@@ -12,7 +16,29 @@ use tracing::Instrument as _;
 use crate::batch::wake_each;
 use crate::postgres::PostgresQueue;
 use crate::sqlite::SqliteQueue;
-use crate::{Backend as _, Message, NewJob, Result, trace, validate};
+use crate::{Backend as _, Error, Message, NewJob, Result, trace, validate};
+
+/// Checks a subscription and gives the kind list to store: sorted, without repeats, and
+/// `None` (every kind) for an empty one.
+pub(crate) fn subscription_kinds(
+    topic: &str,
+    group: &str,
+    kinds: &[&str],
+) -> Result<Option<Vec<String>>> {
+    if topic.is_empty() || group.is_empty() {
+        return Err(Error::Invalid("topic and group must not be empty".into()));
+    }
+    if kinds.iter().any(|k| k.trim().is_empty() || k.len() > 200) {
+        return Err(Error::Invalid(
+            "a subscribed kind must have 1 to 200 characters".into(),
+        ));
+    }
+    if kinds.is_empty() {
+        return Ok(None);
+    }
+    let kinds: std::collections::BTreeSet<&str> = kinds.iter().copied().collect();
+    Ok(Some(kinds.into_iter().map(str::to_owned).collect()))
+}
 
 /// Refuses the batch if any message's kind could not be a job's (before anything is sent).
 pub(crate) fn validate_all(topic: &str, messages: &[Message]) -> Result<()> {
@@ -71,7 +97,8 @@ async fn sqlite_insert(
              INSERT INTO queue_jobs (queue, kind, payload, status, max_attempts, run_at,
                  enqueued_at, traceparent)
              SELECT s.topic || '.' || s.grp, m.kind, m.payload, 'queued', 5, ?, ?, m.traceparent
-             FROM m JOIN queue_subscriptions s ON s.topic = ?
+             FROM m JOIN queue_subscriptions s ON s.topic = ? AND (s.kinds IS NULL
+                 OR EXISTS (SELECT 1 FROM json_each(s.kinds) WHERE json_each.value = m.kind))
              ORDER BY m.seq, s.grp
              RETURNING queue"
         );
@@ -118,7 +145,7 @@ pub(crate) async fn postgres_publish_many(
              m.traceparent
          FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY
              AS m(kind, payload, traceparent, seq)
-         JOIN queue_subscriptions s ON s.topic = $1
+         JOIN queue_subscriptions s ON s.topic = $1 AND (s.kinds IS NULL OR m.kind = ANY (s.kinds))
          ORDER BY m.seq, s.grp
          RETURNING queue",
     )

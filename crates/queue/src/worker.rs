@@ -1,4 +1,5 @@
-//! The worker runtime: claims jobs of its queues, runs each kind's [`Handler`] with a lease
+//! The worker runtime: claims jobs of all its queues at once ([`Backend::claim_from`]: one
+//! writer turn on SQLite, not one per queue), runs each kind's [`Handler`] with a lease
 //! renewed by heartbeat, acknowledges with the attempt's fencing token, retries with
 //! exponential backoff and jitter, buries what cannot succeed, and shuts down gracefully.
 //!
@@ -95,7 +96,8 @@ impl Backoff {
 /// How a worker runs.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// The queues it claims from, in turn.
+    /// The queues it claims from, all in one claim ([`Backend::claim_from`]), the limit
+    /// shared among them; the list is rotated from one claim to the next.
     pub queues: Vec<String>,
     /// Jobs run at once.
     pub concurrency: usize,
@@ -176,7 +178,8 @@ impl Worker {
         let (hard_stop, stopping) = watch::channel(false);
         let mut tasks: JoinSet<bool> = JoinSet::new();
         let mut report = WorkerReport::default();
-        let mut turn = 0usize;
+        // Rotated after every claim (see `claim_from`).
+        let mut queues = cfg.queues.clone();
         // The gauges are read on their own task: a count over a long backlog must not hold
         // up the claims (it cost the jobs that arrived meanwhile their start latency).
         let stats = tokio::spawn(record_stats_every(ctx.backend.clone(), STATS_EVERY));
@@ -200,16 +203,14 @@ impl Worker {
                 }
             }
             let mut claimed = 0;
-            for i in 0..cfg.queues.len() {
-                let queue = &cfg.queues[(turn + i) % cfg.queues.len()];
-                let free = sem.available_permits();
-                if free == 0 {
-                    break;
-                }
-                let jobs = match ctx.backend.claim(queue, cfg.lease, free).await {
+            let free = sem.available_permits();
+            if free > 0 && !queues.is_empty() {
+                // One claim over every queue (one writer turn on SQLite); the rotation makes
+                // a limit smaller than the queues with work serve them in turn.
+                let jobs = match ctx.backend.claim_from(&queues, cfg.lease, free).await {
                     Ok(jobs) => jobs,
                     Err(e) => {
-                        tracing::warn!(queue, error = %e, "claim failed");
+                        tracing::warn!(error = %e, "claim failed");
                         Vec::new()
                     }
                 };
@@ -240,7 +241,9 @@ impl Worker {
                     });
                 }
             }
-            turn = turn.wrapping_add(1);
+            if !queues.is_empty() {
+                queues.rotate_left(1);
+            }
             report.claimed += claimed;
             if claimed == 0 {
                 tokio::select! {

@@ -45,6 +45,19 @@ async fn outcomes_latency_depth_and_lease_expiries_are_measured() {
         1
     );
 
+    // One claim over several queues counts each queue's expiries under its own name.
+    let both = ["m-expire-a".to_owned(), "m-expire-b".to_owned()];
+    for (q, n) in [("m-expire-a", 1), ("m-expire-b", 2), ("m-expire-b", 3)] {
+        backend
+            .enqueue(NewJob::new(q, "x", json!({ "n": n })))
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(5);
+    assert_eq!(backend.claim_from(&both, lease, 10).await.unwrap().len(), 3);
+    manual.advance(Duration::from_secs(6));
+    assert_eq!(backend.claim_from(&both, lease, 10).await.unwrap().len(), 3);
+
     // Three jobs waiting, the oldest for 90 s.
     for _ in 0..3 {
         backend
@@ -98,6 +111,8 @@ async fn outcomes_latency_depth_and_lease_expiries_are_measured() {
         (r#"queue_jobs_total{queue="m-work",outcome="failed"}"#, "1"),
         (r#"queue_jobs_total{queue="m-work",outcome="dead"}"#, "1"),
         (r#"queue_lease_expiries_total{queue="m-expire"}"#, "1"),
+        (r#"queue_lease_expiries_total{queue="m-expire-a"}"#, "1"),
+        (r#"queue_lease_expiries_total{queue="m-expire-b"}"#, "2"),
         (r#"queue_depth{queue="m-depth"}"#, "3"),
         (r#"queue_oldest_ready_age_seconds{queue="m-depth"}"#, "90"),
         (r#"queue_processing_seconds_count{queue="m-work"}"#, "2"),

@@ -79,3 +79,81 @@ async fn a_job_enqueued_in_a_rolled_back_transaction_never_exists() {
         "only the committed job"
     );
 }
+
+/// A claim over several queues takes the single writer connection once, where claiming
+/// queue by queue takes it once per queue: behind a busy writer every turn is a wait.
+#[tokio::test]
+async fn one_claim_over_several_queues_takes_one_turn_at_the_writer() {
+    use std::str::FromStr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use basis_queue::NewJob;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("basis.db").display());
+    // Every checkout of the one connection is a turn: a fresh connection goes out after
+    // `after_connect`, an idle one after `before_acquire`, both in the acquiring task.
+    let turns = Arc::new(AtomicUsize::new(0));
+    let (connected, acquired) = (turns.clone(), turns.clone());
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .after_connect(move |_, _| {
+            connected.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
+        })
+        .before_acquire(move |_, _| {
+            acquired.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(true) })
+        })
+        .connect_with(
+            SqliteConnectOptions::from_str(&url)
+                .unwrap()
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal),
+        )
+        .await
+        .unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let queue = SqliteQueue::new(pool, clock.clone());
+    queue.install().await.unwrap();
+    let queues: Vec<String> = (0..5).map(|i| format!("turns-{i}")).collect();
+    let fill = || async {
+        for q in &queues {
+            for n in 0..2 {
+                queue
+                    .enqueue(NewJob::new(q, "work", serde_json::json!({ "n": n })))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // A job whose lease expires on its last attempt: buried inside the same transaction.
+    let mut doomed = NewJob::new(&queues[0], "work", serde_json::json!({}));
+    doomed.max_attempts = 1;
+    queue.enqueue(doomed).await.unwrap();
+    queue
+        .claim(&queues[0], Duration::from_secs(1), 1)
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    fill().await;
+
+    turns.store(0, Ordering::SeqCst);
+    let got = queue
+        .claim_from(&queues, Duration::from_secs(30), 100)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 10, "two of each queue; the expired one buried");
+    assert_eq!(turns.load(Ordering::SeqCst), 1, "one turn for five queues");
+    assert_eq!(queue.dead_letters(None, 10).await.unwrap().len(), 1);
+
+    // For contrast, what the counter sees of a claim per queue.
+    fill().await;
+    turns.store(0, Ordering::SeqCst);
+    for q in &queues {
+        queue.claim(q, Duration::from_secs(30), 100).await.unwrap();
+    }
+    assert_eq!(turns.load(Ordering::SeqCst), queues.len());
+}

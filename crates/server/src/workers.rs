@@ -87,8 +87,14 @@ pub async fn open_backend(
         .subscribe(crate::outbox::EVENTS_TOPIC, webhooks::jobs::GROUP)
         .await
         .context("cannot subscribe the webhooks to the events topic")?;
+    // The confirmation mail needs one kind; on the SQL engines the others never reach its
+    // queue (the webhooks' group takes every kind). Subscribing again updates the list.
     backend
-        .subscribe(crate::outbox::EVENTS_TOPIC, shop::jobs::MAIL_GROUP)
+        .subscribe_kinds(
+            crate::outbox::EVENTS_TOPIC,
+            shop::jobs::MAIL_GROUP,
+            shop::jobs::MAIL_KINDS,
+        )
         .await
         .context("cannot subscribe the confirmation mail to the events topic")?;
     Ok(backend)
@@ -156,8 +162,9 @@ pub fn registry(ctx: &Arc<JobContext>) -> Registry {
             webhooks::jobs::DELIVER,
             handler(ctx, webhooks::jobs::attempt),
         );
-    // Every kind published to the `events` topic reaches every group's queue: the queue a
-    // job came from names its consumer, which ignores the kinds that are not for it.
+    // A kind published to the `events` topic reaches the queue of every group subscribed to
+    // it (on RabbitMQ every group's): the queue a job came from names its consumer, which
+    // ignores the kinds that are not for it.
     [
         LINK_CREATED,
         LINK_CLICKED,

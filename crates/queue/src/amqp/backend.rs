@@ -343,7 +343,11 @@ impl Backend for AmqpQueue {
         Err(Error::Unsupported("amqp"))
     }
 
-    async fn subscribe(&self, topic: &str, group: &str) -> Result<()> {
+    /// The group's queue is bound to the topic's fanout exchange and receives every kind:
+    /// routing by kind would take a direct or topic exchange, and an exchange declared
+    /// already cannot change its type. `kinds` are checked, and filtering is the consumer's.
+    async fn subscribe_kinds(&self, topic: &str, group: &str, kinds: &[&str]) -> Result<()> {
+        crate::topic::subscription_kinds(topic, group, kinds)?;
         self.inner.subscribe(topic, group).await
     }
 

@@ -12,7 +12,9 @@
 //!   `q`). [`Backend::bury`] publishes the job there with its last error; the broker itself
 //!   dead-letters a message whose `x-delivery-limit` (a backstop against crash loops) is
 //!   exceeded, at least once (`x-dead-letter-strategy`).
-//! - **Topics**: a fanout exchange per topic, bound to one queue per subscriber group.
+//! - **Topics**: a fanout exchange per topic, bound to one queue per subscriber group. A
+//!   fanout routes by no key, so a group subscribed to some kinds only still receives every
+//!   kind, and its consumer ignores the others (the SQL engines filter at the fan-out).
 //! - **Request-reply**: [`Backend::request`] uses RabbitMQ's direct reply-to pseudo-queue
 //!   with `reply_to` and `correlation_id` properties: no reply queue is declared or polled.
 //!

@@ -213,6 +213,29 @@ async fn a_topic_message_reaches_every_subscriber_group_once() {
     q.teardown().await.expect("teardown");
 }
 
+/// A fanout exchange routes by no key: a group subscribed to some kinds still receives the
+/// others, and its consumer ignores them (the SQL engines filter at the fan-out).
+#[tokio::test]
+async fn a_kind_filtered_group_on_rabbitmq_receives_every_kind_for_its_consumer_to_filter() {
+    let Some(url) = amqp_url() else { return };
+    let q = backend(&url, &namespace()).await;
+    let refused = q.subscribe_kinds("shop", "mail", &[""]).await;
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
+    q.subscribe_kinds("shop", "mail", &["order.completed"])
+        .await
+        .expect("subscribe");
+    assert_eq!(
+        q.publish("shop", "order.placed", json!(1))
+            .await
+            .expect("publish"),
+        1
+    );
+    let job = claim_one(&q, &basis_queue::topic_queue("shop", "mail"), LEASE).await;
+    assert_eq!(job.kind, "order.placed");
+    q.complete(&job.lease, None).await.expect("complete");
+    q.teardown().await.expect("teardown");
+}
+
 #[tokio::test]
 async fn a_batch_published_to_a_topic_reaches_every_group_in_order() {
     const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";

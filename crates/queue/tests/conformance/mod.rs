@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 mod batches;
+mod claims;
 mod workers;
 
 use std::collections::HashSet;
@@ -21,6 +22,8 @@ use serde_json::json;
 // tests/amqp.rs runs its own cases and uses none of these.
 #[allow(unused_imports)]
 pub use batches::*;
+#[allow(unused_imports)]
+pub use claims::*;
 pub use workers::*;
 
 /// Opens the same queue again, as a restarted process would.
@@ -105,6 +108,10 @@ macro_rules! conformance_suite {
             complete_many_refuses_only_the_lost_lease => complete_many_refuses_only_the_lost_lease,
             publish_many_reaches_every_group_in_order => publish_many_reaches_every_group_in_order,
             a_job_carries_its_trace_context_through_claims_retries_batches_and_dead_letters => trace_context,
+            claim_from_takes_ready_jobs_of_each_queue_within_the_limit => claim_from_takes_ready_jobs_of_each_queue_within_the_limit,
+            a_busy_queue_does_not_starve_a_quiet_one => a_busy_queue_does_not_starve_a_quiet_one,
+            an_expired_lease_in_any_queue_is_reclaimed_or_buried_by_claim_from => an_expired_lease_in_any_queue_is_reclaimed_or_buried_by_claim_from,
+            a_kind_filtered_group_receives_only_its_kinds_and_the_others_all_in_order => a_kind_filtered_group_receives_only_its_kinds_and_the_others_all_in_order,
         );
     };
     (@cases $make:path; $($name:ident => $case:ident),* $(,)?) => {

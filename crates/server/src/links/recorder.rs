@@ -727,8 +727,13 @@ mod tests {
         ) -> basis_queue::Result<Option<basis_queue::JobInfo>> {
             self.inner.job(id).await
         }
-        async fn subscribe(&self, topic: &str, group: &str) -> basis_queue::Result<()> {
-            self.inner.subscribe(topic, group).await
+        async fn subscribe_kinds(
+            &self,
+            topic: &str,
+            group: &str,
+            kinds: &[&str],
+        ) -> basis_queue::Result<()> {
+            self.inner.subscribe_kinds(topic, group, kinds).await
         }
         async fn publish(
             &self,

@@ -39,6 +39,9 @@ pub async fn advance(ctx: Arc<JobContext>, job: ClaimedJob) -> Result<Option<Val
 /// The `events` topic's group whose queue the confirmation mail is sent from.
 pub const MAIL_GROUP: &str = "shop-mail";
 
+/// The event kinds [`MAIL_GROUP`] subscribes to: the ones [`order_mail`] acts on.
+pub const MAIL_KINDS: &[&str] = &[ORDER_COMPLETED];
+
 /// The mail consumer: an `order.completed` event becomes the order's confirmation mail
 /// (other kinds are not for it). At least once: the event is recorded as processed only
 /// after the mail went out, so a crash in between sends it again, and a failed send is
