@@ -117,7 +117,9 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for Compressing<F>
 fn encode(response: Response, accept: Option<HeaderValue>) -> Encoding {
     let mut request = Request::new(());
     if let Some(accept) = accept {
-        request.headers_mut().insert(header::ACCEPT_ENCODING, accept);
+        request
+            .headers_mut()
+            .insert(header::ACCEPT_ENCODING, accept);
     }
     CompressionLayer::new()
         .gzip(true)

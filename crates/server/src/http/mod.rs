@@ -478,13 +478,15 @@ fn new_request_id() -> HeaderValue {
         | (0x4000 << 64)
         | (0x8000 << 48);
     let mut id = [b'-'; 36];
-    let mut nibble = 32;
-    for (i, slot) in id.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
+    let mut at = 0;
+    // A byte at a time (two digits), skipping the dashes at 8, 13, 18 and 23.
+    for (i, byte) in bits.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            at += 1;
         }
-        nibble -= 1;
-        *slot = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
+        id[at] = HEX[usize::from(byte >> 4)];
+        id[at + 1] = HEX[usize::from(byte & 0xf)];
+        at += 2;
     }
     HeaderValue::from_bytes(&id).expect("hex digits and dashes form a header value")
 }

@@ -117,13 +117,14 @@ impl LinkCache {
         if let Some(hit) = self.entries.peek(code) {
             return Ok(hit.into_option());
         }
-        self.entries
-            .get_or_load(&code.to_owned(), || async {
-                let row = links::find_in(store, lookup, domain).await?;
-                Ok::<_, basis_store::Error>(row.and_then(CachedLink::new))
-            })
-            .await
-            .map_err(ApiError::from)
+        // Boxed: the load's state (L2, the database query) would otherwise sit inside the
+        // future of every redirect, hits included, and be copied with it.
+        Box::pin(self.entries.get_or_load(&code.to_owned(), || async {
+            let row = links::find_in(store, lookup, domain).await?;
+            Ok::<_, basis_store::Error>(row.and_then(CachedLink::new))
+        }))
+        .await
+        .map_err(ApiError::from)
     }
 
     /// Whether this process's memory holds a live answer for `code`, found or not found:

@@ -132,7 +132,15 @@ pub async fn follow(
     };
     // `/{code}+` is the link's preview (the router cannot match a suffix, so it is here).
     if let Some(code) = code.strip_suffix('+') {
-        return super::preview::show(&state, code, domain, request.headers()).await;
+        // Boxed, like every rare branch here: inline, its state would enlarge the future of
+        // every redirect, which the layers above move and copy several times.
+        return Box::pin(super::preview::show(
+            &state,
+            code,
+            domain,
+            request.headers(),
+        ))
+        .await;
     }
     // The request is taken whole rather than as a cloned `HeaderMap`: this is the hot path.
     let link = find(&state, &code, domain).await?;
@@ -289,17 +297,16 @@ pub(super) async fn find(
     // A link with a click limit is read fresh, with its stored clicks (the sum of its
     // per-day rows, read in the same statement) and the clicks not stored yet: the stored
     // count moves with every batch applied, and a cached copy would let it overshoot.
-    let (found, unflushed) = state
-        .clicks
-        .read_with_unstored(
-            || links::find_counted_in(&state.store, key, domain),
-            |clicks, found| {
-                found
-                    .as_ref()
-                    .map_or(0, |f| clicks.unflushed_humans(f.row.id))
-            },
-        )
-        .await?;
+    // (Boxed: the query's state stays out of the plain redirect's future.)
+    let (found, unflushed) = Box::pin(state.clicks.read_with_unstored(
+        || links::find_counted_in(&state.store, key, domain),
+        |clicks, found| {
+            found
+                .as_ref()
+                .map_or(0, |f| clicks.unflushed_humans(f.row.id))
+        },
+    ))
+    .await?;
     let found = found.ok_or(ApiError::NotFound)?;
     let clicks = found.clicks + unflushed;
     let link = CachedLink::new(found.row).ok_or(ApiError::NotFound)?;
@@ -330,7 +337,7 @@ async fn respond(
         let offered = offered_password
             .filter(|p| p.len() <= MAX_PASSWORD_BYTES)
             .ok_or_else(denied)?;
-        if !state.passwords.verify(hash.clone(), offered).await? {
+        if !Box::pin(state.passwords.verify(hash.clone(), offered)).await? {
             return Err(denied());
         }
     }
