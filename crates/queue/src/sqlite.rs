@@ -8,6 +8,7 @@
 //! There is no cross-process notification in SQLite: a worker polls at its interval, and is
 //! woken at once by jobs enqueued through the same handle.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -310,20 +311,45 @@ impl Backend for SqliteQueue {
             .await?;
             heads.push(due);
         }
-        let mut claimed = Vec::with_capacity(limit);
+        let picked = crate::fair::round_robin(heads, limit);
+        if picked.is_empty() {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        // One statement takes every picked job (the ids as a JSON array): a statement per
+        // job would hold the shared writer longer for a large claim. A single job is taken
+        // by its id, which costs less than reading an array.
+        macro_rules! take {
+            ($which:literal) => {
+                concat!(
+                    "UPDATE queue_jobs SET status = 'running', attempts = attempts + 1,
+                         token = token + 1, run_at = ?2 WHERE ",
+                    $which,
+                    " RETURNING id, kind, payload, attempts, max_attempts, enqueued_at, token,
+                         owner, reply_to, correlation_id, traceparent"
+                )
+            };
+        }
+        let ids: Vec<i64> = picked.iter().map(|(_, (id, _, _))| *id).collect();
+        let take = match ids.as_slice() {
+            [id] => sqlx::query(take!("id = ?1")).bind(*id),
+            _ => sqlx::query(take!("id IN (SELECT value FROM json_each(?1))"))
+                .bind(serde_json::Value::from(ids).to_string()),
+        };
+        let rows = take.bind(until).fetch_all(&mut *tx).await?;
+        let mut taken: HashMap<i64, SqliteRow> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            taken.insert(row.try_get("id")?, row);
+        }
+        let mut claimed = Vec::with_capacity(picked.len());
         let mut expired = vec![0u64; queues.len()];
-        for (q, (id, status, run_at)) in crate::fair::round_robin(heads, limit) {
-            let row = sqlx::query(
-                "UPDATE queue_jobs SET status = 'running', attempts = attempts + 1,
-                     token = token + 1, run_at = ?2
-                 WHERE id = ?1
-                 RETURNING kind, payload, attempts, max_attempts, enqueued_at, token, owner,
-                     reply_to, correlation_id, traceparent",
-            )
-            .bind(id)
-            .bind(until)
-            .fetch_one(&mut *tx)
-            .await?;
+        // In the order picked (RETURNING has none): round-robin over the queues.
+        for (q, (id, status, run_at)) in picked {
+            // Selected in this transaction, so updated by it: a missing row is impossible
+            // while the writer is held, and skipped rather than trusted if it ever happens.
+            let Some(row) = taken.remove(&id) else {
+                continue;
+            };
             let lease = Lease {
                 id: JobId(id.to_string()),
                 queue: queues[q].to_owned(),
