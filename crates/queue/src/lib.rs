@@ -166,7 +166,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// The SQL engines claim in one transaction (SQLite: one turn at the single writer;
     /// PostgreSQL: one statement); the default claims queue by queue, each from what the
-    /// earlier ones left of `limit`.
+    /// earlier ones left of `limit`, and a queue whose claim fails is skipped (logged) so
+    /// the others still serve: it is an error only when nothing was claimed.
     async fn claim_from(
         &self,
         queues: &[String],
@@ -174,14 +175,26 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         limit: usize,
     ) -> Result<Vec<ClaimedJob>> {
         let mut claimed = Vec::new();
+        let mut failed = None;
         for queue in queues {
             let left = limit.saturating_sub(claimed.len());
             if left == 0 {
                 break;
             }
-            claimed.extend(self.claim(queue, lease, left).await?);
+            // One queue that cannot be claimed from (its broker queue lost in a restart,
+            // say) must not hold up the others, nor lose what they gave.
+            match self.claim(queue, lease, left).await {
+                Ok(jobs) => claimed.extend(jobs),
+                Err(e) => {
+                    tracing::warn!(queue, error = %e, "claim failed");
+                    failed.get_or_insert(e);
+                }
+            }
         }
-        Ok(claimed)
+        match failed {
+            Some(e) if claimed.is_empty() => Err(e),
+            _ => Ok(claimed),
+        }
     }
 
     /// Extends a held lease by `lease` from now.

@@ -157,3 +157,136 @@ async fn one_claim_over_several_queues_takes_one_turn_at_the_writer() {
     }
     assert_eq!(turns.load(Ordering::SeqCst), queues.len());
 }
+
+/// A backend with only the trait's queue-by-queue `claim_from` (as RabbitMQ has): the real
+/// SQLite queue underneath, except that claiming from `broken` always fails.
+#[derive(Debug)]
+struct OneQueueBroken {
+    inner: SqliteQueue,
+    broken: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Backend for OneQueueBroken {
+    fn name(&self) -> &'static str {
+        "one-queue-broken"
+    }
+    async fn enqueue(
+        &self,
+        job: basis_queue::NewJob,
+    ) -> basis_queue::Result<basis_queue::Enqueued> {
+        self.inner.enqueue(job).await
+    }
+    async fn claim(
+        &self,
+        queue: &str,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> basis_queue::Result<Vec<basis_queue::ClaimedJob>> {
+        if queue == self.broken {
+            return Err(basis_queue::Error::Unavailable("this queue is gone".into()));
+        }
+        self.inner.claim(queue, lease, limit).await
+    }
+    async fn heartbeat(
+        &self,
+        l: &basis_queue::Lease,
+        d: std::time::Duration,
+    ) -> basis_queue::Result<()> {
+        self.inner.heartbeat(l, d).await
+    }
+    async fn complete(
+        &self,
+        l: &basis_queue::Lease,
+        r: Option<serde_json::Value>,
+    ) -> basis_queue::Result<()> {
+        self.inner.complete(l, r).await
+    }
+    async fn retry(&self, l: &basis_queue::Lease, e: &str, at: i64) -> basis_queue::Result<()> {
+        self.inner.retry(l, e, at).await
+    }
+    async fn bury(&self, l: &basis_queue::Lease, e: &str) -> basis_queue::Result<()> {
+        self.inner.bury(l, e).await
+    }
+    async fn release(&self, l: &basis_queue::Lease) -> basis_queue::Result<()> {
+        self.inner.release(l).await
+    }
+    async fn wait_for_work(&self, queue: &str, timeout: std::time::Duration) {
+        self.inner.wait_for_work(queue, timeout).await
+    }
+    async fn job(
+        &self,
+        id: &basis_queue::JobId,
+    ) -> basis_queue::Result<Option<basis_queue::JobInfo>> {
+        self.inner.job(id).await
+    }
+    async fn subscribe_kinds(
+        &self,
+        topic: &str,
+        group: &str,
+        kinds: &[&str],
+    ) -> basis_queue::Result<()> {
+        self.inner.subscribe_kinds(topic, group, kinds).await
+    }
+    async fn publish(
+        &self,
+        topic: &str,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> basis_queue::Result<usize> {
+        self.inner.publish(topic, kind, payload).await
+    }
+    async fn dead_letters(
+        &self,
+        queue: Option<&str>,
+        limit: usize,
+    ) -> basis_queue::Result<Vec<basis_queue::DeadJob>> {
+        self.inner.dead_letters(queue, limit).await
+    }
+    async fn dead_letter(
+        &self,
+        id: &basis_queue::JobId,
+    ) -> basis_queue::Result<Option<basis_queue::DeadJob>> {
+        self.inner.dead_letter(id).await
+    }
+    async fn replay(&self, id: &basis_queue::JobId) -> basis_queue::Result<bool> {
+        self.inner.replay(id).await
+    }
+    async fn purge(&self, queue: Option<&str>) -> basis_queue::Result<u64> {
+        self.inner.purge(queue).await
+    }
+    async fn stats(&self) -> basis_queue::Result<Vec<basis_queue::QueueStats>> {
+        self.inner.stats().await
+    }
+}
+
+/// The queue-by-queue claim skips a queue whose claim fails: the others still give their
+/// jobs (a worker of every queue would otherwise stop at one lost broker queue), and only a
+/// claim that got nothing reports the failure.
+#[tokio::test]
+async fn a_queue_that_cannot_be_claimed_from_does_not_hold_up_the_others() {
+    use basis_queue::NewJob;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("basis.db").display());
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(1_700_000_000_000));
+    let inner = SqliteQueue::connect(&url, clock).await.unwrap();
+    inner.install().await.unwrap();
+    let backend = OneQueueBroken {
+        inner,
+        broken: "broken",
+    };
+    for queue in ["first", "broken", "last"] {
+        backend
+            .enqueue(NewJob::new(queue, "work", serde_json::json!({})))
+            .await
+            .unwrap();
+    }
+    let queues = ["first", "broken", "last"].map(String::from);
+    let lease = std::time::Duration::from_secs(30);
+    let jobs = backend.claim_from(&queues, lease, 10).await.unwrap();
+    let mut from: Vec<&str> = jobs.iter().map(|j| j.lease.queue.as_str()).collect();
+    from.sort_unstable();
+    assert_eq!(from, ["first", "last"]);
+    let alone = backend.claim_from(&["broken".to_owned()], lease, 10).await;
+    assert!(alone.is_err(), "{alone:?}");
+}
