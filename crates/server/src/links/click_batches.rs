@@ -161,7 +161,7 @@ impl ClickBatchJob {
     }
 
     /// The batch as the store applies it; an unknown device class is a poison message.
-    pub(crate) fn into_batch(self) -> Result<ClickBatch, JobError> {
+    pub fn into_batch(self) -> Result<ClickBatch, JobError> {
         let links = self
             .links
             .into_iter()

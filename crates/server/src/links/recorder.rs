@@ -402,6 +402,11 @@ impl ClickRecorder {
 
     /// Asks the database which in-flight batches have been applied (by any worker) and
     /// stops counting those. Call it after reading a stored count, never before.
+    ///
+    /// With links sharded, a batch is recorded whole only after each shard database has
+    /// applied its part, so a count read from a shard meanwhile already holds that part:
+    /// the links of such parts stop being counted here as soon as their own shard has them
+    /// ([`links::applied_parts`]), and the batch itself is forgotten once recorded whole.
     pub async fn settle(&self) -> Result<(), basis_store::Error> {
         if !self.has_in_flight() {
             return Ok(());
@@ -409,6 +414,26 @@ impl ClickRecorder {
         let ids: Vec<String> = self.in_flight().keys().cloned().collect();
         for id in links::applied_batches(&self.store, &ids).await? {
             self.forget(&id);
+        }
+        if self.store.link_shards().is_none() || !self.has_in_flight() {
+            return Ok(());
+        }
+        let parts: Vec<(i64, String)> = self
+            .in_flight()
+            .iter()
+            .flat_map(|(id, batch)| batch.links.keys().map(|link| (*link, id.clone())))
+            .collect();
+        let stored = links::applied_parts(&self.store, parts).await?;
+        if !stored.is_empty() {
+            self.begin_move();
+            let mut in_flight = self.in_flight();
+            for (link, id) in &stored {
+                if let Some(batch) = in_flight.get_mut(id) {
+                    batch.links.remove(link);
+                }
+            }
+            drop(in_flight);
+            self.end_move();
         }
         Ok(())
     }

@@ -2,7 +2,11 @@
 //! instance's cache and reach its shard database as one counter row written once per flush,
 //! never one write per click.
 
-use basis_store::Pools;
+use std::time::Duration;
+
+use basis_server::jobs::CLICKS_QUEUE;
+use basis_server::links::click_batches::ClickBatchJob;
+use basis_store::{Pools, links};
 use serde_json::json;
 
 use crate::helpers::{Engine, TestApp};
@@ -80,4 +84,73 @@ async fn a_hot_link_costs_its_shard_one_counter_write_per_flush_not_one_per_clic
     let (_, clicks, rows, batches) = on_home_shard(&app, hot_url).await;
     assert_eq!((clicks, rows, batches), (2500, 1, 2));
     assert_eq!(app.link(&hot).await["clickCount"], 2500);
+}
+
+/// The window between a shard database applying its part of a click batch and the catalog
+/// recording the whole batch: a count read then already holds the part, so the recorder
+/// must stop adding that part as unstored (it once showed 6 for 3 clicks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_count_read_while_a_batch_is_on_its_shard_but_not_yet_recorded_whole_is_not_doubled() {
+    let Some(Engine::Postgres(url)) = Engine::postgres() else {
+        return;
+    };
+    let app = TestApp::spawn_with(&Engine::Sharded(url), |c| {
+        c.jobs.workers = basis_server::jobs::config::Workers::Off;
+    })
+    .await;
+    let url = "https://example.com/window";
+    let code = app.create(json!({"longUrl": url})).await["shortCode"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.follow(&code).await.status(), 301);
+    }
+    app.state.clicks.flush().await.unwrap();
+    assert_eq!(
+        app.link(&code).await["clickCount"],
+        3,
+        "in flight, counted once"
+    );
+
+    // A worker's application of the batch, stopped between the shard and the catalog.
+    let jobs = crate::jobs_support::backend(&app)
+        .claim(CLICKS_QUEUE, Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job: ClickBatchJob = serde_json::from_value(jobs[0].payload.clone()).unwrap();
+    let id = job.batch.clone();
+    let batch = job.into_batch().expect("a valid batch");
+    links::apply_clicks_once(&app.state.store, &id, 0, &batch)
+        .await
+        .unwrap()
+        .expect("applied now");
+    let Pools::Postgres { write, .. } = app.state.store.pools() else {
+        unreachable!("the catalog is PostgreSQL")
+    };
+    sqlx::query("DELETE FROM click_batches_applied WHERE batch_id = $1")
+        .bind(&id)
+        .execute(write)
+        .await
+        .unwrap();
+    assert_eq!(
+        on_home_shard(&app, url).await.1,
+        3,
+        "the shard holds the part"
+    );
+    assert!(app.state.clicks.has_in_flight(), "not recorded whole yet");
+
+    assert_eq!(
+        app.link(&code).await["clickCount"],
+        3,
+        "stored, not added again"
+    );
+    let stats: serde_json::Value = app
+        .get(&format!("/links/{code}/stats"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["totalClicks"], 3);
 }

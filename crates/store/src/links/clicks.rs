@@ -349,6 +349,36 @@ pub async fn applied_batches(store: &Store, batch_ids: &[String]) -> Result<Vec<
     Ok(applied)
 }
 
+/// Which of the `(link, batch)` pairs are stored: the batch's part that holds the link has
+/// been applied where the link lives.
+///
+/// With links sharded, a shard database records its part of a batch in the same transaction
+/// as that part's counts, and the catalog records the whole batch only after every part is
+/// in ([`apply_clicks_once`]). A count read from a shard can therefore include a batch that
+/// [`applied_batches`] does not report yet; asked here, the link's own database answers in
+/// step with the count read from it. Without shards this is [`applied_batches`] per pair.
+/// One query per database holding some of the links.
+pub async fn applied_parts(store: &Store, parts: Vec<(i64, String)>) -> Result<Vec<(i64, String)>> {
+    let found = store
+        .on_link_homes(
+            parts,
+            |(link, _)| *link,
+            |home, parts| async move {
+                let mut ids: Vec<String> = parts.iter().map(|(_, batch)| batch.clone()).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let applied: HashSet<String> =
+                    applied_batches(&home, &ids).await?.into_iter().collect();
+                Ok(parts
+                    .into_iter()
+                    .filter(|(_, batch)| applied.contains(batch))
+                    .collect::<Vec<_>>())
+            },
+        )
+        .await?;
+    Ok(found.into_iter().flatten().collect())
+}
+
 /// Forgets applied-batch records older than `before_ms` (a batch is redelivered within
 /// minutes, never weeks, so old records only take space). Returns how many batches were
 /// forgotten; when links are sharded, the shard databases' records of their parts go too.

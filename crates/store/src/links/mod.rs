@@ -58,7 +58,7 @@ mod migrated;
 mod visits;
 pub use clicks::{
     BOT_DEVICE, ClickBatch, LINK_CLICKED, LinkClicks, LinkStats, add_to_day, applied_batches,
-    apply_clicks, apply_clicks_once, prune_applied_batches, stats,
+    applied_parts, apply_clicks, apply_clicks_once, prune_applied_batches, stats,
 };
 pub use lists::{
     LinkQuery, LinkSort, TagStats, delete_tag, list, rename_tag, set_tags, set_title, tag_stats,
