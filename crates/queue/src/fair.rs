@@ -23,9 +23,16 @@ pub(crate) fn round_robin<T>(heads: Vec<Vec<T>>, limit: usize) -> Vec<(usize, T)
     picked
 }
 
+/// The queues a claim of `limit` jobs over `queues` asks: each once, in the order first
+/// named; `None` when there is nothing to claim (no queue, or a limit of 0).
+pub(crate) fn to_claim(queues: &[String], limit: usize) -> Option<Vec<&str>> {
+    let queues = distinct(queues);
+    (!queues.is_empty() && limit > 0).then_some(queues)
+}
+
 /// `queues` without repeats, first occurrence kept: a queue named twice must not have its
 /// jobs claimed twice in one go.
-pub(crate) fn distinct(queues: &[String]) -> Vec<&str> {
+fn distinct(queues: &[String]) -> Vec<&str> {
     let mut seen = std::collections::HashSet::new();
     queues
         .iter()
@@ -62,5 +69,13 @@ mod tests {
     fn repeated_queue_names_are_claimed_from_once() {
         let queues = ["a", "b", "a", "c", "b"].map(String::from);
         assert_eq!(distinct(&queues), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn no_queue_or_a_zero_limit_is_nothing_to_claim() {
+        let queues = ["a", "a"].map(String::from);
+        assert_eq!(to_claim(&queues, 3), Some(vec!["a"]));
+        assert_eq!(to_claim(&queues, 0), None);
+        assert_eq!(to_claim(&[], 3), None);
     }
 }

@@ -308,10 +308,9 @@ impl Backend for PostgresQueue {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedJob>> {
-        let queues = crate::fair::distinct(queues);
-        if queues.is_empty() || limit == 0 {
+        let Some(queues) = crate::fair::to_claim(queues, limit) else {
             return Ok(Vec::new());
-        }
+        };
         let now = self.clock.now_ms();
         let rows = sqlx::query(
             "WITH wanted AS (

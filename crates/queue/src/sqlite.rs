@@ -289,10 +289,9 @@ impl Backend for SqliteQueue {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ClaimedJob>> {
-        let queues = crate::fair::distinct(queues);
-        if queues.is_empty() || limit == 0 {
+        let Some(queues) = crate::fair::to_claim(queues, limit) else {
             return Ok(Vec::new());
-        }
+        };
         let now = self.clock.now_ms();
         let until = now + lease.as_millis() as i64;
         let mut tx = self.immediate().await?;
