@@ -4,8 +4,8 @@
 //!
 //! Nothing waits to fill a batch: while one batch is on its way the next gathers, so an
 //! idle worker acknowledges each job at once and a busy one many per statement. A job's
-//! task waits for its answer, so a job still counts as in flight (and holds its permit)
-//! until its ack is stored, exactly as with one `complete` per job.
+//! task waits for its answer, so the job keeps its place among those the worker holds
+//! until its ack is stored; its run slot is already free for the next job.
 
 use std::sync::Arc;
 

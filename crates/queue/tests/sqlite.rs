@@ -290,3 +290,86 @@ async fn a_queue_that_cannot_be_claimed_from_does_not_hold_up_the_others() {
     let alone = backend.claim_from(&["broken".to_owned()], lease, 10).await;
     assert!(alone.is_err(), "{alone:?}");
 }
+
+/// A finished job's acknowledgement waits for SQLite's writer, which a write-heavy load
+/// holds for long; meanwhile the job's slot is already free, so a job claimed ahead starts
+/// instead of waiting for the acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_waiting_for_its_acknowledgement_does_not_hold_its_slot() {
+    use basis_queue::worker::{Registry, Worker, WorkerConfig};
+    use basis_queue::{NewJob, handler_fn};
+    use sqlx::Connection as _;
+    use std::time::Duration;
+    use tokio::sync::{Notify, mpsc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("basis.db").display());
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+    let backend = open(&url, clock.clone()).await;
+    let gate = Arc::new(Notify::new());
+    let (ran_tx, mut ran) = mpsc::unbounded_channel::<i64>();
+    let g = gate.clone();
+    let registry = Registry::new().handle(
+        "work",
+        handler_fn(move |j| {
+            let (g, ran_tx) = (g.clone(), ran_tx.clone());
+            async move {
+                let n = j.payload["n"].as_i64().unwrap_or(-1);
+                let _ = ran_tx.send(n);
+                if n == 1 {
+                    g.notified().await;
+                }
+                Ok(None)
+            }
+        }),
+    );
+    let mut config = WorkerConfig::new(["acks"]);
+    config.concurrency = 1;
+    config.prefetch = 8;
+    config.poll = Duration::from_millis(20);
+    let worker = Worker::new(backend.clone(), clock.clone(), config, registry);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+    async fn next(ran: &mut mpsc::UnboundedReceiver<i64>) -> i64 {
+        tokio::time::timeout(Duration::from_secs(10), ran.recv())
+            .await
+            .expect("a job starts")
+            .expect("the worker runs")
+    }
+    let job = |n: i64| NewJob::new("acks", "work", serde_json::json!({ "n": n }));
+    // A first job, so the worker knows its jobs are short and claims ahead.
+    backend.enqueue(job(0)).await.unwrap();
+    assert_eq!(next(&mut ran).await, 0);
+    backend.enqueue_many(vec![job(1), job(2)]).await.unwrap();
+    assert_eq!(next(&mut ran).await, 1, "the oldest starts first");
+
+    // Another writer takes the database; job 1 then finishes and waits for its ack.
+    let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    gate.notify_one();
+    assert_eq!(
+        next(&mut ran).await,
+        2,
+        "job 2 starts while job 1's acknowledgement waits for the writer"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    let _ = stop.send(());
+    let report = running.await.unwrap();
+    assert_eq!(report.claimed, 3);
+    let stats = backend.stats().await.unwrap();
+    // A queue with nothing waiting or running is not listed.
+    let left = stats
+        .iter()
+        .find(|s| s.queue == "acks")
+        .map_or((0, 0), |s| (s.depth, s.running));
+    assert_eq!(
+        left,
+        (0, 0),
+        "every job acknowledged once the writer is free"
+    );
+}

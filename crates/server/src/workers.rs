@@ -196,6 +196,7 @@ pub fn worker_config(config: &Config) -> WorkerConfig {
     let lease = config.jobs.lease();
     WorkerConfig {
         concurrency: config.jobs.worker_concurrency.max(1),
+        prefetch: config.jobs.worker_prefetch,
         lease,
         heartbeat: lease / 3,
         shutdown_grace: config.shutdown_grace(),

@@ -103,6 +103,7 @@ macro_rules! conformance_suite {
             request_reply_times_out_without_a_responder => request_timeout,
             request_reply_reports_a_request_that_died => request_remote_failure,
             graceful_shutdown_finishes_in_flight_work_and_releases_the_rest => graceful_shutdown,
+            a_worker_claims_ahead_of_its_slots_and_releases_what_waited_half_a_lease => worker_claims_ahead,
             enqueue_many_keeps_order_dedup_and_validation => enqueue_many_keeps_order_dedup_and_validation,
             enqueue_many_takes_a_large_batch => enqueue_many_takes_a_large_batch,
             complete_many_refuses_only_the_lost_lease => complete_many_refuses_only_the_lost_lease,

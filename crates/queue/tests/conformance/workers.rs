@@ -280,3 +280,86 @@ pub async fn graceful_shutdown(h: Harness) {
         "never started after the stop"
     );
 }
+
+/// With `prefetch`, a worker whose slot is busy still holds the next jobs (claimed ahead,
+/// so one claim serves many); a job held ahead for half its lease is released unstarted
+/// and claimed again, never run on a lease about to lapse; each job runs once.
+pub async fn worker_claims_ahead(h: Harness) {
+    let gate = Arc::new(Notify::new());
+    let (started_tx, started) = oneshot::channel::<()>();
+    let started_tx = Arc::new(std::sync::Mutex::new(Some(started_tx)));
+    let runs = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let (g, r) = (gate.clone(), runs.clone());
+    let registry = Registry::new().handle(
+        "work",
+        handler_fn(move |j| {
+            let (g, r, started_tx) = (g.clone(), r.clone(), started_tx.clone());
+            async move {
+                let n = j.payload["n"].as_i64().unwrap_or(-1);
+                if n == 0 {
+                    if let Some(tx) = started_tx.lock().unwrap().take() {
+                        let _ = tx.send(());
+                    }
+                    g.notified().await;
+                }
+                r.lock().unwrap().push(n);
+                Ok(None)
+            }
+        }),
+    );
+    let mut cfg = config("w-ahead");
+    cfg.concurrency = 1;
+    cfg.prefetch = 8;
+    cfg.lease = Duration::from_secs(60);
+    let w = start(&h, cfg, registry);
+    // One job first, so the worker knows its jobs are short.
+    let warm = h.backend.enqueue(job("w-ahead", 1)).await.unwrap().id;
+    until_status(&h, &warm, JobStatus::Done, Duration::ZERO).await;
+
+    // The blocking job 0 first, then three short ones, visible at once.
+    let ids: Vec<JobId> = h
+        .backend
+        .enqueue_many(
+            (0..4)
+                .map(|n| job("w-ahead", if n == 0 { 0 } else { n + 1 }))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    tokio::time::timeout(Duration::from_secs(10), started)
+        .await
+        .expect("job 0 starts")
+        .unwrap();
+    // The one slot is busy, yet the others are claimed: held in the worker.
+    let mut held = 0;
+    for id in &ids[1..] {
+        match status(&h, id).await {
+            JobStatus::Running => held += 1,
+            JobStatus::Done => {}
+            other => panic!("job {id} is {other:?}: not claimed ahead"),
+        }
+    }
+    assert!(held > 0, "some job waits, claimed, behind the busy slot");
+    // Half the lease passes while they wait: they must not start on it any more.
+    h.advance(Duration::from_secs(31));
+    gate.notify_one();
+    for id in &ids {
+        until_status(&h, id, JobStatus::Done, Duration::ZERO).await;
+    }
+    let report = w.stop().await;
+    assert_eq!(
+        report.claimed,
+        1 + 4 + held,
+        "the {held} held jobs were released and claimed again"
+    );
+    let mut ran = runs.lock().unwrap().clone();
+    ran.sort_unstable();
+    assert_eq!(ran, [0, 1, 2, 3, 4], "each job ran once");
+    for id in &ids[1..] {
+        let info = h.backend.job(id).await.unwrap().unwrap();
+        assert_eq!(info.attempts, 1, "a release gives its attempt back");
+    }
+}

@@ -27,6 +27,13 @@ pub struct JobsConfig {
     #[arg(long, env = "BASIS_WORKER_CONCURRENCY", default_value_t = 4)]
     pub worker_concurrency: usize,
 
+    /// Most jobs a worker process claims beyond its free slots, to start as slots free up
+    /// (fewer while jobs run long: at most what it gets through in a quarter of the lease).
+    /// A claim is a turn at SQLite's single writer, so short jobs keep up with a write-heavy
+    /// load only when claimed many at a time; 0 claims only what can start at once.
+    #[arg(long, env = "BASIS_WORKER_PREFETCH", default_value_t = 256)]
+    pub worker_prefetch: usize,
+
     /// How long a claimed job is held before another worker may take it over, in
     /// milliseconds (renewed by heartbeat while the job runs).
     #[arg(long, env = "BASIS_JOB_LEASE_MS", default_value_t = 30_000)]
@@ -39,6 +46,7 @@ impl Default for JobsConfig {
             queue_url: None,
             workers: Workers::On,
             worker_concurrency: 4,
+            worker_prefetch: 256,
             job_lease_ms: 30_000,
         }
     }
