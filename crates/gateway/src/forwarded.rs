@@ -6,7 +6,6 @@
 //! its side (`--trusted-proxy` there must list the gateway's address), so a client cannot pick
 //! its own address for rate limits or logs by sending a header.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::str::FromStr;
 
@@ -106,53 +105,100 @@ pub fn set_forwarding(
     proto: &'static str,
     trusted: &[Cidr],
 ) {
-    let is_trusted = trusted.iter().any(|c| c.contains(peer));
-    if !is_trusted {
-        headers.remove(&X_FORWARDED_FOR);
-        headers.remove(header::FORWARDED);
-        headers.remove(&X_FORWARDED_PROTO);
-        headers.remove(&X_FORWARDED_HOST);
+    // One pass over the names instead of a hashed lookup per forwarding header: clients
+    // rarely send any of them, and what is absent needs neither removing nor joining.
+    let mut sent = Sent::default();
+    for name in headers.keys() {
+        match name.as_str() {
+            "x-forwarded-for" => sent.xff = true,
+            "forwarded" => sent.forwarded = true,
+            "x-forwarded-proto" => sent.proto = true,
+            "x-forwarded-host" => sent.host = true,
+            _ => {}
+        }
+    }
+    if !trusted.iter().any(|c| c.contains(peer)) {
+        for (name, present) in [
+            (&X_FORWARDED_FOR, sent.xff),
+            (&header::FORWARDED, sent.forwarded),
+            (&X_FORWARDED_PROTO, sent.proto),
+            (&X_FORWARDED_HOST, sent.host),
+        ] {
+            if present {
+                headers.remove(name);
+            }
+        }
+        sent = Sent::default();
     }
     let peer = canonical(peer);
-    // Each value is written once into its own buffer and handed to the header map as is
-    // (`from_maybe_shared` keeps the bytes instead of copying them again).
-    let mut xff = String::with_capacity(48);
-    if let Some(prior) = join_values(headers, &X_FORWARDED_FOR) {
-        xff.push_str(&prior);
+    let prior_xff = sent
+        .xff
+        .then(|| join_values(headers, &X_FORWARDED_FOR))
+        .flatten();
+    let prior_forwarded = sent
+        .forwarded
+        .then(|| join_values(headers, &header::FORWARDED))
+        .flatten();
+    // Graphic ASCII only (so `to_str` cannot fail), and nothing that would end the quoted
+    // string of `Forwarded`.
+    let host = headers.get(header::HOST).and_then(|host| {
+        let safe = host
+            .as_bytes()
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',');
+        safe.then(|| host.to_str().ok().map(|text| (host.clone(), text)))
+            .flatten()
+    });
+    let v6 = peer.is_ipv6().then(|| peer.to_string());
+    let ip_len = v6.as_ref().map_or_else(|| ipv4_len(peer), String::len);
+
+    // Each value is written once into a buffer of exactly its length and handed to the header
+    // map as is: `Bytes` takes a `Vec` whose length is its capacity without copying it or
+    // allocating again.
+    let prior_len = |prior: &Option<String>| prior.as_ref().map_or(0, |p| p.len() + 2);
+    let xff_len = prior_len(&prior_xff) + ip_len;
+    let mut xff = String::with_capacity(xff_len);
+    if let Some(prior) = &prior_xff {
+        xff.push_str(prior);
         xff.push_str(", ");
     }
-    push_ip(&mut xff, peer);
-    let mut forwarded = String::with_capacity(96);
-    if let Some(prior) = join_values(headers, &header::FORWARDED) {
-        forwarded.push_str(&prior);
+    push_ip(&mut xff, peer, v6.as_deref());
+    let forwarded_len = prior_len(&prior_forwarded)
+        + "for=".len()
+        + if v6.is_some() { ip_len + 4 } else { ip_len }
+        + ";proto=".len()
+        + proto.len()
+        + host
+            .as_ref()
+            .map_or(0, |(_, h)| ";host=\"\"".len() + h.len());
+    let mut forwarded = String::with_capacity(forwarded_len);
+    if let Some(prior) = &prior_forwarded {
+        forwarded.push_str(prior);
         forwarded.push_str(", ");
     }
     forwarded.push_str("for=");
-    if peer.is_ipv6() {
+    if v6.is_some() {
         forwarded.push_str("\"[");
-        push_ip(&mut forwarded, peer);
+        push_ip(&mut forwarded, peer, v6.as_deref());
         forwarded.push_str("]\"");
     } else {
-        push_ip(&mut forwarded, peer);
+        push_ip(&mut forwarded, peer, None);
     }
     forwarded.push_str(";proto=");
     forwarded.push_str(proto);
-    if let Some(host) = headers.get(header::HOST)
-        && host
-            .as_bytes()
-            .iter()
-            .all(|&b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
-    {
-        let host = host.clone();
-        // Checked above: graphic ASCII only.
+    let host = host.map(|(value, text)| {
         forwarded.push_str(";host=\"");
-        forwarded.push_str(host.to_str().unwrap_or_default());
+        forwarded.push_str(text);
         forwarded.push('"');
-        if !headers.contains_key(&X_FORWARDED_HOST) {
-            headers.insert(X_FORWARDED_HOST.clone(), host);
-        }
+        value
+    });
+    debug_assert_eq!((xff.len(), forwarded.len()), (xff_len, forwarded_len));
+    if let Some(host) = host
+        && !sent.host
+    {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+    if !sent.proto {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     }
     // Both strings are built from parsed addresses and checked host bytes: always valid.
@@ -164,12 +210,32 @@ pub fn set_forwarding(
     }
 }
 
+/// Which forwarding headers a request carries.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    xff: bool,
+    forwarded: bool,
+    proto: bool,
+    host: bool,
+}
+
+/// The length of an IPv4 address's text (0 for IPv6, which is written through `Display`).
+fn ipv4_len(ip: IpAddr) -> usize {
+    let IpAddr::V4(v4) = ip else { return 0 };
+    let digits = |o: u8| match o {
+        0..=9 => 1,
+        10..=99 => 2,
+        _ => 3,
+    };
+    3 + v4.octets().into_iter().map(digits).sum::<usize>()
+}
+
 /// Writes `ip` in its usual text form. IPv4, the common case, is written digit by digit: the
 /// formatting machinery behind `Display` cost more than the rest of this module per request
 /// (callgrind, `bench/RESULTS.md`).
-fn push_ip(out: &mut String, ip: IpAddr) {
+fn push_ip(out: &mut String, ip: IpAddr, v6: Option<&str>) {
     let IpAddr::V4(v4) = ip else {
-        let _ = write!(out, "{ip}");
+        out.push_str(v6.unwrap_or_default());
         return;
     };
     for (i, octet) in v4.octets().into_iter().enumerate() {
@@ -215,33 +281,69 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those named in `Connection`.
+///
+/// One pass over the names finds which are there, and only those are removed: a typical
+/// request carries none of them and a typical response only `Connection`, and each removal is
+/// a hashed lookup (one per name cost 7 % of a proxied request, `bench/RESULTS.md`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-    if headers.contains_key(header::CONNECTION) {
+    let mut connection = false;
+    let mut fixed = false;
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else {
+            fixed |= is_hop_by_hop(name);
+        }
+    }
+    if connection {
+        // The names listed in `Connection` that the message actually carries; tokens such as
+        // `close` name no header and cost nothing.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|s| HeaderName::from_str(s.trim()).ok())
+            .filter_map(|token| {
+                let token = token.trim();
+                headers
+                    .keys()
+                    .find(|name| name.as_str().eq_ignore_ascii_case(token))
+                    .cloned()
+            })
             .collect();
         for name in named {
             headers.remove(name);
         }
         headers.remove(header::CONNECTION);
     }
-    for name in [
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &header::PROXY_AUTHORIZATION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-    ] {
-        headers.remove(name);
+    if fixed {
+        for name in [
+            &header::TE,
+            &header::TRAILER,
+            &header::TRANSFER_ENCODING,
+            &header::UPGRADE,
+            &header::PROXY_AUTHORIZATION,
+            &KEEP_ALIVE,
+            &PROXY_CONNECTION,
+        ] {
+            headers.remove(name);
+        }
     }
+}
+
+/// The hop-by-hop names that are removed whether or not `Connection` lists them.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "te" | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "keep-alive"
+            | "proxy-connection"
+    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - [`inflight`]: the in-flight count per backend and the response body that releases it.
 //! - [`proxy`]: one request: checks, choice, streaming forward, retries, error answers.
 //! - [`server`]: listeners, HTTP/1.1 + h2c on the client side, drain on shutdown.
+//! - [`timer`]: one timer per HTTP/1.1 client connection for its per-request deadlines.
 //! - [`upgrade`]: WebSocket (any `Upgrade`) pass-through.
 //! - [`upstream`]: connections to backends (HTTP/1.1 idle lists per thread, HTTP/2, TLS).
 //! - [`tls`]: TLS termination, the HTTP → HTTPS redirector, HSTS.
@@ -50,6 +51,7 @@ pub mod routes;
 pub mod server;
 pub mod status;
 pub mod tcp;
+pub mod timer;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;

@@ -26,6 +26,7 @@ use crate::forwarded::{self, Cidr, X_REQUEST_ID};
 pub use crate::inflight::{InFlight, Tracked};
 use crate::outlier::Outcome;
 use crate::routes::{Route, Routes};
+use crate::timer::ConnectionTimer;
 use crate::upgrade;
 pub use crate::upstream::{Target, Upstream, UpstreamBody};
 
@@ -102,14 +103,15 @@ impl Proxy {
         *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(routes);
     }
 
-    /// Answers one client request from `peer`.
+    /// Answers one client request from `peer`; `timer` is its connection's (see [`crate::timer`]).
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        timer: &ConnectionTimer,
     ) -> Response<ClientBody> {
         let id = forwarded::request_id(request.headers());
-        let mut response = self.forward(request, peer, &id).await;
+        let mut response = self.forward(request, peer, &id, timer).await;
         response.headers_mut().entry(&X_REQUEST_ID).or_insert(id);
         if self.settings.tls {
             response
@@ -124,6 +126,7 @@ impl Proxy {
         request: Request<Incoming>,
         peer: SocketAddr,
         id: &HeaderValue,
+        timer: &ConnectionTimer,
     ) -> Response<ClientBody> {
         let mut request = request;
         let mut upgrade = upgrade::requested(request.headers())
@@ -246,11 +249,18 @@ impl Proxy {
                 authority: &backend.authority,
                 tls: backend.tls,
             };
-            let result = tokio::time::timeout(
-                self.settings.header_timeout,
-                self.client.send(target, upstream),
-            )
-            .await;
+            let send = self.client.send(target, upstream);
+            // HTTP/2 streams are tasks of their own; the connection's timer serves one task.
+            let result = if parts.version == Version::HTTP_2 {
+                tokio::time::timeout(self.settings.header_timeout, send)
+                    .await
+                    .map_err(|_| ())
+            } else {
+                timer
+                    .timeout(self.settings.header_timeout, send)
+                    .await
+                    .map_err(|_| ())
+            };
             let now = Instant::now();
             let failure = match result {
                 Ok(Ok((response, lease))) => {

@@ -22,6 +22,7 @@ use crate::proxy::{Proxy, ProxySettings, Upstream};
 use crate::routes::{ConfigError, Routes};
 use crate::status;
 use crate::tcp::{self, TcpSettings};
+use crate::timer::ConnectionTimer;
 use crate::tls;
 use crate::upstream::UpstreamSettings;
 use tokio_rustls::TlsAcceptor;
@@ -275,9 +276,9 @@ async fn serve_http(
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // Each connection sets its own HTTP/1.1 timer (below).
     builder
         .http1()
-        .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(
             config.client_header_timeout_ms.max(1),
         ))
@@ -301,9 +302,14 @@ async fn serve_http(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
+        // One timer per connection for hyper's header read timeout and the proxy's wait for
+        // the backend (`crate::timer`): re-armed lazily instead of armed per request.
+        let timer = ConnectionTimer::default();
+        let mut builder = builder.clone();
+        builder.http1().timer(timer.clone());
         let service = service_fn(move |request| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(request, peer).await) }
+            let (proxy, timer) = (proxy.clone(), timer.clone());
+            async move { Ok::<_, Infallible>(proxy.handle(request, peer, &timer).await) }
         });
         let Some(tls) = &tls else {
             let connection = builder

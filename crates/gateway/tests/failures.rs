@@ -76,3 +76,56 @@ async fn during_an_outage_the_retry_budget_caps_the_extra_attempts() {
     // 100 requests, and retries limited to 10 + 20 % of them (without a budget: 200 attempts).
     assert!((100..=130).contains(&attempts), "{attempts} attempts");
 }
+
+/// Sends one request on `stream` and reads its answer's status line and headers.
+async fn exchange(stream: &mut tokio::net::TcpStream) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Reads until the gateway closes `stream`; panics if it is still open after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: std::time::Duration) {
+    let mut rest = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut rest))
+        .await
+        .expect("the gateway kept the connection open")
+        .ok();
+}
+
+#[tokio::test]
+async fn client_header_deadlines_close_slow_and_idle_connections_but_not_busy_ones() {
+    let backend = TestBackend::start("a").await;
+    let mut cfg = config(vec![backend.spec()]);
+    cfg.health_check = basis_gateway::health::HealthMode::Off;
+    cfg.client_header_timeout_ms = 300;
+    let gateway = TestGateway::start(cfg).await;
+    let address = gateway.url("").trim_start_matches("http://").to_owned();
+
+    // Requests on one connection for three times the timeout: each one's deadline is new.
+    let mut busy = tokio::net::TcpStream::connect(&address).await.unwrap();
+    for _ in 0..9 {
+        let answer = exchange(&mut busy).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The same connection left idle is closed once the next request's headers are overdue.
+    closed_within(&mut busy, std::time::Duration::from_secs(3)).await;
+
+    // Headers that never end: the connection is closed too.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: gw.test\r\n")
+        .await
+        .unwrap();
+    closed_within(&mut slow, std::time::Duration::from_secs(3)).await;
+    assert_eq!(backend.hits(), 9);
+}
