@@ -25,31 +25,17 @@ ensure_tools
 build_basis
 DATA=$(mktemp -d)
 OUT_DIR=${KEEP:-$DATA}
-mkdir -p "$OUT_DIR" "$DATA/backends/logs"
+mkdir -p "$OUT_DIR"
 
-cat >"$DATA/backends/nginx.conf" <<CONF
-worker_processes 1;
-pid $DATA/backends/nginx.pid;
-error_log $DATA/backends/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  server {
-    listen 127.0.0.1:$B1; listen 127.0.0.1:$B2;
-    location / { return 200 "ok\n"; }
-  }
-}
-CONF
 
 stop_all() {
-  nginx -p "$DATA/backends" -c "$DATA/backends/nginx.conf" -s quit 2>/dev/null || true
+  stop_static_backends "$DATA/backends"
   cleanup
   rm -rf "$DATA"
 }
 trap stop_all EXIT
 
-nginx -p "$DATA/backends" -c "$DATA/backends/nginx.conf"
+static_backends "$DATA/backends" "$B1" "$B2"
 TOKIO_WORKER_THREADS=1 RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
   --callgrind-out-file="$OUT_DIR/gateway.out" \
   "$BASIS" gateway --listen "127.0.0.1:$GW" --health-check off --algorithm round-robin \

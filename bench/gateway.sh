@@ -25,22 +25,8 @@ ALGORITHM=${ALGORITHM:-round-robin}
 DATA=$(mktemp -d)
 B1=18181 B2=18182 GW=18100 HA=18101 NG=18102
 
-# The backends: one nginx worker answering 200 on two ports, keep-alive without a cap.
-mkdir -p "$DATA/backends/logs" "$DATA/proxy/logs"
-cat >"$DATA/backends/nginx.conf" <<CONF
-worker_processes 1;
-pid $DATA/backends/nginx.pid;
-error_log $DATA/backends/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  server {
-    listen 127.0.0.1:$B1; listen 127.0.0.1:$B2;
-    location / { return 200 "ok\n"; }
-  }
-}
-CONF
+# The nginx proxy (the backends are started below, by static_backends in lib.sh).
+mkdir -p "$DATA/proxy/logs"
 cat >"$DATA/proxy/nginx.conf" <<CONF
 worker_processes $PROXY_THREADS;
 pid $DATA/proxy/nginx.pid;
@@ -83,14 +69,14 @@ backend be
 CONF
 
 stop_all() {
-  nginx -p "$DATA/backends" -c "$DATA/backends/nginx.conf" -s quit 2>/dev/null || true
+  stop_static_backends "$DATA/backends"
   nginx -p "$DATA/proxy" -c "$DATA/proxy/nginx.conf" -s quit 2>/dev/null || true
   cleanup
   rm -rf "$DATA"
 }
 trap stop_all EXIT
 
-nginx -p "$DATA/backends" -c "$DATA/backends/nginx.conf"
+static_backends "$DATA/backends" "$B1" "$B2"
 nginx -p "$DATA/proxy" -c "$DATA/proxy/nginx.conf"
 haproxy -f "$DATA/haproxy.cfg" -q &
 PIDS+=($!); HA_PID=$!

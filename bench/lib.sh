@@ -112,3 +112,30 @@ to_ms() { # wrk's "812.00us" / "1.20ms" / "2.01s" → milliseconds
 median() { # median of the numbers given as arguments
   printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
 }
+
+# static_backends <dir> <port> <port>: one nginx worker answering `return 200` on both
+# ports, keep-alive without a request cap (what a proxy is measured in front of); its
+# files go under <dir>. stop_static_backends <dir> stops it.
+static_backends() {
+  local dir=$1
+  mkdir -p "$dir/logs"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  server {
+    listen 127.0.0.1:$2; listen 127.0.0.1:$3;
+    location / { return 200 "ok\n"; }
+  }
+}
+CONF
+  nginx -p "$dir" -c "$dir/nginx.conf"
+}
+
+stop_static_backends() {
+  nginx -p "$1" -c "$1/nginx.conf" -s quit 2>/dev/null || true
+}
